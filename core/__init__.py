@@ -1,0 +1,1 @@
+"""Shared core: errors, wire format of sealed blocks, sealing, messages, config."""
