@@ -1,0 +1,195 @@
+"""``sim`` subcommand: run N simulated scanners in one process until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from core.errors import ConfigError, NiiError
+from firmware_sim._scanner import FaultConfig, SimConfig, SimScanner
+from firmware_sim._source import ImageSource, ReplaySource, SyntheticSource
+
+__all__ = ["build_configs", "register", "run"]
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``sim`` subcommand to an argparse ``subparsers`` object.
+
+    The parser's default ``func`` is :func:`run` (``args.func(args)`` returns the
+    exit status).
+    """
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "sim",
+        help="run simulated line scanners (LSP-1 over a pty and TCP)",
+        description=(
+            "Run simulated LSP-1 line scanners: serial control on a pty (symlinked as "
+            "SERIAL_DIR/scannerN.tty) and detector lines on a TCP port each."
+        ),
+    )
+    p.add_argument("--scanners", type=int, default=1, help="how many scanners (default 1)")
+    p.add_argument("--channels", type=int, default=1536, help="detector channels (1536)")
+    p.add_argument("--line-rate", type=float, default=500.0, help="lines per second (500)")
+    p.add_argument("--scan-lines", type=int, default=1000, help="image lines per scan (1000)")
+    p.add_argument("--scans", type=int, default=0, help="scans per scanner, 0 = forever")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between scans (2)")
+    p.add_argument(
+        "--no-auto", action="store_true", help="scan only on START, not by itself once armed"
+    )
+    p.add_argument(
+        "--armed", action="store_true", help="start armed (scans begin without an ARM command)"
+    )
+    p.add_argument("--buffer", type=float, default=10.0, help="replay buffer in seconds (10)")
+    p.add_argument("--serial-dir", default="var/sim", help="where scannerN.tty links go")
+    p.add_argument("--data-host", default="127.0.0.1", help="address to listen on")
+    p.add_argument(
+        "--data-port-base",
+        type=int,
+        default=0,
+        help="first data port (scanner N gets base+N-1); 0 = free ports",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed (scanner N uses seed+N-1)")
+    p.add_argument(
+        "--replay",
+        type=int,
+        default=0,
+        metavar="N",
+        help="pre-generate N images and replay them (cheap; for benchmarks)",
+    )
+    p.add_argument("--emit-log-dir", help="write scannerN.emit.log (one line per LINE packet)")
+    p.add_argument("--status-file", help="write where each scanner listens, as JSON")
+    g = p.add_argument_group("faults")
+    g.add_argument("--corrupt", type=float, default=0.0, help="fraction of packets corrupted")
+    g.add_argument("--drop", type=float, default=0.0, help="fraction of packets dropped")
+    g.add_argument("--stall-every", type=float, default=0.0, help="mean s between link stalls")
+    g.add_argument("--stall", type=float, default=0.0, help="length of a link stall, s")
+    g.add_argument("--link-drop-every", type=float, default=0.0, help="mean s between TCP drops")
+    g.add_argument(
+        "--dead-channels", default="", help="comma-separated channel indexes that read 0"
+    )
+    g.add_argument(
+        "--serial-corrupt", type=float, default=0.0, help="fraction of serial frames corrupted"
+    )
+    p.set_defaults(func=run)
+    return p
+
+
+def build_configs(args: argparse.Namespace) -> list[SimConfig]:
+    """One :class:`SimConfig` per scanner from parsed ``sim`` options."""
+    if args.scanners < 1:
+        raise ConfigError(f"--scanners {args.scanners}", fix="Run at least one scanner.")
+    try:
+        dead = tuple(int(c) for c in args.dead_channels.split(",") if c.strip())
+    except ValueError as exc:
+        raise ConfigError(
+            f"--dead-channels {args.dead_channels!r} is not a list of channel numbers",
+            fix="Give comma-separated integers, e.g. --dead-channels 3,17.",
+        ) from exc
+    faults = FaultConfig(
+        corrupt_fraction=args.corrupt,
+        drop_fraction=args.drop,
+        stall_every_s=args.stall_every,
+        stall_s=args.stall,
+        link_drop_every_s=args.link_drop_every,
+        dead_channels=dead,
+        serial_corrupt_fraction=args.serial_corrupt,
+    )
+    source: ImageSource = (
+        ReplaySource(SyntheticSource(), args.replay) if args.replay > 0 else SyntheticSource()
+    )
+    serial_dir = Path(args.serial_dir)
+    configs = []
+    for i in range(1, args.scanners + 1):
+        name = f"scanner{i}"
+        configs.append(
+            SimConfig(
+                name=name,
+                channels=args.channels,
+                line_rate=args.line_rate,
+                scan_lines=args.scan_lines,
+                scans=args.scans,
+                interval_s=args.interval,
+                auto=not args.no_auto,
+                buffer_s=args.buffer,
+                seed=args.seed + i - 1,
+                source=source,
+                faults=faults,
+                emit_log=(
+                    Path(args.emit_log_dir) / f"{name}.emit.log" if args.emit_log_dir else None
+                ),
+                serial_link=serial_dir / f"{name}.tty",
+                data_host=args.data_host,
+                data_port=args.data_port_base + i - 1 if args.data_port_base else 0,
+            )
+        )
+    return configs
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the simulators under uvloop until SIGINT or SIGTERM; 0 on a clean exit."""
+    try:
+        configs = build_configs(args)
+        uvloop.run(_serve(configs, args.status_file, args.armed))
+    except NiiError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.fix:
+            print(f"fix: {exc.fix}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        print(f"error: cannot start the simulators: {exc}", file=sys.stderr)
+        print(
+            "fix: choose free ports (--data-port-base 0) and a writable --serial-dir.",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
+
+
+async def _serve(configs: list[SimConfig], status_file: str | None, armed: bool) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    sims = [SimScanner(cfg) for cfg in configs]
+    started: list[SimScanner] = []
+    try:
+        for sim in sims:
+            await sim.start()
+            started.append(sim)
+            if armed:
+                sim.arm()
+        if status_file:
+            write_status(status_file, started)
+        for sim in started:
+            d = sim.describe()
+            print(
+                f"{d['name']}: serial {d['serial']}, data {d['data_host']}:{d['data_port']}",
+                flush=True,
+            )
+        await stop.wait()
+    finally:
+        for sim in started:
+            await sim.stop()
+        if status_file:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(status_file)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def write_status(path: str | os.PathLike[str], sims: list[SimScanner]) -> None:
+    """Write ``{"pid": ..., "scanners": [describe(), ...]}`` atomically."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    doc = {"pid": os.getpid(), "scanners": [sim.describe() for sim in sims]}
+    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(target)
