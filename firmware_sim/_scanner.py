@@ -61,7 +61,7 @@ FAULT_KINDS = (
 )
 """What :meth:`SimScanner.inject` can do at run time."""
 
-_MAX_BATCH = 4096  # packets per write per client
+_MAX_BATCH = 512  # packets per write per client and tick: bounds what a go-back-N throws away
 _INSTANT_BATCH = 256  # lines emitted per pump round in instant mode
 
 Entry = tuple[bytes, bytes | memoryview, bytes]
@@ -127,7 +127,7 @@ class SimConfig:
     model: str = "LSP-SIM"
     serial_number: str = ""
     firmware: str = "1.0.0"
-    high_water_bytes: int = 4 << 20
+    high_water_bytes: int = 1 << 20
     """Backlog in a client's socket beyond which the scanner stops writing to it."""
 
 
@@ -158,8 +158,8 @@ class _DataConn(asyncio.Protocol):
         self._buf = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCP transport is not an asyncio.Transport subclass; it has the same API.
+        self.transport = transport  # type: ignore[assignment]
         self.sim._conns.add(self)
         self.sim.stats["connections"] += 1
 

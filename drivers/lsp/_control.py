@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import serial
 
@@ -205,7 +205,7 @@ class LspControl:
     async def reset(self) -> None:
         await self.request(Command.RESET)
 
-    async def events(self) -> AsyncIterator[ControlEvent]:
+    async def events(self) -> AsyncGenerator[ControlEvent, None]:
         """Unsolicited events (SCAN_START, SCAN_END, FAULT, STATUS) until closed."""
         while True:
             event = await self._events.get()

@@ -327,14 +327,13 @@ def parse_frame(frame: bytes) -> list[str] | None:
     if len(frame) < 4 or frame[:1] != b"$" or frame[-3:-2] != b"*":
         return None
     body = frame[1:-3]
+    if frame[-2:] != b"%02X" % checksum(body):
+        return None  # uppercase hex only: a flipped case bit must not pass
     try:
-        cs = int(frame[-2:], 16)
         text = body.decode("ascii")
     except ValueError:
         return None
-    if cs != checksum(body) or not text:
-        return None
-    return text.split(",")
+    return text.split(",") if text else None
 
 
 class SerialDecoder:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from drivers._interface import LinkGap, LinkStats, Packet, PacketType
 from drivers.lsp._io import PacketDecoder, RequestKind, pack_request
@@ -58,7 +58,7 @@ class LspDataLink:
     def __repr__(self) -> str:
         return f"LspDataLink({self.host}:{self.port})"
 
-    async def packets(self, next_seq: int) -> AsyncIterator[Packet | LinkGap]:
+    async def packets(self, next_seq: int) -> AsyncGenerator[Packet | LinkGap, None]:
         """Yield packets in strict sequence order from ``next_seq`` on, until closed."""
         stats = self.stats
         loop = asyncio.get_running_loop()
