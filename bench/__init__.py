@@ -1,0 +1,16 @@
+"""Benchmarks (``nii bench …``): each prints one JSON object as its last line."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``nii bench`` and its benchmarks."""
+    b: argparse.ArgumentParser = subparsers.add_parser("bench", help="run a benchmark")
+    bs = b.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    from bench.live import register as register_live
+
+    register_live(bs)
+    return b

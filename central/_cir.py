@@ -1,0 +1,365 @@
+"""The Central Image Repository (CIR), embedded flavour: SQLite metadata + blob files.
+
+* Metadata lives in SQLite (through sqlite-utils), WAL, ``synchronous=FULL``: a
+  commit is durable when it returns.
+* Blobs are the sealed blocks exactly as the edge made them, content-addressed
+  by their block hash under ``blobs/ab/cd/<hash>``. They stay encrypted at rest
+  and their signatures stay verifiable for years.
+* Group commit: a batch of blocks is written to blob files, the file system is
+  synced once (``syncfs``), then one SQLite transaction records them. Only then
+  does the aggregator acknowledge them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from core.errors import ConfigError, EnrollmentError, NiiError
+from core.keys import EdgePublic
+from core.seal import Block, parse
+
+_libc_name = ctypes.util.find_library("c")
+_libc = ctypes.CDLL(_libc_name, use_errno=True) if _libc_name else None
+
+
+def syncfs(fd: int) -> None:
+    """Flush the whole file system holding ``fd`` (one call for a batch of files)."""
+    if _libc is not None and hasattr(_libc, "syncfs"):
+        if _libc.syncfs(fd) == 0:
+            return
+    os.sync()
+
+
+@dataclass
+class StreamState:
+    """Where one scanner's chain stands in the CIR."""
+
+    scanner: str
+    edge: str
+    last_seq: int
+    last_hash: bytes
+    link_next_seq: int
+    scan_ref: int | None  # the scan the next data blocks belong to
+    scan_id: int | None
+
+
+@dataclass
+class Staged:
+    """A verified block waiting for the next group commit."""
+
+    block: Block
+    hash: bytes
+    committed_lines: int  # image lines
+    calib_lines: int
+
+
+class Cir:
+    """The repository: enrollment, streams, blocks, scans, alarms."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = Path(state_dir)
+        try:
+            (self.dir / "blobs").mkdir(parents=True, exist_ok=True)
+            path = self.dir / "cir.sqlite"
+            # Two connections: readers on the event loop, the writer in the commit thread.
+            # WAL lets readers see only committed data while a batch is being written.
+            self.db = sqlite_utils.Database(sqlite3.connect(path, timeout=30))
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.wdb = sqlite_utils.Database(
+                sqlite3.connect(path, timeout=30, check_same_thread=False)
+            )
+            self.wdb.execute("PRAGMA synchronous=FULL")
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"cannot open the CIR in {self.dir}: {exc}",
+                fix="check state_dir: it must exist, be writable and have free space",
+            ) from exc
+        self._blob_fd = os.open(self.dir / "blobs", os.O_RDONLY)
+        self._schema()
+
+    def close(self) -> None:
+        os.close(self._blob_fd)
+        self.wdb.close()
+        self.db.close()
+
+    def _schema(self) -> None:
+        db = self.db
+        if "edges" not in db.table_names():
+            db["edges"].create(
+                {
+                    "id": str,
+                    "sign_public": str,
+                    "curve_public": str,
+                    "enrolled_ns": int,
+                    "revoked_ns": int,
+                    "note": str,
+                },
+                pk="id",
+            )
+            db["edges"].create_index(["curve_public"], unique=True)
+        if "streams" not in db.table_names():
+            db["streams"].create(
+                {
+                    "scanner": str,
+                    "edge": str,
+                    "last_seq": int,
+                    "last_hash": str,
+                    "link_next_seq": int,
+                    "scan_ref": int,
+                    "scan_id": int,
+                    "updated_ns": int,
+                },
+                pk="scanner",
+            )
+        if "blocks" not in db.table_names():
+            db["blocks"].create(
+                {
+                    "scanner": str,
+                    "seq": int,
+                    "kind": str,
+                    "scan_ref": int,
+                    "scan_id": int,
+                    "n_lines": int,
+                    "link_first": int,
+                    "link_last": int,
+                    "hash": str,
+                    "prev_hash": str,
+                    "size": int,
+                    "created_ns": int,
+                    "committed_ns": int,
+                },
+                pk=("scanner", "seq"),
+            )
+            db["blocks"].create_index(["scan_ref", "seq"])
+        if "scans" not in db.table_names():
+            db["scans"].create(
+                {
+                    "ref": int,
+                    "scanner": str,
+                    "scan_id": int,
+                    "container": str,
+                    "status": str,
+                    "started_ns": int,
+                    "finished_ns": int,
+                    "lines_planned": int,
+                    "lines_received": int,
+                    "calib_lines": int,
+                    "lines_emitted": int,
+                    "blocks": int,
+                    "first_seq": int,
+                    "last_seq": int,
+                    "gaps": int,
+                    "start_record": str,
+                    "end_record": str,
+                },
+                pk="ref",
+            )
+            db["scans"].create_index(["scanner", "scan_id"])
+        if "alarms" not in db.table_names():
+            db["alarms"].create(
+                {
+                    "id": int,
+                    "ts_ns": int,
+                    "scanner": str,
+                    "edge": str,
+                    "kind": str,
+                    "message": str,
+                    "details": str,
+                },
+                pk="id",
+            )
+
+    # -- enrollment ----------------------------------------------------------------------
+    def enroll(self, pub: EdgePublic, note: str = "") -> None:
+        existing = self.edge(pub.id)
+        other = self.edge_by_curve(pub.curve_public.decode())
+        if other is not None and other["id"] != pub.id:
+            raise EnrollmentError(
+                f"this CurveZMQ key is already enrolled as edge {other['id']!r}",
+                fix="create a fresh key pair for the new edge with 'nii keys edge'",
+            )
+        row = {
+            "id": pub.id,
+            "sign_public": pub.sign_public_b64,
+            "curve_public": pub.curve_public.decode(),
+            "enrolled_ns": time.time_ns(),
+            "revoked_ns": None,
+            "note": note,
+        }
+        if existing is not None and existing["revoked_ns"] is None and (
+            existing["sign_public"] != row["sign_public"]
+            or existing["curve_public"] != row["curve_public"]
+        ):
+            raise EnrollmentError(
+                f"edge {pub.id!r} is already enrolled with other keys",
+                fix=f"revoke it first ('nii central revoke {pub.id}') if the box was replaced",
+            )
+        self.db["edges"].upsert(row, pk="id")
+
+    def revoke(self, edge_id: str) -> None:
+        if self.edge(edge_id) is None:
+            raise EnrollmentError(
+                f"no edge {edge_id!r} is enrolled", fix="list them with 'nii central edges'"
+            )
+        self.db["edges"].update(edge_id, {"revoked_ns": time.time_ns()})
+
+    def edge(self, edge_id: str) -> dict[str, Any] | None:
+        rows = list(self.db["edges"].rows_where("id = ?", [edge_id]))
+        return rows[0] if rows else None
+
+    def edge_by_curve(self, curve_z85: str) -> dict[str, Any] | None:
+        rows = list(self.db["edges"].rows_where("curve_public = ?", [curve_z85]))
+        return rows[0] if rows else None
+
+    def edges(self) -> list[dict[str, Any]]:
+        return list(self.db["edges"].rows_where(order_by="id"))
+
+    # -- streams -------------------------------------------------------------------------
+    def stream(self, scanner: str) -> StreamState | None:
+        rows = list(self.db["streams"].rows_where("scanner = ?", [scanner]))
+        if not rows:
+            return None
+        r = rows[0]
+        return StreamState(
+            r["scanner"],
+            r["edge"],
+            r["last_seq"],
+            bytes.fromhex(r["last_hash"]),
+            r["link_next_seq"],
+            r["scan_ref"],
+            r["scan_id"],
+        )
+
+    def block_hash(self, scanner: str, seq: int) -> bytes | None:
+        row = self.db.execute(
+            "SELECT hash FROM blocks WHERE scanner = ? AND seq = ?", [scanner, seq]
+        ).fetchone()
+        return None if row is None else bytes.fromhex(row[0])
+
+    # -- commit --------------------------------------------------------------------------
+    def blob_path(self, h: bytes | str) -> Path:
+        hx = h if isinstance(h, str) else h.hex()
+        return self.dir / "blobs" / hx[:2] / hx[2:4] / hx
+
+    def _write_blob(self, h: bytes, raw: bytes) -> None:
+        p = self.blob_path(h)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(raw)
+        os.replace(tmp, p)
+
+    def commit(
+        self,
+        staged: list[Staged],
+        streams: dict[str, StreamState],
+        scans: dict[int, dict[str, Any]],
+        alarms: list[dict[str, Any]],
+    ) -> None:
+        """Write blobs, sync, then record everything in one transaction."""
+        for s in staged:
+            self._write_blob(s.hash, s.block.raw)
+        if staged:
+            syncfs(self._blob_fd)
+        now = time.time_ns()
+        rows = []
+        for s in staged:
+            b = s.block
+            m = b.meta
+            rows.append(
+                {
+                    "scanner": b.scanner,
+                    "seq": b.seq,
+                    "kind": b.kind.name.lower(),
+                    "scan_ref": m.get("_scan_ref"),
+                    "scan_id": m.get("scan_id"),
+                    "n_lines": len(b.index),
+                    "link_first": b.index[0].link_seq if b.index else m.get("first_seq"),
+                    "link_last": b.index[-1].link_seq if b.index else m.get("last_seq"),
+                    "hash": s.hash.hex(),
+                    "prev_hash": b.prev_hash.hex(),
+                    "size": len(b.raw),
+                    "created_ns": b.created_ns,
+                    "committed_ns": now,
+                }
+            )
+        db = self.wdb
+        with db.conn:
+            if rows:
+                db["blocks"].insert_all(rows, batch_size=500)
+            for st in streams.values():
+                db["streams"].upsert(
+                    {
+                        "scanner": st.scanner,
+                        "edge": st.edge,
+                        "last_seq": st.last_seq,
+                        "last_hash": st.last_hash.hex(),
+                        "link_next_seq": st.link_next_seq,
+                        "scan_ref": st.scan_ref,
+                        "scan_id": st.scan_id,
+                        "updated_ns": now,
+                    },
+                    pk="scanner",
+                )
+            for row in scans.values():
+                db["scans"].upsert(row, pk="ref")
+            for a in alarms:
+                db["alarms"].insert(a)
+
+    def next_scan_ref(self) -> int:
+        row = self.db.execute("SELECT COALESCE(MAX(ref), 0) FROM scans").fetchone()
+        return int(row[0]) + 1
+
+    def scan(self, ref: int) -> dict[str, Any] | None:
+        rows = list(self.db["scans"].rows_where("ref = ?", [ref]))
+        return rows[0] if rows else None
+
+    def scans(self, scanner: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        where, args = ("scanner = ?", [scanner]) if scanner else (None, [])
+        return list(
+            self.db["scans"].rows_where(where, args, order_by="ref desc", limit=limit)
+        )
+
+    def alarm_rows(self, limit: int = 50) -> list[dict[str, Any]]:
+        return list(self.db["alarms"].rows_where(order_by="id desc", limit=limit))
+
+    def add_alarm(self, scanner: str, edge: str, kind: str, message: str, **details: Any) -> dict[str, Any]:
+        row = {
+            "ts_ns": time.time_ns(),
+            "scanner": scanner,
+            "edge": edge,
+            "kind": kind,
+            "message": message,
+            "details": json.dumps(details, default=str),
+        }
+        return row
+
+    # -- reading -------------------------------------------------------------------------
+    def read_block(self, h: str) -> Block:
+        p = self.blob_path(h)
+        try:
+            raw = p.read_bytes()
+        except OSError as exc:
+            raise NiiError(
+                f"blob {h} is missing from the CIR ({exc.strerror})",
+                fix="restore the blob store from backup; the block index is intact",
+            ) from exc
+        return parse(raw)
+
+    def scan_blocks(self, scan_ref: int) -> Iterator[dict[str, Any]]:
+        yield from self.db["blocks"].rows_where("scan_ref = ?", [scan_ref], order_by="seq")
+
+    def stream_blocks(self, scanner: str) -> Iterator[dict[str, Any]]:
+        yield from self.db["blocks"].rows_where("scanner = ?", [scanner], order_by="seq")

@@ -1,0 +1,75 @@
+"""The live feed for control rooms (ZeroMQ SUB side), as ``nii control-room tail`` prints it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+import zmq
+import zmq.asyncio
+
+TOPICS = (b"scan.started", b"scan.block", b"scan.finished", b"alarm")
+
+
+def format_event(topic: bytes, doc: dict[str, Any]) -> str:
+    """One human line per feed event."""
+    t = time.strftime("%H:%M:%S")
+    if topic == b"scan.started":
+        return (f"{t} SCAN STARTED  {doc.get('scanner')} scan {doc.get('scan_id')} "
+                f"(ref {doc.get('ref')}) container {doc.get('container') or '?'} "
+                f"{doc.get('lines_planned')} lines planned")
+    if topic == b"scan.finished":
+        return (f"{t} SCAN FINISHED {doc.get('scanner')} scan {doc.get('scan_id')} "
+                f"(ref {doc.get('ref')}) {doc.get('status')}: {doc.get('lines_received')}/"
+                f"{doc.get('lines_planned')} lines, {doc.get('gaps')} gap(s)")
+    if topic == b"scan.block":
+        return (f"{t} preview       {doc.get('scanner')} scan {doc.get('scan_id')} lines "
+                f"{doc.get('first_line')}+{doc.get('lines')} mean {doc.get('mean_high', 0):.0f}")
+    if topic == b"alarm":
+        return f"{t} ALARM {doc.get('kind')} {doc.get('scanner') or ''}: {doc.get('message')}"
+    return f"{t} {topic.decode(errors='replace')} {doc}"
+
+
+async def tail(
+    endpoint: str,
+    *,
+    previews: bool = True,
+    as_json: bool = False,
+    count: int = 0,
+    out: TextIO = sys.stdout,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Print feed events until ``count`` were printed (0 = forever) or ``stop`` is set."""
+    ctx = zmq.asyncio.Context()
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    for t in TOPICS:
+        if previews or t != b"scan.block":
+            sock.setsockopt(zmq.SUBSCRIBE, t)
+    sock.connect(endpoint)
+    printed = 0
+    try:
+        while count == 0 or printed < count:
+            if stop is not None and stop.is_set():
+                break
+            if not await sock.poll(200):
+                continue
+            frames = await sock.recv_multipart()
+            topic = frames[0]
+            try:
+                doc = json.loads(frames[1])
+            except (ValueError, IndexError):
+                continue
+            if as_json:
+                out.write(json.dumps({"topic": topic.decode(), **doc}) + "\n")
+            else:
+                out.write(format_event(topic, doc) + "\n")
+            out.flush()
+            printed += 1
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+    return printed

@@ -1,0 +1,146 @@
+"""Reading the CIR back: verify chains, decrypt lines, assemble scans.
+
+Used by ``nii cir verify`` (the evidence check a court would ask for: every
+block's signature, digest and chain link, from the genesis of each scanner)
+and ``nii cir export`` (image arrays of one scan).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from central._cir import Cir
+from core.errors import IntegrityError, NiiError
+from core.keys import EdgePublic
+from core.seal import BlockKind, Opener, genesis_hash, verify
+
+
+@dataclass
+class ChainReport:
+    scanner: str
+    edge: str
+    blocks: int = 0
+    first_seq: int = -1
+    last_seq: int = -1
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_stream(cir: Cir, scanner: str) -> ChainReport:
+    """Check a scanner's whole chain in the CIR: continuity, links, digests, signatures."""
+    stream = cir.stream(scanner)
+    rep = ChainReport(scanner, stream.edge if stream else "")
+    edge = cir.edge(rep.edge) if stream else None
+    key = EdgePublic.from_b64(edge["sign_public"]) if edge else None
+    prev = genesis_hash(scanner)
+    expect = 0
+    for row in cir.stream_blocks(scanner):
+        rep.blocks += 1
+        seq = row["seq"]
+        if rep.first_seq < 0:
+            rep.first_seq = seq
+        rep.last_seq = seq
+        if seq != expect:
+            rep.problems.append(f"seq {seq}: expected {expect} (blocks missing)")
+        expect = seq + 1
+        try:
+            block = cir.read_block(row["hash"])
+            if key is None:
+                raise IntegrityError(f"edge {rep.edge!r} is not enrolled", reason="edge")
+            verify(block, key)
+        except NiiError as exc:
+            rep.problems.append(f"seq {seq}: {exc}")
+            prev = bytes.fromhex(row["hash"])
+            continue
+        if block.hash.hex() != row["hash"]:
+            rep.problems.append(f"seq {seq}: blob hash differs from the index")
+        if block.prev_hash != prev:
+            rep.problems.append(f"seq {seq}: chain broken (prev_hash mismatch)")
+        prev = block.hash
+    if stream is not None and stream.last_seq != rep.last_seq:
+        rep.problems.append(
+            f"stream head says {stream.last_seq}, blocks end at {rep.last_seq}"
+        )
+    return rep
+
+
+@dataclass(frozen=True)
+class Line:
+    scan_ref: int | None
+    scan_id: int
+    line_no: int
+    flags: int
+    ts_ns: int
+    link_seq: int
+    payload: bytes
+
+
+def iter_lines(cir: Cir, opener: Opener, scanner: str) -> Iterator[Line]:
+    """Every detector line of a scanner in chain order, decrypted."""
+    for row in cir.stream_blocks(scanner):
+        if row["kind"] != "data":
+            continue
+        yield from _block_lines(cir, opener, row)
+
+
+def _block_lines(cir: Cir, opener: Opener, row: dict[str, Any]) -> Iterator[Line]:
+    block = cir.read_block(row["hash"])
+    if block.kind != BlockKind.DATA:
+        return
+    plain = opener.open(block)
+    n = len(block.index)
+    if n == 0:
+        return
+    size = len(plain) // n
+    for i, e in enumerate(block.index):
+        yield Line(
+            row["scan_ref"],
+            int(block.meta.get("scan_id", -1)),
+            e.line_no,
+            e.flags,
+            e.ts_ns,
+            e.link_seq,
+            plain[i * size : (i + 1) * size],
+        )
+
+
+def scan_arrays(cir: Cir, opener: Opener, ref: int) -> dict[str, np.ndarray]:
+    """Assemble one scan: image and calibration lines as (channels, lines) uint16 arrays."""
+    scan = cir.scan(ref)
+    if scan is None:
+        raise NiiError(f"no scan with ref {ref} in the CIR", fix="list scans with 'nii cir scans'")
+    image: dict[int, bytes] = {}
+    dark: list[bytes] = []
+    air: list[bytes] = []
+    for row in cir.scan_blocks(ref):
+        if row["kind"] != "data":
+            continue
+        for ln in _block_lines(cir, opener, row):
+            if ln.flags & 1:
+                dark.append(ln.payload)
+            elif ln.flags & 2:
+                air.append(ln.payload)
+            else:
+                image[ln.line_no] = ln.payload
+    out: dict[str, np.ndarray] = {}
+
+    def stack(lines: list[bytes], name: str) -> None:
+        if not lines:
+            return
+        arr = np.frombuffer(b"".join(lines), dtype="<u2").reshape(len(lines), 2, -1)
+        out[f"{name}_high"] = arr[:, 0, :].T.copy()
+        out[f"{name}_low"] = arr[:, 1, :].T.copy()
+
+    order = sorted(image)
+    stack([image[i] for i in order], "image")
+    stack(dark, "dark")
+    stack(air, "air")
+    out["line_no"] = np.asarray(order, dtype=np.int64)
+    return out

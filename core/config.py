@@ -1,0 +1,232 @@
+"""Configuration files of the central aggregator and the edge daemons (TOML).
+
+Relative paths in a file are taken relative to the file's own folder, so a
+configuration folder can be moved as a whole. Every mistake gives one
+:class:`ConfigError` that names the file, the setting and the fix.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError, KeyFileError
+from core.keys import check_id
+
+EXAMPLE_CENTRAL = """\
+[central]
+listen = "tcp://127.0.0.1:7600"   # edges connect here (CurveZMQ)
+feed = "tcp://127.0.0.1:7601"     # live feed for control rooms (PUB)
+state_dir = "var/central"         # CIR database and blobs
+key = "keys/cir.key"
+"""
+
+EXAMPLE_EDGE = """\
+[edge]
+id = "edge-a"
+key = "keys/edge-a.key"
+cir_public = "keys/cir.pub"
+central = "tcp://127.0.0.1:7600"
+state_dir = "var/edge-a"
+
+[[scanner]]
+id = "scanner1"
+serial = "/dev/ttyUSB0"
+data = "192.0.2.10:7700"
+"""
+
+
+class _Section:
+    """Typed access to one TOML table, with errors that name file and key."""
+
+    def __init__(self, path: Path, name: str, doc: dict[str, Any]) -> None:
+        self.path, self.name, self.doc = path, name, doc
+
+    def _err(self, key: str, problem: str, fix: str) -> ConfigError:
+        return ConfigError(f"{self.path}: [{self.name}] {key}: {problem}", fix=fix)
+
+    def str(self, key: str, default: str | None = None) -> str:
+        val = self.doc.get(key, default)
+        if val is None:
+            raise self._err(key, "missing", f"add {key} = \"...\" to the [{self.name}] table")
+        if not isinstance(val, str) or not val:
+            raise self._err(key, f"must be a non-empty string, got {val!r}", "quote the value")
+        return val
+
+    def path_(self, key: str, default: str | None = None) -> Path:
+        p = Path(self.str(key, default)).expanduser()
+        return p if p.is_absolute() else (self.path.parent / p)
+
+    def num(self, key: str, default: float, lo: float, hi: float) -> float:
+        val = self.doc.get(key, default)
+        if isinstance(val, bool) or not isinstance(val, int | float):
+            raise self._err(key, f"must be a number, got {val!r}", f"write e.g. {key} = {default}")
+        if not lo <= val <= hi:
+            raise self._err(key, f"{val} is out of range", f"use a value from {lo} to {hi}")
+        return float(val)
+
+    def endpoint(self, key: str, default: str | None = None) -> str:
+        val = self.str(key, default)
+        if not val.startswith(("tcp://", "ipc://", "inproc://")):
+            raise self._err(
+                key, f"{val!r} is not a ZeroMQ endpoint", "write it as tcp://HOST:PORT"
+            )
+        return val
+
+    def check_unknown(self, known: set[str]) -> None:
+        unknown = set(self.doc) - known
+        if unknown:
+            raise self._err(
+                ", ".join(sorted(unknown)),
+                "unknown setting",
+                f"remove it or check the spelling; known settings: {', '.join(sorted(known))}",
+            )
+
+
+def _load(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(
+            f"configuration file {path} does not exist",
+            fix="pass --config with the right path, or create one from 'nii config --example'",
+        )
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}", fix="check the file's permissions") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}", fix="correct the syntax") from exc
+
+
+def _table(path: Path, doc: dict[str, Any], name: str) -> _Section:
+    t = doc.get(name)
+    if not isinstance(t, dict):
+        raise ConfigError(f"{path}: no [{name}] table", fix=f"add a [{name}] table")
+    return _Section(path, name, t)
+
+
+@dataclass
+class CentralConfig:
+    path: Path
+    listen: str
+    feed: str
+    state_dir: Path
+    key: Path
+    metrics: str = ""
+    commit_interval_ms: float = 5.0
+    preview_hz: float = 10.0
+
+    @classmethod
+    def load(cls, path: Path) -> CentralConfig:
+        path = Path(path)
+        doc = _load(path)
+        s = _table(path, doc, "central")
+        s.check_unknown(
+            {"listen", "feed", "state_dir", "key", "metrics", "commit_interval_ms", "preview_hz"}
+        )
+        return cls(
+            path=path,
+            listen=s.endpoint("listen", "tcp://127.0.0.1:7600"),
+            feed=s.endpoint("feed", "tcp://127.0.0.1:7601"),
+            state_dir=s.path_("state_dir", "var/central"),
+            key=s.path_("key"),
+            metrics=str(s.doc.get("metrics", "")),
+            commit_interval_ms=s.num("commit_interval_ms", 5.0, 0.0, 1000.0),
+            preview_hz=s.num("preview_hz", 10.0, 0.0, 1000.0),
+        )
+
+
+@dataclass
+class ScannerConfig:
+    id: str
+    serial: Path
+    data_host: str
+    data_port: int
+    block_lines: int = 64
+    block_ms: float = 20.0
+    spool_max_mb: float = 1024.0
+    spool_high_water: float = 0.9
+    arm: bool = True
+
+
+@dataclass
+class EdgeConfig:
+    path: Path
+    id: str
+    key: Path
+    cir_public: Path
+    central: str
+    state_dir: Path
+    heartbeat_s: float = 1.0
+    scanners: list[ScannerConfig] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> EdgeConfig:
+        path = Path(path)
+        doc = _load(path)
+        s = _table(path, doc, "edge")
+        s.check_unknown({"id", "key", "cir_public", "central", "state_dir", "heartbeat_s"})
+        try:
+            edge_id = check_id("edge", s.str("id"))
+        except KeyFileError as exc:
+            raise ConfigError(f"{path}: [edge] id: {exc.message}", fix=exc.fix) from exc
+        scanners_doc = doc.get("scanner")
+        if not isinstance(scanners_doc, list) or not scanners_doc:
+            raise ConfigError(
+                f"{path}: no [[scanner]] table", fix="add one [[scanner]] table per scanner"
+            )
+        scanners: list[ScannerConfig] = []
+        for i, sd in enumerate(scanners_doc):
+            sc = _Section(path, f"scanner #{i + 1}", sd)
+            sc.check_unknown(
+                {
+                    "id",
+                    "serial",
+                    "data",
+                    "block_lines",
+                    "block_ms",
+                    "spool_max_mb",
+                    "spool_high_water",
+                    "arm",
+                }
+            )
+            try:
+                sid = check_id("scanner", sc.str("id"))
+            except KeyFileError as exc:
+                raise ConfigError(f"{path}: [[scanner]] id: {exc.message}", fix=exc.fix) from exc
+            data = sc.str("data")
+            host, _, port_s = data.rpartition(":")
+            if not host or not port_s.isdigit() or not 0 < int(port_s) < 65536:
+                raise ConfigError(
+                    f"{path}: [[scanner]] {sid} data: {data!r} is not HOST:PORT",
+                    fix="write the scanner's data link address, e.g. data = \"192.0.2.10:7700\"",
+                )
+            if any(x.id == sid for x in scanners):
+                raise ConfigError(
+                    f"{path}: scanner id {sid!r} appears twice", fix="give each scanner its own id"
+                )
+            scanners.append(
+                ScannerConfig(
+                    id=sid,
+                    serial=sc.path_("serial"),
+                    data_host=host.strip("[]"),
+                    data_port=int(port_s),
+                    block_lines=int(sc.num("block_lines", 64, 1, 4096)),
+                    block_ms=sc.num("block_ms", 20.0, 1.0, 10000.0),
+                    spool_max_mb=sc.num("spool_max_mb", 1024.0, 1.0, 10_000_000.0),
+                    spool_high_water=sc.num("spool_high_water", 0.9, 0.1, 1.0),
+                    arm=bool(sc.doc.get("arm", True)),
+                )
+            )
+        return cls(
+            path=path,
+            id=edge_id,
+            key=s.path_("key"),
+            cir_public=s.path_("cir_public"),
+            central=s.endpoint("central", "tcp://127.0.0.1:7600"),
+            state_dir=s.path_("state_dir", f"var/{edge_id}"),
+            heartbeat_s=s.num("heartbeat_s", 1.0, 0.05, 60.0),
+            scanners=scanners,
+        )

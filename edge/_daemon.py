@@ -1,0 +1,111 @@
+"""The edge daemon: one process per edge box, one channel per scanner."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import zmq
+import zmq.asyncio
+
+from core.config import EdgeConfig
+from core.errors import ConfigError
+from core.keys import CirPublic, EdgeKey
+from core.sdnotify import Notifier, watchdog_loop
+from drivers.lsp import LspControl, LspDataLink
+from edge._channel import ScannerChannel
+
+log = logging.getLogger("nii.edge")
+
+
+def _check_state_dir(cfg: EdgeConfig) -> None:
+    try:
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        probe = cfg.state_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"state_dir {cfg.state_dir} is not writable: {exc.strerror}",
+            fix="create it and give it to the user the edge runs as, or set state_dir",
+        ) from exc
+
+
+class EdgeDaemon:
+    """Owns the ZeroMQ context, the drivers and the scanner channels."""
+
+    def __init__(self, cfg: EdgeConfig) -> None:
+        self.cfg = cfg
+        self.key = EdgeKey.load(cfg.key)
+        self.cir = CirPublic.load(cfg.cir_public)
+        if self.key.id != cfg.id:
+            raise ConfigError(
+                f"{cfg.path}: [edge] id is {cfg.id!r} but the key file {cfg.key} is for "
+                f"{self.key.id!r}",
+                fix="point key at this edge's own key file, or correct the id",
+            )
+        _check_state_dir(cfg)
+        self.ctx = zmq.asyncio.Context()
+        self.channels: list[ScannerChannel] = []
+        self._loop_beat = time.monotonic()
+
+    async def open(self) -> None:
+        """Open every scanner's drivers; a missing serial device stops the start."""
+        try:
+            for sc in self.cfg.scanners:
+                control = LspControl(str(sc.serial))
+                await control.open()
+                link = LspDataLink(sc.data_host, sc.data_port)
+                self.channels.append(
+                    ScannerChannel(self.cfg, sc, self.key, self.cir, self.ctx, link, control)
+                )
+        except BaseException:
+            await self.close()
+            raise
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        notifier = Notifier()
+        runs = [asyncio.create_task(ch.run(), name=f"channel {ch.cfg.id}") for ch in self.channels]
+        aux = [
+            asyncio.create_task(self._beat(), name="loop beat"),
+            asyncio.create_task(watchdog_loop(notifier, self.healthy), name="watchdog"),
+        ]
+        notifier.ready()
+        notifier.status(f"serving {len(self.channels)} scanner(s)")
+        log.info("edge %s serving %d scanner(s) → %s", self.cfg.id, len(self.channels),
+                 self.cfg.central)
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopper, *runs], return_when=asyncio.FIRST_COMPLETED)
+        notifier.stopping()
+        for t in [stopper, *runs, *aux]:
+            t.cancel()
+        for t in [stopper, *runs, *aux]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        for t in done:
+            if t is not stopper and not t.cancelled() and t.exception() is not None:
+                raise t.exception()  # type: ignore[misc]
+
+    async def _beat(self) -> None:
+        while True:
+            self._loop_beat = time.monotonic()
+            await asyncio.sleep(0.5)
+
+    def healthy(self) -> bool:
+        return time.monotonic() - self._loop_beat < 5.0
+
+    async def close(self) -> None:
+        for ch in self.channels:
+            await ch.close()
+        self.ctx.term()
+
+
+async def run_edge(cfg: EdgeConfig, stop: asyncio.Event) -> None:
+    daemon = EdgeDaemon(cfg)
+    await daemon.open()
+    try:
+        await daemon.serve(stop)
+    finally:
+        await daemon.close()

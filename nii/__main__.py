@@ -1,0 +1,257 @@
+"""``nii``: the one command of the platform.
+
+Every error a user can cause ends as two lines, ``error: …`` and ``fix: …``,
+with exit status 2; no traceback reaches a user (``--debug`` shows one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from core.errors import NiiError
+
+
+def _central_cfg(args: argparse.Namespace) -> Any:
+    from core.config import CentralConfig
+
+    return CentralConfig.load(Path(args.config))
+
+
+# -- keys ----------------------------------------------------------------------------
+def cmd_keys(args: argparse.Namespace) -> int:
+    from core.keys import CirKey, EdgeKey
+
+    out = Path(args.out)
+    if args.kind == "edge":
+        if not args.id:
+            raise NiiError("'nii keys edge' needs --id", fix="e.g. nii keys edge --id edge-a")
+        priv, pub = EdgeKey.generate(args.id).save(out, force=args.force)
+        print(f"edge private key: {priv} (keep it on the edge box, mode 0600)")
+        print(f"edge public key:  {pub} (enroll it: nii central enroll --config … {pub})")
+    else:
+        priv, pub = CirKey.generate().save(out, force=args.force)
+        print(f"CIR private key: {priv} (keep it on the central aggregator, mode 0600)")
+        print(f"CIR public key:  {pub} (copy it to every edge box)")
+    return 0
+
+
+# -- central -------------------------------------------------------------------------
+def cmd_central(args: argparse.Namespace) -> int:
+    from central import Cir
+    from core.keys import EdgePublic
+
+    cfg = _central_cfg(args)
+    if args.action == "run":
+        from central import run_central
+        from core import runtime
+
+        runtime.setup_logging(args.log_level)
+        runtime.run(lambda stop: run_central(cfg, stop))
+        return 0
+    cir = Cir(cfg.state_dir)
+    try:
+        if args.action == "enroll":
+            if not args.target:
+                raise NiiError("enroll needs the edge's public key file",
+                               fix="nii central enroll --config central.toml edge-a.pub")
+            pub = EdgePublic.load(Path(args.target))
+            cir.enroll(pub, note=args.note or "")
+            print(f"enrolled edge {pub.id}")
+        elif args.action == "revoke":
+            if not args.target:
+                raise NiiError("revoke needs an edge id",
+                               fix="nii central revoke --config central.toml edge-a")
+            cir.revoke(args.target)
+            print(f"revoked edge {args.target}")
+        elif args.action == "edges":
+            for e in cir.edges():
+                state = "revoked" if e["revoked_ns"] else "enrolled"
+                print(f"{e['id']:<20} {state:<9} {e['curve_public']}")
+    finally:
+        cir.close()
+    return 0
+
+
+# -- edge ----------------------------------------------------------------------------
+def cmd_edge(args: argparse.Namespace) -> int:
+    from core import runtime
+    from core.config import EdgeConfig
+    from edge import run_edge
+
+    cfg = EdgeConfig.load(Path(args.config))
+    runtime.setup_logging(args.log_level)
+    runtime.run(lambda stop: run_edge(cfg, stop))
+    return 0
+
+
+# -- cir -----------------------------------------------------------------------------
+def cmd_cir(args: argparse.Namespace) -> int:
+    from central import Cir
+    from central._reader import scan_arrays, verify_stream
+    from core.keys import CirKey
+    from core.seal import Opener
+
+    cfg = _central_cfg(args)
+    cir = Cir(cfg.state_dir)
+    try:
+        if args.action == "scans":
+            rows = cir.scans(limit=args.limit)
+            print(f"{'ref':>5} {'scanner':<12} {'scan':>6} {'status':<11} {'lines':>11} "
+                  f"{'gaps':>4}  started")
+            for r in rows:
+                started = time.strftime("%Y-%m-%d %H:%M:%S",
+                                        time.localtime((r["started_ns"] or 0) / 1e9))
+                print(f"{r['ref']:>5} {r['scanner']:<12} {r['scan_id']:>6} {r['status']:<11} "
+                      f"{r['lines_received']:>5}/{r['lines_planned']:<5} {r['gaps']:>4}  "
+                      f"{started}")
+        elif args.action == "alarms":
+            for a in cir.alarm_rows(limit=args.limit):
+                t = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a["ts_ns"] / 1e9))
+                print(f"{t} {a['kind']:<18} {a['scanner'] or '-':<12} {a['message']}")
+        elif args.action == "verify":
+            streams = [r["scanner"] for r in cir.db["streams"].rows]
+            bad = 0
+            for s in streams:
+                rep = verify_stream(cir, s)
+                status = "OK" if rep.ok else "FAILED"
+                print(f"{s:<12} edge {rep.edge:<12} blocks {rep.blocks:>7} "
+                      f"seq {rep.first_seq}..{rep.last_seq}: {status}")
+                for p in rep.problems[:20]:
+                    print(f"    {p}")
+                bad += not rep.ok
+            if bad:
+                print(f"{bad} of {len(streams)} chains failed verification")
+                return 1
+            print(f"all {len(streams)} chains verified: signatures, digests and links intact")
+        elif args.action == "export":
+            import numpy as np
+
+            if args.ref is None or not args.out:
+                raise NiiError("export needs a scan ref and --out",
+                               fix="nii cir export --config central.toml 3 --out scan3.npz")
+            arrays = scan_arrays(cir, Opener(CirKey.load(cfg.key).x25519_private), args.ref)
+            np.savez_compressed(args.out, **arrays)  # type: ignore[arg-type]
+            print(f"wrote {args.out}: " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()))
+    finally:
+        cir.close()
+    return 0
+
+
+# -- control room --------------------------------------------------------------------
+def cmd_control_room(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from central._feed import tail
+
+    try:
+        uvloop.run(tail(args.feed, previews=not args.no_previews, as_json=args.json,
+                        count=args.count))
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+# -- demo, bench ---------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from nii._demo import run_demo
+
+    return run_demo(Path(args.dir), seconds=args.seconds, scanners=args.scanners)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from core.config import EXAMPLE_CENTRAL, EXAMPLE_EDGE
+
+    print(EXAMPLE_CENTRAL if args.kind == "central" else EXAMPLE_EDGE, end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nii", description="Open Non-Intrusive Inspection platform")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    k = sub.add_parser("keys", help="create key files of an edge or of the CIR")
+    k.add_argument("kind", choices=["edge", "cir"])
+    k.add_argument("--id", help="edge id (for 'edge')")
+    k.add_argument("--out", default="keys", help="directory for the key files (keys)")
+    k.add_argument("--force", action="store_true", help="overwrite existing key files")
+    k.set_defaults(func=cmd_keys)
+
+    c = sub.add_parser("central", help="run the central aggregator, or manage enrollment")
+    c.add_argument("action", nargs="?", default="run", choices=["run", "enroll", "revoke", "edges"])
+    c.add_argument("target", nargs="?", help="edge public key file (enroll) or edge id (revoke)")
+    c.add_argument("--config", default="central.toml", help="central configuration (TOML)")
+    c.add_argument("--note", help="note stored with an enrollment")
+    c.add_argument("--log-level", default="INFO")
+    c.set_defaults(func=cmd_central)
+
+    e = sub.add_parser("edge", help="run an edge daemon")
+    e.add_argument("--config", default="edge.toml", help="edge configuration (TOML)")
+    e.add_argument("--log-level", default="INFO")
+    e.set_defaults(func=cmd_edge)
+
+    r = sub.add_parser("cir", help="look into the Central Image Repository")
+    r.add_argument("action", choices=["scans", "alarms", "verify", "export"])
+    r.add_argument("ref", nargs="?", type=int, help="scan ref (export)")
+    r.add_argument("--config", default="central.toml", help="central configuration (TOML)")
+    r.add_argument("--limit", type=int, default=50)
+    r.add_argument("--out", help="output file (export: .npz)")
+    r.set_defaults(func=cmd_cir)
+
+    cr = sub.add_parser("control-room", help="control-room tools")
+    cr.add_argument("action", choices=["tail"])
+    cr.add_argument("--feed", default="tcp://127.0.0.1:7601", help="central's live feed")
+    cr.add_argument("--json", action="store_true", help="print events as JSON lines")
+    cr.add_argument("--no-previews", action="store_true", help="leave out line-block previews")
+    cr.add_argument("--count", type=int, default=0, help="stop after N events (0 = never)")
+    cr.set_defaults(func=cmd_control_room)
+
+    d = sub.add_parser("demo", help="central + simulated scanners + edge on loopback")
+    d.add_argument("--dir", default="var/demo", help="where the demo keeps its state")
+    d.add_argument("--seconds", type=float, default=0, help="stop after S seconds (0 = Ctrl-C)")
+    d.add_argument("--scanners", type=int, default=2)
+    d.set_defaults(func=cmd_demo)
+
+    cf = sub.add_parser("config", help="print an example configuration")
+    cf.add_argument("kind", choices=["central", "edge"])
+    cf.set_defaults(func=cmd_config)
+
+    from firmware_sim.cli import register as register_sim
+
+    register_sim(sub)
+
+    from bench import register as register_bench
+
+    register_bench(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rc = args.func(args)
+        return int(rc or 0)
+    except NiiError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.fix:
+            print(f"fix: {exc.fix}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("fix: this is a bug; run again with 'nii --debug …' and report the traceback",
+              file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
