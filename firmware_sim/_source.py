@@ -102,35 +102,54 @@ class SyntheticSource:
             t[a:b, c:d] *= float(rng.uniform(0.02, 0.7))
 
         noise = self._noise_table(seed, channels)
-        rows = (np.arange(lines) + int(rng.integers(0, self._NOISE_ROWS))) % self._NOISE_ROWS
-        n = noise[rows]
-        hi = dark_hi + (air_hi - dark_hi) * t + n
-        lo = dark_lo + (air_lo - dark_lo) * (t * np.sqrt(t)) + n
+        offset = int(rng.integers(0, self._NOISE_ROWS))
+        hi = _counts(t, air_hi, dark_hi, noise, offset)
+        np.sqrt(t, out=t)  # the low energy is attenuated more: T_lo ~ T_hi ** 1.5
+        t *= t * t
+        np.sqrt(t, out=t)
+        lo = _counts(t, air_lo, dark_lo, noise, offset)
         return ScanImage(
-            high=np.clip(hi, 0, 65535).astype(np.uint16),
-            low=np.clip(lo, 0, 65535).astype(np.uint16),
+            high=hi,
+            low=lo,
             dark=np.stack([dark_hi, dark_lo]).astype(np.uint16),
             air=np.stack([air_hi, air_lo]).astype(np.uint16),
         )
 
 
+def _counts(
+    t: np.ndarray, air: np.ndarray, dark: np.ndarray, noise: np.ndarray, offset: int
+) -> np.ndarray:
+    """dark + (air - dark) * t + noise, clipped to uint16 (in place where it can be)."""
+    out = t * (air - dark)
+    out += dark
+    noise = np.roll(noise, -offset, axis=0)
+    rows = noise.shape[0]
+    for start in range(0, out.shape[0], rows):
+        block = out[start : start + rows]
+        block += noise[: block.shape[0]]
+    np.clip(out, 0, 65535, out=out)
+    return out.astype(np.uint16)
+
+
 class ReplaySource:
-    """Makes ``count`` images once with ``inner`` and replays them in turn.
+    """Makes ``count`` images once with ``inner`` and replays them in turn, to every
+    scanner that shares this source (the scanner's own seed is ignored).
 
     For benchmarks: serving many scanners then costs no image generation at all,
-    and the packed line payloads are shared across scans.
+    and the packed line payloads are shared across scans and scanners.
     """
 
-    def __init__(self, inner: ImageSource | None = None, count: int = 3) -> None:
+    def __init__(self, inner: ImageSource | None = None, count: int = 3, seed: int = 0) -> None:
         self.inner: ImageSource = inner if inner is not None else SyntheticSource()
         self.count = max(1, count)
-        self._cache: dict[tuple[int, int, int, int], ScanImage] = {}
+        self.seed = seed
+        self._cache: dict[tuple[int, int, int], ScanImage] = {}
 
     def scan(self, seed: int, scan_id: int, channels: int, lines: int) -> ScanImage:
-        key = (seed, scan_id % self.count, channels, lines)
+        key = (scan_id % self.count, channels, lines)
         image = self._cache.get(key)
         if image is None:
-            image = self.inner.scan(seed, key[1], channels, lines)
+            image = self.inner.scan(self.seed, key[0], channels, lines)
             image.packed()
             self._cache[key] = image
         return image

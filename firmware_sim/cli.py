@@ -103,7 +103,9 @@ def build_configs(args: argparse.Namespace) -> list[SimConfig]:
         serial_corrupt_fraction=args.serial_corrupt,
     )
     source: ImageSource = (
-        ReplaySource(SyntheticSource(), args.replay) if args.replay > 0 else SyntheticSource()
+        ReplaySource(SyntheticSource(), args.replay, args.seed)
+        if args.replay > 0
+        else SyntheticSource()
     )
     serial_dir = Path(args.serial_dir)
     configs = []

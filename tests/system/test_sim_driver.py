@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
+import signal
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -275,3 +279,62 @@ async def test_silent_scanner_is_reported(tmp_path: Path) -> None:
     finally:
         os.close(master)
         os.close(slave)
+
+
+async def test_sim_command_line_serves_until_sigint(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    status_file = tmp_path / "status.json"
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "firmware_sim",
+        "sim",
+        "--scanners",
+        "2",
+        "--channels",
+        "16",
+        "--line-rate",
+        "5000",
+        "--scan-lines",
+        "50",
+        "--interval",
+        "0.05",
+        "--armed",
+        "--serial-dir",
+        str(tmp_path),
+        "--status-file",
+        str(status_file),
+        cwd=root,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+
+        async def started() -> dict[str, Any]:
+            while not status_file.exists():
+                await asyncio.sleep(0.02)
+            return dict(json.loads(status_file.read_text()))
+
+        doc = await asyncio.wait_for(started(), DEADLINE)
+        assert doc["pid"] == proc.pid
+        first, second = doc["scanners"]
+        assert first["serial"] == str(tmp_path / "scanner1.tty") and first["channels"] == 16
+        ctl = LspControl(first["serial"])
+        await ctl.open()
+        try:
+            assert (await ctl.identify()).channels == 16
+        finally:
+            await ctl.close()
+        link = LspDataLink(second["data_host"], second["data_port"])
+        items = await collect(link, last_scan=1)
+        assert [p.scan_id for p in items if isinstance(p, Packet)][-1] == 1
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), DEADLINE)
+        assert proc.returncode == 0, err.decode()
+        assert not status_file.exists() and not (tmp_path / "scanner1.tty").exists()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
