@@ -1,0 +1,48 @@
+"""Physically based dual-energy X-ray simulation of container scans.
+
+NIST XCOM attenuation data (committed table), filtered Kramers linac spectra,
+an energy-integrating CdWO₄ detector, fan-beam geometry of ISO containers on a
+truck with a cargo library and concealments, and a detector model with photon
+and electronic noise, bad channels, gain drift and afterglow.
+"""
+
+from ._attenuation import Material, atomic_number, mu_rho_element, xcom_table
+from ._cargo import CONCEALMENTS, Scenario
+from ._detector import DetectorModel, SourceModel
+from ._geometry import Box, Extrusion, Fan, SceneObject, annulus, polygon
+from ._materials import LIBRARY
+from ._scene import COMMODITIES, CONTAINERS, Commodity, ContainerSpec
+from ._source import PhysicsScan, PhysicsSource, build_scenario
+from ._spectra import bremsstrahlung, detector_response, mean_energy
+from ._transmission import basis_fit, spectrum, transmission_exact
+
+__all__ = [
+    "COMMODITIES",
+    "CONCEALMENTS",
+    "CONTAINERS",
+    "LIBRARY",
+    "Box",
+    "Commodity",
+    "ContainerSpec",
+    "DetectorModel",
+    "Extrusion",
+    "Fan",
+    "Material",
+    "PhysicsScan",
+    "PhysicsSource",
+    "Scenario",
+    "SceneObject",
+    "SourceModel",
+    "annulus",
+    "atomic_number",
+    "basis_fit",
+    "bremsstrahlung",
+    "build_scenario",
+    "detector_response",
+    "mean_energy",
+    "mu_rho_element",
+    "polygon",
+    "spectrum",
+    "transmission_exact",
+    "xcom_table",
+]

@@ -1,0 +1,556 @@
+"""Cargo loading, concealments and Goods Declarations for simulated scans.
+
+Every random choice comes from one ``numpy.random.Generator`` so a scenario is
+fixed by its seed.  Concealments are the ones the SOP asks analysts to find
+(R7, R10, R11): false walls and double floors, high-density blocks, organic
+packages inside metal cargo, high-Z blocks, firearm-like steel shapes and an
+undeclared vehicle; each is reported in the ground truth with its box in mm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import _materials as m
+from ._geometry import Box, Extrusion, SceneObject, annulus, polygon
+from ._scene import COMMODITIES, TRAILER_DECK_Z, Commodity, ContainerSpec
+
+CONCEALMENTS = (
+    "false wall",
+    "double floor",
+    "high-density block",
+    "organic in metal",
+    "high-Z block",
+    "firearms",
+    "vehicle",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Interior:
+    """The loadable space of a container, mm."""
+
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+    z0: float
+    z1: float
+
+
+def interior(spec: ContainerSpec, y_front: float) -> Interior:
+    """Inner space: walls, floor and roof taken off the outside dimensions."""
+    return Interior(
+        -spec.width / 2 + 45,
+        spec.width / 2 - 45,
+        y_front + 80,
+        y_front + spec.length - 70,
+        TRAILER_DECK_Z + 160,
+        TRAILER_DECK_Z + spec.height - 110,
+    )
+
+
+def _cargo_box(
+    c: Commodity, rho: float, x0: float, x1: float, y0: float, y1: float, z0: float, z1: float
+) -> Box:
+    return Box(c.material, rho, c.name, "cargo", False, x0, x1, y0, y1, z0, z1)
+
+
+def load_cargo(
+    c: Commodity, space: Interior, rng: np.random.Generator, load_fraction: float
+) -> list[SceneObject]:
+    """Fill the front ``load_fraction`` of the container with ``c`` in its packing pattern."""
+    objs: list[SceneObject] = []
+    px, py, pz = c.package
+    y_end = space.y0 + (space.y1 - space.y0) * load_fraction
+    z_top = space.z0 + (space.z1 - space.z0) * c.fill_height
+    width = space.x1 - space.x0
+    if c.pattern in ("cartons", "bottles"):
+        gap = 30.0 if c.pattern == "bottles" else 8.0
+        nx = max(1, int(width // px))
+        xfill = nx * px / width
+        y = space.y0
+        while y + py <= y_end:
+            z = space.z0
+            top = z_top - rng.uniform(0, pz) if rng.random() < 0.3 else z_top
+            while z + pz <= top:
+                rho = c.bulk_density * xfill * rng.uniform(0.9, 1.1)
+                objs.append(
+                    _cargo_box(c, rho, space.x0, space.x1, y, y + py - gap, z, z + pz - gap)
+                )
+                z += pz
+            y += py
+    elif c.pattern == "pallets":
+        y = space.y0
+        while y + py <= y_end:
+            z = space.z0
+            while z + 150 + pz * 0.6 <= z_top:
+                h = min(pz, z_top - z - 150)
+                for xa in (space.x0 + 40, space.x0 + width / 2 + 20):
+                    xb = xa + min(px, width / 2 - 60)
+                    objs.append(
+                        Box(
+                            m.PLYWOOD,
+                            0.18,
+                            "pallet",
+                            "cargo",
+                            False,
+                            xa,
+                            xb,
+                            y,
+                            y + py - 40,
+                            z,
+                            z + 150,
+                        )
+                    )
+                    rho = c.bulk_density * rng.uniform(0.92, 1.08)
+                    objs.append(_cargo_box(c, rho, xa, xb, y, y + py - 40, z + 150, z + 150 + h))
+                z += 150 + h
+            y += py + 60
+    elif c.pattern == "tyres":
+        r_out, r_in = pz / 2, pz * 0.3
+        y = space.y0 + r_out
+        while y + r_out <= y_end:
+            z = space.z0 + r_out
+            while z + r_out <= z_top + 1:
+                n_across = int(width // px)
+                objs.append(
+                    Extrusion(
+                        c.material,
+                        c.bulk_density * 0.5,
+                        c.name,
+                        "cargo",
+                        False,
+                        -n_across * px / 2,
+                        n_across * px / 2,
+                        y - r_out,
+                        y + r_out,
+                        z - r_out,
+                        z + r_out,
+                        annulus(y, z, r_out, r_in),
+                    )
+                )
+                z += 2 * r_out
+            y += py + 20
+    elif c.pattern == "coils":
+        r_out = pz / 2
+        y = space.y0 + r_out
+        while y + r_out <= y_end:
+            z = space.z0 + r_out
+            for xa in (space.x0 + 100, space.x0 + width / 2 + 100):
+                objs.append(
+                    Extrusion(
+                        c.material,
+                        c.bulk_density,
+                        c.name,
+                        "cargo",
+                        False,
+                        xa,
+                        xa + px,
+                        y - r_out,
+                        y + r_out,
+                        z - r_out,
+                        z + r_out,
+                        annulus(y, z, r_out, r_out * 0.35),
+                    )
+                )
+            y += py + 300
+    elif c.pattern == "bulk":
+        for _ in range(int(60 * load_fraction * (space.y1 - space.y0) / 6000)):
+            sx, sy, sz = rng.uniform(150, 900, 3)
+            xa = rng.uniform(space.x0, space.x1 - sx)
+            ya = rng.uniform(space.y0, y_end - sy)
+            za = space.z0 + rng.uniform(0, max(1.0, (z_top - space.z0) * 0.8 - sz))
+            rho = c.material.density * rng.uniform(0.03, 0.2)
+            objs.append(_cargo_box(c, rho, xa, xa + sx, ya, ya + sy, za, za + sz))
+    elif c.pattern == "machinery":
+        y = space.y0 + 100
+        while y + py <= y_end:
+            h = rng.uniform(0.6, 1.0) * min(pz, z_top - space.z0)
+            xa, xb = -px / 2, px / 2
+            st = m.STEEL
+            objs.append(
+                Box(
+                    st,
+                    7.85 * 0.05,
+                    "machine frame",
+                    "cargo",
+                    False,
+                    xa,
+                    xb,
+                    y,
+                    y + py,
+                    space.z0,
+                    space.z0 + h,
+                )
+            )
+            objs.append(
+                Box(
+                    st,
+                    7.85 * 0.25,
+                    "machine base",
+                    "cargo",
+                    False,
+                    xa,
+                    xb,
+                    y,
+                    y + py,
+                    space.z0,
+                    space.z0 + 120,
+                )
+            )
+            mz = space.z0 + 120 + rng.uniform(0, h / 3)
+            objs.append(
+                Box(
+                    m.COPPER,
+                    8.96 * 0.15,
+                    "motor winding",
+                    "cargo",
+                    False,
+                    -250,
+                    250,
+                    y + 200,
+                    y + 600,
+                    mz,
+                    mz + 400,
+                )
+            )
+            objs.append(
+                Box(
+                    st,
+                    7.85 * 0.4,
+                    "motor housing",
+                    "cargo",
+                    False,
+                    -300,
+                    300,
+                    y + 150,
+                    y + 650,
+                    mz,
+                    mz + 450,
+                )
+            )
+            objs.append(
+                Extrusion(
+                    st,
+                    7.85,
+                    "shaft",
+                    "cargo",
+                    False,
+                    -500,
+                    500,
+                    y + 650,
+                    y + 1300,
+                    mz + 175,
+                    mz + 275,
+                    polygon(
+                        [
+                            (y + 650, mz + 185),
+                            (y + 1300, mz + 185),
+                            (y + 1300, mz + 265),
+                            (y + 650, mz + 265),
+                        ]
+                    ),
+                )
+            )
+            y += py + rng.uniform(200, 600)
+    else:  # pragma: no cover - the library only uses the patterns above
+        raise ValueError(f"unknown packing pattern {c.pattern!r}")
+    return objs
+
+
+def _pistol(y: float, z: float, scale: float) -> list[tuple[float, float]]:
+    pts = [(0, 0), (200, 0), (200, 35), (75, 35), (70, 130), (30, 130), (35, 35), (0, 35)]
+    return [(y + scale * a, z + scale * (35 - b) + 95 * scale) for a, b in pts]
+
+
+def conceal(
+    kind: str, space: Interior, cargo: list[SceneObject], rng: np.random.Generator
+) -> list[SceneObject]:
+    """Objects of one concealment of ``kind``, placed where it makes sense, with truth set."""
+    y_mid = rng.uniform(space.y0 + 1500, space.y1 - 1500)
+    z_mid = rng.uniform(space.z0 + 500, space.z0 + 1400)
+    out: list[SceneObject] = []
+
+    def add(obj: SceneObject, truth: bool = True) -> None:
+        obj.kind = "concealment"
+        obj.truth = truth
+        out.append(obj)
+
+    if kind == "false wall":
+        y0 = space.y0 + 20
+        depth = rng.uniform(300, 600)
+        add(
+            Box(
+                m.STEEL,
+                7.85,
+                "false wall plate",
+                "",
+                False,
+                space.x0,
+                space.x1,
+                y0 + depth,
+                y0 + depth + 2,
+                space.z0,
+                space.z1,
+            ),
+            truth=False,
+        )
+        add(
+            Box(
+                m.COCAINE,
+                0.8,
+                "packages behind false wall",
+                "",
+                False,
+                space.x0 + 100,
+                space.x1 - 100,
+                y0,
+                y0 + depth - 20,
+                space.z0 + 100,
+                space.z1 - 300,
+            )
+        )
+    elif kind == "double floor":
+        y0 = rng.uniform(space.y0, space.y0 + 1000)
+        y1 = min(space.y1, y0 + rng.uniform(2000, 4000))
+        add(
+            Box(
+                m.STEEL,
+                7.85,
+                "false floor plate",
+                "",
+                False,
+                space.x0,
+                space.x1,
+                y0,
+                y1,
+                space.z0 + 150,
+                space.z0 + 153,
+            ),
+            truth=False,
+        )
+        add(
+            Box(
+                m.TOBACCO,
+                0.45,
+                "packages under false floor",
+                "",
+                False,
+                space.x0 + 50,
+                space.x1 - 50,
+                y0 + 50,
+                y1 - 50,
+                space.z0,
+                space.z0 + 140,
+            )
+        )
+    elif kind == "high-density block":
+        s = rng.uniform(250, 450)
+        add(
+            Box(
+                m.STEEL,
+                7.85,
+                "steel block",
+                "",
+                False,
+                -s / 2,
+                s / 2,
+                y_mid,
+                y_mid + s,
+                z_mid,
+                z_mid + s,
+            )
+        )
+    elif kind == "organic in metal":
+        add(
+            Box(
+                m.COCAINE,
+                1.0,
+                "organic packages",
+                "",
+                False,
+                -500,
+                500,
+                y_mid,
+                y_mid + 600,
+                space.z0 + 120,
+                space.z0 + 520,
+            )
+        )
+    elif kind == "high-Z block":
+        mat = m.LEAD if rng.random() < 0.5 else m.GOLD
+        add(
+            Box(
+                mat,
+                mat.density,
+                f"{mat.name} block",
+                "",
+                False,
+                -100,
+                100,
+                y_mid,
+                y_mid + 200,
+                z_mid,
+                z_mid + 150,
+            )
+        )
+    elif kind == "firearms":
+        for k in range(int(rng.integers(2, 5))):
+            yk = y_mid + 300 * k
+            pts = _pistol(yk, z_mid, 1.0)
+            ys = [p[0] for p in pts]
+            zs = [p[1] for p in pts]
+            add(
+                Extrusion(
+                    m.STEEL,
+                    7.85,
+                    "firearm",
+                    "",
+                    False,
+                    -15 + 40 * k,
+                    15 + 40 * k,
+                    min(ys),
+                    max(ys),
+                    min(zs),
+                    max(zs),
+                    polygon(pts),
+                )
+            )
+    elif kind == "vehicle":
+        y0 = rng.uniform(space.y0 + 200, space.y1 - 4600)
+        zf = space.z0
+        add(
+            Box(
+                m.STEEL,
+                7.85 * 0.004,
+                "vehicle",
+                "",
+                False,
+                -850,
+                850,
+                y0,
+                y0 + 4300,
+                zf + 200,
+                zf + 1450,
+            )
+        )
+        add(
+            Box(
+                m.ALUMINIUM,
+                2.7 * 0.35,
+                "engine",
+                "",
+                False,
+                -350,
+                350,
+                y0 + 200,
+                y0 + 800,
+                zf + 350,
+                zf + 900,
+            ),
+            truth=False,
+        )
+        for yw in (y0 + 750, y0 + 3400):
+            for xw in (-850.0, 650.0):
+                add(
+                    Extrusion(
+                        m.RUBBER,
+                        1.15,
+                        "vehicle tyre",
+                        "",
+                        False,
+                        xw,
+                        xw + 200,
+                        yw - 320,
+                        yw + 320,
+                        zf,
+                        zf + 640,
+                        annulus(yw, zf + 320, 320, 200),
+                    ),
+                    truth=False,
+                )
+        add(
+            Box(
+                m.POLYETHYLENE,
+                0.1,
+                "seats",
+                "",
+                False,
+                -700,
+                700,
+                y0 + 1700,
+                y0 + 3000,
+                zf + 500,
+                zf + 1100,
+            ),
+            truth=False,
+        )
+    else:
+        raise ValueError(f"unknown concealment {kind!r}; one of {', '.join(CONCEALMENTS)}")
+    return out
+
+
+def object_mass_kg(obj: SceneObject) -> float:
+    """Mass of a scene object, kg (extrusions by sampling their outline)."""
+    x0, x1, y0, y1, z0, z1 = obj.bounds()
+    vol_cm3 = (x1 - x0) * (y1 - y0) * (z1 - z0) / 1000.0
+    if isinstance(obj, Extrusion) and obj.inside is not None:
+        yy, zz = np.meshgrid(np.linspace(y0, y1, 40), np.linspace(z0, z1, 40))
+        vol_cm3 *= float(obj.inside(yy, zz).mean())
+    return vol_cm3 * obj.density / 1000.0
+
+
+@dataclass(slots=True)
+class Scenario:
+    """A scene plus what is known about it: ground truth and the Goods Declaration."""
+
+    objects: list[SceneObject]
+    length_mm: float
+    container: ContainerSpec
+    commodity: str | None
+    concealment: str | None
+    gd: dict[str, Any]
+    gd_truthful: bool
+    discrepancies: list[str] = field(default_factory=list)
+
+
+def goods_declaration(
+    rng: np.random.Generator,
+    scan_id: int,
+    spec: ContainerSpec,
+    commodity: str | None,
+    cargo_kg: float,
+    packages: int,
+    concealment: str | None,
+    lie: bool,
+) -> tuple[dict[str, Any], list[str]]:
+    """A GD for the load; with ``lie`` it misstates the commodity or the weight."""
+    discrepancies: list[str] = []
+    declared = commodity or "empty"
+    weight = spec.tare_kg + cargo_kg
+    if lie and commodity is not None:
+        if rng.random() < 0.5:
+            others = [n for n in COMMODITIES if n != commodity]
+            declared = str(rng.choice(others))
+            discrepancies.append(f"declared {declared!r}, loaded {commodity!r}")
+        else:
+            weight *= rng.uniform(0.55, 0.8)
+            discrepancies.append("gross weight understated")
+    if concealment is not None:
+        discrepancies.append(f"undeclared: {concealment}")
+    hs = COMMODITIES[declared].hs_code if declared in COMMODITIES else ""
+    gd = {
+        "gd_number": f"KPPI-HC-{scan_id:08d}",
+        "container_number": f"MSKU{scan_id % 10_000_000:07d}",
+        "container_type": spec.code,
+        "declared_commodity": declared,
+        "hs_code": hs,
+        "gross_weight_kg": round(weight, 1),
+        "packages": packages,
+        "seal": f"SL{int(rng.integers(1_000_000, 9_999_999))}",
+    }
+    return gd, discrepancies

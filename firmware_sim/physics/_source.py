@@ -1,0 +1,241 @@
+"""The physically based image source: scenario → rays → transmissions → raw counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from firmware_sim._source import ScanImage
+
+from ._cargo import (
+    CONCEALMENTS,
+    Scenario,
+    conceal,
+    goods_declaration,
+    interior,
+    load_cargo,
+    object_mass_kg,
+)
+from ._detector import (
+    ChannelState,
+    DetectorModel,
+    SourceModel,
+    apply_crosstalk,
+    channel_state,
+    read_out,
+    transmissions,
+)
+from ._geometry import Fan, Raster, SceneObject, pixel_box, rasterize
+from ._scene import COMMODITIES, CONTAINERS, container_structure, truck
+
+U16 = npt.NDArray[np.uint16]
+
+
+@dataclass(slots=True)
+class PhysicsScan:
+    """One simulated scan: calibration lines, image, ground truth and Goods Declaration.
+
+    Arrays are ``(lines, channels)`` uint16, one row per detector line as it
+    goes on the wire, channel 0 at the top of the fan.
+    """
+
+    dark_hi: U16
+    dark_lo: U16
+    air_hi: U16
+    air_lo: U16
+    img_hi: U16
+    img_lo: U16
+    truth: dict[str, Any]
+    gd: dict[str, Any]
+
+    def as_scan_image(self) -> ScanImage:
+        """The simulator's wire-level view: image plus mean dark and air levels."""
+        dark = np.stack([self.dark_hi.mean(axis=0), self.dark_lo.mean(axis=0)])
+        air = np.stack([self.air_hi.mean(axis=0), self.air_lo.mean(axis=0)])
+        return ScanImage(
+            high=self.img_hi,
+            low=self.img_lo,
+            dark=np.rint(dark).astype(np.uint16),
+            air=np.rint(air).astype(np.uint16),
+        )
+
+
+def build_scenario(
+    rng: np.random.Generator,
+    scan_id: int,
+    *,
+    commodity: str | None = None,
+    concealment: str | None = None,
+    container: str | None = None,
+    empty: bool | None = None,
+    lie: bool | None = None,
+) -> Scenario:
+    """Draw a truck, container, load, concealment and GD; fixed arguments override the draw."""
+    code = container or str(rng.choice(list(CONTAINERS)))
+    spec = CONTAINERS[code]
+    objs, y_front = truck(spec.length + 600)
+    objs += container_structure(spec, y_front)
+    space = interior(spec, y_front)
+    is_empty = bool(rng.random() < 0.08) if empty is None else empty
+    name = None if is_empty else (commodity or str(rng.choice(list(COMMODITIES))))
+    cargo: list[SceneObject] = []
+    if name is not None:
+        cargo = load_cargo(COMMODITIES[name], space, rng, float(rng.uniform(0.6, 1.0)))
+    hidden = concealment
+    if hidden is None and rng.random() < 0.3:
+        metal = name is not None and COMMODITIES[name].material.kind == "metal"
+        choices = [k for k in CONCEALMENTS if (k != "organic in metal" or metal)]
+        if spec.length < 7000:
+            choices = [k for k in choices if k != "vehicle"]
+        hidden = str(rng.choice(choices))
+    extra = conceal(hidden, space, cargo, rng) if hidden is not None else []
+    if hidden in ("false wall", "double floor", "vehicle"):
+        # these take space: cargo overlapping them is not loaded; small items sit among the goods
+        for h in extra:
+            hb = h.bounds()
+            cargo = [c for c in cargo if not _overlaps(c.bounds(), hb)]
+    cargo_kg = sum(object_mass_kg(o) for o in cargo + extra)
+    packages = sum(1 for o in cargo if o.label == name)
+    will_lie = bool(rng.random() < 0.2) if lie is None else lie
+    gd, disc = goods_declaration(rng, scan_id, spec, name, cargo_kg, packages, hidden, will_lie)
+    length = y_front + spec.length + 900.0
+    return Scenario(
+        objects=objs + cargo + extra,
+        length_mm=length,
+        container=spec,
+        commodity=name,
+        concealment=hidden,
+        gd=gd,
+        gd_truthful=not disc,
+        discrepancies=disc,
+    )
+
+
+def _overlaps(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return (
+        a[0] < b[1] and b[0] < a[1] and a[2] < b[3] and b[2] < a[3] and a[4] < b[5] and b[4] < a[5]
+    )
+
+
+@dataclass(slots=True)
+class PhysicsSource:
+    """Physically based dual-energy image source (implements ``ImageSource``).
+
+    ``detector_seed`` fixes the detector array (offsets, gains, bad channels)
+    the way a real scanner's hardware is fixed; the scan seed and id fix the
+    cargo and the noise.
+    """
+
+    source: SourceModel = field(default_factory=SourceModel)
+    detector: DetectorModel = field(default_factory=DetectorModel)
+    fan: Fan | None = None
+    detector_seed: int = 1
+    calibration_lines: int = 32
+    _state: dict[int, ChannelState] = field(default_factory=dict, repr=False)
+
+    def _fan(self, channels: int) -> Fan:
+        if self.fan is not None and self.fan.channels == channels:
+            return self.fan
+        return Fan(channels)
+
+    def channel_state(self, channels: int) -> ChannelState:
+        """The detector array's fixed per-channel constants."""
+        st = self._state.get(channels)
+        if st is None:
+            st = channel_state(self.detector, channels, self.detector_seed)
+            self._state[channels] = st
+        return st
+
+    def scan(self, seed: int, scan_id: int, channels: int, lines: int) -> ScanImage:
+        """``ImageSource`` entry point: a random scenario drawn from (seed, scan_id)."""
+        return self.simulate(seed, scan_id, channels, lines).as_scan_image()
+
+    def simulate(
+        self, seed: int, scan_id: int, channels: int, lines: int, **scenario: Any
+    ) -> PhysicsScan:
+        """Simulate one scan; keyword arguments fix parts of the scenario (see build_scenario)."""
+        rng = np.random.default_rng([seed, scan_id])
+        sc = build_scenario(rng, scan_id, **scenario)
+        return self.simulate_objects(
+            sc.objects,
+            sc.length_mm,
+            channels,
+            lines,
+            rng,
+            truth_extra=_truth_header(sc),
+            gd=sc.gd,
+        )
+
+    def simulate_objects(
+        self,
+        objects: list[SceneObject],
+        length_mm: float,
+        channels: int,
+        lines: int,
+        rng: np.random.Generator,
+        *,
+        oversample: int = 1,
+        truth_extra: dict[str, Any] | None = None,
+        gd: dict[str, Any] | None = None,
+    ) -> PhysicsScan:
+        """Simulate any list of scene objects over ``length_mm`` of travel."""
+        fan = self._fan(channels)
+        pitch = length_mm / lines
+        ys = np.asarray((np.arange(lines) + 0.5) * pitch, dtype=np.float64)
+        raster = Raster(fan, ys, pitch, oversample)
+        b = rasterize(objects, raster)
+        t_hi, t_lo = transmissions(b, self.source, oversample)
+        det = self.detector
+        t_hi = apply_crosstalk(t_hi, det.crosstalk)
+        t_lo = apply_crosstalk(t_lo, det.crosstalk)
+        st = self.channel_state(channels)
+        n = self.calibration_lines
+        zeros = np.zeros((n, channels), dtype=np.float32)
+        ones = np.ones((n, channels), dtype=np.float32)
+        out = [
+            read_out(t, e, self.source, det, st, rng)
+            for t, e in ((zeros, 0), (zeros, 1), (ones, 0), (ones, 1), (t_hi, 0), (t_lo, 1))
+        ]
+        truth: dict[str, Any] = dict(truth_extra or {})
+        truth.update(
+            {
+                "line_pitch_mm": pitch,
+                "channel_pitch_mm": fan.pitch_mm(),
+                "length_mm": length_mm,
+                "source": {
+                    "endpoint_hi_mev": self.source.endpoint_hi_mev,
+                    "endpoint_lo_mev": self.source.endpoint_lo_mev,
+                    "output": self.source.output,
+                },
+                "dead_channels": np.nonzero(st.status == 1)[0].tolist(),
+                "hot_channels": np.nonzero(st.status == 2)[0].tolist(),
+                "objects": [_truth_object(o, raster) for o in objects if o.truth],
+            }
+        )
+        return PhysicsScan(out[0], out[1], out[2], out[3], out[4], out[5], truth, dict(gd or {}))
+
+
+def _truth_header(sc: Scenario) -> dict[str, Any]:
+    return {
+        "container": sc.container.code,
+        "commodity": sc.commodity,
+        "concealment": sc.concealment,
+        "gd_truthful": sc.gd_truthful,
+        "discrepancies": list(sc.discrepancies),
+    }
+
+
+def _truth_object(obj: SceneObject, raster: Raster) -> dict[str, Any]:
+    l0, l1, c0, c1 = pixel_box(obj, raster)
+    return {
+        "label": obj.label,
+        "kind": obj.kind,
+        "material": obj.material.name,
+        "material_class": obj.material.kind,
+        "density": round(obj.density, 4),
+        "box_mm": [round(v, 1) for v in obj.bounds()],
+        "pixels": {"line0": l0, "line1": l1, "channel0": c0, "channel1": c1},
+    }
