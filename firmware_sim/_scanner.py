@@ -17,6 +17,7 @@ import random
 import time
 import tty
 import zlib
+from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -45,7 +46,7 @@ from drivers.lsp._io import (
     State,
     encode_frame,
 )
-from firmware_sim._source import ImageSource, SyntheticSource
+from firmware_sim._source import ImageSource, ScanImage, SyntheticSource
 
 __all__ = ["FAULT_KINDS", "FaultConfig", "SimConfig", "SimScanner"]
 
@@ -228,6 +229,9 @@ class SimScanner:
         self._plan: _Plan | None = None
         self._next_id = 1
         self._last_started = -1
+        self._requests: deque[tuple[int, int]] = deque()  # START requests not begun yet
+        self._preparing: int | None = None  # scan whose image is being made
+        self._prep_abort: str | None = None
         self._scans_done = 0
         self._auto_done = 0
         self._wake = asyncio.Event()
@@ -347,7 +351,7 @@ class SimScanner:
             return State.INTERLOCK
         if self._faults:
             return State.FAULT
-        if self._plan is not None:
+        if self._busy_id() is not None:
             return State.SCANNING
         return State.ARMED if self._armed else State.IDLE
 
@@ -387,7 +391,7 @@ class SimScanner:
 
     def start_scan(self, scan_id: int | None = None, lines: int | None = None) -> int:
         """Start a scan now (armed or not: this is the test hook); returns its id."""
-        if self._plan is not None:
+        if self._busy_id() is not None:
             raise ConfigError(f"{self.config.name} is already scanning", fix="Stop it first.")
         sid = self._next_id if scan_id is None else scan_id
         self._begin(sid, self.config.scan_lines if lines is None else lines)
@@ -425,9 +429,36 @@ class SimScanner:
 
     # ----------------------------------------------------------- scan engine
 
-    def _begin(self, scan_id: int, lines: int) -> None:
+    def _busy_id(self) -> int | None:
+        """The scan running, being prepared or asked for, if any."""
+        if self._plan is not None:
+            return self._plan.scan_id
+        if self._preparing is not None:
+            return self._preparing
+        return self._requests[0][0] if self._requests else None
+
+    async def _prepare_and_begin(self, scan_id: int, lines: int) -> None:
+        """Make the image in a worker thread (a physics source may take a while; the
+        other scanners in this process keep streaming), then begin the scan."""
         cfg = self.config
-        image = self.source.scan(cfg.seed, scan_id, cfg.channels, lines)
+        self._preparing, self._prep_abort = scan_id, None
+        self._next_id = max(self._next_id, scan_id + 1)
+        self._last_started = scan_id
+        try:
+            image = await asyncio.to_thread(
+                self.source.scan, cfg.seed, scan_id, cfg.channels, lines
+            )
+            image.packed()
+        finally:
+            self._preparing = None
+        self._begin(scan_id, lines, image)
+        if self._prep_abort is not None:
+            self._abort(self._prep_abort)
+
+    def _begin(self, scan_id: int, lines: int, image: ScanImage | None = None) -> None:
+        cfg = self.config
+        if image is None:
+            image = self.source.scan(cfg.seed, scan_id, cfg.channels, lines)
         packed = image.packed()
         if packed.shape != (lines, 2 * cfg.channels):
             raise ConfigError(
@@ -480,6 +511,9 @@ class SimScanner:
         self._wake.set()
 
     def _abort(self, reason: str) -> None:
+        self._requests.clear()
+        if self._preparing is not None and self._prep_abort is None:
+            self._prep_abort = reason
         if self._plan is not None and self._plan.abort is None:
             self._plan.abort = reason
             self._advance(self._plan, time.monotonic())
@@ -653,11 +687,14 @@ class SimScanner:
                 await plan.done.wait()
                 next_at = time.monotonic() + cfg.interval_s
                 continue
+            if self._requests:
+                await self._prepare_and_begin(*self._requests.popleft())
+                continue
             if self._armed and cfg.auto and (cfg.scans == 0 or self._auto_done < cfg.scans):
                 delay = next_at - time.monotonic()
                 if delay <= 0 and not (self._faults or self._interlock):
                     self._auto_done += 1
-                    self._begin(self._next_id, cfg.scan_lines)
+                    await self._prepare_and_begin(self._next_id, cfg.scan_lines)
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), max(delay, cfg.tick_s))
@@ -686,12 +723,12 @@ class SimScanner:
     # ----------------------------------------------------------------- serial
 
     def _status_fields(self) -> list[object]:
-        plan = self._plan
+        busy = self._busy_id()
         return [
             self.state,
             int(self._armed),
-            int(plan is not None),
-            "-" if plan is None else plan.scan_id,
+            int(busy is not None),
+            "-" if busy is None else busy,
             ";".join(self._faults + (["INTERLOCK"] if self._interlock else [])) or "-",
         ]
 
@@ -752,20 +789,21 @@ class SimScanner:
             except (IndexError, ValueError):
                 self._send(NAK, cmd, "bad arguments")
                 return
-            plan = self._plan
+            busy = self._busy_id()
             if self._interlock or self._faults:
                 self._send(NAK, cmd, f"state {self.state}")
             elif not self._armed:
                 self._send(NAK, cmd, "not armed")
-            elif plan is not None:
-                if plan.scan_id == scan_id:
+            elif busy is not None:
+                if busy == scan_id:
                     self._send(ACK, cmd, scan_id)
                 else:
-                    self._send(NAK, cmd, f"busy with scan {plan.scan_id}")
+                    self._send(NAK, cmd, f"busy with scan {busy}")
             elif scan_id == self._last_started:
                 self._send(ACK, cmd, scan_id)  # a retried START of the scan just finished
             else:
-                self._begin(scan_id, lines)
+                self._requests.append((scan_id, lines))
+                self._wake.set()
                 self._send(ACK, cmd, scan_id)
         elif cmd == Command.STOP:
             self._abort("stopped by host")

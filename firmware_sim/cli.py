@@ -58,6 +58,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed (scanner N uses seed+N-1)")
     p.add_argument(
+        "--source",
+        choices=("synthetic", "physics"),
+        default="synthetic",
+        help="image source: cheap synthetic containers, or the physics model (slower)",
+    )
+    p.add_argument(
         "--replay",
         type=int,
         default=0,
@@ -102,11 +108,9 @@ def build_configs(args: argparse.Namespace) -> list[SimConfig]:
         dead_channels=dead,
         serial_corrupt_fraction=args.serial_corrupt,
     )
-    source: ImageSource = (
-        ReplaySource(SyntheticSource(), args.replay, args.seed)
-        if args.replay > 0
-        else SyntheticSource()
-    )
+    source: ImageSource = _source(args.source)
+    if args.replay > 0:
+        source = ReplaySource(source, args.replay, args.seed)
     serial_dir = Path(args.serial_dir)
     configs = []
     for i in range(1, args.scanners + 1):
@@ -133,6 +137,14 @@ def build_configs(args: argparse.Namespace) -> list[SimConfig]:
             )
         )
     return configs
+
+
+def _source(name: str) -> ImageSource:
+    if name == "physics":
+        from firmware_sim.physics import PhysicsSource  # heavy: tables, only when asked
+
+        return PhysicsSource()
+    return SyntheticSource()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -246,6 +246,12 @@ async def test_scan_events_on_the_serial_link(tmp_path: Path) -> None:
 
             await asyncio.wait_for(until_end(), DEADLINE)
             assert kinds == [("SCAN_START", ["9"]), ("SCAN_END", ["9", "20", "complete"])]
+            await ctl.start_scan(10, 100_000)  # 5 s at 20000 lines/s: stop it half way
+            assert (await ctl.status()).scan_id == 10
+            await ctl.stop_scan()
+            kinds.clear()
+            await asyncio.wait_for(until_end(), DEADLINE)
+            assert kinds[-1][0] == "SCAN_END" and kinds[-1][1][::2] == ["10", "aborted"]
             sim.inject("interlock")
             with pytest.raises(DriverError, match="refused ARM"):
                 await ctl.arm()
