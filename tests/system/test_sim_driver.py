@@ -344,3 +344,17 @@ async def test_sim_command_line_serves_until_sigint(tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_dead_channels_read_zero(tmp_path: Path) -> None:
+    faults = FaultConfig(dead_channels=(3, 31))
+    async with SimScanner(config(tmp_path, scan_lines=20, faults=faults, instant=True)) as sim:
+        link = LspDataLink("127.0.0.1", sim.data_port)
+        sim.arm()
+        items = await collect(link, last_scan=1)
+    lines = [p for p in items if isinstance(p, Packet) and p.type is PacketType.LINE]
+    assert len(lines) == 8 + 8 + 20
+    for p in lines:
+        samples = memoryview(p.payload).cast("H")
+        assert [samples[c] for c in (3, 31, 35, 63)] == [0, 0, 0, 0]
+        assert samples[4] > 0 and samples[36] > 0
