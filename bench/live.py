@@ -107,7 +107,7 @@ def aes_ceiling(block_bytes: int, seconds: float = 1.0) -> float:
 
 # -- the run -------------------------------------------------------------------------
 def _nii(*args: str) -> list[str]:
-    return [sys.executable, "-m", "nii", *args]
+    return [sys.executable, "-P", "-m", "nii", *args]
 
 
 def _wait(cond: Any, deadline_s: float, what: str) -> None:

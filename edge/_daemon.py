@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import time
 
 import zmq
@@ -79,6 +81,7 @@ class EdgeDaemon:
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopper, *runs], return_when=asyncio.FIRST_COMPLETED)
         notifier.stopping()
+        self.write_status()
         for t in [stopper, *runs, *aux]:
             t.cancel()
         for t in [stopper, *runs, *aux]:
@@ -89,9 +92,35 @@ class EdgeDaemon:
                 raise t.exception()  # type: ignore[misc]
 
     async def _beat(self) -> None:
+        n = 0
         while True:
             self._loop_beat = time.monotonic()
+            if n % 2 == 0:
+                self.write_status()
+            n += 1
             await asyncio.sleep(0.5)
+
+    def status(self) -> dict[str, object]:
+        """What a technician (and ``nii doctor``) wants to see of each scanner."""
+        out: dict[str, object] = {"edge": self.cfg.id, "ts": time.time(), "scanners": {}}
+        for ch in self.channels:
+            d = ch.summary()
+            d["connected"] = ch.connected
+            d["refused"] = ch.refused
+            d["control"] = dict(getattr(ch.control, "stats", {}) or {})
+            d["stages"] = {k: vars(v) for k, v in ch.stats.stages.items()}
+            out["scanners"][ch.cfg.id] = d  # type: ignore[index]
+        return out
+
+    def write_status(self) -> None:
+        """Write ``state_dir/status.json`` atomically (read by tools and tests)."""
+        path = self.cfg.state_dir / "status.json"
+        tmp = path.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(self.status(), indent=1))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", path, exc)
 
     def healthy(self) -> bool:
         return time.monotonic() - self._loop_beat < 5.0

@@ -46,7 +46,7 @@ def cmd_central(args: argparse.Namespace) -> int:
     from core.keys import EdgePublic
 
     cfg = _central_cfg(args)
-    if args.action == "run":
+    if args.action in (None, "run"):
         from central import run_central
         from core import runtime
 
@@ -182,13 +182,22 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--force", action="store_true", help="overwrite existing key files")
     k.set_defaults(func=cmd_keys)
 
+    cfg_opt = argparse.ArgumentParser(add_help=False)
+    cfg_opt.add_argument("--config", default=argparse.SUPPRESS,
+                         help="central configuration (TOML, default central.toml)")
+
     c = sub.add_parser("central", help="run the central aggregator, or manage enrollment")
-    c.add_argument("action", nargs="?", default="run", choices=["run", "enroll", "revoke", "edges"])
-    c.add_argument("target", nargs="?", help="edge public key file (enroll) or edge id (revoke)")
     c.add_argument("--config", default="central.toml", help="central configuration (TOML)")
-    c.add_argument("--note", help="note stored with an enrollment")
     c.add_argument("--log-level", default="INFO")
-    c.set_defaults(func=cmd_central)
+    c.set_defaults(func=cmd_central, action="run", target=None, note=None)
+    cs = c.add_subparsers(dest="action", metavar="ACTION")
+    cs.add_parser("run", parents=[cfg_opt], help="run the aggregator (the default)")
+    ce = cs.add_parser("enroll", parents=[cfg_opt], help="enroll an edge from its .pub file")
+    ce.add_argument("target", metavar="EDGE.pub")
+    ce.add_argument("--note", help="note stored with the enrollment")
+    cr_ = cs.add_parser("revoke", parents=[cfg_opt], help="revoke an edge")
+    cr_.add_argument("target", metavar="EDGE_ID")
+    cs.add_parser("edges", parents=[cfg_opt], help="list enrolled edges")
 
     e = sub.add_parser("edge", help="run an edge daemon")
     e.add_argument("--config", default="edge.toml", help="edge configuration (TOML)")
@@ -196,12 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_edge)
 
     r = sub.add_parser("cir", help="look into the Central Image Repository")
-    r.add_argument("action", choices=["scans", "alarms", "verify", "export"])
-    r.add_argument("ref", nargs="?", type=int, help="scan ref (export)")
     r.add_argument("--config", default="central.toml", help="central configuration (TOML)")
-    r.add_argument("--limit", type=int, default=50)
-    r.add_argument("--out", help="output file (export: .npz)")
-    r.set_defaults(func=cmd_cir)
+    r.set_defaults(func=cmd_cir, ref=None, out=None, limit=50)
+    rs = r.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, what in (("scans", "list scans"), ("alarms", "list alarms")):
+        x = rs.add_parser(name, parents=[cfg_opt], help=what)
+        x.add_argument("--limit", type=int, default=50)
+    rs.add_parser("verify", parents=[cfg_opt],
+                  help="verify every chain: signatures, digests, links")
+    rx = rs.add_parser("export", parents=[cfg_opt], help="decrypt one scan to .npz arrays")
+    rx.add_argument("ref", type=int, help="scan ref (see 'nii cir scans')")
+    rx.add_argument("--out", required=True, help="output .npz file")
 
     cr = sub.add_parser("control-room", help="control-room tools")
     cr.add_argument("action", choices=["tail"])

@@ -26,7 +26,7 @@ EDGE_ID = "edge-demo"
 
 
 def _nii(*args: str) -> list[str]:
-    return [sys.executable, "-m", "nii", *args]
+    return [sys.executable, "-P", "-m", "nii", *args]
 
 
 def _wait_file(path: Path, procs: list[subprocess.Popen[bytes]], deadline_s: float) -> None:

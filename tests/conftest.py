@@ -1,0 +1,39 @@
+"""Suite-wide fixtures: fail any async test that leaks asyncio tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+
+@pytest_asyncio.fixture
+async def _no_leaked_tasks() -> AsyncIterator[None]:
+    before = set(asyncio.all_tasks())
+    yield
+    for _ in range(3):  # let cancelled tasks finish their clean-up
+        await asyncio.sleep(0)
+    me = asyncio.current_task()
+    leaked = [t for t in asyncio.all_tasks() - before if t is not me and not t.done()]
+    for t in leaked:
+        t.cancel()
+    if leaked:
+        pytest.fail(f"test leaked {len(leaked)} asyncio task(s): {[t.get_name() for t in leaked]}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fn = getattr(item, "function", None)
+        if fn is not None and inspect.iscoroutinefunction(fn):
+            item.fixturenames.insert(0, "_no_leaked_tasks")  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Keep each phase's report on the item, so fixtures can print logs on failure."""
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep

@@ -1,0 +1,201 @@
+"""A whole installation in a temporary folder: central, simulators and edge as processes.
+
+Each part runs as in the field, as its own ``nii`` process on real sockets and a
+real pty; the test talks to them only through files, sockets and signals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from central import Cir
+from central._reader import Line, iter_lines
+from core.keys import CirKey, EdgeKey
+from core.net import free_port
+from core.seal import Opener
+
+
+def wait_until(cond: Callable[[], Any], timeout: float, what: str, poll: float = 0.05) -> Any:
+    """Poll ``cond`` until it is truthy; fail with ``what`` after ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(poll)
+
+
+class Cluster:
+    def __init__(self, base: Path, *, edge_id: str = "edge-t") -> None:
+        self.base = base
+        self.edge_id = edge_id
+        self.keys = base / "keys"
+        self.cir_key = CirKey.generate()
+        self.cir_key.save(self.keys)
+        self.edge_key = EdgeKey.generate(edge_id)
+        self.edge_key.save(self.keys)
+        self.listen = f"tcp://127.0.0.1:{free_port()}"
+        self.feed = f"tcp://127.0.0.1:{free_port()}"
+        self.central_toml = base / "central.toml"
+        self.central_toml.write_text(
+            f'[central]\nlisten = "{self.listen}"\nfeed = "{self.feed}"\n'
+            'state_dir = "cir"\nkey = "keys/cir.key"\npreview_hz = 5\n'
+        )
+        self.logs = base / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.status_file = base / "sim" / "status.json"
+        self.emit_dir = base / "emit"
+        self.edge_toml = base / "edge.toml"
+
+    # -- processes -----------------------------------------------------------------------
+    def nii(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-P", "-m", "nii", *args],
+            cwd=self.base,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        old = self.procs.get(name)
+        assert old is None or old.poll() is not None, f"{name} is already running"
+        out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        p = subprocess.Popen(
+            [sys.executable, "-P", "-m", "nii", *args], cwd=self.base, stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        out.close()
+        self.procs[name] = p
+        return p
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        p = self.procs[name]
+        p.send_signal(sig)
+        p.wait(timeout=20)
+
+    def stop_all(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def log_tail(self, n: int = 30) -> str:
+        out = []
+        for f in sorted(self.logs.glob("*.log")):
+            lines = f.read_text(errors="replace").splitlines()[-n:]
+            out.append(f"== {f.name}\n" + "\n".join(lines))
+        return "\n".join(out)
+
+    def enroll(self) -> None:
+        r = self.nii("central", "enroll", "--config", str(self.central_toml),
+                     str(self.keys / f"{self.edge_id}.pub"))
+        assert r.returncode == 0, r.stderr
+
+    def start_central(self) -> None:
+        self.start("central", "central", "--config", str(self.central_toml))
+
+    def start_sim(self, *args: str, scanners: int = 2) -> list[dict[str, Any]]:
+        self.status_file.unlink(missing_ok=True)
+        self.start("sim", "sim", "--scanners", str(scanners), "--serial-dir",
+                   str(self.base / "sim"), "--status-file", str(self.status_file),
+                   "--emit-log-dir", str(self.emit_dir), *args)
+        wait_until(self.status_file.exists, 60, "the simulators' status file")
+        scanners_doc: list[dict[str, Any]] = json.loads(self.status_file.read_text())["scanners"]
+        return scanners_doc
+
+    def write_edge_config(self, scanners: list[dict[str, Any]], **extra: Any) -> None:
+        lines = [
+            "[edge]", f'id = "{self.edge_id}"', f'key = "keys/{self.edge_id}.key"',
+            'cir_public = "keys/cir.pub"', f'central = "{self.listen}"', 'state_dir = "edge"',
+            "heartbeat_s = 0.5", "",
+        ]
+        for s in scanners:
+            lines += [
+                "[[scanner]]", f'id = "{s["name"]}"', f'serial = "{s["serial"]}"',
+                f'data = "{s["data_host"]}:{s["data_port"]}"',
+                *[f"{k} = {v}" for k, v in extra.items()], "",
+            ]
+        self.edge_toml.write_text("\n".join(lines))
+
+    def start_edge(self) -> None:
+        self.start("edge", "edge", "--config", str(self.edge_toml))
+
+    # -- looking at results --------------------------------------------------------------
+    def emitted(self, scanner: str) -> list[tuple[int, int, int, str]]:
+        f = self.emit_dir / f"{scanner}.emit.log"
+        if not f.exists():
+            return []
+        out = []
+        for line in f.read_text().splitlines():
+            p = line.split()
+            if len(p) == 4:
+                out.append((int(p[0]), int(p[1]), int(p[2]), p[3]))
+        return out
+
+    def committed(self, scanner: str) -> list[Line]:
+        cir = Cir(self.base / "cir")
+        try:
+            return list(iter_lines(cir, Opener(self.cir_key.x25519_private), scanner))
+        finally:
+            cir.close()
+
+    def committed_keys(self, scanner: str) -> list[tuple[int, int, int, str]]:
+        return [
+            (ln.scan_id, ln.line_no, ln.flags, hashlib.sha256(ln.payload).hexdigest())
+            for ln in self.committed(scanner)
+        ]
+
+    def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
+        db = self.base / "cir" / "cir.sqlite"
+        if not db.exists():
+            return []
+        con = sqlite3.connect(db, timeout=10)
+        try:
+            return con.execute(query, args).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            con.close()
+
+    def scans(self, scanner: str) -> list[tuple[Any, ...]]:
+        return self.sql(
+            "SELECT scan_id, status, lines_received, lines_planned, gaps FROM scans "
+            "WHERE scanner = ? ORDER BY ref", scanner)
+
+    def finished_scans(self, scanner: str) -> int:
+        return len([s for s in self.scans(scanner) if s[1] != "scanning"])
+
+    def edge_status(self) -> dict[str, Any]:
+        f = self.base / "edge" / "status.json"
+        try:
+            doc: dict[str, Any] = json.loads(f.read_text())
+            return doc
+        except (OSError, ValueError):
+            return {}
+
+    def alarms(self, kind: str | None = None) -> list[tuple[Any, ...]]:
+        if kind:
+            return self.sql("SELECT kind, scanner, message FROM alarms WHERE kind = ?", kind)
+        return self.sql("SELECT kind, scanner, message FROM alarms")
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ)
