@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 DICOS_DX_PRESENTATION = "1.2.840.10008.5.1.4.1.1.501.2.1"
 DICOM_DX_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
@@ -59,10 +59,10 @@ def dicos_dx(
     date, time = when.strftime("%Y%m%d"), when.strftime("%H%M%S")
 
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class_uid
+    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
     meta.MediaStorageSOPInstanceUID = generate_uid(prefix=UID_ROOT)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = UID_ROOT + "1"
+    meta.ImplementationClassUID = UID(UID_ROOT + "1")
     ds = Dataset()
     ds.file_meta = meta
     ds.SpecificCharacterSet = "ISO_IR 192"

@@ -36,7 +36,11 @@ REQUIRED_METADATA = ("scanner", "scan")
 
 @dataclass(slots=True)
 class UffPackage:
-    """Arrays by name plus JSON-serialisable metadata (see ``docs/uff.md`` for the keys)."""
+    """Arrays by name plus JSON-serialisable metadata (see ``docs/uff.md`` for the keys).
+
+    Equality is exact: same metadata, and arrays with the same dtype, shape and bytes
+    (so NaN equals NaN).
+    """
 
     metadata: dict[str, Any]
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
@@ -50,7 +54,8 @@ class UffPackage:
             and all(
                 a.dtype == other.arrays[k].dtype
                 and a.shape == other.arrays[k].shape
-                and np.array_equal(a, other.arrays[k])
+                and np.ascontiguousarray(a).tobytes()
+                == np.ascontiguousarray(other.arrays[k]).tobytes()
                 for k, a in self.arrays.items()
             )
         )
