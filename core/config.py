@@ -149,6 +149,24 @@ class ScannerConfig:
     spool_max_mb: float = 1024.0
     spool_high_water: float = 0.9
     arm: bool = True
+    # radiation safety (R5): site sensors on the MQTT broker that must all be safe to arm
+    interlocks: list[str] = field(default_factory=list)
+    dosimeters: list[str] = field(default_factory=list)
+    dose_limit_usvh: float = 2.5
+    sensor_max_age_s: float = 5.0
+    rearm: bool = True
+
+
+@dataclass
+class MqttConfig:
+    """``[edge.mqtt]``: the site broker where interlocks, doors and dosimeters publish."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    site: str = "site"
+    prefix: str = "nii"
+    keepalive_s: float = 5.0
+    settle_s: float = 0.3
 
 
 @dataclass
@@ -161,13 +179,18 @@ class EdgeConfig:
     state_dir: Path
     heartbeat_s: float = 1.0
     scanners: list[ScannerConfig] = field(default_factory=list)
+    mqtt: MqttConfig | None = None
+    metrics: str = ""
 
     @classmethod
     def load(cls, path: Path) -> EdgeConfig:
         path = Path(path)
         doc = _load(path)
         s = _table(path, doc, "edge")
-        s.check_unknown({"id", "key", "cir_public", "central", "state_dir", "heartbeat_s"})
+        s.check_unknown(
+            {"id", "key", "cir_public", "central", "state_dir", "heartbeat_s", "mqtt", "metrics"}
+        )
+        mqtt = _mqtt(path, s.doc.get("mqtt"))
         try:
             edge_id = check_id("edge", s.str("id"))
         except KeyFileError as exc:
@@ -190,6 +213,11 @@ class EdgeConfig:
                     "spool_max_mb",
                     "spool_high_water",
                     "arm",
+                    "interlocks",
+                    "dosimeters",
+                    "dose_limit_usvh",
+                    "sensor_max_age_s",
+                    "rearm",
                 }
             )
             try:
@@ -215,9 +243,14 @@ class EdgeConfig:
                     data_port=int(port_s),
                     block_lines=int(sc.num("block_lines", 64, 1, 4096)),
                     block_ms=sc.num("block_ms", 20.0, 1.0, 10000.0),
-                    spool_max_mb=sc.num("spool_max_mb", 1024.0, 1.0, 10_000_000.0),
+                    spool_max_mb=sc.num("spool_max_mb", 1024.0, 0.1, 10_000_000.0),
                     spool_high_water=sc.num("spool_high_water", 0.9, 0.1, 1.0),
                     arm=bool(sc.doc.get("arm", True)),
+                    interlocks=_names(sc, "interlocks"),
+                    dosimeters=_names(sc, "dosimeters"),
+                    dose_limit_usvh=sc.num("dose_limit_usvh", 2.5, 0.0, 1e6),
+                    sensor_max_age_s=sc.num("sensor_max_age_s", 5.0, 0.1, 3600.0),
+                    rearm=bool(sc.doc.get("rearm", True)),
                 )
             )
         return cls(
@@ -229,4 +262,51 @@ class EdgeConfig:
             state_dir=s.path_("state_dir", f"var/{edge_id}"),
             heartbeat_s=s.num("heartbeat_s", 1.0, 0.05, 60.0),
             scanners=scanners,
+            mqtt=mqtt,
+            metrics=_listen_addr(s, "metrics"),
         )
+
+
+def _names(sc: _Section, key: str) -> list[str]:
+    """A list of sensor names (MQTT topic levels: no ``/``, ``+`` or ``#``)."""
+    val = sc.doc.get(key, [])
+    if not isinstance(val, list) or not all(
+        isinstance(v, str) and v and not set(v) & set("/+#") for v in val
+    ):
+        raise sc._err(key, f"must be a list of sensor names, got {val!r}",
+                      f'write e.g. {key} = ["plc", "door-a"]')
+    return list(val)
+
+
+def _listen_addr(s: _Section, key: str) -> str:
+    """``HOST:PORT`` for an HTTP listener, or "" when off."""
+    val = s.doc.get(key, "")
+    if val == "":
+        return ""
+    host, _, port = str(val).rpartition(":")
+    if not isinstance(val, str) or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise s._err(key, f"{val!r} is not HOST:PORT", f'write e.g. {key} = "127.0.0.1:9101"')
+    return val
+
+
+def _mqtt(path: Path, doc: Any) -> MqttConfig | None:
+    """The ``[edge.mqtt]`` table, or None when the edge has no site broker."""
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: [edge] mqtt must be a table", fix="write it as [edge.mqtt]")
+    m = _Section(path, "edge.mqtt", doc)
+    m.check_unknown({"broker", "site", "prefix", "keepalive_s", "settle_s"})
+    broker = m.str("broker", "127.0.0.1:1883")
+    host, _, port = broker.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise m._err("broker", f"{broker!r} is not HOST:PORT",
+                     'write the site broker\'s address, e.g. broker = "192.0.2.5:1883"')
+    return MqttConfig(
+        host=host.strip("[]"),
+        port=int(port),
+        site=m.str("site", "site"),
+        prefix=m.str("prefix", "nii"),
+        keepalive_s=m.num("keepalive_s", 5.0, 1.0, 600.0),
+        settle_s=m.num("settle_s", 0.3, 0.0, 30.0),
+    )

@@ -130,6 +130,8 @@ class ScannerChannel:
         self._may_read = asyncio.Event()
         self._reader_task: asyncio.Task[None] | None = None
         self._disarmed_for_spool = False
+        self._disarm_at_scan_end = False
+        self._pending_alarms: list[Alarm] = []
         self.connected = False
         self.refused: str | None = None
         if not self.spool.fresh:
@@ -187,6 +189,10 @@ class ScannerChannel:
         if self._on_alarm is not None:
             self._on_alarm(self.cfg.id, kind, message)
         msg = Alarm(scanner=self.cfg.id, kind=kind, message=message, details=details)
+        if not self._welcomed or not self.connected:
+            # keep it until central is back; a bounded queue, oldest first out
+            self._pending_alarms = [*self._pending_alarms[-999:], msg]
+            return
         with contextlib.suppress(zmq.ZMQError):
             self.sock.send_multipart(msg.frames(), flags=zmq.NOBLOCK)
 
@@ -320,11 +326,21 @@ class ScannerChannel:
             self._disarmed_for_spool = True
             self.alarm(
                 "spool_high",
-                f"spool at {self.spool.bytes_used / 1e6:.0f} MB of "
-                f"{self.spool.max_bytes / 1e6:.0f} MB: new scans are refused until it drains",
+                f"spool at {self.spool.bytes_used / 1e6:.1f} MB of "
+                f"{self.spool.max_bytes / 1e6:.1f} MB: new scans are refused until it drains",
             )
             if self.control is not None:
-                asyncio.get_running_loop().create_task(self._safe(self.control.disarm()))
+                asyncio.get_running_loop().create_task(self._safe(self._refuse_new_scans()))
+
+    async def _refuse_new_scans(self) -> None:
+        """Disarm now if idle; if a scan is running, let it finish and disarm at its end."""
+        assert self.control is not None
+        st = await self.control.status()
+        if st.scanning:
+            self._disarm_at_scan_end = True
+            log.info("%s: the running scan may finish; disarming at its end", self.cfg.id)
+        else:
+            await self.control.disarm()
 
     async def _flusher(self) -> None:
         period = self.cfg.block_ms / 1000.0
@@ -426,6 +442,10 @@ class ScannerChannel:
         self._may_read.set()
         self._wake.set()
         log.info("%s: welcomed by central; the CIR holds blocks up to %d", self.cfg.id, last)
+        pending, self._pending_alarms = self._pending_alarms, []
+        for a in pending:
+            with contextlib.suppress(zmq.ZMQError):
+                self.sock.send_multipart(a.frames(), flags=zmq.NOBLOCK)
 
     def _release(self, seq: int) -> None:
         freed = self.spool.ack(seq)
@@ -437,6 +457,7 @@ class ScannerChannel:
             self._drained.set()
         if self._disarmed_for_spool and self.spool.bytes_used < self.spool.high_water_bytes // 2:
             self._disarmed_for_spool = False
+            self._disarm_at_scan_end = False
             log.info("%s: spool drained; accepting scans again", self.cfg.id)
             if self.control is not None and self.cfg.arm:
                 asyncio.get_running_loop().create_task(self._safe(self.control.arm()))
@@ -522,6 +543,10 @@ class ScannerChannel:
                         self.alarm("scanner_fault", " ".join(ev.fields))
                     elif ev.kind in ("SCAN_START", "SCAN_END"):
                         log.info("%s: %s %s", self.cfg.id, ev.kind, ",".join(ev.fields))
+                        if ev.kind == "SCAN_END" and self._disarm_at_scan_end:
+                            self._disarm_at_scan_end = False
+                            await ctl.disarm()
+                            log.info("%s: disarmed: spool above high water", self.cfg.id)
             except DriverError as exc:
                 log.warning("%s: control link: %s; retrying in 2 s", self.cfg.id, exc)
                 await asyncio.sleep(2.0)

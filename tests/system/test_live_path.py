@@ -133,3 +133,28 @@ def test_edge_killed_mid_scan_loses_nothing(cluster: Cluster) -> None:
     run_until_done(cluster, ["scanner1", "scanner2"], 2)
     for s in ("scanner1", "scanner2"):
         assert_all_lines_in_cir(cluster, s, 2)
+
+
+def test_full_spool_refuses_new_scans_and_loses_nothing(cluster: Cluster) -> None:
+    """Central down: the spool fills, alarms, refuses new scans, pauses the data link;
+    central back: it drains, the scanner is re-armed, and every line arrives."""
+    sims = cluster.start_sim("--scan-lines", str(SCAN_LINES), "--scans", "2",
+                             "--interval", "0.3", "--line-rate", "300", "--seed", "15",
+                             "--buffer", "60", scanners=1)
+    cluster.start_central()
+    cluster.write_edge_config(sims, spool_max_mb=0.6, spool_high_water=0.5)
+    cluster.start_edge()
+    wait_until(lambda: "welcomed" in (cluster.logs / "edge.log").read_text(), 20,
+               "the edge to be welcomed")
+    cluster.kill("central", signal.SIGKILL)
+    edge_log = cluster.logs / "edge.log"
+    wait_until(lambda: "spool full: pausing the data link" in edge_log.read_text(), 30,
+               "the spool to fill")
+    assert "ALARM spool_high" in edge_log.read_text()
+    spool = cluster.edge_status()["scanners"]["scanner1"]
+    assert spool["spool_bytes"] <= 0.6 * 1024 * 1024 + 200_000  # bounded (one block over)
+    cluster.start_central()
+    run_until_done(cluster, ["scanner1"], 2)
+    assert_all_lines_in_cir(cluster, "scanner1", 2)
+    assert cluster.alarms("spool_high"), "the spool alarm did not reach the CIR"
+    assert "disarm" in edge_log.read_text()
