@@ -11,6 +11,7 @@ from ._cargo import CONCEALMENTS, Scenario
 from ._detector import DetectorModel, SourceModel
 from ._geometry import Box, Extrusion, Fan, SceneObject, annulus, polygon
 from ._materials import LIBRARY
+from ._phantoms import qa_phantom_scan, qa_simulation
 from ._scene import COMMODITIES, CONTAINERS, Commodity, ContainerSpec
 from ._source import PhysicsScan, PhysicsSource, build_scenario
 from ._spectra import bremsstrahlung, detector_response, mean_energy
@@ -42,6 +43,8 @@ __all__ = [
     "mean_energy",
     "mu_rho_element",
     "polygon",
+    "qa_phantom_scan",
+    "qa_simulation",
     "spectrum",
     "transmission_exact",
     "xcom_table",

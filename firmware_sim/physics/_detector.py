@@ -44,7 +44,7 @@ class DetectorModel:
     dark_spread_adu: float = 120.0
     gain_spread: float = 0.06
     quanta_air: float = 4.0e6  # detected quanta per pixel in air at nominal output
-    electronic_noise_adu: float = 0.5
+    electronic_noise_adu: float = 0.3
     dead_fraction: float = 0.002
     hot_fraction: float = 0.001
     gain_drift: float = 0.002  # largest relative gain change over a scan
