@@ -1,0 +1,737 @@
+"""Scanner uptime and the 98 % SLA (R3): central accounting per scanner and period.
+
+Source of truth: each edge's own **state log** (``edge._uptime``), replayed to
+central over the heartbeats and acknowledged, so a network partition or a
+central restart costs nothing when the edge's record shows the scanner was up.
+Each entry is placed on the calendar as ``anchor + monotonic`` of its edge boot
+(anchor = wall - monotonic, taken once at the boot), which keeps durations
+exact across wall-clock jumps at the edge or at central.
+
+Timeline rules, per scanner:
+
+* an entry's state lasts until the next entry of the same boot, but at most
+  ``max_gap_s`` (the edge writes a mark every minute; a longer silence means the
+  edge was not running, which is no evidence of uptime);
+* the last entry of a boot ends there, except the newest boot's, which runs to
+  *now* while it is recent (``live_grace_s``);
+* a later boot overrides an earlier one where they overlap;
+* time covered by no record is ``offline`` ("nothing heard").
+
+Accounting: ``availability = available / (scheduled - agreed maintenance)``,
+where available = ``ready`` + ``scanning``. Scheduled time is 24/7 unless the SLA
+file gives daily hours; agreed maintenance windows come from the SLA file. A
+``maintenance`` state outside an agreed window is downtime. Periods: a day, a
+month, or a Pakistan fiscal year (1 July-30 June), in the SLA's time zone
+(Asia/Karachi by default).
+
+Alert: when the current period's projection (availability so far, the rate at
+which the period is running) falls under the target, central raises an
+``sla_projection`` alarm once per scanner and period; ``best_case`` (everything
+left of the period available) under target means the breach is certain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import csv
+import datetime as dt
+import logging
+import sqlite3
+import time
+import tomllib
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from core.errors import ConfigError
+
+log = logging.getLogger("nii.central.uptime")
+
+STATES = ("ready", "scanning", "fault", "interlock", "maintenance", "offline")
+AVAILABLE = frozenset({"ready", "scanning"})
+UNHEARD = "nothing heard from the edge"
+Window = tuple[float, float]
+
+
+# -- the store ------------------------------------------------------------------------------------
+class UptimeStore:
+    """Every state entry central has received, per scanner and edge log (SQLite)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS entries (
+                scanner TEXT, log TEXT, seq INTEGER, boot TEXT, mono_ns INTEGER,
+                anchor_ns INTEGER, state TEXT, cause TEXT, recv_ns INTEGER,
+                PRIMARY KEY (scanner, log, seq));
+            CREATE TABLE IF NOT EXISTS logs (
+                scanner TEXT, log TEXT, acked_seq INTEGER, PRIMARY KEY (scanner, log));
+            CREATE TABLE IF NOT EXISTS alerts (
+                scanner TEXT, period TEXT, ts_ns INTEGER, PRIMARY KEY (scanner, period));
+            """
+        )
+
+    def close(self) -> None:
+        self.db.close()
+
+    def ingest(self, doc: dict[str, Any], recv_ns: int | None = None) -> dict[str, Any] | None:
+        """Store a heartbeat's ``uptime`` entries; returns the acknowledgement to send back."""
+        try:
+            scanner, log_id = str(doc["scanner"]), str(doc["log"])
+            rows = [
+                (
+                    scanner,
+                    log_id,
+                    int(e[0]),
+                    str(e[1]),
+                    int(e[2]),
+                    int(e[3]),
+                    str(e[4]),
+                    str(e[5]),
+                    recv_ns or time.time_ns(),
+                )
+                for e in doc.get("entries", [])
+            ]
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            log.warning("malformed uptime entries: %s", exc)
+            return None
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            db.executemany("INSERT OR IGNORE INTO entries VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            r = db.execute(
+                "SELECT acked_seq FROM logs WHERE scanner = ? AND log = ?", [scanner, log_id]
+            ).fetchone()
+            acked = int(r[0]) if r else self._first_seq(scanner, log_id) - 1
+            while db.execute(
+                "SELECT 1 FROM entries WHERE scanner = ? AND log = ? AND seq = ?",
+                [scanner, log_id, acked + 1],
+            ).fetchone():
+                acked += 1
+            db.execute("INSERT OR REPLACE INTO logs VALUES (?, ?, ?)", [scanner, log_id, acked])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return {"scanner": scanner, "log": log_id, "seq": acked}
+
+    def _first_seq(self, scanner: str, log_id: str) -> int:
+        r = self.db.execute(
+            "SELECT MIN(seq) FROM entries WHERE scanner = ? AND log = ?", [scanner, log_id]
+        ).fetchone()
+        return int(r[0]) if r and r[0] is not None else 1
+
+    def scanners(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT DISTINCT scanner FROM entries ORDER BY 1")]
+
+    def rows(self, scanner: str) -> list[tuple[Any, ...]]:
+        """``(log, seq, boot, mono_ns, anchor_ns, state, cause)`` of one scanner."""
+        return self.db.execute(
+            "SELECT log, seq, boot, mono_ns, anchor_ns, state, cause FROM entries "
+            "WHERE scanner = ? ORDER BY log, seq",
+            [scanner],
+        ).fetchall()
+
+    def alerted(self, scanner: str, period: str) -> bool:
+        return (
+            self.db.execute(
+                "SELECT 1 FROM alerts WHERE scanner = ? AND period = ?", [scanner, period]
+            ).fetchone()
+            is not None
+        )
+
+    def mark_alerted(self, scanner: str, period: str) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO alerts VALUES (?, ?, ?)", [scanner, period, time.time_ns()]
+        )
+
+
+# -- timeline -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Interval:
+    start: float  # epoch seconds
+    end: float
+    state: str
+    cause: str = ""
+
+
+def build_timeline(
+    rows: Iterable[tuple[Any, ...]],
+    *,
+    now: float,
+    max_gap_s: float = 180.0,
+    live_grace_s: float = 180.0,
+) -> list[Interval]:
+    """The intervals one scanner's edge vouched for, in time order (gaps not filled)."""
+    boots: dict[tuple[str, str], list[tuple[int, float, str, str]]] = defaultdict(list)
+    for log_id, seq, boot, mono_ns, anchor_ns, state, cause in rows:
+        boots[(log_id, boot)].append(
+            (int(seq), (int(anchor_ns) + int(mono_ns)) / 1e9, str(state), str(cause))
+        )
+    ordered = sorted((sorted(v) for v in boots.values()), key=lambda es: es[0][1])
+    out: list[Interval] = []
+    for i, es in enumerate(ordered):
+        limit = ordered[i + 1][0][1] if i + 1 < len(ordered) else float("inf")
+        for j, (_, t, state, cause) in enumerate(es):
+            if j + 1 < len(es):
+                end = min(es[j + 1][1], t + max_gap_s)
+            elif i + 1 == len(ordered) and 0 <= now - t <= live_grace_s:
+                end = now
+            else:
+                end = t
+            end = min(end, limit, now)
+            if end > t:
+                out.append(Interval(t, end, state, cause))
+    return out
+
+
+def fill(intervals: list[Interval], t0: float, t1: float) -> list[Interval]:
+    """Clip to ``[t0, t1)``, fill what no record covers with ``offline``, merge neighbours."""
+    out: list[Interval] = []
+    cur = t0
+    for iv in sorted(intervals, key=lambda x: x.start):
+        s, e = max(iv.start, cur), min(iv.end, t1)
+        if e <= s:
+            continue
+        if s > cur:
+            out.append(Interval(cur, s, "offline", UNHEARD))
+        out.append(Interval(s, e, iv.state, iv.cause))
+        cur = e
+    if cur < t1:
+        out.append(Interval(cur, t1, "offline", UNHEARD))
+    merged: list[Interval] = []
+    for iv in out:
+        last = merged[-1] if merged else None
+        if (
+            last
+            and last.state == iv.state
+            and last.end == iv.start
+            and ((last.cause == UNHEARD) == (iv.cause == UNHEARD))
+        ):
+            merged[-1] = Interval(last.start, iv.end, iv.state, last.cause)
+        else:
+            merged.append(iv)
+    return merged
+
+
+# -- SLA, schedule, periods -----------------------------------------------------------------------
+@dataclass
+class Sla:
+    """The SLA's terms: target, time zone, daily scheduled hours, agreed maintenance."""
+
+    target: float = 0.98
+    tz: dt.tzinfo = field(default_factory=lambda: _zone("Asia/Karachi"))
+    hours: tuple[int, int] | None = None  # minutes from midnight, [start, end)
+    maintenance: list[tuple[str, float, float]] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path | None) -> Sla:
+        """Read ``sla.toml`` (or the defaults: 98 %, 24/7, Asia/Karachi, no maintenance)."""
+        if path is None:
+            return cls()
+        p = Path(path)
+        try:
+            doc = tomllib.loads(p.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(
+                f"cannot read the SLA file {p}: {exc}", fix="check the path and its TOML syntax"
+            ) from exc
+        sla = cls(
+            target=float(doc.get("target", 0.98)),
+            tz=_zone(str(doc.get("timezone", "Asia/Karachi"))),
+        )
+        hours = doc.get("hours")
+        if hours:
+            try:
+                a, b = str(hours).split("-")
+                sla.hours = (_minutes(a), _minutes(b))
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{p}: hours = {hours!r} is not HH:MM-HH:MM",
+                    fix='write e.g. hours = "06:00-22:00"',
+                ) from exc
+        for m in doc.get("maintenance", []):
+            try:
+                start, end = _epoch(m["start"], sla.tz), _epoch(m["end"], sla.tz)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ConfigError(
+                    f"{p}: a [[maintenance]] window is malformed: {m!r}",
+                    fix="give scanner, start and end as TOML date-times",
+                ) from exc
+            sla.maintenance.append((str(m.get("scanner", "*")), start, end))
+        return sla
+
+    def scheduled(self, t0: float, t1: float) -> list[Window]:
+        if self.hours is None:
+            return [(t0, t1)] if t1 > t0 else []
+        out: list[Window] = []
+        day = dt.datetime.fromtimestamp(t0, self.tz).date() - dt.timedelta(days=1)
+        while True:
+            midnight = dt.datetime.combine(day, dt.time(), self.tz).timestamp()
+            if midnight >= t1:
+                break
+            a, b = midnight + self.hours[0] * 60, midnight + self.hours[1] * 60
+            if min(b, t1) > max(a, t0):
+                out.append((max(a, t0), min(b, t1)))
+            day += dt.timedelta(days=1)
+        return out
+
+    def maintenance_for(self, scanner: str) -> list[Window]:
+        return sorted((a, b) for s, a, b in self.maintenance if s in ("*", scanner))
+
+
+def _zone(name: str) -> dt.tzinfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        if name == "Asia/Karachi":  # no tz database: PKT is UTC+5 without DST
+            return dt.timezone(dt.timedelta(hours=5), "PKT")
+        raise ConfigError(
+            f"unknown time zone {name!r}", fix="use an IANA name, e.g. Asia/Karachi"
+        ) from None
+
+
+def _minutes(hhmm: str) -> int:
+    h, m = hhmm.strip().split(":")
+    v = int(h) * 60 + int(m)
+    if not 0 <= v <= 24 * 60:
+        raise ValueError(hhmm)
+    return v
+
+
+def _epoch(v: Any, tz: dt.tzinfo) -> float:
+    if isinstance(v, dt.datetime):
+        return (v if v.tzinfo else v.replace(tzinfo=tz)).timestamp()
+    if isinstance(v, str):
+        d = dt.datetime.fromisoformat(v)
+        return (d if d.tzinfo else d.replace(tzinfo=tz)).timestamp()
+    raise ValueError(v)
+
+
+@dataclass(frozen=True)
+class Period:
+    label: str
+    start: float
+    end: float
+
+
+def fiscal_year_of(d: dt.date) -> int:
+    """Pakistan's fiscal year runs 1 July-30 June; FY2025-26 starts on 1 July 2025."""
+    return d.year if d.month >= 7 else d.year - 1
+
+
+def period(spec: str, now: float, tz: dt.tzinfo) -> Period:
+    """``day``, ``month``, ``fiscal``, ``YYYY-MM-DD``, ``YYYY-MM``, ``FY2025-26`` or ``FY2025``."""
+    today = dt.datetime.fromtimestamp(now, tz).date()
+
+    def ts(d: dt.date) -> float:
+        return dt.datetime.combine(d, dt.time(), tz).timestamp()
+
+    s = spec.strip()
+    try:
+        if s == "day":
+            s = today.isoformat()
+        elif s == "month":
+            s = today.strftime("%Y-%m")
+        elif s == "fiscal":
+            s = f"FY{fiscal_year_of(today)}"
+        if s.upper().startswith("FY"):
+            y = int(s[2:].split("-")[0])
+            return Period(
+                f"FY{y}-{(y + 1) % 100:02d}", ts(dt.date(y, 7, 1)), ts(dt.date(y + 1, 7, 1))
+            )
+        if len(s) == 7:
+            y, m = int(s[:4]), int(s[5:])
+            last = calendar.monthrange(y, m)[1]
+            return Period(s, ts(dt.date(y, m, 1)), ts(dt.date(y, m, last) + dt.timedelta(days=1)))
+        d = dt.date.fromisoformat(s)
+        return Period(s, ts(d), ts(d + dt.timedelta(days=1)))
+    except ValueError as exc:
+        raise ConfigError(
+            f"--period {spec!r} is not a period",
+            fix="use day, month, fiscal, 2025-07-14, 2025-07 or FY2025-26",
+        ) from exc
+
+
+def days_of(p: Period, tz: dt.tzinfo) -> list[Period]:
+    out: list[Period] = []
+    d = dt.datetime.fromtimestamp(p.start, tz).date()
+    while True:
+        q = period(d.isoformat(), p.start, tz)
+        if q.start >= p.end:
+            return out
+        out.append(q)
+        d += dt.timedelta(days=1)
+
+
+# -- accounting -----------------------------------------------------------------------------------
+def _intersect(a: list[Window], b: list[Window]) -> list[Window]:
+    out, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        s, e = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
+        if e > s:
+            out.append((s, e))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _subtract(a: list[Window], b: list[Window]) -> list[Window]:
+    out: list[Window] = []
+    for s, e in a:
+        cur = s
+        for bs, be in b:
+            if be <= cur or bs >= e:
+                continue
+            if bs > cur:
+                out.append((cur, bs))
+            cur = max(cur, be)
+        if cur < e:
+            out.append((cur, e))
+    return out
+
+
+def _measure(ws: list[Window]) -> float:
+    return sum(e - s for s, e in ws)
+
+
+@dataclass
+class Account:
+    """One scanner's accounting over one period (up to ``until``)."""
+
+    scanner: str
+    period: Period
+    until: float
+    scheduled_s: float
+    maintenance_s: float
+    available_s: float
+    observed_s: float
+    by_state: dict[str, float]
+    remaining_s: float  # scheduled, non-maintenance time left in the period after ``until``
+
+    @property
+    def base_s(self) -> float:
+        return self.scheduled_s - self.maintenance_s
+
+    @property
+    def availability(self) -> float | None:
+        return self.available_s / self.base_s if self.base_s > 0 else None
+
+    @property
+    def best_case(self) -> float | None:
+        total = self.base_s + self.remaining_s
+        return (self.available_s + self.remaining_s) / total if total > 0 else None
+
+
+def account(scanner: str, timeline: list[Interval], sla: Sla, p: Period, now: float) -> Account:
+    """Availability = available / (scheduled - agreed maintenance) over ``p`` up to ``now``."""
+    until = max(p.start, min(p.end, now))
+    sched = sla.scheduled(p.start, until)
+    maint = _intersect(sched, sla.maintenance_for(scanner))
+    base = _subtract(sched, maint)
+    by_state = dict.fromkeys(STATES, 0.0)
+    unheard = 0.0
+    for iv in fill(timeline, p.start, until):
+        m = _measure(_intersect(base, [(iv.start, iv.end)]))
+        by_state[iv.state] = by_state.get(iv.state, 0.0) + m
+        if iv.cause == UNHEARD:
+            unheard += m
+    later = sla.scheduled(until, p.end)
+    remaining = _measure(_subtract(later, _intersect(later, sla.maintenance_for(scanner))))
+    avail = sum(v for k, v in by_state.items() if k in AVAILABLE)
+    return Account(
+        scanner,
+        p,
+        until,
+        _measure(sched),
+        _measure(maint),
+        avail,
+        _measure(base) - unheard,
+        by_state,
+        remaining,
+    )
+
+
+# -- central's live side --------------------------------------------------------------------------
+class UptimeTracker:
+    """Central's end of the state-log exchange, plus the SLA projection alert."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        alarm: Callable[..., None] | None = None,
+        sla: Sla | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = UptimeStore(Path(state_dir) / "uptime.sqlite")
+        self.alarm = alarm
+        self.sla = sla or Sla()
+        self.clock = clock
+        self.live: dict[str, dict[str, Any]] = {}
+        self._acks: dict[bytes, dict[str, Any]] = {}
+
+    def close(self) -> None:
+        self.store.close()
+
+    def on_heartbeat(self, ident: bytes, edge_id: str, state: dict[str, Any]) -> None:
+        """Store what a scanner channel's heartbeat carries; remember the ack for the reply."""
+        up = state.get("uptime")
+        if not isinstance(up, dict):
+            return
+        ack = self.store.ingest(up)
+        if ack is not None:
+            self._acks[ident] = ack
+            self.live[ack["scanner"]] = {
+                "edge": edge_id,
+                "state": state.get("scanner_state", ""),
+                "cause": state.get("state_cause", ""),
+                "heard": self.clock(),
+            }
+
+    def reply(self, ident: bytes) -> dict[str, Any]:
+        """Extra fields for the heartbeat reply to ``ident``."""
+        ack = self._acks.get(ident)
+        return {"uptime_ack": ack} if ack else {}
+
+    def timeline(self, scanner: str, now: float | None = None) -> list[Interval]:
+        return build_timeline(self.store.rows(scanner), now=self.clock() if now is None else now)
+
+    def account(self, scanner: str, p: Period, now: float | None = None) -> Account:
+        now = self.clock() if now is None else now
+        return account(scanner, self.timeline(scanner, now), self.sla, p, now)
+
+    def check_projection(self, now: float | None = None) -> list[Account]:
+        """Alarm once per scanner and period whose projection is under the target."""
+        now = self.clock() if now is None else now
+        low = []
+        for scanner in self.store.scanners():
+            for spec in ("month", "fiscal"):
+                p = period(spec, now, self.sla.tz)
+                a = self.account(scanner, p, now)
+                av = a.availability
+                if av is None or av >= self.sla.target or self.store.alerted(scanner, p.label):
+                    continue
+                low.append(a)
+                self.store.mark_alerted(scanner, p.label)
+                best = a.best_case or 0.0
+                msg = (
+                    f"{scanner} availability in {p.label} is {av:.2%}, projected under the "
+                    f"{self.sla.target:.0%} SLA"
+                    + (
+                        f"; breach certain (best case {best:.2%})"
+                        if best < self.sla.target
+                        else f"; best case {best:.2%}"
+                    )
+                )
+                log.warning("%s", msg)
+                if self.alarm is not None:
+                    self.alarm(
+                        scanner,
+                        "",
+                        "sla_projection",
+                        msg,
+                        period=p.label,
+                        availability=round(av, 6),
+                        best_case=round(best, 6),
+                    )
+        return low
+
+    async def watch(self, every_s: float = 60.0) -> None:
+        """Check the projection every ``every_s`` (a task of the aggregator)."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                self.check_projection()
+            except Exception as exc:  # an accounting bug must not stop the aggregator
+                log.error("uptime projection check failed: %s", exc)
+
+
+# -- report ---------------------------------------------------------------------------------------
+COLOURS = {
+    "ready": "#2e7d32",
+    "scanning": "#66bb6a",
+    "fault": "#c62828",
+    "interlock": "#ef6c00",
+    "maintenance": "#1565c0",
+    "offline": "#757575",
+}
+
+
+def report(
+    store: UptimeStore,
+    sla: Sla,
+    *,
+    spec: str = "month",
+    scanners: list[str] | None = None,
+    out_dir: Path = Path("."),
+    now: float | None = None,
+) -> tuple[list[Account], Path, Path]:
+    """Accounts per scanner for the period; writes a daily CSV and a PNG timeline."""
+    now = time.time() if now is None else now
+    p = period(spec, now, sla.tz)
+    names = scanners or store.scanners()
+    tls = {s: build_timeline(store.rows(s), now=now) for s in names}
+    accounts = [account(s, tls[s], sla, p, now) for s in names]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / f"uptime-{p.label}.csv"
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(
+            [
+                "scanner",
+                "period",
+                "scheduled_h",
+                "maintenance_h",
+                "available_h",
+                "availability",
+                *[f"{s}_h" for s in STATES],
+                "observed_h",
+            ]
+        )
+        for s in names:
+            rows = [account(s, tls[s], sla, d, now) for d in days_of(p, sla.tz) if d.start < now]
+            for a in [*rows, next(x for x in accounts if x.scanner == s)]:
+                av = a.availability
+                w.writerow(
+                    [
+                        s,
+                        a.period.label,
+                        f"{a.scheduled_s / 3600:.4f}",
+                        f"{a.maintenance_s / 3600:.4f}",
+                        f"{a.available_s / 3600:.4f}",
+                        "" if av is None else f"{av:.6f}",
+                        *[f"{a.by_state[k] / 3600:.4f}" for k in STATES],
+                        f"{a.observed_s / 3600:.4f}",
+                    ]
+                )
+    png_path = out_dir / f"uptime-{p.label}.png"
+    plot(tls, accounts, sla, p, min(now, p.end), png_path)
+    return accounts, csv_path, png_path
+
+
+def plot(
+    tls: dict[str, list[Interval]],
+    accounts: list[Account],
+    sla: Sla,
+    p: Period,
+    until: float,
+    path: Path,
+) -> None:
+    """A timeline per scanner: one coloured bar per state, agreed maintenance hatched."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    def num(t: float) -> float:
+        return float(mdates.date2num(dt.datetime.fromtimestamp(t, sla.tz)))
+
+    names = list(tls)
+    fig, ax = plt.subplots(figsize=(12, 1.2 + 0.7 * max(1, len(names))), dpi=110)
+    for row, s in enumerate(names):
+        y = len(names) - 1 - row
+        for iv in fill(tls[s], p.start, max(p.start, until)):
+            ax.broken_barh(
+                [(num(iv.start), num(iv.end) - num(iv.start))],
+                (y - 0.35, 0.7),
+                facecolors=COLOURS.get(iv.state, "#000000"),
+                linewidth=0,
+            )
+        for a, b in sla.maintenance_for(s):
+            if b > p.start and a < p.end:
+                ax.broken_barh(
+                    [(num(max(a, p.start)), num(min(b, p.end)) - num(max(a, p.start)))],
+                    (y - 0.45, 0.9),
+                    facecolors="none",
+                    edgecolors="#0d47a1",
+                    hatch="///",
+                    linewidth=0.8,
+                )
+    labels = []
+    for s in names:
+        acc = next(x for x in accounts if x.scanner == s)
+        av = acc.availability
+        labels.append(f"{s}\n{'—' if av is None else f'{av:.2%}'}")
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(list(reversed(labels)))
+    ax.set_xlim(num(p.start), num(p.end))
+    ax.set_ylim(-0.7, len(names) - 0.3)
+    ax.xaxis_date(sla.tz)
+    ax.xaxis.set_major_formatter(mdates.AutoDateFormatter(ax.xaxis.get_major_locator(), tz=sla.tz))
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(
+        f"Scanner availability, {p.label} (target {sla.target:.0%}; hatched: agreed maintenance)"
+    )
+    ax.legend(
+        handles=[Patch(color=c, label=k) for k, c in COLOURS.items()]
+        + [Patch(facecolor="none", edgecolor="#0d47a1", hatch="///", label="agreed maintenance")],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.18),
+        ncol=7,
+        fontsize=8,
+        frameon=False,
+    )
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def format_table(accounts: list[Account], sla: Sla) -> str:
+    """The report as a text table."""
+    head = (
+        f"{'scanner':<12} {'period':<10} {'sched h':>8} {'maint h':>7} {'avail h':>8} "
+        f"{'availab.':>8} {'fault h':>7} {'intlk h':>7} {'offl h':>7} {'best':>7}  status"
+    )
+    out = [head]
+    for a in accounts:
+        av, best = a.availability, a.best_case
+        status = (
+            "no data"
+            if av is None
+            else "OK"
+            if av >= sla.target
+            else "BREACH"
+            if (best or 0) < sla.target
+            else "AT RISK"
+        )
+        out.append(
+            f"{a.scanner:<12} {a.period.label:<10} {a.scheduled_s / 3600:>8.2f} "
+            f"{a.maintenance_s / 3600:>7.2f} {a.available_s / 3600:>8.2f} "
+            f"{'—' if av is None else f'{av:.2%}':>8} {a.by_state['fault'] / 3600:>7.2f} "
+            f"{a.by_state['interlock'] / 3600:>7.2f} {a.by_state['offline'] / 3600:>7.2f} "
+            f"{'—' if best is None else f'{best:.2%}':>7}  {status}"
+        )
+    return "\n".join(out)
+
+
+__all__ = [
+    "AVAILABLE",
+    "STATES",
+    "Account",
+    "Interval",
+    "Period",
+    "Sla",
+    "UptimeStore",
+    "UptimeTracker",
+    "account",
+    "build_timeline",
+    "fill",
+    "fiscal_year_of",
+    "format_table",
+    "period",
+    "report",
+]
