@@ -23,6 +23,7 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,8 @@ import zmq.asyncio
 from zmq.auth.asyncio import AsyncioAuthenticator
 
 from central._cir import Cir, Staged, StreamState
+from central._metrics import serve_metrics
+from central._uptime import Sla, UptimeTracker
 from core.config import CentralConfig
 from core.errors import ConfigError, IntegrityError, NiiError, ProtocolError
 from core.keys import CirKey, EdgePublic
@@ -99,6 +102,10 @@ class Central:
         self.router: zmq.asyncio.Socket | None = None
         self.pub: zmq.asyncio.Socket | None = None
         self.auth: AsyncioAuthenticator | None = None
+        # R3: scanner state logs replayed by the edges, SLA accounting (central._uptime)
+        self.uptime = UptimeTracker(cfg.state_dir, alarm=self._alarm,
+                                    sla=Sla.load(_sla_file(cfg)))
+        self.metrics_server: Any = None
 
     # -- enrollment lookups --------------------------------------------------------------
     def edge_row(self, curve_z85: str) -> dict[str, Any] | None:
@@ -163,6 +170,11 @@ class Central:
         if self.ctx is not None:
             self.ctx.term()
             self.ctx = None
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+            self.metrics_server = None
+        self.uptime.close()
         self.cir.close()
 
     def _publish(self, topic: bytes, doc: dict[str, Any], *raw: bytes) -> None:
@@ -180,7 +192,10 @@ class Central:
         aux = [
             asyncio.create_task(self._beat(), name="loop beat"),
             asyncio.create_task(watchdog_loop(notifier, self.healthy), name="watchdog"),
+            asyncio.create_task(self.uptime.watch(), name="sla watch"),
         ]
+        if self.cfg.metrics and self.metrics_server is None:
+            self.metrics_server = serve_metrics(self)
         notifier.ready()
         log.info("central listening on %s, live feed on %s, CIR in %s",
                  self.cfg.listen, self.cfg.feed, self.cfg.state_dir)
@@ -296,7 +311,8 @@ class Central:
             )
         for ident in work.heartbeats:
             self._send(ident, Heartbeat(sender="central", boot=self.boot,
-                                        state={"blocks": self.stats.blocks_committed}).frames())
+                                        state={"blocks": self.stats.blocks_committed,
+                                               **self.uptime.reply(ident)}).frames())
         for topic, doc, raw in work.feed:
             self._publish(topic, doc, *raw)
 
@@ -354,6 +370,7 @@ class Central:
                 work.hellos.append((ident, msg.scanner))
             elif isinstance(msg, Heartbeat):
                 work.heartbeats.append(ident)
+                self.uptime.on_heartbeat(ident, edge["id"], msg.state)
             elif isinstance(msg, Alarm):
                 self._alarm(msg.scanner, edge["id"], msg.kind, msg.message, **msg.details)
         work.alarms = bool(self._pending_alarms)
@@ -373,7 +390,7 @@ class Central:
     ) -> None:
         edge_id = edge["id"]
         try:
-            block = parse(bytes(frame.buffer) if hasattr(frame, "buffer") else bytes(frame))
+            block = parse(frame.buffer if hasattr(frame, "buffer") else bytes(frame))
             if block.edge != edge_id or block.scanner != msg.scanner or block.seq != msg.seq:
                 raise IntegrityError(
                     f"block claims edge {block.edge!r} scanner {block.scanner!r} seq "
@@ -594,6 +611,12 @@ class _Work:
         k = (ident, scanner)
         if seq > self.acks.get(k, -1):
             self.acks[k] = seq
+
+
+def _sla_file(cfg: CentralConfig) -> Path | None:
+    """``sla.toml`` beside the central configuration, if there is one (see central._uptime)."""
+    p = Path(cfg.path).parent / "sla.toml"
+    return p if p.exists() else None
 
 
 async def run_central(cfg: CentralConfig, stop: asyncio.Event) -> None:

@@ -87,6 +87,7 @@ class Cir:
                 fix="check state_dir: it must exist, be writable and have free space",
             ) from exc
         self._blob_fd = os.open(self.dir / "blobs", os.O_RDONLY)
+        self._dirs: set[Path] = set()
         self._schema()
 
     def close(self) -> None:
@@ -253,13 +254,20 @@ class Cir:
         hx = h if isinstance(h, str) else h.hex()
         return self.dir / "blobs" / hx[:2] / hx[2:4] / hx
 
-    def _write_blob(self, h: bytes, raw: bytes) -> None:
+    def _write_blob(self, h: bytes, raw: bytes | memoryview) -> None:
+        # Written in place: a file cut short by a crash is not yet in the index, so the
+        # block is not acknowledged, the edge resends it and it is written again whole.
         p = self.blob_path(h)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(raw)
-        os.replace(tmp, p)
+        if p.parent not in self._dirs:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            self._dirs.add(p.parent)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            view = memoryview(raw)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
 
     def commit(
         self,

@@ -96,7 +96,7 @@ class Block:
     cipher_sha256: bytes
     meta_raw: bytes
     index_raw: bytes
-    raw: bytes
+    raw: bytes | memoryview
 
     @property
     def hash(self) -> bytes:
@@ -254,7 +254,7 @@ def parse(raw: bytes | memoryview) -> Block:
         cipher_sha256=cipher_sha,
         meta_raw=bytes(mv[HEADER.size : HEADER.size + meta_len]),
         index_raw=bytes(mv[HEADER.size + meta_len : end_signed]),
-        raw=raw if isinstance(raw, bytes) else bytes(raw),
+        raw=raw,
     )
 
 

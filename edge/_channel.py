@@ -36,6 +36,7 @@ from edge._spool import Spool
 log = logging.getLogger("nii.edge")
 
 WINDOW_BLOCKS = 256
+RELEASE_S = 0.25
 CACHE_BYTES = 256 * 1024 * 1024
 
 
@@ -131,9 +132,15 @@ class ScannerChannel:
         self._reader_task: asyncio.Task[None] | None = None
         self._disarmed_for_spool = False
         self._disarm_at_scan_end = False
+        self._last_release = 0.0
         self._pending_alarms: list[Alarm] = []
         self.connected = False
         self.refused: str | None = None
+        # hooks for the safety guard and the state tracker (edge._safety, edge._uptime)
+        self.may_arm: Callable[[], bool] = lambda: True
+        self.event_listeners: list[Callable[[Any], None]] = []
+        self.heartbeat_listeners: list[Callable[[dict[str, Any]], None]] = []
+        self.heartbeat_extra: Callable[[], dict[str, Any]] = dict
         if not self.spool.fresh:
             self._may_read.set()
 
@@ -322,6 +329,9 @@ class ScannerChannel:
             self._cache[seq] = sealed
             self._cache_bytes += len(sealed)
         self._wake.set()
+        if self.spool.above_high_water and self._acked > self.spool.state.acked_seq:
+            self._last_release = time.monotonic()
+            self._release(self._acked)  # acknowledged blocks do not count against the bound
         if self.spool.above_high_water and not self._disarmed_for_spool:
             self._disarmed_for_spool = True
             self.alarm(
@@ -371,9 +381,9 @@ class ScannerChannel:
                         continue
                     self.stats.blocks_resent += 1
                 t0 = time.perf_counter()
-                await self.sock.send_multipart(
-                    BlockMsg(scanner=self.cfg.id, seq=seq).frames(raw), copy=False
-                )
+                # copying a block into the zmq message costs less than tracking a
+                # zero-copy frame through pyzmq's garbage-collector thread
+                await self.sock.send_multipart(BlockMsg(scanner=self.cfg.id, seq=seq).frames(raw))
                 st.handled += 1
                 st.seconds += time.perf_counter() - t0
                 self.stats.blocks_sent += 1
@@ -390,6 +400,9 @@ class ScannerChannel:
                 continue
             self._last_heard = time.monotonic()
             self.connected = True
+            if isinstance(msg, Heartbeat):
+                for hb_fn in self.heartbeat_listeners:
+                    hb_fn(msg.state)
             if isinstance(msg, Welcome):
                 self._on_welcome(msg)
             elif isinstance(msg, Ack):
@@ -459,13 +472,21 @@ class ScannerChannel:
             self._disarmed_for_spool = False
             self._disarm_at_scan_end = False
             log.info("%s: spool drained; accepting scans again", self.cfg.id)
-            if self.control is not None and self.cfg.arm:
+            if self.control is not None and self.cfg.arm and self.may_arm():
                 asyncio.get_running_loop().create_task(self._safe(self.control.arm()))
 
     def _on_ack(self, a: Ack) -> None:
         if a.seq > self._acked:
-            self._release(a.seq)
             self._acked = a.seq
+            for s in [s for s in self._cache if s <= a.seq]:
+                self._cache_bytes -= len(self._cache.pop(s))
+            # deleting from the spool is batched (one transaction per RELEASE_S), except
+            # when space is short; a crash before it only means the CIR gets duplicates
+            # it recognises, and the WELCOME after a restart releases them anyway
+            now = time.monotonic()
+            if self.spool.above_high_water or now - self._last_release >= RELEASE_S:
+                self._last_release = now
+                self._release(a.seq)
             self._last_progress = time.monotonic()
             if self._cursor <= a.seq:
                 self._cursor = a.seq + 1
@@ -501,6 +522,9 @@ class ScannerChannel:
         hb = self.edge.heartbeat_s
         while True:
             now = time.monotonic()
+            if self._acked > self.spool.state.acked_seq:
+                self._last_release = now
+                self._release(self._acked)
             if now - self._last_heard > 3 * hb:
                 self.connected = False
             if not self._welcomed:
@@ -513,7 +537,7 @@ class ScannerChannel:
                     self._send_hello()
                 else:
                     msg = Heartbeat(sender=f"{self.edge.id}/{self.cfg.id}", boot=self.boot,
-                                    state=self.summary())
+                                    state={**self.summary(), **self.heartbeat_extra()})
                     with contextlib.suppress(zmq.ZMQError):
                         self.sock.send_multipart(msg.frames(), flags=zmq.NOBLOCK)
             await asyncio.sleep(hb if self._welcomed else min(hb, 0.5))
@@ -536,9 +560,11 @@ class ScannerChannel:
                     self.cfg.id, ident.vendor, ident.model, ident.serial, ident.firmware,
                     ident.channels,
                 )
-                if self.cfg.arm and not self.spool.above_high_water:
+                if self.cfg.arm and not self.spool.above_high_water and self.may_arm():
                     await ctl.arm()
                 async for ev in ctl.events():
+                    for fn in self.event_listeners:
+                        fn(ev)
                     if ev.kind == "FAULT":
                         self.alarm("scanner_fault", " ".join(ev.fields))
                     elif ev.kind in ("SCAN_START", "SCAN_END"):

@@ -45,6 +45,9 @@ class Spool:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # blocks are tens to hundreds of kB: big pages keep their overflow chains short
+            # (takes effect only when the file is created)
+            self._db.execute("PRAGMA page_size=65536")
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL in WAL mode: a commit survives a crash of the process; on power loss
             # the last commits may roll back together with the link position stored in the
