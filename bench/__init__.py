@@ -11,6 +11,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     b: argparse.ArgumentParser = subparsers.add_parser("bench", help="run a benchmark")
     bs = b.add_subparsers(dest="bench", required=True, metavar="BENCH")
     from bench.live import register as register_live
+    from bench.sim import register as register_sim
 
     register_live(bs)
+    register_sim(bs)
     return b

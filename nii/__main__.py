@@ -128,6 +128,8 @@ def cmd_cir(args: argparse.Namespace) -> int:
                 print(f"{bad} of {len(streams)} chains failed verification")
                 return 1
             print(f"all {len(streams)} chains verified: signatures, digests and links intact")
+        elif args.action == "show":
+            _show_scan(cir, CirKey.load(cfg.key), args.ref, args.png, args.width)
         elif args.action == "export":
             import numpy as np
 
@@ -140,6 +142,30 @@ def cmd_cir(args: argparse.Namespace) -> int:
     finally:
         cir.close()
     return 0
+
+
+def _show_scan(cir: Any, key: Any, ref: int, png: str, width: int | None) -> None:
+    """Calibrate a scan from its own dark and air lines and render it material-coloured."""
+    from central._reader import scan_arrays
+    from central.render import write_png
+    from core.seal import Opener
+    from edge.calibration import DetectorCalibration, calibrate_scan
+
+    a = scan_arrays(cir, Opener(key.x25519_private), ref)
+    if "image_high" not in a:
+        raise NiiError(f"scan {ref} has no image lines in the CIR",
+                       fix="pick a finished scan from 'nii cir scans'")
+    if "dark_high" not in a or "air_high" not in a:
+        raise NiiError(f"scan {ref} has no calibration lines in the CIR",
+                       fix="the scanner must send dark and air lines at scan start")
+    det = DetectorCalibration.from_lines(a["dark_high"].T, a["dark_low"].T,
+                                         a["air_high"].T, a["air_low"].T)
+    cal = calibrate_scan(det, a["image_high"].T, a["image_low"].T)
+    out = write_png(png, cal.a_hi, cal.materials.material, width=width)
+    s = cir.scan(ref)
+    print(f"wrote {out}: scan {s['scan_id']} of {s['scanner']}, container "
+          f"{s['container'] or '?'}, {a['image_high'].shape[1]} lines x "
+          f"{a['image_high'].shape[0]} channels")
 
 
 # -- control room --------------------------------------------------------------------
@@ -213,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
         x.add_argument("--limit", type=int, default=50)
     rs.add_parser("verify", parents=[cfg_opt],
                   help="verify every chain: signatures, digests, links")
+    rsh = rs.add_parser("show", parents=[cfg_opt], help="render one scan, material-coloured")
+    rsh.add_argument("ref", type=int, help="scan ref (see 'nii cir scans')")
+    rsh.add_argument("--png", required=True, help="output PNG file")
+    rsh.add_argument("--width", type=int, default=None, help="scale to this width in pixels")
     rx = rs.add_parser("export", parents=[cfg_opt], help="decrypt one scan to .npz arrays")
     rx.add_argument("ref", type=int, help="scan ref (see 'nii cir scans')")
     rx.add_argument("--out", required=True, help="output .npz file")
@@ -239,9 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_sim(sub)
 
+    from nii._ops_cli import register as register_ops
+
+    register_ops(sub)
+
     from bench import register as register_bench
 
     register_bench(sub)
+
+    from central.qa import register_qa
+    from firmware_sim.physics import qa_simulation
+
+    register_qa(sub, simulate=qa_simulation)
     return p
 
 

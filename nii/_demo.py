@@ -116,7 +116,7 @@ def run_demo(base: Path, *, seconds: float = 0, scanners: int = 2) -> int:
         start("central", "central", "--config", paths["central"])
         start("sim", "sim", "--scanners", str(scanners), "--serial-dir", str(base / "sim"),
               "--status-file", str(status_file), "--scan-lines", "1500", "--interval", "4",
-              "--seed", str(int(time.time()) % 100000))
+              "--source", "physics", "--seed", str(int(time.time()) % 100000))
         _wait_file(status_file, procs, 30)
         status = json.loads(status_file.read_text())
         edge_toml = write_edge_config(base, listen, status)

@@ -73,6 +73,18 @@ def test_two_scanners_every_line_bit_identical(cluster: Cluster) -> None:
     # the control room's view: nii cir verify says the chains are intact
     r = cluster.nii("cir", "verify", "--config", str(cluster.central_toml))
     assert r.returncode == 0 and "all 2 chains verified" in r.stdout, r.stdout + r.stderr
+    # a person can look at a scan, and take its arrays out
+    r = cluster.nii("cir", "show", "--config", str(cluster.central_toml), "1", "--png", "s1.png")
+    assert r.returncode == 0, r.stderr
+    import cv2
+    import numpy as np
+
+    img = cv2.imread(str(cluster.base / "s1.png"))
+    assert img.shape == (1536, SCAN_LINES, 3) and img.std() > 5
+    r = cluster.nii("cir", "export", "--config", str(cluster.central_toml), "1", "--out", "s1.npz")
+    assert r.returncode == 0, r.stderr
+    with np.load(cluster.base / "s1.npz") as z:
+        assert z["image_high"].shape == (1536, SCAN_LINES) and z["dark_low"].shape == (1536, 8)
 
 
 def test_faulty_links_resynchronise_and_lose_nothing(cluster: Cluster) -> None:
