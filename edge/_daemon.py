@@ -18,6 +18,7 @@ from core.keys import CirPublic, EdgeKey
 from core.sdnotify import Notifier, watchdog_loop
 from drivers.lsp import LspControl, LspDataLink
 from edge._channel import ScannerChannel
+from edge._ops import Operations
 
 log = logging.getLogger("nii.edge")
 
@@ -51,6 +52,7 @@ class EdgeDaemon:
         _check_state_dir(cfg)
         self.ctx = zmq.asyncio.Context()
         self.channels: list[ScannerChannel] = []
+        self.ops: Operations | None = None  # safety, state log, metrics (edge._ops)
         self._loop_beat = time.monotonic()
 
     async def open(self) -> None:
@@ -63,6 +65,7 @@ class EdgeDaemon:
                 self.channels.append(
                     ScannerChannel(self.cfg, sc, self.key, self.cir, self.ctx, link, control)
                 )
+            self.ops = Operations(self.cfg, self.channels)
         except BaseException:
             await self.close()
             raise
@@ -73,6 +76,7 @@ class EdgeDaemon:
         aux = [
             asyncio.create_task(self._beat(), name="loop beat"),
             asyncio.create_task(watchdog_loop(notifier, self.healthy), name="watchdog"),
+            *(self.ops.start() if self.ops is not None else []),
         ]
         notifier.ready()
         notifier.status(f"serving {len(self.channels)} scanner(s)")
@@ -109,6 +113,8 @@ class EdgeDaemon:
             d["refused"] = ch.refused
             d["control"] = dict(getattr(ch.control, "stats", {}) or {})
             d["stages"] = {k: vars(v) for k, v in ch.stats.stages.items()}
+            if self.ops is not None:
+                d.update(self.ops.status(ch.cfg.id))
             out["scanners"][ch.cfg.id] = d  # type: ignore[index]
         return out
 
@@ -126,6 +132,9 @@ class EdgeDaemon:
         return time.monotonic() - self._loop_beat < 5.0
 
     async def close(self) -> None:
+        if self.ops is not None:
+            await self.ops.close()
+            self.ops = None
         for ch in self.channels:
             await ch.close()
         self.ctx.term()

@@ -66,8 +66,9 @@ class Day:
     def boot(self) -> None:
         c = self.clock
         self.log = StateLog(self.tmp / "edge-uptime.sqlite", mono_ns=c.mono_ns, wall_ns=c.wall_ns)
-        self.edge = ScannerStateTracker("scanner1", self.log, clock=lambda: c.mono,
-                                        status_timeout_s=5.0, mark_s=60.0)
+        self.edge = ScannerStateTracker(
+            "scanner1", self.log, clock=lambda: c.mono, status_timeout_s=5.0, mark_s=60.0
+        )
 
     def exchange(self) -> None:
         self.beats += 1
@@ -213,7 +214,9 @@ def test_scheduled_hours_and_overlapping_boots() -> None:
     ]
     tl = build_timeline(rows, now=DAY0 + 1000)
     assert [(iv.start - DAY0, iv.end - DAY0, iv.state) for iv in tl] == [
-        (0, 50, "ready"), (50, 150, "fault")]
+        (0, 50, "ready"),
+        (50, 150, "fault"),
+    ]
 
 
 def test_report_writes_table_csv_and_png(tmp_path: Path) -> None:
@@ -224,8 +227,9 @@ def test_report_writes_table_csv_and_png(tmp_path: Path) -> None:
     entries += [[i + 1, "b", int(i * 60e9), anchor, "fault", "F100"] for i in range(180, 241)]
     store.ingest({"scanner": "scanner1", "log": "L", "entries": entries})
     sla = Sla(tz=PKT)
-    accounts, csv_path, png_path = report(store, sla, spec="2025-07-14", out_dir=tmp_path,
-                                          now=DAY0 + 4 * H)
+    accounts, csv_path, png_path = report(
+        store, sla, spec="2025-07-14", out_dir=tmp_path, now=DAY0 + 4 * H
+    )
     assert csv_path.read_text().splitlines()[0].startswith("scanner,period,")
     assert png_path.stat().st_size > 5000
     table = format_table(accounts, sla)
