@@ -35,7 +35,6 @@ from core.keys import CirKey, EdgeKey
 from core.net import free_port
 from core.seal import parse
 
-
 INTERVAL_S = 0.1  # seconds between scans of one scanner (trucks back to back)
 
 
@@ -187,36 +186,68 @@ def measure(
     status = work / "sim" / "status.json"
     emit = work / "emit"
     try:
-        start("central", "central", "--config", str(work / "central.toml"),
-              "--log-level", "WARNING")
+        start(
+            "central", "central", "--config", str(work / "central.toml"), "--log-level", "WARNING"
+        )
         sim = start(
-            "sim", "sim", "--scanners", str(scanners), "--channels", str(channels),
-            "--line-rate", str(line_rate), "--scan-lines", str(scan_lines), "--interval", str(INTERVAL_S),
-            "--scans", str(scans),
-            "--replay", "2", "--buffer", "4", "--serial-dir", str(work / "sim"),
-            "--status-file", str(status), "--emit-log-dir", str(emit),
+            "sim",
+            "sim",
+            "--scanners",
+            str(scanners),
+            "--channels",
+            str(channels),
+            "--line-rate",
+            str(line_rate),
+            "--scan-lines",
+            str(scan_lines),
+            "--interval",
+            str(INTERVAL_S),
+            "--scans",
+            str(scans),
+            "--replay",
+            "2",
+            "--buffer",
+            "4",
+            "--serial-dir",
+            str(work / "sim"),
+            "--status-file",
+            str(status),
+            "--emit-log-dir",
+            str(emit),
         )
         _wait(status.exists, 120, "the simulators")
         st = json.loads(status.read_text())
         for i, eid in enumerate(edge_ids):
             mine = st["scanners"][i::n_edges]
             lines = [
-                "[edge]", f'id = "{eid}"', f'key = "keys/{eid}.key"',
-                'cir_public = "keys/cir.pub"', f'central = "tcp://127.0.0.1:{listen}"',
-                f'state_dir = "spool-{eid}"', "",
+                "[edge]",
+                f'id = "{eid}"',
+                f'key = "keys/{eid}.key"',
+                'cir_public = "keys/cir.pub"',
+                f'central = "tcp://127.0.0.1:{listen}"',
+                f'state_dir = "spool-{eid}"',
+                "",
             ]
             for s in mine:
                 lines += [
-                    "[[scanner]]", f'id = "{s["name"]}"', f'serial = "{s["serial"]}"',
+                    "[[scanner]]",
+                    f'id = "{s["name"]}"',
+                    f'serial = "{s["serial"]}"',
                     f'data = "{s["data_host"]}:{s["data_port"]}"',
-                    f"block_ms = {block_ms}", f"block_lines = {block_lines}", "",
+                    f"block_ms = {block_ms}",
+                    f"block_lines = {block_lines}",
+                    "",
                 ]
             (work / f"{eid}.toml").write_text("\n".join(lines))
             start(eid, "edge", "--config", str(work / f"{eid}.toml"), "--log-level", "WARNING")
         print(f"running {scanners} scanners for {seconds:.0f} s …", file=sys.stderr, flush=True)
         expected = scanners * scans * (scan_lines + 16)
-        _wait(lambda: _committed_count(work / "cir") >= expected, seconds * 4 + 120,
-              "the CIR to hold every line of every scan", poll_s=1.0)
+        _wait(
+            lambda: _committed_count(work / "cir") >= expected,
+            seconds * 4 + 120,
+            "the CIR to hold every line of every scan",
+            poll_s=1.0,
+        )
         sim.send_signal(signal.SIGTERM)
         sim.wait(timeout=60)
         emitted = _emitted(emit)
@@ -246,8 +277,12 @@ def measure(
             "block_ms": block_ms,
             "edge_procs": n_edges,
             "offered_lines_per_s": round(
-                scanners * scans * (scan_lines + 16)
-                / (scans * (scan_lines + 16) / line_rate + (scans - 1) * INTERVAL_S), 1),
+                scanners
+                * scans
+                * (scan_lines + 16)
+                / (scans * (scan_lines + 16) / line_rate + (scans - 1) * INTERVAL_S),
+                1,
+            ),
             "zmq_ceiling_mb_per_s": round(zmq_mb, 1),
             "aes_ceiling_mb_per_s": round(aes_mb, 1),
             "machine": f"{platform.machine()} {os.cpu_count()} cpu",
@@ -286,7 +321,7 @@ def _committed_count(cir_dir: Path) -> int:
 def _analyse(
     cir_dir: Path, emitted: dict[str, set[tuple[int, int, int]]], line_bytes: int
 ) -> dict[str, Any]:
-    """Throughput = committed lines / (last commit − first emission); latency per line."""
+    """Throughput = committed lines / (last commit - first emission); latency per line."""
     cir = Cir(cir_dir)
     lat: list[float] = []
     committed_lines = 0

@@ -103,8 +103,7 @@ class Central:
         self.pub: zmq.asyncio.Socket | None = None
         self.auth: AsyncioAuthenticator | None = None
         # R3: scanner state logs replayed by the edges, SLA accounting (central._uptime)
-        self.uptime = UptimeTracker(cfg.state_dir, alarm=self._alarm,
-                                    sla=Sla.load(_sla_file(cfg)))
+        self.uptime = UptimeTracker(cfg.state_dir, alarm=self._alarm, sla=Sla.load(_sla_file(cfg)))
         self.metrics_server: Any = None
 
     # -- enrollment lookups --------------------------------------------------------------
@@ -148,7 +147,10 @@ class Central:
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.LINGER, 0)
         self.pub.setsockopt(zmq.SNDHWM, 10000)
-        for sock, ep, what in ((self.router, self.cfg.listen, "listen"), (self.pub, self.cfg.feed, "feed")):
+        for sock, ep, what in (
+            (self.router, self.cfg.listen, "listen"),
+            (self.pub, self.cfg.feed, "feed"),
+        ):
             try:
                 sock.bind(ep)
             except zmq.ZMQError as exc:
@@ -197,8 +199,12 @@ class Central:
         if self.cfg.metrics and self.metrics_server is None:
             self.metrics_server = serve_metrics(self)
         notifier.ready()
-        log.info("central listening on %s, live feed on %s, CIR in %s",
-                 self.cfg.listen, self.cfg.feed, self.cfg.state_dir)
+        log.info(
+            "central listening on %s, live feed on %s, CIR in %s",
+            self.cfg.listen,
+            self.cfg.feed,
+            self.cfg.state_dir,
+        )
         main = asyncio.create_task(self._receive_loop())
         stopper = asyncio.create_task(stop.wait())
         try:
@@ -242,7 +248,7 @@ class Central:
             while (
                 len(batch) < MAX_BATCH_MSGS
                 and size < MAX_BATCH_BYTES
-                and router.getsockopt(zmq.EVENTS) & zmq.POLLIN  # type: ignore[operator]
+                and int(router.get(zmq.EVENTS)) & zmq.POLLIN
             ):
                 frames = await router.recv_multipart(copy=False)
                 batch.append(frames)
@@ -310,9 +316,14 @@ class Central:
                 ).frames(),
             )
         for ident in work.heartbeats:
-            self._send(ident, Heartbeat(sender="central", boot=self.boot,
-                                        state={"blocks": self.stats.blocks_committed,
-                                               **self.uptime.reply(ident)}).frames())
+            self._send(
+                ident,
+                Heartbeat(
+                    sender="central",
+                    boot=self.boot,
+                    state={"blocks": self.stats.blocks_committed, **self.uptime.reply(ident)},
+                ).frames(),
+            )
         for topic, doc, raw in work.feed:
             self._publish(topic, doc, *raw)
 
@@ -348,8 +359,16 @@ class Central:
             if edge is None or edge["revoked_ns"] is not None:
                 if isinstance(msg, BlockMsg):
                     work.nacks.append(
-                        (ident, Nack(scanner=msg.scanner, seq=msg.seq, expected=-1,
-                                     reason="edge not enrolled or revoked", fatal=True))
+                        (
+                            ident,
+                            Nack(
+                                scanner=msg.scanner,
+                                seq=msg.seq,
+                                expected=-1,
+                                reason="edge not enrolled or revoked",
+                                fatal=True,
+                            ),
+                        )
                     )
                 continue
             if isinstance(msg, BlockMsg):
@@ -359,13 +378,26 @@ class Central:
             elif isinstance(msg, Hello):
                 st = self._load_stream(msg.scanner)
                 if msg.edge != edge["id"]:
-                    self._alarm(msg.scanner, edge["id"], "identity",
-                                f"edge {edge['id']} said hello as {msg.edge!r}")
+                    self._alarm(
+                        msg.scanner,
+                        edge["id"],
+                        "identity",
+                        f"edge {edge['id']} said hello as {msg.edge!r}",
+                    )
                     continue
                 if st is not None and st.edge != edge["id"]:
-                    work.nacks.append((ident, Nack(
-                        scanner=msg.scanner, seq=-1, expected=-1, fatal=True,
-                        reason=f"scanner {msg.scanner} is bound to edge {st.edge}")))
+                    work.nacks.append(
+                        (
+                            ident,
+                            Nack(
+                                scanner=msg.scanner,
+                                seq=-1,
+                                expected=-1,
+                                fatal=True,
+                                reason=f"scanner {msg.scanner} is bound to edge {st.edge}",
+                            ),
+                        )
+                    )
                     continue
                 work.hellos.append((ident, msg.scanner))
             elif isinstance(msg, Heartbeat):
@@ -376,14 +408,31 @@ class Central:
         work.alarms = bool(self._pending_alarms)
         return work
 
-    def _reject(self, work: _Work, ident: bytes, edge: str, msg: BlockMsg, reason: str,
-                message: str) -> None:
+    def _reject(
+        self, work: _Work, ident: bytes, edge: str, msg: BlockMsg, reason: str, message: str
+    ) -> None:
         self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + 1
         log.warning("refused block %s/%d from edge %s: %s", msg.scanner, msg.seq, edge, message)
-        self._alarm(msg.scanner, edge, "block_rejected", f"block {msg.seq} refused: {message}",
-                    reason=reason, seq=msg.seq)
-        work.nacks.append((ident, Nack(scanner=msg.scanner, seq=msg.seq, expected=-1,
-                                       reason=f"{reason}: {message}", fatal=True)))
+        self._alarm(
+            msg.scanner,
+            edge,
+            "block_rejected",
+            f"block {msg.seq} refused: {message}",
+            reason=reason,
+            seq=msg.seq,
+        )
+        work.nacks.append(
+            (
+                ident,
+                Nack(
+                    scanner=msg.scanner,
+                    seq=msg.seq,
+                    expected=-1,
+                    reason=f"{reason}: {message}",
+                    fatal=True,
+                ),
+            )
+        )
 
     def _stage_block(
         self, work: _Work, ident: bytes, edge: dict[str, Any], msg: BlockMsg, frame: Any
@@ -408,12 +457,19 @@ class Central:
             return
         st = self._load_stream(block.scanner)
         if st is None:
-            st = StreamState(block.scanner, edge_id, -1, genesis_hash(block.scanner), -1,
-                             None, None)
+            st = StreamState(
+                block.scanner, edge_id, -1, genesis_hash(block.scanner), -1, None, None
+            )
             self._streams[block.scanner] = st
         if st.edge != edge_id:
-            self._reject(work, ident, edge_id, msg, "identity",
-                         f"scanner {block.scanner} is bound to edge {st.edge}")
+            self._reject(
+                work,
+                ident,
+                edge_id,
+                msg,
+                "identity",
+                f"scanner {block.scanner} is bound to edge {st.edge}",
+            )
             return
         h = block.hash
         if block.seq <= st.last_seq:
@@ -424,17 +480,35 @@ class Central:
                 self.stats.duplicates += 1
                 work.ack(ident, block.scanner, st.last_seq)
             else:
-                self._reject(work, ident, edge_id, msg, "replay",
-                             f"sequence number {block.seq} is already taken by another block")
+                self._reject(
+                    work,
+                    ident,
+                    edge_id,
+                    msg,
+                    "replay",
+                    f"sequence number {block.seq} is already taken by another block",
+                )
             return
         if block.seq > st.last_seq + 1:
             self.stats.out_of_order += 1
-            work.nacks.append((ident, Nack(scanner=block.scanner, seq=block.seq,
-                                           expected=st.last_seq + 1, reason="gap")))
+            work.nacks.append(
+                (
+                    ident,
+                    Nack(
+                        scanner=block.scanner, seq=block.seq, expected=st.last_seq + 1, reason="gap"
+                    ),
+                )
+            )
             return
         if block.prev_hash != st.last_hash:
-            self._reject(work, ident, edge_id, msg, "chain",
-                         "its prev_hash is not the hash of the block before it")
+            self._reject(
+                work,
+                ident,
+                edge_id,
+                msg,
+                "chain",
+                "its prev_hash is not the hash of the block before it",
+            )
             return
         self._accept(work, ident, st, block, h)
 
@@ -456,8 +530,12 @@ class Central:
         ):
             ref = self._new_scan(st, block, {})
             self._scans[ref]["status"] = "scanning"
-            self._alarm(block.scanner, st.edge, "no_start_record",
-                        f"scan {scan_id} has no scan-start record in the CIR")
+            self._alarm(
+                block.scanner,
+                st.edge,
+                "no_start_record",
+                f"scan {scan_id} has no scan-start record in the CIR",
+            )
         if ref is not None and ref in self._scans:
             s = self._scans[ref]
             s["blocks"] += 1
@@ -472,9 +550,13 @@ class Central:
         elif kind == BlockKind.GAP:
             if ref is not None and ref in self._scans:
                 self._scans[ref]["gaps"] += 1
-            self._alarm(block.scanner, st.edge, "data_lost",
-                        f"the edge could not get data-link packets {block.meta.get('first_seq')}"
-                        f"..{block.meta.get('last_seq')}: {block.meta.get('reason')}")
+            self._alarm(
+                block.scanner,
+                st.edge,
+                "data_lost",
+                f"the edge could not get data-link packets {block.meta.get('first_seq')}"
+                f"..{block.meta.get('last_seq')}: {block.meta.get('reason')}",
+            )
         block.meta["_scan_ref"] = ref
         st.last_seq = block.seq
         st.last_hash = h
@@ -493,8 +575,12 @@ class Central:
             doc = json.loads(self.opener.open(block))
             return doc if isinstance(doc, dict) else {}
         except (NiiError, ValueError) as exc:
-            self._alarm(block.scanner, block.edge, "bad_record",
-                        f"scan record in block {block.seq} unreadable: {exc}")
+            self._alarm(
+                block.scanner,
+                block.edge,
+                "bad_record",
+                f"scan record in block {block.seq} unreadable: {exc}",
+            )
             return {}
 
     def _new_scan(self, st: StreamState, block: Block, record: dict[str, Any]) -> int:
@@ -542,7 +628,9 @@ class Central:
         else:
             s["status"] = "aborted" if record.get("status") == "aborted" else "incomplete"
             self._alarm(
-                block.scanner, st.edge, "scan_incomplete",
+                block.scanner,
+                st.edge,
+                "scan_incomplete",
                 f"scan {s['scan_id']} (ref {ref}) is {s['status']}: {s['lines_received']} of "
                 f"{s['lines_planned']} lines, {s['gaps']} gap(s)"
                 + (f", {record.get('reason')}" if record.get("reason") else ""),
@@ -554,9 +642,21 @@ class Central:
 
     def _scan_doc(self, ref: int) -> dict[str, Any]:
         s = self._scans[ref]
-        return {k: s[k] for k in (
-            "ref", "scanner", "scan_id", "container", "status", "started_ns", "finished_ns",
-            "lines_planned", "lines_received", "gaps")}
+        return {
+            k: s[k]
+            for k in (
+                "ref",
+                "scanner",
+                "scan_id",
+                "container",
+                "status",
+                "started_ns",
+                "finished_ns",
+                "lines_planned",
+                "lines_received",
+                "gaps",
+            )
+        }
 
     def _maybe_preview(self, work: _Work, block: Block, ref: int | None) -> None:
         if self.cfg.preview_hz <= 0:
@@ -570,8 +670,9 @@ class Central:
         try:
             plain = self.opener.open(block)
         except IntegrityError as exc:
-            self._alarm(block.scanner, block.edge, "bad_block",
-                        f"block {block.seq} does not decrypt: {exc}")
+            self._alarm(
+                block.scanner, block.edge, "bad_block", f"block {block.seq} does not decrypt: {exc}"
+            )
             return
         if ch <= 0 or len(plain) != n * ch * 4:
             return

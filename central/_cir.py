@@ -35,9 +35,8 @@ _libc = ctypes.CDLL(_libc_name, use_errno=True) if _libc_name else None
 
 def syncfs(fd: int) -> None:
     """Flush the whole file system holding ``fd`` (one call for a batch of files)."""
-    if _libc is not None and hasattr(_libc, "syncfs"):
-        if _libc.syncfs(fd) == 0:
-            return
+    if _libc is not None and hasattr(_libc, "syncfs") and _libc.syncfs(fd) == 0:
+        return
     os.sync()
 
 
@@ -98,7 +97,7 @@ class Cir:
     def _schema(self) -> None:
         db = self.db
         if "edges" not in db.table_names():
-            db["edges"].create(
+            db.table("edges").create(
                 {
                     "id": str,
                     "sign_public": str,
@@ -109,9 +108,9 @@ class Cir:
                 },
                 pk="id",
             )
-            db["edges"].create_index(["curve_public"], unique=True)
+            db.table("edges").create_index(["curve_public"], unique=True)
         if "streams" not in db.table_names():
-            db["streams"].create(
+            db.table("streams").create(
                 {
                     "scanner": str,
                     "edge": str,
@@ -125,7 +124,7 @@ class Cir:
                 pk="scanner",
             )
         if "blocks" not in db.table_names():
-            db["blocks"].create(
+            db.table("blocks").create(
                 {
                     "scanner": str,
                     "seq": int,
@@ -143,9 +142,9 @@ class Cir:
                 },
                 pk=("scanner", "seq"),
             )
-            db["blocks"].create_index(["scan_ref", "seq"])
+            db.table("blocks").create_index(["scan_ref", "seq"])
         if "scans" not in db.table_names():
-            db["scans"].create(
+            db.table("scans").create(
                 {
                     "ref": int,
                     "scanner": str,
@@ -167,9 +166,9 @@ class Cir:
                 },
                 pk="ref",
             )
-            db["scans"].create_index(["scanner", "scan_id"])
+            db.table("scans").create_index(["scanner", "scan_id"])
         if "alarms" not in db.table_names():
-            db["alarms"].create(
+            db.table("alarms").create(
                 {
                     "id": int,
                     "ts_ns": int,
@@ -199,37 +198,41 @@ class Cir:
             "revoked_ns": None,
             "note": note,
         }
-        if existing is not None and existing["revoked_ns"] is None and (
-            existing["sign_public"] != row["sign_public"]
-            or existing["curve_public"] != row["curve_public"]
+        if (
+            existing is not None
+            and existing["revoked_ns"] is None
+            and (
+                existing["sign_public"] != row["sign_public"]
+                or existing["curve_public"] != row["curve_public"]
+            )
         ):
             raise EnrollmentError(
                 f"edge {pub.id!r} is already enrolled with other keys",
                 fix=f"revoke it first ('nii central revoke {pub.id}') if the box was replaced",
             )
-        self.db["edges"].upsert(row, pk="id")
+        self.db.table("edges").upsert(row, pk="id")
 
     def revoke(self, edge_id: str) -> None:
         if self.edge(edge_id) is None:
             raise EnrollmentError(
                 f"no edge {edge_id!r} is enrolled", fix="list them with 'nii central edges'"
             )
-        self.db["edges"].update(edge_id, {"revoked_ns": time.time_ns()})
+        self.db.table("edges").update(edge_id, {"revoked_ns": time.time_ns()})
 
     def edge(self, edge_id: str) -> dict[str, Any] | None:
-        rows = list(self.db["edges"].rows_where("id = ?", [edge_id]))
+        rows = list(self.db.table("edges").rows_where("id = ?", [edge_id]))
         return rows[0] if rows else None
 
     def edge_by_curve(self, curve_z85: str) -> dict[str, Any] | None:
-        rows = list(self.db["edges"].rows_where("curve_public = ?", [curve_z85]))
+        rows = list(self.db.table("edges").rows_where("curve_public = ?", [curve_z85]))
         return rows[0] if rows else None
 
     def edges(self) -> list[dict[str, Any]]:
-        return list(self.db["edges"].rows_where(order_by="id"))
+        return list(self.db.table("edges").rows_where(order_by="id"))
 
     # -- streams -------------------------------------------------------------------------
     def stream(self, scanner: str) -> StreamState | None:
-        rows = list(self.db["streams"].rows_where("scanner = ?", [scanner]))
+        rows = list(self.db.table("streams").rows_where("scanner = ?", [scanner]))
         if not rows:
             return None
         r = rows[0]
@@ -306,9 +309,9 @@ class Cir:
         db = self.wdb
         with db.conn:
             if rows:
-                db["blocks"].insert_all(rows, batch_size=500)
+                db.table("blocks").insert_all(rows, batch_size=500)
             for st in streams.values():
-                db["streams"].upsert(
+                db.table("streams").upsert(
                     {
                         "scanner": st.scanner,
                         "edge": st.edge,
@@ -322,28 +325,30 @@ class Cir:
                     pk="scanner",
                 )
             for row in scans.values():
-                db["scans"].upsert(row, pk="ref")
+                db.table("scans").upsert(row, pk="ref")
             for a in alarms:
-                db["alarms"].insert(a)
+                db.table("alarms").insert(a)
 
     def next_scan_ref(self) -> int:
         row = self.db.execute("SELECT COALESCE(MAX(ref), 0) FROM scans").fetchone()
         return int(row[0]) + 1
 
     def scan(self, ref: int) -> dict[str, Any] | None:
-        rows = list(self.db["scans"].rows_where("ref = ?", [ref]))
+        rows = list(self.db.table("scans").rows_where("ref = ?", [ref]))
         return rows[0] if rows else None
 
     def scans(self, scanner: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         where, args = ("scanner = ?", [scanner]) if scanner else (None, [])
         return list(
-            self.db["scans"].rows_where(where, args, order_by="ref desc", limit=limit)
+            self.db.table("scans").rows_where(where, args, order_by="ref desc", limit=limit)
         )
 
     def alarm_rows(self, limit: int = 50) -> list[dict[str, Any]]:
-        return list(self.db["alarms"].rows_where(order_by="id desc", limit=limit))
+        return list(self.db.table("alarms").rows_where(order_by="id desc", limit=limit))
 
-    def add_alarm(self, scanner: str, edge: str, kind: str, message: str, **details: Any) -> dict[str, Any]:
+    def add_alarm(
+        self, scanner: str, edge: str, kind: str, message: str, **details: Any
+    ) -> dict[str, Any]:
         row = {
             "ts_ns": time.time_ns(),
             "scanner": scanner,
@@ -367,7 +372,7 @@ class Cir:
         return parse(raw)
 
     def scan_blocks(self, scan_ref: int) -> Iterator[dict[str, Any]]:
-        yield from self.db["blocks"].rows_where("scan_ref = ?", [scan_ref], order_by="seq")
+        yield from self.db.table("blocks").rows_where("scan_ref = ?", [scan_ref], order_by="seq")
 
     def stream_blocks(self, scanner: str) -> Iterator[dict[str, Any]]:
-        yield from self.db["blocks"].rows_where("scanner = ?", [scanner], order_by="seq")
+        yield from self.db.table("blocks").rows_where("scanner = ?", [scanner], order_by="seq")

@@ -18,16 +18,22 @@ def format_event(topic: bytes, doc: dict[str, Any]) -> str:
     """One human line per feed event."""
     t = time.strftime("%H:%M:%S")
     if topic == b"scan.started":
-        return (f"{t} SCAN STARTED  {doc.get('scanner')} scan {doc.get('scan_id')} "
-                f"(ref {doc.get('ref')}) container {doc.get('container') or '?'} "
-                f"{doc.get('lines_planned')} lines planned")
+        return (
+            f"{t} SCAN STARTED  {doc.get('scanner')} scan {doc.get('scan_id')} "
+            f"(ref {doc.get('ref')}) container {doc.get('container') or '?'} "
+            f"{doc.get('lines_planned')} lines planned"
+        )
     if topic == b"scan.finished":
-        return (f"{t} SCAN FINISHED {doc.get('scanner')} scan {doc.get('scan_id')} "
-                f"(ref {doc.get('ref')}) {doc.get('status')}: {doc.get('lines_received')}/"
-                f"{doc.get('lines_planned')} lines, {doc.get('gaps')} gap(s)")
+        return (
+            f"{t} SCAN FINISHED {doc.get('scanner')} scan {doc.get('scan_id')} "
+            f"(ref {doc.get('ref')}) {doc.get('status')}: {doc.get('lines_received')}/"
+            f"{doc.get('lines_planned')} lines, {doc.get('gaps')} gap(s)"
+        )
     if topic == b"scan.block":
-        return (f"{t} preview       {doc.get('scanner')} scan {doc.get('scan_id')} lines "
-                f"{doc.get('first_line')}+{doc.get('lines')} mean {doc.get('mean_high', 0):.0f}")
+        return (
+            f"{t} preview       {doc.get('scanner')} scan {doc.get('scan_id')} lines "
+            f"{doc.get('first_line')}+{doc.get('lines')} mean {doc.get('mean_high', 0):.0f}"
+        )
     if topic == b"alarm":
         return f"{t} ALARM {doc.get('kind')} {doc.get('scanner') or ''}: {doc.get('message')}"
     return f"{t} {topic.decode(errors='replace')} {doc}"

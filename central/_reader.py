@@ -65,9 +65,7 @@ def verify_stream(cir: Cir, scanner: str) -> ChainReport:
             rep.problems.append(f"seq {seq}: chain broken (prev_hash mismatch)")
         prev = block.hash
     if stream is not None and stream.last_seq != rep.last_seq:
-        rep.problems.append(
-            f"stream head says {stream.last_seq}, blocks end at {rep.last_seq}"
-        )
+        rep.problems.append(f"stream head says {stream.last_seq}, blocks end at {rep.last_seq}")
     return rep
 
 

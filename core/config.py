@@ -47,16 +47,16 @@ class _Section:
     def _err(self, key: str, problem: str, fix: str) -> ConfigError:
         return ConfigError(f"{self.path}: [{self.name}] {key}: {problem}", fix=fix)
 
-    def str(self, key: str, default: str | None = None) -> str:
+    def text(self, key: str, default: str | None = None) -> str:
         val = self.doc.get(key, default)
         if val is None:
-            raise self._err(key, "missing", f"add {key} = \"...\" to the [{self.name}] table")
+            raise self._err(key, "missing", f'add {key} = "..." to the [{self.name}] table')
         if not isinstance(val, str) or not val:
             raise self._err(key, f"must be a non-empty string, got {val!r}", "quote the value")
         return val
 
     def path_(self, key: str, default: str | None = None) -> Path:
-        p = Path(self.str(key, default)).expanduser()
+        p = Path(self.text(key, default)).expanduser()
         return p if p.is_absolute() else (self.path.parent / p)
 
     def num(self, key: str, default: float, lo: float, hi: float) -> float:
@@ -68,11 +68,9 @@ class _Section:
         return float(val)
 
     def endpoint(self, key: str, default: str | None = None) -> str:
-        val = self.str(key, default)
+        val = self.text(key, default)
         if not val.startswith(("tcp://", "ipc://", "inproc://")):
-            raise self._err(
-                key, f"{val!r} is not a ZeroMQ endpoint", "write it as tcp://HOST:PORT"
-            )
+            raise self._err(key, f"{val!r} is not a ZeroMQ endpoint", "write it as tcp://HOST:PORT")
         return val
 
     def check_unknown(self, known: set[str]) -> None:
@@ -192,7 +190,7 @@ class EdgeConfig:
         )
         mqtt = _mqtt(path, s.doc.get("mqtt"))
         try:
-            edge_id = check_id("edge", s.str("id"))
+            edge_id = check_id("edge", s.text("id"))
         except KeyFileError as exc:
             raise ConfigError(f"{path}: [edge] id: {exc.message}", fix=exc.fix) from exc
         scanners_doc = doc.get("scanner")
@@ -221,15 +219,15 @@ class EdgeConfig:
                 }
             )
             try:
-                sid = check_id("scanner", sc.str("id"))
+                sid = check_id("scanner", sc.text("id"))
             except KeyFileError as exc:
                 raise ConfigError(f"{path}: [[scanner]] id: {exc.message}", fix=exc.fix) from exc
-            data = sc.str("data")
+            data = sc.text("data")
             host, _, port_s = data.rpartition(":")
             if not host or not port_s.isdigit() or not 0 < int(port_s) < 65536:
                 raise ConfigError(
                     f"{path}: [[scanner]] {sid} data: {data!r} is not HOST:PORT",
-                    fix="write the scanner's data link address, e.g. data = \"192.0.2.10:7700\"",
+                    fix='write the scanner\'s data link address, e.g. data = "192.0.2.10:7700"',
                 )
             if any(x.id == sid for x in scanners):
                 raise ConfigError(
@@ -273,8 +271,11 @@ def _names(sc: _Section, key: str) -> list[str]:
     if not isinstance(val, list) or not all(
         isinstance(v, str) and v and not set(v) & set("/+#") for v in val
     ):
-        raise sc._err(key, f"must be a list of sensor names, got {val!r}",
-                      f'write e.g. {key} = ["plc", "door-a"]')
+        raise sc._err(
+            key,
+            f"must be a list of sensor names, got {val!r}",
+            f'write e.g. {key} = ["plc", "door-a"]',
+        )
     return list(val)
 
 
@@ -297,16 +298,19 @@ def _mqtt(path: Path, doc: Any) -> MqttConfig | None:
         raise ConfigError(f"{path}: [edge] mqtt must be a table", fix="write it as [edge.mqtt]")
     m = _Section(path, "edge.mqtt", doc)
     m.check_unknown({"broker", "site", "prefix", "keepalive_s", "settle_s"})
-    broker = m.str("broker", "127.0.0.1:1883")
+    broker = m.text("broker", "127.0.0.1:1883")
     host, _, port = broker.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise m._err("broker", f"{broker!r} is not HOST:PORT",
-                     'write the site broker\'s address, e.g. broker = "192.0.2.5:1883"')
+        raise m._err(
+            "broker",
+            f"{broker!r} is not HOST:PORT",
+            'write the site broker\'s address, e.g. broker = "192.0.2.5:1883"',
+        )
     return MqttConfig(
         host=host.strip("[]"),
         port=int(port),
-        site=m.str("site", "site"),
-        prefix=m.str("prefix", "nii"),
+        site=m.text("site", "site"),
+        prefix=m.text("prefix", "nii"),
         keepalive_s=m.num("keepalive_s", 5.0, 1.0, 600.0),
         settle_s=m.num("settle_s", 0.3, 0.0, 30.0),
     )

@@ -49,9 +49,7 @@ def _raw(key: Any) -> bytes:
             serialization.PrivateFormat.Raw,
             serialization.NoEncryption(),
         )
-    return bytes(
-        key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    )
+    return bytes(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
 
 
 def _b64(b: bytes) -> str:
@@ -143,9 +141,7 @@ class EdgePublic:
         doc = _read(path, "nii-edge-pub")
         return cls(
             id=check_id("edge", str(doc.get("id", ""))),
-            sign_public=Ed25519PublicKey.from_public_bytes(
-                _unb64(path, doc, "sign_public", 32)
-            ),
+            sign_public=Ed25519PublicKey.from_public_bytes(_unb64(path, doc, "sign_public", 32)),
             curve_public=_z85(path, doc, "curve_public"),
         )
 

@@ -409,7 +409,9 @@ class ScannerChannel:
                 self._on_ack(msg)
             elif isinstance(msg, Nack):
                 self._on_nack(msg)
-            elif isinstance(msg, Heartbeat) and self._central_boot and msg.boot != self._central_boot:
+            elif (
+                isinstance(msg, Heartbeat) and self._central_boot and msg.boot != self._central_boot
+            ):
                 log.info("%s: central restarted; saying hello again", self.cfg.id)
                 self._welcomed = False
                 self._send_hello()
@@ -536,8 +538,11 @@ class ScannerChannel:
                     self._welcomed = False
                     self._send_hello()
                 else:
-                    msg = Heartbeat(sender=f"{self.edge.id}/{self.cfg.id}", boot=self.boot,
-                                    state={**self.summary(), **self.heartbeat_extra()})
+                    msg = Heartbeat(
+                        sender=f"{self.edge.id}/{self.cfg.id}",
+                        boot=self.boot,
+                        state={**self.summary(), **self.heartbeat_extra()},
+                    )
                     with contextlib.suppress(zmq.ZMQError):
                         self.sock.send_multipart(msg.frames(), flags=zmq.NOBLOCK)
             await asyncio.sleep(hb if self._welcomed else min(hb, 0.5))
@@ -557,7 +562,11 @@ class ScannerChannel:
                 ident = await ctl.identify()
                 log.info(
                     "%s: scanner %s %s serial %s firmware %s, %d channels",
-                    self.cfg.id, ident.vendor, ident.model, ident.serial, ident.firmware,
+                    self.cfg.id,
+                    ident.vendor,
+                    ident.model,
+                    ident.serial,
+                    ident.firmware,
                     ident.channels,
                 )
                 if self.cfg.arm and not self.spool.above_high_water and self.may_arm():

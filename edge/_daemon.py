@@ -80,8 +80,9 @@ class EdgeDaemon:
         ]
         notifier.ready()
         notifier.status(f"serving {len(self.channels)} scanner(s)")
-        log.info("edge %s serving %d scanner(s) → %s", self.cfg.id, len(self.channels),
-                 self.cfg.central)
+        log.info(
+            "edge %s serving %d scanner(s) → %s", self.cfg.id, len(self.channels), self.cfg.central
+        )
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopper, *runs], return_when=asyncio.FIRST_COMPLETED)
         notifier.stopping()

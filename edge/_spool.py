@@ -36,9 +36,7 @@ class SpoolState:
 class Spool:
     """Bounded SQLite spool of sealed blocks for one scanner."""
 
-    def __init__(
-        self, path: Path, *, max_bytes: int, high_water: float, genesis: bytes
-    ) -> None:
+    def __init__(self, path: Path, *, max_bytes: int, high_water: float, genesis: bytes) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.high_water_bytes = int(max_bytes * high_water)

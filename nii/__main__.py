@@ -57,15 +57,18 @@ def cmd_central(args: argparse.Namespace) -> int:
     try:
         if args.action == "enroll":
             if not args.target:
-                raise NiiError("enroll needs the edge's public key file",
-                               fix="nii central enroll --config central.toml edge-a.pub")
+                raise NiiError(
+                    "enroll needs the edge's public key file",
+                    fix="nii central enroll --config central.toml edge-a.pub",
+                )
             pub = EdgePublic.load(Path(args.target))
             cir.enroll(pub, note=args.note or "")
             print(f"enrolled edge {pub.id}")
         elif args.action == "revoke":
             if not args.target:
-                raise NiiError("revoke needs an edge id",
-                               fix="nii central revoke --config central.toml edge-a")
+                raise NiiError(
+                    "revoke needs an edge id", fix="nii central revoke --config central.toml edge-a"
+                )
             cir.revoke(args.target)
             print(f"revoked edge {args.target}")
         elif args.action == "edges":
@@ -101,14 +104,19 @@ def cmd_cir(args: argparse.Namespace) -> int:
     try:
         if args.action == "scans":
             rows = cir.scans(limit=args.limit)
-            print(f"{'ref':>5} {'scanner':<12} {'scan':>6} {'status':<11} {'lines':>11} "
-                  f"{'gaps':>4}  started")
+            print(
+                f"{'ref':>5} {'scanner':<12} {'scan':>6} {'status':<11} {'lines':>11} "
+                f"{'gaps':>4}  started"
+            )
             for r in rows:
-                started = time.strftime("%Y-%m-%d %H:%M:%S",
-                                        time.localtime((r["started_ns"] or 0) / 1e9))
-                print(f"{r['ref']:>5} {r['scanner']:<12} {r['scan_id']:>6} {r['status']:<11} "
-                      f"{r['lines_received']:>5}/{r['lines_planned']:<5} {r['gaps']:>4}  "
-                      f"{started}")
+                started = time.strftime(
+                    "%Y-%m-%d %H:%M:%S", time.localtime((r["started_ns"] or 0) / 1e9)
+                )
+                print(
+                    f"{r['ref']:>5} {r['scanner']:<12} {r['scan_id']:>6} {r['status']:<11} "
+                    f"{r['lines_received']:>5}/{r['lines_planned']:<5} {r['gaps']:>4}  "
+                    f"{started}"
+                )
         elif args.action == "alarms":
             for a in cir.alarm_rows(limit=args.limit):
                 t = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a["ts_ns"] / 1e9))
@@ -119,8 +127,10 @@ def cmd_cir(args: argparse.Namespace) -> int:
             for s in streams:
                 rep = verify_stream(cir, s)
                 status = "OK" if rep.ok else "FAILED"
-                print(f"{s:<12} edge {rep.edge:<12} blocks {rep.blocks:>7} "
-                      f"seq {rep.first_seq}..{rep.last_seq}: {status}")
+                print(
+                    f"{s:<12} edge {rep.edge:<12} blocks {rep.blocks:>7} "
+                    f"seq {rep.first_seq}..{rep.last_seq}: {status}"
+                )
                 for p in rep.problems[:20]:
                     print(f"    {p}")
                 bad += not rep.ok
@@ -134,8 +144,10 @@ def cmd_cir(args: argparse.Namespace) -> int:
             import numpy as np
 
             if args.ref is None or not args.out:
-                raise NiiError("export needs a scan ref and --out",
-                               fix="nii cir export --config central.toml 3 --out scan3.npz")
+                raise NiiError(
+                    "export needs a scan ref and --out",
+                    fix="nii cir export --config central.toml 3 --out scan3.npz",
+                )
             arrays = scan_arrays(cir, Opener(CirKey.load(cfg.key).x25519_private), args.ref)
             np.savez_compressed(args.out, **arrays)  # type: ignore[arg-type]
             print(f"wrote {args.out}: " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()))
@@ -153,19 +165,26 @@ def _show_scan(cir: Any, key: Any, ref: int, png: str, width: int | None) -> Non
 
     a = scan_arrays(cir, Opener(key.x25519_private), ref)
     if "image_high" not in a:
-        raise NiiError(f"scan {ref} has no image lines in the CIR",
-                       fix="pick a finished scan from 'nii cir scans'")
+        raise NiiError(
+            f"scan {ref} has no image lines in the CIR",
+            fix="pick a finished scan from 'nii cir scans'",
+        )
     if "dark_high" not in a or "air_high" not in a:
-        raise NiiError(f"scan {ref} has no calibration lines in the CIR",
-                       fix="the scanner must send dark and air lines at scan start")
-    det = DetectorCalibration.from_lines(a["dark_high"].T, a["dark_low"].T,
-                                         a["air_high"].T, a["air_low"].T)
+        raise NiiError(
+            f"scan {ref} has no calibration lines in the CIR",
+            fix="the scanner must send dark and air lines at scan start",
+        )
+    det = DetectorCalibration.from_lines(
+        a["dark_high"].T, a["dark_low"].T, a["air_high"].T, a["air_low"].T
+    )
     cal = calibrate_scan(det, a["image_high"].T, a["image_low"].T)
     out = write_png(png, cal.a_hi, cal.materials.material, width=width)
     s = cir.scan(ref)
-    print(f"wrote {out}: scan {s['scan_id']} of {s['scanner']}, container "
-          f"{s['container'] or '?'}, {a['image_high'].shape[1]} lines x "
-          f"{a['image_high'].shape[0]} channels")
+    print(
+        f"wrote {out}: scan {s['scan_id']} of {s['scanner']}, container "
+        f"{s['container'] or '?'}, {a['image_high'].shape[1]} lines x "
+        f"{a['image_high'].shape[0]} channels"
+    )
 
 
 # -- control room --------------------------------------------------------------------
@@ -175,8 +194,9 @@ def cmd_control_room(args: argparse.Namespace) -> int:
     from central._feed import tail
 
     try:
-        uvloop.run(tail(args.feed, previews=not args.no_previews, as_json=args.json,
-                        count=args.count))
+        uvloop.run(
+            tail(args.feed, previews=not args.no_previews, as_json=args.json, count=args.count)
+        )
     except KeyboardInterrupt:
         return 0
     return 0
@@ -209,8 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_keys)
 
     cfg_opt = argparse.ArgumentParser(add_help=False)
-    cfg_opt.add_argument("--config", default=argparse.SUPPRESS,
-                         help="central configuration (TOML, default central.toml)")
+    cfg_opt.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        help="central configuration (TOML, default central.toml)",
+    )
 
     c = sub.add_parser("central", help="run the central aggregator, or manage enrollment")
     c.add_argument("--config", default="central.toml", help="central configuration (TOML)")
@@ -237,8 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, what in (("scans", "list scans"), ("alarms", "list alarms")):
         x = rs.add_parser(name, parents=[cfg_opt], help=what)
         x.add_argument("--limit", type=int, default=50)
-    rs.add_parser("verify", parents=[cfg_opt],
-                  help="verify every chain: signatures, digests, links")
+    rs.add_parser(
+        "verify", parents=[cfg_opt], help="verify every chain: signatures, digests, links"
+    )
     rsh = rs.add_parser("show", parents=[cfg_opt], help="render one scan, material-coloured")
     rsh.add_argument("ref", type=int, help="scan ref (see 'nii cir scans')")
     rsh.add_argument("--png", required=True, help="output PNG file")
@@ -301,8 +325,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "debug", False):
             raise
         print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
-        print("fix: this is a bug; run again with 'nii --debug …' and report the traceback",
-              file=sys.stderr)
+        print(
+            "fix: this is a bug; run again with 'nii --debug …' and report the traceback",
+            file=sys.stderr,
+        )
         return 3
 
 

@@ -39,8 +39,10 @@ def _wait_file(path: Path, procs: list[subprocess.Popen[bytes]], deadline_s: flo
                     fix=f"read the logs in {path.parent.parent}/logs",
                 )
         if time.monotonic() > end:
-            raise NiiError(f"{path} did not appear in {deadline_s:.0f} s",
-                           fix="check the simulator log under the demo folder's logs/")
+            raise NiiError(
+                f"{path} did not appear in {deadline_s:.0f} s",
+                fix="check the simulator log under the demo folder's logs/",
+            )
         time.sleep(0.05)
 
 
@@ -109,27 +111,44 @@ def run_demo(base: Path, *, seconds: float = 0, scanners: int = 2) -> int:
 
     def start(name: str, *args: str) -> None:
         log = open(base / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
-        procs.append(subprocess.Popen(_nii(*args), stdout=log, stderr=subprocess.STDOUT,
-                                      cwd=base))
+        procs.append(subprocess.Popen(_nii(*args), stdout=log, stderr=subprocess.STDOUT, cwd=base))
 
     try:
         start("central", "central", "--config", paths["central"])
-        start("sim", "sim", "--scanners", str(scanners), "--serial-dir", str(base / "sim"),
-              "--status-file", str(status_file), "--scan-lines", "1500", "--interval", "4",
-              "--source", "physics", "--seed", str(int(time.time()) % 100000))
+        start(
+            "sim",
+            "sim",
+            "--scanners",
+            str(scanners),
+            "--serial-dir",
+            str(base / "sim"),
+            "--status-file",
+            str(status_file),
+            "--scan-lines",
+            "1500",
+            "--interval",
+            "4",
+            "--source",
+            "physics",
+            "--seed",
+            str(int(time.time()) % 100000),
+        )
         _wait_file(status_file, procs, 30)
         status = json.loads(status_file.read_text())
         edge_toml = write_edge_config(base, listen, status)
         start("edge", "edge", "--config", str(edge_toml))
-        print(f"""
+        print(
+            f"""
 NII demo running: central aggregator, {scanners} simulated scanners (pty + TCP), one edge daemon.
-  CIR (SQLite + blobs):  {base / 'cir'}
-  logs:                  {base / 'logs'}
+  CIR (SQLite + blobs):  {base / "cir"}
+  logs:                  {base / "logs"}
   live feed:             nii control-room tail --feed {feed}
-  scans in the CIR:      nii cir scans --config {paths['central']}
-  verify the evidence:   nii cir verify --config {paths['central']}
+  scans in the CIR:      nii cir scans --config {paths["central"]}
+  verify the evidence:   nii cir verify --config {paths["central"]}
 Live feed follows (Ctrl-C stops the demo).
-""", flush=True)
+""",
+            flush=True,
+        )
         import asyncio
 
         async def follow() -> None:
@@ -162,8 +181,9 @@ Live feed follows (Ctrl-C stops the demo).
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-    print(f"demo stopped; the CIR stays in {base / 'cir'} (nii cir scans --config "
-          f"{paths['central']})")
+    print(
+        f"demo stopped; the CIR stays in {base / 'cir'} (nii cir scans --config {paths['central']})"
+    )
     return 0
 
 

@@ -75,7 +75,9 @@ class Cluster:
         assert old is None or old.poll() is not None, f"{name} is already running"
         out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         p = subprocess.Popen(
-            [sys.executable, "-P", "-m", "nii", *args], cwd=self.base, stdout=out,
+            [sys.executable, "-P", "-m", "nii", *args],
+            cwd=self.base,
+            stdout=out,
             stderr=subprocess.STDOUT,
         )
         out.close()
@@ -106,8 +108,13 @@ class Cluster:
         return "\n".join(out)
 
     def enroll(self) -> None:
-        r = self.nii("central", "enroll", "--config", str(self.central_toml),
-                     str(self.keys / f"{self.edge_id}.pub"))
+        r = self.nii(
+            "central",
+            "enroll",
+            "--config",
+            str(self.central_toml),
+            str(self.keys / f"{self.edge_id}.pub"),
+        )
         assert r.returncode == 0, r.stderr
 
     def start_central(self) -> None:
@@ -115,24 +122,42 @@ class Cluster:
 
     def start_sim(self, *args: str, scanners: int = 2) -> list[dict[str, Any]]:
         self.status_file.unlink(missing_ok=True)
-        self.start("sim", "sim", "--scanners", str(scanners), "--serial-dir",
-                   str(self.base / "sim"), "--status-file", str(self.status_file),
-                   "--emit-log-dir", str(self.emit_dir), *args)
+        self.start(
+            "sim",
+            "sim",
+            "--scanners",
+            str(scanners),
+            "--serial-dir",
+            str(self.base / "sim"),
+            "--status-file",
+            str(self.status_file),
+            "--emit-log-dir",
+            str(self.emit_dir),
+            *args,
+        )
         wait_until(self.status_file.exists, 60, "the simulators' status file")
         scanners_doc: list[dict[str, Any]] = json.loads(self.status_file.read_text())["scanners"]
         return scanners_doc
 
     def write_edge_config(self, scanners: list[dict[str, Any]], **extra: Any) -> None:
         lines = [
-            "[edge]", f'id = "{self.edge_id}"', f'key = "keys/{self.edge_id}.key"',
-            'cir_public = "keys/cir.pub"', f'central = "{self.listen}"', 'state_dir = "edge"',
-            "heartbeat_s = 0.5", "",
+            "[edge]",
+            f'id = "{self.edge_id}"',
+            f'key = "keys/{self.edge_id}.key"',
+            'cir_public = "keys/cir.pub"',
+            f'central = "{self.listen}"',
+            'state_dir = "edge"',
+            "heartbeat_s = 0.5",
+            "",
         ]
         for s in scanners:
             lines += [
-                "[[scanner]]", f'id = "{s["name"]}"', f'serial = "{s["serial"]}"',
+                "[[scanner]]",
+                f'id = "{s["name"]}"',
+                f'serial = "{s["serial"]}"',
                 f'data = "{s["data_host"]}:{s["data_port"]}"',
-                *[f"{k} = {v}" for k, v in extra.items()], "",
+                *[f"{k} = {v}" for k, v in extra.items()],
+                "",
             ]
         self.edge_toml.write_text("\n".join(lines))
 
@@ -179,7 +204,9 @@ class Cluster:
     def scans(self, scanner: str) -> list[tuple[Any, ...]]:
         return self.sql(
             "SELECT scan_id, status, lines_received, lines_planned, gaps FROM scans "
-            "WHERE scanner = ? ORDER BY ref", scanner)
+            "WHERE scanner = ? ORDER BY ref",
+            scanner,
+        )
 
     def finished_scans(self, scanner: str) -> int:
         return len([s for s in self.scans(scanner) if s[1] != "scanning"])

@@ -47,13 +47,24 @@ class FakeEdge:
         self.key = key
         self.sealer = Sealer(key.sign_private, c.cir_key.public.x25519_public)
 
-    def seal(self, seq: int, prev: bytes, *, line: int = 0, sign: Any = None) -> tuple[bytes, bytes]:
+    def seal(
+        self, seq: int, prev: bytes, *, line: int = 0, sign: Any = None
+    ) -> tuple[bytes, bytes]:
         sealer = self.sealer if sign is None else Sealer(sign, self.sealer._cir_pub)
         return sealer.seal(
-            kind=BlockKind.DATA, seq=seq, prev_hash=prev,
-            meta={"edge": self.key.id, "scanner": SCANNER, "kind": "data", "scan_id": 1,
-                  "channels": 4, "n_lines": 1},
-            index=[(line, 0, time.time_ns(), seq)], payload=bytes(range(16)),
+            kind=BlockKind.DATA,
+            seq=seq,
+            prev_hash=prev,
+            meta={
+                "edge": self.key.id,
+                "scanner": SCANNER,
+                "kind": "data",
+                "scan_id": 1,
+                "channels": 4,
+                "n_lines": 1,
+            },
+            index=[(line, 0, time.time_ns(), seq)],
+            payload=bytes(range(16)),
             created_ns=time.time_ns(),
         )
 
@@ -76,8 +87,10 @@ async def test_bad_blocks_are_refused_alarmed_and_change_nothing(cluster: Cluste
     ctx = zmq.asyncio.Context()
     try:
         edge = FakeEdge(cluster, cluster.edge_key, ctx)
-        w = await edge.request(Hello(edge=edge.key.id, scanner=SCANNER, head_seq=-1,
-                                     head_hash="", boot="t").frames(), timeout=10)
+        w = await edge.request(
+            Hello(edge=edge.key.id, scanner=SCANNER, head_seq=-1, head_hash="", boot="t").frames(),
+            timeout=10,
+        )
         assert isinstance(w, Welcome) and w.last_seq == -1
 
         good0, h0 = edge.seal(0, genesis_hash(SCANNER))
@@ -109,8 +122,11 @@ async def test_bad_blocks_are_refused_alarmed_and_change_nothing(cluster: Cluste
             reasons = reason if isinstance(reason, tuple) else (reason,)
             assert reply.reason.split(":")[0] in reasons, f"{what}: {reply.reason}"
             assert cir_blocks(cluster) == baseline, f"{what} changed the CIR"
-            wait_until(lambda i=i: len(cluster.alarms("block_rejected")) >= i, 5,
-                       f"the alarm for {what}")
+            wait_until(
+                lambda i=i: len(cluster.alarms("block_rejected")) >= i,  # type: ignore[misc]
+                5,
+                f"the alarm for {what}",
+            )
 
         # the honest next block is still accepted: the stream was not disturbed
         ack = await edge.send_block(1, good1)
@@ -131,8 +147,11 @@ async def test_unenrolled_and_revoked_edges_are_refused(cluster: Cluster) -> Non
         )
         assert reply is None, "an unenrolled edge got an answer"
         wait_until(lambda: cluster.alarms("connection_refused"), 5, "a refusal alarm")
-        wait_until(lambda: "refused connection" in (cluster.logs / "central.log").read_text(), 5,
-                   "the refusal in the central log")
+        wait_until(
+            lambda: "refused connection" in (cluster.logs / "central.log").read_text(),
+            5,
+            "the refusal in the central log",
+        )
 
         # enrolled: answered; then revoked: a new connection is refused
         edge = FakeEdge(cluster, cluster.edge_key, ctx)

@@ -57,13 +57,26 @@ def assert_all_lines_in_cir(c: Cluster, scanner: str, scans: int) -> None:
 
 def run_until_done(c: Cluster, scanners: list[str], scans: int, timeout: float = 90) -> None:
     for s in scanners:
-        wait_until(lambda s=s: c.finished_scans(s) >= scans, timeout,
-                   f"{scans} finished scans of {s} in the CIR")
+        wait_until(
+            lambda s=s: c.finished_scans(s) >= scans,  # type: ignore[misc]
+            timeout,
+            f"{scans} finished scans of {s} in the CIR",
+        )
 
 
 def test_two_scanners_every_line_bit_identical(cluster: Cluster) -> None:
-    sims = cluster.start_sim("--scan-lines", str(SCAN_LINES), "--scans", "2",
-                             "--interval", "0.2", "--line-rate", "1000", "--seed", "11")
+    sims = cluster.start_sim(
+        "--scan-lines",
+        str(SCAN_LINES),
+        "--scans",
+        "2",
+        "--interval",
+        "0.2",
+        "--line-rate",
+        "1000",
+        "--seed",
+        "11",
+    )
     cluster.start_central()
     cluster.write_edge_config(sims)
     cluster.start_edge()
@@ -80,6 +93,7 @@ def test_two_scanners_every_line_bit_identical(cluster: Cluster) -> None:
     import numpy as np
 
     img = cv2.imread(str(cluster.base / "s1.png"))
+    assert img is not None
     assert img.shape == (1536, SCAN_LINES, 3) and img.std() > 5
     r = cluster.nii("cir", "export", "--config", str(cluster.central_toml), "1", "--out", "s1.npz")
     assert r.returncode == 0, r.stderr
@@ -88,10 +102,25 @@ def test_two_scanners_every_line_bit_identical(cluster: Cluster) -> None:
 
 
 def test_faulty_links_resynchronise_and_lose_nothing(cluster: Cluster) -> None:
-    sims = cluster.start_sim("--scan-lines", str(SCAN_LINES), "--scans", "2",
-                             "--interval", "0.2", "--line-rate", "1000", "--seed", "12",
-                             "--corrupt", "0.01", "--drop", "0.01", "--serial-corrupt", "0.1",
-                             scanners=1)
+    sims = cluster.start_sim(
+        "--scan-lines",
+        str(SCAN_LINES),
+        "--scans",
+        "2",
+        "--interval",
+        "0.2",
+        "--line-rate",
+        "1000",
+        "--seed",
+        "12",
+        "--corrupt",
+        "0.01",
+        "--drop",
+        "0.01",
+        "--serial-corrupt",
+        "0.1",
+        scanners=1,
+    )
     cluster.start_central()
     cluster.write_edge_config(sims)
     cluster.start_edge()
@@ -110,18 +139,37 @@ def test_faulty_links_resynchronise_and_lose_nothing(cluster: Cluster) -> None:
 
 
 def test_central_killed_mid_scan_loses_nothing(cluster: Cluster) -> None:
-    sims = cluster.start_sim("--scan-lines", str(SCAN_LINES), "--scans", "2",
-                             "--interval", "0.3", "--line-rate", "300", "--seed", "13")
+    sims = cluster.start_sim(
+        "--scan-lines",
+        str(SCAN_LINES),
+        "--scans",
+        "2",
+        "--interval",
+        "0.3",
+        "--line-rate",
+        "300",
+        "--seed",
+        "13",
+    )
     cluster.start_central()
     cluster.write_edge_config(sims)
     cluster.start_edge()
-    wait_until(lambda: cluster.sql("SELECT COUNT(*) FROM blocks WHERE kind='data'")[0][0] > 5
-               if cluster.sql("SELECT COUNT(*) FROM blocks") else False, 30,
-               "the first data blocks in the CIR")
+    wait_until(
+        lambda: (
+            cluster.sql("SELECT COUNT(*) FROM blocks WHERE kind='data'")[0][0] > 5
+            if cluster.sql("SELECT COUNT(*) FROM blocks")
+            else False
+        ),
+        30,
+        "the first data blocks in the CIR",
+    )
     cluster.kill("central", signal.SIGKILL)
     before = len(cluster.emitted("scanner1"))
-    wait_until(lambda: len(cluster.emitted("scanner1")) > before + 100, 20,
-               "the scanner to go on emitting while central is down")
+    wait_until(
+        lambda: len(cluster.emitted("scanner1")) > before + 100,
+        20,
+        "the scanner to go on emitting while central is down",
+    )
     cluster.start_central()
     run_until_done(cluster, ["scanner1", "scanner2"], 2)
     for s in ("scanner1", "scanner2"):
@@ -129,18 +177,37 @@ def test_central_killed_mid_scan_loses_nothing(cluster: Cluster) -> None:
 
 
 def test_edge_killed_mid_scan_loses_nothing(cluster: Cluster) -> None:
-    sims = cluster.start_sim("--scan-lines", str(SCAN_LINES), "--scans", "2",
-                             "--interval", "0.3", "--line-rate", "300", "--seed", "14")
+    sims = cluster.start_sim(
+        "--scan-lines",
+        str(SCAN_LINES),
+        "--scans",
+        "2",
+        "--interval",
+        "0.3",
+        "--line-rate",
+        "300",
+        "--seed",
+        "14",
+    )
     cluster.start_central()
     cluster.write_edge_config(sims)
     cluster.start_edge()
-    wait_until(lambda: cluster.sql("SELECT COUNT(*) FROM blocks WHERE kind='data'")[0][0] > 5
-               if cluster.sql("SELECT COUNT(*) FROM blocks") else False, 30,
-               "the first data blocks in the CIR")
+    wait_until(
+        lambda: (
+            cluster.sql("SELECT COUNT(*) FROM blocks WHERE kind='data'")[0][0] > 5
+            if cluster.sql("SELECT COUNT(*) FROM blocks")
+            else False
+        ),
+        30,
+        "the first data blocks in the CIR",
+    )
     cluster.kill("edge", signal.SIGKILL)
     before = len(cluster.emitted("scanner1"))
-    wait_until(lambda: len(cluster.emitted("scanner1")) > before + 100, 20,
-               "the scanner to go on emitting while the edge is down")
+    wait_until(
+        lambda: len(cluster.emitted("scanner1")) > before + 100,
+        20,
+        "the scanner to go on emitting while the edge is down",
+    )
     cluster.start_edge()
     run_until_done(cluster, ["scanner1", "scanner2"], 2)
     for s in ("scanner1", "scanner2"):
@@ -150,18 +217,32 @@ def test_edge_killed_mid_scan_loses_nothing(cluster: Cluster) -> None:
 def test_full_spool_refuses_new_scans_and_loses_nothing(cluster: Cluster) -> None:
     """Central down: the spool fills, alarms, refuses new scans, pauses the data link;
     central back: it drains, the scanner is re-armed, and every line arrives."""
-    sims = cluster.start_sim("--scan-lines", str(SCAN_LINES), "--scans", "2",
-                             "--interval", "0.3", "--line-rate", "300", "--seed", "15",
-                             "--buffer", "60", scanners=1)
+    sims = cluster.start_sim(
+        "--scan-lines",
+        str(SCAN_LINES),
+        "--scans",
+        "2",
+        "--interval",
+        "0.3",
+        "--line-rate",
+        "300",
+        "--seed",
+        "15",
+        "--buffer",
+        "60",
+        scanners=1,
+    )
     cluster.start_central()
     cluster.write_edge_config(sims, spool_max_mb=0.6, spool_high_water=0.5)
     cluster.start_edge()
-    wait_until(lambda: "welcomed" in (cluster.logs / "edge.log").read_text(), 20,
-               "the edge to be welcomed")
+    wait_until(
+        lambda: "welcomed" in (cluster.logs / "edge.log").read_text(), 20, "the edge to be welcomed"
+    )
     cluster.kill("central", signal.SIGKILL)
     edge_log = cluster.logs / "edge.log"
-    wait_until(lambda: "spool full: pausing the data link" in edge_log.read_text(), 30,
-               "the spool to fill")
+    wait_until(
+        lambda: "spool full: pausing the data link" in edge_log.read_text(), 30, "the spool to fill"
+    )
     assert "ALARM spool_high" in edge_log.read_text()
     spool = cluster.edge_status()["scanners"]["scanner1"]
     assert spool["spool_bytes"] <= 0.6 * 1024 * 1024 + 200_000  # bounded (one block over)

@@ -7,7 +7,9 @@ import argparse
 from nii.__main__ import build_parser
 
 
-def _walk(p: argparse.ArgumentParser, path: str = "nii") -> list[tuple[str, argparse.ArgumentParser]]:
+def _walk(
+    p: argparse.ArgumentParser, path: str = "nii"
+) -> list[tuple[str, argparse.ArgumentParser]]:
     out = [(path, p)]
     for a in p._actions:
         if isinstance(a, argparse._SubParsersAction):

@@ -17,12 +17,17 @@ def keys() -> tuple[Ed25519PrivateKey, X25519PrivateKey]:
     return Ed25519PrivateKey.generate(), X25519PrivateKey.generate()
 
 
-def make(sign: Ed25519PrivateKey, cir: X25519PrivateKey, seq: int = 0,
-         payload: bytes = b"\x01\x02" * 64) -> tuple[bytes, bytes]:
+def make(
+    sign: Ed25519PrivateKey, cir: X25519PrivateKey, seq: int = 0, payload: bytes = b"\x01\x02" * 64
+) -> tuple[bytes, bytes]:
     return Sealer(sign, cir.public_key()).seal(
-        kind=BlockKind.DATA, seq=seq, prev_hash=genesis_hash("s1"),
+        kind=BlockKind.DATA,
+        seq=seq,
+        prev_hash=genesis_hash("s1"),
         meta={"edge": "e1", "scanner": "s1", "scan_id": 3},
-        index=[(0, 0, 1, 10), (1, 8, 2, 11)], payload=payload, created_ns=time.time_ns(),
+        index=[(0, 0, 1, 10), (1, 8, 2, 11)],
+        payload=payload,
+        created_ns=time.time_ns(),
     )
 
 
@@ -43,10 +48,28 @@ def test_every_block_has_its_own_key_material(
 ) -> None:
     sign, cir = keys
     s = Sealer(sign, cir.public_key())
-    a = parse(s.seal(kind=BlockKind.DATA, seq=0, prev_hash=bytes(32), meta={}, index=[],
-                     payload=b"same", created_ns=0)[0])
-    b = parse(s.seal(kind=BlockKind.DATA, seq=0, prev_hash=bytes(32), meta={}, index=[],
-                     payload=b"same", created_ns=0)[0])
+    a = parse(
+        s.seal(
+            kind=BlockKind.DATA,
+            seq=0,
+            prev_hash=bytes(32),
+            meta={},
+            index=[],
+            payload=b"same",
+            created_ns=0,
+        )[0]
+    )
+    b = parse(
+        s.seal(
+            kind=BlockKind.DATA,
+            seq=0,
+            prev_hash=bytes(32),
+            meta={},
+            index=[],
+            payload=b"same",
+            created_ns=0,
+        )[0]
+    )
     assert a.salt != b.salt and a.nonce != b.nonce and bytes(a.cipher) != bytes(b.cipher)
 
 
@@ -59,8 +82,9 @@ def test_any_flipped_bit_is_caught(
 ) -> None:
     sign, cir = keys
     raw = bytearray(make(sign, cir)[0])
-    meta_len = int.from_bytes(raw[HEADER.size - 28 - 32 - 8 - 8 : HEADER.size - 28 - 32 - 8 - 4],
-                              "little")
+    meta_len = int.from_bytes(
+        raw[HEADER.size - 28 - 32 - 8 - 8 : HEADER.size - 28 - 32 - 8 - 4], "little"
+    )
     offset = {
         "header-seq": 8,
         "header-prev": 30,
@@ -94,11 +118,29 @@ def test_garbage_is_malformed(raw: bytes) -> None:
 def test_rotation_forgets_old_key(keys: tuple[Ed25519PrivateKey, X25519PrivateKey]) -> None:
     sign, cir = keys
     s = Sealer(sign, cir.public_key())
-    first = parse(s.seal(kind=BlockKind.DATA, seq=0, prev_hash=bytes(32), meta={}, index=[],
-                         payload=b"x", created_ns=0)[0])
+    first = parse(
+        s.seal(
+            kind=BlockKind.DATA,
+            seq=0,
+            prev_hash=bytes(32),
+            meta={},
+            index=[],
+            payload=b"x",
+            created_ns=0,
+        )[0]
+    )
     s.rotate()
-    second = parse(s.seal(kind=BlockKind.DATA, seq=1, prev_hash=bytes(32), meta={}, index=[],
-                          payload=b"y", created_ns=0)[0])
+    second = parse(
+        s.seal(
+            kind=BlockKind.DATA,
+            seq=1,
+            prev_hash=bytes(32),
+            meta={},
+            index=[],
+            payload=b"y",
+            created_ns=0,
+        )[0]
+    )
     assert first.eph_pub != second.eph_pub
     opener = Opener(cir)
     assert opener.open(first) == b"x" and opener.open(second) == b"y"

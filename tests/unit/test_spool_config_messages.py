@@ -15,8 +15,9 @@ from edge import Spool
 
 
 def spool(tmp_path: Path, max_bytes: int = 10_000) -> Spool:
-    return Spool(tmp_path / "s.sqlite", max_bytes=max_bytes, high_water=0.5,
-                 genesis=genesis_hash("s1"))
+    return Spool(
+        tmp_path / "s.sqlite", max_bytes=max_bytes, high_water=0.5, genesis=genesis_hash("s1")
+    )
 
 
 def test_spool_survives_reopen_and_releases_only_acked(tmp_path: Path) -> None:
@@ -72,11 +73,16 @@ def test_config_resolves_paths_and_rejects_nonsense(tmp_path: Path) -> None:
     for bad, why in [
         ('[edge]\nid = "bad id!"\n', "invalid edge id"),
         ('[edge]\nid = "e1"\nkey = "k"\ncir_public = "p"\n', "no [[scanner]]"),
-        ('[edge]\nid = "e1"\nkey = "k"\ncir_public = "p"\n[[scanner]]\nid = "s"\n'
-         'serial = "x"\ndata = "h:1"\nblock_ms = -3\n', "out of range"),
-        ('[edge]\nid = "e1"\nkey = "k"\ncir_public = "p"\n[[scanner]]\nid = "s"\n'
-         'serial = "x"\ndata = "h:1"\n[[scanner]]\nid = "s"\nserial = "y"\ndata = "h:2"\n',
-         "appears twice"),
+        (
+            '[edge]\nid = "e1"\nkey = "k"\ncir_public = "p"\n[[scanner]]\nid = "s"\n'
+            'serial = "x"\ndata = "h:1"\nblock_ms = -3\n',
+            "out of range",
+        ),
+        (
+            '[edge]\nid = "e1"\nkey = "k"\ncir_public = "p"\n[[scanner]]\nid = "s"\n'
+            'serial = "x"\ndata = "h:1"\n[[scanner]]\nid = "s"\nserial = "y"\ndata = "h:2"\n',
+            "appears twice",
+        ),
     ]:
         (tmp_path / "bad.toml").write_text(bad)
         with pytest.raises(ConfigError) as ei:
@@ -106,7 +112,12 @@ def test_messages_round_trip_and_reject_garbage() -> None:
     assert isinstance(m, Ack) and m.seq == 9
     m, _ = decode(Hello(edge="e", scanner="s", head_seq=-1, head_hash="", boot="x").frames())
     assert isinstance(m, Hello)
-    for frames in ([b"ACK"], [b"NOPE", b"{}"], [b"ACK", b"not json"], [b"ACK", b"[1]"],
-                   [b"ACK", b'{"scanner": "s"}']):
+    for frames in (
+        [b"ACK"],
+        [b"NOPE", b"{}"],
+        [b"ACK", b"not json"],
+        [b"ACK", b"[1]"],
+        [b"ACK", b'{"scanner": "s"}'],
+    ):
         with pytest.raises(ProtocolError):
-            decode(frames)  # type: ignore[arg-type]
+            decode(frames)
