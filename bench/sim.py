@@ -15,7 +15,7 @@ import os
 import time
 from typing import Any
 
-from edge.calibration import DetectorCalibration, MaterialCalibration, calibrate_scan
+from core.calibration import DetectorCalibration, MaterialCalibration, calibrate_scan
 from firmware_sim.physics import PhysicsSource
 
 TARGET_SIM = 5000.0

@@ -161,7 +161,7 @@ def _show_scan(cir: Any, key: Any, ref: int, png: str, width: int | None) -> Non
     from central._reader import scan_arrays
     from central.render import write_png
     from core.seal import Opener
-    from edge.calibration import DetectorCalibration, calibrate_scan
+    from core.calibration import DetectorCalibration, calibrate_scan
 
     a = scan_arrays(cir, Opener(key.x25519_private), ref)
     if "image_high" not in a:

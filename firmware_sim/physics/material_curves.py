@@ -4,7 +4,7 @@ A real scanner is calibrated with step wedges of known materials; this script
 does the same on simulated scans (seeds 9001.., kept apart from the tests) and
 prints, for each reference material, the ratio R = A_high / A_low against A_low
 on a fixed grid.  The printed table is the default material calibration in
-``edge/calibration.py``.  Run: ``python -m firmware_sim.physics.material_curves``.
+``core/calibration.py``.  Run: ``python -m firmware_sim.physics.material_curves``.
 """
 
 from __future__ import annotations
