@@ -1,8 +1,9 @@
-"""Operations commands: ``nii uptime report`` (R3) and ``nii site-sim``."""
+"""Operations commands: ``nii uptime report`` (R3), ``nii coverage report`` (R6), site-sim."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,36 @@ def cmd_uptime(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_coverage(args: argparse.Namespace) -> int:
+    """Selection coverage per terminal and period: the 30 % cap and 100 % ATT (R6)."""
+    from central._coverage import (
+        cir_scans,
+        coverage,
+        format_table,
+        load_selection,
+        report_json,
+        write_csv,
+    )
+    from core.config import CentralConfig
+
+    cfg = CentralConfig.load(Path(args.config))
+    sl = load_selection(Path(args.selection))
+    scans = cir_scans(cfg.state_dir / "cir.sqlite", {s.container for s in sl.selections})
+    rows = coverage(
+        sl, scans, tolerance_s=float(args.tolerance_min) * 60.0, only_period=args.period
+    )
+    if args.json:
+        print(report_json(rows))
+    else:
+        print(format_table(rows, sl.tz))
+    if args.csv:
+        missing = write_csv(rows, Path(args.csv))
+        print(f"wrote {args.csv} and {missing}", file=sys.stderr if args.json else sys.stdout)
+    return 0
+
+
 def register(sub: Any) -> None:
-    """Add ``uptime`` and ``site-sim`` to the ``nii`` command line."""
+    """Add ``uptime``, ``coverage`` and ``site-sim`` to the ``nii`` command line."""
     from firmware_sim.site import register as register_site_sim
 
     u = sub.add_parser("uptime", help="scanner availability against the 98 %% SLA (R3)")
@@ -44,6 +73,25 @@ def register(sub: Any) -> None:
     r.add_argument("--sla", help="SLA terms (TOML; default: sla.toml beside the config)")
     r.add_argument("--out", default=".", help="folder for the CSV and PNG (.)")
     r.set_defaults(func=cmd_uptime)
+
+    c = sub.add_parser("coverage", help="RMS selection coverage: 30 %% cap, 100 %% ATT (R6)")
+    cs = c.add_subparsers(dest="action", metavar="ACTION", required=True)
+    cr = cs.add_parser("report", help="per terminal and period, with ATT containers not scanned")
+    cr.add_argument("--config", default="central.toml", help="central configuration (TOML)")
+    cr.add_argument(
+        "--selection", required=True, help="the RMS selection list (JSON; docs/coverage.md)"
+    )
+    cr.add_argument("--period", help="only this period, e.g. 2025-07 (all in the list)")
+    cr.add_argument(
+        "--tolerance-min",
+        type=float,
+        default=15.0,
+        help="a scan up to this many minutes before the selection time counts (15)",
+    )
+    cr.add_argument("--json", action="store_true", help="print the report as JSON")
+    cr.add_argument("--csv", help="also write the table to this CSV file")
+    cr.set_defaults(func=cmd_coverage)
+
     register_site_sim(sub)
 
 
