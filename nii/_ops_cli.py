@@ -1,4 +1,4 @@
-"""Operations commands: ``nii uptime report`` (R3), ``nii coverage report`` (R6), site-sim."""
+"""Operations commands: ``nii uptime``, ``nii coverage`` (R3, R6), ``nii doctor``, site-sim."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    """Add ``uptime``, ``coverage`` and ``site-sim`` to the ``nii`` command line."""
+    """Add ``uptime``, ``coverage``, ``doctor`` and ``site-sim`` to the ``nii`` command line."""
     from firmware_sim.site import register as register_site_sim
 
     u = sub.add_parser("uptime", help="scanner availability against the 98 %% SLA (R3)")
@@ -92,6 +92,9 @@ def register(sub: Any) -> None:
     cr.add_argument("--csv", help="also write the table to this CSV file")
     cr.set_defaults(func=cmd_coverage)
 
+    from nii._doctor import register as register_doctor
+
+    register_doctor(sub)
     register_site_sim(sub)
 
 
