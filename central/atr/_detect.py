@@ -1,0 +1,290 @@
+"""Concealment and anomaly detectors on the binned, localised attenuation image.
+
+Each detector looks for what the container model (ISO dry van: front wall,
+doors, floor, thin side walls) and the surrounding cargo do not explain:
+
+* dense objects: attenuation well above the cargo around them (running
+  medians along and across travel, over cargo pixels only), split by material
+  and shape into dense object, high-Z object and firearm-like shape;
+* organic packages in metal cargo: a low-Z blob in a load that is metal;
+* false wall: a full-height dense line a little behind the front wall, with
+  attenuating goods between;
+* double floor: a dense flat layer on the floor under an empty band, over a
+  metre or more;
+* undeclared vehicle: wheel-sized rings standing on the floor at a
+  wheelbase's distance.
+
+Thresholds come from tuning on simulator seeds disjoint from the benchmark
+(see docs/atr.md); scores are scaled so that 1.0 is the red threshold.
+"""
+# ruff: noqa: RUF003
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from core.calibration import MaterialClass
+
+from ._image import OCCUPIED_A, Frame, occupied_median
+from ._model import Finding, level_of
+
+F32 = npt.NDArray[np.float32]
+
+#: Mass attenuation of cargo at the high energy, cm²/g: turns −ln T into g/cm².
+MU_RHO_HI = 0.0285
+
+_MATERIAL = {
+    int(MaterialClass.NONE): "none",
+    int(MaterialClass.ORGANIC): "organic",
+    int(MaterialClass.INORGANIC): "inorganic",
+    int(MaterialClass.METAL): "metal",
+    int(MaterialClass.IMPENETRABLE): "impenetrable",
+}
+
+
+@dataclass(slots=True)
+class Scene:
+    """The binned interior of the container and what every detector shares."""
+
+    a: F32  # high-energy attenuation, binned, interior crop (lines, rows)
+    material: npt.NDArray[np.uint8]
+    zeff: F32
+    frame: Frame
+    l0: int  # interior crop origin in binned coordinates
+    r0: int
+    occupied: npt.NDArray[np.bool_]
+    background: F32
+    residual: F32
+
+    @classmethod
+    def build(cls, a: F32, material: npt.NDArray[np.uint8], zeff: F32, frame: Frame) -> Scene:
+        """Crop to the interior and estimate the cargo background around every pixel."""
+        bl, bc = frame.px_mm
+        l0 = frame.front + max(1, round(120.0 / bl))
+        l1 = max(l0 + 8, frame.back - max(1, round(120.0 / bl)))
+        r0 = frame.top
+        r1 = max(r0 + 8, frame.floor + 1)
+        ai = np.ascontiguousarray(a[l0:l1, r0:r1])
+        occ = ai > OCCUPIED_A
+        mh = occupied_median(ai, occ, max(3, round(600.0 / bl)), axis=0)
+        mv = occupied_median(ai, occ, max(3, round(600.0 / bc)), axis=1)
+        bg = np.maximum(mh, mv)
+        res = ai - bg
+        return cls(
+            ai,
+            np.ascontiguousarray(material[l0:l1, r0:r1]),
+            np.ascontiguousarray(zeff[l0:l1, r0:r1]),
+            frame,
+            l0,
+            r0,
+            occ,
+            bg,
+            res,
+        )
+
+    def finding(
+        self,
+        category: str,
+        score: float,
+        reason: str,
+        box: tuple[int, int, int, int],
+        *,
+        yellow: float = 0.5,
+    ) -> Finding:
+        """A finding for the interior box (l0, r0, l1, r1), measured on the image."""
+        l0, r0, l1, r1 = box
+        sub = self.a[l0:l1, r0:r1]
+        mat = self.material[l0:l1, r0:r1]
+        z = self.zeff[l0:l1, r0:r1]
+        mean_a = float(sub.mean()) if sub.size else 0.0
+        counts = np.bincount(mat.ravel(), minlength=5) if mat.size else np.zeros(5, int)
+        counts[0] = 0
+        material = _MATERIAL[int(counts.argmax())] if counts.sum() else "none"
+        zz = z[z > 0]
+        gl0, gr0, gl1, gr1 = l0 + self.l0, r0 + self.r0, l1 + self.l0, r1 + self.r0
+        mm = self.frame.to_mm(gl0, gr0, gl1, gr1)
+        return Finding(
+            category=category,
+            score=float(score),
+            level=level_of(score, yellow),
+            reason=reason,
+            bbox_px=self.frame.to_px(gl0, gr0, gl1, gr1),
+            bbox_mm=mm,
+            size_mm=[mm[2] - mm[0], mm[3] - mm[1]],
+            mean_attenuation=mean_a,
+            mean_density_gcm2=mean_a / MU_RHO_HI,
+            material=material,
+            zeff=float(np.median(zz)) if zz.size else 0.0,
+        )
+
+    def metal_load(self) -> float:
+        """Fraction of cargo pixels classified metal or impenetrable."""
+        m = self.material[self.occupied]
+        if m.size == 0:
+            return 0.0
+        return float(np.mean(m >= int(MaterialClass.METAL)))
+
+
+def dense_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
+    """Blobs far above the surrounding cargo: dense, high-Z, firearm-like, organic-in-metal."""
+    bl, bc = sc.frame.px_mm
+    thr = 0.35 + 0.09 * sc.background
+    excess = sc.residual - thr
+    mask = np.asarray(
+        cv2.morphologyEx((excess > 0).astype(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+    )
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    out: list[Finding] = []
+    min_area = 4000.0 / (bl * bc)
+    for k in range(1, n):
+        # OpenCV's x runs along axis 1 (rows of the detector), y along axis 0 (lines)
+        cx, cy, cw, ch, area = (int(v) for v in stats[k])
+        x, y, w, h = cy, cx, ch, cw  # lines from x, w of them; rows from y, h of them
+        if area < min_area:
+            continue
+        sel = lab[x : x + w, y : y + h] == k
+        res = sc.residual[x : x + w, y : y + h][sel]
+        exc = excess[x : x + w, y : y + h][sel]
+        mean_res = float(res.mean())
+        mean_exc = float(exc.mean())
+        len_mm, hgt_mm = w * bl, h * bc
+        area_mm2 = area * bl * bc
+        # strength: how far above threshold, weighted by how much of it there is
+        score = (mean_exc / 0.35) * min(1.0, np.sqrt(area_mm2 / 12000.0))
+        z = sc.zeff[x : x + w, y : y + h][sel]
+        mat = sc.material[x : x + w, y : y + h][sel]
+        zmed = float(np.median(z[z > 0])) if np.any(z > 0) else 0.0
+        imp = float(np.mean(mat == int(MaterialClass.IMPENETRABLE)))
+        fill = area / float(w * h)
+        if zmed >= 40.0:
+            cat = "high-Z object"
+            why = f"Z_eff {zmed:.0f} block {len_mm:.0f} x {hgt_mm:.0f} mm,"
+            why += f" +{mean_res:.1f} above cargo"
+        elif metal_cargo and mat.size and float(np.mean(mat == int(MaterialClass.ORGANIC))) > 0.4:
+            cat = "organic in metal cargo"
+            why = f"organic mass {len_mm:.0f} x {hgt_mm:.0f} mm inside metal cargo"
+        elif max(len_mm, hgt_mm) <= 330.0 and fill < 0.75 and imp < 0.5:
+            cat = "firearm-like shape"
+            why = f"L-shaped steel outline {len_mm:.0f} x {hgt_mm:.0f} mm,"
+            why += f" +{mean_res:.1f} above cargo"
+        else:
+            cat = "dense object"
+            why = (
+                f"{'impenetrable' if imp > 0.5 else 'dense'} object {len_mm:.0f} x {hgt_mm:.0f} mm,"
+                f" +{mean_res:.1f} above the cargo around it"
+            )
+        out.append(sc.finding(cat, score, why, (x, y, x + w, y + h)))
+    return out
+
+
+def false_wall(sc: Scene) -> list[Finding]:
+    """A full-height dense line within 800 mm of the front wall with goods behind it."""
+    bl = sc.frame.px_mm[0]
+    n = min(sc.a.shape[0] - 6, max(4, round(800.0 / bl)))
+    if n < 4:
+        return []
+    rows = sc.a.shape[1]
+    lo = max(0, rows // 10)
+    hi = max(lo + 1, rows - rows // 10)
+    prof = np.median(sc.a[: n + 6, lo:hi], axis=1)
+    best, at = 0.0, -1
+    for i in range(2, n):
+        left = float(prof[max(0, i - 4) : i - 1].min()) if i >= 3 else float(prof[0])
+        right = float(prof[i + 2 : i + 6].min())
+        peak = float(prof[i]) - max(left, right)
+        if peak > best:
+            best, at = peak, i
+    if at < 0:
+        return []
+    score = best / 1.2
+    if score < 0.5:
+        return []
+    inside = float(np.median(sc.a[:at, lo:hi]))
+    why = f"full-height wall {(at + sc.l0 - sc.frame.front) * bl:.0f} mm behind the front wall"
+    why += f" hiding goods of attenuation {inside:.1f}"
+    r1 = sc.a.shape[1]
+    return [sc.finding("false wall", score, why, (0, 0, at + 1, r1))]
+
+
+def double_floor(sc: Scene) -> list[Finding]:
+    """A dense flat layer up to 150 mm above the floor under an empty band, ≥ 1.2 m long."""
+    bl, bc = sc.frame.px_mm
+    rows = sc.a.shape[1]
+    f = rows - 1  # the floor row of the crop
+    k0 = max(1, round(60.0 / bc))
+    k1 = max(k0 + 1, round(200.0 / bc))
+    k2 = max(k1 + 1, round(360.0 / bc))
+    if f - k2 < 0:
+        return []
+    low = sc.a[:, f - k1 : f - k0 + 1].mean(axis=1)
+    above = sc.a[:, f - k2 : f - k1].mean(axis=1)
+    sig = np.minimum(low - above - 1.0, 1.6 - above)
+    good = sig > 0
+    min_len = max(2, round(1200.0 / bl))
+    best = None
+    i = 0
+    while i < good.size:
+        if good[i]:
+            j = i
+            while j < good.size and good[j]:
+                j += 1
+            if j - i >= min_len and (best is None or j - i > best[1] - best[0]):
+                best = (i, j)
+            i = j
+        else:
+            i += 1
+    if best is None:
+        return []
+    i, j = best
+    strength = float(np.median(sig[i:j]))
+    score = min(3.0, 0.8 + strength / 2.0) * min(1.0, (j - i) * bl / 1500.0)
+    why = f"dense layer {float(np.median(low[i:j])):.1f} on the floor under an empty band"
+    why += f" over {(j - i) * bl:.0f} mm: double floor"
+    return [sc.finding("double floor", score, why, (i, f - k1 - 2, j, rows))]
+
+
+def _ring_kernel(r_out: float, r_in: float, bl: float, bc: float) -> F32:
+    ro_l, ro_c = r_out / bl, r_out / bc
+    hw, hh = int(ro_l) + 2, int(ro_c) + 2
+    yy, xx = np.mgrid[-hw : hw + 1, -hh : hh + 1].astype(np.float32)
+    rr = np.sqrt((yy * bl) ** 2 + (xx * bc) ** 2)
+    k = np.where((rr <= r_out) & (rr >= r_in), 1.0, 0.0) - np.where(rr < r_in * 0.8, 1.0, 0.0)
+    k -= k.mean()
+    return (k / np.abs(k).sum()).astype(np.float32)
+
+
+def vehicle(sc: Scene) -> list[Finding]:
+    """Two wheel rings on the floor a wheelbase apart (an undeclared car or van)."""
+    bl, bc = sc.frame.px_mm
+    rows = sc.a.shape[1]
+    band = max(1, round(900.0 / bc))
+    sub = np.ascontiguousarray(sc.a[:, max(0, rows - band) :])
+    if sub.shape[0] < 20:
+        return []
+    k = _ring_kernel(320.0, 200.0, bl, bc)
+    resp = cv2.filter2D(sub, cv2.CV_32F, k, borderType=cv2.BORDER_REPLICATE)
+    col = resp.max(axis=1)
+    wb_lo, wb_hi = round(2300.0 / bl), round(3000.0 / bl)
+    best, pair = 0.0, (0, 0)
+    # strongest pair of peaks at a wheelbase's distance
+    for i in range(col.size - wb_lo):
+        j0, j1 = i + wb_lo, min(col.size, i + wb_hi + 1)
+        if j0 >= j1:
+            break
+        j = j0 + int(np.argmax(col[j0:j1]))
+        v = min(float(col[i]), float(col[j]))
+        if v > best:
+            best, pair = v, (i, j)
+    score = best / 0.25
+    if score < 0.5:
+        return []
+    i, j = pair
+    l0 = max(0, i - round(750.0 / bl))
+    l1 = min(sc.a.shape[0], j + round(900.0 / bl))
+    r0 = max(0, rows - round(1500.0 / bc))
+    why = f"wheel pair {(j - i) * bl:.0f} mm apart on the floor: vehicle"
+    return [sc.finding("undeclared vehicle", score, why, (l0, r0, l1, rows))]

@@ -1,0 +1,120 @@
+"""What the ATR reports: findings, verdicts and the errors a user can get.
+
+A finding is what an analyst needs to act on (R10): where (mm from the
+container's front and floor, and image pixels), how big, how dense, what
+material, which category, how sure, and one line saying why.  A verdict is
+the worst of its findings: green (release), yellow (assessment review) or red
+(HIT: mandatory physical examination), and cites the GD fields it compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from core.errors import NiiError
+
+GREEN, YELLOW, RED = "green", "yellow", "red"
+_RANK = {GREEN: 0, YELLOW: 1, RED: 2}
+
+#: Finding categories, one per detector.
+CATEGORIES = (
+    "gd mismatch",
+    "false wall",
+    "double floor",
+    "dense object",
+    "high-Z object",
+    "firearm-like shape",
+    "organic in metal cargo",
+    "undeclared vehicle",
+    "not empty",
+    "att mismatch",
+    "tip",
+)
+
+
+class AtrInputError(NiiError):
+    """An image pair or declaration the ATR cannot analyse (size, depth, values)."""
+
+
+@dataclass(slots=True)
+class Finding:
+    """One suspect region or inconsistency, located on the image.
+
+    ``bbox_mm`` is [x0, y0, x1, y1]: x along travel from the container's front
+    wall, y up from its floor.  ``bbox_px`` is [col0, row0, col1, row1] in the
+    full-resolution image (columns are lines, rows are channels), end-exclusive.
+    """
+
+    category: str
+    score: float
+    level: str
+    reason: str
+    bbox_px: list[int] = field(default_factory=list)
+    bbox_mm: list[float] = field(default_factory=list)
+    size_mm: list[float] = field(default_factory=list)
+    mean_attenuation: float = 0.0
+    mean_density_gcm2: float = 0.0
+    material: str = ""
+    zeff: float = 0.0
+    tip: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, floats rounded to what the image can tell."""
+        d = asdict(self)
+        d["score"] = round(self.score, 3)
+        d["bbox_mm"] = [round(v, 0) for v in self.bbox_mm]
+        d["size_mm"] = [round(v, 0) for v in self.size_mm]
+        d["mean_attenuation"] = round(self.mean_attenuation, 3)
+        d["mean_density_gcm2"] = round(self.mean_density_gcm2, 1)
+        d["zeff"] = round(self.zeff, 1)
+        if not self.tip:
+            d.pop("tip")
+        return d
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The ATR's answer for one scan: its level, findings, GD comparison and timing."""
+
+    verdict: str
+    findings: list[Finding]
+    gd_checks: dict[str, Any] = field(default_factory=dict)
+    container: dict[str, Any] = field(default_factory=dict)
+    elapsed_ms: float = 0.0
+    scan: str = ""
+    tip: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, findings: list[Finding], **kw: Any) -> Verdict:
+        """The verdict is the highest level among the findings (green when there are none)."""
+        level = GREEN
+        for f in findings:
+            if _RANK[f.level] > _RANK[level]:
+                level = f.level
+        ordered = sorted(findings, key=lambda f: (-_RANK[f.level], -f.score))
+        return cls(level, ordered, **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (what ``nii atr analyze`` prints and the live feed carries)."""
+        d: dict[str, Any] = {
+            "verdict": self.verdict,
+            "findings": [f.to_dict() for f in self.findings],
+            "gd_checks": self.gd_checks,
+            "container": self.container,
+            "elapsed_ms": round(self.elapsed_ms, 1),
+        }
+        if self.scan:
+            d["scan"] = self.scan
+        if self.tip:
+            d["tip"] = self.tip
+        return d
+
+
+def level_of(score: float, yellow: float = 0.5, red: float = 1.0) -> str:
+    """Map a detector score (1.0 = at the red threshold) to a level."""
+    if score >= red:
+        return RED
+    if score >= yellow:
+        return YELLOW
+    return GREEN
