@@ -10,9 +10,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``nii bench`` and its benchmarks."""
     b: argparse.ArgumentParser = subparsers.add_parser("bench", help="run a benchmark")
     bs = b.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    from bench.atr import register as register_atr
     from bench.live import register as register_live
     from bench.sim import register as register_sim
 
+    register_atr(bs)
     register_live(bs)
     register_sim(bs)
     return b

@@ -297,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_ops(sub)
 
+    from central.atr.cli import register as register_atr
+
+    register_atr(sub)
+
     from bench import register as register_bench
 
     register_bench(sub)

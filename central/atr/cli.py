@@ -1,0 +1,143 @@
+"""``nii atr analyze`` and ``nii atr compare``: the ATR on any scanner's export.
+
+Images are 16-bit single-channel TIFF or PNG, pixel value = transmission ×
+65535, rows = detector channels (top of the container at row 0), columns =
+scan lines in the direction of travel.  The verdict prints as JSON.
+"""
+# ruff: noqa: RUF001, RUF002
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._analyze import analyze
+from ._att import compare
+from ._image import transmission_to_attenuation
+from ._model import AtrInputError
+
+F32 = npt.NDArray[np.float32]
+
+
+def load_transmission(path: Path) -> F32:
+    """Attenuation (lines, channels) of one exported image; a clear error if it cannot be used."""
+    import cv2
+
+    if not path.is_file():
+        raise AtrInputError(f"{path}: no such file", fix="give the path of a TIFF or PNG export")
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise AtrInputError(
+            f"{path}: not an image OpenCV can read",
+            fix="export as 16-bit single-channel TIFF or PNG",
+        )
+    if img.ndim != 2:
+        raise AtrInputError(
+            f"{path}: {img.shape[2]} colour channels, expected one",
+            fix="export one grey-level image per energy",
+        )
+    if img.dtype != np.uint16:
+        raise AtrInputError(
+            f"{path}: {img.dtype} pixels, expected 16-bit (transmission × 65535)",
+            fix="export 16-bit images; 8 bits cannot carry the attenuation range of cargo",
+        )
+    if int(img.max()) == 0:
+        raise AtrInputError(
+            f"{path}: every pixel is zero", fix="check the export: the image holds no scan"
+        )
+    # rows are channels, columns are lines: the ATR works on (lines, channels)
+    return transmission_to_attenuation(np.ascontiguousarray(img.T))
+
+
+def _load_gd(path: str | None) -> dict[str, Any] | None:
+    if not path:
+        return None
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise AtrInputError(
+            f"{path}: cannot read the GD: {exc}", fix="give a JSON object with the GD's fields"
+        ) from exc
+    if not isinstance(doc, dict):
+        raise AtrInputError(
+            f"{path}: the GD is not a JSON object", fix='e.g. {"gross_weight_kg": 9000}'
+        )
+    return doc
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """Print the verdict of one exported scan."""
+    hi = load_transmission(Path(args.high))
+    lo = load_transmission(Path(args.low))
+    v = analyze(hi, lo, args.pixel_mm[0], args.pixel_mm[1], _load_gd(args.gd), scan=args.high)
+    print(json.dumps(v.to_dict(), indent=None if args.compact else 2))
+    return 0
+
+
+def _scan_dir(path: str, pixel_mm: list[float]) -> tuple[F32, F32, float, float]:
+    d = Path(path)
+    found = {}
+    for energy in ("high", "low"):
+        for ext in ("tiff", "tif", "png"):
+            if (d / f"{energy}.{ext}").is_file():
+                found[energy] = d / f"{energy}.{ext}"
+                break
+        else:
+            raise AtrInputError(
+                f"{d}: no {energy}.tiff or {energy}.png",
+                fix="a scan folder holds high.tiff and low.tiff (or .png)",
+            )
+    return (
+        load_transmission(found["high"]),
+        load_transmission(found["low"]),
+        pixel_mm[0],
+        pixel_mm[1],
+    )
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Print the ATT comparison of Scan A and Scan B; status 3 when the unit is put on HOLD."""
+    pa = args.pixel_mm_a or args.pixel_mm
+    pb = args.pixel_mm_b or args.pixel_mm
+    res = compare(_scan_dir(args.a, pa), _scan_dir(args.b, pb))
+    print(json.dumps(res.to_dict(), indent=2))
+    return 3 if res.hold else 0
+
+
+def register(sub: Any) -> None:
+    """Add ``nii atr`` with ``analyze`` and ``compare``."""
+    p = sub.add_parser("atr", help="automated threat recognition on exported scans (R7, R12)")
+    ps = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    a = ps.add_parser("analyze", help="verdict (green/yellow/red) and findings of one scan")
+    a.add_argument("--high", required=True, help="high-energy image: 16-bit TIFF/PNG, T × 65535")
+    a.add_argument("--low", required=True, help="low-energy image, same size")
+    a.add_argument(
+        "--pixel-mm",
+        nargs=2,
+        type=float,
+        required=True,
+        metavar=("X", "Y"),
+        help="pixel size in mm: along travel (columns), height (rows)",
+    )
+    a.add_argument("--gd", help="Goods Declaration (JSON) to check the image against")
+    a.add_argument("--compact", action="store_true", help="one-line JSON")
+    a.set_defaults(func=cmd_analyze)
+    c = ps.add_parser("compare", help="ATT: Scan B (exit) against Scan A (entry); HOLD on mismatch")
+    c.add_argument("a", help="folder of Scan A with high.tiff and low.tiff (or .png)")
+    c.add_argument("b", help="folder of Scan B, the same")
+    c.add_argument("--pixel-mm", nargs=2, type=float, default=[5.5, 2.86], metavar=("X", "Y"))
+    c.add_argument(
+        "--pixel-mm-a", nargs=2, type=float, metavar=("X", "Y"), help="A's, if it differs"
+    )
+    c.add_argument(
+        "--pixel-mm-b", nargs=2, type=float, metavar=("X", "Y"), help="B's, if it differs"
+    )
+    c.set_defaults(func=cmd_compare)
+
+
+__all__ = ["cmd_analyze", "cmd_compare", "load_transmission", "register"]
