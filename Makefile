@@ -16,7 +16,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 venv: $(STAMP)
 
+# Site telemetry needs an MQTT broker: Mosquitto if installed, else the pure-Python
+# amqtt (installed here on demand); without either the demo says it runs without it.
 demo: $(STAMP)
+	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto \
+	  || $(BIN)/python -c 'import amqtt' 2>/dev/null \
+	  || $(BIN)/python -m pip install --quiet 'amqtt>=0.12' \
+	  || echo "no MQTT broker (Mosquitto or amqtt): the demo runs without site telemetry"
 	$(BIN)/nii demo
 
 test: $(STAMP)

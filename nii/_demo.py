@@ -21,8 +21,10 @@ from central._feed import tail
 from core.errors import NiiError
 from core.keys import CirKey, EdgeKey, EdgePublic
 from core.net import free_port
+from nii._demo_site import drill, edge_mqtt_lines, scanner_safety_lines, start_broker
 
 EDGE_ID = "edge-demo"
+DRILL = "\n  safety drill:          door-a of scanner1 opens 8 s into the feed, for 3 s"
 
 
 def _nii(*args: str) -> list[str]:
@@ -77,7 +79,10 @@ def prepare(base: Path) -> dict[str, str]:
     }
 
 
-def write_edge_config(base: Path, central: str, status: dict[str, object]) -> Path:
+def write_edge_config(
+    base: Path, central: str, status: dict[str, object], mqtt_port: int | None = None
+) -> Path:
+    """The demo edge's config; with ``mqtt_port``, site safety over that broker (R5)."""
     lines = [
         "[edge]",
         f'id = "{EDGE_ID}"',
@@ -86,6 +91,7 @@ def write_edge_config(base: Path, central: str, status: dict[str, object]) -> Pa
         f'central = "{central}"',
         'state_dir = "edge"',
         "",
+        *(edge_mqtt_lines(mqtt_port) if mqtt_port else []),
     ]
     for s in status["scanners"]:  # type: ignore[attr-defined]
         lines += [
@@ -93,6 +99,7 @@ def write_edge_config(base: Path, central: str, status: dict[str, object]) -> Pa
             f'id = "{s["name"]}"',
             f'serial = "{s["serial"]}"',
             f'data = "{s["data_host"]}:{s["data_port"]}"',
+            *(scanner_safety_lines() if mqtt_port else []),
             "",
         ]
     path = base / "edge.toml"
@@ -115,6 +122,19 @@ def run_demo(base: Path, *, seconds: float = 0, scanners: int = 2) -> int:
 
     try:
         start("central", "central", "--config", paths["central"])
+        site = start_broker(base)  # Mosquitto, else amqtt, else none (nii._demo_site)
+        procs.extend(site.procs)
+        if site.port is not None:
+            start(
+                "site",
+                "site-sim",
+                "--broker",
+                f"127.0.0.1:{site.port}",
+                "--scanners",
+                str(scanners),
+                "--refresh",
+                "0.5",
+            )
         start(
             "sim",
             "sim",
@@ -135,7 +155,7 @@ def run_demo(base: Path, *, seconds: float = 0, scanners: int = 2) -> int:
         )
         _wait_file(status_file, procs, 30)
         status = json.loads(status_file.read_text())
-        edge_toml = write_edge_config(base, listen, status)
+        edge_toml = write_edge_config(base, listen, status, site.port)
         start("edge", "edge", "--config", str(edge_toml))
         print(
             f"""
@@ -145,6 +165,7 @@ NII demo running: central aggregator, {scanners} simulated scanners (pty + TCP),
   live feed:             nii control-room tail --feed {feed}
   scans in the CIR:      nii cir scans --config {paths["central"]}
   verify the evidence:   nii cir verify --config {paths["central"]}
+  site telemetry:        {site.note}{DRILL if site.port else ""}
 Live feed follows (Ctrl-C stops the demo).
 """,
             flush=True,
@@ -167,8 +188,11 @@ Live feed follows (Ctrl-C stops the demo).
                     await asyncio.sleep(0.5)
 
             w = asyncio.create_task(watch())
+            d = asyncio.create_task(drill(site.port, at_s=8, hold_s=3)) if site.port else None
             await tail(feed, stop=stop)
             w.cancel()
+            if d is not None:
+                d.cancel()
 
         uvloop.run(follow())
     finally:
