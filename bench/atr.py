@@ -79,7 +79,7 @@ def plan(
         cases.append(
             {
                 "label": "att",
-                "tamper": ["none", "addition", "removal", "substitution"][j % 4]
+                "tamper": ["addition", "removal", "substitution"][(j // 2) % 3]
                 if j % 2
                 else "none",
                 "kw": {"lie": False},
@@ -374,3 +374,87 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="drop the cache and simulate again")
     p.set_defaults(func=_main, rescore_only=False)
     return p
+
+
+TARE = {"20GP": 2200.0, "40GP": 3750.0, "40HC": 3900.0}
+
+
+def tune(results: list[dict[str, Any]], step: str) -> dict[str, Any]:
+    """Learn the reference tables of ``central/atr/_profiles.py`` from tuning-seed results.
+
+    ``step`` "profiles": mass scale and feature profiles per commodity, from
+    truthful clean scans; ``step`` "thresholds": the red threshold of every
+    category per declared commodity, 5 % above the highest raw score any clean
+    scan reached (so clean tuning scans stay below red).
+    """
+    from central.atr import _profiles as pr
+
+    clean = [
+        r
+        for r in results
+        if r["label"] != "att"
+        and r["label"] != "declared empty"
+        and not r["truth"]["concealment"]
+        and r["truth"]["gd_truthful"]
+    ]
+    out: dict[str, Any] = {
+        "MASS_SCALE_BY_COMMODITY": dict(pr.MASS_SCALE_BY_COMMODITY),
+        "PROFILES": dict(pr.PROFILES),
+        "RED_AT": dict(pr.RED_AT),
+    }
+    if step == "profiles":
+        by: dict[str, list[dict[str, Any]]] = {}
+        for r in clean:
+            if r["truth"]["commodity"]:
+                by.setdefault(r["truth"]["commodity"], []).append(r)
+        for c, rs in sorted(by.items()):
+            ratio = [
+                (r["gd"]["gross_weight_kg"] - TARE[r["truth"]["container"]])
+                / max(1.0, r["verdict"]["gd_checks"]["estimated_cargo_kg"])
+                for r in rs
+            ]
+            out["MASS_SCALE_BY_COMMODITY"][c] = round(pr.MASS_SCALE * float(np.median(ratio)), 3)
+            feats = {
+                "organic": [r["verdict"]["gd_checks"]["material_mix"]["organic"] for r in rs],
+                "metal": [r["verdict"]["gd_checks"]["material_mix"]["metal"] for r in rs],
+                "mean_a": [r["verdict"]["gd_checks"]["mean_attenuation"] for r in rs],
+                "p90_a": [r["verdict"]["gd_checks"]["p90_attenuation"] for r in rs],
+            }
+            floor = {"organic": 0.04, "metal": 0.04, "mean_a": 0.15, "p90_a": 0.25}
+            out["PROFILES"][c] = {
+                k: (round(float(np.mean(v)), 4), round(max(floor[k], float(np.std(v))), 4))
+                for k, v in feats.items()
+            }
+    else:
+        red: dict[str, dict[str, float]] = {}
+        for r in clean:
+            declared = r["gd"].get("declared_commodity", "")
+            for f in r["verdict"]["findings"]:
+                cur = red.setdefault(f["category"], {})
+                cur[declared] = max(cur.get(declared, 1.0), 1.05 * f["score"])
+        for cat, t in red.items():
+            prev = out["RED_AT"].get(cat, {})
+            out["RED_AT"][cat] = {
+                k: round(max(v, 1.0) * prev.get(k, prev.get("*", 1.0)), 3) for k, v in t.items()
+            }
+            for k, v in prev.items():
+                out["RED_AT"][cat].setdefault(k, v)
+    return out
+
+
+def write_profiles(tables: dict[str, Any], path: Path) -> None:
+    """Rewrite the learned tables in ``central/atr/_profiles.py``."""
+    from central.atr import _profiles as pr
+
+    text = path.read_text()
+    head = text.split("MASS_SCALE_BY_COMMODITY")[0]
+    body = [
+        f"MASS_SCALE_BY_COMMODITY: dict[str, float] = {tables['MASS_SCALE_BY_COMMODITY']!r}",
+        "#: Raw detector score at which a finding turns red, by category and declared commodity",
+        '#: ("*": any other); scores are divided by it so that 1.0 is red everywhere.',
+        f"RED_AT: dict[str, dict[str, float]] = {tables['RED_AT']!r}",
+        f"PROFILES: dict[str, dict[str, tuple[float, float]]] = {tables['PROFILES']!r}",
+        "",
+    ]
+    assert pr.MASS_SCALE > 0
+    path.write_text(head + "\n".join(body))

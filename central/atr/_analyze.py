@@ -15,7 +15,8 @@ from ._containers import model_for
 from ._detect import Scene, dense_objects, double_floor, false_wall, vehicle
 from ._gd import gd_consistency
 from ._image import bin_image, binning, check_pair, locate_container
-from ._model import Finding, Verdict
+from ._model import Finding, Verdict, level_of
+from ._profiles import RED_AT
 
 F32 = npt.NDArray[np.float32]
 
@@ -79,7 +80,7 @@ def analyze_binned(
     findings += false_wall(sc)
     findings += double_floor(sc)
     findings += vehicle(sc)
-    findings = [f for f in findings if f.level != "green"]
+    findings = [f for f in (_rescale(f, gd) for f in findings) if f.level != "green"]
     container = {
         "model": model.code,
         "found": frame.found,
@@ -95,3 +96,14 @@ def analyze_binned(
         elapsed_ms=(time.perf_counter() - t0) * 1000.0,
         scan=scan,
     )
+
+
+def _rescale(f: Finding, gd: dict[str, Any]) -> Finding:
+    """Divide a raw score by its red threshold (by category and declared commodity)."""
+    table = RED_AT.get(f.category)
+    if not table:
+        return f
+    declared = str(gd.get("declared_commodity", "") or "")
+    f.score = f.score / table.get(declared, table.get("*", 1.0))
+    f.level = level_of(f.score)
+    return f

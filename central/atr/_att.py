@@ -25,7 +25,7 @@ from ._model import AtrInputError
 F32 = npt.NDArray[np.float32]
 
 #: Limits of the four factors (tuned on clean pairs of the tuning seeds).
-LIMITS = {"volume": 0.06, "density": 0.07, "structure": 0.9, "objects": 0.08}
+LIMITS = {"volume": 0.05, "density": 0.01, "structure": 5.0, "objects": 0.02}
 
 
 @dataclass(slots=True)
@@ -152,7 +152,7 @@ def compare(
         }
         for k in LIMITS
     }
-    hold = any(not f["ok"] for f in factors.values()) or bool(diffs)
+    hold = any(not f["ok"] for f in factors.values())
     diffs.sort(key=lambda d: -d["area_m2"])
     return AttResult(
         hold=hold,

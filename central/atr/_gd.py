@@ -20,8 +20,10 @@ from core.calibration import MaterialClass
 from ._containers import ContainerModel
 from ._detect import Scene
 from ._model import Finding, level_of
-from ._profiles import FEATURE_NAMES, MASS_SCALE, PROFILES
+from ._profiles import FEATURE_NAMES, MASS_SCALE, MASS_SCALE_BY_COMMODITY, PROFILES
 
+#: Declared commodities whose load is metal (the host of "organic in metal cargo").
+METAL_COMMODITIES = frozenset({"machinery", "scrap steel", "copper wire"})
 #: Attenuation of the empty container's walls, subtracted before integrating.
 WALL_BASE_A = 0.12
 #: Declared empty but more than this fraction of the interior holds something.
@@ -67,17 +69,21 @@ def gd_consistency(
     """Compare the image with the GD; returns the checks, their findings and 'metal cargo'."""
     feat = features(sc)
     declared = str(gd.get("declared_commodity", "") or "")
+    if declared in MASS_SCALE_BY_COMMODITY:
+        feat["mass_kg"] *= MASS_SCALE_BY_COMMODITY[declared] / MASS_SCALE
     checks: dict[str, Any] = {
         "estimated_cargo_kg": round(feat["mass_kg"]),
         "fill_fraction": round(feat["fill"], 3),
         "fill_volume_m3": round(feat["fill"] * model.inner_volume_m3(), 1),
+        "mean_attenuation": round(feat["mean_a"], 3),
+        "p90_attenuation": round(feat["p90_a"], 3),
         "material_mix": {
             k: round(feat[k], 3) for k in ("organic", "inorganic", "metal", "impenetrable")
         },
     }
     findings: list[Finding] = []
     whole = (0, 0, sc.a.shape[0], sc.a.shape[1])
-    prof_metal = PROFILES.get(declared, {}).get("metal", (0.0, 1.0))[0] > 0.35
+    prof_metal = declared in METAL_COMMODITIES
     metal_cargo = prof_metal or (feat["metal"] + feat["impenetrable"] > 0.5)
     if not gd:
         return checks, findings, metal_cargo
