@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -90,10 +91,14 @@ def plan(
     return cases
 
 
-def _pin(worker: int) -> None:
+def _pin_next(counter: Any) -> None:
+    """Pin each worker process to its own core (the ATR is timed on one core)."""
+    with counter.get_lock():
+        k = counter.value
+        counter.value += 1
     if hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpus[worker % len(cpus)]})
+        os.sched_setaffinity(0, {cpus[k % len(cpus)]})
 
 
 def _calibrated(scan: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +144,6 @@ def run_case(args: tuple[dict[str, Any], int, int, int, str]) -> dict[str, Any]:
     path = Path(cache) / f"{case['id']:05d}.json"
     if path.exists():
         return dict(json.loads(path.read_text()))
-    _pin(case["id"])
     src = PhysicsSource()
     out: dict[str, Any] = {"id": case["id"], "label": case["label"]}
     if case["label"] == "att":
@@ -337,7 +341,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     jobs = [(c, args.seed, args.channels, args.lines, str(cache)) for c in cases]
     t0 = time.perf_counter()
     done: list[dict[str, Any]] = []
-    with ProcessPoolExecutor(max(1, args.workers)) as ex:
+    counter = multiprocessing.get_context().Value("i", 0)
+    with ProcessPoolExecutor(
+        max(1, args.workers), initializer=_pin_next, initargs=(counter,)
+    ) as ex:
         for k, r in enumerate(ex.map(run_case, jobs, chunksize=1)):
             done.append(r)
             if (k + 1) % 50 == 0:
