@@ -77,7 +77,7 @@ class Cir:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.wdb = sqlite_utils.Database(
-                sqlite3.connect(path, timeout=30, check_same_thread=False)
+                sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
             )
             self.wdb.execute("PRAGMA synchronous=FULL")
         except (OSError, sqlite3.Error) as exc:
@@ -236,6 +236,15 @@ class Cir:
         if not rows:
             return None
         r = rows[0]
+        top = self.db.execute(
+            "SELECT seq, hash FROM blocks WHERE scanner = ? ORDER BY seq DESC LIMIT 1", [scanner]
+        ).fetchone()
+        if top is not None and top[0] != r["last_seq"]:
+            raise NiiError(
+                f"the CIR index is inconsistent for {scanner}: stream head {r['last_seq']}, "
+                f"last block {top[0]}",
+                fix="stop central and run 'nii cir verify'; restore the index from backup",
+            )
         return StreamState(
             r["scanner"],
             r["edge"],
@@ -306,28 +315,44 @@ class Cir:
                     "committed_ns": now,
                 }
             )
-        db = self.wdb
-        with db.conn:
-            if rows:
-                db.table("blocks").insert_all(rows, batch_size=500)
-            for st in streams.values():
-                db.table("streams").upsert(
-                    {
-                        "scanner": st.scanner,
-                        "edge": st.edge,
-                        "last_seq": st.last_seq,
-                        "last_hash": st.last_hash.hex(),
-                        "link_next_seq": st.link_next_seq,
-                        "scan_ref": st.scan_ref,
-                        "scan_id": st.scan_id,
-                        "updated_ns": now,
-                    },
-                    pk="scanner",
+        stream_rows = [
+            {
+                "scanner": st.scanner,
+                "edge": st.edge,
+                "last_seq": st.last_seq,
+                "last_hash": st.last_hash.hex(),
+                "link_next_seq": st.link_next_seq,
+                "scan_ref": st.scan_ref,
+                "scan_id": st.scan_id,
+                "updated_ns": now,
+            }
+            for st in streams.values()
+        ]
+        # One explicit transaction in plain SQL: sqlite-utils' own write helpers commit
+        # on their own, which would split a group commit (blocks without their stream
+        # head) if the process died in between.
+        conn = self.wdb.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for table, items, replace in (
+                ("blocks", rows, False),
+                ("streams", stream_rows, True),
+                ("scans", list(scans.values()), True),
+                ("alarms", alarms, False),
+            ):
+                if not items:
+                    continue
+                cols = list(items[0])
+                verb = "INSERT OR REPLACE" if replace else "INSERT"
+                conn.executemany(
+                    f"{verb} INTO {table} ({', '.join(cols)}) "
+                    f"VALUES ({', '.join('?' for _ in cols)})",
+                    [tuple(it.get(c) for c in cols) for it in items],
                 )
-            for row in scans.values():
-                db.table("scans").upsert(row, pk="ref")
-            for a in alarms:
-                db.table("alarms").insert(a)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def next_scan_ref(self) -> int:
         row = self.db.execute("SELECT COALESCE(MAX(ref), 0) FROM scans").fetchone()

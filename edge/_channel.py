@@ -29,6 +29,7 @@ from core.config import EdgeConfig, ScannerConfig
 from core.errors import DriverError, NiiError, ProtocolError
 from core.keys import CirPublic, EdgeKey
 from core.messages import Ack, Alarm, BlockMsg, Heartbeat, Hello, Nack, Welcome, decode
+from core.runtime import cancel_and_wait
 from core.seal import BlockKind, Sealer, genesis_hash
 from drivers import DataLink, LinkGap, Packet, PacketType, ScannerControl
 from edge._spool import Spool
@@ -159,13 +160,7 @@ class ScannerChannel:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for t in [*tasks, self._reader_task]:
-                if t is not None:
-                    t.cancel()
-            for t in [*tasks, self._reader_task]:
-                if t is not None:
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await t
+            await cancel_and_wait([*tasks, self._reader_task], self.cfg.id, timeout=3.0)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

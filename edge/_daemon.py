@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -15,6 +14,7 @@ import zmq.asyncio
 from core.config import EdgeConfig
 from core.errors import ConfigError
 from core.keys import CirPublic, EdgeKey
+from core.runtime import cancel_and_wait
 from core.sdnotify import Notifier, watchdog_loop
 from drivers.lsp import LspControl, LspDataLink
 from edge._channel import ScannerChannel
@@ -87,11 +87,7 @@ class EdgeDaemon:
         done, _ = await asyncio.wait([stopper, *runs], return_when=asyncio.FIRST_COMPLETED)
         notifier.stopping()
         self.write_status()
-        for t in [stopper, *runs, *aux]:
-            t.cancel()
-        for t in [stopper, *runs, *aux]:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await cancel_and_wait([stopper, *runs, *aux], "edge", timeout=5.0)
         for t in done:
             if t is not stopper and not t.cancelled() and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]
