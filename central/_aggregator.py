@@ -105,6 +105,9 @@ class Central:
         # R3: scanner state logs replayed by the edges, SLA accounting (central._uptime)
         self.uptime = UptimeTracker(cfg.state_dir, alarm=self._alarm, sla=Sla.load(_sla_file(cfg)))
         self.metrics_server: Any = None
+        from central.atr._live import LiveAtr  # here: numba loads only where central runs
+
+        self.atr = LiveAtr(self.cir.dir, self.key.x25519_private, self._publish)
 
     # -- enrollment lookups --------------------------------------------------------------
     def edge_row(self, curve_z85: str) -> dict[str, Any] | None:
@@ -176,6 +179,7 @@ class Central:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
             self.metrics_server = None
+        self.atr.close()
         self.uptime.close()
         self.cir.close()
 
@@ -292,6 +296,7 @@ class Central:
                     self.latencies_ms.append((now_ns - e.ts_ns) / 1e6)
         for r in work.finished:
             self._scans.pop(r, None)
+        self.atr.scans_committed(work.finished)  # ATR verdicts, read back after this commit
         for k in work.staged_hash:
             self._inflight_hash.pop(k, None)
         self._reply(work)

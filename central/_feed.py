@@ -11,7 +11,7 @@ from typing import Any, TextIO
 import zmq
 import zmq.asyncio
 
-TOPICS = (b"scan.started", b"scan.block", b"scan.finished", b"alarm")
+TOPICS = (b"scan.started", b"scan.block", b"scan.finished", b"alarm", b"atr.verdict")
 
 
 def format_event(topic: bytes, doc: dict[str, Any]) -> str:
@@ -36,6 +36,10 @@ def format_event(topic: bytes, doc: dict[str, Any]) -> str:
         )
     if topic == b"alarm":
         return f"{t} ALARM {doc.get('kind')} {doc.get('scanner') or ''}: {doc.get('message')}"
+    if topic == b"atr.verdict":
+        from central.atr._live import format_verdict
+
+        return f"{t} {format_verdict(doc)}"
     return f"{t} {topic.decode(errors='replace')} {doc}"
 
 

@@ -141,7 +141,7 @@ def attach(central: Central) -> CollectorRegistry:
         buckets=LATENCY_BUCKETS,
         registry=reg,
     )
-    Histogram(
+    central.atr.latency = Histogram(
         "nii_atr_latency_seconds",
         "From scan end to the ATR verdict",
         ["model"],
