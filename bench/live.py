@@ -214,6 +214,7 @@ def measure(
             str(status),
             "--emit-log-dir",
             str(emit),
+            "--emit-log-no-hash",
         )
         _wait(status.exists, 120, "the simulators")
         st = json.loads(status.read_text())

@@ -71,6 +71,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="pre-generate N images and replay them (cheap; for benchmarks)",
     )
     p.add_argument("--emit-log-dir", help="write scannerN.emit.log (one line per LINE packet)")
+    p.add_argument(
+        "--emit-log-no-hash", action="store_true", help="leave out each line's SHA-256 (cheaper)"
+    )
     p.add_argument("--status-file", help="write where each scanner listens, as JSON")
     g = p.add_argument_group("faults")
     g.add_argument("--corrupt", type=float, default=0.0, help="fraction of packets corrupted")
@@ -128,6 +131,7 @@ def build_configs(args: argparse.Namespace) -> list[SimConfig]:
                 seed=args.seed + i - 1,
                 source=source,
                 faults=faults,
+                emit_log_hash=not args.emit_log_no_hash,
                 emit_log=(
                     Path(args.emit_log_dir) / f"{name}.emit.log" if args.emit_log_dir else None
                 ),
