@@ -224,8 +224,22 @@ class Central:
                     await t
 
     async def _beat(self) -> None:
+        n = 0
         while True:
             self._loop_beat = time.monotonic()
+            if n % 4 == 0:  # every 2 s: the feed is alive, and what central has done
+                st = self.stats
+                self._publish(
+                    b"central.status",
+                    {
+                        "boot": self.boot,
+                        "blocks_committed": st.blocks_committed,
+                        "lines_committed": st.lines_committed,
+                        "duplicates": st.duplicates,
+                        "rejected": sum(st.rejected.values()),
+                    },
+                )
+            n += 1
             await asyncio.sleep(0.5)
 
     def healthy(self) -> bool:

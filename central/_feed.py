@@ -34,6 +34,11 @@ def format_event(topic: bytes, doc: dict[str, Any]) -> str:
             f"{t} preview       {doc.get('scanner')} scan {doc.get('scan_id')} lines "
             f"{doc.get('first_line')}+{doc.get('lines')} mean {doc.get('mean_high', 0):.0f}"
         )
+    if topic == b"central.status":
+        return (
+            f"{t} central       alive: {doc.get('blocks_committed')} blocks, "
+            f"{doc.get('lines_committed')} lines committed, {doc.get('rejected')} refused"
+        )
     if topic == b"alarm":
         return f"{t} ALARM {doc.get('kind')} {doc.get('scanner') or ''}: {doc.get('message')}"
     if topic == b"atr.verdict":
@@ -48,6 +53,7 @@ async def tail(
     *,
     previews: bool = True,
     as_json: bool = False,
+    status: bool = False,
     count: int = 0,
     out: TextIO = sys.stdout,
     stop: asyncio.Event | None = None,
@@ -59,6 +65,8 @@ async def tail(
     for t in TOPICS:
         if previews or t != b"scan.block":
             sock.setsockopt(zmq.SUBSCRIBE, t)
+    if status:
+        sock.setsockopt(zmq.SUBSCRIBE, b"central.status")
     sock.connect(endpoint)
     printed = 0
     try:

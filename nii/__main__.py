@@ -166,8 +166,8 @@ def _show_scan(cir: Any, key: Any, ref: int, png: str, width: int | None) -> Non
     """Calibrate a scan from its own dark and air lines and render it material-coloured."""
     from central._reader import scan_arrays
     from central.render import write_png
-    from core.seal import Opener
     from core.calibration import DetectorCalibration, calibrate_scan
+    from core.seal import Opener
 
     a = scan_arrays(cir, Opener(key.x25519_private), ref)
     if "image_high" not in a:
@@ -195,16 +195,22 @@ def _show_scan(cir: Any, key: Any, ref: int, png: str, width: int | None) -> Non
 
 # -- control room --------------------------------------------------------------------
 def cmd_control_room(args: argparse.Namespace) -> int:
-    import uvloop
+    import asyncio
 
     from central._feed import tail
+    from core import runtime
 
-    try:
-        uvloop.run(
-            tail(args.feed, previews=not args.no_previews, as_json=args.json, count=args.count)
+    async def main(stop: asyncio.Event) -> None:
+        await tail(
+            args.feed,
+            previews=not args.no_previews,
+            as_json=args.json,
+            status=args.status,
+            count=args.count,
+            stop=stop,
         )
-    except KeyboardInterrupt:
-        return 0
+
+    runtime.run(main)  # uvloop; SIGINT and SIGTERM end it cleanly
     return 0
 
 
@@ -285,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     cr.add_argument("--feed", default="tcp://127.0.0.1:7601", help="central's live feed")
     cr.add_argument("--json", action="store_true", help="print events as JSON lines")
     cr.add_argument("--no-previews", action="store_true", help="leave out line-block previews")
+    cr.add_argument("--status", action="store_true", help="also central's status every 2 s")
     cr.add_argument("--count", type=int, default=0, help="stop after N events (0 = never)")
     cr.set_defaults(func=cmd_control_room)
 

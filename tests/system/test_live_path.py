@@ -251,3 +251,45 @@ def test_full_spool_refuses_new_scans_and_loses_nothing(cluster: Cluster) -> Non
     assert_all_lines_in_cir(cluster, "scanner1", 2)
     assert cluster.alarms("spool_high"), "the spool alarm did not reach the CIR"
     assert "disarm" in edge_log.read_text()
+
+
+def test_control_room_tail_shows_scans_as_they_happen(cluster: Cluster) -> None:
+    """`nii control-room tail --json` is how a control room follows the scanners live."""
+    cluster.start_central()
+    tail = cluster.start(
+        "tail",
+        "control-room",
+        "tail",
+        "--feed",
+        cluster.feed,
+        "--json",
+        "--no-previews",
+        "--status",
+    )
+    log = cluster.logs / "tail.log"
+    # PUB/SUB drops what is published before the subscriber joined: wait until the feed
+    # reaches it (central's status comes every 2 s)
+    wait_until(lambda: "central.status" in log.read_text(), 20, "central's status on the feed")
+    sims = cluster.start_sim(
+        "--scan-lines",
+        str(SCAN_LINES),
+        "--scans",
+        "1",
+        "--line-rate",
+        "1000",
+        "--seed",
+        "16",
+        scanners=1,
+    )
+    cluster.write_edge_config(sims)
+    cluster.start_edge()
+    wait_until(lambda: "scan.finished" in log.read_text(), 60, "the scan on the feed")
+    tail.terminate()
+    assert tail.wait(timeout=10) == 0
+    import json
+
+    events = [json.loads(ln) for ln in log.read_text().splitlines() if ln.startswith("{")]
+    events = [e for e in events if e["topic"].startswith("scan.")]
+    topics = [e["topic"] for e in events]
+    assert topics[:2] == ["scan.started", "scan.finished"], topics
+    assert events[1]["status"] == "complete" and events[1]["lines_received"] == SCAN_LINES
