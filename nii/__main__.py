@@ -151,6 +151,11 @@ def cmd_cir(args: argparse.Namespace) -> int:
             arrays = scan_arrays(cir, Opener(CirKey.load(cfg.key).x25519_private), args.ref)
             np.savez_compressed(args.out, **arrays)  # type: ignore[arg-type]
             print(f"wrote {args.out}: " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()))
+        elif args.action == "uff":
+            from central.products._export import export_uff
+
+            out = export_uff(cir, Opener(CirKey.load(cfg.key).x25519_private), args.ref, args.out)
+            print(f"wrote {out}: scan {args.ref} as a UFF-style package (docs/uff.md)")
         elif args.action == "dicos":
             from central.products._tdr import export_dicos
 
@@ -282,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     rx = rs.add_parser("export", parents=[cfg_opt], help="decrypt one scan to .npz arrays")
     rx.add_argument("ref", type=int, help="scan ref (see 'nii cir scans')")
     rx.add_argument("--out", required=True, help="output .npz file")
+    ru = rs.add_parser("uff", parents=[cfg_opt], help="one scan as a UFF-style package")
+    ru.add_argument("ref", type=int, help="scan ref (see 'nii cir scans')")
+    ru.add_argument("--out", required=True, help="output .uff file")
     rd = rs.add_parser("dicos", parents=[cfg_opt], help="one scan as DICOS DX image + ATR TDR")
     rd.add_argument("ref", type=int, help="scan ref (see 'nii cir scans')")
     rd.add_argument("--out", required=True, help="output folder (REF-dx.dcm, REF-tdr.dcm)")

@@ -99,6 +99,18 @@ def test_two_scanners_every_line_bit_identical(cluster: Cluster) -> None:
     assert r.returncode == 0, r.stderr
     with np.load(cluster.base / "s1.npz") as z:
         assert z["image_high"].shape == (1536, SCAN_LINES) and z["dark_low"].shape == (1536, 8)
+        raw_high = z["image_high"].T
+    # and exchange it as a UFF-style package that carries the evidence it came from
+    from central.products import read_uff
+
+    r = cluster.nii("cir", "uff", "--config", str(cluster.central_toml), "1", "--out", "s1.uff")
+    assert r.returncode == 0, r.stderr
+    pkg = read_uff(cluster.base / "s1.uff")
+    assert np.array_equal(pkg.arrays["raw_high"], raw_high)
+    assert pkg.arrays["attenuation_low"].shape == (SCAN_LINES, 1536)
+    assert (
+        pkg.metadata["evidence"]["first_seq"] == 0 and pkg.metadata["scan"]["status"] == "complete"
+    )
 
 
 def test_faulty_links_resynchronise_and_lose_nothing(cluster: Cluster) -> None:
