@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -107,7 +108,17 @@ class Central:
         self.metrics_server: Any = None
         from central.atr._live import LiveAtr  # here: numba loads only where central runs
 
-        self.atr = LiveAtr(self.cir.dir, self.key.x25519_private, self._publish)
+        self.atr = (
+            LiveAtr(
+                self.cir.dir,
+                self.key.x25519_private,
+                self._publish,
+                max_backlog=cfg.atr_max_backlog,
+                alarm=self._alarm,
+            )
+            if cfg.atr
+            else None
+        )
 
     # -- enrollment lookups --------------------------------------------------------------
     def edge_row(self, curve_z85: str) -> dict[str, Any] | None:
@@ -179,7 +190,8 @@ class Central:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
             self.metrics_server = None
-        self.atr.close()
+        if self.atr is not None:
+            self.atr.close()
         self.uptime.close()
         self.cir.close()
 
@@ -295,7 +307,9 @@ class Central:
     async def _commit(self, work: _Work) -> None:
         t0 = time.perf_counter()
         alarms, self._pending_alarms = self._pending_alarms, []
-        streams = {s: self._streams[s] for s in work.streams_touched}
+        # copies: the event loop goes on staging the next batch on the live states while
+        # this one is written in the worker thread
+        streams = {s: dataclasses.replace(self._streams[s]) for s in work.streams_touched}
         scans = {r: dict(self._scans[r]) for r in work.scans}
         await asyncio.to_thread(self.cir.commit, work.staged, streams, scans, alarms)
         now_ns = time.time_ns()
@@ -310,7 +324,8 @@ class Central:
                     self.latencies_ms.append((now_ns - e.ts_ns) / 1e6)
         for r in work.finished:
             self._scans.pop(r, None)
-        self.atr.scans_committed(work.finished)  # ATR verdicts, read back after this commit
+        if self.atr is not None:  # ATR verdicts, read back after this commit
+            self.atr.scans_committed(work.finished)
         for k in work.staged_hash:
             self._inflight_hash.pop(k, None)
         self._reply(work)

@@ -141,13 +141,15 @@ def attach(central: Central) -> CollectorRegistry:
         buckets=LATENCY_BUCKETS,
         registry=reg,
     )
-    central.atr.latency = Histogram(
+    atr_latency = Histogram(
         "nii_atr_latency_seconds",
         "From scan end to the ATR verdict",
         ["model"],
         buckets=ATR_BUCKETS,
         registry=reg,
     )
+    if central.atr is not None:  # the family exists even with live ATR switched off
+        central.atr.latency = atr_latency
     old = central.latencies_ms
     central.latencies_ms = ObservedDeque(lat, maxlen=old.maxlen or 200_000)
     central.latencies_ms.extend(old)

@@ -67,6 +67,12 @@ class _Section:
             raise self._err(key, f"{val} is out of range", f"use a value from {lo} to {hi}")
         return float(val)
 
+    def flag(self, key: str, default: bool) -> bool:
+        val = self.doc.get(key, default)
+        if not isinstance(val, bool):
+            raise self._err(key, f"must be true or false, got {val!r}", f"write {key} = true")
+        return val
+
     def endpoint(self, key: str, default: str | None = None) -> str:
         val = self.text(key, default)
         if not val.startswith(("tcp://", "ipc://", "inproc://")):
@@ -115,6 +121,8 @@ class CentralConfig:
     metrics: str = ""
     commit_interval_ms: float = 5.0
     preview_hz: float = 10.0
+    atr: bool = True  # live ATR verdicts on completed scans
+    atr_max_backlog: int = 8  # scans waiting for ATR before new ones are skipped (alarmed)
 
     @classmethod
     def load(cls, path: Path) -> CentralConfig:
@@ -122,7 +130,17 @@ class CentralConfig:
         doc = _load(path)
         s = _table(path, doc, "central")
         s.check_unknown(
-            {"listen", "feed", "state_dir", "key", "metrics", "commit_interval_ms", "preview_hz"}
+            {
+                "listen",
+                "feed",
+                "state_dir",
+                "key",
+                "metrics",
+                "commit_interval_ms",
+                "preview_hz",
+                "atr",
+                "atr_max_backlog",
+            }
         )
         return cls(
             path=path,
@@ -133,6 +151,8 @@ class CentralConfig:
             metrics=str(s.doc.get("metrics", "")),
             commit_interval_ms=s.num("commit_interval_ms", 5.0, 0.0, 1000.0),
             preview_hz=s.num("preview_hz", 10.0, 0.0, 1000.0),
+            atr=s.flag("atr", True),
+            atr_max_backlog=int(s.num("atr_max_backlog", 8, 1, 10_000)),
         )
 
 

@@ -230,8 +230,19 @@ class LiveAtr:
     ``central._metrics.attach``), observed from scan end to verdict.
     """
 
-    def __init__(self, state_dir: Path, cir_private: X25519PrivateKey, publish: Publish) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        cir_private: X25519PrivateKey,
+        publish: Publish,
+        *,
+        max_backlog: int = 8,
+        alarm: Callable[..., None] | None = None,
+    ) -> None:
         self.state_dir = Path(state_dir)
+        self.max_backlog = max_backlog
+        self.skipped = 0
+        self._alarm = alarm
         self._private = cir_private
         self._publish = publish
         self.latency: Any = None
@@ -253,7 +264,23 @@ class LiveAtr:
         loop = asyncio.get_running_loop()
         for ref in sorted(refs):
             with self._lock:
-                self._pending += 1
+                behind = self._pending >= self.max_backlog
+                if not behind:
+                    self._pending += 1
+            if behind:
+                # Evidence first: storing scans must never wait for analysis. A skipped scan
+                # keeps its images; 'nii cir dicos' analyses it on demand.
+                self.skipped += 1
+                if self._alarm is not None:
+                    self._alarm(
+                        "",
+                        "",
+                        "atr_skipped",
+                        f"ATR is {self.max_backlog} scans behind: scan ref {ref} "
+                        "was stored without a live verdict",
+                        ref=ref,
+                    )
+                continue
             self._pool.submit(self._guard, partial(self._job, ref, loop), f"scan ref {ref}")
 
     def close(self) -> None:

@@ -121,3 +121,12 @@ def test_messages_round_trip_and_reject_garbage() -> None:
     ):
         with pytest.raises(ProtocolError):
             decode(frames)
+
+
+def test_central_atr_settings(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text('[central]\nkey = "k"\natr = false\natr_max_backlog = 3\n')
+    c = CentralConfig.load(tmp_path / "c.toml")
+    assert c.atr is False and c.atr_max_backlog == 3
+    (tmp_path / "c.toml").write_text('[central]\nkey = "k"\natr = "no"\n')
+    with pytest.raises(ConfigError, match="true or false"):
+        CentralConfig.load(tmp_path / "c.toml")
