@@ -163,6 +163,7 @@ def measure(
     (work / "central.toml").write_text(
         f'[central]\nlisten = "tcp://127.0.0.1:{listen}"\nfeed = "tcp://127.0.0.1:{feed}"\n'
         'state_dir = "cir"\nkey = "keys/cir.key"\npreview_hz = 2\n'
+        "atr = false\n"  # the transport path only; ATR has its own benchmark (nii bench atr)
     )
     n_edges = edge_procs or (1 if scanners <= 8 else 2)
     cir = Cir(work / "cir")
