@@ -386,13 +386,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 TARE = {"20GP": 2200.0, "40GP": 3750.0, "40HC": 3900.0}
 
 
-def tune(results: list[dict[str, Any]], step: str) -> dict[str, Any]:
+def tune(results: list[dict[str, Any]], step: str, margin: float = 1.05) -> dict[str, Any]:
     """Learn the reference tables of ``central/atr/_profiles.py`` from tuning-seed results.
 
     ``step`` "profiles": mass scale and feature profiles per commodity, from
     truthful clean scans; ``step`` "thresholds": the red threshold of every
-    category per declared commodity, 5 % above the highest raw score any clean
-    scan reached (so clean tuning scans stay below red).
+    category per declared commodity, ``margin`` (5 %) above the highest raw score
+    any clean scan reached (so clean tuning scans stay below red).
     """
     from central.atr import _profiles as pr
 
@@ -420,7 +420,9 @@ def tune(results: list[dict[str, Any]], step: str) -> dict[str, Any]:
                 / max(1.0, r["verdict"]["gd_checks"]["estimated_cargo_kg"])
                 for r in rs
             ]
-            out["MASS_SCALE_BY_COMMODITY"][c] = round(pr.MASS_SCALE * float(np.median(ratio)), 3)
+            # the estimate used the commodity's current scale: correct that one (re-tuning)
+            now = pr.MASS_SCALE_BY_COMMODITY.get(c, pr.MASS_SCALE)
+            out["MASS_SCALE_BY_COMMODITY"][c] = round(now * float(np.median(ratio)), 3)
             feats = {
                 "organic": [r["verdict"]["gd_checks"]["material_mix"]["organic"] for r in rs],
                 "metal": [r["verdict"]["gd_checks"]["material_mix"]["metal"] for r in rs],
@@ -438,7 +440,7 @@ def tune(results: list[dict[str, Any]], step: str) -> dict[str, Any]:
             declared = r["gd"].get("declared_commodity", "")
             for f in r["verdict"]["findings"]:
                 cur = red.setdefault(f["category"], {})
-                cur[declared] = max(cur.get(declared, 1.0), 1.05 * f["score"])
+                cur[declared] = max(cur.get(declared, 1.0), margin * f["score"])
         for cat, t in red.items():
             prev = out["RED_AT"].get(cat, {})
             out["RED_AT"][cat] = {

@@ -15,7 +15,7 @@ from ._containers import model_for
 from ._detect import Scene, dense_objects, double_floor, false_wall, vehicle
 from ._gd import gd_consistency
 from ._image import bin_image, binning, check_pair, locate_container
-from ._model import Finding, Verdict, level_of
+from ._model import RED, YELLOW, Finding, Verdict, level_of
 from ._profiles import RED_AT
 
 F32 = npt.NDArray[np.float32]
@@ -81,6 +81,7 @@ def analyze_binned(
     findings += double_floor(sc)
     findings += vehicle(sc)
     findings = [f for f in (_rescale(f, gd) for f in findings) if f.level != "green"]
+    findings = _explain(findings)
     container = {
         "model": model.code,
         "found": frame.found,
@@ -96,6 +97,49 @@ def analyze_binned(
         elapsed_ms=(time.perf_counter() - t0) * 1000.0,
         scan=scan,
     )
+
+
+#: Categories of compact objects found by their excess over the cargo around them.
+OBJECT_CATEGORIES = frozenset(
+    {"dense object", "high-Z object", "firearm-like shape", "organic in metal cargo"}
+)
+#: At most this many object findings per scan stay red; the others are shown yellow.
+MAX_RED_OBJECTS = 3
+
+
+def _inside(f: Finding, box: list[int]) -> bool:
+    """Whether the centre of ``f``'s pixel box lies in ``box`` (both [c0, r0, c1, r1])."""
+    if len(f.bbox_px) != 4 or len(box) != 4:
+        return False
+    cx = (f.bbox_px[0] + f.bbox_px[2]) / 2
+    cy = (f.bbox_px[1] + f.bbox_px[3]) / 2
+    return box[0] <= cx < box[2] and box[1] <= cy < box[3]
+
+
+def _explain(findings: list[Finding]) -> list[Finding]:
+    """Let the strongest explanation stand, so an analyst is sent to the right place.
+
+    Object findings inside a red undeclared vehicle are its engine, wheels and
+    frame: the vehicle explains them and they are dropped.  Of the remaining
+    object findings only the :data:`MAX_RED_OBJECTS` strongest stay red; the
+    others are shown yellow (still listed, for review): a scan with a dozen
+    red regions sends nobody anywhere.
+    """
+    vehicles = [
+        f.bbox_px for f in findings if f.category == "undeclared vehicle" and f.level == RED
+    ]
+    kept = [
+        f
+        for f in findings
+        if not (f.category in OBJECT_CATEGORIES and any(_inside(f, v) for v in vehicles))
+    ]
+    reds = sorted(
+        (f for f in kept if f.category in OBJECT_CATEGORIES and f.level == RED),
+        key=lambda f: -f.score,
+    )
+    for f in reds[MAX_RED_OBJECTS:]:
+        f.level = YELLOW
+    return kept
 
 
 def _rescale(f: Finding, gd: dict[str, Any]) -> Finding:

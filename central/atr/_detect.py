@@ -182,47 +182,69 @@ def dense_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
 
 
 def false_wall(sc: Scene) -> list[Finding]:
-    """A full-height dense line within 800 mm of the front wall with goods behind it."""
+    """A dense compartment right behind the front wall, much denser than the cargo behind it.
+
+    A false wall hides goods between the front wall and a plate 0.3 to 0.6 m
+    behind it; the thin plate itself hardly shows, the goods behind it do: over
+    the whole height the first lines of the interior are far denser than what
+    follows (the cargo, or the gap the wall leaves).  Score: the contrast of the
+    median height profile, front block against the 1.2 m behind it.
+    """
     bl = sc.frame.px_mm[0]
-    n = min(sc.a.shape[0] - 6, max(4, round(800.0 / bl)))
-    if n < 4:
+    lines, rows = sc.a.shape
+    behind_n = max(4, round(1200.0 / bl))
+    d_lo, d_hi = max(3, round(200.0 / bl)), round(900.0 / bl)
+    if lines < d_hi + behind_n + 4:
         return []
-    rows = sc.a.shape[1]
-    lo = max(0, rows // 10)
-    hi = max(lo + 1, rows - rows // 10)
-    prof = np.median(sc.a[: n + 6, lo:hi], axis=1)
-    best, at = 0.0, -1
-    for i in range(2, n):
-        left = float(prof[max(0, i - 4) : i - 1].min()) if i >= 3 else float(prof[0])
-        right = float(prof[i + 2 : i + 6].min())
-        peak = float(prof[i]) - max(left, right)
-        if peak > best:
-            best, at = peak, i
-    if at < 0:
+    prof = np.median(sc.a[:, rows // 10 : rows - rows // 10], axis=1)
+    contrasts = []
+    for d in range(d_lo, d_hi + 1):
+        front = float(np.median(prof[1:d]))
+        behind = float(np.median(prof[d + 2 : d + 2 + behind_n]))
+        contrasts.append((front - behind, d, front, behind))
+    best = max(c[0] for c in contrasts)
+    if best <= 0:
         return []
-    score = best / 1.2
+    # the compartment's depth: the deepest cut that keeps nearly all of the contrast
+    best, d, front, behind = max((c for c in contrasts if c[0] >= 0.9 * best), key=lambda c: c[1])
+    score = best / FALSE_WALL_CONTRAST
     if score < 0.5:
         return []
-    inside = float(np.median(sc.a[:at, lo:hi]))
-    why = f"full-height wall {(at + sc.l0 - sc.frame.front) * bl:.0f} mm behind the front wall"
-    why += f" hiding goods of attenuation {inside:.1f}"
-    r1 = sc.a.shape[1]
-    return [sc.finding("false wall", score, why, (0, 0, at + 1, r1))]
+    depth = (d + sc.l0 - sc.frame.front) * bl
+    why = f"compartment {depth:.0f} mm deep behind the front wall, attenuation {front:.1f}"
+    why += f" against {behind:.1f} behind it: false wall"
+    return [sc.finding("false wall", score, why, (0, 0, d, rows))]
+
+
+#: Front-compartment contrast (median attenuation) that scores 1.0 before per-commodity scaling.
+FALSE_WALL_CONTRAST = 2.5
 
 
 def double_floor(sc: Scene) -> list[Finding]:
-    """A dense flat layer up to 150 mm above the floor under an empty band, ≥ 1.2 m long."""
+    """A dense layer on the floor under a nearly empty band, over 1.2 m or more.
+
+    The goods under a false floor lie in the bottom 150 mm; the fan's
+    perspective spreads them (and the plate over them) over the lowest 300 mm
+    of the image, where they show far denser than the container's own floor
+    elsewhere in the same scan (``F0``, the floor seen under empty space), and
+    the goods that stood there are gone.
+    """
     bl, bc = sc.frame.px_mm
-    rows = sc.a.shape[1]
-    f = rows - 1  # the floor row of the crop
-    k0 = max(1, round(60.0 / bc))
-    k1 = max(k0 + 1, round(200.0 / bc))
-    k2 = max(k1 + 1, round(360.0 / bc))
-    if f - k2 < 0:
+    lines, rows = sc.a.shape
+    f = rows  # end of the crop: the floor row is its last
+    k_band = max(3, round(300.0 / bc))
+    k_c0, k_c1 = round(400.0 / bc), round(900.0 / bc)
+    if rows <= k_c1 + 1:
         return []
-    low = sc.a[:, f - k1 : f - k0 + 1].mean(axis=1)
-    above = sc.a[:, f - k2 : f - k1].mean(axis=1)
-    sig = np.minimum(low - above - 1.0, 1.6 - above)
+    peak = sc.a[:, f - k_band : f].max(axis=1)
+    above = np.median(sc.a[:, f - k_c1 : f - k_c0], axis=1)
+    empty = above < 0.4
+    # the floor seen under empty space; capped, as a long double floor under removed goods
+    # is empty space too and must not become its own reference
+    floor0 = FLOOR_PEAK_A
+    if empty.sum() >= max(5, lines // 20):
+        floor0 = min(FLOOR_PEAK_MAX_A, float(np.median(peak[empty])))
+    sig = np.minimum(peak - floor0 - 1.5, 1.2 - above)
     good = sig > 0
     min_len = max(2, round(1200.0 / bl))
     best = None
@@ -241,10 +263,17 @@ def double_floor(sc: Scene) -> list[Finding]:
         return []
     i, j = best
     strength = float(np.median(sig[i:j]))
-    score = min(3.0, 0.8 + strength / 2.0) * min(1.0, (j - i) * bl / 1500.0)
-    why = f"dense layer {float(np.median(low[i:j])):.1f} on the floor under an empty band"
-    why += f" over {(j - i) * bl:.0f} mm: double floor"
-    return [sc.finding("double floor", score, why, (i, f - k1 - 2, j, rows))]
+    score = min(3.0, 0.8 + strength / 1.5) * min(1.0, (j - i) * bl / 1500.0)
+    why = f"dense layer {float(np.median(peak[i:j])):.1f} on the floor (floor alone"
+    why += f" {floor0:.1f}) under an empty band over {(j - i) * bl:.0f} mm: double floor"
+    return [sc.finding("double floor", score, why, (i, f - k_band, j, rows))]
+
+
+#: The container floor's peak attenuation under empty space when a scan has too little
+#: empty floor to measure it (tuning seeds, 1536 channels).
+FLOOR_PEAK_A = 1.85
+#: The highest floor reference a scan may set itself (an empty floor never shows denser).
+FLOOR_PEAK_MAX_A = 2.5
 
 
 def _ring_kernel(r_out: float, r_in: float, bl: float, bc: float) -> F32:
@@ -255,6 +284,25 @@ def _ring_kernel(r_out: float, r_in: float, bl: float, bc: float) -> F32:
     k = np.where((rr <= r_out) & (rr >= r_in), 1.0, 0.0) - np.where(rr < r_in * 0.8, 1.0, 0.0)
     k -= k.mean()
     return (k / np.abs(k).sum()).astype(np.float32)
+
+
+#: Attenuation by which a wheel's tyre ring exceeds its hub (tuning seeds: vehicles
+#: 0.9 to 3.7, edges of dense layers and blocks below 0.2).
+WHEEL_RING_OVER_HUB = 0.8
+
+
+def _ring_over_hub(sub: F32, line: int, row: int, bl: float, bc: float) -> float:
+    """Mean attenuation of the ring 200-320 mm round (line, row) minus that within 150 mm."""
+    hl, hr = int(340.0 / bl) + 1, int(340.0 / bc) + 1
+    l0, l1 = max(0, line - hl), min(sub.shape[0], line + hl + 1)
+    r0, r1 = max(0, row - hr), min(sub.shape[1], row + hr + 1)
+    yy, xx = np.mgrid[l0:l1, r0:r1]
+    d = np.sqrt(((yy - line) * bl) ** 2 + ((xx - row) * bc) ** 2)
+    win = sub[l0:l1, r0:r1]
+    ring, hub = win[(d >= 200.0) & (d <= 320.0)], win[d < 150.0]
+    if ring.size == 0 or hub.size == 0:
+        return 0.0
+    return float(ring.mean() - hub.mean())
 
 
 def vehicle(sc: Scene) -> list[Finding]:
@@ -268,6 +316,7 @@ def vehicle(sc: Scene) -> list[Finding]:
     k = _ring_kernel(320.0, 200.0, bl, bc)
     resp = cv2.filter2D(sub, cv2.CV_32F, k, borderType=cv2.BORDER_REPLICATE)
     col = resp.max(axis=1)
+    at = resp.argmax(axis=1)
     wb_lo, wb_hi = round(2300.0 / bl), round(3000.0 / bl)
     best, pair = 0.0, (0, 0)
     # strongest pair of peaks at a wheelbase's distance
@@ -279,10 +328,14 @@ def vehicle(sc: Scene) -> list[Finding]:
         v = min(float(col[i]), float(col[j]))
         if v > best:
             best, pair = v, (i, j)
-    score = best / 0.25
+    i, j = pair
+    # a tyre is a dark ring round a light hub: edges of dense layers and blocks are not
+    hub = min(
+        _ring_over_hub(sub, i, int(at[i]), bl, bc), _ring_over_hub(sub, j, int(at[j]), bl, bc)
+    )
+    score = best / 0.25 * float(np.clip(hub / WHEEL_RING_OVER_HUB, 0.0, 1.0))
     if score < 0.5:
         return []
-    i, j = pair
     l0 = max(0, i - round(750.0 / bl))
     l1 = min(sc.a.shape[0], j + round(900.0 / bl))
     r0 = max(0, rows - round(1500.0 / bc))

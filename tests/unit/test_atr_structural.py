@@ -1,0 +1,30 @@
+"""False wall and double floor detectors on small seeded cases.
+
+Seeds 50 to 52 (tuning used seeds 100 to 102, the benchmark seed 7000; see docs/atr.md).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from central.atr import RED, analyze
+from tests.unit.test_atr import _localised, _scan
+
+
+@pytest.mark.parametrize(
+    ("kind", "commodity"), [("false wall", "textiles"), ("double floor", "ceramic tiles")]
+)
+def test_structural_concealment_is_red_and_located(kind: str, commodity: str) -> None:
+    hi, lo, truth, gd = _scan(51, concealment=kind, commodity=commodity, lie=False)
+    v = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
+    assert v.verdict == RED
+    found = [f for f in v.findings if f.category == kind]
+    assert found and found[0].level == RED and found[0].reason
+    assert _localised(v, truth)
+
+
+def test_clean_load_has_no_structural_finding() -> None:
+    hi, lo, truth, gd = _scan(52, commodity="textiles", lie=False)
+    assert truth["concealment"] is None
+    v = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
+    assert not [f for f in v.findings if f.category in ("false wall", "double floor")]
