@@ -12,7 +12,8 @@ ATR time); the binned images, truth and verdict are cached under
 ``var/atr-cache/`` so a re-run only scores.  The last line is one JSON object.
 
 Seeds: the benchmark uses seed 7000 (scan ids 0…); the detectors were tuned
-on seed 100, the unit tests use seeds 42–60 (see docs/atr.md).
+on seeds 100 and 101 (``bench.atr_tune``), the unit tests use seeds 42–60
+(see docs/atr.md).
 """
 # ruff: noqa: RUF002
 
