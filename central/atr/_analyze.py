@@ -103,6 +103,8 @@ def analyze_binned(
 OBJECT_CATEGORIES = frozenset(
     {"dense object", "high-Z object", "firearm-like shape", "organic in metal cargo"}
 )
+#: Categories of structural concealment (layers and compartments of the container).
+STRUCTURAL_CATEGORIES = frozenset({"false wall", "double floor"})
 #: At most this many object findings per scan stay red; the others are shown yellow.
 MAX_RED_OBJECTS = 3
 
@@ -116,15 +118,28 @@ def _inside(f: Finding, box: list[int]) -> bool:
     return box[0] <= cx < box[2] and box[1] <= cy < box[3]
 
 
+def _overlap(a: list[int], b: list[int]) -> bool:
+    """Whether two pixel boxes [c0, r0, c1, r1] intersect."""
+    return (
+        len(a) == 4 and len(b) == 4 and a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+    )
+
+
 def _explain(findings: list[Finding]) -> list[Finding]:
     """Let the strongest explanation stand, so an analyst is sent to the right place.
 
-    Object findings inside a red undeclared vehicle are its engine, wheels and
-    frame: the vehicle explains them and they are dropped.  Of the remaining
-    object findings only the :data:`MAX_RED_OBJECTS` strongest stay red; the
-    others are shown yellow (still listed, for review): a scan with a dozen
+    A vehicle found where a red false wall or double floor is shows only yellow:
+    the ends of such a layer look like wheels to the wheel detector.  Object
+    findings inside a red undeclared vehicle are its engine, wheels and frame:
+    the vehicle explains them and they are dropped.  Of the remaining object
+    findings only the :data:`MAX_RED_OBJECTS` strongest stay red; the others
+    are shown yellow (still listed, for review): a scan with a dozen
     red regions sends nobody anywhere.
     """
+    layers = [f.bbox_px for f in findings if f.category in STRUCTURAL_CATEGORIES and f.level == RED]
+    for f in findings:
+        if f.category == "undeclared vehicle" and any(_overlap(f.bbox_px, b) for b in layers):
+            f.level = YELLOW  # the ends of a false wall or double floor look like wheels
     vehicles = [
         f.bbox_px for f in findings if f.category == "undeclared vehicle" and f.level == RED
     ]
