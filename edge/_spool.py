@@ -47,6 +47,9 @@ class Spool:
             # (takes effect only when the file is created)
             self._db.execute("PRAGMA page_size=65536")
             self._db.execute("PRAGMA journal_mode=WAL")
+            # Debian builds SQLite with SECURE_DELETE: every released block would be written
+            # a second time as zeros. The spool holds only cipher text: nothing to scrub.
+            self._db.execute("PRAGMA secure_delete=OFF")
             # NORMAL in WAL mode: a commit survives a crash of the process; on power loss
             # the last commits may roll back together with the link position stored in the
             # same transaction, so the edge re-asks the scanner's replay buffer for them.
