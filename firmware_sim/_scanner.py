@@ -507,6 +507,7 @@ class SimScanner:
             "energies_kev": list(cfg.energies_kev),
             "line_rate": cfg.line_rate,
             "started_ns": time.time_ns(),
+            **image.record,
         }
         self._plan = plan
         self._emit(PacketType.SCAN_START, 0, scan_id, 0, json.dumps(start).encode())

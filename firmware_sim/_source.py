@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -23,6 +23,10 @@ class ScanImage:
     low: np.ndarray
     dark: np.ndarray
     air: np.ndarray
+    #: extra fields for the scan-start record: what the scanner (and, for the simulator,
+    #: the site's gate system) knows of this scan, e.g. ``pixel_mm`` [along travel,
+    #: height] and ``gd`` (the Goods Declaration linked at the gate)
+    record: dict[str, Any] = field(default_factory=dict)
     _packed: np.ndarray | None = field(default=None, repr=False)
 
     @property

@@ -60,6 +60,18 @@ class PhysicsScan:
             low=self.img_lo,
             dark=np.rint(dark).astype(np.uint16),
             air=np.rint(air).astype(np.uint16),
+            record={
+                "pixel_mm": [
+                    float(self.truth["line_pitch_mm"]),
+                    float(self.truth["channel_pitch_mm"]),
+                ],
+                "gd": self.gd,
+                # the container number and seal read at the gate match the declaration's
+                **(
+                    {"container": str(self.truth["container"])} if "container" in self.truth else {}
+                ),
+                **({"seal": str(self.gd["seal"])} if "seal" in self.gd else {}),
+            },
         )
 
 

@@ -115,8 +115,10 @@ def test_each_scan_gets_a_verdict_on_the_feed_within_1_5_s(cluster: Cluster) -> 
         assert isinstance(doc["findings"], list) and doc["ms"] > 0
         for f in doc["findings"]:
             assert {"bbox_mm", "bbox_px", "category", "material", "score", "reason"} <= set(f)
-        # the simulator's scan-start record carries no GD: the verdict says what it skipped
-        assert doc["gd_used"] is False and any("GD" in n for n in doc["notes"])
+        # the physics simulator's scan-start record carries the pixel size and the GD linked
+        # at the gate: the verdict uses both and says nothing about defaults
+        assert doc["gd_used"] is True
+        assert not any("pixel size not in the scan-start record" in n for n in doc["notes"])
         latency = (arrived_ns - finished_ns) / 1e9
         assert latency <= LIVE_LATENCY_S, (
             f"verdict of ref {ref} came {latency:.2f} s after scan end"
