@@ -68,7 +68,9 @@ class PhysicsScan:
                 "gd": self.gd,
                 # the container number and seal read at the gate match the declaration's
                 **(
-                    {"container": str(self.truth["container"])} if "container" in self.truth else {}
+                    {"container": str(self.gd["container_number"])}
+                    if "container_number" in self.gd
+                    else {}
                 ),
                 **({"seal": str(self.gd["seal"])} if "seal" in self.gd else {}),
             },

@@ -131,3 +131,13 @@ def test_bad_dead_channels_option() -> None:
     args = parser.parse_args(["sim", "--dead-channels", "x"])
     with pytest.raises(ConfigError, match="dead-channels"):
         build_configs(args)
+
+
+def test_physics_scan_record_names_the_declared_container() -> None:
+    """The scan-start record of a physics scan carries what live ATR needs."""
+    from firmware_sim.physics import PhysicsSource
+
+    rec = PhysicsSource().scan(1, 3, 128, 64).record
+    assert rec["container"] == rec["gd"]["container_number"]
+    assert rec["seal"] == rec["gd"]["seal"]
+    assert all(v > 0 for v in rec["pixel_mm"])
