@@ -9,7 +9,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from core.errors import IntegrityError
-from core.seal import HEADER, INDEX_ENTRY, BlockKind, Opener, Sealer, genesis_hash, parse, verify
+from core.seal import (
+    HEADER,
+    INDEX_ENTRY,
+    Block,
+    BlockKind,
+    Opener,
+    Sealer,
+    genesis_hash,
+    parse,
+    verify,
+)
 
 
 @pytest.fixture
@@ -31,6 +41,20 @@ def make(
     )
 
 
+def bare(s: Sealer, seq: int, payload: bytes) -> Block:
+    """A block with no metadata and no index: only the cipher side matters."""
+    raw, _ = s.seal(
+        kind=BlockKind.DATA,
+        seq=seq,
+        prev_hash=bytes(32),
+        meta={},
+        index=[],
+        payload=payload,
+        created_ns=0,
+    )
+    return parse(raw)
+
+
 def test_round_trip(keys: tuple[Ed25519PrivateKey, X25519PrivateKey]) -> None:
     sign, cir = keys
     raw, h = make(sign, cir, payload=b"abc" * 100)
@@ -48,28 +72,8 @@ def test_every_block_has_its_own_key_material(
 ) -> None:
     sign, cir = keys
     s = Sealer(sign, cir.public_key())
-    a = parse(
-        s.seal(
-            kind=BlockKind.DATA,
-            seq=0,
-            prev_hash=bytes(32),
-            meta={},
-            index=[],
-            payload=b"same",
-            created_ns=0,
-        )[0]
-    )
-    b = parse(
-        s.seal(
-            kind=BlockKind.DATA,
-            seq=0,
-            prev_hash=bytes(32),
-            meta={},
-            index=[],
-            payload=b"same",
-            created_ns=0,
-        )[0]
-    )
+    a = bare(s, 0, b"same")
+    b = bare(s, 0, b"same")
     assert a.salt != b.salt and a.nonce != b.nonce and bytes(a.cipher) != bytes(b.cipher)
 
 
@@ -118,29 +122,9 @@ def test_garbage_is_malformed(raw: bytes) -> None:
 def test_rotation_forgets_old_key(keys: tuple[Ed25519PrivateKey, X25519PrivateKey]) -> None:
     sign, cir = keys
     s = Sealer(sign, cir.public_key())
-    first = parse(
-        s.seal(
-            kind=BlockKind.DATA,
-            seq=0,
-            prev_hash=bytes(32),
-            meta={},
-            index=[],
-            payload=b"x",
-            created_ns=0,
-        )[0]
-    )
+    first = bare(s, 0, b"x")
     s.rotate()
-    second = parse(
-        s.seal(
-            kind=BlockKind.DATA,
-            seq=1,
-            prev_hash=bytes(32),
-            meta={},
-            index=[],
-            payload=b"y",
-            created_ns=0,
-        )[0]
-    )
+    second = bare(s, 1, b"y")
     assert first.eph_pub != second.eph_pub
     opener = Opener(cir)
     assert opener.open(first) == b"x" and opener.open(second) == b"y"
