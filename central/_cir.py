@@ -66,8 +66,14 @@ class Staged:
 class Cir:
     """The repository: enrollment, streams, blocks, scans, alarms."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, create: bool = True) -> None:
+        """Open the CIR in ``state_dir``; with ``create=False`` it must exist already."""
         self.dir = Path(state_dir)
+        if not create and not (self.dir / "cir.sqlite").exists():
+            raise ConfigError(
+                f"there is no CIR in {self.dir}",
+                fix="check state_dir in the central configuration (--config)",
+            )
         try:
             (self.dir / "blobs").mkdir(parents=True, exist_ok=True)
             path = self.dir / "cir.sqlite"

@@ -100,7 +100,7 @@ def cmd_cir(args: argparse.Namespace) -> int:
     from core.seal import Opener
 
     cfg = _central_cfg(args)
-    cir = Cir(cfg.state_dir)
+    cir = Cir(cfg.state_dir, create=False)
     try:
         if args.action == "scans":
             rows = cir.scans(limit=args.limit)

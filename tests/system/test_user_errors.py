@@ -99,7 +99,13 @@ def case_enroll_missing_file(c: Cluster) -> list[str]:
 
 
 def case_export_unknown_scan(c: Cluster) -> list[str]:
+    c.enroll()  # the CIR exists, the scan does not
     return ["cir", "export", "--config", str(c.central_toml), "999", "--out", "x.npz"]
+
+
+def case_cir_elsewhere(c: Cluster) -> list[str]:
+    (c.base / "other.toml").write_text('[central]\nkey = "keys/cir.key"\nstate_dir = "nowhere"\n')
+    return ["cir", "scans", "--config", "other.toml"]
 
 
 CASES: dict[str, tuple[Callable[[Cluster], list[str]], str]] = {
@@ -118,6 +124,7 @@ CASES: dict[str, tuple[Callable[[Cluster], list[str]], str]] = {
     "keys overwrite": (case_keys_overwrite, "refusing to overwrite"),
     "enroll missing file": (case_enroll_missing_file, "does not exist"),
     "export unknown scan": (case_export_unknown_scan, "no scan with ref 999"),
+    "no CIR where config points": (case_cir_elsewhere, "there is no CIR in"),
 }
 
 
