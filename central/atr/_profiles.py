@@ -10,31 +10,30 @@ FEATURE_NAMES: tuple[str, ...] = ("organic", "metal", "mean_a", "p90_a")
 #: kg of cargo per unit of Σ A · cm² (1 / effective μ/ρ at the high energy).
 MASS_SCALE: float = 35.0
 MASS_SCALE_BY_COMMODITY: dict[str, float] = {
-    "aluminium ingots": 24.088,
-    "ceramic tiles": 23.814,
-    "cigarettes": 18.762,
-    "copper wire": 24.941,
-    "electronics": 17.919,
+    "aluminium ingots": 24.087,
+    "ceramic tiles": 23.813,
+    "cigarettes": 18.761,
+    "copper wire": 24.942,
+    "electronics": 17.921,
     "frozen meat": 21.394,
-    "fruit": 20.106,
-    "glass bottles": 19.195,
-    "machinery": 24.256,
+    "fruit": 20.107,
+    "glass bottles": 19.194,
+    "machinery": 24.257,
     "paper": 21.877,
     "rice": 21.971,
-    "scrap steel": 23.418,
-    "textiles": 18.272,
-    "tyres": 19.598,
+    "scrap steel": 23.419,
+    "textiles": 18.271,
+    "tyres": 19.599,
 }
 #: Raw detector score at which a finding turns red, by category and declared commodity
 #: ("*": any other); scores are divided by it so that 1.0 is red everywhere.
 RED_AT: dict[str, dict[str, float]] = {
     "dense object": {
-        "machinery": 11.64,
         "scrap steel": 6.232,
+        "machinery": 12.332,
         "tyres": 12.308,
         "copper wire": 4.358,
     },
-    "firearm-like shape": {"scrap steel": 2.434, "tyres": 10.896, "glass bottles": 1.0},
     "not empty": {"empty": 2.956},
     "high-Z object": {"copper wire": 4.568, "machinery": 5.716, "scrap steel": 3.963},
     "gd mismatch": {
@@ -48,13 +47,19 @@ RED_AT: dict[str, dict[str, float]] = {
         "frozen meat": 1.0,
         "aluminium ingots": 2.85,
         "paper": 2.225,
-        "rice": 2.295,
+        "rice": 2.296,
         "scrap steel": 4.628,
         "machinery": 6.792,
         "ceramic tiles": 2.989,
         "tyres": 4.683,
         "copper wire": 7.797,
         "fruit": 1.823,
+    },
+    "firearm-like shape": {
+        "scrap steel": 3.058,
+        "machinery": 3.486,
+        "tyres": 9.257,
+        "glass bottles": 1.0,
     },
 }
 PROFILES: dict[str, dict[str, tuple[float, float]]] = {
