@@ -141,7 +141,7 @@ class Central:
         self._alarm("", edge_id, "connection_refused", msg, key=z85, why=why)
 
     def _alarm(self, scanner: str, edge: str, kind: str, message: str, **details: Any) -> None:
-        row = self.cir.add_alarm(scanner, edge, kind, message, **details)
+        row = self.cir.alarm_row(scanner, edge, kind, message, **details)
         self._pending_alarms.append(row)
         self._publish(b"alarm", {**row, "details": details})
 

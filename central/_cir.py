@@ -377,7 +377,7 @@ class Cir:
     def alarm_rows(self, limit: int = 50) -> list[dict[str, Any]]:
         return list(self.db.table("alarms").rows_where(order_by="id desc", limit=limit))
 
-    def add_alarm(
+    def alarm_row(
         self, scanner: str, edge: str, kind: str, message: str, **details: Any
     ) -> dict[str, Any]:
         row = {

@@ -38,6 +38,25 @@ data = "192.0.2.10:7700"
 """
 
 
+def check_endpoint(value: str) -> str:
+    """A ZeroMQ endpoint a socket can bind or connect: ``tcp://HOST:PORT`` (or ipc/inproc).
+
+    Checked here, once, so a typo is a clear configuration error and not a failure
+    of ``connect()`` deep inside a running daemon.
+    """
+    if value.startswith(("ipc://", "inproc://")) and len(value.split("://", 1)[1]) > 0:
+        return value
+    host, _, port = value.removeprefix("tcp://").rpartition(":")
+    if (
+        not value.startswith("tcp://")
+        or not host
+        or not port.isdigit()
+        or not 0 < int(port) < 65536
+    ):
+        raise ConfigError(f"{value!r} is not a ZeroMQ endpoint", fix="write it as tcp://HOST:PORT")
+    return value
+
+
 class _Section:
     """Typed access to one TOML table, with errors that name file and key."""
 
@@ -75,9 +94,10 @@ class _Section:
 
     def endpoint(self, key: str, default: str | None = None) -> str:
         val = self.text(key, default)
-        if not val.startswith(("tcp://", "ipc://", "inproc://")):
-            raise self._err(key, f"{val!r} is not a ZeroMQ endpoint", "write it as tcp://HOST:PORT")
-        return val
+        try:
+            return check_endpoint(val)
+        except ConfigError as exc:
+            raise self._err(key, exc.message, exc.fix) from exc
 
     def check_unknown(self, known: set[str]) -> None:
         unknown = set(self.doc) - known
@@ -119,7 +139,6 @@ class CentralConfig:
     state_dir: Path
     key: Path
     metrics: str = ""
-    commit_interval_ms: float = 5.0
     preview_hz: float = 10.0
     atr: bool = True  # live ATR verdicts on completed scans
     atr_max_backlog: int = 8  # scans waiting for ATR before new ones are skipped (alarmed)
@@ -136,7 +155,6 @@ class CentralConfig:
                 "state_dir",
                 "key",
                 "metrics",
-                "commit_interval_ms",
                 "preview_hz",
                 "atr",
                 "atr_max_backlog",
@@ -149,7 +167,6 @@ class CentralConfig:
             state_dir=s.path_("state_dir", "var/central"),
             key=s.path_("key"),
             metrics=str(s.doc.get("metrics", "")),
-            commit_interval_ms=s.num("commit_interval_ms", 5.0, 0.0, 1000.0),
             preview_hz=s.num("preview_hz", 10.0, 0.0, 1000.0),
             atr=s.flag("atr", True),
             atr_max_backlog=int(s.num("atr_max_backlog", 8, 1, 10_000)),

@@ -457,12 +457,16 @@ class ScannerChannel:
             with contextlib.suppress(zmq.ZMQError):
                 self.sock.send_multipart(a.frames(), flags=zmq.NOBLOCK)
 
+    def _drop_cached(self, seq: int) -> None:
+        """Forget the in-memory copies of blocks up to ``seq`` (the CIR holds them)."""
+        for s in [s for s in self._cache if s <= seq]:
+            self._cache_bytes -= len(self._cache.pop(s))
+
     def _release(self, seq: int) -> None:
         freed = self.spool.ack(seq)
         if freed:
             self.stats.blocks_acked += freed
-        for s in [s for s in self._cache if s <= seq]:
-            self._cache_bytes -= len(self._cache.pop(s))
+        self._drop_cached(seq)
         if not self.spool.full:
             self._drained.set()
         if self._disarmed_for_spool and self.spool.bytes_used < self.spool.high_water_bytes // 2:
@@ -475,8 +479,7 @@ class ScannerChannel:
     def _on_ack(self, a: Ack) -> None:
         if a.seq > self._acked:
             self._acked = a.seq
-            for s in [s for s in self._cache if s <= a.seq]:
-                self._cache_bytes -= len(self._cache.pop(s))
+            self._drop_cached(a.seq)
             # deleting from the spool is batched (one transaction per RELEASE_S), except
             # when space is short; a crash before it only means the CIR gets duplicates
             # it recognises, and the WELCOME after a restart releases them anyway

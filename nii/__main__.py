@@ -204,6 +204,9 @@ def cmd_control_room(args: argparse.Namespace) -> int:
 
     from central._feed import tail
     from core import runtime
+    from core.config import check_endpoint
+
+    check_endpoint(args.feed)
 
     async def main(stop: asyncio.Event) -> None:
         await tail(

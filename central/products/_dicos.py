@@ -35,6 +35,24 @@ def _text(value: Any, limit: int) -> str:
     return str(value if value is not None else "")[:limit]
 
 
+def new_instance(sop_class_uid: str, when: dt.datetime) -> Dataset:
+    """A dataset with its file meta and SOP common module filled: the part every DICOS
+    object this package writes (DX image, TDR) shares."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = generate_uid(prefix=UID_ROOT)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = UID(UID_ROOT + "1")
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = sop_class_uid
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.InstanceCreationDate = when.strftime("%Y%m%d")
+    ds.InstanceCreationTime = when.strftime("%H%M%S")
+    return ds
+
+
 def dicos_dx(
     attenuation: npt.ArrayLike,
     metadata: dict[str, Any],
@@ -57,19 +75,7 @@ def dicos_dx(
     detector = metadata.get("detector", {})
     when = when or dt.datetime.now(dt.UTC)
     date, time = when.strftime("%Y%m%d"), when.strftime("%H%M%S")
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
-    meta.MediaStorageSOPInstanceUID = generate_uid(prefix=UID_ROOT)
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = UID(UID_ROOT + "1")
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    # SOP common
-    ds.SOPClassUID = sop_class_uid
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
+    ds = new_instance(sop_class_uid, when)
     # object of inspection (DICOS) in the patient module's place
     ds.PatientName = _text(container.get("number"), 63) + "^"
     ds.PatientID = _text(container.get("number") or scan.get("id"), 64)

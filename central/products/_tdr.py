@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 
-from central.products._dicos import UID_ROOT, dicos_dx
+from central.products._dicos import UID_ROOT, dicos_dx, new_instance
 from core.errors import NiiError
 
 if TYPE_CHECKING:
@@ -116,17 +116,7 @@ def dicos_tdr(verdict: dict[str, Any], dx: Dataset, *, when: dt.datetime | None 
     findings = [f for f in verdict.get("findings", []) if f.get("level") in ("red", "yellow")]
     when = when or dt.datetime.now(dt.UTC)
     date, time = when.strftime("%Y%m%d"), when.strftime("%H%M%S")
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UID(DICOS_TDR)
-    meta.MediaStorageSOPInstanceUID = generate_uid(prefix=UID_ROOT)
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = UID(UID_ROOT + "1")
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SpecificCharacterSet = "ISO_IR 192"
-    ds.SOPClassUID = DICOS_TDR
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
+    ds = new_instance(DICOS_TDR, when)
     for kw in _SHARED:  # same object of inspection and study as the image it reports on
         if kw in dx:
             setattr(ds, kw, dx[kw].value)

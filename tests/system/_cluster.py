@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -223,6 +222,3 @@ class Cluster:
         if kind:
             return self.sql("SELECT kind, scanner, message FROM alarms WHERE kind = ?", kind)
         return self.sql("SELECT kind, scanner, message FROM alarms")
-
-    def env(self) -> dict[str, str]:
-        return dict(os.environ)

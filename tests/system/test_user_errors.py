@@ -40,6 +40,17 @@ def case_bad_endpoint(c: Cluster) -> list[str]:
     return ["central", "--config", "bad.toml"]
 
 
+def case_bad_endpoint_port(c: Cluster) -> list[str]:
+    (c.base / "edge.toml").write_text(
+        _edge_toml(c, "/dev/null").replace(c.listen, "tcp://127.0.0.1:notaport")
+    )
+    return ["edge", "--config", "edge.toml"]
+
+
+def case_bad_feed(c: Cluster) -> list[str]:
+    return ["control-room", "tail", "--feed", "tcp://central"]
+
+
 def case_missing_key(c: Cluster) -> list[str]:
     (c.base / "bad.toml").write_text('[central]\nkey = "keys/missing.key"\n')
     return ["central", "--config", "bad.toml"]
@@ -113,6 +124,8 @@ CASES: dict[str, tuple[Callable[[Cluster], list[str]], str]] = {
     "bad TOML": (case_bad_toml, "not valid TOML"),
     "unknown setting": (case_unknown_setting, "unknown setting"),
     "bad endpoint": (case_bad_endpoint, "not a ZeroMQ endpoint"),
+    "bad endpoint port": (case_bad_endpoint_port, "not a ZeroMQ endpoint"),
+    "bad feed address": (case_bad_feed, "not a ZeroMQ endpoint"),
     "missing key": (case_missing_key, "does not exist"),
     "wrong kind of key": (case_wrong_kind_of_key, "is not a CIR private key"),
     "port in use": (case_port_in_use, "cannot bind listen"),
