@@ -34,8 +34,7 @@ from central.atr import analyze
 from central.atr._att import compare
 from core.calibration import DetectorCalibration
 from firmware_sim.physics import CONCEALMENTS, PhysicsSource, build_scenario
-from firmware_sim.physics._cargo import conceal, interior
-from firmware_sim.physics._geometry import Box
+from firmware_sim.physics import tamper as _tamper
 
 BENCH_SEED = 7000
 TUNE_SEED = 100
@@ -105,38 +104,6 @@ def _pin_next(counter: Any) -> None:
 def _calibrated(scan: Any) -> tuple[np.ndarray, np.ndarray]:
     cal = DetectorCalibration.from_lines(scan.dark_hi, scan.dark_lo, scan.air_hi, scan.air_lo)
     return cal.attenuation(scan.img_hi, scan.img_lo)
-
-
-def _tamper(
-    objs: list[Any], sc: Any, how: str, rng: np.random.Generator
-) -> tuple[list[Any], list[float]]:
-    """Scan B's objects: one change of ``how`` kind; returns them and the y range changed."""
-    y_front = 3400.0
-    space = interior(sc.container, y_front)
-    cargo = [o for o in objs if o.kind == "cargo"]
-    if how == "addition" or not cargo:
-        extra = conceal(
-            "high-density block" if rng.random() < 0.5 else "organic in metal", space, cargo, rng
-        )
-        b = extra[0].bounds()
-        return objs + extra, [b[2], b[3]]
-    ys = sorted({round(o.bounds()[2]) for o in cargo})
-    y0 = float(ys[int(rng.integers(len(ys)))])
-    y1 = y0 + 1500.0
-    sel = [o for o in cargo if y0 <= o.bounds()[2] < y1]
-    rest = [o for o in objs if o not in sel]
-    if how == "removal":
-        return rest, [y0, y1]
-    swapped = []
-    for o in sel:
-        if isinstance(o, Box):
-            x0, x1, ya, yb, z0, z1 = o.bounds()
-            swapped.append(
-                Box(o.material, o.density * 1.8, o.label, "cargo", False, x0, x1, ya, yb, z0, z1)
-            )
-        else:
-            swapped.append(o)
-    return rest + swapped, [y0, y1]
 
 
 def run_case(args: tuple[dict[str, Any], int, int, int, str]) -> dict[str, Any]:

@@ -18,6 +18,11 @@ from core.errors import ConfigError, NiiError
 from firmware_sim._scanner import FaultConfig, SimConfig, SimScanner
 from firmware_sim._source import ImageSource, ReplaySource, SyntheticSource
 
+#: ``--tamper`` choices and ``--belt-speed`` range (firmware_sim.physics._transit; repeated
+#: here so that ``nii sim --help`` does not load the physics model).
+TAMPER_KINDS = ("addition", "removal", "substitution")
+BELT_SPEED_RANGE = (0.85, 1.15)
+
 __all__ = ["build_configs", "register", "run"]
 
 
@@ -75,6 +80,46 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--emit-log-no-hash", action="store_true", help="leave out each line's SHA-256 (cheaper)"
     )
     p.add_argument("--status-file", help="write where each scanner listens, as JSON")
+    p.add_argument(
+        "--detector-seed",
+        type=int,
+        default=1,
+        help="physics source: the detector array's offsets, gains and bad channels (1); "
+        "another scanner is another array",
+    )
+    a = p.add_argument_group(
+        "ATT exit scanner (R12, physics source)",
+        "Run a second 'nii sim --source physics' with the entry simulator's --seed and "
+        "--att-exit: its scanner N scans the containers the entry's scanner N scanned (same "
+        "scan ids: same truck, cargo, container number, seal and GD), seen by another detector "
+        "(give --detector-seed 2) with fresh noise. Any option below implies --att-exit.",
+    )
+    a.add_argument("--att-exit", action="store_true", help="be the exit scanner of an ATT corridor")
+    a.add_argument(
+        "--tamper",
+        choices=TAMPER_KINDS,
+        help="cargo tampered with in transit: an object added, 1.5 m of cargo removed, or "
+        "1.5 m substituted by denser goods",
+    )
+    a.add_argument(
+        "--tamper-scans",
+        metavar="IDS",
+        default="",
+        help="comma-separated scan ids to tamper with (default: every scan)",
+    )
+    a.add_argument(
+        "--break-seal",
+        metavar="IDS",
+        default="",
+        help="comma-separated scan ids whose seal was broken and replaced (another number)",
+    )
+    a.add_argument(
+        "--belt-speed",
+        type=float,
+        default=1.0,
+        help=f"speed of the exit truck relative to the entry's, {BELT_SPEED_RANGE[0]}-"
+        f"{BELT_SPEED_RANGE[1]} (1.0): another line pitch and start",
+    )
     g = p.add_argument_group("faults")
     g.add_argument("--corrupt", type=float, default=0.0, help="fraction of packets corrupted")
     g.add_argument("--drop", type=float, default=0.0, help="fraction of packets dropped")
@@ -111,7 +156,7 @@ def build_configs(args: argparse.Namespace) -> list[SimConfig]:
         dead_channels=dead,
         serial_corrupt_fraction=args.serial_corrupt,
     )
-    source: ImageSource = _source(args.source)
+    source: ImageSource = _source(args)
     if args.replay > 0:
         source = ReplaySource(source, args.replay, args.seed)
     serial_dir = Path(args.serial_dir)
@@ -143,12 +188,57 @@ def build_configs(args: argparse.Namespace) -> list[SimConfig]:
     return configs
 
 
-def _source(name: str) -> ImageSource:
-    if name == "physics":
-        from firmware_sim.physics import PhysicsSource  # heavy: tables, only when asked
+def _ids(option: str, text: str) -> frozenset[int]:
+    try:
+        return frozenset(int(c) for c in text.split(",") if c.strip())
+    except ValueError as exc:
+        raise ConfigError(
+            f"{option} {text!r} is not a list of scan ids",
+            fix=f"Give comma-separated integers, e.g. {option} 2,5.",
+        ) from exc
 
-        return PhysicsSource()
-    return SyntheticSource()
+
+def _source(args: argparse.Namespace) -> ImageSource:
+    exit_asked = (
+        args.att_exit
+        or args.tamper is not None
+        or bool(args.tamper_scans)
+        or bool(args.break_seal)
+        or args.belt_speed != 1.0
+    )
+    if args.source != "physics":
+        if exit_asked:
+            raise ConfigError(
+                "the ATT exit options (--att-exit, --tamper, --break-seal, --belt-speed) need "
+                "the physics image source",
+                fix="Add --source physics.",
+            )
+        return SyntheticSource()
+    from firmware_sim.physics import ExitScan, PhysicsSource  # heavy: tables, only when asked
+
+    if not exit_asked:
+        return PhysicsSource(detector_seed=args.detector_seed)
+    lo, hi = BELT_SPEED_RANGE
+    if not lo <= args.belt_speed <= hi:
+        raise ConfigError(
+            f"--belt-speed {args.belt_speed} is out of range",
+            fix=f"Use a speed from {lo} to {hi} (the truck must stay in the scan).",
+        )
+    tampered = _ids("--tamper-scans", args.tamper_scans)
+    if tampered and args.tamper is None:
+        raise ConfigError(
+            "--tamper-scans names scans but not what was done to them",
+            fix="Add --tamper addition, removal or substitution.",
+        )
+    return PhysicsSource(
+        detector_seed=args.detector_seed,
+        exit=ExitScan(
+            tamper=args.tamper,
+            tampered=tampered or None,
+            broken_seal=_ids("--break-seal", args.break_seal),
+            belt_speed=args.belt_speed,
+        ),
+    )
 
 
 def run(args: argparse.Namespace) -> int:

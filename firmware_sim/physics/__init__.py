@@ -15,17 +15,21 @@ from ._phantoms import qa_phantom_scan, qa_simulation
 from ._scene import COMMODITIES, CONTAINERS, Commodity, ContainerSpec
 from ._source import PhysicsScan, PhysicsSource, build_scenario
 from ._spectra import bremsstrahlung, detector_response, mean_energy
+from ._transit import BELT_SPEED_RANGE, TAMPER_KINDS, ExitScan, tamper
 from ._transmission import basis_fit, spectrum, transmission_exact
 
 __all__ = [
+    "BELT_SPEED_RANGE",
     "COMMODITIES",
     "CONCEALMENTS",
     "CONTAINERS",
     "LIBRARY",
+    "TAMPER_KINDS",
     "Box",
     "Commodity",
     "ContainerSpec",
     "DetectorModel",
+    "ExitScan",
     "Extrusion",
     "Fan",
     "Material",
@@ -46,6 +50,7 @@ __all__ = [
     "qa_phantom_scan",
     "qa_simulation",
     "spectrum",
+    "tamper",
     "transmission_exact",
     "xcom_table",
 ]

@@ -30,6 +30,7 @@ from ._detector import (
 )
 from ._geometry import Fan, Raster, SceneObject, pixel_box, rasterize
 from ._scene import COMMODITIES, CONTAINERS, container_structure, truck
+from ._transit import ExitScan, replaced_seal
 
 U16 = npt.NDArray[np.uint16]
 
@@ -55,6 +56,7 @@ class PhysicsScan:
         """The simulator's wire-level view: image plus mean dark and air levels."""
         dark = np.stack([self.dark_hi.mean(axis=0), self.dark_lo.mean(axis=0)])
         air = np.stack([self.air_hi.mean(axis=0), self.air_lo.mean(axis=0)])
+        seal = self.truth.get("seal_read") or self.gd.get("seal")
         return ScanImage(
             high=self.img_hi,
             low=self.img_lo,
@@ -67,12 +69,13 @@ class PhysicsScan:
                 ],
                 "gd": self.gd,
                 # the container number and seal read at the gate match the declaration's
+                # (unless the seal was broken and replaced on the way: ``seal_read``)
                 **(
                     {"container": str(self.gd["container_number"])}
                     if "container_number" in self.gd
                     else {}
                 ),
-                **({"seal": str(self.gd["seal"])} if "seal" in self.gd else {}),
+                **({"seal": str(seal)} if seal else {}),
             },
         )
 
@@ -140,7 +143,9 @@ class PhysicsSource:
 
     ``detector_seed`` fixes the detector array (offsets, gains, bad channels)
     the way a real scanner's hardware is fixed; the scan seed and id fix the
-    cargo and the noise.
+    cargo and the noise.  With ``exit`` set the source is the exit scanner of
+    an ATT corridor: :meth:`scan` draws the scenario of the same seed and id
+    (the entry scanner's container) and sees it as :class:`ExitScan` says.
     """
 
     source: SourceModel = field(default_factory=SourceModel)
@@ -148,6 +153,7 @@ class PhysicsSource:
     fan: Fan | None = None
     detector_seed: int = 1
     calibration_lines: int = 32
+    exit: ExitScan | None = None
     _state: dict[int, ChannelState] = field(default_factory=dict, repr=False)
 
     def _fan(self, channels: int) -> Fan:
@@ -165,7 +171,32 @@ class PhysicsSource:
 
     def scan(self, seed: int, scan_id: int, channels: int, lines: int) -> ScanImage:
         """``ImageSource`` entry point: a random scenario drawn from (seed, scan_id)."""
+        if self.exit is not None:
+            return self.simulate_exit(seed, scan_id, channels, lines).as_scan_image()
         return self.simulate(seed, scan_id, channels, lines).as_scan_image()
+
+    def simulate_exit(
+        self, seed: int, scan_id: int, channels: int, lines: int, **scenario: Any
+    ) -> PhysicsScan:
+        """Scan B of an ATT transit: the scenario :meth:`simulate` draws for (seed, scan_id),
+        seen at the exit as ``self.exit`` says (tampered, another belt speed, fresh noise)."""
+        ex = self.exit or ExitScan()
+        rng = np.random.default_rng([seed, scan_id])
+        sc = build_scenario(rng, scan_id, **scenario)
+        # the exit is another scan: its own noise and its own tampering draw, the same cargo
+        rng_b = np.random.default_rng([seed, scan_id, self.detector_seed, 2])
+        objects, length, truth = ex.exit_scene(sc, scan_id, rng_b)
+        if scan_id in ex.broken_seal and "seal" in sc.gd:
+            truth["seal_read"] = replaced_seal(str(sc.gd["seal"]), scan_id)
+        return self.simulate_objects(
+            objects,
+            length,
+            channels,
+            lines,
+            rng_b,
+            truth_extra={**_truth_header(sc), **truth},
+            gd=sc.gd,
+        )
 
     def simulate(
         self, seed: int, scan_id: int, channels: int, lines: int, **scenario: Any
