@@ -35,6 +35,7 @@ state_dir = "var/edge-a"
 id = "scanner1"
 serial = "/dev/ttyUSB0"
 data = "192.0.2.10:7700"
+# att_role = "entry"              # ATT transit checkpoint (R12): "entry" or "exit"
 """
 
 
@@ -190,6 +191,8 @@ class ScannerConfig:
     dose_limit_usvh: float = 2.5
     sensor_max_age_s: float = 5.0
     rearm: bool = True
+    # ATT transit (R12): "entry" or "exit" checkpoint, written into each scan-start record
+    att_role: str | None = None
 
 
 @dataclass
@@ -253,6 +256,7 @@ class EdgeConfig:
                     "dose_limit_usvh",
                     "sensor_max_age_s",
                     "rearm",
+                    "att_role",
                 }
             )
             try:
@@ -286,6 +290,7 @@ class EdgeConfig:
                     dose_limit_usvh=sc.num("dose_limit_usvh", 2.5, 0.0, 1e6),
                     sensor_max_age_s=sc.num("sensor_max_age_s", 5.0, 0.1, 3600.0),
                     rearm=bool(sc.doc.get("rearm", True)),
+                    att_role=_att_role(sc),
                 )
             )
         return cls(
@@ -314,6 +319,25 @@ def _names(sc: _Section, key: str) -> list[str]:
             f'write e.g. {key} = ["plc", "door-a"]',
         )
     return list(val)
+
+
+#: The ATT roles a scanner can have (R12): where transit containers enter, where they leave.
+ATT_ROLES = ("entry", "exit")
+
+
+def _att_role(sc: _Section) -> str | None:
+    """``att_role``: None when absent, else "entry" or "exit"."""
+    val = sc.doc.get("att_role")
+    if val is None:
+        return None
+    if val not in ATT_ROLES:
+        raise sc._err(
+            "att_role",
+            f'must be "entry" or "exit", got {val!r}',
+            'write att_role = "entry" on a scanner where transit containers come in, '
+            'att_role = "exit" where they leave, or leave it out',
+        )
+    return str(val)
 
 
 def _listen_addr(s: _Section, key: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
@@ -66,6 +67,30 @@ class ChannelStats:
     stages: dict[str, StageStats] = field(
         default_factory=lambda: {n: StageStats() for n in ("assemble", "seal", "spool", "send")}
     )
+
+
+def with_att_role(record: bytes, role: str | None) -> bytes:
+    """The scan-start record as the edge forwards it: with the checkpoint's ATT role (R12).
+
+    Without a configured ``att_role`` the scanner's bytes go on untouched (with
+    its own ``att_role``, if it sends one).  With one, the configured role wins:
+    it is written into the record, and a different role the scanner gave is
+    kept beside it as ``att_role_scanner``.  A record that is not a JSON object
+    goes on untouched (central alarms an unreadable record).
+    """
+    if role is None:
+        return record
+    try:
+        doc = json.loads(record)
+    except ValueError:
+        return record
+    if not isinstance(doc, dict):
+        return record
+    own = doc.get("att_role")
+    if own is not None and own != role:
+        doc["att_role_scanner"] = own
+    doc["att_role"] = role
+    return json.dumps(doc).encode()
 
 
 class _Assembly:
@@ -244,15 +269,17 @@ class ScannerChannel:
     def _on_record(self, p: Packet) -> None:
         self._flush()
         kind = BlockKind.SCAN_START if p.type == PacketType.SCAN_START else BlockKind.SCAN_END
+        payload = p.payload
         if kind == BlockKind.SCAN_START:
             self.stats.scans_started += 1
+            payload = with_att_role(payload, self.cfg.att_role)
         else:
             self.stats.scans_ended += 1
         self._seal(
             kind,
             {"kind": kind.name.lower(), "scan_id": p.scan_id, "link_seq": p.seq},
             [(p.line_no, p.flags, p.ts_ns, p.seq)],
-            p.payload,
+            payload,
             p.seq + 1,
         )
 
