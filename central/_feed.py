@@ -11,7 +11,14 @@ from typing import Any, TextIO
 import zmq
 import zmq.asyncio
 
-TOPICS = (b"scan.started", b"scan.block", b"scan.finished", b"alarm", b"atr.verdict")
+TOPICS = (
+    b"scan.started",
+    b"scan.block",
+    b"scan.finished",
+    b"alarm",
+    b"atr.verdict",
+    b"atr.att",
+)
 
 
 def format_event(topic: bytes, doc: dict[str, Any]) -> str:
@@ -45,6 +52,10 @@ def format_event(topic: bytes, doc: dict[str, Any]) -> str:
         from central.atr._live import format_verdict
 
         return f"{t} {format_verdict(doc)}"
+    if topic == b"atr.att":
+        from central.atr._transit import format_att
+
+        return f"{t} {format_att(doc)}"
     return f"{t} {topic.decode(errors='replace')} {doc}"
 
 

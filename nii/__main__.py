@@ -121,6 +121,8 @@ def cmd_cir(args: argparse.Namespace) -> int:
             for a in cir.alarm_rows(limit=args.limit):
                 t = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a["ts_ns"] / 1e9))
                 print(f"{t} {a['kind']:<18} {a['scanner'] or '-':<12} {a['message']}")
+        elif args.action == "att":
+            _print_att(cir, args.limit, args.json)
         elif args.action == "verify":
             streams = [r["scanner"] for r in cir.db["streams"].rows]
             bad = 0
@@ -165,6 +167,31 @@ def cmd_cir(args: argparse.Namespace) -> int:
     finally:
         cir.close()
     return 0
+
+
+def _print_att(cir: Any, limit: int, as_json: bool) -> None:
+    """ATT results (R12), newest exit scan first: one line each, or the documents as JSON."""
+    import json
+
+    from central.atr._store import att_docs
+
+    docs = att_docs(cir.db.conn, limit)
+    if as_json:
+        print(json.dumps(docs, indent=2))
+        return
+    if not docs:
+        print("no ATT results: no exit scan has been paired yet")
+        return
+    head = f"{'exit':>5} {'entry':>5} {'container':<12} {'result':<13}"
+    print(f"{head} {'seal A':<10} {'seal B':<10} why")
+    for d in docs:
+        result = "HOLD" if d.get("hold") else str(d.get("result"))
+        ref_a = d.get("ref_a")
+        print(
+            f"{d.get('ref_b'):>5} {'-' if ref_a is None else ref_a:>5} "
+            f"{d.get('container') or '?':<12} {result:<13} {d.get('seal_a') or '-':<10} "
+            f"{d.get('seal_b') or '-':<10} {d.get('reason')}"
+        )
 
 
 def _show_scan(cir: Any, key: Any, ref: int, png: str, width: int | None) -> None:
@@ -275,11 +302,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("cir", help="look into the Central Image Repository")
     r.add_argument("--config", default="central.toml", help="central configuration (TOML)")
-    r.set_defaults(func=cmd_cir, ref=None, out=None, limit=50)
+    r.set_defaults(func=cmd_cir, ref=None, out=None, limit=50, json=False)
     rs = r.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, what in (("scans", "list scans"), ("alarms", "list alarms")):
         x = rs.add_parser(name, parents=[cfg_opt], help=what)
         x.add_argument("--limit", type=int, default=50)
+    ra = rs.add_parser(
+        "att", parents=[cfg_opt], help="list ATT results: exit scans against entry scans, HOLDs"
+    )
+    ra.add_argument("--limit", type=int, default=50)
+    ra.add_argument("--json", action="store_true", help="the whole ATT documents, as a JSON list")
     rs.add_parser(
         "verify", parents=[cfg_opt], help="verify every chain: signatures, digests, links"
     )

@@ -6,7 +6,10 @@ sees exactly the evidence), calibrates it from its own dark and air lines,
 analyses it, records the verdict in the CIR's ``verdicts`` table and
 publishes it on the live feed as ``atr.verdict``.  The event loop only
 queues the job and, later, sends the message: receiving, verifying and
-committing blocks go on while the ATR works (about 50–200 ms a scan).
+committing blocks go on while the ATR works (about 50–200 ms a scan).  After
+the verdict of an ATT exit scan, the same worker pairs it with its entry scan
+and compares them (``_transit.py``): the result goes into the CIR's ``att``
+table and on the feed as ``atr.att``, a HOLD with an ``att_hold`` alarm.
 
 Pixel size and Goods Declaration come from the scan-start record when the
 scanner (or the edge) puts them there: ``pixel_mm`` [along travel, height]
@@ -35,7 +38,7 @@ import numpy as np
 
 from core.errors import NiiError
 
-from ._store import VerdictStore
+from ._store import AttStore, VerdictStore
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -114,6 +117,30 @@ def no_verdict(row: dict[str, Any], why: str, fix: str = "") -> dict[str, Any]:
     return doc
 
 
+def missing_lines(arrays: dict[str, np.ndarray]) -> tuple[str, str] | None:
+    """Why a scan read back from the CIR cannot be calibrated (reason, fix), or None."""
+    if "image_high" not in arrays:
+        return "the scan has no image lines in the CIR", ""
+    if "dark_high" not in arrays or "air_high" not in arrays:
+        return (
+            "the scan has no dark or air lines to calibrate with",
+            "the scanner must send dark and air lines at scan start",
+        )
+    return None
+
+
+def calibrated(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Attenuations (lines, channels) at both energies of a scan read back from the CIR,
+    calibrated from the scan's own dark and air lines (see :func:`missing_lines` first)."""
+    from core.calibration import DetectorCalibration
+
+    cal = DetectorCalibration.from_lines(
+        arrays["dark_high"].T, arrays["dark_low"].T, arrays["air_high"].T, arrays["air_low"].T
+    )
+    a_hi, a_lo = cal.attenuation(arrays["image_high"].T, arrays["image_low"].T)
+    return a_hi, a_lo
+
+
 def verdict_doc(row: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     """Calibrate and analyse one scan read back from the CIR; the feed's verdict document.
 
@@ -122,8 +149,6 @@ def verdict_doc(row: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str,
     dark and air lines).  Garbage (no image, no calibration lines, an image
     the ATR refuses) gives verdict ``none`` with the reason, never a guess.
     """
-    from core.calibration import DetectorCalibration
-
     from ._analyze import analyze
     from ._model import AtrInputError
 
@@ -133,19 +158,11 @@ def verdict_doc(row: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str,
             f"scan is {row.get('status')}: no verdict on a partial image",
             "scan the container again",
         )
-    if "image_high" not in arrays:
-        return no_verdict(row, "the scan has no image lines in the CIR")
-    if "dark_high" not in arrays or "air_high" not in arrays:
-        return no_verdict(
-            row,
-            "the scan has no dark or air lines to calibrate with",
-            "the scanner must send dark and air lines at scan start",
-        )
+    missing = missing_lines(arrays)
+    if missing is not None:
+        return no_verdict(row, *missing)
     t0 = time.perf_counter()
-    cal = DetectorCalibration.from_lines(
-        arrays["dark_high"].T, arrays["dark_low"].T, arrays["air_high"].T, arrays["air_low"].T
-    )
-    a_hi, a_lo = cal.attenuation(arrays["image_high"].T, arrays["image_low"].T)
+    a_hi, a_lo = calibrated(arrays)
     cal_ms = (time.perf_counter() - t0) * 1000.0
     start = _record(row, "start_record")
     channels, lines = arrays["image_high"].shape
@@ -247,12 +264,16 @@ class LiveAtr:
         self._publish = publish
         self.latency: Any = None
         self.verdicts = 0
+        self.att_results = 0
         self._pending = 0
         self._lock = threading.Lock()
         self._closing = False
         self._cir: Cir | None = None
         self._opener: Opener | None = None
         self._store: VerdictStore | None = None
+        self._att: AttStore | None = None
+        # the arrays of the scan last read for a verdict: an exit scan's ATT reuses them
+        self._last: tuple[int, dict[str, np.ndarray]] | None = None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="atr")
         self._pool.submit(self._guard, _warm_up, "warming up the ATR")
 
@@ -307,14 +328,17 @@ class LiveAtr:
             self._cir = Cir(self.state_dir)
             self._opener = Opener(self._private)
             self._store = VerdictStore(self.state_dir / "cir.sqlite")
+            self._att = AttStore(self.state_dir / "cir.sqlite")
         return self._cir, self._opener, self._store
 
     def _close_worker(self) -> None:
-        if self._store is not None:
-            self._store.close()
+        for store in (self._store, self._att):
+            if store is not None:
+                store.close()
         if self._cir is not None:
             self._cir.close()
-        self._cir = self._store = None
+        self._cir = self._store = self._att = None
+        self._last = None
 
     def _job(self, ref: int, loop: asyncio.AbstractEventLoop) -> None:
         try:
@@ -343,8 +367,68 @@ class LiveAtr:
             len(doc["findings"]),
             doc["ms"],
         )
+        self._send(loop, b"atr.verdict", doc)
+        try:
+            self.transit(ref, loop)
+        finally:
+            self._last = None
+
+    def _send(self, loop: asyncio.AbstractEventLoop, topic: bytes, doc: dict[str, Any]) -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed while this scan was analysed
-            loop.call_soon_threadsafe(self._publish, b"atr.verdict", doc)
+            loop.call_soon_threadsafe(self._publish, topic, doc)
+
+    def _arrays(self, ref: int) -> dict[str, np.ndarray]:
+        from central._reader import scan_arrays
+
+        if self._last is not None and self._last[0] == ref:
+            return self._last[1]
+        cir, opener, _ = self._open()
+        return scan_arrays(cir, opener, ref)
+
+    def transit(
+        self, ref: int, loop: asyncio.AbstractEventLoop | None = None
+    ) -> dict[str, Any] | None:
+        """ATT of scan ``ref`` if it is a complete exit scan: stored, alarmed, published.
+
+        Returns the ATT document (None for any other scan).  The document and
+        its alarm are in the CIR (one transaction) before either is published.
+        """
+        from ._transit import att_alarm, att_doc
+
+        if self._closing:
+            return None
+        cir, _, _ = self._open()
+        assert self._att is not None
+        row = cir.scan(ref)
+        if row is None:
+            return None
+        doc = att_doc(cir, self._att, row, self._arrays)
+        if doc is None:
+            return None
+        finished = doc.get("finished_ns")
+        if isinstance(finished, int) and finished > 0:
+            doc["latency_s"] = round((time.time_ns() - finished) / 1e9, 3)
+        alarm = att_alarm(doc)
+        alarm_row = None
+        if alarm is not None:
+            kind, message, details = alarm
+            alarm_row = cir.alarm_row(row["scanner"], "", kind, message, **details)
+        self._att.put(doc, alarm_row)
+        self.att_results += 1
+        log.log(
+            logging.WARNING if doc["hold"] else logging.INFO,
+            "ATT %s for container %s: exit ref %d, entry ref %s: %s",
+            doc["result"],
+            doc["container"] or "?",
+            ref,
+            doc["ref_a"],
+            doc["reason"],
+        )
+        if loop is not None:
+            self._send(loop, b"atr.att", doc)
+            if alarm is not None and alarm_row is not None:
+                self._send(loop, b"alarm", {**alarm_row, "details": alarm[2]})
+        return doc
 
     def analyse(self, ref: int) -> dict[str, Any] | None:
         """The verdict document of scan ``ref`` as committed in the CIR (None: no such scan)."""
@@ -367,6 +451,7 @@ class LiveAtr:
         except NiiError as exc:
             return no_verdict(row, f"cannot read the scan back: {exc.message}", exc.fix)
         read_ms = (time.perf_counter() - t0) * 1000.0
+        self._last = (ref, arrays)
         doc = verdict_doc(row, arrays)
         doc["read_ms"] = round(read_ms, 1)
         return doc
@@ -377,8 +462,10 @@ __all__ = [
     "DEFAULT_SCAN_LENGTH_MM",
     "MODEL",
     "LiveAtr",
+    "calibrated",
     "format_verdict",
     "live_gd",
+    "missing_lines",
     "no_verdict",
     "pixel_size",
     "verdict_doc",

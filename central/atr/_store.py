@@ -1,12 +1,16 @@
-"""The ``verdicts`` table of the CIR: one row per scan the live ATR analysed.
+"""The ``verdicts`` and ``att`` tables of the CIR: what the live ATR concluded.
+
+``verdicts`` has one row per scan the live ATR analysed, ``att`` one row per
+exit scan (Scan B) of an ATT transit: its Scan A, the seals, HOLD or not and
+the four factors (``central/atr/_transit.py``).
 
 The live ATR writes from its own worker thread, so it keeps its own SQLite
-connection on the CIR file: WAL lets it write beside the aggregator's group
-commits without either waiting long on the other.  Each verdict is one
-explicit transaction in plain SQL (sqlite-utils' write helpers commit on their
-own), so a verdict is either wholly in the CIR or not at all.  The full
-verdict (findings, GD checks, notes) is kept as JSON beside the columns an
-analyst filters on.
+connections on the CIR file: WAL lets it write beside the aggregator's group
+commits without either waiting long on the other.  Each verdict and each ATT
+result (with its HOLD alarm) is one explicit transaction in plain SQL
+(sqlite-utils' write helpers commit on their own), so it is either wholly in
+the CIR or not at all.  The full document is kept as JSON beside the columns
+an analyst filters on.
 """
 
 from __future__ import annotations
@@ -53,15 +57,15 @@ _COLUMNS = (
 )
 
 
-class VerdictStore:
-    """Reads and writes the ``verdicts`` table of the CIR at ``path`` (``cir.sqlite``).
+class _Store:
+    """One SQLite connection on the CIR file, with the tables of ``schema`` created.
 
     One instance per thread that uses it: the connection may be opened in one
     thread and then used only in another (``check_same_thread`` is off for
     that hand-over), never from two at once.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, schema: tuple[str, ...], what: str) -> None:
         self.path = Path(path)
         try:
             self.conn = sqlite3.connect(
@@ -69,10 +73,10 @@ class VerdictStore:
             )
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
-            self._transaction([(SCHEMA, ())])
+            self._transaction([(sql, ()) for sql in schema])
         except sqlite3.Error as exc:
             raise ConfigError(
-                f"cannot open the verdicts table in {self.path}: {exc}",
+                f"cannot open the {what} table in {self.path}: {exc}",
                 fix="check state_dir: the CIR must be writable and have free space",
             ) from exc
 
@@ -90,6 +94,13 @@ class VerdictStore:
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
+
+
+class VerdictStore(_Store):
+    """Reads and writes the ``verdicts`` table of the CIR at ``path`` (``cir.sqlite``)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, (SCHEMA,), "verdicts")
 
     def put(self, doc: dict[str, Any]) -> None:
         """Record one verdict document (as published on the feed); replaces an older one."""
@@ -130,4 +141,115 @@ class VerdictStore:
         return [dict(zip(_COLUMNS[:-1], r, strict=True)) for r in cur.fetchall()]
 
 
-__all__ = ["SCHEMA", "VerdictStore"]
+#: One row per exit scan the live ATT looked at; an entry scan is Scan A of at most one of
+#: them (the unique index), so a rescan at the exit cannot replace a HOLD (decision 0007).
+ATT_SCHEMA = (
+    """
+CREATE TABLE IF NOT EXISTS att (
+    ref_b INTEGER PRIMARY KEY,
+    ref_a INTEGER,
+    container TEXT,
+    seal_a TEXT,
+    seal_b TEXT,
+    result TEXT NOT NULL,
+    hold INTEGER NOT NULL,
+    factors TEXT NOT NULL,
+    created_ns INTEGER NOT NULL,
+    doc TEXT NOT NULL
+)
+""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS att_ref_a ON att (ref_a)",
+    "CREATE INDEX IF NOT EXISTS att_container ON att (container)",
+)
+
+_ATT_COLUMNS = (
+    "ref_b",
+    "ref_a",
+    "container",
+    "seal_a",
+    "seal_b",
+    "result",
+    "hold",
+    "factors",
+    "created_ns",
+    "doc",
+)
+_ALARM_COLUMNS = ("ts_ns", "scanner", "edge", "kind", "message", "details")
+
+
+class AttStore(_Store):
+    """Reads and writes the ``att`` table of the CIR at ``path`` (``cir.sqlite``).
+
+    The CIR's ``alarms`` table must exist (central creates it): a HOLD's alarm
+    is written in the same transaction as the ATT result.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, ATT_SCHEMA, "att")
+
+    def put(self, doc: dict[str, Any], alarm: dict[str, Any] | None = None) -> None:
+        """Record one ATT document and, if given, its alarm row, in one transaction."""
+        row = {
+            "ref_b": int(doc["ref_b"]),
+            "ref_a": doc.get("ref_a"),
+            "container": str(doc.get("container", "")),
+            "seal_a": doc.get("seal_a"),
+            "seal_b": doc.get("seal_b"),
+            "result": str(doc["result"]),
+            "hold": int(bool(doc.get("hold"))),
+            "factors": json.dumps(doc.get("factors", {}), default=str),
+            "created_ns": time.time_ns(),
+            "doc": json.dumps(doc, default=str),
+        }
+        statements: list[tuple[str, tuple[Any, ...]]] = [
+            (
+                # a second result for one exit scan replaces the first; an entry scan already
+                # paired with another exit scan is refused (IntegrityError), never replaced
+                f"INSERT INTO att ({', '.join(_ATT_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in _ATT_COLUMNS)}) ON CONFLICT (ref_b) DO UPDATE "
+                f"SET {', '.join(f'{c} = excluded.{c}' for c in _ATT_COLUMNS[1:])}",
+                tuple(row[c] for c in _ATT_COLUMNS),
+            )
+        ]
+        if alarm is not None:
+            statements.append(
+                (
+                    f"INSERT INTO alarms ({', '.join(_ALARM_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' for _ in _ALARM_COLUMNS)})",
+                    tuple(alarm.get(c) for c in _ALARM_COLUMNS),
+                )
+            )
+        self._transaction(statements)
+
+    def paired(self, ref_a: int) -> dict[str, Any] | None:
+        """The ATT document in which entry scan ``ref_a`` is Scan A, if it was paired."""
+        return _first_doc(self.conn, "SELECT doc FROM att WHERE ref_a = ?", (ref_a,))
+
+    def get(self, ref_b: int) -> dict[str, Any] | None:
+        """The ATT document of exit scan ``ref_b``, or None."""
+        return _first_doc(self.conn, "SELECT doc FROM att WHERE ref_b = ?", (ref_b,))
+
+
+def _first_doc(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> dict[str, Any] | None:
+    row = conn.execute(sql, args).fetchone()
+    if row is None:
+        return None
+    doc: dict[str, Any] = json.loads(row[0])
+    return doc
+
+
+def att_docs(conn: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]]:
+    """The latest ATT documents, newest exit scan first; [] when the table does not exist.
+
+    For read-only commands (``nii cir att``): creates nothing.
+    """
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'att'"
+    ).fetchone()
+    if not exists:
+        return []
+    rows = conn.execute("SELECT doc FROM att ORDER BY ref_b DESC LIMIT ?", (limit,)).fetchall()
+    return [json.loads(r[0]) for r in rows]
+
+
+__all__ = ["ATT_SCHEMA", "SCHEMA", "AttStore", "VerdictStore", "att_docs"]

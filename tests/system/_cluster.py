@@ -119,26 +119,32 @@ class Cluster:
     def start_central(self) -> None:
         self.start("central", "central", "--config", str(self.central_toml))
 
-    def start_sim(self, *args: str, scanners: int = 2) -> list[dict[str, Any]]:
-        self.status_file.unlink(missing_ok=True)
+    def start_sim(self, *args: str, scanners: int = 2, name: str = "sim") -> list[dict[str, Any]]:
+        """Start a ``nii sim`` process; ``name`` tells a second one (its own folder) apart."""
+        folder = self.base / name
+        status = self.status_file if name == "sim" else folder / "status.json"
+        emit = self.emit_dir if name == "sim" else self.emit_dir / name
+        status.unlink(missing_ok=True)
         self.start(
-            "sim",
+            name,
             "sim",
             "--scanners",
             str(scanners),
             "--serial-dir",
-            str(self.base / "sim"),
+            str(folder),
             "--status-file",
-            str(self.status_file),
+            str(status),
             "--emit-log-dir",
-            str(self.emit_dir),
+            str(emit),
             *args,
         )
-        wait_until(self.status_file.exists, 60, "the simulators' status file")
-        scanners_doc: list[dict[str, Any]] = json.loads(self.status_file.read_text())["scanners"]
+        wait_until(status.exists, 60, f"the simulators' status file ({name})")
+        scanners_doc: list[dict[str, Any]] = json.loads(status.read_text())["scanners"]
         return scanners_doc
 
     def write_edge_config(self, scanners: list[dict[str, Any]], **extra: Any) -> None:
+        """One ``[[scanner]]`` per simulated scanner; ``extra`` settings (TOML values) go
+        into each, and a scanner's own ``id`` and ``settings`` (TOML values) win."""
         lines = [
             "[edge]",
             f'id = "{self.edge_id}"',
@@ -150,12 +156,13 @@ class Cluster:
             "",
         ]
         for s in scanners:
+            settings = {**extra, **s.get("settings", {})}
             lines += [
                 "[[scanner]]",
-                f'id = "{s["name"]}"',
+                f'id = "{s.get("id", s["name"])}"',
                 f'serial = "{s["serial"]}"',
                 f'data = "{s["data_host"]}:{s["data_port"]}"',
-                *[f"{k} = {v}" for k, v in extra.items()],
+                *[f"{k} = {v}" for k, v in settings.items()],
                 "",
             ]
         self.edge_toml.write_text("\n".join(lines))

@@ -119,6 +119,16 @@ def case_cir_elsewhere(c: Cluster) -> list[str]:
     return ["cir", "scans", "--config", "other.toml"]
 
 
+def case_bad_att_role(c: Cluster) -> list[str]:
+    (c.base / "edge.toml").write_text(_edge_toml(c, "/dev/null") + 'att_role = "exitt"\n')
+    return ["edge", "--config", "edge.toml"]
+
+
+def case_cir_att_elsewhere(c: Cluster) -> list[str]:
+    (c.base / "other.toml").write_text('[central]\nkey = "keys/cir.key"\nstate_dir = "nowhere"\n')
+    return ["cir", "att", "--config", "other.toml", "--json"]
+
+
 CASES: dict[str, tuple[Callable[[Cluster], list[str]], str]] = {
     "missing config": (case_missing_config, "does not exist"),
     "bad TOML": (case_bad_toml, "not valid TOML"),
@@ -138,6 +148,8 @@ CASES: dict[str, tuple[Callable[[Cluster], list[str]], str]] = {
     "enroll missing file": (case_enroll_missing_file, "does not exist"),
     "export unknown scan": (case_export_unknown_scan, "no scan with ref 999"),
     "no CIR where config points": (case_cir_elsewhere, "there is no CIR in"),
+    "bad ATT role": (case_bad_att_role, 'att_role: must be "entry" or "exit"'),
+    "ATT results without a CIR": (case_cir_att_elsewhere, "there is no CIR in"),
 }
 
 
@@ -156,3 +168,4 @@ def test_user_error_gives_one_clear_message(tmp_path: Path, name: str) -> None:
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert lines[0].startswith("error: ") and expected in lines[0], out
     assert any(ln.startswith("fix: ") and len(ln) > 10 for ln in lines[1:]), out
+    assert not (tmp_path / "nowhere").exists(), "a read-only command created a CIR"

@@ -1,0 +1,218 @@
+"""Live ATT pairing end to end: entry and exit simulators → one edge → central → ``atr.att``.
+
+Every part is a real ``nii`` process.  Two physics simulators with the same
+seed scan the same containers: the entry one first (its scanner configured
+``att_role = "entry"`` on the edge), then the exit one (``att_role = "exit"``,
+another detector, another belt speed), which tampers with scan 2's cargo,
+breaks scan 3's seal and scans a fourth container the entry never saw.
+Central must release scan 1, put scans 2 (the four factors) and 3 (the seal)
+on HOLD with an ``att_hold`` alarm on the feed and in the CIR, report scan 4
+unpaired, and ``nii control-room tail`` and ``nii cir att`` must show it.
+
+Seed 61 (unit tests use 42-52, tuning 100, the benchmark 7000; docs/atr.md):
+768 channels x 1000 lines, 20 ft containers, release and HOLD with room on
+both sides of the limits.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+from tests.system._cluster import Cluster, wait_until
+
+pytestmark = pytest.mark.system
+
+SEED = "61"
+COMMON = (
+    "--source",
+    "physics",
+    "--channels",
+    "768",
+    "--scan-lines",
+    "1000",
+    "--line-rate",
+    "2500",
+    "--interval",
+    "0.3",
+    "--seed",
+    SEED,
+)
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    c = Cluster(tmp_path)
+    c.enroll()
+    yield c
+    c.stop_all()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(c.log_tail())
+
+
+def _collect(
+    sub: zmq.Socket[bytes],
+    topics: dict[bytes, list[Any]],
+    done: Callable[[], bool],
+    timeout: float,
+    what: str,
+) -> None:
+    """Collect feed events by topic until ``done()``; fail after ``timeout`` s."""
+    end = time.monotonic() + timeout
+    while not done():
+        left = end - time.monotonic()
+        if left <= 0:
+            got = {t.decode(): len(v) for t, v in topics.items()}
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}: {got}")
+        if sub.poll(int(min(left, 0.5) * 1000)):
+            topic, body = sub.recv_multipart()[:2]
+            if topic in topics:
+                topics[topic].append(json.loads(body))
+
+
+def test_exit_scans_are_paired_compared_and_held_live(cluster: Cluster) -> None:
+    cluster.start_central()
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.LINGER, 0)
+    for t in (b"atr.att", b"alarm"):
+        sub.setsockopt(zmq.SUBSCRIBE, t)
+    sub.connect(cluster.feed)
+    tail_cmd = [sys.executable, "-P", "-m", "nii", "control-room", "tail"]
+    tail = subprocess.Popen(
+        [*tail_cmd, "--feed", cluster.feed, "--no-previews"],
+        cwd=cluster.base,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    topics: dict[bytes, list[Any]] = {b"atr.att": [], b"alarm": []}
+    try:
+        entry = cluster.start_sim(*COMMON, "--scans", "3", scanners=1, name="sim-entry")
+        exit_ = cluster.start_sim(
+            *COMMON,
+            "--scans",
+            "4",
+            "--att-exit",
+            "--detector-seed",
+            "2",
+            "--belt-speed",
+            "1.1",
+            "--tamper",
+            "addition",
+            "--tamper-scans",
+            "2",
+            "--break-seal",
+            "3",
+            scanners=1,
+            name="sim-exit",
+        )
+        gate_a = {**entry[0], "id": "entry1", "settings": {"att_role": '"entry"'}}
+        gate_b = {**exit_[0], "id": "exit1", "settings": {"att_role": '"exit"', "arm": "false"}}
+        cluster.write_edge_config([gate_a, gate_b])
+        cluster.start_edge()
+        # the trucks reach the exit after the entry: arm the exit scanner once the entry's
+        # three scans are in the CIR
+        wait_until(
+            lambda: (
+                len(
+                    cluster.sql(
+                        "SELECT ref FROM scans WHERE scanner = 'entry1' AND status = 'complete'"
+                    )
+                )
+                == 3
+            ),
+            40,
+            "three complete entry scans",
+        )
+        assert cluster.sql("SELECT COUNT(*) FROM scans WHERE scanner = 'exit1'") == [(0,)]
+        cluster.kill("edge", signal.SIGTERM)
+        gate_b["settings"] = {"att_role": '"exit"'}
+        cluster.write_edge_config([gate_a, gate_b])
+        cluster.start_edge()
+        _collect(
+            sub,
+            topics,
+            lambda: (
+                len(topics[b"atr.att"]) >= 4
+                and sum(a["kind"].startswith("att_") for a in topics[b"alarm"]) >= 3
+            ),
+            60,
+            "4 ATT results and their 3 alarms on the feed",
+        )
+    finally:
+        sub.close(linger=0)
+        ctx.term()
+        tail.terminate()
+        printed, _ = tail.communicate(timeout=10)
+
+    by_scan = {d["scan_id_b"]: d for d in topics[b"atr.att"]}
+    assert sorted(by_scan) == [1, 2, 3, 4], by_scan
+    refs = dict(cluster.sql("SELECT scan_id, ref FROM scans WHERE scanner = 'entry1'"))
+    for sid in (1, 2, 3):
+        d = by_scan[sid]
+        assert d["container"] == f"MSKU{sid:07d}" and d["ref_a"] == refs[sid], d
+        assert (d["scanner_a"], d["scan_id_a"], d["scanner_b"]) == ("entry1", sid, "exit1")
+        assert d["latency_s"] < 5.0, d
+    clean, tampered, broken, lone = (by_scan[i] for i in (1, 2, 3, 4))
+    assert clean["result"] == "release" and not clean["hold"], clean
+    assert clean["seal_a"] == clean["seal_b"] and clean["seal"]["ok"]
+    assert all(f["ok"] for f in clean["factors"].values()) and clean["factors"]
+    # another belt speed: B has a longer line pitch and its container starts further along
+    assert clean["pixel_mm_b"][0] == pytest.approx(1.1 * clean["pixel_mm_a"][0], rel=1e-3)
+    assert clean["registration"]["shift_mm"] < -500
+    assert tampered["result"] == "hold" and tampered["hold"], tampered
+    assert tampered["status"] == "Contravening Unit: HOLD"
+    assert tampered["seal_a"] == tampered["seal_b"]
+    assert any(not f["ok"] for f in tampered["factors"].values())
+    assert tampered["differences"] and all(len(x["bbox_mm"]) == 4 for x in tampered["differences"])
+    assert broken["result"] == "hold" and broken["seal_a"] != broken["seal_b"], broken
+    assert broken["factors"] == {} and "seal changed" in broken["reason"]
+    assert lone["result"] == "unpaired" and lone["ref_a"] is None and not lone["hold"]
+    assert lone["reason"] == "no Scan A for container MSKU0000004"
+
+    # the alarms name the container, the factors over their limits and where B differs
+    holds = {a["details"]["ref_b"]: a for a in topics[b"alarm"] if a["kind"] == "att_hold"}
+    alarm = holds[tampered["ref_b"]]
+    assert alarm["scanner"] == "exit1" and "MSKU0000002" in alarm["message"]
+    assert set(alarm["details"]["factors_over"]) == {
+        k for k, f in tampered["factors"].items() if not f["ok"]
+    }
+    assert alarm["details"]["differences_mm"][0]["bbox_mm"] == tampered["differences"][0]["bbox_mm"]
+    assert "mm from the front wall" in alarm["message"]
+    assert "seal changed" in holds[broken["ref_b"]]["message"]
+
+    # stored in the CIR, with the alarms, before they were published
+    rows = cluster.sql("SELECT ref_b, ref_a, result, hold, doc FROM att ORDER BY ref_b")
+    assert [(r[2], r[3]) for r in rows] == [
+        ("release", 0),
+        ("hold", 1),
+        ("hold", 1),
+        ("unpaired", 0),
+    ]
+    for r in rows:
+        assert json.loads(r[4]) == next(d for d in topics[b"atr.att"] if d["ref_b"] == r[0])
+    kinds = [k for k, _, _ in cluster.alarms()]
+    assert kinds.count("att_hold") == 2 and kinds.count("att_unpaired") == 1
+
+    lines = [ln for ln in printed.splitlines() if " ATT " in ln]
+    assert sum("ATT *** HOLD *** container MSKU0000002" in ln for ln in lines) == 1, printed
+    assert any("ATT release container MSKU0000001" in ln for ln in lines), printed
+    assert any("ATT UNPAIRED container MSKU0000004" in ln for ln in lines), printed
+
+    listed = cluster.nii("cir", "att", "--config", str(cluster.central_toml), "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [d["ref_b"] for d in json.loads(listed.stdout)] == [row[0] for row in reversed(rows)]
+    table = cluster.nii("cir", "att", "--config", str(cluster.central_toml))
+    assert table.returncode == 0, table.stderr
+    assert "HOLD" in table.stdout and "MSKU0000004" in table.stdout, table.stdout
