@@ -12,7 +12,7 @@ import numpy.typing as npt
 from core.calibration import MaterialCalibration
 
 from ._containers import model_for
-from ._detect import Scene, dense_objects, double_floor, false_wall, vehicle
+from ._detect import Scene, dense_objects, double_floor, false_wall, organic_in_metal, vehicle
 from ._gd import gd_consistency
 from ._image import bin_image, binning, check_pair, locate_container
 from ._model import RED, YELLOW, Finding, Verdict, level_of
@@ -77,6 +77,7 @@ def analyze_binned(
     checks, gd_findings, metal_cargo = gd_consistency(sc, gd, model)
     findings: list[Finding] = list(gd_findings)
     findings += dense_objects(sc, metal_cargo)
+    findings += organic_in_metal(sc, metal_cargo)
     findings += false_wall(sc)
     findings += double_floor(sc)
     findings += vehicle(sc)
@@ -130,8 +131,11 @@ def _explain(findings: list[Finding]) -> list[Finding]:
 
     A vehicle found where a red false wall or double floor is shows only yellow:
     the ends of such a layer look like wheels to the wheel detector.  Object
-    findings inside a red undeclared vehicle are its engine, wheels and frame:
-    the vehicle explains them and they are dropped.  Of the remaining object
+    findings inside a red undeclared vehicle are its engine, wheels and frame,
+    those inside a red false wall or double floor are the goods it hides: the
+    vehicle or the layer explains them and they are dropped.  Two organic
+    regions in metal cargo that stand on the floor a wheelbase apart are the
+    tyres of a vehicle (:func:`_tyre_pairs`).  Of the remaining object
     findings only the :data:`MAX_RED_OBJECTS` strongest stay red; the others
     are shown yellow (still listed, for review): a scan with a dozen
     red regions sends nobody anywhere.
@@ -140,13 +144,21 @@ def _explain(findings: list[Finding]) -> list[Finding]:
     for f in findings:
         if f.category == "undeclared vehicle" and any(_overlap(f.bbox_px, b) for b in layers):
             f.level = YELLOW  # the ends of a false wall or double floor look like wheels
-    vehicles = [
-        f.bbox_px for f in findings if f.category == "undeclared vehicle" and f.level == RED
-    ]
+    findings += _tyre_pairs(findings)
+    # what a red vehicle holds is its engine, wheels and frame; what a red false wall or
+    # double floor holds is the goods it hides
+    cars = [f.bbox_px for f in findings if f.level == RED and f.category == "undeclared vehicle"]
     kept = [
         f
         for f in findings
-        if not (f.category in OBJECT_CATEGORIES and any(_inside(f, v) for v in vehicles))
+        if not (f.category in OBJECT_CATEGORIES and any(_inside(f, v) for v in cars))
+    ]
+    kept += _floor_layer(kept)
+    layers = [f.bbox_px for f in kept if f.level == RED and f.category in STRUCTURAL_CATEGORIES]
+    kept = [
+        f
+        for f in kept
+        if not (f.category in OBJECT_CATEGORIES and any(_inside(f, v) for v in layers))
     ]
     reds = sorted(
         (f for f in kept if f.category in OBJECT_CATEGORIES and f.level == RED),
@@ -155,6 +167,106 @@ def _explain(findings: list[Finding]) -> list[Finding]:
     for f in reds[MAX_RED_OBJECTS:]:
         f.level = YELLOW
     return kept
+
+
+def _tyre_pairs(findings: list[Finding]) -> list[Finding]:
+    """Undeclared vehicles told by their tyres: rubber in metal cargo, a wheelbase apart.
+
+    Among machinery or scrap the ring of a wheel is lost, but its rubber is
+    the one organic material there: two organic-in-metal findings 300 to
+    900 mm long whose bottoms lie within 500 mm of the floor and whose centres
+    are 2.3 to 3.0 m apart are a vehicle's wheels.  The finding spans the car
+    (0.75 m before the front wheel to 0.9 m behind the rear one, 1.5 m high)
+    and takes the weaker tyre's score (already scaled: 1.0 is red).
+    """
+    tyres = [
+        f
+        for f in findings
+        if f.category == "organic in metal cargo"
+        and f.level != "green"
+        and 300.0 <= f.bbox_mm[2] - f.bbox_mm[0] <= 900.0
+        and f.bbox_mm[1] <= 500.0
+    ]
+    best: tuple[float, Finding, Finding] | None = None
+    for a in tyres:
+        for b in tyres:
+            ca, cb = (a.bbox_mm[0] + a.bbox_mm[2]) / 2, (b.bbox_mm[0] + b.bbox_mm[2]) / 2
+            s = min(a.score, b.score)
+            if 2300.0 <= cb - ca <= 3000.0 and (best is None or s > best[0]):
+                best = (s, a, b)
+    if best is None:
+        return []
+    s, a, b = best
+    mm_px = (a.bbox_mm[2] - a.bbox_mm[0]) / max(1, a.bbox_px[2] - a.bbox_px[0])
+    mm_row = (a.bbox_mm[3] - a.bbox_mm[1]) / max(1, a.bbox_px[3] - a.bbox_px[1])
+    x0 = (a.bbox_mm[0] + a.bbox_mm[2]) / 2 - 750.0
+    x1 = (b.bbox_mm[0] + b.bbox_mm[2]) / 2 + 900.0
+    # down to the container's floor (tyres stand on it) and the floor itself
+    floor_px = a.bbox_px[3] + round((a.bbox_mm[1] + 200.0) / mm_row)
+    c0 = a.bbox_px[0] - round((a.bbox_mm[0] - x0) / mm_px)
+    c1 = b.bbox_px[2] + round((x1 - b.bbox_mm[2]) / mm_px)
+    r0 = floor_px - round(1500.0 / mm_row)
+    wheelbase = (b.bbox_mm[0] + b.bbox_mm[2] - a.bbox_mm[0] - a.bbox_mm[2]) / 2
+    return [
+        Finding(
+            category="undeclared vehicle",
+            score=s,
+            level=level_of(s),
+            reason=f"two tyres (organic in metal cargo) {wheelbase:.0f} mm apart: vehicle",
+            bbox_px=[c0, r0, c1, floor_px],
+            bbox_mm=[x0, 0.0, x1, 1500.0],
+            size_mm=[x1 - x0, 1500.0],
+            mean_attenuation=(a.mean_attenuation + b.mean_attenuation) / 2,
+            mean_density_gcm2=(a.mean_density_gcm2 + b.mean_density_gcm2) / 2,
+            material="organic",
+            zeff=(a.zeff + b.zeff) / 2,
+        )
+    ]
+
+
+def _floor_layer(findings: list[Finding]) -> list[Finding]:
+    """Organic on the floor under metal cargo, over 1.2 m or more: a double floor.
+
+    Where no metal stands on it the container's plywood floor, or the goods
+    under a false floor, show as organic regions no higher than 200 mm above
+    the floor.  Spread over 1.2 m or more of the floor they are one layer,
+    reported once as a double floor (scored as its strongest region), which
+    then explains the regions.
+    """
+    parts = [
+        f
+        for f in findings
+        if f.category == "organic in metal cargo" and f.level != "green" and f.bbox_mm[3] <= 200.0
+    ]
+    if len(parts) < 2:
+        return []
+    x0 = min(f.bbox_mm[0] for f in parts)
+    x1 = max(f.bbox_mm[2] for f in parts)
+    if x1 - x0 < 1200.0:
+        return []
+    top = max(parts, key=lambda f: f.score)
+    px = [
+        min(f.bbox_px[0] for f in parts),
+        min(f.bbox_px[1] for f in parts),
+        max(f.bbox_px[2] for f in parts),
+        max(f.bbox_px[3] for f in parts),
+    ]
+    return [
+        Finding(
+            category="double floor",
+            score=top.score,
+            level=level_of(top.score),
+            reason=f"organic layer on the floor under metal cargo over {x1 - x0:.0f} mm"
+            f" ({len(parts)} regions): double floor",
+            bbox_px=px,
+            bbox_mm=[x0, min(f.bbox_mm[1] for f in parts), x1, 200.0],
+            size_mm=[x1 - x0, 200.0],
+            mean_attenuation=top.mean_attenuation,
+            mean_density_gcm2=top.mean_density_gcm2,
+            material="organic",
+            zeff=top.zeff,
+        )
+    ]
 
 
 def _rescale(f: Finding, gd: dict[str, Any]) -> Finding:

@@ -22,7 +22,6 @@ Thresholds come from tuning on simulator seeds disjoint from the benchmark
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
@@ -130,14 +129,22 @@ class Scene:
         return float(np.mean(m >= int(MaterialClass.METAL)))
 
 
+def _blobs(above: npt.NDArray[np.bool_]) -> npt.NDArray[np.uint8]:
+    """Pixels over a threshold as blobs: gaps between packages bridged, single pixels dropped.
+
+    The gaps between packages (1 or 2 lines of air across the whole height)
+    cut an object that straddles them in two; closing along travel joins them.
+    """
+    closed = cv2.morphologyEx(above.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 1), np.uint8))
+    return np.asarray(cv2.morphologyEx(closed, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)))
+
+
 def dense_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
     """Blobs far above the surrounding cargo: dense, high-Z, firearm-like, organic-in-metal."""
     bl, bc = sc.frame.px_mm
     thr = 0.35 + 0.09 * sc.background
     excess = sc.residual - thr
-    mask = np.asarray(
-        cv2.morphologyEx((excess > 0).astype(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
-    )
+    mask = _blobs(excess > 0)
     n, lab, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     out: list[Finding] = []
     min_area = 4000.0 / (bl * bc)
@@ -179,11 +186,23 @@ def dense_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
                 f" +{mean_res:.1f} above the cargo around it"
             )
         out.append(sc.finding(cat, score, why, (x, y, x + w, y + h)))
-    out += _small_steel(sc, mask, bl, bc)
-    return out
+    steel = _small_steel(sc, bl, bc)
+    # one object, one finding: where both passes outline the same blob the stronger stays
+    out = [f for f in out if not any(_same(f, g) and g.score > f.score for g in steel)]
+    steel = [g for g in steel if not any(_same(f, g) and f.score >= g.score for f in out)]
+    return out + steel
 
 
-def _small_steel(sc: Scene, taken: npt.NDArray[Any], bl: float, bc: float) -> list[Finding]:
+def _same(f: Finding, g: Finding) -> bool:
+    """Whether two findings outline the same object (pixel boxes overlap by half or more)."""
+    a, b = f.bbox_px, g.bbox_px
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    small = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return small > 0 and ix * iy >= 0.5 * small
+
+
+def _small_steel(sc: Scene, bl: float, bc: float) -> list[Finding]:
     """Pistol-sized steel outlines in dense cargo, which the dense-object threshold misses.
 
     Steel adds its attenuation to whatever lies in the beam: a pistol adds
@@ -191,17 +210,10 @@ def _small_steel(sc: Scene, taken: npt.NDArray[Any], bl: float, bc: float) -> li
     grows with the cargo (0.35 + 0.09 A: 0.95 in paper at A = 6.6), so a pistol
     in dense cargo never reaches it.  Here a flatter threshold finds compact
     (100 to 330 mm both ways: not the thin bars of machinery), partly filled
-    (L-shaped) blobs that the first pass did not
-    take; their score is the mean excess over the cargo.
+    (L-shaped) blobs; their score is the mean excess over the cargo.
     """
     thr = FIREARM_RESIDUAL + 0.03 * sc.background
-    mask = np.asarray(
-        cv2.morphologyEx(
-            ((sc.residual > thr) & (taken == 0)).astype(np.uint8),
-            cv2.MORPH_OPEN,
-            np.ones((2, 2), np.uint8),
-        )
-    )
+    mask = _blobs(sc.residual > thr)
     n, lab, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     out: list[Finding] = []
     min_area = 4000.0 / (bl * bc)
@@ -228,6 +240,41 @@ def _small_steel(sc: Scene, taken: npt.NDArray[Any], bl: float, bc: float) -> li
 #: cargo attenuation), and the mean residual that scores 1.0 before per-commodity scaling.
 FIREARM_RESIDUAL = 0.5
 FIREARM_RESIDUAL_RED = 0.5
+
+
+def organic_in_metal(sc: Scene, metal_cargo: bool) -> list[Finding]:
+    """Organic packages among metal goods: regions the dual-energy map calls organic.
+
+    A package of drugs or tobacco in machinery, scrap or copper adds no more
+    attenuation than the metal around it, and where it fills a gap the cargo
+    background follows it, so the dense-object pass does not see it.  Its
+    material does show: metal loads have no organic region of any size (none
+    in the clean metal scans of the tuning seeds), so each organic region of
+    a package's size with real thickness (A > 1) is one.  Score: the square
+    root of its area over 0.01 m² (a 100 mm square scores 1.0).
+    """
+    if not metal_cargo:
+        return []
+    bl, bc = sc.frame.px_mm
+    org = (sc.material == int(MaterialClass.ORGANIC)) & (sc.a > ORGANIC_MIN_A)
+    mask = cv2.morphologyEx(org.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(np.asarray(mask), connectivity=8)
+    out: list[Finding] = []
+    for k in range(1, n):
+        cx, cy, cw, ch, area = (int(v) for v in stats[k])
+        x, y, w, h = cy, cx, ch, cw
+        area_mm2 = area * bl * bc
+        if area_mm2 < ORGANIC_MIN_MM2:
+            continue
+        score = float(np.sqrt(area_mm2 / 10000.0))
+        why = f"organic mass {w * bl:.0f} x {h * bc:.0f} mm inside metal cargo"
+        out.append(sc.finding("organic in metal cargo", score, why, (x, y, x + w, y + h)))
+    return out
+
+
+#: Least attenuation, and least area (mm²), of an organic region that counts in metal cargo.
+ORGANIC_MIN_A = 1.0
+ORGANIC_MIN_MM2 = 5000.0
 
 
 def false_wall(sc: Scene) -> list[Finding]:
@@ -338,6 +385,8 @@ def _ring_kernel(r_out: float, r_in: float, bl: float, bc: float) -> F32:
 #: Attenuation by which a wheel's tyre ring exceeds its hub (tuning seeds: vehicles
 #: 0.9 to 3.7, edges of dense layers and blocks below 0.2).
 WHEEL_RING_OVER_HUB = 0.8
+#: Ring-response peaks (at least 400 mm apart) checked as wheels.
+WHEEL_CANDIDATES = 16
 
 
 def _ring_over_hub(sub: F32, line: int, row: int, bl: float, bc: float) -> float:
@@ -367,22 +416,37 @@ def vehicle(sc: Scene) -> list[Finding]:
     col = resp.max(axis=1)
     at = resp.argmax(axis=1)
     wb_lo, wb_hi = round(2300.0 / bl), round(3000.0 / bl)
-    best, pair = 0.0, (0, 0)
-    # strongest pair of peaks at a wheelbase's distance
-    for i in range(col.size - wb_lo):
-        j0, j1 = i + wb_lo, min(col.size, i + wb_hi + 1)
-        if j0 >= j1:
+    # candidate wheels: the strongest ring responses, each checked for a light hub (a tyre
+    # is a dark ring round a light hub: edges of dense layers and blocks are not), then
+    # the strongest pair of them a wheelbase apart
+    wheels: list[tuple[int, float]] = []
+    gap = max(1, round(400.0 / bl))
+    peaks: list[int] = []
+    for i in np.argsort(col)[::-1]:
+        li = int(i)
+        if len(peaks) == WHEEL_CANDIDATES or col[li] <= 0:
             break
-        j = j0 + int(np.argmax(col[j0:j1]))
-        v = min(float(col[i]), float(col[j]))
-        if v > best:
-            best, pair = v, (i, j)
+        if any(abs(li - w) < gap for w in peaks):
+            continue
+        peaks.append(li)
+    for li in peaks:
+        hub = _ring_over_hub(sub, li, int(at[li]), bl, bc)
+        wheels.append((li, float(col[li]) * float(np.clip(hub / WHEEL_RING_OVER_HUB, 0.0, 1.0))))
+    # a car's body is nearly empty between its wheels, 0.4 to 1.2 m above the floor, where
+    # cargo is not: of two pairs the one with the emptier span wins
+    light = np.asarray(
+        sc.a[:, max(0, rows - round(1200.0 / bc)) : max(1, rows - round(400.0 / bc))] < 1.0
+    ).mean(axis=1)
+    best, rank, pair = 0.0, 0.0, (0, 0)
+    for a, va in wheels:
+        for b, vb in wheels:
+            if wb_lo <= b - a <= wb_hi:
+                v = min(va, vb)
+                r = v * (0.3 + float(light[a:b].mean()))
+                if r > rank:
+                    best, rank, pair = v, r, (a, b)
     i, j = pair
-    # a tyre is a dark ring round a light hub: edges of dense layers and blocks are not
-    hub = min(
-        _ring_over_hub(sub, i, int(at[i]), bl, bc), _ring_over_hub(sub, j, int(at[j]), bl, bc)
-    )
-    score = best / 0.25 * float(np.clip(hub / WHEEL_RING_OVER_HUB, 0.0, 1.0))
+    score = best / 0.25
     if score < 0.5:
         return []
     l0 = max(0, i - round(750.0 / bl))
