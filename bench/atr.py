@@ -34,6 +34,7 @@ from central.atr import analyze
 from central.atr._att import compare
 from core.calibration import DetectorCalibration
 from firmware_sim.physics import CONCEALMENTS, PhysicsSource, build_scenario
+from firmware_sim.physics import shift as _shift
 from firmware_sim.physics import tamper as _tamper
 
 BENCH_SEED = 7000
@@ -158,30 +159,6 @@ def run_case(args: tuple[dict[str, Any], int, int, int, str]) -> dict[str, Any]:
         out.update({"truth": t, "gd": gd, "verdict": v.to_dict(), "ms": v.elapsed_ms})
     path.write_text(json.dumps(out))
     return out
-
-
-def _shift(objs: list[Any], dy: float) -> list[Any]:
-    import copy
-
-    out = []
-    for o in objs:
-        c = copy.copy(o)
-        c.y0 += dy
-        c.y1 += dy
-        if getattr(c, "inside", None) is not None:
-            c.inside = _shifted2(o.inside, dy)
-        if getattr(c, "y_profile", None) is not None:
-            c.y_profile = _shifted1(o.y_profile, dy)
-        out.append(c)
-    return out
-
-
-def _shifted2(f: Any, dy: float) -> Any:
-    return lambda y, z: f(y - dy, z)
-
-
-def _shifted1(f: Any, dy: float) -> Any:
-    return lambda y: f(y - dy)
 
 
 def _iou(a: list[int], b: list[int]) -> float:

@@ -15,7 +15,7 @@ from ._phantoms import qa_phantom_scan, qa_simulation
 from ._scene import COMMODITIES, CONTAINERS, Commodity, ContainerSpec
 from ._source import PhysicsScan, PhysicsSource, build_scenario
 from ._spectra import bremsstrahlung, detector_response, mean_energy
-from ._transit import BELT_SPEED_RANGE, TAMPER_KINDS, ExitScan, tamper
+from ._transit import BELT_SPEED_RANGE, TAMPER_KINDS, ExitScan, shift, tamper
 from ._transmission import basis_fit, spectrum, transmission_exact
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "polygon",
     "qa_phantom_scan",
     "qa_simulation",
+    "shift",
     "spectrum",
     "tamper",
     "transmission_exact",
