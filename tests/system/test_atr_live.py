@@ -14,8 +14,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pydicom
@@ -28,17 +26,6 @@ pytestmark = pytest.mark.system
 
 SCANS = 2
 LIVE_LATENCY_S = 1.5
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    c.enroll()
-    yield c
-    c.stop_all()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print(c.log_tail())
 
 
 def _receive_verdicts(sub: zmq.Socket[bytes], n: int, timeout: float) -> list[tuple[int, Any]]:

@@ -8,8 +8,6 @@ the CIR and compares, line by line, in order.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -21,17 +19,6 @@ pytestmark = pytest.mark.system
 
 SCAN_LINES = 300
 CALIB = 16  # 8 dark + 8 air lines per scan
-
-
-@pytest.fixture
-def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    c = Cluster(tmp_path)
-    c.enroll()
-    yield c
-    c.stop_all()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print(c.log_tail())
 
 
 def assert_all_lines_in_cir(c: Cluster, scanner: str, scans: int) -> None:

@@ -1,0 +1,22 @@
+"""System-test fixtures: a cluster of real ``nii`` processes in a temporary folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.system._cluster import Cluster
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """An enrolled cluster, stopped afterwards; its logs are printed when the test failed."""
+    c = Cluster(tmp_path)
+    c.enroll()
+    yield c
+    c.stop_all()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(c.log_tail())
