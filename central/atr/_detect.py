@@ -212,23 +212,33 @@ def _small_steel(sc: Scene, bl: float, bc: float) -> list[Finding]:
     (100 to 330 mm both ways: not the thin bars of machinery), partly filled
     (L-shaped) blobs; their score is the mean excess over the cargo.
     """
-    thr = FIREARM_RESIDUAL + 0.03 * sc.background
-    mask = _blobs(sc.residual > thr)
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    slope = 0.03 * sc.background
+    res = _across_gaps(sc)
+    core = _blobs(res > FIREARM_RESIDUAL + slope)
+    # hysteresis: a pistol's thin grip and the blurred rim of its outline stay under the
+    # core threshold; grow each core into the connected pixels above a lower one
+    grown = _blobs(res > FIREARM_GROW + slope)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
+    seeded = np.zeros(n, bool)
+    seeded[np.unique(lab[core > 0])] = True
     out: list[Finding] = []
     min_area = 4000.0 / (bl * bc)
+    # outlines wholly within 200 mm of the floor are the floor's cross members and the
+    # bottoms of packages over it, not pistols (the dense-object pass still sees steel there)
+    floor_band = sc.a.shape[1] - round(200.0 / bc)
     for k in range(1, n):
+        if not seeded[k]:
+            continue
         cx, cy, cw, ch, area = (int(v) for v in stats[k])
         x, y, w, h = cy, cx, ch, cw
         len_mm, hgt_mm = w * bl, h * bc
         fill = area / float(w * h)
         if area < min_area or max(len_mm, hgt_mm) > 330.0 or min(len_mm, hgt_mm) < 100.0:
             continue
-        if fill >= 0.75:
+        if fill >= 0.75 or y >= floor_band:
             continue
         sel = lab[x : x + w, y : y + h] == k
-        res = sc.residual[x : x + w, y : y + h][sel]
-        mean_res = float(res.mean())
+        mean_res = float(res[x : x + w, y : y + h][sel].mean())
         score = mean_res / FIREARM_RESIDUAL_RED
         why = f"L-shaped steel outline {len_mm:.0f} x {hgt_mm:.0f} mm,"
         why += f" +{mean_res:.1f} above cargo"
@@ -236,9 +246,32 @@ def _small_steel(sc: Scene, bl: float, bc: float) -> list[Finding]:
     return out
 
 
+def _across_gaps(sc: Scene) -> F32:
+    """The residual with the gaps between packages filled in.
+
+    The air between two packages runs the whole height of the load and shows
+    far below the cargo's background (about -2 in dense goods); a pistol lying
+    across it loses its middle there.  Each line's median residual over the
+    cargo's height (above the floor) is that line's offset: taken off where it
+    is negative, the gap reads as cargo and the steel over it reads as steel
+    again.
+    """
+    cargo = sc.background > OCCUPIED_A
+    # the floor and its cross members (the lowest 150 mm) are no gap: left as they are
+    cargo[:, cargo.shape[1] - max(1, round(150.0 / sc.frame.px_mm[1])) :] = False
+    lines = np.where(cargo, sc.residual, np.nan)
+    ok = cargo.any(axis=1)
+    off = np.zeros(sc.residual.shape[0], np.float32)
+    off[ok] = np.nanmedian(lines[ok], axis=1)
+    lift = np.where(cargo, -np.minimum(off, 0.0)[:, None], 0.0)
+    return np.asarray(sc.residual + lift, dtype=np.float32)
+
+
 #: Residual over the cargo that a pistol-sized outline must exceed (plus 0.03 per unit of
 #: cargo attenuation), and the mean residual that scores 1.0 before per-commodity scaling.
 FIREARM_RESIDUAL = 0.5
+#: Residual down to which a pistol-sized core is grown (plus the same 0.03 per unit).
+FIREARM_GROW = 0.3
 FIREARM_RESIDUAL_RED = 0.5
 
 
@@ -382,25 +415,65 @@ def _ring_kernel(r_out: float, r_in: float, bl: float, bc: float) -> F32:
     return (k / np.abs(k).sum()).astype(np.float32)
 
 
-#: Attenuation by which a wheel's tyre ring exceeds its hub (tuning seeds: vehicles
-#: 0.9 to 3.7, edges of dense layers and blocks below 0.2).
-WHEEL_RING_OVER_HUB = 0.8
+#: A tyre ring's attenuation over its hub (tuning seeds: wheels 0.68 to 1.44, the gaps
+#: between stacked goods, coils and edges of blocks 2 and more, or below 0.5).
+WHEEL_RING_OVER_HUB = (0.5, 1.8)
+#: Least attenuation by which a wheel's ring must exceed its hub in all but its two
+#: weakest eighths, and the ground just outside it: a ring all round, darker than what
+#: surrounds it (wheels 0.45 and more on the tuning seeds; gaps and block edges fail one
+#: side).  Also the wheel quality that scores 1.0.
+WHEEL_RING_MIN = 0.4
 #: Ring-response peaks (at least 400 mm apart) checked as wheels.
 WHEEL_CANDIDATES = 16
 
 
-def _ring_over_hub(sub: F32, line: int, row: int, bl: float, bc: float) -> float:
-    """Mean attenuation of the ring 200-320 mm round (line, row) minus that within 150 mm."""
-    hl, hr = int(340.0 / bl) + 1, int(340.0 / bc) + 1
-    l0, l1 = max(0, line - hl), min(sub.shape[0], line + hl + 1)
-    r0, r1 = max(0, row - hr), min(sub.shape[1], row + hr + 1)
-    yy, xx = np.mgrid[l0:l1, r0:r1]
-    d = np.sqrt(((yy - line) * bl) ** 2 + ((xx - row) * bc) ** 2)
-    win = sub[l0:l1, r0:r1]
-    ring, hub = win[(d >= 200.0) & (d <= 320.0)], win[d < 150.0]
-    if ring.size == 0 or hub.size == 0:
-        return 0.0
-    return float(ring.mean() - hub.mean())
+@dataclass(slots=True)
+class _Stencil:
+    """Pixel masks of a wheel's hub, tyre ring (in eighths) and surroundings."""
+
+    hl: int
+    hr: int
+    hub: npt.NDArray[np.bool_]
+    ring: npt.NDArray[np.bool_]
+    eighths: list[npt.NDArray[np.bool_]]
+    outer: npt.NDArray[np.bool_]
+
+    @classmethod
+    def of(cls, bl: float, bc: float) -> _Stencil:
+        hl, hr = int(460.0 / bl) + 1, int(460.0 / bc) + 1
+        yy, xx = np.mgrid[-hl : hl + 1, -hr : hr + 1]
+        dy, dx = yy * bl, xx * bc
+        d = np.sqrt(dy**2 + dx**2)
+        ang = np.arctan2(dx, dy)
+        ring = (d >= 200.0) & (d <= 320.0)
+        eighths = []
+        for s in range(8):
+            a0 = -np.pi + np.pi * s / 4
+            eighths.append(ring & (ang >= a0) & (ang < a0 + np.pi / 4))
+        return cls(hl, hr, d < 120.0, ring, eighths, (d >= 360.0) & (d <= 460.0))
+
+    def quality(self, padded: F32, line: int, row: int) -> float:
+        """How much (line, row) looks like the centre of a tyre; 0 where it does not.
+
+        ``padded``: the image padded with NaN by (hl, hr) on each side.
+        """
+        win = padded[line : line + 2 * self.hl + 1, row : row + 2 * self.hr + 1]
+        hub = win[self.hub]
+        hub = hub[np.isfinite(hub)]
+        ring = win[self.ring]
+        if hub.size == 0 or not np.isfinite(ring).any():
+            return 0.0
+        h = float(hub.mean())
+        over = float(np.nanmean(ring)) - h
+        if not WHEEL_RING_OVER_HUB[0] <= over <= WHEEL_RING_OVER_HUB[1]:
+            return 0.0
+        parts = sorted(
+            float(np.nanmean(v)) - h if np.isfinite(v).any() else -1.0
+            for v in (win[e] for e in self.eighths)
+        )
+        outer = win[self.outer]
+        around = over + h - float(np.nanmean(outer)) if np.isfinite(outer).any() else over
+        return max(0.0, min(parts[2], around))
 
 
 def vehicle(sc: Scene) -> list[Finding]:
@@ -416,9 +489,10 @@ def vehicle(sc: Scene) -> list[Finding]:
     col = resp.max(axis=1)
     at = resp.argmax(axis=1)
     wb_lo, wb_hi = round(2300.0 / bl), round(3000.0 / bl)
-    # candidate wheels: the strongest ring responses, each checked for a light hub (a tyre
-    # is a dark ring round a light hub: edges of dense layers and blocks are not), then
-    # the strongest pair of them a wheelbase apart
+    # candidate wheels: the strongest ring responses, each checked for a tyre (a ring of
+    # rubber's attenuation all round a light hub, darker than its surroundings: gaps between
+    # stacked goods, coils and the edges of blocks are not), then the best pair of them a
+    # wheelbase apart
     wheels: list[tuple[int, float]] = []
     gap = max(1, round(400.0 / bl))
     peaks: list[int] = []
@@ -429,9 +503,18 @@ def vehicle(sc: Scene) -> list[Finding]:
         if any(abs(li - w) < gap for w in peaks):
             continue
         peaks.append(li)
+    st = _Stencil.of(bl, bc)
+    padded = np.pad(sub, ((st.hl, st.hl), (st.hr, st.hr)), constant_values=np.nan)
+    step = max(1, round(20.0 / bc))
     for li in peaks:
-        hub = _ring_over_hub(sub, li, int(at[li]), bl, bc)
-        wheels.append((li, float(col[li]) * float(np.clip(hub / WHEEL_RING_OVER_HUB, 0.0, 1.0))))
+        # the tyres on the two sides of the car sit a little apart in height (the fan's
+        # perspective): look round the response's peak for the best centre
+        r = int(at[li])
+        q = max(
+            st.quality(padded, li, rr)
+            for rr in range(max(0, r - 3 * step), min(sub.shape[1], r + 3 * step + 1), step)
+        )
+        wheels.append((li, q))
     # a car's body is nearly empty between its wheels, 0.4 to 1.2 m above the floor, where
     # cargo is not: of two pairs the one with the emptier span wins
     light = np.asarray(
@@ -446,7 +529,7 @@ def vehicle(sc: Scene) -> list[Finding]:
                 if r > rank:
                     best, rank, pair = v, r, (a, b)
     i, j = pair
-    score = best / 0.25
+    score = best / WHEEL_RING_MIN
     if score < 0.5:
         return []
     l0 = max(0, i - round(750.0 / bl))

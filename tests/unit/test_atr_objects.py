@@ -97,3 +97,51 @@ def test_organic_regions_along_the_floor_are_one_double_floor() -> None:
     # a short stretch (under 1.2 m) is not a layer: the regions stay as they are
     short = _explain([_organic(800, 1080, 0, 120, 1.3), _organic(1300, 1580, 0, 120, 1.2)])
     assert {f.category for f in short} == {"organic in metal cargo"}
+
+
+def _scene(seed: int, **kw: Any) -> tuple[Scene, np.ndarray, np.ndarray, Any]:
+    """The binned scene of a simulated scan, and its binned images to build it again."""
+    from central.atr._image import bin_image, binning
+
+    hi, lo, truth, _ = _scan(seed, lie=False, **kw)
+    fl, fc = binning(truth["line_pitch_mm"], truth["channel_pitch_mm"])
+    bh, bl_ = bin_image(hi, fl, fc), bin_image(lo, fl, fc)
+    fr = locate_container(bh, fl, fc, truth["line_pitch_mm"], truth["channel_pitch_mm"])
+    mm = MaterialCalibration.default().classify(bh, bl_, smooth=None)
+    return Scene.build(bh, mm.material, mm.zeff, fr), bh, bl_, fr
+
+
+def test_a_pistol_across_the_gap_between_two_packages_is_found_whole() -> None:
+    from central.atr._detect import _small_steel
+
+    sc, bh, bl_, fr = _scene(53, commodity="glass bottles", concealment=None)
+    bl, bc = fr.px_mm
+    # a gap: a line far lighter than the goods on both sides, over the load's height
+    mid = sc.a.shape[1] // 2
+    lines = np.flatnonzero(sc.residual[:, mid] < -1.0)
+    lines = lines[(lines > 60) & (lines < sc.a.shape[0] - 60)]
+    assert lines.size, "the glass bottle load has gaps between its packages"
+    g = int(lines[lines.size // 2]) + sc.l0
+    # 30 mm of steel (+0.9) in a pistol's outline: 200 x 35 mm barrel, 40 x 95 mm grip,
+    # its barrel across the gap
+    b0, r0 = g - round(100 / bl), fr.floor - round(900 / bc)
+    a = bh.copy()
+    a[b0 : b0 + round(200 / bl), r0 : r0 + round(35 / bc)] += 0.9
+    a[b0 + round(35 / bl) : b0 + round(75 / bl), r0 : r0 + round(130 / bc)] += 0.9
+    mm = MaterialCalibration.default().classify(a, bl_, smooth=None)
+    guns = _small_steel(Scene.build(a, mm.material, mm.zeff, fr), bl, bc)
+    hit = [f for f in guns if f.bbox_px[0] <= b0 * fr.fl + 40 and f.bbox_px[2] >= g * fr.fl]
+    assert len(hit) == 1
+    assert hit[0].size_mm[0] >= 170.0  # the whole barrel, not the half on one side of the gap
+    assert not [f for f in _small_steel(sc, bl, bc) if f.bbox_px[0] <= g * fr.fl <= f.bbox_px[2]]
+
+
+def test_wheels_are_told_from_the_gaps_between_stacked_goods() -> None:
+    from central.atr._detect import vehicle
+
+    sc, *_ = _scene(54, commodity="paper", concealment=None)
+    assert vehicle(sc) == []  # paper stacks: dark all round a light gap, but no tyre
+    v, truth = _analyse(54, concealment="vehicle", commodity="paper")
+    cars = [f for f in v.findings if f.category == "undeclared vehicle"]
+    assert v.verdict == RED and cars and cars[0].level == RED
+    assert _localised(v, truth)
