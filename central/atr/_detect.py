@@ -509,10 +509,10 @@ def vehicle(sc: Scene) -> list[Finding]:
     for li in peaks:
         # the tyres on the two sides of the car sit a little apart in height (the fan's
         # perspective): look round the response's peak for the best centre
-        r = int(at[li])
+        peak = int(at[li])
         q = max(
             st.quality(padded, li, rr)
-            for rr in range(max(0, r - 3 * step), min(sub.shape[1], r + 3 * step + 1), step)
+            for rr in range(max(0, peak - 3 * step), min(sub.shape[1], peak + 3 * step + 1), step)
         )
         wheels.append((li, q))
     # a car's body is nearly empty between its wheels, 0.4 to 1.2 m above the floor, where
