@@ -12,7 +12,15 @@ import numpy.typing as npt
 from core.calibration import MaterialCalibration
 
 from ._containers import model_for
-from ._detect import Scene, dense_objects, double_floor, false_wall, organic_in_metal, vehicle
+from ._detect import (
+    Scene,
+    dense_objects,
+    double_floor,
+    double_floor_under_goods,
+    false_wall,
+    organic_in_metal,
+    vehicle,
+)
 from ._gd import gd_consistency
 from ._image import bin_image, binning, check_pair, locate_container
 from ._model import RED, YELLOW, Finding, Verdict, level_of
@@ -80,6 +88,7 @@ def analyze_binned(
     findings += organic_in_metal(sc, metal_cargo)
     findings += false_wall(sc)
     findings += double_floor(sc)
+    findings += double_floor_under_goods(sc)
     findings += vehicle(sc)
     findings = [f for f in (_rescale(f, gd) for f in findings) if f.level != "green"]
     findings = _explain(findings)

@@ -22,6 +22,7 @@ Thresholds come from tuning on simulator seeds disjoint from the benchmark
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -256,15 +257,24 @@ def _across_gaps(sc: Scene) -> F32:
     is negative, the gap reads as cargo and the steel over it reads as steel
     again.
     """
+    off, cargo = _line_offsets(sc)
+    lift = np.where(cargo, -np.minimum(off, 0.0)[:, None], 0.0)
+    return np.asarray(sc.residual + lift, dtype=np.float32)
+
+
+def _line_offsets(sc: Scene) -> tuple[F32, npt.NDArray[np.bool_]]:
+    """Each line's median residual over the cargo above the floor, and that cargo's mask.
+
+    The floor and its cross members (the lowest 150 mm) are left out: they are
+    no gap.  Lines without cargo get 0.
+    """
     cargo = sc.background > OCCUPIED_A
-    # the floor and its cross members (the lowest 150 mm) are no gap: left as they are
     cargo[:, cargo.shape[1] - max(1, round(150.0 / sc.frame.px_mm[1])) :] = False
     lines = np.where(cargo, sc.residual, np.nan)
     ok = cargo.any(axis=1)
     off = np.zeros(sc.residual.shape[0], np.float32)
     off[ok] = np.nanmedian(lines[ok], axis=1)
-    lift = np.where(cargo, -np.minimum(off, 0.0)[:, None], 0.0)
-    return np.asarray(sc.residual + lift, dtype=np.float32)
+    return off, cargo
 
 
 #: Residual over the cargo that a pistol-sized outline must exceed (plus 0.03 per unit of
@@ -403,6 +413,67 @@ def double_floor(sc: Scene) -> list[Finding]:
 FLOOR_PEAK_A = 1.85
 #: The highest floor reference a scan may set itself (an empty floor never shows denser).
 FLOOR_PEAK_MAX_A = 2.5
+
+
+def double_floor_under_goods(sc: Scene) -> list[Finding]:
+    """A false floor under a full load, told by the gaps between its packages.
+
+    Goods stand on the floor and the air between two packages reaches down to
+    it; over a false floor they stand on its plate, and under every gap lie
+    the packages hidden there.  Each gap (a line far lighter than the goods
+    around it, :func:`_line_offsets`) is ``filled`` where the lowest 40 to
+    140 mm above the floor, over the gap's own attenuation, exceed the same
+    in the scan's other gaps (their lower quartile: the floor shows there too)
+    by :data:`GAP_FILLED_A`.  A load needs six gaps or more to have a
+    reference.  Three or more filled gaps in a row (at least 80 %
+    of the gaps between the first and the last), 1.2 m or more apart, are one
+    double floor.  Score: the number of filled gaps over three.
+    """
+    bl, bc = sc.frame.px_mm
+    rows = sc.a.shape[1]
+    off, cargo = _line_offsets(sc)
+    b0, b1 = rows - round(140.0 / bc), rows - round(40.0 / bc)
+    gaps: list[list[Any]] = []  # [first line, last line, bottom over gap per line] of each gap
+    for line in np.flatnonzero(off < -0.8):
+        lv = int(line)
+        bottom = float(np.median(sc.a[lv, b0:b1])) - float(np.median(sc.a[lv][cargo[lv]]))
+        if gaps and lv - gaps[-1][1] <= 2:
+            gaps[-1][1] = lv
+            gaps[-1][2].append(bottom)
+        else:
+            gaps.append([lv, lv, [bottom]])
+    if len(gaps) < 6:
+        return []
+    # the floor itself shows in the bottom of every gap (how much depends on the fan's
+    # angle there and on the gap's width): the scan's own gaps are the reference
+    values = [float(np.median(g[2])) for g in gaps]
+    ref = float(np.percentile(values, 25))
+    marks = [(g[0], g[1], v > ref + GAP_FILLED_A) for g, v in zip(gaps, values, strict=True)]
+    best: tuple[float, int, int, int] | None = None
+    for i, (first, _, f_i) in enumerate(marks):
+        if not f_i:
+            continue
+        n = 0
+        for j in range(i, len(marks)):
+            n += marks[j][2]
+            span = (marks[j][1] - first) * bl
+            run = marks[j][2] and n >= 3 and n >= 0.8 * (j - i + 1) and span >= 1200.0
+            if run and (best is None or span > best[0]):
+                best = (span, n, first, marks[j][1])
+    if best is None:
+        return []
+    span, n, first, last = best
+    # the hidden packages reach half a package beyond the outer filled gaps
+    pad = round(0.5 * (last - first) / max(1, n - 1))
+    l0, l1 = max(0, first - pad), min(sc.a.shape[0], last + pad + 1)
+    why = f"{n} gaps between packages filled at the floor over {span:.0f} mm:"
+    why += " goods standing on a false floor"
+    return [sc.finding("double floor", n / 3.0, why, (l0, rows - round(150.0 / bc), l1, rows))]
+
+
+#: Attenuation by which the bottom of a gap between packages exceeds that of the scan's
+#: other gaps where something lies under it.
+GAP_FILLED_A = 1.0
 
 
 def _ring_kernel(r_out: float, r_in: float, bl: float, bc: float) -> F32:

@@ -11,16 +11,16 @@ FEATURE_NAMES: tuple[str, ...] = ("organic", "metal", "mean_a", "p90_a")
 MASS_SCALE: float = 35.0
 MASS_SCALE_BY_COMMODITY: dict[str, float] = {
     "aluminium ingots": 23.893,
-    "ceramic tiles": 23.862,
+    "ceramic tiles": 23.861,
     "cigarettes": 18.849,
-    "copper wire": 25.22,
-    "electronics": 18.001,
+    "copper wire": 25.221,
+    "electronics": 18.002,
     "frozen meat": 21.417,
     "fruit": 20.107,
     "glass bottles": 19.245,
     "machinery": 24.314,
     "paper": 21.774,
-    "rice": 21.993,
+    "rice": 21.994,
     "scrap steel": 22.636,
     "textiles": 18.327,
     "tyres": 19.675,
@@ -43,13 +43,14 @@ RED_AT: dict[str, dict[str, float]] = {
     },
     "high-Z object": {"copper wire": 4.45, "scrap steel": 1.524},
     "firearm-like shape": {
-        "scrap steel": 6.837,
         "tyres": 9.257,
         "machinery": 4.025,
-        "copper wire": 13.515,
+        "scrap steel": 6.837,
         "glass bottles": 1.0,
+        "copper wire": 13.515,
     },
     "undeclared vehicle": {"machinery": 1.462},
+    "double floor": {"scrap steel": 4.55, "machinery": 2.1, "aluminium ingots": 2.45},
 }
 PROFILES: dict[str, dict[str, tuple[float, float]]] = {
     "aluminium ingots": {

@@ -145,3 +145,15 @@ def test_wheels_are_told_from_the_gaps_between_stacked_goods() -> None:
     cars = [f for f in v.findings if f.category == "undeclared vehicle"]
     assert v.verdict == RED and cars and cars[0].level == RED
     assert _localised(v, truth)
+
+
+def test_a_false_floor_under_a_full_load_shows_in_the_gaps_between_packages() -> None:
+    from central.atr._detect import double_floor_under_goods
+
+    for commodity in ("cigarettes", "glass bottles"):
+        sc, *_ = _scene(56, commodity=commodity, concealment=None)
+        assert double_floor_under_goods(sc) == []  # the gaps reach down to the floor
+        v, truth = _analyse(56, concealment="double floor", commodity=commodity)
+        floors = [f for f in v.findings if f.category == "double floor" and f.level == RED]
+        assert floors and "gaps between packages" in floors[0].reason
+        assert _localised(v, truth)
