@@ -60,6 +60,7 @@ class Scene:
     occupied: npt.NDArray[np.bool_]
     background: F32
     residual: F32
+    gaps: tuple[F32, npt.NDArray[np.bool_]] | None = None  # see _line_offsets
 
     @classmethod
     def build(cls, a: F32, material: npt.NDArray[np.uint8], zeff: F32, frame: Frame) -> Scene:
@@ -266,15 +267,18 @@ def _line_offsets(sc: Scene) -> tuple[F32, npt.NDArray[np.bool_]]:
     """Each line's median residual over the cargo above the floor, and that cargo's mask.
 
     The floor and its cross members (the lowest 150 mm) are left out: they are
-    no gap.  Lines without cargo get 0.
+    no gap.  Lines without cargo get 0.  Worked out once per scene.
     """
+    if sc.gaps is not None:
+        return sc.gaps
     cargo = sc.background > OCCUPIED_A
     cargo[:, cargo.shape[1] - max(1, round(150.0 / sc.frame.px_mm[1])) :] = False
     lines = np.where(cargo, sc.residual, np.nan)
     ok = cargo.any(axis=1)
     off = np.zeros(sc.residual.shape[0], np.float32)
     off[ok] = np.nanmedian(lines[ok], axis=1)
-    return off, cargo
+    sc.gaps = (off, cargo)
+    return sc.gaps
 
 
 #: Residual over the cargo that a pistol-sized outline must exceed (plus 0.03 per unit of
