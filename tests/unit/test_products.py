@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
-import subprocess
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from central.products import (
     write_uff,
 )
 from core.errors import IntegrityError, ProtocolError
+from tests.unit._dicom3tools import dciodvfy
 
 
 def _metadata() -> dict[str, Any]:
@@ -103,23 +102,12 @@ def test_uff_rejects_bad_input() -> None:
         read_uff(io.BytesIO(b"not a zip"))
 
 
-def _dciodvfy(path: Path) -> list[str]:
-    exe = shutil.which("dciodvfy")
-    if exe is None:
-        pytest.fail(
-            "dciodvfy not found: install Debian's dicom3tools (apt-get install dicom3tools) "
-            "to validate DICOS output"
-        )
-    proc = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60, check=False)
-    return (proc.stdout + proc.stderr).splitlines()
-
-
-def test_dicos_dx_passes_dciodvfy(tmp_path: Path) -> None:
+def test_dicos_dx_passesdciodvfy(tmp_path: Path) -> None:
     att = np.random.default_rng(0).random((96, 200)) * 9
     md = _metadata()
     path = tmp_path / "scan.dcm"
     dicos_dx(att, md).save_as(path, enforce_file_format=True)
-    lines = _dciodvfy(path)
+    lines = dciodvfy(path)
     errors = [ln for ln in lines if ln.startswith("Error")]
     if errors == ["Error - Information Object Not found"]:
         # dicom3tools releases without NEMA IIC 1 IOD tables know the DICOS attributes but not
@@ -128,7 +116,7 @@ def test_dicos_dx_passes_dciodvfy(tmp_path: Path) -> None:
         ds = dicos_dx(att, md, sop_class_uid=DICOM_DX_PRESENTATION)
         dx = tmp_path / "scan_dx.dcm"
         ds.save_as(dx, enforce_file_format=True)
-        lines = _dciodvfy(dx)
+        lines = dciodvfy(dx)
         assert "DXImageForPresentation" in lines
         errors = [ln for ln in lines if ln.startswith("Error")]
     assert errors == [], "\n".join(lines)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ import pytest
 from central.products import dicos_dx
 from central.products._tdr import ALGORITHM, DICOS_TDR, dicos_tdr, write_dicos_tdr
 from core.errors import NiiError
+from tests.unit._dicom3tools import dciodvfy
 
 
 def _dx() -> Any:
@@ -58,20 +57,9 @@ def _verdict(level: str = "red") -> dict[str, Any]:
     }
 
 
-def _dciodvfy(path: Path) -> list[str]:
-    exe = shutil.which("dciodvfy")
-    if exe is None:
-        pytest.fail(
-            "dciodvfy not found: install Debian's dicom3tools (apt-get install dicom3tools) "
-            "to validate DICOS output"
-        )
-    proc = subprocess.run([exe, str(path)], capture_output=True, text=True, timeout=60, check=False)
-    return (proc.stdout + proc.stderr).splitlines()
-
-
-def test_tdr_passes_dciodvfy(tmp_path: Path) -> None:
+def test_tdr_passesdciodvfy(tmp_path: Path) -> None:
     path = write_dicos_tdr(tmp_path / "tdr.dcm", _verdict(), _dx())
-    lines = _dciodvfy(path)
+    lines = dciodvfy(path)
     errors = [ln for ln in lines if ln.startswith("Error")]
     # dicom3tools releases without NEMA IIC 1 IOD tables cannot check the TDR's modules, but
     # still check every value against its VR (a bad value adds "Error - Value invalid ...")
@@ -81,7 +69,7 @@ def test_tdr_passes_dciodvfy(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="Invalid value for VR CS"):
         ds.AlarmDecision = "Alarm?"
     ds.save_as(bad)
-    assert any("Value invalid for this VR" in ln for ln in _dciodvfy(bad)), "dciodvfy checks VRs"
+    assert any("Value invalid for this VR" in ln for ln in dciodvfy(bad)), "dciodvfy checks VRs"
 
 
 def test_tdr_reports_each_finding_on_the_dx_image() -> None:
