@@ -112,7 +112,7 @@ def _scene(seed: int, **kw: Any) -> tuple[Scene, np.ndarray, np.ndarray, Any]:
 
 
 def test_a_pistol_across_the_gap_between_two_packages_is_found_whole() -> None:
-    from central.atr._detect import _small_steel
+    from central.atr._detect import firearm_shapes
 
     sc, bh, bl_, fr = _scene(53, commodity="glass bottles", concealment=None)
     bl, bc = fr.px_mm
@@ -129,11 +129,11 @@ def test_a_pistol_across_the_gap_between_two_packages_is_found_whole() -> None:
     a[b0 : b0 + round(200 / bl), r0 : r0 + round(35 / bc)] += 0.9
     a[b0 + round(35 / bl) : b0 + round(75 / bl), r0 : r0 + round(130 / bc)] += 0.9
     mm = MaterialCalibration.default().classify(a, bl_, smooth=None)
-    guns = _small_steel(Scene.build(a, mm.material, mm.zeff, fr), bl, bc)
+    guns = firearm_shapes(Scene.build(a, mm.material, mm.zeff, fr))
     hit = [f for f in guns if f.bbox_px[0] <= b0 * fr.fl + 40 and f.bbox_px[2] >= g * fr.fl]
     assert len(hit) == 1
     assert hit[0].size_mm[0] >= 170.0  # the whole barrel, not the half on one side of the gap
-    assert not [f for f in _small_steel(sc, bl, bc) if f.bbox_px[0] <= g * fr.fl <= f.bbox_px[2]]
+    assert not [f for f in firearm_shapes(sc) if f.bbox_px[0] <= g * fr.fl <= f.bbox_px[2]]
 
 
 def test_wheels_are_told_from_the_gaps_between_stacked_goods() -> None:
