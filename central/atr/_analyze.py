@@ -90,7 +90,18 @@ def analyze_binned(
     findings += double_floor(sc)
     findings += double_floor_under_goods(sc)
     findings += vehicle(sc)
-    findings = [f for f in (_rescale(f, gd) for f in findings) if f.level != "green"]
+    # a container declared empty that is not: its load is judged as what it looks like
+    judged = str(gd.get("declared_commodity", "") or "")
+    if judged == "empty" and checks.get("looks_like"):
+        judged = str(checks["looks_like"])
+    findings = [
+        f
+        for f in (
+            _rescale(f, gd if f.category == "not empty" else {"declared_commodity": judged})
+            for f in findings
+        )
+        if f.level != "green"
+    ]
     findings = _explain(findings)
     container = {
         "model": model.code,
@@ -254,11 +265,15 @@ def _floor_layer(findings: list[Finding]) -> list[Finding]:
     if x1 - x0 < 1200.0:
         return []
     top = max(parts, key=lambda f: f.score)
+    # the layer spans the floor band the double-floor detector looks at: the lowest 300 mm
+    # (the hidden goods and the plate over them, spread by the fan's perspective)
+    mm_row = (top.bbox_mm[3] - top.bbox_mm[1]) / max(1, top.bbox_px[3] - top.bbox_px[1])
+    floor_px = top.bbox_px[3] + round(top.bbox_mm[1] / mm_row)
     px = [
         min(f.bbox_px[0] for f in parts),
-        min(f.bbox_px[1] for f in parts),
+        floor_px - round(300.0 / mm_row),
         max(f.bbox_px[2] for f in parts),
-        max(f.bbox_px[3] for f in parts),
+        floor_px,
     ]
     return [
         Finding(
@@ -268,8 +283,8 @@ def _floor_layer(findings: list[Finding]) -> list[Finding]:
             reason=f"organic layer on the floor under metal cargo over {x1 - x0:.0f} mm"
             f" ({len(parts)} regions): double floor",
             bbox_px=px,
-            bbox_mm=[x0, min(f.bbox_mm[1] for f in parts), x1, 200.0],
-            size_mm=[x1 - x0, 200.0],
+            bbox_mm=[x0, 0.0, x1, 300.0],
+            size_mm=[x1 - x0, 300.0],
             mean_attenuation=top.mean_attenuation,
             mean_density_gcm2=top.mean_density_gcm2,
             material="organic",

@@ -28,6 +28,9 @@ METAL_COMMODITIES = frozenset({"machinery", "scrap steel", "copper wire"})
 WALL_BASE_A = 0.12
 #: Declared empty but more than this fraction of the interior holds something.
 EMPTY_FILL = 0.02
+#: Fill fraction from which a container declared empty holds a load (empty ones show
+#: 0.08 to 0.15 on the tuning seeds, loaded ones 0.24 and more).
+LOADED_FILL = 0.2
 
 
 def features(sc: Scene) -> dict[str, float]:
@@ -91,6 +94,10 @@ def gd_consistency(
     if declared == "empty":
         score = feat["fill"] / (EMPTY_FILL * 1.5)
         checks["empty_verified"] = score < 0.5
+        if feat["fill"] >= LOADED_FILL:
+            # a load, not a few things left behind: its objects are judged as in the
+            # commodity it looks like (a dense part of machinery is no concealment)
+            checks["looks_like"] = min(PROFILES, key=lambda c: _commodity_distance(feat, c))
         if level_of(score) != "green":
             occ = np.nonzero(sc.occupied.any(axis=1))[0]
             box = (int(occ[0]), 0, int(occ[-1]) + 1, sc.a.shape[1]) if occ.size else whole
