@@ -69,6 +69,19 @@ def test_declared_empty_but_loaded_is_red() -> None:
     assert any(f.category in ("not empty", "gd mismatch") for f in v.findings)
 
 
+def test_declared_empty_scrap_is_not_empty_and_its_pieces_are_judged_as_scrap() -> None:
+    # scrap steel declared empty: one red "not empty", and the scrap's dense pieces are
+    # judged as they would be in declared scrap, not as dense objects in an empty box
+    hi, lo, truth, gd = _scan(47, empty=False, commodity="scrap steel", lie=False)
+    as_scrap = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
+    gd["declared_commodity"] = "empty"
+    v = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
+    assert v.verdict == RED and v.gd_checks["looks_like"] == "scrap steel"
+    assert [f.level for f in v.findings if f.category == "not empty"] == [RED]
+    rest = [(f.category, f.level) for f in v.findings if f.category != "not empty"]
+    assert rest == [(f.category, f.level) for f in as_scrap.findings]
+
+
 def test_understated_weight_is_flagged() -> None:
     hi, lo, truth, gd = _scan(45, commodity="ceramic tiles", lie=False)
     gd["gross_weight_kg"] = gd["gross_weight_kg"] * 0.5

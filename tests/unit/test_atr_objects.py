@@ -94,6 +94,9 @@ def test_organic_regions_along_the_floor_are_one_double_floor() -> None:
     assert [f.category for f in out] == ["double floor"]
     f = out[0]
     assert f.level == RED and f.bbox_mm[0] == 800 and f.bbox_mm[2] == 2880
+    # outlined over the whole floor band the hidden goods and their plate lie in
+    assert f.bbox_mm[1] == 0 and f.bbox_mm[3] == 300
+    assert f.bbox_px[3] == 1000 and abs(f.bbox_px[1] - (1000 - 300 / 11)) <= 2
     # a short stretch (under 1.2 m) is not a layer: the regions stay as they are
     short = _explain([_organic(800, 1080, 0, 120, 1.3), _organic(1300, 1580, 0, 120, 1.2)])
     assert {f.category for f in short} == {"organic in metal cargo"}
@@ -157,3 +160,44 @@ def test_a_false_floor_under_a_full_load_shows_in_the_gaps_between_packages() ->
         floors = [f for f in v.findings if f.category == "double floor" and f.level == RED]
         assert floors and "gaps between packages" in floors[0].reason
         assert _localised(v, truth)
+
+
+def _steel(bh: np.ndarray, l0: int, r0: int, outline: Any, px_mm: tuple[float, float]) -> Any:
+    """``bh`` with 30 mm of steel (+0.9) in ``outline`` (mm along travel, down) at (l0, r0)."""
+    import cv2
+
+    bl, bc = px_mm
+    mask = np.zeros(bh.shape, np.uint8)  # OpenCV points are (row, line) here
+    pts = np.array([[r0 + y / bc, l0 + x / bl] for x, y in outline])
+    cv2.fillPoly(mask, [np.round(pts * 8).astype(np.int32)], 1, shift=3)
+    out = bh.copy()
+    out[mask.astype(bool)] += 0.9
+    return out
+
+
+def test_the_handgun_outline_is_a_firearm_a_block_or_bar_of_the_same_steel_is_not() -> None:
+    from central.atr._detect import HANDGUN_OUTLINE_MM, firearm_shapes
+
+    shapes = {
+        "pistol": HANDGUN_OUTLINE_MM,
+        "block": ((0, 0), (200, 0), (200, 130), (0, 130)),  # the pistol's box, filled
+        "bar": ((0, 0), (200, 0), (200, 35), (0, 35)),  # its barrel alone
+    }
+    for seed, commodity in ((55, "textiles"), (58, "paper")):
+        sc, bh, bl_, fr = _scene(seed, commodity=commodity, concealment=None)
+        assert firearm_shapes(sc) == []
+        r0 = fr.floor - round(1000 / fr.px_mm[1])
+        for i, (name, outline) in enumerate(shapes.items()):
+            l0 = sc.l0 + 100 + 80 * i
+            a = _steel(bh, l0, r0, outline, fr.px_mm)
+            mm = MaterialCalibration.default().classify(a, bl_, smooth=None)
+            found = [
+                f
+                for f in firearm_shapes(Scene.build(a, mm.material, mm.zeff, fr))
+                if f.bbox_px[0] <= (l0 + 20) * fr.fl and f.bbox_px[2] >= l0 * fr.fl
+            ]
+            if name == "pistol":
+                assert len(found) == 1 and found[0].score > 1.0, (seed, found)
+                assert abs(found[0].size_mm[0] - 200) < 30 and abs(found[0].size_mm[1] - 130) < 30
+            else:
+                assert found == [], (seed, name, found)
