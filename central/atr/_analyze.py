@@ -126,6 +126,8 @@ OBJECT_CATEGORIES = frozenset(
 )
 #: Categories of structural concealment (layers and compartments of the container).
 STRUCTURAL_CATEGORIES = frozenset({"false wall", "double floor"})
+#: The false-wall detector compares the compartment with this much of the cargo behind it.
+FALSE_WALL_BEHIND_MM = 1200.0
 #: At most this many object findings per scan stay red; the others are shown yellow.
 MAX_RED_OBJECTS = 3
 
@@ -150,7 +152,9 @@ def _explain(findings: list[Finding]) -> list[Finding]:
     """Let the strongest explanation stand, so an analyst is sent to the right place.
 
     A vehicle found where a red false wall or double floor is shows only yellow:
-    the ends of such a layer look like wheels to the wheel detector.  Object
+    the ends of such a layer look like wheels to the wheel detector.  A false
+    wall with a red vehicle right behind it shows only yellow: the load in
+    front of a car is denser than the car's space behind it.  Object
     findings inside a red undeclared vehicle are its engine, wheels and frame,
     those inside a red false wall or double floor are the goods it hides: the
     vehicle or the layer explains them and they are dropped.  Two organic
@@ -165,6 +169,13 @@ def _explain(findings: list[Finding]) -> list[Finding]:
         if f.category == "undeclared vehicle" and any(_overlap(f.bbox_px, b) for b in layers):
             f.level = YELLOW  # the ends of a false wall or double floor look like wheels
     findings += _tyre_pairs(findings)
+    cars_mm = [f.bbox_mm for f in findings if f.level == RED and f.category == "undeclared vehicle"]
+    for f in findings:
+        near = any(0.0 <= c[0] - f.bbox_mm[2] <= FALSE_WALL_BEHIND_MM for c in cars_mm)
+        if f.category == "false wall" and f.level == RED and near:
+            # the goods in front end at a vehicle: the contrast is the car's empty space
+            f.level = YELLOW
+            f.reason += " (or the goods in front of the vehicle behind it)"
     # what a red vehicle holds is its engine, wheels and frame; what a red false wall or
     # double floor holds is the goods it hides
     cars = [f.bbox_px for f in findings if f.level == RED and f.category == "undeclared vehicle"]
@@ -189,50 +200,85 @@ def _explain(findings: list[Finding]) -> list[Finding]:
     return kept
 
 
+def _tyres(findings: list[Finding]) -> list[list[Finding]]:
+    """Organic-in-metal findings grouped into tyres: rubber seen round a steel rim.
+
+    Where plates of machinery or scrap cover part of a wheel its rubber shows
+    in pieces (the two sides of the ring, with the rim between them); pieces
+    whose bottoms lie within 500 mm of the floor and that lie less than
+    :data:`TYRE_GAP_MM` apart along travel are one tyre if together they span
+    300 to 900 mm and reach at least 300 mm above the floor (a layer on the
+    floor does not).
+    """
+    pieces = sorted(
+        (
+            f
+            for f in findings
+            if f.category == "organic in metal cargo"
+            and f.level != "green"
+            and f.bbox_mm[1] <= 500.0
+        ),
+        key=lambda f: f.bbox_mm[0],
+    )
+    groups: list[list[Finding]] = []
+    for f in pieces:
+        if groups and f.bbox_mm[0] - max(g.bbox_mm[2] for g in groups[-1]) <= TYRE_GAP_MM:
+            groups[-1].append(f)
+        else:
+            groups.append([f])
+    return [
+        g
+        for g in groups
+        if 300.0 <= max(f.bbox_mm[2] for f in g) - g[0].bbox_mm[0] <= 900.0
+        and max(f.bbox_mm[3] for f in g) >= 300.0
+    ]
+
+
+#: Largest gap along travel between two pieces of one tyre: a wheel's steel rim.
+TYRE_GAP_MM = 400.0
+
+
 def _tyre_pairs(findings: list[Finding]) -> list[Finding]:
     """Undeclared vehicles told by their tyres: rubber in metal cargo, a wheelbase apart.
 
     Among machinery or scrap the ring of a wheel is lost, but its rubber is
-    the one organic material there: two organic-in-metal findings 300 to
-    900 mm long whose bottoms lie within 500 mm of the floor and whose centres
+    the one organic material there: two tyres (:func:`_tyres`) whose centres
     are 2.3 to 3.0 m apart are a vehicle's wheels.  The finding spans the car
     (0.75 m before the front wheel to 0.9 m behind the rear one, 1.5 m high)
-    and takes the weaker tyre's score (already scaled: 1.0 is red).
+    and takes the weaker tyre's score (its strongest piece's; already scaled:
+    1.0 is red).
     """
     tyres = [
-        f
-        for f in findings
-        if f.category == "organic in metal cargo"
-        and f.level != "green"
-        and 300.0 <= f.bbox_mm[2] - f.bbox_mm[0] <= 900.0
-        and f.bbox_mm[1] <= 500.0
+        (
+            (g[0].bbox_mm[0] + max(f.bbox_mm[2] for f in g)) / 2,
+            max(f.score for f in g),
+            max(g, key=lambda f: f.score),
+        )
+        for g in _tyres(findings)
     ]
-    best: tuple[float, Finding, Finding] | None = None
-    for a in tyres:
-        for b in tyres:
-            ca, cb = (a.bbox_mm[0] + a.bbox_mm[2]) / 2, (b.bbox_mm[0] + b.bbox_mm[2]) / 2
-            s = min(a.score, b.score)
-            if 2300.0 <= cb - ca <= 3000.0 and (best is None or s > best[0]):
-                best = (s, a, b)
+    best: tuple[float, tuple[float, float, Finding], tuple[float, float, Finding]] | None = None
+    for front in tyres:
+        for rear in tyres:
+            s = min(front[1], rear[1])
+            if 2300.0 <= rear[0] - front[0] <= 3000.0 and (best is None or s > best[0]):
+                best = (s, front, rear)
     if best is None:
         return []
-    s, a, b = best
+    s, (ca, _, a), (cb, _, b) = best
     mm_px = (a.bbox_mm[2] - a.bbox_mm[0]) / max(1, a.bbox_px[2] - a.bbox_px[0])
     mm_row = (a.bbox_mm[3] - a.bbox_mm[1]) / max(1, a.bbox_px[3] - a.bbox_px[1])
-    x0 = (a.bbox_mm[0] + a.bbox_mm[2]) / 2 - 750.0
-    x1 = (b.bbox_mm[0] + b.bbox_mm[2]) / 2 + 900.0
+    x0, x1 = ca - 750.0, cb + 900.0
     # down to the container's floor (tyres stand on it) and the floor itself
     floor_px = a.bbox_px[3] + round((a.bbox_mm[1] + 200.0) / mm_row)
     c0 = a.bbox_px[0] - round((a.bbox_mm[0] - x0) / mm_px)
     c1 = b.bbox_px[2] + round((x1 - b.bbox_mm[2]) / mm_px)
     r0 = floor_px - round(1500.0 / mm_row)
-    wheelbase = (b.bbox_mm[0] + b.bbox_mm[2] - a.bbox_mm[0] - a.bbox_mm[2]) / 2
     return [
         Finding(
             category="undeclared vehicle",
             score=s,
             level=level_of(s),
-            reason=f"two tyres (organic in metal cargo) {wheelbase:.0f} mm apart: vehicle",
+            reason=f"two tyres (organic in metal cargo) {cb - ca:.0f} mm apart: vehicle",
             bbox_px=[c0, r0, c1, floor_px],
             bbox_mm=[x0, 0.0, x1, 1500.0],
             size_mm=[x1 - x0, 1500.0],
