@@ -88,6 +88,22 @@ def test_two_tyres_a_wheelbase_apart_are_one_red_vehicle() -> None:
     assert [f.category for f in near] == ["organic in metal cargo"] * 2
 
 
+def test_tyres_seen_in_pieces_round_their_rims_are_still_a_vehicle() -> None:
+    # machinery plates cover most of each wheel: the rubber shows in pieces either side
+    # of the steel rim (up to 400 mm apart), none of them a tyre's length on its own
+    front = [_organic(5440, 5560, 230, 380, 1.2), _organic(5600, 6040, 170, 460, 2.2)]
+    rear = [_organic(8090, 8210, 230, 460, 1.4), _organic(8520, 8690, 230, 460, 1.5)]
+    out = _explain(front + rear)
+    cars = [f for f in out if f.category == "undeclared vehicle"]
+    assert len(cars) == 1 and cars[0].level == RED and abs(cars[0].score - 1.5) < 1e-9
+    # centred on the tyres: 5740 and 8390 mm
+    assert abs(cars[0].bbox_mm[0] - (5740 - 750)) < 1 and abs(cars[0].bbox_mm[2] - 9290) < 1
+    assert not any(f.category == "organic in metal cargo" for f in out)
+    # pieces on the floor only (a layer, not a wheel) make no vehicle
+    low = [_organic(x, x + 150, 0, 150, 1.5) for x in (5500, 5800, 8100, 8450)]
+    assert not any(f.category == "undeclared vehicle" for f in _explain(low))
+
+
 def test_organic_regions_along_the_floor_are_one_double_floor() -> None:
     parts = [_organic(x, x + 280, 0, 120, 1.2 + x / 10000) for x in (800, 1400, 2000, 2600)]
     out = _explain(list(parts))
@@ -201,3 +217,42 @@ def test_the_handgun_outline_is_a_firearm_a_block_or_bar_of_the_same_steel_is_no
                 assert abs(found[0].size_mm[0] - 200) < 30 and abs(found[0].size_mm[1] - 130) < 30
             else:
                 assert found == [], (seed, name, found)
+
+
+def test_a_false_wall_with_a_vehicle_right_behind_it_is_only_yellow() -> None:
+    def wall() -> Finding:
+        return Finding(
+            "false wall",
+            2.0,
+            RED,
+            "compartment",
+            bbox_px=[11, 0, 93, 300],
+            bbox_mm=[121, 0, 1023, 3100],
+            size_mm=[902, 3100],
+        )
+
+    car = Finding(
+        "undeclared vehicle",
+        1.9,
+        RED,
+        "wheel pair",
+        bbox_px=[132, 864, 523, 1000],
+        bbox_mm=[1451, 0, 5750, 1500],
+        size_mm=[4299, 1500],
+    )
+    out = _explain([wall(), car])
+    assert [(f.category, f.level) for f in out] == [
+        ("false wall", "yellow"),
+        ("undeclared vehicle", RED),
+    ]
+    far = Finding(
+        "undeclared vehicle",
+        1.9,
+        RED,
+        "wheel pair",
+        bbox_px=[300, 864, 691, 1000],
+        bbox_mm=[3300, 0, 7600, 1500],
+        size_mm=[4300, 1500],
+    )
+    assert [f.level for f in _explain([wall(), far])] == [RED, RED]
+    assert [f.level for f in _explain([wall()])] == [RED]
