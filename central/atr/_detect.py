@@ -402,7 +402,18 @@ def organic_in_metal(sc: Scene, metal_cargo: bool) -> list[Finding]:
         return []
     bl, bc = sc.frame.px_mm
     org = (sc.material == int(MaterialClass.ORGANIC)) & (sc.a > ORGANIC_MIN_A)
-    mask = cv2.morphologyEx(org.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    # a package behind or in front of metal: the mix reads inorganic, its Z_eff far
+    # below the metal's (not on the floor, where the plywood under the metal mixes too)
+    mixed = (
+        (sc.material == int(MaterialClass.INORGANIC))
+        & (sc.zeff > 0)
+        & (sc.zeff < MIXED_MAX_ZEFF)
+        & (sc.a > MIXED_MIN_A)
+    )
+    mixed[:, sc.a.shape[1] - round(150.0 / bc) :] = False
+    mask = cv2.morphologyEx(
+        (org | mixed).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)
+    )
     n, _, stats, _ = cv2.connectedComponentsWithStats(np.asarray(mask), connectivity=8)
     out: list[Finding] = []
     for k in range(1, n):
@@ -420,6 +431,11 @@ def organic_in_metal(sc: Scene, metal_cargo: bool) -> list[Finding]:
 #: Least attenuation, and least area (mm²), of an organic region that counts in metal cargo.
 ORGANIC_MIN_A = 1.0
 ORGANIC_MIN_MM2 = 5000.0
+#: Organic matter seen through metal: inorganic pixels of Z_eff under this (steel,
+#: copper: 25 and more) and attenuation over MIXED_MIN_A.  No truthful metal load of the
+#: tuning seeds has any such region.
+MIXED_MAX_ZEFF = 15.0
+MIXED_MIN_A = 2.0
 
 
 def false_wall(sc: Scene) -> list[Finding]:
