@@ -32,13 +32,14 @@ def test_pistols_in_light_cargo_are_red_firearms_on_the_truth() -> None:
 
 
 def test_organic_packages_in_metal_loads_are_found_by_their_material() -> None:
-    # a package behind a metre of steel is lost to any X-ray image: most, not all, show
+    # a package behind a metre of steel is lost to any X-ray image: most, not all, show,
+    # as organic or, seen through the metal, as a mix far lighter (lower Z) than the metal
     metals = ("machinery", "scrap steel", "copper wire")
     found = 0
     for seed in range(51, 59):
         v, _ = _analyse(seed, concealment="organic in metal", commodity=metals[seed % 3])
         found += any(f.category == "organic in metal cargo" and f.level == RED for f in v.findings)
-    assert found >= 4
+    assert found >= 6  # organic alone: 4 of these 8
 
 
 def test_clean_metal_load_has_no_organic_region() -> None:
