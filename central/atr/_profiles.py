@@ -11,16 +11,16 @@ FEATURE_NAMES: tuple[str, ...] = ("organic", "metal", "mean_a", "p90_a")
 MASS_SCALE: float = 35.0
 MASS_SCALE_BY_COMMODITY: dict[str, float] = {
     "aluminium ingots": 23.893,
-    "ceramic tiles": 23.863,
+    "ceramic tiles": 23.862,
     "cigarettes": 18.848,
-    "copper wire": 25.221,
-    "electronics": 18.002,
+    "copper wire": 25.22,
+    "electronics": 18.001,
     "frozen meat": 21.417,
     "fruit": 20.107,
     "glass bottles": 19.246,
     "machinery": 24.314,
     "paper": 21.774,
-    "rice": 21.994,
+    "rice": 21.993,
     "scrap steel": 22.636,
     "textiles": 18.327,
     "tyres": 19.675,
@@ -45,7 +45,6 @@ RED_AT: dict[str, dict[str, float]] = {
     "high-Z object": {"copper wire": 4.629, "scrap steel": 1.524},
     "double floor": {"scrap steel": 4.55, "machinery": 2.1, "aluminium ingots": 2.45},
     "undeclared vehicle": {"machinery": 1.462},
-    "false wall": {"glass bottles": 1.0, "paper": 1.697, "fruit": 1.042, "frozen meat": 1.073},
 }
 PROFILES: dict[str, dict[str, tuple[float, float]]] = {
     "aluminium ingots": {

@@ -28,3 +28,23 @@ def test_clean_load_has_no_structural_finding() -> None:
     assert truth["concealment"] is None
     v = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
     assert not [f for f in v.findings if f.category in ("false wall", "double floor")]
+
+
+def test_a_false_wall_before_dense_goods_is_told_by_its_plate() -> None:
+    # fruit and frozen meat behind the compartment are as dense as the goods in it: the
+    # contrast says little, the plate (2 m of steel end-on, under the roof) says it
+    for seed, commodity in ((50, "fruit"), (51, "frozen meat"), (52, "fruit")):
+        hi, lo, truth, gd = _scan(seed, concealment="false wall", commodity=commodity, lie=False)
+        v = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
+        walls = [f for f in v.findings if f.category == "false wall"]
+        assert walls and walls[0].level == RED and "plate" in walls[0].reason
+        assert _localised(v, truth)
+    clean = 0
+    for seed in range(50, 60):
+        hi, lo, truth, gd = _scan(seed, commodity="fruit", lie=False)
+        if truth["concealment"] is not None:
+            continue
+        clean += 1
+        v = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
+        assert not [f for f in v.findings if f.category == "false wall" and f.level == RED]
+    assert clean >= 5
