@@ -187,6 +187,7 @@ LOCAL = {
     "double floor",
     "dense object",
     "high-Z object",
+    "impenetrable object",
     "firearm-like shape",
     "organic in metal cargo",
     "undeclared vehicle",

@@ -18,7 +18,9 @@ from ._detect import (
     double_floor,
     double_floor_under_goods,
     false_wall,
+    impenetrable_objects,
     organic_in_metal,
+    same_object,
     vehicle,
 )
 from ._gd import gd_consistency
@@ -85,6 +87,7 @@ def analyze_binned(
     checks, gd_findings, metal_cargo = gd_consistency(sc, gd, model)
     findings: list[Finding] = list(gd_findings)
     findings += dense_objects(sc, metal_cargo)
+    findings += impenetrable_objects(sc)
     findings += organic_in_metal(sc, metal_cargo)
     findings += false_wall(sc)
     findings += double_floor(sc)
@@ -122,7 +125,13 @@ def analyze_binned(
 
 #: Categories of compact objects found by their excess over the cargo around them.
 OBJECT_CATEGORIES = frozenset(
-    {"dense object", "high-Z object", "firearm-like shape", "organic in metal cargo"}
+    {
+        "dense object",
+        "high-Z object",
+        "impenetrable object",
+        "firearm-like shape",
+        "organic in metal cargo",
+    }
 )
 #: Categories of structural concealment (layers and compartments of the container).
 STRUCTURAL_CATEGORIES = frozenset({"false wall", "double floor"})
@@ -164,6 +173,20 @@ def _explain(findings: list[Finding]) -> list[Finding]:
     are shown yellow (still listed, for review): a scan with a dozen
     red regions sends nobody anywhere.
     """
+    # one object, one finding: a dense or high-Z blob that is also impenetrable keeps the
+    # stronger of its two findings
+    dense = ("dense object", "high-Z object")
+    findings = [
+        f
+        for f in findings
+        if not any(
+            {f.category, g.category} <= {*dense, "impenetrable object"}
+            and (f.category == "impenetrable object") != (g.category == "impenetrable object")
+            and same_object(f, g)
+            and (g.score, g.category) > (f.score, f.category)
+            for g in findings
+        )
+    ]
     layers = [f.bbox_px for f in findings if f.category in STRUCTURAL_CATEGORIES and f.level == RED]
     for f in findings:
         if f.category == "undeclared vehicle" and any(_overlap(f.bbox_px, b) for b in layers):
