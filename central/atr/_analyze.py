@@ -87,7 +87,7 @@ def analyze_binned(
     checks, gd_findings, metal_cargo = gd_consistency(sc, gd, model)
     findings: list[Finding] = list(gd_findings)
     findings += dense_objects(sc, metal_cargo)
-    findings += impenetrable_objects(sc)
+    findings += impenetrable_objects(sc, metal_cargo)
     findings += organic_in_metal(sc, metal_cargo)
     findings += false_wall(sc)
     findings += double_floor(sc)

@@ -193,7 +193,7 @@ def dense_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
     return out + guns
 
 
-def impenetrable_objects(sc: Scene) -> list[Finding]:
+def impenetrable_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
     """Regions no X-ray gets through, of an object's size, above the floor.
 
     Tyres, foodstuffs, paper, textiles and most other goods never stop the
@@ -201,10 +201,13 @@ def impenetrable_objects(sc: Scene) -> list[Finding]:
     region), while 250 mm of steel or lead does whatever lies around it; the
     dense-object pass measures excess over the cargo around, which a block
     among tyre rings does not stand out by.  Metal, tile and ingot loads are
-    often impenetrable themselves: the per-commodity thresholds learned on
-    clean loads keep them quiet.  Score: the square root of the area over
+    often impenetrable themselves: metal cargo is left to the dense-object
+    pass, and the per-commodity thresholds learned on clean loads keep tiles
+    and ingots quiet.  Score: the square root of the area over
     :data:`IMPENETRABLE_MM2`.
     """
+    if metal_cargo:
+        return []
     bl, bc = sc.frame.px_mm
     imp = (sc.material == int(MaterialClass.IMPENETRABLE)).astype(np.uint8)
     imp[:, sc.a.shape[1] - round(200.0 / bc) :] = 0  # the floor and its cross members

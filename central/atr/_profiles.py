@@ -11,16 +11,16 @@ FEATURE_NAMES: tuple[str, ...] = ("organic", "metal", "mean_a", "p90_a")
 MASS_SCALE: float = 35.0
 MASS_SCALE_BY_COMMODITY: dict[str, float] = {
     "aluminium ingots": 23.893,
-    "ceramic tiles": 23.861,
+    "ceramic tiles": 23.863,
     "cigarettes": 18.848,
-    "copper wire": 25.221,
-    "electronics": 18.002,
+    "copper wire": 25.22,
+    "electronics": 18.001,
     "frozen meat": 21.417,
     "fruit": 20.107,
     "glass bottles": 19.246,
     "machinery": 24.314,
     "paper": 21.774,
-    "rice": 21.994,
+    "rice": 21.993,
     "scrap steel": 22.636,
     "textiles": 18.327,
     "tyres": 19.675,
@@ -29,8 +29,8 @@ MASS_SCALE_BY_COMMODITY: dict[str, float] = {
 #: ("*": any other); scores are divided by it so that 1.0 is red everywhere.
 RED_AT: dict[str, dict[str, float]] = {
     "dense object": {
-        "machinery": 14.511,
         "scrap steel": 6.581,
+        "machinery": 14.511,
         "tyres": 11.524,
         "copper wire": 4.249,
         "glass bottles": 1.0,
@@ -45,13 +45,7 @@ RED_AT: dict[str, dict[str, float]] = {
     "high-Z object": {"copper wire": 4.629, "scrap steel": 1.524},
     "double floor": {"scrap steel": 4.55, "machinery": 2.1, "aluminium ingots": 2.45},
     "undeclared vehicle": {"machinery": 1.462},
-    "impenetrable object": {
-        "aluminium ingots": 5.069,
-        "scrap steel": 8.019,
-        "machinery": 4.235,
-        "ceramic tiles": 5.741,
-        "copper wire": 4.514,
-    },
+    "impenetrable object": {"aluminium ingots": 5.069, "ceramic tiles": 5.741},
 }
 PROFILES: dict[str, dict[str, tuple[float, float]]] = {
     "aluminium ingots": {
