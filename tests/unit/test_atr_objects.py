@@ -257,3 +257,27 @@ def test_a_false_wall_with_a_vehicle_right_behind_it_is_only_yellow() -> None:
     )
     assert [f.level for f in _explain([wall(), far])] == [RED, RED]
     assert [f.level for f in _explain([wall()])] == [RED]
+
+
+def test_a_steel_block_among_tyres_is_red_because_nothing_gets_through_it() -> None:
+    from central.atr._detect import impenetrable_objects
+
+    # tyre rings make dense-object excess of their own: a block does not stand out by it
+    for seed in (48, 49, 56):
+        v, truth = _analyse(seed, concealment="high-density block", commodity="tyres")
+        blocks = [f for f in v.findings if f.category == "impenetrable object"]
+        assert v.verdict == RED and blocks and blocks[0].level == RED
+        assert not [f for f in v.findings if f.category == "dense object" and f.level == RED]
+        assert _localised(v, truth)
+    clean = 0
+    for seed in range(48, 60):
+        if _scan(seed, lie=False, commodity="tyres")[2]["concealment"] is not None:
+            continue  # the draw hid something in this one
+        clean += 1
+        sc, *_ = _scene(seed, commodity="tyres")
+        assert impenetrable_objects(sc, metal_cargo=False) == []
+    assert clean >= 5
+    # metal loads stop the beam themselves: the dense-object pass looks there instead
+    sc, *_ = _scene(48, commodity="tyres", concealment="high-density block")
+    assert impenetrable_objects(sc, metal_cargo=False)
+    assert impenetrable_objects(sc, metal_cargo=True) == []
