@@ -24,6 +24,7 @@ CATEGORIES = (
     "double floor",
     "dense object",
     "high-Z object",
+    "impenetrable object",
     "firearm-like shape",
     "organic in metal cargo",
     "undeclared vehicle",

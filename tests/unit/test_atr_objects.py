@@ -232,29 +232,24 @@ def test_a_false_wall_with_a_vehicle_right_behind_it_is_only_yellow() -> None:
             size_mm=[902, 3100],
         )
 
-    car = Finding(
-        "undeclared vehicle",
-        1.9,
-        RED,
-        "wheel pair",
-        bbox_px=[132, 864, 523, 1000],
-        bbox_mm=[1451, 0, 5750, 1500],
-        size_mm=[4299, 1500],
-    )
-    out = _explain([wall(), car])
+    def car(x0: float) -> Finding:  # a red wheel pair's car, 4.3 m long, 11 mm pixels
+        px = [round(x0 / 11), 864, round((x0 + 4300) / 11), 1000]
+        return Finding(
+            "undeclared vehicle",
+            1.9,
+            RED,
+            "wheel pair",
+            bbox_px=px,
+            bbox_mm=[x0, 0, x0 + 4300, 1500],
+            size_mm=[4300, 1500],
+        )
+
+    out = _explain([wall(), car(1451)])
     assert [(f.category, f.level) for f in out] == [
         ("false wall", "yellow"),
         ("undeclared vehicle", RED),
     ]
-    far = Finding(
-        "undeclared vehicle",
-        1.9,
-        RED,
-        "wheel pair",
-        bbox_px=[300, 864, 691, 1000],
-        bbox_mm=[3300, 0, 7600, 1500],
-        size_mm=[4300, 1500],
-    )
+    far = car(3300)  # more than 1.2 m behind the compartment
     assert [f.level for f in _explain([wall(), far])] == [RED, RED]
     assert [f.level for f in _explain([wall()])] == [RED]
 
