@@ -160,8 +160,10 @@ def _overlap(a: list[int], b: list[int]) -> bool:
 def _explain(findings: list[Finding]) -> list[Finding]:
     """Let the strongest explanation stand, so an analyst is sent to the right place.
 
-    A vehicle found where a red false wall or double floor is shows only yellow:
-    the ends of such a layer look like wheels to the wheel detector.  A false
+    Where a red vehicle and a red false wall or double floor overlap, the
+    stronger finding stays red and the other shows yellow: the ends of such a
+    layer can look like wheels, and a car's underbody fills the gaps between
+    the packages round it down to the floor.  A false
     wall with a red vehicle right behind it shows only yellow: the load in
     front of a car is denser than the car's space behind it.  Object
     findings inside a red undeclared vehicle are its engine, wheels and frame,
@@ -187,11 +189,18 @@ def _explain(findings: list[Finding]) -> list[Finding]:
             for g in findings
         )
     ]
-    layers = [f.bbox_px for f in findings if f.category in STRUCTURAL_CATEGORIES and f.level == RED]
-    for f in findings:
-        if f.category == "undeclared vehicle" and any(_overlap(f.bbox_px, b) for b in layers):
-            f.level = YELLOW  # the ends of a false wall or double floor look like wheels
     findings += _tyre_pairs(findings)
+    # a red vehicle over a red false wall or double floor: the stronger explains the other
+    # (the ends of a layer can look like wheels; a car's underbody fills the gaps between
+    # the packages round it down to the floor)
+    red_layers = [f for f in findings if f.category in STRUCTURAL_CATEGORIES and f.level == RED]
+    for car in [f for f in findings if f.category == "undeclared vehicle" and f.level == RED]:
+        over = [g for g in red_layers if _overlap(car.bbox_px, g.bbox_px)]
+        if any(g.score >= car.score for g in over):
+            car.level = YELLOW
+        for g in over if car.level == RED else []:
+            g.level = YELLOW
+            g.reason += " (or the vehicle over it)"
     cars_mm = [f.bbox_mm for f in findings if f.level == RED and f.category == "undeclared vehicle"]
     for f in findings:
         near = any(0.0 <= c[0] - f.bbox_mm[2] <= FALSE_WALL_BEHIND_MM for c in cars_mm)

@@ -276,3 +276,33 @@ def test_a_steel_block_among_tyres_is_red_because_nothing_gets_through_it() -> N
     sc, *_ = _scene(48, commodity="tyres", concealment="high-density block")
     assert impenetrable_objects(sc, metal_cargo=False)
     assert impenetrable_objects(sc, metal_cargo=True) == []
+
+
+def test_a_red_vehicle_and_a_red_floor_over_each_other_the_stronger_stands() -> None:
+    def floor(score: float) -> Finding:
+        return Finding(
+            "double floor",
+            score,
+            RED,
+            "4 gaps between packages filled at the floor",
+            bbox_px=[120, 970, 300, 1000],
+            bbox_mm=[1320, 0, 3300, 300],
+            size_mm=[1980, 300],
+        )
+
+    def car(score: float) -> Finding:
+        return Finding(
+            "undeclared vehicle",
+            score,
+            RED,
+            "wheel pair",
+            bbox_px=[100, 864, 491, 1000],
+            bbox_mm=[1100, 0, 5400, 1500],
+            size_mm=[4300, 1500],
+        )
+
+    out = {f.category: f for f in _explain([floor(1.3), car(1.9)])}
+    assert out["undeclared vehicle"].level == RED and out["double floor"].level == "yellow"
+    assert "vehicle over it" in out["double floor"].reason
+    out = {f.category: f for f in _explain([floor(2.5), car(1.2)])}
+    assert out["undeclared vehicle"].level == "yellow" and out["double floor"].level == RED
