@@ -223,6 +223,7 @@ def _explain(findings: list[Finding]) -> list[Finding]:
         for f in kept
         if not (f.category in OBJECT_CATEGORIES and any(_inside(f, v) for v in layers))
     ]
+    kept = _merge_organic(kept)
     reds = sorted(
         (f for f in kept if f.category in OBJECT_CATEGORIES and f.level == RED),
         key=lambda f: -f.score,
@@ -230,6 +231,62 @@ def _explain(findings: list[Finding]) -> list[Finding]:
     for f in reds[MAX_RED_OBJECTS:]:
         f.level = YELLOW
     return kept
+
+
+#: Organic regions in metal cargo less than this far apart (mm, both ways) are one mass.
+ORGANIC_JOIN_MM = 300.0
+
+
+def _merge_organic(findings: list[Finding]) -> list[Finding]:
+    """Organic regions in metal cargo close together as one finding: one package, in pieces.
+
+    A package among metal goods shows where the metal lets it: a strip
+    through a gap between coils, a corner beside a plate.  Regions less than
+    :data:`ORGANIC_JOIN_MM` apart are outlined together (the strongest
+    region's score and measures, the box round them all), so the examiner
+    is sent to the package, once.
+    """
+    cat = "organic in metal cargo"
+    pieces = [f for f in findings if f.category == cat]
+    groups: list[list[Finding]] = []
+    for f in sorted(pieces, key=lambda f: -f.score):
+        near = [g for g in groups if any(_gap_mm(f, h) <= ORGANIC_JOIN_MM for h in g)]
+        for g in near[1:]:
+            near[0].extend(g)
+            groups.remove(g)
+        if near:
+            near[0].append(f)
+        else:
+            groups.append([f])
+    merged: list[Finding] = []
+    for g in groups:
+        top = g[0] if len(g) == 1 else max(g, key=lambda f: f.score)
+        if len(g) > 1:
+            top.bbox_px = [
+                min(f.bbox_px[0] for f in g),
+                min(f.bbox_px[1] for f in g),
+                max(f.bbox_px[2] for f in g),
+                max(f.bbox_px[3] for f in g),
+            ]
+            top.bbox_mm = [
+                min(f.bbox_mm[0] for f in g),
+                min(f.bbox_mm[1] for f in g),
+                max(f.bbox_mm[2] for f in g),
+                max(f.bbox_mm[3] for f in g),
+            ]
+            top.size_mm = [top.bbox_mm[2] - top.bbox_mm[0], top.bbox_mm[3] - top.bbox_mm[1]]
+            top.reason = (
+                f"organic mass over {top.size_mm[0]:.0f} x {top.size_mm[1]:.0f} mm inside"
+                f" metal cargo, seen in {len(g)} regions"
+            )
+        merged.append(top)
+    return [f for f in findings if f.category != cat] + merged
+
+
+def _gap_mm(f: Finding, g: Finding) -> float:
+    """The larger of the two gaps (mm, along travel and up) between two findings' boxes."""
+    a, b = f.bbox_mm, g.bbox_mm
+    return max(a[0] - b[2], b[0] - a[2], a[1] - b[3], b[1] - a[3], 0.0)
 
 
 def _tyres(findings: list[Finding]) -> list[list[Finding]]:

@@ -306,3 +306,16 @@ def test_a_red_vehicle_and_a_red_floor_over_each_other_the_stronger_stands() -> 
     assert "vehicle over it" in out["double floor"].reason
     out = {f.category: f for f in _explain([floor(2.5), car(1.2)])}
     assert out["undeclared vehicle"].level == "yellow" and out["double floor"].level == RED
+
+
+def test_organic_regions_of_one_package_are_one_finding() -> None:
+    # a package among copper coils: a strip through the gap above, a corner below; and an
+    # unrelated region 2 m away
+    strip, corner = _organic(5000, 5200, 500, 560, 1.1), _organic(5400, 5600, 150, 400, 1.6)
+    far = _organic(7800, 8000, 300, 450, 1.2)
+    out = [f for f in _explain([strip, corner, far]) if f.category == "organic in metal cargo"]
+    assert len(out) == 2
+    one = max(out, key=lambda f: f.score)
+    assert one.bbox_mm == [5000, 150, 5600, 560] and abs(one.score - 1.6) < 1e-9
+    assert "2 regions" in one.reason
+    assert one.bbox_px == [round(5000 / 11), 1000 - round(560 / 11), round(5600 / 11), 1000 - 14]
