@@ -62,18 +62,25 @@ def test_clean_metal_load_has_no_organic_region() -> None:
     assert organic_in_metal(sc, metal_cargo=False) == []
 
 
-def _organic(x0: float, x1: float, y0: float, y1: float, score: float) -> Finding:
-    # 11 mm per pixel both ways, floor at row 1000, front wall at column 0
+def _found(
+    category: str, x0: float, x1: float, y0: float, y1: float, score: float, reason: str = ""
+) -> Finding:
+    """A finding built by hand: 11 mm per pixel both ways, floor at row 1000, front wall at
+    column 0; red from a score of 1."""
     px = [round(x0 / 11), 1000 - round(y1 / 11), round(x1 / 11), 1000 - round(y0 / 11)]
     return Finding(
-        "organic in metal cargo",
+        category,
         score,
         RED if score >= 1 else "yellow",
-        "organic mass",
+        reason or category,
         bbox_px=px,
         bbox_mm=[x0, y0, x1, y1],
         size_mm=[x1 - x0, y1 - y0],
     )
+
+
+def _organic(x0: float, x1: float, y0: float, y1: float, score: float) -> Finding:
+    return _found("organic in metal cargo", x0, x1, y0, y1, score, "organic mass")
 
 
 def test_two_tyres_a_wheelbase_apart_are_one_red_vehicle() -> None:
@@ -222,27 +229,10 @@ def test_the_handgun_outline_is_a_firearm_a_block_or_bar_of_the_same_steel_is_no
 
 def test_a_false_wall_with_a_vehicle_right_behind_it_is_only_yellow() -> None:
     def wall() -> Finding:
-        return Finding(
-            "false wall",
-            2.0,
-            RED,
-            "compartment",
-            bbox_px=[11, 0, 93, 300],
-            bbox_mm=[121, 0, 1023, 3100],
-            size_mm=[902, 3100],
-        )
+        return _found("false wall", 121, 1023, 0, 3100, 2.0, "compartment")
 
-    def car(x0: float) -> Finding:  # a red wheel pair's car, 4.3 m long, 11 mm pixels
-        px = [round(x0 / 11), 864, round((x0 + 4300) / 11), 1000]
-        return Finding(
-            "undeclared vehicle",
-            1.9,
-            RED,
-            "wheel pair",
-            bbox_px=px,
-            bbox_mm=[x0, 0, x0 + 4300, 1500],
-            size_mm=[4300, 1500],
-        )
+    def car(x0: float) -> Finding:  # a red wheel pair's car, 4.3 m long
+        return _found("undeclared vehicle", x0, x0 + 4300, 0, 1500, 1.9, "wheel pair")
 
     out = _explain([wall(), car(1451)])
     assert [(f.category, f.level) for f in out] == [
@@ -280,26 +270,10 @@ def test_a_steel_block_among_tyres_is_red_because_nothing_gets_through_it() -> N
 
 def test_a_red_vehicle_and_a_red_floor_over_each_other_the_stronger_stands() -> None:
     def floor(score: float) -> Finding:
-        return Finding(
-            "double floor",
-            score,
-            RED,
-            "4 gaps between packages filled at the floor",
-            bbox_px=[120, 970, 300, 1000],
-            bbox_mm=[1320, 0, 3300, 300],
-            size_mm=[1980, 300],
-        )
+        return _found("double floor", 1320, 3300, 0, 300, score, "4 gaps filled at the floor")
 
     def car(score: float) -> Finding:
-        return Finding(
-            "undeclared vehicle",
-            score,
-            RED,
-            "wheel pair",
-            bbox_px=[100, 864, 491, 1000],
-            bbox_mm=[1100, 0, 5400, 1500],
-            size_mm=[4300, 1500],
-        )
+        return _found("undeclared vehicle", 1100, 5400, 0, 1500, score, "wheel pair")
 
     out = {f.category: f for f in _explain([floor(1.3), car(1.9)])}
     assert out["undeclared vehicle"].level == RED and out["double floor"].level == "yellow"
