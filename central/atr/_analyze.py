@@ -176,19 +176,11 @@ def _explain(findings: list[Finding]) -> list[Finding]:
     red regions sends nobody anywhere.
     """
     # one object, one finding: a dense or high-Z blob that is also impenetrable keeps the
-    # stronger of its two findings
-    dense = ("dense object", "high-Z object")
-    findings = [
-        f
-        for f in findings
-        if not any(
-            {f.category, g.category} <= {*dense, "impenetrable object"}
-            and (f.category == "impenetrable object") != (g.category == "impenetrable object")
-            and same_object(f, g)
-            and (g.score, g.category) > (f.score, f.category)
-            for g in findings
-        )
-    ]
+    # stronger of its two findings (the impenetrable one on a tie)
+    solid = [f for f in findings if f.category == "impenetrable object"]
+    blobs = [f for f in findings if f.category in ("dense object", "high-Z object")]
+    weaker = {id(b if b.score <= w.score else w) for w in solid for b in blobs if same_object(w, b)}
+    findings = [f for f in findings if id(f) not in weaker]
     findings += _tyre_pairs(findings)
     # a red vehicle over a red false wall or double floor: the stronger explains the other
     # (the ends of a layer can look like wheels; a car's underbody fills the gaps between
@@ -260,7 +252,7 @@ def _merge_organic(findings: list[Finding]) -> list[Finding]:
             groups.append([f])
     merged: list[Finding] = []
     for g in groups:
-        top = g[0] if len(g) == 1 else max(g, key=lambda f: f.score)
+        top = max(g, key=lambda f: f.score)
         if len(g) > 1:
             top.bbox_px = [
                 min(f.bbox_px[0] for f in g),
