@@ -90,6 +90,10 @@ class Scene:
             res,
         )
 
+    def row_above_floor(self, mm: float) -> int:
+        """The interior row ``mm`` above the floor (the floor is the last row)."""
+        return self.a.shape[1] - round(mm / self.frame.px_mm[1])
+
     def finding(
         self,
         category: str,
@@ -210,7 +214,7 @@ def impenetrable_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
         return []
     bl, bc = sc.frame.px_mm
     imp = (sc.material == int(MaterialClass.IMPENETRABLE)).astype(np.uint8)
-    imp[:, sc.a.shape[1] - round(200.0 / bc) :] = 0  # the floor and its cross members
+    imp[:, sc.row_above_floor(200.0) :] = 0  # the floor and its cross members
     imp = cv2.morphologyEx(imp, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     n, _, stats, _ = cv2.connectedComponentsWithStats(imp, connectivity=8)
     out: list[Finding] = []
@@ -376,12 +380,12 @@ def firearm_shapes(sc: Scene) -> list[Finding]:
         take = (fit >= FIREARM_FIT) & (amp > best)
         best[take] = amp[take]
         fits[take] = fit[take]
-    lines, rows = sc.a.shape
+    lines = sc.a.shape[0]
     (ol, orr), (nl, nr) = flt.offset, flt.size
     # only where the whole window lies in the image and the outline ends above the floor band
     wl, wr = flt.outlines[0].shape
     valid = np.zeros_like(best, dtype=bool)
-    valid[wl // 2 : lines - wl + wl // 2, wr // 2 : rows - round(200.0 / bc) - nr - orr] = True
+    valid[wl // 2 : lines - wl + wl // 2, wr // 2 : sc.row_above_floor(200.0) - nr - orr] = True
     best[~valid] = 0.0
     peak = best >= cv2.dilate(best, np.ones((nl, nr), np.uint8))
     cand = np.argwhere(peak & (best >= 0.5 * FIREARM_AMPLITUDE))
@@ -449,7 +453,7 @@ def organic_in_metal(sc: Scene, metal_cargo: bool) -> list[Finding]:
         & (sc.zeff < MIXED_MAX_ZEFF)
         & (sc.a > MIXED_MIN_A)
     )
-    mixed[:, sc.a.shape[1] - round(150.0 / bc) :] = False
+    mixed[:, sc.row_above_floor(150.0) :] = False
     mask = cv2.morphologyEx(
         (org | mixed).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)
     )
@@ -506,16 +510,13 @@ def false_wall(sc: Scene) -> list[Finding]:
     best, d, front, behind = max((c for c in contrasts if c[0] >= 0.9 * best), key=lambda c: c[1])
     score = best / FALSE_WALL_CONTRAST
     plate, p = _plate(sc)
+    seen = f"attenuation {front:.1f} against {behind:.1f} behind it"
     if plate / FALSE_WALL_PLATE > score:
         # the wall itself: more telling than the contrast where goods are dense
         score, d = plate / FALSE_WALL_PLATE, p + 2
-        depth = (d + sc.l0 - sc.frame.front) * bl
-        why = f"a plate across the container {depth:.0f} mm behind the front wall,"
-        why += f" +{plate:.1f} over the space either side of it under the roof: false wall"
-    else:
-        depth = (d + sc.l0 - sc.frame.front) * bl
-        why = f"compartment {depth:.0f} mm deep behind the front wall, attenuation {front:.1f}"
-        why += f" against {behind:.1f} behind it: false wall"
+        seen = f"a plate +{plate:.1f} over the space either side of it under the roof"
+    depth = (d + sc.l0 - sc.frame.front) * bl
+    why = f"compartment {depth:.0f} mm deep behind the front wall, {seen}: false wall"
     if score < 0.5:
         return []
     return [sc.finding("false wall", score, why, (0, 0, d, rows))]
@@ -622,10 +623,10 @@ def double_floor_under_goods(sc: Scene) -> list[Finding]:
     of the gaps between the first and the last), 1.2 m or more apart, are one
     double floor.  Score: the number of filled gaps over three.
     """
-    bl, bc = sc.frame.px_mm
+    bl = sc.frame.px_mm[0]
     rows = sc.a.shape[1]
     off, cargo = _line_offsets(sc)
-    b0, b1 = rows - round(140.0 / bc), rows - round(40.0 / bc)
+    b0, b1 = sc.row_above_floor(140.0), sc.row_above_floor(40.0)
     gaps: list[list[Any]] = []  # [first line, last line, bottom over gap per line] of each gap
     for line in np.flatnonzero(off < -0.8):
         lv = int(line)
@@ -661,7 +662,7 @@ def double_floor_under_goods(sc: Scene) -> list[Finding]:
     l0, l1 = max(0, first - pad), min(sc.a.shape[0], last + pad + 1)
     why = f"{n} gaps between packages filled at the floor over {span:.0f} mm:"
     why += " goods standing on a false floor"
-    return [sc.finding("double floor", n / 3.0, why, (l0, rows - round(150.0 / bc), l1, rows))]
+    return [sc.finding("double floor", n / 3.0, why, (l0, sc.row_above_floor(150.0), l1, rows))]
 
 
 #: Attenuation by which the bottom of a gap between packages exceeds that of the scan's
@@ -782,7 +783,7 @@ def vehicle(sc: Scene) -> list[Finding]:
     # a car's body is nearly empty between its wheels, 0.4 to 1.2 m above the floor, where
     # cargo is not: of two pairs the one with the emptier span wins
     light = np.asarray(
-        sc.a[:, max(0, rows - round(1200.0 / bc)) : max(1, rows - round(400.0 / bc))] < 1.0
+        sc.a[:, max(0, sc.row_above_floor(1200.0)) : max(1, sc.row_above_floor(400.0))] < 1.0
     ).mean(axis=1)
     best, rank, pair = 0.0, 0.0, (0, 0)
     for a, va in wheels:
@@ -798,6 +799,6 @@ def vehicle(sc: Scene) -> list[Finding]:
         return []
     l0 = max(0, i - round(750.0 / bl))
     l1 = min(sc.a.shape[0], j + round(900.0 / bl))
-    r0 = max(0, rows - round(1500.0 / bc))
+    r0 = max(0, sc.row_above_floor(1500.0))
     why = f"wheel pair {(j - i) * bl:.0f} mm apart on the floor: vehicle"
     return [sc.finding("undeclared vehicle", score, why, (l0, r0, l1, rows))]
