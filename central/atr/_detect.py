@@ -363,11 +363,12 @@ def firearm_shapes(sc: Scene) -> list[Finding]:
     window's variance it explains says whether the shape is really there
     (package edges, coils and gaps explain little of it; on the tuning seeds
     no clean scan had a fit of :data:`FIREARM_FIT` anywhere, while most
-    pistols fit at 0.8 to 0.95).  The fit runs on the image and on the image
-    with its gaps between packages filled (a barrel across a gap), both
-    facings.  Outlines wholly in the lowest 200 mm are left to the dense pass
-    (the floor's cross members).  Score: the amplitude over
-    :data:`FIREARM_AMPLITUDE`.
+    pistols fit at 0.8 to 0.95).  The fit runs on the image, on the image
+    with its gaps between packages filled (a barrel across a gap) and on its
+    white top-hat (:data:`FIREARM_TOPHAT_MM`: a pistol in a tyre's hole or
+    beside a copper coil, whose edges no quadratic follows), both facings.
+    Outlines wholly in the lowest 200 mm are left to the dense pass (the
+    floor's cross members).  Score: the amplitude over :data:`FIREARM_AMPLITUDE`.
     """
     bl, bc = sc.frame.px_mm
     flt = _handgun_filter(round(bl, 3), round(bc, 3))
@@ -375,7 +376,13 @@ def firearm_shapes(sc: Scene) -> list[Finding]:
     lift = np.where(cargo, -np.minimum(off, 0.0)[:, None], 0.0)
     best = np.zeros(sc.a.shape, np.float64)
     fits = np.zeros(sc.a.shape, np.float64)
-    for img in (sc.a, np.asarray(sc.a + lift, dtype=np.float32)):
+    # the white top-hat keeps what is thinner than a pistol's surroundings: a pistol in a
+    # tyre's hole or beside a coil, where the quadratic background cannot follow the edges
+    se = cv2.getStructuringElement(
+        cv2.MORPH_RECT, (_odd(FIREARM_TOPHAT_MM / bc), _odd(FIREARM_TOPHAT_MM / bl))
+    )
+    tophat = np.asarray(cv2.morphologyEx(sc.a, cv2.MORPH_TOPHAT, se), dtype=np.float32)
+    for img in (sc.a, np.asarray(sc.a + lift, dtype=np.float32), tophat):
         amp, fit = _shape_fit(img, flt)
         take = (fit >= FIREARM_FIT) & (amp > best)
         best[take] = amp[take]
@@ -403,6 +410,17 @@ def firearm_shapes(sc: Scene) -> list[Finding]:
         box = (x, y, x + nl, y + nr)
         out.append(sc.finding("firearm-like shape", steel / FIREARM_AMPLITUDE, why, box))
     return out
+
+
+#: Structuring element (mm, square) of the top-hat the outline is also fitted on: wider
+#: than any part of a pistol (grip 40 mm, slide 35 mm), so that what it keeps of a pistol
+#: is all of it, while a tyre ring or a coil beside it goes.
+FIREARM_TOPHAT_MM = 100.0
+
+
+def _odd(px: float) -> int:
+    """The odd pixel count nearest ``px`` (at least 3): a kernel with a centre."""
+    return max(3, 2 * round((px - 1) / 2) + 1)
 
 
 #: Least share of a window's variance the handgun outline must explain to count.

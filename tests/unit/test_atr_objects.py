@@ -293,3 +293,18 @@ def test_organic_regions_of_one_package_are_one_finding() -> None:
     assert one.bbox_mm == [5000, 150, 5600, 560] and abs(one.score - 1.6) < 1e-9
     assert "2 regions" in one.reason
     assert one.bbox_px == [round(5000 / 11), 1000 - round(560 / 11), round(5600 / 11), 1000 - 14]
+
+
+def test_pistols_among_tyre_rings_are_found_in_the_top_hat() -> None:
+    from central.atr._detect import firearm_shapes
+
+    # a pistol in a tyre's hole or on its ring: the ring's edges run through the outline's
+    # window, where no quadratic background follows them
+    for seed in (48, 53, 56):
+        v, truth = _analyse(seed, concealment="firearms", commodity="tyres")
+        guns = [f for f in v.findings if f.category == "firearm-like shape" and f.level == RED]
+        assert v.verdict == RED and len(guns) >= 2, (seed, v.findings)
+        assert _localised(v, truth)
+    for seed in (50, 52):  # what the top-hat keeps of clean tyre rings is no pistol
+        sc, *_ = _scene(seed, commodity="tyres", concealment=None)
+        assert firearm_shapes(sc) == []
