@@ -169,8 +169,10 @@ def dense_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
         mean_exc = float(exc.mean())
         len_mm, hgt_mm = w * bl, h * bc
         area_mm2 = area * bl * bc
-        # strength: how far above threshold, weighted by how much of it there is
-        score = (mean_exc / 0.35) * min(1.0, np.sqrt(area_mm2 / 12000.0))
+        # strength: how far above threshold, weighted by how much of it there is (up to a
+        # block's size: the bottoms of copper coils on the floor are as far above their
+        # surroundings as a steel block in the air above them, but a quarter of its size)
+        score = (mean_exc / 0.35) * min(DENSE_AREA_CAP, np.sqrt(area_mm2 / DENSE_AREA_MM2))
         z = sc.zeff[x : x + w, y : y + h][sel]
         mat = sc.material[x : x + w, y : y + h][sel]
         zmed = float(np.median(z[z > 0])) if np.any(z > 0) else 0.0
@@ -195,6 +197,12 @@ def dense_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
         f for f in out if f.category != "dense object" or not any(same_object(f, g) for g in guns)
     ]
     return out + guns
+
+
+#: Excess area (mm²) that counts once in a dense object's score, and the most it counts:
+#: up to a 220 mm square, twice a 110 mm one.
+DENSE_AREA_MM2 = 12000.0
+DENSE_AREA_CAP = 2.0
 
 
 def impenetrable_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:

@@ -10,31 +10,24 @@ FEATURE_NAMES: tuple[str, ...] = ("organic", "metal", "mean_a", "p90_a")
 #: kg of cargo per unit of Σ A · cm² (1 / effective μ/ρ at the high energy).
 MASS_SCALE: float = 35.0
 MASS_SCALE_BY_COMMODITY: dict[str, float] = {
-    "aluminium ingots": 23.922,
-    "ceramic tiles": 23.848,
-    "cigarettes": 18.887,
-    "copper wire": 25.139,
-    "electronics": 17.976,
+    "aluminium ingots": 23.921,
+    "ceramic tiles": 23.847,
+    "cigarettes": 18.889,
+    "copper wire": 25.14,
+    "electronics": 17.978,
     "frozen meat": 21.417,
     "fruit": 20.05,
-    "glass bottles": 19.249,
-    "machinery": 24.279,
-    "paper": 21.787,
+    "glass bottles": 19.248,
+    "machinery": 24.278,
+    "paper": 21.786,
     "rice": 21.957,
     "scrap steel": 22.638,
-    "textiles": 18.325,
-    "tyres": 19.598,
+    "textiles": 18.324,
+    "tyres": 19.599,
 }
 #: Raw detector score at which a finding turns red, by category and declared commodity
 #: ("*": any other); scores are divided by it so that 1.0 is red everywhere.
 RED_AT: dict[str, dict[str, float]] = {
-    "dense object": {
-        "scrap steel": 6.581,
-        "machinery": 14.511,
-        "tyres": 11.524,
-        "copper wire": 4.249,
-        "glass bottles": 1.0,
-    },
     "not empty": {"empty": 2.956},
     "gd mismatch": {
         "scrap steel": 1.0,
@@ -42,10 +35,17 @@ RED_AT: dict[str, dict[str, float]] = {
         "aluminium ingots": 1.0,
         "ceramic tiles": 1.0,
     },
-    "high-Z object": {"copper wire": 4.629, "scrap steel": 1.524},
     "double floor": {"scrap steel": 4.55, "machinery": 2.1, "aluminium ingots": 2.45},
     "undeclared vehicle": {"machinery": 1.462},
     "impenetrable object": {"aluminium ingots": 5.069, "ceramic tiles": 5.744},
+    "dense object": {
+        "scrap steel": 13.162,
+        "machinery": 29.023,
+        "tyres": 20.141,
+        "copper wire": 5.472,
+        "glass bottles": 1.0,
+    },
+    "high-Z object": {"copper wire": 4.626, "scrap steel": 2.988},
 }
 PROFILES: dict[str, dict[str, tuple[float, float]]] = {
     "aluminium ingots": {
