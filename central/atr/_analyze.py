@@ -139,6 +139,11 @@ STRUCTURAL_CATEGORIES = frozenset({"false wall", "double floor"})
 FALSE_WALL_BEHIND_MM = 1200.0
 #: At most this many object findings per scan stay red; the others are shown yellow.
 MAX_RED_OBJECTS = 3
+#: An object finding scoring under this share of the scan's strongest red located finding
+#: is shown yellow: the examiner goes first where the image is surest.
+RED_SHARE = 0.5
+#: Findings with a place in the container (not the GD comparisons of the whole load).
+LOCATED_CATEGORIES = OBJECT_CATEGORIES | STRUCTURAL_CATEGORIES | {"undeclared vehicle"}
 
 
 def _inside(f: Finding, box: list[int]) -> bool:
@@ -171,9 +176,10 @@ def _explain(findings: list[Finding]) -> list[Finding]:
     vehicle or the layer explains them and they are dropped.  Two organic
     regions in metal cargo that stand on the floor a wheelbase apart are the
     tyres of a vehicle (:func:`_tyre_pairs`).  Of the remaining object
-    findings only the :data:`MAX_RED_OBJECTS` strongest stay red; the others
-    are shown yellow (still listed, for review): a scan with a dozen
-    red regions sends nobody anywhere.
+    findings only the :data:`MAX_RED_OBJECTS` strongest stay red, and only
+    those scoring at least :data:`RED_SHARE` of the strongest red located
+    finding; the others are shown yellow (still listed, for review): a scan
+    with a dozen red regions sends nobody anywhere.
     """
     # one object, one finding: a dense or high-Z blob that is also impenetrable keeps the
     # stronger of its two findings (the impenetrable one on a tie)
@@ -220,8 +226,13 @@ def _explain(findings: list[Finding]) -> list[Finding]:
         (f for f in kept if f.category in OBJECT_CATEGORIES and f.level == RED),
         key=lambda f: -f.score,
     )
-    for f in reds[MAX_RED_OBJECTS:]:
-        f.level = YELLOW
+    strongest = max(
+        (f.score for f in kept if f.level == RED and f.category in LOCATED_CATEGORIES),
+        default=0.0,
+    )
+    for i, f in enumerate(reds):
+        if i >= MAX_RED_OBJECTS or f.score < RED_SHARE * strongest:
+            f.level = YELLOW
     return kept
 
 

@@ -308,3 +308,18 @@ def test_pistols_among_tyre_rings_are_found_in_the_top_hat() -> None:
     for seed in (50, 52):  # what the top-hat keeps of clean tyre rings is no pistol
         sc, *_ = _scene(seed, commodity="tyres", concealment=None)
         assert firearm_shapes(sc) == []
+
+
+def test_red_goes_to_the_strongest_places_the_weaker_objects_show_yellow() -> None:
+    def dense(x0: float, score: float) -> Finding:
+        return _found("dense object", x0, x0 + 300, 500, 800, score, "dense object")
+
+    levels = [f.level for f in _explain([dense(1000, 3.0), dense(3000, 1.6), dense(5000, 1.2)])]
+    assert levels == [RED, RED, "yellow"]  # 1.2 is under half of 3.0
+    # four objects of one strength: the three strongest stay red
+    many = _explain([dense(1000 + 1000 * i, 2.0 - 0.1 * i) for i in range(4)])
+    assert [f.level for f in many] == [RED, RED, RED, "yellow"]
+    # a red false wall of score 4 leaves a 1.5 dense object elsewhere yellow
+    wall = _found("false wall", 121, 600, 0, 2500, 4.0, "compartment")
+    out = _explain([wall, dense(5000, 1.5)])
+    assert [(f.category, f.level) for f in out] == [("false wall", RED), ("dense object", "yellow")]
