@@ -644,17 +644,23 @@ def double_floor_under_goods(sc: Scene) -> list[Finding]:
     around it, :func:`_line_offsets`) is ``filled`` where the lowest 40 to
     140 mm above the floor, over the gap's own attenuation, exceed the same
     in the scan's other gaps (their lower quartile: the floor shows there too)
-    by :data:`GAP_FILLED_A`.  A load needs six gaps or more to have a
-    reference.  Three or more filled gaps in a row (at least 80 %
-    of the gaps between the first and the last), 1.2 m or more apart, are one
-    double floor.  Score: the number of filled gaps over three.
+    by :data:`GAP_FILLED_A`, or where a narrow gap (:data:`GAP_NARROW_MM`) has
+    lost its depth at the bottom (:func:`_gap_fill` in :data:`GAP_FILL_SHARE`:
+    the 8 mm gaps of dense cartons fill part of a pixel, so their attenuation
+    says little, but the share of their depth that is gone does not depend on
+    it).  A load needs six gaps or more to have a reference.  Three or more
+    filled gaps in a row (at least 80 % of the gaps between the first and the
+    last), 1.2 m or more apart, are one double floor.  Score: the number of
+    filled gaps over three.
     """
     bl = sc.frame.px_mm[0]
     rows = sc.a.shape[1]
     off, cargo = _line_offsets(sc)
     b0, b1 = sc.row_above_floor(140.0), sc.row_above_floor(40.0)
+    above = sc.row_above_floor(250.0)
+    in_gap = off < GAP_A
     gaps: list[list[Any]] = []  # [first line, last line, bottom over gap per line] of each gap
-    for line in np.flatnonzero(off < -0.8):
+    for line in np.flatnonzero(in_gap):
         lv = int(line)
         bottom = float(np.median(sc.a[lv, b0:b1])) - float(np.median(sc.a[lv][cargo[lv]]))
         if gaps and lv - gaps[-1][1] <= 2:
@@ -668,7 +674,16 @@ def double_floor_under_goods(sc: Scene) -> list[Finding]:
     # angle there and on the gap's width): the scan's own gaps are the reference
     values = [float(np.median(g[2])) for g in gaps]
     ref = float(np.percentile(values, 25))
-    marks = [(g[0], g[1], v > ref + GAP_FILLED_A) for g, v in zip(gaps, values, strict=True)]
+    # the same, free of the gap's width: the share of the gap's depth (against the lines
+    # either side) that is gone at the bottom; 8 mm gaps of dense cartons fill only part
+    # of a pixel, and their depth varies with where they fall in it
+    fills = [_gap_fill(sc, g[0], g[1], cargo, (b0, b1), above) for g in gaps]
+    lo_fill, hi_fill = GAP_FILL_SHARE
+    narrow = max(1, round(GAP_NARROW_MM / bl))  # lines of a gap between two packages
+    marks = [
+        (g[0], g[1], v > ref + GAP_FILLED_A or (g[1] - g[0] < narrow and lo_fill <= fl <= hi_fill))
+        for g, v, fl in zip(gaps, values, fills, strict=True)
+    ]
     best: tuple[float, int, int, int] | None = None
     for i, (first, _, f_i) in enumerate(marks):
         if not f_i:
@@ -694,6 +709,46 @@ def double_floor_under_goods(sc: Scene) -> list[Finding]:
 #: Attenuation by which the bottom of a gap between packages exceeds that of the scan's
 #: other gaps where something lies under it.
 GAP_FILLED_A = 1.0
+#: A line this much lighter than the cargo in its scan (median residual) is a gap.
+GAP_A = -0.8
+#: Share of a gap's depth gone at its bottom that fills it: the gaps of carton loads lose
+#: 0.3 of it to the floor, those over a false floor all of it (0.99 and more on the
+#: tuning seeds), pallets on the floor 0.85 at most (tuning seeds, 90 % of gaps); more
+#: than all of it is no gap ending but something else dense under the line.
+GAP_FILL_SHARE = (0.9, 1.3)
+#: Widest gap (mm along travel) told filled by that share: the air between two cartons
+#: (8 to 30 mm), not the space between two coils, whose round sides fill its bottom.
+GAP_NARROW_MM = 60.0
+
+
+def _gap_fill(
+    sc: Scene,
+    first: int,
+    last: int,
+    cargo: npt.NDArray[np.bool_],
+    bottom: tuple[int, int],
+    above: int,
+) -> float:
+    """Share of a gap's depth that is gone at its bottom (1: the gap ends above the floor).
+
+    The depth is the lighter of the lines just outside the gap minus its deepest line,
+    row by row; its median over the cargo higher than ``above`` against its median over
+    the ``bottom`` rows.  NaN where the gap is too shallow to tell.
+    """
+    lines = sc.a.shape[0]
+    off = _line_offsets(sc)[0]
+    lv = first + int(np.argmin(off[first : last + 1]))
+    lo, hi = first - 2, last + 2
+    if lo < 0 or hi >= lines:
+        return float("nan")
+    depth = np.minimum(sc.a[lo], sc.a[hi]) - sc.a[lv]
+    rows = cargo[lv, :above]
+    if rows.sum() < 5:
+        return float("nan")
+    mid = float(np.median(depth[:above][rows]))
+    if mid < -GAP_A:
+        return float("nan")
+    return 1.0 - float(np.median(depth[bottom[0] : bottom[1]])) / mid
 
 
 def _ring_kernel(r_out: float, r_in: float, bl: float, bc: float) -> F32:

@@ -177,9 +177,19 @@ def test_wheels_are_told_from_the_gaps_between_stacked_goods() -> None:
 def test_a_false_floor_under_a_full_load_shows_in_the_gaps_between_packages() -> None:
     from central.atr._detect import double_floor_under_goods
 
-    for commodity in ("cigarettes", "glass bottles"):
-        sc, *_ = _scene(56, commodity=commodity, concealment=None)
-        assert double_floor_under_goods(sc) == []  # the gaps reach down to the floor
+    # frozen meat: dense cartons whose 8 mm gaps fill only part of a pixel; the gap's depth
+    # against the lines either side is all gone at the bottom over the false floor
+    for commodity in ("cigarettes", "glass bottles", "frozen meat"):
+        # clean loads (the simulator hides something in 30 % of undirected draws)
+        clean = [
+            s
+            for s in range(56, 62)
+            if _scan(s, lie=False, commodity=commodity)[2]["concealment"] is None
+        ][:2]
+        assert clean
+        for seed in clean:
+            sc, *_ = _scene(seed, commodity=commodity, concealment=None)
+            assert double_floor_under_goods(sc) == []  # the gaps reach down to the floor
         v, truth = _analyse(56, concealment="double floor", commodity=commodity)
         floors = [f for f in v.findings if f.category == "double floor" and f.level == RED]
         assert floors and "gaps between packages" in floors[0].reason
