@@ -272,7 +272,8 @@ def test_a_steel_block_among_tyres_is_red_because_nothing_gets_through_it() -> N
         sc, *_ = _scene(seed, commodity="tyres")
         assert impenetrable_objects(sc, metal_cargo=False) == []
     assert clean >= 5
-    # metal loads stop the beam themselves: the dense-object pass looks there instead
+    # metal loads stop the beam themselves: there only a block standing free counts, and
+    # among tyre rings it does not stand free
     sc, *_ = _scene(48, commodity="tyres", concealment="high-density block")
     assert impenetrable_objects(sc, metal_cargo=False)
     assert impenetrable_objects(sc, metal_cargo=True) == []
@@ -333,3 +334,26 @@ def test_red_goes_to_the_strongest_places_the_weaker_objects_show_yellow() -> No
     wall = _found("false wall", 121, 600, 0, 2500, 4.0, "compartment")
     out = _explain([wall, dense(5000, 1.5)])
     assert [(f.category, f.level) for f in out] == [("false wall", RED), ("dense object", "yellow")]
+
+
+def test_a_block_standing_free_among_metal_goods_is_an_impenetrable_object() -> None:
+    from central.atr._detect import impenetrable_objects
+
+    # metal goods stop the beam themselves; a steel block among them has air beside it
+    for seed, commodity in ((53, "machinery"), (59, "machinery"), (48, "copper wire")):
+        v, truth = _analyse(seed, concealment="high-density block", commodity=commodity)
+        blocks = [f for f in v.findings if f.category == "impenetrable object"]
+        assert v.verdict == RED and blocks and blocks[0].level == RED, (seed, v.findings)
+        assert _localised(v, truth)
+    # coils on the floor, the cores of machines in their housings, pieces of scrap among
+    # others: none stands free
+    for commodity in ("machinery", "copper wire", "scrap steel"):
+        clean = [
+            s
+            for s in range(48, 56)
+            if _scan(s, lie=False, commodity=commodity)[2]["concealment"] is None
+        ][:3]
+        assert len(clean) >= 2
+        for seed in clean:
+            sc, *_ = _scene(seed, commodity=commodity)
+            assert impenetrable_objects(sc, metal_cargo=True) == [], (commodity, seed)
