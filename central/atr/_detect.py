@@ -225,14 +225,13 @@ def impenetrable_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
     imp = cv2.morphologyEx(imp, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     n, _, stats, _ = cv2.connectedComponentsWithStats(imp, connectivity=8)
     out: list[Finding] = []
-    side = max(1, round(ISOLATED_SIDE_MM / bl))
     for k in range(1, n):
         cx, cy, cw, ch, area = (int(v) for v in stats[k])
         x, y, w, h = cy, cx, ch, cw
         area_mm2 = area * bl * bc
         if area_mm2 < 0.5 * IMPENETRABLE_MM2:
             continue
-        if metal_cargo and not _stands_free(sc, (x, y, x + w, y + h), side, floor):
+        if metal_cargo and not _stands_free(sc, (x, y, x + w, y + h), floor):
             continue
         why = f"impenetrable object {w * bl:.0f} x {h * bc:.0f} mm: nothing seen through it"
         score = float(np.sqrt(area_mm2 / IMPENETRABLE_MM2))
@@ -252,7 +251,7 @@ ISOLATED_SIDE_MM = 100.0
 ISOLATED_MIN_MM = 100.0
 
 
-def _stands_free(sc: Scene, box: tuple[int, int, int, int], side: int, floor: int) -> bool:
+def _stands_free(sc: Scene, box: tuple[int, int, int, int], floor: int) -> bool:
     """Whether an impenetrable region stands free in metal cargo: a block off the floor
     band, with empty space before and after it along travel over most of its height.
 
@@ -263,6 +262,7 @@ def _stands_free(sc: Scene, box: tuple[int, int, int, int], side: int, floor: in
     """
     l0, r0, l1, r1 = box
     bl, bc = sc.frame.px_mm
+    side = max(1, round(ISOLATED_SIDE_MM / bl))
     if r1 >= floor - 1 or min((l1 - l0) * bl, (r1 - r0) * bc) < ISOLATED_MIN_MM:
         return False
     sides = np.concatenate(
@@ -687,9 +687,8 @@ def double_floor_under_goods(sc: Scene) -> list[Finding]:
     off, cargo = _line_offsets(sc)
     b0, b1 = sc.row_above_floor(140.0), sc.row_above_floor(40.0)
     above = sc.row_above_floor(250.0)
-    in_gap = off < GAP_A
     gaps: list[list[Any]] = []  # [first line, last line, bottom over gap per line] of each gap
-    for line in np.flatnonzero(in_gap):
+    for line in np.flatnonzero(off < GAP_A):
         lv = int(line)
         bottom = float(np.median(sc.a[lv, b0:b1])) - float(np.median(sc.a[lv][cargo[lv]]))
         if gaps and lv - gaps[-1][1] <= 2:
@@ -706,7 +705,7 @@ def double_floor_under_goods(sc: Scene) -> list[Finding]:
     # the same, free of the gap's width: the share of the gap's depth (against the lines
     # either side) that is gone at the bottom; 8 mm gaps of dense cartons fill only part
     # of a pixel, and their depth varies with where they fall in it
-    fills = [_gap_fill(sc, g[0], g[1], cargo, (b0, b1), above) for g in gaps]
+    fills = [_gap_fill(sc, g[0], g[1], (b0, b1), above) for g in gaps]
     lo_fill, hi_fill = GAP_FILL_SHARE
     narrow = max(1, round(GAP_NARROW_MM / bl))  # lines of a gap between two packages
     marks = [
@@ -750,14 +749,7 @@ GAP_FILL_SHARE = (0.9, 1.3)
 GAP_NARROW_MM = 60.0
 
 
-def _gap_fill(
-    sc: Scene,
-    first: int,
-    last: int,
-    cargo: npt.NDArray[np.bool_],
-    bottom: tuple[int, int],
-    above: int,
-) -> float:
+def _gap_fill(sc: Scene, first: int, last: int, bottom: tuple[int, int], above: int) -> float:
     """Share of a gap's depth that is gone at its bottom (1: the gap ends above the floor).
 
     The depth is the lighter of the lines just outside the gap minus its deepest line,
@@ -765,7 +757,7 @@ def _gap_fill(
     the ``bottom`` rows.  NaN where the gap is too shallow to tell.
     """
     lines = sc.a.shape[0]
-    off = _line_offsets(sc)[0]
+    off, cargo = _line_offsets(sc)
     lv = first + int(np.argmin(off[first : last + 1]))
     lo, hi = first - 2, last + 2
     if lo < 0 or hi >= lines:
@@ -775,7 +767,7 @@ def _gap_fill(
     if rows.sum() < 5:
         return float("nan")
     mid = float(np.median(depth[:above][rows]))
-    if mid < -GAP_A:
+    if mid < -GAP_A:  # shallower than a gap
         return float("nan")
     return 1.0 - float(np.median(depth[bottom[0] : bottom[1]])) / mid
 
