@@ -7,6 +7,7 @@ regions) are checked on findings built by hand, where the rule is the point.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -126,6 +127,13 @@ def test_organic_regions_along_the_floor_are_one_double_floor() -> None:
     assert {f.category for f in short} == {"organic in metal cargo"}
 
 
+def _clean_seeds(commodity: str, seeds: range, n: int) -> list[int]:
+    """The first ``n`` of ``seeds`` whose draw of ``commodity`` hides nothing (the simulator
+    hides something in 30 % of the draws that do not name a concealment)."""
+    clean = (s for s in seeds if _scan(s, lie=False, commodity=commodity)[2]["concealment"] is None)
+    return list(itertools.islice(clean, n))
+
+
 def _scene(seed: int, **kw: Any) -> tuple[Scene, np.ndarray, np.ndarray, Any]:
     """The binned scene of a simulated scan, and its binned images to build it again."""
     from central.atr._image import bin_image, binning
@@ -180,12 +188,7 @@ def test_a_false_floor_under_a_full_load_shows_in_the_gaps_between_packages() ->
     # frozen meat: dense cartons whose 8 mm gaps fill only part of a pixel; the gap's depth
     # against the lines either side is all gone at the bottom over the false floor
     for commodity in ("cigarettes", "glass bottles", "frozen meat"):
-        # clean loads (the simulator hides something in 30 % of undirected draws)
-        clean = [
-            s
-            for s in range(56, 62)
-            if _scan(s, lie=False, commodity=commodity)[2]["concealment"] is None
-        ][:2]
+        clean = _clean_seeds(commodity, range(56, 62), 2)
         assert clean
         for seed in clean:
             sc, *_ = _scene(seed, commodity=commodity, concealment=None)
@@ -348,11 +351,7 @@ def test_a_block_standing_free_among_metal_goods_is_an_impenetrable_object() -> 
     # coils on the floor, the cores of machines in their housings, pieces of scrap among
     # others: none stands free
     for commodity in ("machinery", "copper wire", "scrap steel"):
-        clean = [
-            s
-            for s in range(48, 56)
-            if _scan(s, lie=False, commodity=commodity)[2]["concealment"] is None
-        ][:3]
+        clean = _clean_seeds(commodity, range(48, 56), 3)
         assert len(clean) >= 2
         for seed in clean:
             sc, *_ = _scene(seed, commodity=commodity)
