@@ -25,7 +25,7 @@ from ._detect import (
 )
 from ._gd import gd_consistency
 from ._image import bin_image, binning, check_pair, locate_container
-from ._model import RED, YELLOW, Finding, Verdict, level_of
+from ._model import RED, YELLOW, AtrInputError, Finding, Verdict, level_of
 from ._profiles import RED_AT
 
 F32 = npt.NDArray[np.float32]
@@ -59,6 +59,15 @@ def analyze(
     t0 = time.perf_counter()
     hi, lo = check_pair(a_hi, a_lo)
     fl, fc = binning(line_mm, channel_mm)
+    lines, channels = hi.shape
+    if min(lines // fl, channels // fc) < MIN_WORK_PX:
+        raise AtrInputError(
+            f"the image covers only {lines * line_mm:.0f} x {channels * channel_mm:.0f} mm"
+            f" ({lines} lines of {line_mm} mm, {channels} channels of {channel_mm} mm):"
+            " too little to hold a container",
+            fix="check the pixel size (--pixel-mm ALONG_TRAVEL HEIGHT, mm at the container)"
+            " and export the full scan",
+        )
     b_hi = bin_image(hi, fl, fc)
     b_lo = bin_image(lo, fl, fc)
     return analyze_binned(b_hi, b_lo, fl, fc, line_mm, channel_mm, gd, scan=scan, t0=t0)
@@ -121,6 +130,10 @@ def analyze_binned(
         elapsed_ms=(time.perf_counter() - t0) * 1000.0,
         scan=scan,
     )
+
+
+#: Fewest working pixels (about 11 mm each) the image must have both ways: 180 mm.
+MIN_WORK_PX = 16
 
 
 #: Categories of compact objects found by their excess over the cargo around them.

@@ -160,6 +160,9 @@ def test_eight_bit_and_all_zero_images_are_refused(tmp_path: Path) -> None:
         load_transmission(p0)
     with pytest.raises(AtrInputError, match="pixel size"):
         analyze(np.ones((100, 100)), np.ones((100, 100)), 0.0, 3.0)
+    # enough pixels, but pixels of half a millimetre: 50 mm of image is no container
+    with pytest.raises(AtrInputError, match="too little to hold a container"):
+        analyze(np.ones((100, 100)), np.ones((100, 100)), 0.5, 0.5)
 
 
 def test_cli_analyze_prints_verdict_json(
