@@ -3,7 +3,9 @@
 from drivers._interface import (
     ControlEvent,
     DataLink,
+    GapCause,
     LineFlags,
+    LinkEpoch,
     LinkGap,
     LinkStats,
     Packet,
@@ -16,7 +18,9 @@ from drivers._interface import (
 __all__ = [
     "ControlEvent",
     "DataLink",
+    "GapCause",
     "LineFlags",
+    "LinkEpoch",
     "LinkGap",
     "LinkStats",
     "Packet",

@@ -19,6 +19,10 @@ class PacketType(enum.IntEnum):
     LINE = 1
     SCAN_START = 2
     SCAN_END = 3
+    SESSION = 4
+    """Sent by the scanner first on every data-link connection, outside the
+    sequence: its session (boot) id, serial number and the sequence numbers it
+    holds (JSON payload; see ``drivers.lsp._io``)."""
 
 
 class LineFlags(enum.IntFlag):
@@ -50,17 +54,58 @@ class Packet:
     payload: bytes
 
 
+class GapCause(enum.StrEnum):
+    """Why a :class:`LinkGap` happened; central maps each to its alarm."""
+
+    LOST = "lost"
+    """The scanner no longer holds the packets (its replay buffer moved on)."""
+    VIOLATION = "violation"
+    """The packets arrived intact (CRC good) but break the protocol; they were refused."""
+    RESTART = "restart"
+    """The scanner started a new session (reboot, replacement, re-flash) before
+    sending them: they will never come."""
+
+
 @dataclass(slots=True)
 class LinkGap:
     """Packets ``first_seq``..``last_seq`` (inclusive) are gone for good.
 
-    The scanner no longer holds them (its replay buffer moved on); the edge must
-    record the loss and raise an alarm.
+    The edge must record the loss as a GAP block and raise an alarm. ``cause``
+    says why (:class:`GapCause`). For ``RESTART`` the end of the old session is
+    unknown: ``last_seq`` is the highest sequence number the link saw of it, or
+    ``first_seq - 1`` when it saw none beyond what it delivered (then nothing is
+    known to be lost, but the scanner may have emitted more). ``scan_id`` is the
+    scan whose packets were refused or lost, where the link knows it (-1 if not).
     """
 
     first_seq: int
     last_seq: int
     reason: str
+    cause: GapCause = GapCause.LOST
+    scan_id: int = -1
+
+
+@dataclass(slots=True)
+class LinkEpoch:
+    """The scanner's data-link session changed: its sequence numbers start again.
+
+    Yielded by :meth:`DataLink.packets` when the scanner announces a session
+    (boot) id other than the one the link was started with, or a packet counter
+    behind what was already delivered (a rebooted, replaced or re-flashed
+    scanner). It comes after the :class:`LinkGap` (cause ``RESTART``) for what of
+    the old session could not be had, and before the first packet of the new
+    session. From here on sequence numbers are the new session's.
+    """
+
+    session: str
+    """The new session id (the scanner's boot id, hex)."""
+    previous: str
+    """The session the link was following ("" if it did not know one)."""
+    next_seq: int
+    """The first sequence number of the new session the link delivers."""
+    serial: str = ""
+    """The scanner's serial number, as it announced it."""
+    reason: str = ""
 
 
 @dataclass(slots=True)
@@ -88,11 +133,15 @@ class DataLink(Protocol):
 
     stats: LinkStats
 
-    def packets(self, next_seq: int) -> AsyncIterator[Packet | LinkGap]:
+    def packets(
+        self, next_seq: int, session: str = ""
+    ) -> AsyncIterator[Packet | LinkGap | LinkEpoch]:
         """Yield packets in strict sequence order from ``next_seq`` on, forever.
 
-        The driver reconnects and asks the scanner to resume by itself; what the
-        scanner can no longer replay comes out as a :class:`LinkGap`.
+        ``session`` is the scanner session ``next_seq`` belongs to ("" if not
+        known). The driver reconnects and asks the scanner to resume by itself;
+        what the scanner can no longer replay, or sent outside the protocol, comes
+        out as a :class:`LinkGap`; a new scanner session as a :class:`LinkEpoch`.
         """
         ...
 
