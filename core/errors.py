@@ -53,3 +53,20 @@ class EnrollmentError(NiiError):
 
 class SpoolFullError(NiiError):
     """The edge spool reached its bound; new scans are refused until it drains."""
+
+
+class StorageError(NiiError):
+    """A durable store (CIR, spool, ATR store) could not write: disk full or I/O error.
+
+    Attributes:
+        path: The file or folder that could not be written.
+        free_bytes: Free space at ``path`` in bytes when the error was raised,
+            or -1 when it could not be read.
+    """
+
+    def __init__(
+        self, message: str, fix: str = "", *, path: str = "", free_bytes: int = -1
+    ) -> None:
+        super().__init__(message, fix)
+        self.path = path
+        self.free_bytes = free_bytes
