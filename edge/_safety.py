@@ -11,7 +11,12 @@ scanner is **safe** only while, at once:
 * every dosimeter reads under ``dose_limit_usvh``;
 * every reading is fresh: not older than ``sensor_max_age_s``, counted from the
   sensor's own timestamp, so a retained message from a sensor that fell silent
-  long ago is stale the moment it is re-read.
+  long ago is stale the moment it is re-read;
+* every sensor's timestamp is plausible (:func:`core.clock.implausible`): a
+  reading stamped ahead of the edge's clock beyond the tolerance, in
+  milliseconds or nanoseconds, not a number, or far in the past is stale, with
+  the reason in the causes and logged once per change. A device clock that is
+  wrong can never make a reading look fresh for ever.
 
 Anything else, including a sensor never heard of, a malformed payload or a lost
 broker, is unsafe: the safe direction for missing information. Sensors named in
@@ -31,6 +36,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +45,7 @@ from typing import Any
 
 import aiomqtt
 
+from core.clock import implausible
 from core.config import MqttConfig, ScannerConfig
 from core.errors import DriverError
 
@@ -67,6 +75,17 @@ class Reading:
     fresh_until: float  # monotonic
     changed_wall: float  # wall time of the last change of ``ok`` or ``state``
     reports: int = 0
+    clock_fault: str = ""  # why the sensor's timestamp cannot be believed ("" when it can)
+
+
+def _ts_fault(ts: Any, wall: float) -> str | None:
+    """Why a sensor's ``ts`` (from JSON: any type, ints of any size) cannot be believed."""
+    if isinstance(ts, int) and not isinstance(ts, bool):
+        try:
+            ts = float(ts)
+        except OverflowError:
+            return "timestamp is an integer too large to be a time"
+    return implausible(ts, wall)
 
 
 @dataclass
@@ -111,11 +130,17 @@ class ScannerSafety:
         """One MQTT message on ``…/<scanner>/<group>/<name>``."""
         key = (group, name)
         now, wall = self.clock(), self.wall()
+        clock_fault = ""
         try:
             doc = json.loads(payload)
             if not isinstance(doc, dict):
                 raise ValueError("not an object")
-            ts = float(doc.get("ts", wall))
+            raw_ts = doc.get("ts", wall)
+            why = _ts_fault(raw_ts, wall)
+            if why is not None:
+                clock_fault, ts = why, wall - 2 * self.cfg.sensor_max_age_s - 1.0
+            else:
+                ts = float(raw_ts)
             if group == "dose":
                 usvh: float | None = float(doc["usvh"])
                 kind, state = "dose", ""
@@ -135,6 +160,17 @@ class ScannerSafety:
             ts, usvh, kind, state, ok = wall, None, "?", "malformed", False
         age = max(0.0, wall - ts)
         prev = self.readings.get(key)
+        if bool(clock_fault) != bool(prev.clock_fault if prev else ""):  # once per change
+            if clock_fault:
+                log.warning(
+                    "%s: sensor %s/%s: %s: reading counted stale",
+                    self.cfg.id,
+                    group,
+                    name,
+                    clock_fault,
+                )
+            else:
+                log.info("%s: sensor %s/%s: timestamps plausible again", self.cfg.id, group, name)
         changed = prev is None or prev.ok != ok or prev.state != state
         self.readings[key] = Reading(
             group,
@@ -146,6 +182,7 @@ class ScannerSafety:
             fresh_until=now + self.cfg.sensor_max_age_s - age,
             changed_wall=wall if changed else prev.changed_wall,  # type: ignore[union-attr]
             reports=(prev.reports if prev else 0) + 1,
+            clock_fault=clock_fault,
         )
         if self.link_up:
             self.since_connect.add(key)
@@ -175,6 +212,8 @@ class ScannerSafety:
                     causes.append(f"dose {n} {what} ≥ limit {self.cfg.dose_limit_usvh:g} µSv/h")
                 else:
                     causes.append(f"interlock {n} ({r.kind}) is {r.state}")
+            elif r.clock_fault:
+                causes.append(f"sensor {g}/{n} is stale: {r.clock_fault}")
             elif now > r.fresh_until:
                 causes.append(
                     f"sensor {g}/{n} is stale (no fresh report within "
@@ -229,6 +268,9 @@ class SafetyMonitor:
     ) -> None:
         self.mqtt = mqtt
         self.edge_id = edge_id
+        #: The MQTT client id: unique per process, so two edges with the same ``[edge] id``
+        #: and broker never take each other's session (the broker drops the older one).
+        self.client_id = f"nii-{edge_id}-safety-{os.getpid()}-{secrets.token_hex(3)}"
         self.scanners = {
             sc.id: ScannerSafety(sc, settle_s=mqtt.settle_s, clock=clock) for sc in scanners
         }
@@ -261,7 +303,7 @@ class SafetyMonitor:
                     async with aiomqtt.Client(
                         m.host,
                         m.port,
-                        identifier=f"nii-{self.edge_id}-safety",
+                        identifier=self.client_id,
                         keepalive=max(1, int(m.keepalive_s)),
                         timeout=m.keepalive_s,
                         clean_session=True,
@@ -332,6 +374,10 @@ class SafetyGuard:
         self.reaction_s: list[float] = []  # unsafe → beam-off acknowledged, per trip
         self.observers: list[Callable[[float], None]] = []
         self._armed_once = False
+        self._beam_off_timed = False
+        self.retry_s = 0.25  # first retry of a failed beam stop (s), doubling to 2 s
+        self.stop_failures = 0  # trips whose beam stop failed at least once
+        self._stopper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         safety.on_change.append(self._on_change)
 
@@ -339,22 +385,26 @@ class SafetyGuard:
         """The gate every arming of the scanner goes through."""
         return self.safety.safe
 
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task[None] | None:
         try:
             t = asyncio.get_running_loop().create_task(coro)
         except RuntimeError:  # no loop (a unit test driving the state machine by hand)
             coro.close()
-            return
+            return None
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
+        return t
 
     def _on_change(self, safe: bool, causes: list[str]) -> None:
         sid = self.channel.cfg.id
         if not safe:
             self.trips += 1
             scanning = self.scanning()
-            if self.channel.control is not None:
-                self._spawn(self._stop_beam(time.monotonic()))
+            if (self.channel.control is not None or scanning) and (
+                self._stopper is None or self._stopper.done()
+            ):  # a stopper still retrying covers this trip too
+                self._beam_off_timed = False
+                self._stopper = self._spawn(self._stop_beam(time.monotonic()))
             what = "; ".join(causes)
             if scanning:
                 self.channel.alarm(
@@ -380,9 +430,60 @@ class SafetyGuard:
         elif not cfg.rearm and self._armed_once:
             log.info("%s: safe again; rearm = false, so it stays disarmed until armed by hand", sid)
 
+    def _control_down(self) -> str | None:
+        """Why the scanner cannot be commanded now, or None when its control link is up."""
+        if self.channel.control is None:
+            return "no control link"
+        if getattr(self.channel, "control_up", True) is False:
+            return "control link down"
+        return None
+
     async def _stop_beam(self, t0: float) -> None:
+        """Beam off, stop scan, disarm; retried until done or the scanner is safe again.
+
+        A step that fails (``DriverError``, or the control link down) is an immediate
+        ``beam_stop_failed`` alarm to the control room, "cannot stop beam on scanner
+        X: <why>", once per trip; the guard retries every :attr:`retry_s` seconds
+        (doubling to 2 s) and sends ``beam_stopped`` when it got through, or
+        ``beam_stop_moot`` when the scanner became safe before it could.
+        """
+        sid = self.channel.cfg.id
+        failed_why = ""
+        backoff = self.retry_s
+        while True:
+            why = self._control_down()
+            if why is None:
+                why = await self._stop_steps(t0)
+            if why is None:
+                if failed_why:
+                    self.channel.alarm(
+                        "beam_stopped",
+                        f"beam stopped on scanner {sid} after the earlier failure ({failed_why})",
+                    )
+                return
+            if not failed_why:
+                failed_why = why
+                self.stop_failures += 1
+                log.error("%s: safety: cannot stop beam: %s; retrying", sid, why)
+                self.channel.alarm(
+                    "beam_stop_failed", f"cannot stop beam on scanner {sid}: {why}", why=why
+                )
+            if self.safety.safe:
+                log.warning("%s: safety: safe again before the beam could be stopped", sid)
+                self.channel.alarm(
+                    "beam_stop_moot",
+                    f"scanner {sid} is safe again; the beam stop that failed ({failed_why}) "
+                    "is no longer needed",
+                )
+                return
+            await asyncio.sleep(backoff)
+            backoff = min(2.0, backoff * 2)
+
+    async def _stop_steps(self, t0: float) -> str | None:
+        """One attempt at beam off, stop scan and disarm; the first failure's reason or None."""
         ctl = self.channel.control
         sid = self.channel.cfg.id
+        failure: str | None = None
         for what, fn in (
             ("beam off", ctl.beam_off),
             ("stop scan", ctl.stop_scan),
@@ -392,8 +493,10 @@ class SafetyGuard:
                 await fn()
             except DriverError as exc:
                 log.error("%s: safety: %s failed: %s", sid, what, exc)
+                failure = failure or f"{what} failed: {exc}"
                 continue
-            if what == "beam off":
+            if what == "beam off" and not self._beam_off_timed:
+                self._beam_off_timed = True
                 dt = time.monotonic() - t0
                 self.reaction_s.append(dt)
                 for obs in self.observers:
@@ -401,6 +504,7 @@ class SafetyGuard:
                 log.warning(
                     "%s: safety: beam off acknowledged %.1f ms after the trip", sid, dt * 1e3
                 )
+        return failure
 
     async def _arm(self) -> None:
         try:
