@@ -39,7 +39,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from core.errors import IntegrityError
+from core.errors import IntegrityError, ProtocolError
+from core.messages import check_doc
 
 MAGIC = b"NSB1"
 VERSION = 1
@@ -226,11 +227,9 @@ def parse(raw: bytes | memoryview) -> Block:
         raise IntegrityError("sealed block lengths do not add up", reason="malformed")
     try:
         block_kind = BlockKind(kind)
-        meta = json.loads(bytes(mv[HEADER.size : HEADER.size + meta_len]))
-        if not isinstance(meta, dict):
-            raise ValueError("meta is not an object")
     except ValueError as exc:
-        raise IntegrityError(f"bad block metadata: {exc}", reason="malformed") from exc
+        raise IntegrityError(f"unknown block kind {kind}", reason="malformed") from exc
+    meta = _parse_meta(bytes(mv[HEADER.size : HEADER.size + meta_len]))
     index = [
         IndexEntry(*INDEX_ENTRY.unpack_from(mv, HEADER.size + meta_len + i))
         for i in range(0, index_len, INDEX_ENTRY.size)
@@ -256,6 +255,55 @@ def parse(raw: bytes | memoryview) -> Block:
         index_raw=bytes(mv[HEADER.size + meta_len : end_signed]),
         raw=raw,
     )
+
+
+#: types of the meta fields that readers of a block use; others are carried as they are
+META_FIELDS: dict[str, tuple[type, ...]] = {
+    "edge": (str,),
+    "scanner": (str,),
+    "kind": (str,),
+    "scan_id": (int, type(None)),
+    "channels": (int,),
+    "n_lines": (int,),
+    "link_first": (int,),
+    "link_last": (int,),
+    "link_seq": (int,),
+    "first_seq": (int,),
+    "last_seq": (int,),
+    "reason": (str,),
+    "cause": (str,),
+}
+#: the meta JSON of a block is small (a few hundred bytes); anything far beyond is refused
+MAX_META_BYTES = 64 * 1024
+
+
+def _parse_meta(meta_b: bytes) -> dict[str, Any]:
+    """Parse and check a block's meta JSON; raises IntegrityError (malformed) only."""
+    if len(meta_b) > MAX_META_BYTES:
+        raise IntegrityError(
+            f"block metadata of {len(meta_b)} bytes exceeds {MAX_META_BYTES}", reason="malformed"
+        )
+    try:
+        meta = check_doc("block metadata", json.loads(meta_b, parse_constant=_no_constant))
+    except RecursionError as exc:
+        raise IntegrityError("bad block metadata: nested too deep", reason="malformed") from exc
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise IntegrityError(f"bad block metadata: {str(exc)[:200]}", reason="malformed") from exc
+    except ProtocolError as exc:
+        raise IntegrityError(exc.message, reason="malformed") from exc
+    for name, types in META_FIELDS.items():
+        v = meta.get(name)
+        if name in meta and (type(v) not in types):
+            raise IntegrityError(
+                f"block metadata field {name!r} is {type(v).__name__}, "
+                f"not {' or '.join(t.__name__ for t in types)}",
+                reason="malformed",
+            )
+    return meta
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
 
 
 def verify(block: Block, sign_public: Ed25519PublicKey) -> None:

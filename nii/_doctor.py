@@ -318,7 +318,7 @@ def check_central(cfg: EdgeConfig, timeout_s: float) -> list[Check]:
         )
         sock.connect(cfg.central)
         scanner = cfg.scanners[0].id
-        hello = Hello(edge=cfg.id, scanner=scanner, head_seq=-1, head_hash="", boot="doctor")
+        hello = Hello(edge=cfg.id, scanner=scanner, head_seq=-1, head_hash="", boot="d0c7")
         t_send = time.time_ns()
         sock.send_multipart(hello.frames(), flags=zmq.NOBLOCK)
         poller = zmq.Poller()

@@ -88,7 +88,7 @@ async def test_bad_blocks_are_refused_alarmed_and_change_nothing(cluster: Cluste
     try:
         edge = FakeEdge(cluster, cluster.edge_key, ctx)
         w = await edge.request(
-            Hello(edge=edge.key.id, scanner=SCANNER, head_seq=-1, head_hash="", boot="t").frames(),
+            Hello(edge=edge.key.id, scanner=SCANNER, head_seq=-1, head_hash="", boot="7e").frames(),
             timeout=10,
         )
         assert isinstance(w, Welcome) and w.last_seq == -1
@@ -142,7 +142,7 @@ async def test_unenrolled_and_revoked_edges_are_refused(cluster: Cluster) -> Non
     try:
         stranger = FakeEdge(cluster, EdgeKey.generate("edge-x"), ctx)
         reply = await stranger.request(
-            Hello(edge="edge-x", scanner=SCANNER, head_seq=-1, head_hash="", boot="x").frames(),
+            Hello(edge="edge-x", scanner=SCANNER, head_seq=-1, head_hash="", boot="0a").frames(),
             timeout=1.5,
         )
         assert reply is None, "an unenrolled edge got an answer"
@@ -155,7 +155,7 @@ async def test_unenrolled_and_revoked_edges_are_refused(cluster: Cluster) -> Non
 
         # enrolled: answered; then revoked: a new connection is refused
         edge = FakeEdge(cluster, cluster.edge_key, ctx)
-        hello = Hello(edge=edge.key.id, scanner=SCANNER, head_seq=-1, head_hash="", boot="t")
+        hello = Hello(edge=edge.key.id, scanner=SCANNER, head_seq=-1, head_hash="", boot="7e")
         assert isinstance(await edge.request(hello.frames(), timeout=10), Welcome)
         r = cluster.nii("central", "revoke", "--config", str(cluster.central_toml), edge.key.id)
         assert r.returncode == 0, r.stderr

@@ -128,3 +128,50 @@ def test_rotation_forgets_old_key(keys: tuple[Ed25519PrivateKey, X25519PrivateKe
     assert first.eph_pub != second.eph_pub
     opener = Opener(cir)
     assert opener.open(first) == b"x" and opener.open(second) == b"y"
+
+
+def with_meta(raw: bytes, meta_b: bytes) -> bytes:
+    """``raw`` with its meta JSON replaced by ``meta_b`` (lengths kept consistent)."""
+    fields = list(HEADER.unpack_from(raw, 0))
+    meta_len, index_len = fields[10], fields[11]
+    rest = raw[HEADER.size + meta_len :]
+    fields[10] = len(meta_b)
+    assert index_len % INDEX_ENTRY.size == 0
+    return HEADER.pack(*fields) + meta_b + rest
+
+
+@pytest.mark.parametrize(
+    "meta_b",
+    [
+        b"[" * 5000 + b"]" * 5000,  # RecursionError in the JSON parser
+        b'{"a": ' + b"[" * 100 + b"]" * 100 + b"}",  # deeper than a block's meta goes
+        b"[1, 2]",
+        b'"text"',
+        b'{"scanner": ["s1"]}',
+        b'{"scan_id": "3"}',
+        b'{"scan_id": true}',
+        b'{"channels": 1.5}',
+        b'{"first_seq": 1e400}',
+        b'{"reason": NaN}',
+        b'{"reason": "\\udc00"}',
+        b'{"seq": ' + b"1" * 5000 + b"}",
+        b"\xff\xff",
+        b"{" + b" " * (70 * 1024) + b"}",
+    ],
+)
+def test_hostile_meta_is_malformed(
+    keys: tuple[Ed25519PrivateKey, X25519PrivateKey], meta_b: bytes
+) -> None:
+    raw = with_meta(make(*keys)[0], meta_b)
+    with pytest.raises(IntegrityError) as err:
+        parse(raw)
+    assert err.value.reason == "malformed"
+
+
+def test_spliced_valid_meta_still_parses(keys: tuple[Ed25519PrivateKey, X25519PrivateKey]) -> None:
+    sign, cir = keys
+    raw = with_meta(make(sign, cir)[0], b'{"scanner": "s1", "scan_id": null, "extra": [1]}')
+    b = parse(raw)
+    assert b.scanner == "s1" and b.meta["scan_id"] is None
+    with pytest.raises(IntegrityError, match="signature"):
+        verify(b, sign.public_key())

@@ -110,7 +110,7 @@ def test_messages_round_trip_and_reject_garbage() -> None:
     assert isinstance(m, BlockMsg) and m.seq == 4 and extra == [b"raw"]
     m, _ = decode(Ack(scanner="s1", seq=9, boot="b").frames())
     assert isinstance(m, Ack) and m.seq == 9
-    m, _ = decode(Hello(edge="e", scanner="s", head_seq=-1, head_hash="", boot="x").frames())
+    m, _ = decode(Hello(edge="e", scanner="s", head_seq=-1, head_hash="", boot="0a").frames())
     assert isinstance(m, Hello)
     for frames in (
         [b"ACK"],
