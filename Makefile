@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv clean fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -28,6 +28,16 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
+
+# Every fuzz target (tests/fuzz/fuzz_*.py) for FUZZ_RUNS inputs each; each prints its
+# inputs/s (libFuzzer's log and any crashing input in var/fuzz/). A short run of each is part of `make test` (tests/unit/test_fuzz_short.py).
+FUZZ_RUNS ?= 1000000
+fuzz: $(STAMP)
+	@mkdir -p var/fuzz; for f in tests/fuzz/fuzz_*.py; do \
+	  n=$${f##*/fuzz_}; n=$${n%.py}; \
+	  $(BIN)/python -m tests.fuzz.run $$n --runs $(FUZZ_RUNS) --crash-dir var/fuzz \
+	    2>var/fuzz/$$n.log || { tail -n 40 var/fuzz/$$n.log; exit 1; }; \
+	done
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
