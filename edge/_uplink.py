@@ -1,0 +1,166 @@
+"""The uplink window: which spooled block to send next, and when to say hello.
+
+A pure core (no sockets, no tasks, an injectable clock; ``STYLE.md``) for the
+edge → central block stream of one scanner. The channel's shell feeds it what
+central says (WELCOME, ACK, NACK, heartbeats) and asks it what to send.
+
+Rules, each unit-tested in ``tests/unit/edge/test_uplink.py``:
+
+* nothing is sent before central's WELCOME, nor after a fatal NACK (``refused``);
+* at most ``window`` blocks are in flight past the last acknowledged one;
+* a WELCOME moves the acknowledged block up to central's head and the cursor
+  just past it: what central lacks is sent (again) from there;
+* an ACK moves ``acked`` forward (never back) and the cursor past it;
+* a NACK moves the cursor back to what central expects (never below ``acked``
+  + 1), or, when central expects a block this edge never sealed, asks for a
+  new HELLO;
+* a heartbeat from a central with another boot id asks for a new HELLO;
+* blocks in flight with no acknowledgement for ``stall_s`` ask for a new HELLO
+  (a resync), and a HELLO not answered is repeated every ``hello_retry_s``,
+  so the stream resumes as soon as the network is back;
+* central is ``connected`` while it was heard within ``stall_s``.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable
+
+__all__ = ["HELLO_RETRY_S", "WINDOW_BLOCKS", "Tick", "UplinkWindow"]
+
+WINDOW_BLOCKS = 256
+"""Blocks in flight past the last acknowledged one (ZeroMQ SNDHWM is 1000 messages)."""
+
+HELLO_RETRY_S = 0.25
+"""How often an unanswered HELLO is repeated (s): after a partition heals, the
+stream resumes within this of ZeroMQ's reconnect (RECONNECT_IVL_MAX 2 s)."""
+
+
+class Tick(enum.Enum):
+    """What the shell sends on a keepalive tick."""
+
+    HELLO = "hello"
+    HEARTBEAT = "heartbeat"
+
+
+class UplinkWindow:
+    """Cursor, acknowledgements and resync of one scanner's block stream (pure).
+
+    Args:
+        acked: the last block the CIR is known to hold (-1 if none).
+        stall_s: seconds without an acknowledgement (with blocks in flight), or
+            without hearing central, before a resync / ``connected`` goes False.
+        window: blocks in flight at most.
+        clock: monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        acked: int,
+        stall_s: float,
+        window: int = WINDOW_BLOCKS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.acked = acked
+        self.cursor = acked + 1
+        self.window = window
+        self.stall_s = stall_s
+        self._clock = clock
+        self.welcomed = False
+        self.refused: str | None = None
+        self.central_boot = ""
+        self.connected = False
+        self.resyncs = 0
+        now = clock()
+        self._last_heard = now - stall_s - 1.0
+        self._last_progress = now
+        self._last_hello = now - HELLO_RETRY_S - 1.0
+
+    # -- sending -------------------------------------------------------------------------
+    def next_seq(self, head: int) -> int | None:
+        """The next block to send with ``head`` the last sealed one, or None for now."""
+        if not self.welcomed or self.refused is not None:
+            return None
+        if self.cursor > head or self.cursor - self.acked > self.window:
+            return None
+        return self.cursor
+
+    def sent(self, seq: int) -> None:
+        """Block ``seq`` went out (or is gone from the spool: acknowledged meanwhile)."""
+        if self.cursor == seq:
+            self.cursor = seq + 1
+
+    @property
+    def in_flight(self) -> int:
+        """Blocks sent and not yet acknowledged."""
+        return max(0, self.cursor - 1 - self.acked)
+
+    # -- what central says ---------------------------------------------------------------
+    def heard(self) -> None:
+        """Any valid message from central arrived."""
+        self._last_heard = self._clock()
+        self.connected = True
+
+    def on_welcome(self, last_seq: int, boot: str) -> None:
+        """Central holds blocks up to ``last_seq`` (its WELCOME, after our HELLO)."""
+        self.central_boot = boot
+        self.refused = None
+        self.acked = max(self.acked, last_seq)
+        self.cursor = self.acked + 1
+        self.welcomed = True
+        self._last_progress = self._clock()
+
+    def refuse(self, reason: str) -> None:
+        """Stop sending for good (a chain fork, a fatal NACK) until the next WELCOME."""
+        self.refused = reason
+
+    def on_ack(self, seq: int) -> bool:
+        """Central committed blocks up to ``seq``. Returns whether that was progress."""
+        if seq <= self.acked:
+            return False
+        self.acked = seq
+        self._last_progress = self._clock()
+        if self.cursor <= seq:
+            self.cursor = seq + 1
+        return True
+
+    def on_nack(self, expected: int, head: int) -> bool:
+        """Central wants block ``expected`` next. Returns whether a new HELLO is needed.
+
+        A NACK for a block beyond ``head`` (never sealed here) means central and
+        this edge disagree on the chain: say hello again and let the WELCOME settle it.
+        """
+        if expected > head + 1:
+            self.welcomed = False
+            return True
+        self.cursor = max(expected, self.acked + 1)
+        return False
+
+    def on_heartbeat(self, boot: str) -> bool:
+        """A heartbeat from central with ``boot``. Returns whether it restarted (HELLO)."""
+        if self.central_boot and boot != self.central_boot:
+            self.welcomed = False
+            return True
+        return False
+
+    # -- time ----------------------------------------------------------------------------
+    def tick(self) -> Tick | None:
+        """What to send now: a HELLO, a heartbeat, or nothing (a HELLO went out lately)."""
+        now = self._clock()
+        if now - self._last_heard > self.stall_s:
+            self.connected = False
+        if self.welcomed and self.in_flight and now - self._last_progress > self.stall_s:
+            self.welcomed = False
+            self.resyncs += 1
+        if not self.welcomed:
+            if now - self._last_hello < HELLO_RETRY_S:
+                return None
+            self._last_hello = now
+            return Tick.HELLO
+        return Tick.HEARTBEAT
+
+    def sleep_s(self, heartbeat_s: float) -> float:
+        """How long the shell waits before the next :meth:`tick`."""
+        return heartbeat_s if self.welcomed else min(heartbeat_s, HELLO_RETRY_S)

@@ -1,0 +1,120 @@
+"""Every rule of the uplink window, without sockets (edge._uplink)."""
+
+from __future__ import annotations
+
+from edge._uplink import HELLO_RETRY_S, Tick, UplinkWindow
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 50.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def window(acked: int = -1, size: int = 4) -> tuple[UplinkWindow, Clock]:
+    c = Clock()
+    return UplinkWindow(acked=acked, stall_s=3.0, window=size, clock=c), c
+
+
+def drain(w: UplinkWindow, head: int) -> list[int]:
+    out = []
+    while (seq := w.next_seq(head)) is not None:
+        out.append(seq)
+        w.sent(seq)
+    return out
+
+
+def test_nothing_is_sent_before_welcome_and_hello_comes_first() -> None:
+    w, _ = window()
+    assert w.next_seq(10) is None
+    assert w.tick() is Tick.HELLO
+    w.on_welcome(-1, "b1")
+    assert drain(w, 2) == [0, 1, 2]
+
+
+def test_the_window_bounds_blocks_in_flight() -> None:
+    w, _ = window(size=4)
+    w.on_welcome(-1, "b1")
+    assert drain(w, 100) == [0, 1, 2, 3]
+    assert w.in_flight == 4
+    assert w.on_ack(1)
+    assert drain(w, 100) == [4, 5]
+
+
+def test_welcome_resends_from_centrals_head() -> None:
+    w, _ = window(acked=3)
+    w.on_welcome(-1, "b1")
+    assert drain(w, 9) == [4, 5, 6, 7]
+    w.welcomed = False
+    w.on_welcome(5, "b1")
+    assert (w.acked, w.cursor) == (5, 6)
+    assert drain(w, 7) == [6, 7]
+
+
+def test_acks_move_forward_only() -> None:
+    w, _ = window(size=10)
+    w.on_welcome(-1, "b")
+    drain(w, 5)
+    assert w.on_ack(3) and not w.on_ack(2) and not w.on_ack(3)
+    assert w.acked == 3
+    w2, _ = window(size=10)
+    w2.on_welcome(-1, "b")
+    w2.on_ack(4)  # an ACK past the cursor moves it
+    assert w2.cursor == 5
+
+
+def test_nack_rewinds_but_not_below_acked_and_asks_hello_beyond_head() -> None:
+    w, _ = window(size=10)
+    w.on_welcome(-1, "b")
+    drain(w, 6)
+    w.on_ack(2)
+    assert not w.on_nack(1, head=6) and w.cursor == 3
+    assert not w.on_nack(5, head=6) and w.cursor == 5
+    assert w.on_nack(9, head=6) and not w.welcomed and w.next_seq(6) is None
+
+
+def test_a_restarted_central_asks_for_hello() -> None:
+    w, _ = window()
+    assert not w.on_heartbeat("x")  # before any welcome: nothing to compare
+    w.on_welcome(-1, "b1")
+    assert not w.on_heartbeat("b1")
+    assert w.on_heartbeat("b2") and not w.welcomed
+
+
+def test_refused_stops_sending_until_next_welcome() -> None:
+    w, _ = window()
+    w.on_welcome(-1, "b")
+    w.refuse("chain fork")
+    assert w.next_seq(5) is None
+    w.on_welcome(-1, "b")
+    assert w.refused is None and w.next_seq(5) == 0
+
+
+def test_no_progress_resyncs_and_hello_repeats_quickly() -> None:
+    w, c = window(size=10)
+    w.on_welcome(-1, "b")
+    w.heard()
+    drain(w, 3)
+    c.t += 2.9
+    assert w.tick() is Tick.HEARTBEAT and w.welcomed
+    c.t += 0.2
+    assert w.tick() is Tick.HELLO and not w.welcomed and w.resyncs == 1
+    assert not w.connected  # not heard for 3.1 s
+    assert w.tick() is None  # just said hello
+    c.t += HELLO_RETRY_S
+    assert w.tick() is Tick.HELLO
+    assert w.sleep_s(1.0) == HELLO_RETRY_S
+    # the network heals: the next WELCOME resumes from central's head
+    w.heard()
+    w.on_welcome(1, "b")
+    assert w.connected and drain(w, 3) == [2, 3]
+    assert w.sleep_s(1.0) == 1.0
+
+
+def test_idle_without_blocks_in_flight_is_no_resync() -> None:
+    w, c = window()
+    w.on_welcome(-1, "b")
+    c.t += 100
+    assert w.tick() is Tick.HEARTBEAT and w.welcomed
