@@ -24,10 +24,25 @@ file gives daily hours; agreed maintenance windows come from the SLA file. A
 month, or a Pakistan fiscal year (1 July-30 June), in the SLA's time zone
 (Asia/Karachi by default).
 
+Commissioning: a scanner's accounting starts when it was commissioned: its
+first state entry (the first heartbeat that carried one), or the time given to
+``nii uptime commission --scanner X [--at TIME]``, kept in the store. Time
+before it is not scheduled time of that scanner: a new installation does not
+start its first month with weeks of "offline".
+
 Alert: when the current period's projection (availability so far, the rate at
 which the period is running) falls under the target, central raises an
 ``sla_projection`` alarm once per scanner and period; ``best_case`` (everything
-left of the period available) under target means the breach is certain.
+left of the period available) under target means the breach is certain. A
+projection means something only once enough of the period has been observed:
+at least :data:`MIN_OBSERVED_S` (a day) or :data:`MIN_OBSERVED_SHARE` (5 %) of
+the period's scheduled time, whichever is less. Before that the report says
+"not enough data" and no SLA alarm is raised.
+
+Input: the state entries come from an edge over the network and are checked
+one by one (:func:`parse_uptime`) before anything is stored; a heartbeat with
+one bad entry is refused whole, with an ``uptime_refused`` alarm naming the
+edge, and changes nothing.
 """
 
 from __future__ import annotations
@@ -47,7 +62,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from core.errors import ConfigError
+from core.errors import ConfigError, NiiError, ProtocolError
 
 log = logging.getLogger("nii.central.uptime")
 
@@ -56,15 +71,151 @@ AVAILABLE = frozenset({"ready", "scanning"})
 UNHEARD = "nothing heard from the edge"
 Window = tuple[float, float]
 
+MIN_OBSERVED_S = 86400.0
+"""A projection needs at least a day of observed scheduled time (s) ..."""
+MIN_OBSERVED_SHARE = 0.05
+"""... or this share of the period's scheduled time, whichever is less."""
+
+MAX_ENTRIES = 1000
+"""Most state entries one heartbeat may carry (an edge sends at most 200)."""
+EARLIEST_S = 1577836800.0
+"""2020-01-01T00:00Z: an entry placed before it comes from a clock that was never set."""
+AHEAD_S = 3600.0
+"""How far ahead of central's clock an entry may lie (s) before it is refused."""
+_MAX_TEXT = 256
+_MAX_CAUSE = 2000
+_INT64 = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One state entry of an edge's log, checked (see :func:`parse_uptime`).
+
+    Attributes:
+        seq: sequence number in the edge's log, 1 ≤ seq < 2**63.
+        boot: the edge boot that wrote it (a short text).
+        mono_ns: the edge's monotonic clock at the entry, ns, 0 ≤ mono_ns < 2**63.
+        anchor_ns: that boot's wall-minus-monotonic anchor, ns.
+        state: one of :data:`STATES`.
+        cause: why, free text (at most 2000 characters).
+    """
+
+    seq: int
+    boot: str
+    mono_ns: int
+    anchor_ns: int
+    state: str
+    cause: str
+
+    @property
+    def at(self) -> float:
+        """Calendar time of the entry, epoch seconds."""
+        return (self.anchor_ns + self.mono_ns) / 1e9
+
+
+@dataclass(frozen=True)
+class UptimeReport:
+    """The ``uptime`` part of one heartbeat: a scanner, the edge log and its new entries."""
+
+    scanner: str
+    log: str
+    entries: tuple[Entry, ...]
+
+
+def _int(v: Any, what: str, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ProtocolError(f"{what} is not an integer: {type(v).__name__}")
+    if not lo <= v <= hi:
+        raise ProtocolError(f"{what} is out of range")
+    return v
+
+
+def _text(v: Any, what: str, limit: int, *, empty: bool = False) -> str:
+    if not isinstance(v, str):
+        raise ProtocolError(f"{what} is not a string: {type(v).__name__}")
+    if len(v) > limit or (not v and not empty):
+        raise ProtocolError(f"{what} is empty or longer than {limit} characters")
+    return v
+
+
+def parse_uptime(doc: Any, now: float) -> UptimeReport:
+    """Check a heartbeat's ``uptime`` document field by field.
+
+    Args:
+        doc: ``{"scanner": str, "log": str, "entries": [[seq, boot, mono_ns,
+            anchor_ns, state, cause], ...]}`` as received (untrusted).
+        now: central's wall clock, epoch seconds.
+
+    Returns:
+        The checked :class:`UptimeReport`.
+
+    Raises:
+        ProtocolError: naming the first field that does not fit: a wrong type,
+            an integer out of range (1e400 and 2**70 are), an unknown state, too
+            many entries, or an entry whose time lies before 2020 or more than
+            an hour ahead of ``now``.
+    """
+    if not isinstance(doc, dict):
+        raise ProtocolError(f"uptime is not an object: {type(doc).__name__}")
+    scanner = _text(doc.get("scanner"), "uptime scanner", 64)
+    log_id = _text(doc.get("log"), "uptime log", _MAX_TEXT)
+    raw = doc.get("entries", [])
+    if not isinstance(raw, list):
+        raise ProtocolError(f"uptime entries is not a list: {type(raw).__name__}")
+    if len(raw) > MAX_ENTRIES:
+        raise ProtocolError(f"{len(raw)} uptime entries in one heartbeat (at most {MAX_ENTRIES})")
+    out: list[Entry] = []
+    for i, e in enumerate(raw):
+        w = f"uptime entry {i}"
+        if not isinstance(e, list | tuple) or len(e) != 6:
+            raise ProtocolError(f"{w} is not a list of 6 fields")
+        state = _text(e[4], f"{w} state", 32)
+        if state not in STATES:
+            raise ProtocolError(f"{w} state {state!r} is not one of {', '.join(STATES)}")
+        entry = Entry(
+            seq=_int(e[0], f"{w} seq", 1, _INT64),
+            boot=_text(e[1], f"{w} boot", _MAX_TEXT),
+            mono_ns=_int(e[2], f"{w} mono_ns", 0, _INT64),
+            anchor_ns=_int(e[3], f"{w} anchor_ns", -_INT64, _INT64),
+            state=state,
+            cause=_text(e[5], f"{w} cause", _MAX_CAUSE, empty=True),
+        )
+        at = entry.at
+        if not EARLIEST_S <= at <= now + AHEAD_S:
+            raise ProtocolError(
+                f"{w} time {at:.0f} is implausible (before 2020 or over "
+                f"{AHEAD_S:.0f} s ahead of central's clock)"
+            )
+        out.append(entry)
+    return UptimeReport(scanner, log_id, tuple(out))
+
 
 # -- the store ------------------------------------------------------------------------------------
 class UptimeStore:
     """Every state entry central has received, per scanner and edge log (SQLite)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        """Open (or with ``create``, create) the store at ``path``.
+
+        Raises:
+            ConfigError: ``create`` is false and there is no store at ``path``
+                (a mistyped ``state_dir``), or it cannot be opened.
+        """
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        if not create and not self.path.exists():
+            raise ConfigError(
+                f"there is no uptime record in {self.path.parent}",
+                fix="check state_dir in the central configuration (--config); central "
+                "creates the record when it first runs",
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"cannot open the uptime record {self.path}: {exc}",
+                fix="check state_dir: it must exist, be writable and have free space",
+            ) from exc
         self.db.execute("PRAGMA journal_mode=WAL")
         self._acked: dict[tuple[str, str], int] = {}
         self.db.executescript(
@@ -77,33 +228,36 @@ class UptimeStore:
                 scanner TEXT, log TEXT, acked_seq INTEGER, PRIMARY KEY (scanner, log));
             CREATE TABLE IF NOT EXISTS alerts (
                 scanner TEXT, period TEXT, ts_ns INTEGER, PRIMARY KEY (scanner, period));
+            CREATE TABLE IF NOT EXISTS commissioned (
+                scanner TEXT PRIMARY KEY, at REAL, how TEXT, ts_ns INTEGER);
             """
         )
 
     def close(self) -> None:
         self.db.close()
 
-    def ingest(self, doc: dict[str, Any], recv_ns: int | None = None) -> dict[str, Any] | None:
-        """Store a heartbeat's ``uptime`` entries; returns the acknowledgement to send back."""
-        try:
-            scanner, log_id = str(doc["scanner"]), str(doc["log"])
-            rows = [
-                (
-                    scanner,
-                    log_id,
-                    int(e[0]),
-                    str(e[1]),
-                    int(e[2]),
-                    int(e[3]),
-                    str(e[4]),
-                    str(e[5]),
-                    recv_ns or time.time_ns(),
-                )
-                for e in doc.get("entries", [])
-            ]
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            log.warning("malformed uptime entries: %s", exc)
-            return None
+    def ingest(self, doc: Any, recv_ns: int | None = None) -> dict[str, Any]:
+        """Store a heartbeat's ``uptime`` entries; returns the acknowledgement to send back.
+
+        Args:
+            doc: the heartbeat's ``uptime`` document, untrusted (see :func:`parse_uptime`).
+            recv_ns: when it arrived, ns since the epoch (now).
+
+        Returns:
+            ``{"scanner", "log", "seq"}``: every entry up to ``seq`` of that log is stored.
+
+        Raises:
+            ProtocolError: the document does not fit; nothing was stored.
+            sqlite3.Error: the store could not commit; nothing was stored and the
+                acknowledgement did not move.
+        """
+        recv_ns = recv_ns or time.time_ns()
+        rep = parse_uptime(doc, recv_ns / 1e9)
+        scanner, log_id = rep.scanner, rep.log
+        rows = [
+            (scanner, log_id, e.seq, e.boot, e.mono_ns, e.anchor_ns, e.state, e.cause, recv_ns)
+            for e in rep.entries
+        ]
         known = self._acked.get((scanner, log_id))
         if not rows and known is not None:
             # most heartbeats carry no new entries: answer without a transaction (and its
@@ -123,12 +277,45 @@ class UptimeStore:
             ).fetchone():
                 acked += 1
             db.execute("INSERT OR REPLACE INTO logs VALUES (?, ?, ?)", [scanner, log_id, acked])
+            if rep.entries:  # the first entry ever heard commissions the scanner
+                first = min(e.at for e in rep.entries)
+                db.execute(
+                    "INSERT INTO commissioned VALUES (?, ?, 'first heartbeat', ?) "
+                    "ON CONFLICT (scanner) DO UPDATE SET at = MIN(at, excluded.at) "
+                    "WHERE how = 'first heartbeat'",
+                    [scanner, first, recv_ns],
+                )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
-        self._acked[(scanner, log_id)] = acked
+        self._acked[(scanner, log_id)] = acked  # only once it is committed
         return {"scanner": scanner, "log": log_id, "seq": acked}
+
+    def commission(self, scanner: str, at: float) -> None:
+        """Record that ``scanner`` was commissioned at ``at`` (epoch s): accounting starts there.
+
+        An explicit commissioning replaces an earlier one and the one taken from
+        the first heartbeat.
+        """
+        self.db.execute(
+            "INSERT OR REPLACE INTO commissioned VALUES (?, ?, 'explicit', ?)",
+            [scanner, float(at), time.time_ns()],
+        )
+
+    def commissioned(self, scanner: str) -> float | None:
+        """When ``scanner`` was commissioned (epoch s), or None if it never was.
+
+        A store written before commissioning was recorded uses the scanner's
+        first entry.
+        """
+        r = self.db.execute("SELECT at FROM commissioned WHERE scanner = ?", [scanner]).fetchone()
+        if r is not None:
+            return float(r[0])
+        r = self.db.execute(
+            "SELECT MIN(anchor_ns + mono_ns) FROM entries WHERE scanner = ?", [scanner]
+        ).fetchone()
+        return None if r is None or r[0] is None else int(r[0]) / 1e9
 
     def _first_seq(self, scanner: str, log_id: str) -> int:
         r = self.db.execute(
@@ -137,7 +324,13 @@ class UptimeStore:
         return int(r[0]) if r and r[0] is not None else 1
 
     def scanners(self) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT DISTINCT scanner FROM entries ORDER BY 1")]
+        """Every scanner heard of or commissioned, sorted."""
+        return [
+            r[0]
+            for r in self.db.execute(
+                "SELECT scanner FROM entries UNION SELECT scanner FROM commissioned ORDER BY 1"
+            )
+        ]
 
     def rows(self, scanner: str) -> list[tuple[Any, ...]]:
         """``(log, seq, boot, mono_ns, anchor_ns, state, cause)`` of one scanner."""
@@ -159,6 +352,19 @@ class UptimeStore:
         self.db.execute(
             "INSERT OR IGNORE INTO alerts VALUES (?, ?, ?)", [scanner, period, time.time_ns()]
         )
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back what is open, if anything, without hiding the error that led here.
+
+    SQLite has already rolled back a COMMIT that failed (disk full, I/O error);
+    a second ROLLBACK would raise "no transaction is active" over the real cause.
+    """
+    if db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            log.error("uptime store: rollback failed too: %s", exc)
 
 
 # -- timeline -------------------------------------------------------------------------------------
@@ -425,10 +631,18 @@ class Account:
     observed_s: float
     by_state: dict[str, float]
     remaining_s: float  # scheduled, non-maintenance time left in the period after ``until``
+    since: float | None = None  # commissioning, when inside the period (epoch s)
 
     @property
     def base_s(self) -> float:
         return self.scheduled_s - self.maintenance_s
+
+    @property
+    def enough_data(self) -> bool:
+        """Whether a projection means something yet: at least a day, or 5 % of the
+        period's scheduled time since commissioning, whichever is less, observed."""
+        need = min(MIN_OBSERVED_S, MIN_OBSERVED_SHARE * (self.base_s + self.remaining_s))
+        return self.base_s > 0 and self.base_s >= need
 
     @property
     def availability(self) -> float | None:
@@ -440,20 +654,42 @@ class Account:
         return (self.available_s + self.remaining_s) / total if total > 0 else None
 
 
-def account(scanner: str, timeline: list[Interval], sla: Sla, p: Period, now: float) -> Account:
-    """Availability = available / (scheduled - agreed maintenance) over ``p`` up to ``now``."""
-    until = max(p.start, min(p.end, now))
-    sched = sla.scheduled(p.start, until)
+def account(
+    scanner: str,
+    timeline: list[Interval],
+    sla: Sla,
+    p: Period,
+    now: float,
+    *,
+    since: float | None = None,
+) -> Account:
+    """Availability = available / (scheduled - agreed maintenance) over ``p`` up to ``now``.
+
+    Args:
+        scanner: the scanner's id.
+        timeline: its intervals (:func:`build_timeline`).
+        sla: the SLA terms.
+        p: the period.
+        now: epoch s; the account runs up to ``min(now, p.end)``.
+        since: the scanner's commissioning (epoch s), or None: no time before it
+            is scheduled time (a period wholly before it has no data).
+
+    Returns:
+        The :class:`Account`.
+    """
+    start = p.start if since is None else min(max(p.start, since), p.end)
+    until = max(start, min(p.end, now))
+    sched = sla.scheduled(start, until)
     maint = _intersect(sched, sla.maintenance_for(scanner))
     base = _subtract(sched, maint)
     by_state = dict.fromkeys(STATES, 0.0)
     unheard = 0.0
-    for iv in fill(timeline, p.start, until):
+    for iv in fill(timeline, start, until):
         m = _measure(_intersect(base, [(iv.start, iv.end)]))
         by_state[iv.state] = by_state.get(iv.state, 0.0) + m
         if iv.cause == UNHEARD:
             unheard += m
-    later = sla.scheduled(until, p.end)
+    later = sla.scheduled(max(until, start), p.end)
     remaining = _measure(_subtract(later, _intersect(later, sla.maintenance_for(scanner))))
     avail = sum(v for k, v in by_state.items() if k in AVAILABLE)
     return Account(
@@ -466,6 +702,7 @@ def account(scanner: str, timeline: list[Interval], sla: Sla, p: Period, now: fl
         _measure(base) - unheard,
         by_state,
         remaining,
+        start if start > p.start else None,
     )
 
 
@@ -487,24 +724,58 @@ class UptimeTracker:
         self.clock = clock
         self.live: dict[str, dict[str, Any]] = {}
         self._acks: dict[bytes, dict[str, Any]] = {}
+        self._refused: dict[str, float] = {}  # edge → when its last refusal was alarmed
+        self.refused = 0  # heartbeats refused (bad uptime document or store failure)
+
+    #: At most one ``uptime_refused`` alarm per edge in this many seconds (each is logged).
+    ALARM_EVERY_S = 60.0
 
     def close(self) -> None:
         self.store.close()
 
-    def on_heartbeat(self, ident: bytes, edge_id: str, state: dict[str, Any]) -> None:
-        """Store what a scanner channel's heartbeat carries; remember the ack for the reply."""
-        up = state.get("uptime")
-        if not isinstance(up, dict):
+    def on_heartbeat(self, ident: bytes, edge_id: str, state: Any) -> None:
+        """Store what a scanner channel's heartbeat carries; remember the ack for the reply.
+
+        Never raises: a heartbeat whose ``uptime`` does not fit (see
+        :func:`parse_uptime`) or that the store cannot commit is refused whole,
+        logged and alarmed (``uptime_refused``, naming the edge); nothing is
+        stored, the acknowledgement stays where it was and the edge sends the
+        entries again.
+        """
+        try:
+            if not isinstance(state, dict):
+                raise ProtocolError(f"heartbeat state is not an object: {type(state).__name__}")
+            up = state.get("uptime")
+            if up is None:
+                return
+            ack = self.store.ingest(up, int(self.clock() * 1e9))
+        except (NiiError, sqlite3.Error, OSError) as exc:
+            self._refuse(edge_id, exc)
             return
-        ack = self.store.ingest(up)
-        if ack is not None:
-            self._acks[ident] = ack
-            self.live[ack["scanner"]] = {
-                "edge": edge_id,
-                "state": state.get("scanner_state", ""),
-                "cause": state.get("state_cause", ""),
-                "heard": self.clock(),
-            }
+        sstate, cause = state.get("scanner_state", ""), state.get("state_cause", "")
+        self._acks[ident] = ack
+        self.live[ack["scanner"]] = {
+            "edge": edge_id,
+            "state": sstate if isinstance(sstate, str) and sstate in STATES else "",
+            "cause": cause[:_MAX_CAUSE] if isinstance(cause, str) else "",
+            "heard": self.clock(),
+        }
+
+    def _refuse(self, edge_id: str, exc: BaseException) -> None:
+        self.refused += 1
+        why = str(exc) if isinstance(exc, NiiError) else f"{type(exc).__name__}: {exc}"
+        what = "refused" if isinstance(exc, NiiError) else "could not be stored"
+        msg = f"uptime entries from edge {edge_id} {what}: {why}"
+        log.warning("%s", msg)
+        now = self.clock()
+        if now - self._refused.get(edge_id, -1e18) < self.ALARM_EVERY_S:
+            return
+        self._refused[edge_id] = now
+        if self.alarm is not None:
+            try:
+                self.alarm("", edge_id, "uptime_refused", msg)
+            except Exception as alarm_exc:  # the alarm path must not stop the receive loop
+                log.error("uptime: alarm failed: %s", alarm_exc)
 
     def reply(self, ident: bytes) -> dict[str, Any]:
         """Extra fields for the heartbeat reply to ``ident``."""
@@ -515,11 +786,16 @@ class UptimeTracker:
         return build_timeline(self.store.rows(scanner), now=self.clock() if now is None else now)
 
     def account(self, scanner: str, p: Period, now: float | None = None) -> Account:
+        """``scanner``'s account over ``p`` up to ``now``, from its commissioning on."""
         now = self.clock() if now is None else now
-        return account(scanner, self.timeline(scanner, now), self.sla, p, now)
+        since = self.store.commissioned(scanner)
+        return account(scanner, self.timeline(scanner, now), self.sla, p, now, since=since)
 
     def check_projection(self, now: float | None = None) -> list[Account]:
-        """Alarm once per scanner and period whose projection is under the target."""
+        """Alarm once per scanner and period whose projection is under the target.
+
+        A period not yet observed long enough (:attr:`Account.enough_data`) is skipped.
+        """
         now = self.clock() if now is None else now
         low = []
         for scanner in self.store.scanners():
@@ -527,7 +803,12 @@ class UptimeTracker:
                 p = period(spec, now, self.sla.tz)
                 a = self.account(scanner, p, now)
                 av = a.availability
-                if av is None or av >= self.sla.target or self.store.alerted(scanner, p.label):
+                if (
+                    av is None
+                    or not a.enough_data
+                    or av >= self.sla.target
+                    or self.store.alerted(scanner, p.label)
+                ):
                     continue
                 low.append(a)
                 self.store.mark_alerted(scanner, p.label)
@@ -584,12 +865,29 @@ def report(
     out_dir: Path = Path("."),
     now: float | None = None,
 ) -> tuple[list[Account], Path, Path]:
-    """Accounts per scanner for the period; writes a daily CSV and a PNG timeline."""
+    """Accounts per scanner for the period; writes a daily CSV and a PNG timeline.
+
+    Raises:
+        ConfigError: a scanner in ``scanners`` was never heard of nor commissioned
+            (the message names the known ones), or ``spec`` is not a period.
+    """
     now = time.time() if now is None else now
     p = period(spec, now, sla.tz)
-    names = scanners or store.scanners()
+    known = store.scanners()
+    unknown = [s for s in scanners or [] if s not in known]
+    if unknown:
+        raise ConfigError(
+            f"no uptime record of scanner {', '.join(map(repr, unknown))}; known: "
+            + (", ".join(known) or "none yet"),
+            fix="pass --scanner with one of the known ids"
+            if known
+            else "start the edge so its heartbeats reach central, or "
+            "'nii uptime commission --scanner ID'",
+        )
+    names = scanners or known
     tls = {s: build_timeline(store.rows(s), now=now) for s in names}
-    accounts = [account(s, tls[s], sla, p, now) for s in names]
+    since = {s: store.commissioned(s) for s in names}
+    accounts = [account(s, tls[s], sla, p, now, since=since[s]) for s in names]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / f"uptime-{p.label}.csv"
@@ -608,7 +906,11 @@ def report(
             ]
         )
         for s in names:
-            rows = [account(s, tls[s], sla, d, now) for d in days_of(p, sla.tz) if d.start < now]
+            rows = [
+                account(s, tls[s], sla, d, now, since=since[s])
+                for d in days_of(p, sla.tz)
+                if d.start < now
+            ]
             for a in [*rows, next(x for x in accounts if x.scanner == s)]:
                 av = a.availability
                 w.writerow(
@@ -651,7 +953,9 @@ def plot(
     fig, ax = plt.subplots(figsize=(12, 1.2 + 0.7 * max(1, len(names))), dpi=110)
     for row, s in enumerate(names):
         y = len(names) - 1 - row
-        for iv in fill(tls[s], p.start, max(p.start, until)):
+        acc0 = next(x for x in accounts if x.scanner == s)
+        t0 = acc0.since if acc0.since is not None else p.start  # nothing before commissioning
+        for iv in fill(tls[s], t0, max(t0, until)):
             ax.broken_barh(
                 [(num(iv.start), num(iv.end) - num(iv.start))],
                 (y - 0.35, 0.7),
@@ -706,9 +1010,13 @@ def format_table(accounts: list[Account], sla: Sla) -> str:
     out = [head]
     for a in accounts:
         av, best = a.availability, a.best_case
+        if av is not None and not a.enough_data:
+            best = None  # a projection from too little data says nothing
         status = (
             "no data"
             if av is None
+            else f"not enough data ({a.base_s / 3600:.1f} h observed)"
+            if not a.enough_data
             else "OK"
             if av >= sla.target
             else "BREACH"
@@ -729,9 +1037,11 @@ __all__ = [
     "AVAILABLE",
     "STATES",
     "Account",
+    "Entry",
     "Interval",
     "Period",
     "Sla",
+    "UptimeReport",
     "UptimeStore",
     "UptimeTracker",
     "account",
@@ -739,6 +1049,7 @@ __all__ = [
     "fill",
     "fiscal_year_of",
     "format_table",
+    "parse_uptime",
     "period",
     "report",
 ]

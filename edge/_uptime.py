@@ -5,7 +5,14 @@ States: ``ready``, ``scanning``, ``fault``, ``interlock``, ``maintenance``,
 SCAN_START, SCAN_END and FAULT events), from the safety monitor (unsafe →
 ``interlock``), and from a maintenance flag file a technician creates
 (``<state_dir>/<scanner>.maintenance``). No report from the scanner for
-``status_timeout_s`` means ``offline``.
+``status_timeout_s`` means ``offline``. While the serial control link is lost
+(the channel's ``LINK_DOWN`` event, until ``LINK_UP``) the scanner is ``fault``
+with the cause "control link down: …": nothing can be commanded, not even a
+beam stop.
+
+An entry is the state's record: the tracker's state moves only once the entry
+is written. If the log cannot be written (disk full, I/O error) the tracker
+keeps its old state, logs the cause once, and tries again on the next tick.
 
 Every change, and a ``mark`` every ``mark_s`` while nothing changes, is appended
 to a small SQLite log with a per-scanner sequence number and the edge's
@@ -20,11 +27,12 @@ afterwards and the partition is not counted as downtime.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,17 +79,40 @@ class StateLog:
         self.anchor_ns = wall_ns() - mono_ns()  # taken once: later clock jumps do not move it
 
     def append(self, scanner: str, state: str, cause: str) -> int:
-        """Append one entry now; returns its sequence number."""
-        row = self.db.execute(
-            "SELECT COALESCE(MAX(seq), 0) FROM entries WHERE scanner = ?", [scanner]
-        ).fetchone()
-        acked = self.acked(scanner)
-        seq = max(int(row[0]), acked) + 1
-        self.db.execute(
-            "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [scanner, seq, self.boot, self.mono_ns(), self.anchor_ns, state, cause],
-        )
+        """Append one entry now; returns its sequence number.
+
+        Raises:
+            sqlite3.Error: it could not be committed (nothing was written).
+        """
+        with self._transaction():
+            row = self.db.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM entries WHERE scanner = ?", [scanner]
+            ).fetchone()
+            seq = max(int(row[0]), self.acked(scanner)) + 1
+            self.db.execute(
+                "INSERT INTO entries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [scanner, seq, self.boot, self.mono_ns(), self.anchor_ns, state, cause],
+            )
         return seq
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN … COMMIT; on failure ROLLBACK only what is still open, and re-raise.
+
+        SQLite has already rolled back a COMMIT that failed (disk full); a second
+        ROLLBACK would replace the real cause with "no transaction is active".
+        """
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                try:
+                    self.db.execute("ROLLBACK")
+                except sqlite3.Error as exc:
+                    log.error("state log: rollback failed too: %s", exc)
+            raise
 
     def acked(self, scanner: str) -> int:
         row = self.db.execute("SELECT seq FROM acks WHERE scanner = ?", [scanner]).fetchone()
@@ -100,12 +131,13 @@ class StateLog:
         """Central holds every entry up to ``seq`` of this log; prune old acknowledged ones."""
         if log_id != self.log_id or seq <= self.acked(scanner):
             return
-        self.db.execute("INSERT OR REPLACE INTO acks VALUES (?, ?)", [scanner, int(seq)])
         keep_from = self.mono_ns() - KEEP_ACKED_S * 10**9
-        self.db.execute(
-            "DELETE FROM entries WHERE scanner = ? AND seq <= ? AND boot = ? AND mono_ns < ?",
-            [scanner, int(seq), self.boot, keep_from],
-        )
+        with self._transaction():
+            self.db.execute("INSERT OR REPLACE INTO acks VALUES (?, ?)", [scanner, int(seq)])
+            self.db.execute(
+                "DELETE FROM entries WHERE scanner = ? AND seq <= ? AND boot = ? AND mono_ns < ?",
+                [scanner, int(seq), self.boot, keep_from],
+            )
 
     def close(self) -> None:
         self.db.close()
@@ -139,6 +171,8 @@ class ScannerStateTracker:
         self.driver_cause = "edge started; no status from the scanner yet"
         self.last_report = -1e18
         self.safe: bool | None = None  # None: no safety monitor
+        self.control_down = ""  # why the serial control link is down ("" while up)
+        self.write_error = ""  # why the last entry could not be written ("" when it was)
         self.safety_cause = ""
         self.maintenance = False
         self.state = ""
@@ -154,9 +188,21 @@ class ScannerStateTracker:
 
     # -- inputs ----------------------------------------------------------------------------
     def on_event(self, ev: ControlEvent) -> None:
-        """A report from the scanner's control link."""
-        self.last_report = self.clock()
+        """A report from the scanner's control link, or the link's loss and return.
+
+        ``LINK_DOWN`` (fields: the reason) makes the scanner ``fault`` until
+        ``LINK_UP``; neither counts as a report from the scanner.
+        """
         f = ev.fields
+        if ev.kind == "LINK_DOWN":
+            self.control_down = " ".join(str(x) for x in f) or "lost"
+            self._update()
+            return
+        if ev.kind == "LINK_UP":
+            self.control_down = ""
+            self._update()
+            return
+        self.last_report = self.clock()
         if ev.kind == "STATUS" and f:
             st = f[0].lower()
             faults = f[4] if len(f) > 4 and f[4] != "-" else ""
@@ -196,7 +242,8 @@ class ScannerStateTracker:
         dt = max(0.0, now - self._last_tick)
         self._last_tick = now
         self.observed_s += dt
-        self.seconds_in[self.state] += dt
+        if self.state:  # "" until the first entry could be written
+            self.seconds_in[self.state] += dt
         if self.state in AVAILABLE:
             self.available_s += dt
         if self.maintenance_flag is not None:
@@ -215,6 +262,8 @@ class ScannerStateTracker:
     def _derive(self) -> tuple[str, str]:
         if self.maintenance:
             return "maintenance", "maintenance flag set by a technician"
+        if self.control_down:
+            return "fault", f"control link down: {self.control_down}"
         if self.driver_state in ("offline", "fault"):
             return self.driver_state, self.driver_cause
         if self.safe is False:
@@ -224,18 +273,36 @@ class ScannerStateTracker:
     def _update(self) -> None:
         state, cause = self._derive()
         if state != self.state:
+            if not self._append(state, cause):
+                return  # not recorded: stay where the log is; the next tick tries again
             old = self.state or "(start)"
             self.state, self.cause = state, cause
             self.changed_at = self.clock()
             log.info("%s: state %s → %s: %s", self.scanner, old, state, cause)
-            self._append(state, cause)
 
-    def _append(self, state: str, cause: str) -> None:
-        self.log.append(self.scanner, state, cause)
+    def _append(self, state: str, cause: str) -> bool:
+        """Write one entry; False (logged once per failure streak) when it could not be."""
+        try:
+            self.log.append(self.scanner, state, cause)
+        except (sqlite3.Error, OSError) as exc:
+            if not self.write_error:
+                log.error(
+                    "%s: cannot record state %s in %s: %s; retrying every tick",
+                    self.scanner,
+                    state,
+                    self.log.path,
+                    exc,
+                )
+            self.write_error = str(exc)
+            return False
+        if self.write_error:
+            log.info("%s: state log writable again", self.scanner)
+            self.write_error = ""
         self._last_entry = self.clock()
+        return True
 
     def stopping(self) -> None:
-        """A clean stop: close this boot's record exactly."""
+        """A clean stop: close this boot's record exactly (best effort)."""
         self._append("offline", "edge stopping")
 
     # -- heartbeat exchange ----------------------------------------------------------------
@@ -258,8 +325,10 @@ class ScannerStateTracker:
             try:
                 self.log.ack(self.scanner, str(ack["log"]), int(ack["seq"]))
                 self.acked_seq = self.log.acked(self.scanner)
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, OverflowError):
                 pass
+            except sqlite3.Error as exc:  # not recorded: central's next reply acks again
+                log.warning("%s: cannot record central's ack: %s", self.scanner, exc)
 
 
 __all__ = ["AVAILABLE", "STATES", "ScannerStateTracker", "StateLog"]

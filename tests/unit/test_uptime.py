@@ -183,8 +183,13 @@ def test_projection_alarm_once_per_period(tmp_path: Path) -> None:
     d.edge.on_event(status("armed"))
     d.run_to(H)
     d.driver = "fault"
-    d.run_to(H + 300)  # 5 min of fault in 65 min: 92 %
-    now = DAY0 + H + 300
+    d.run_to(H + 300)  # 5 min of fault in 65 min: 92 %, but only an hour observed
+    assert d.central.check_projection(DAY0 + H + 300) == [] and alarms == []
+    d.driver = "armed"
+    d.run_to(23 * H)
+    d.driver = "fault"
+    d.run_to(24 * H + 60)  # a day and a minute observed, 96 % available
+    now = DAY0 + 24 * H + 60
     low = d.central.check_projection(now)
     assert {a.period.label for a in low} == {"2025-07", "FY2025-26"}
     assert [k for k, _ in alarms] == ["sla_projection", "sla_projection"]
@@ -235,3 +240,40 @@ def test_report_writes_table_csv_and_png(tmp_path: Path) -> None:
     table = format_table(accounts, sla)
     assert "scanner1" in table and "BREACH" in table
     store.close()
+
+
+def test_control_link_down_is_fault_until_it_is_back(tmp_path: Path) -> None:
+    c = EdgeClock()
+    log = StateLog(tmp_path / "e.sqlite", mono_ns=c.mono_ns, wall_ns=c.wall_ns)
+    tr = ScannerStateTracker("scanner1", log, clock=lambda: c.mono)
+    tr.on_event(status("armed"))
+    assert tr.state == "ready"
+    tr.on_event(ControlEvent("LINK_DOWN", ["/dev/ttyUSB0 vanished"], ""))
+    assert tr.state == "fault" and tr.cause == "control link down: /dev/ttyUSB0 vanished"
+    c.mono += 10.0  # no status for longer than the timeout: still fault, not offline
+    tr.tick()
+    assert tr.state == "fault"
+    tr.on_event(ControlEvent("LINK_UP", [], ""))
+    tr.on_event(status("armed"))
+    assert tr.state == "ready"
+    states = [e[4] for e in log.pending("scanner1")]
+    assert states == ["offline", "ready", "fault", "offline", "ready"]  # back, then heard
+    log.close()
+
+
+def test_state_moves_only_once_it_is_written(tmp_path: Path) -> None:
+    c = EdgeClock()
+    log = StateLog(tmp_path / "e.sqlite", mono_ns=c.mono_ns, wall_ns=c.wall_ns)
+    tr = ScannerStateTracker("scanner1", log, clock=lambda: c.mono)
+    tr.on_event(status("armed"))
+    log.db.execute(
+        "CREATE TRIGGER full BEFORE INSERT ON entries BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    )
+    tr.on_event(status("fault"))  # must not raise into the channel's listener loop
+    assert tr.state == "ready" and "disk full" in tr.write_error
+    assert not log.db.in_transaction
+    log.db.execute("DROP TRIGGER full")
+    tr.tick()
+    assert tr.state == "fault" and tr.write_error == ""
+    assert [e[4] for e in log.pending("scanner1")] == ["offline", "ready", "fault"]
+    log.close()
