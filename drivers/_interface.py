@@ -122,6 +122,12 @@ class LinkStats:
     reconnects: int = 0
     stalls: int = 0
     lost_packets: int = 0
+    violations: int = 0
+    """Packets refused as outside the protocol (each one a ``VIOLATION`` gap)."""
+    epochs: int = 0
+    """New scanner sessions followed (each one a :class:`LinkEpoch`)."""
+    no_session: int = 0
+    """Connections dropped because the scanner did not announce its SESSION first."""
 
     def as_dict(self) -> dict[str, int]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

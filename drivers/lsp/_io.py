@@ -11,15 +11,32 @@ Data link (TCP, little-endian)::
     payload payload_len bytes
     crc32   u32       zlib.crc32 over header + payload
 
+On every data-link connection the scanner first sends one SESSION packet
+(outside the packet sequence: its ``seq`` field is ``head_seq`` and is not a
+packet of the stream), then waits for the client's RESUME request frame and
+streams from there. The SESSION payload is UTF-8 JSON (:func:`pack_session`,
+:func:`parse_session`)::
+
+    {"session": "<boot id, hex, random per scanner start>",
+     "serial": "<serial number>",
+     "oldest_seq": <oldest seq in the replay ring>,
+     "head_seq": <seq the next packet will get>}
+
+A new boot id (or a ``head_seq`` behind what the client already has) means the
+scanner restarted: its sequence numbers started again.
+
 Serial control (pty / RS-232, 115200 8N1): NMEA-like frames ``$BODY*CS\\r\\n``.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import struct
 import zlib
+from dataclasses import dataclass
 
+from core.errors import ProtocolError
 from drivers._interface import LineFlags, LinkStats, Packet, PacketType
 
 BytesLike = bytes | bytearray | memoryview
@@ -34,6 +51,7 @@ __all__ = [
     "MAGIC",
     "MAX_CHANNELS",
     "MAX_JSON_PAYLOAD",
+    "MAX_PAYLOAD",
     "NAK",
     "REQUEST",
     "REQUEST_MAGIC",
@@ -43,18 +61,24 @@ __all__ = [
     "VERSION",
     "BytesLike",
     "Command",
+    "Damaged",
+    "Decoded",
     "LineFlags",
     "PacketDecoder",
     "PacketType",
     "RequestKind",
     "SerialDecoder",
+    "SessionInfo",
     "State",
+    "Violation",
     "checksum",
     "encode_frame",
     "pack_header",
     "pack_packet",
     "pack_request",
+    "pack_session",
     "parse_frame",
+    "parse_session",
 ]
 
 # --------------------------------------------------------------------------
@@ -80,10 +104,15 @@ CRC = struct.Struct("<I")
 """Packet trailer: zlib.crc32 over header and payload."""
 
 MAX_CHANNELS = 16384
-"""Largest detector line a packet may carry; a header claiming more is corrupt."""
+"""Largest detector line a LINE packet may carry (a protocol rule)."""
 
 MAX_JSON_PAYLOAD = 65536
-"""Largest SCAN_START / SCAN_END JSON payload; a header claiming more is corrupt."""
+"""Largest SCAN_START / SCAN_END / SESSION JSON payload, bytes (a protocol rule)."""
+
+MAX_PAYLOAD = 16 << 20
+"""Hard cap on ``payload_len`` the decoder reads to check a CRC, bytes. A header
+claiming more is corrupt; up to it, a packet that breaks a length or channel rule
+is read whole: if its CRC matches it is a :class:`Violation`, not noise."""
 
 _TYPES: dict[int, PacketType] = {int(t): t for t in PacketType}
 
@@ -121,14 +150,72 @@ def pack_packet(
     return b"".join((header, view, CRC.pack(crc)))
 
 
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """A packet that arrived intact (CRC good) but breaks a protocol rule.
+
+    The client refuses it once and moves past it: resending it would not help.
+    ``type`` is the raw packet type byte (it may be no :class:`PacketType`).
+    """
+
+    seq: int
+    scan_id: int
+    type: int
+    reason: str
+    """The rule broken, e.g. ``"SCAN_START record of 70000 bytes over the 65536 limit"``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Damaged:
+    """A packet that failed its header check or CRC: noise, ask for it again.
+
+    ``seq`` and ``scan_id`` are what the (untrusted) header claims; they only
+    serve to notice the same packet failing again and again.
+    """
+
+    seq: int
+    scan_id: int
+    reason: str
+    """``"bad header"`` or ``"bad CRC"``."""
+
+
+Decoded = Packet | Violation | Damaged
+"""One item of :meth:`PacketDecoder.feed`."""
+
+
+def _rule(kind: PacketType | None, ptype: int, channels: int, plen: int) -> str:
+    """The protocol rule a plausible header breaks, or "" if none."""
+    if kind is None:
+        return f"unknown packet type {ptype}"
+    if kind is PacketType.LINE:
+        if channels == 0:
+            return "LINE with 0 channels"
+        if channels > MAX_CHANNELS:
+            return f"LINE with {channels} channels over {MAX_CHANNELS}"
+        if plen != 4 * channels:
+            return f"LINE of {plen} bytes for {channels} channels ({4 * channels} expected)"
+        return ""
+    if plen > MAX_JSON_PAYLOAD:
+        return f"{kind.name} record of {plen} bytes over the {MAX_JSON_PAYLOAD} limit"
+    if channels > MAX_CHANNELS:
+        return f"{kind.name} record for {channels} channels over {MAX_CHANNELS}"
+    return ""
+
+
 class PacketDecoder:
     """Incremental parser of the data link byte stream.
 
-    :meth:`feed` returns the verified packets in arrival order, with ``None`` in
-    the place of each packet that failed (bad header or bad CRC): the caller
-    needs to know *where* the stream broke to ask the scanner to go back. After a
-    failure the decoder skips forward to the next :data:`MAGIC`; it never returns
-    a packet whose CRC did not match. Counters go to ``stats``.
+    :meth:`feed` returns the items in arrival order: each verified
+    :class:`Packet`; a :class:`Damaged` in the place of each packet that failed
+    (bad header or bad CRC: the caller needs to know *where* the stream broke to
+    ask the scanner to go back); a :class:`Violation` for each packet whose CRC
+    matched but which breaks a length or channel rule, or has an unknown type
+    (the caller refuses it once instead of asking again). A header with the
+    wrong version, a non-zero reserved field or a ``payload_len`` over
+    :data:`MAX_PAYLOAD` is damaged at once. After a damaged packet the decoder
+    skips forward to the next :data:`MAGIC`; it never returns a packet whose CRC
+    did not match. Counters go to ``stats`` (``bad_header``, ``bad_crc``,
+    ``resync_bytes``, ``bytes`` is the caller's).
     """
 
     __slots__ = ("_buf", "stats")
@@ -146,10 +233,19 @@ class PacketDecoder:
         """Bytes held waiting for the rest of a packet."""
         return len(self._buf)
 
-    def feed(self, data: BytesLike) -> list[Packet | None]:
+    def feed(self, data: BytesLike) -> list[Decoded]:
+        """Take the next bytes of the stream; return the items they completed.
+
+        Args:
+            data: any number of bytes, cut anywhere.
+
+        Returns:
+            :class:`Packet`, :class:`Violation` and :class:`Damaged` items in
+            stream order. Never raises on any input.
+        """
         buf = self._buf
         buf += data
-        out: list[Packet | None] = []
+        out: list[Decoded] = []
         stats = self.stats
         end_buf = len(buf)
         pos = 0
@@ -183,17 +279,21 @@ class PacketDecoder:
                     plen,
                 ) = unpack(buf, pos)
                 kind = types.get(ptype)
-                if (
-                    version != VERSION
-                    or kind is None
-                    or reserved != 0
-                    or channels > MAX_CHANNELS
-                    or (
-                        plen != 4 * channels if kind is PacketType.LINE else plen > MAX_JSON_PAYLOAD
-                    )
+                if version != VERSION or reserved != 0 or plen > MAX_PAYLOAD:
+                    rule = "bad header"
+                elif (
+                    kind is PacketType.LINE
+                    and plen == 4 * channels
+                    and 0 < channels <= MAX_CHANNELS
                 ):
+                    rule = ""
+                else:
+                    rule = _rule(kind, ptype, channels, plen)
+                    if kind is PacketType.LINE and plen > 4 * max(channels, MAX_CHANNELS):
+                        rule = "bad header"  # no LINE rule allows that length: noise
+                if rule == "bad header":
                     stats.bad_header += 1
-                    out.append(None)
+                    out.append(Damaged(seq, scan_id, "bad header"))
                     pos = self._skip(buf, pos)
                     continue
                 end = pos + HEADER_SIZE + plen
@@ -201,21 +301,24 @@ class PacketDecoder:
                     break
                 if crc32(mv[pos:end]) != crc_unpack(buf, end)[0]:
                     stats.bad_crc += 1
-                    out.append(None)
+                    out.append(Damaged(seq, scan_id, "bad CRC"))
                     pos = self._skip(buf, pos)
                     continue
-                out.append(
-                    Packet(
-                        kind,
-                        seq,
-                        ts_ns,
-                        scan_id,
-                        line_no,
-                        channels,
-                        flags,
-                        bytes(mv[pos + HEADER_SIZE : end]),
+                if rule or kind is None:
+                    out.append(Violation(seq, scan_id, ptype, rule))
+                else:
+                    out.append(
+                        Packet(
+                            kind,
+                            seq,
+                            ts_ns,
+                            scan_id,
+                            line_no,
+                            channels,
+                            flags,
+                            bytes(mv[pos + HEADER_SIZE : end]),
+                        )
                     )
-                )
                 pos = end + 4
         if pos:
             del buf[:pos]
@@ -228,6 +331,79 @@ class PacketDecoder:
             nxt = max(pos + 1, len(buf) - 3)
         self.stats.resync_bytes += nxt - pos
         return nxt
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What a scanner announces in its SESSION packet (see the module doc)."""
+
+    session: str
+    """Boot id, lowercase hex, 1..64 characters; new on every scanner start."""
+    serial: str
+    """The scanner's serial number (up to 128 printable characters)."""
+    oldest_seq: int
+    """Oldest sequence number in the scanner's replay ring."""
+    head_seq: int
+    """Sequence number the scanner's next packet will get (>= ``oldest_seq``)."""
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def pack_session(info: SessionInfo, ts_ns: int = 0) -> bytes:
+    """The complete SESSION packet for ``info`` (header ``seq`` = ``head_seq``)."""
+    body = json.dumps(
+        {
+            "session": info.session,
+            "serial": info.serial,
+            "oldest_seq": info.oldest_seq,
+            "head_seq": info.head_seq,
+        }
+    ).encode()
+    return pack_packet(PacketType.SESSION, 0, info.head_seq, ts_ns, 0, 0, 0, body)
+
+
+def parse_session(payload: BytesLike) -> SessionInfo:
+    """Check and decode a SESSION packet's JSON payload.
+
+    Args:
+        payload: the packet's payload bytes.
+
+    Returns:
+        The announced :class:`SessionInfo`.
+
+    Raises:
+        ProtocolError: the payload is not UTF-8 JSON of the documented shape
+            (an object with a hex ``session``, a string ``serial`` and integer
+            ``0 <= oldest_seq <= head_seq < 2**64``).
+    """
+
+    def bad(what: str) -> ProtocolError:
+        return ProtocolError(
+            f"scanner sent a bad SESSION packet: {what}",
+            fix="Update the scanner firmware to one that speaks LSP-1 with SESSION "
+            "(drivers/lsp/_io.py documents the payload).",
+        )
+
+    try:
+        doc = json.loads(bytes(payload).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise bad("not UTF-8 JSON") from exc
+    if not isinstance(doc, dict):
+        raise bad("not a JSON object")
+    session, serial = doc.get("session"), doc.get("serial")
+    oldest, head = doc.get("oldest_seq"), doc.get("head_seq")
+    if not isinstance(session, str) or not 0 < len(session) <= 64 or not set(session) <= _HEX:
+        raise bad("'session' is not a lowercase hex id of 1..64 characters")
+    if not isinstance(serial, str) or len(serial) > 128 or not serial.isprintable():
+        raise bad("'serial' is not a printable string of up to 128 characters")
+    for name, value in (("oldest_seq", oldest), ("head_seq", head)):
+        if type(value) is not int or not 0 <= value < 1 << 64:
+            raise bad(f"{name!r} is not an integer 0..2**64-1")
+    assert isinstance(oldest, int) and isinstance(head, int)
+    if oldest > head:
+        raise bad(f"oldest_seq {oldest} is beyond head_seq {head}")
+    return SessionInfo(session, serial, oldest, head)
 
 
 # --------------------------------------------------------------------------

@@ -1,17 +1,54 @@
-"""LSP-1 data link logic: connect, resume, verify, go back N, report what is lost."""
+"""LSP-1 data link shell: the TCP connection and its tasks around :class:`LinkCore`."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import socket
 from collections.abc import AsyncGenerator
 
-from drivers._interface import LinkGap, LinkStats, Packet, PacketType
+from drivers._interface import LinkEpoch, LinkGap, LinkStats, Packet
 from drivers.lsp._io import PacketDecoder, RequestKind, pack_request
+from drivers.lsp._linkcore import Action, Deliver, Drop, LinkCore, SendResume
 
-__all__ = ["LspDataLink"]
+__all__ = ["LspDataLink", "set_keepalive"]
+
+log = logging.getLogger(__name__)
 
 _READ_SIZE = 256 * 1024
+
+KEEPALIVE_IDLE_S = 1
+"""TCP keepalive: seconds of silence before the first probe."""
+KEEPALIVE_INTERVAL_S = 1
+"""TCP keepalive: seconds between probes."""
+KEEPALIVE_COUNT = 3
+"""TCP keepalive: unanswered probes before the kernel drops the connection."""
+USER_TIMEOUT_MS = 5000
+"""TCP_USER_TIMEOUT: sent data unacknowledged this long (ms) drops the connection.
+With the keepalive values a vanished scanner or a cut cable is noticed within
+about 4-5 s, between scans too (issue 13, kind 6)."""
+
+
+def set_keepalive(sock: socket.socket | None) -> None:
+    """Turn on TCP keepalive and the user timeout on ``sock`` (where the OS has them).
+
+    Args:
+        sock: a connected TCP socket; None is ignored.
+    """
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (
+            ("TCP_KEEPIDLE", KEEPALIVE_IDLE_S),
+            ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_S),
+            ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+            ("TCP_USER_TIMEOUT", USER_TIMEOUT_MS),
+        ):
+            opt = getattr(socket, name, None)
+            if opt is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, opt, value)
 
 
 class LspDataLink:
@@ -21,11 +58,23 @@ class LspDataLink:
     or a hole in the sequence it asks the scanner to go back (RESUME on the same
     connection); on a dropped or silent connection it reconnects with a capped
     exponential backoff and resumes. What the scanner can no longer replay comes
-    out as a :class:`LinkGap`, after ``gap_confirmations`` clean answers agree
-    that it is gone (one answer could be a packet lost on the way).
+    out as a :class:`LinkGap` (cause ``LOST``), after ``gap_confirmations`` clean
+    answers agree that it is gone; an intact packet outside the protocol as a
+    one-packet gap (cause ``VIOLATION``); a restarted scanner as a
+    :class:`LinkEpoch` (after a ``RESTART`` gap for what of the old session may
+    be lost). The rules are :class:`~drivers.lsp._linkcore.LinkCore`'s; this
+    class owns the socket (TCP keepalive on, see :func:`set_keepalive`).
 
     ``stall_timeout_s`` applies while a scan is in progress or a resume is owed;
-    ``idle_timeout_s`` between scans (a dead link is noticed before the next truck).
+    ``idle_timeout_s`` between scans; ``connect_timeout_s`` to connect and again
+    for the scanner's SESSION packet.
+
+    Attributes:
+        stats: the link's counters (:class:`LinkStats`).
+        connected: a connection is up.
+        session: the scanner session followed ("" before the first SESSION);
+            persist it with the position to notice a restart across edge restarts.
+        serial: the scanner's serial number, as it announced it.
     """
 
     def __init__(
@@ -40,6 +89,7 @@ class LspDataLink:
         backoff_initial_s: float = 0.05,
         backoff_max_s: float = 2.0,
         gap_confirmations: int = 2,
+        repeat_limit: int = 5,
     ) -> None:
         self.host = host
         self.port = port
@@ -50,129 +100,101 @@ class LspDataLink:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.gap_confirmations = max(1, gap_confirmations)
+        self.repeat_limit = repeat_limit
         self.stats = LinkStats()
         self.connected = False
+        self.session = ""
+        self.serial = ""
         self._closed = asyncio.Event()
         self._writer: asyncio.StreamWriter | None = None
 
     def __repr__(self) -> str:
         return f"LspDataLink({self.host}:{self.port})"
 
-    async def packets(self, next_seq: int) -> AsyncGenerator[Packet | LinkGap, None]:
-        """Yield packets in strict sequence order from ``next_seq`` on, until closed."""
-        stats = self.stats
-        loop = asyncio.get_running_loop()
-        decoder = PacketDecoder(stats)
-        expected = next_seq
-        max_seen = -1  # highest seq ever seen: the scanner holds everything up to it
-        in_scan = False
-        backoff = self.backoff_initial_s
-        attempts = 0
-        votes = 0  # clean resume answers that started beyond `expected`
+    def _core(self, next_seq: int, session: str) -> LinkCore:
+        return LinkCore(
+            next_seq,
+            session,
+            stats=self.stats,
+            clock=asyncio.get_running_loop().time,
+            stall_timeout_s=self.stall_timeout_s,
+            idle_timeout_s=self.idle_timeout_s,
+            connect_timeout_s=self.connect_timeout_s,
+            resume_timeout_s=self.resume_timeout_s,
+            backoff_initial_s=self.backoff_initial_s,
+            backoff_max_s=self.backoff_max_s,
+            gap_confirmations=self.gap_confirmations,
+            repeat_limit=self.repeat_limit,
+        )
+
+    async def packets(
+        self, next_seq: int, session: str = ""
+    ) -> AsyncGenerator[Packet | LinkGap | LinkEpoch, None]:
+        """Yield packets in strict sequence order from ``next_seq`` on, until closed.
+
+        Args:
+            next_seq: first sequence number wanted.
+            session: the scanner session ``next_seq`` belongs to ("" if unknown:
+                the first announced one is adopted).
+
+        Yields:
+            :class:`Packet`, :class:`LinkGap` and :class:`LinkEpoch` items.
+        """
+        core = self._core(next_seq, session)
+        self.session = session
+        decoder = PacketDecoder(self.stats)
         while not self._closed.is_set():
-            if attempts:
-                stats.reconnects += 1
-            attempts += 1
+            core.connecting()
             try:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(self.host, self.port), self.connect_timeout_s
                 )
             except (OSError, TimeoutError):
-                await self._pause(backoff)
-                backoff = min(backoff * 2, self.backoff_max_s)
+                await self._pause(core.connect_failed())
                 continue
+            set_keepalive(writer.get_extra_info("socket"))
             self._writer = writer
             self.connected = True
             decoder.reset()
-            delivered = False
             try:
-                writer.write(pack_request(RequestKind.RESUME, expected))
-                awaiting = True  # a RESUME for `expected` is owed an answer
-                fresh = True  # the next good packet is the first of this connection
-                clean = True  # no bad packet since the last RESUME
-                resume_at = loop.time()
-                prev = -1
+                actions: list[Action] = core.connected_now()
                 while not self._closed.is_set():
-                    owed = in_scan or (awaiting and max_seen >= expected)
+                    drop: Drop | None = None
+                    for act in actions:
+                        if isinstance(act, SendResume):
+                            writer.write(pack_request(RequestKind.RESUME, act.seq))
+                        elif isinstance(act, Deliver):
+                            self.session, self.serial = core.session, core.serial
+                            yield act.item
+                        else:
+                            drop = act
+                            break
+                    self.session, self.serial = core.session, core.serial
+                    if drop is not None:
+                        log.info("%r: %s", self, drop.reason)
+                        break
                     try:
-                        async with asyncio.timeout(
-                            self.stall_timeout_s if owed else self.idle_timeout_s
-                        ):
+                        async with asyncio.timeout(core.read_timeout()):
                             data = await reader.read(_READ_SIZE)
                     except TimeoutError:
-                        if owed:
-                            stats.stalls += 1
-                        break
+                        actions = core.timed_out()
+                        continue
                     if not data:
                         break
-                    stats.bytes += len(data)
-                    for pkt in decoder.feed(data):
-                        if pkt is None:
-                            clean = False
-                            if not awaiting:
-                                writer.write(pack_request(RequestKind.RESUME, expected))
-                                stats.resumes += 1
-                                awaiting, resume_at = True, loop.time()
-                            continue
-                        seq = pkt.seq
-                        if seq > max_seen:
-                            max_seen = seq
-                        if seq == expected:
-                            pass
-                        elif seq < expected:
-                            prev = seq  # a duplicate after going back
-                            fresh = False
-                            continue
-                        else:
-                            answer = fresh or (awaiting and seq <= prev)
-                            prev = seq
-                            fresh = False
-                            if answer and clean:
-                                votes += 1
-                            if not (answer and clean and votes >= self.gap_confirmations):
-                                if answer or not awaiting:
-                                    writer.write(pack_request(RequestKind.RESUME, expected))
-                                    stats.resumes += 1
-                                    awaiting, clean, resume_at = True, True, loop.time()
-                                continue
-                            gap = LinkGap(
-                                expected,
-                                seq - 1,
-                                f"scanner no longer holds packets {expected}..{seq - 1}",
-                            )
-                            stats.gaps += 1
-                            stats.lost_packets += seq - expected
-                            yield gap
-                        expected = seq + 1
-                        prev = seq
-                        fresh = awaiting = False
-                        clean = True
-                        votes = 0
-                        delivered = True
-                        stats.packets += 1
-                        ptype = pkt.type
-                        if ptype is PacketType.SCAN_START:
-                            in_scan = True
-                        elif ptype is PacketType.SCAN_END:
-                            in_scan = False
-                        yield pkt
-                    if (
-                        awaiting
-                        and max_seen >= expected
-                        and loop.time() - resume_at > (self.resume_timeout_s)
-                    ):
-                        break  # the answer got lost: a fresh connection is unambiguous
+                    self.stats.bytes += len(data)
+                    actions = []
+                    for item in decoder.feed(data):
+                        actions += core.item(item)
+                    actions += core.batch_done()
             except (OSError, EOFError):
                 pass
             finally:
                 self.connected = False
                 self._writer = None
                 await _close_writer(writer)
-            if delivered:
-                backoff = self.backoff_initial_s
-            elif not self._closed.is_set():
-                await self._pause(backoff)
-                backoff = min(backoff * 2, self.backoff_max_s)
+            delay = core.disconnected()
+            if delay and not self._closed.is_set():
+                await self._pause(delay)
 
     async def _pause(self, delay: float) -> None:
         with contextlib.suppress(TimeoutError):

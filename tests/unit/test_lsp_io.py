@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import zlib
 
 import pytest
 
+from core.errors import ProtocolError
 from drivers import LineFlags, LinkStats, Packet, PacketType
 from drivers.lsp._io import (
     CRC,
     HEADER,
     HEADER_SIZE,
     MAGIC,
+    MAX_PAYLOAD,
     REQUEST,
     REQUEST_SIZE,
+    Damaged,
+    Decoded,
     PacketDecoder,
     RequestKind,
     SerialDecoder,
+    SessionInfo,
+    Violation,
     checksum,
     encode_frame,
     pack_packet,
     pack_request,
+    pack_session,
     parse_frame,
+    parse_session,
 )
 
 CHANNELS = 8
@@ -32,8 +41,15 @@ def line(seq: int, line_no: int = 0, flags: int = 0) -> bytes:
     return pack_packet(PacketType.LINE, flags, seq, 1000 + seq, 7, line_no, CHANNELS, payload)
 
 
-def good(items: list[Packet | None]) -> list[Packet]:
-    return [p for p in items if p is not None]
+def good(items: list[Decoded]) -> list[Packet]:
+    return [p for p in items if isinstance(p, Packet)]
+
+
+def seqs(items: list[Decoded]) -> list[int | str]:
+    """Each item as its seq (packets) or its kind and claimed seq (the others)."""
+    return [
+        p.seq if isinstance(p, Packet) else f"{type(p).__name__.lower()}:{p.seq}" for p in items
+    ]
 
 
 def test_header_is_40_bytes_and_request_16() -> None:
@@ -64,7 +80,7 @@ def test_decoder_handles_any_split() -> None:
     stream = b"".join(line(s, s) for s in range(5))
     for step in (1, 3, 39, 40, 41, 77):
         dec = PacketDecoder()
-        out: list[Packet | None] = []
+        out: list[Decoded] = []
         for i in range(0, len(stream), step):
             out += dec.feed(stream[i : i + step])
         assert [p.seq for p in good(out)] == list(range(5))
@@ -76,7 +92,8 @@ def test_bad_crc_is_counted_and_skipped() -> None:
     bad = bytearray(line(1))
     bad[HEADER_SIZE + 3] ^= 0xFF
     out = PacketDecoder(stats).feed(line(0) + bytes(bad) + line(2))
-    assert [p.seq if p else None for p in out] == [0, None, 2]
+    assert seqs(out) == [0, "damaged:1", 2]
+    assert isinstance(out[1], Damaged) and out[1].reason == "bad CRC"
     assert stats.bad_crc == 1
     assert stats.resync_bytes == len(bad)
 
@@ -91,21 +108,110 @@ def test_resync_over_garbage() -> None:
 
 
 def test_bad_header_fields_are_rejected() -> None:
-    # version, type, channels (then the length does not match), reserved
-    for offset, value in ((4, 2), (5, 9), (32, 0), (34, 1)):
+    # version and reserved: damaged at once, without reading the payload
+    for offset, value in ((4, 2), (34, 1)):
         stats = LinkStats()
         bad = bytearray(line(1))
         bad[offset] = value
         out = PacketDecoder(stats).feed(bytes(bad) + line(2))
-        assert [p.seq for p in good(out)] == [2]
+        assert seqs(out) == ["damaged:1", 2]
         assert stats.bad_header == 1, offset
+
+
+def test_flipped_type_or_channels_fail_the_crc_not_the_protocol() -> None:
+    # a type or channel count changed on the way is noise (ask again), not a violation
+    for offset, value in ((5, 9), (32, 0), (32, 9)):
+        stats = LinkStats()
+        bad = bytearray(line(1))
+        bad[offset] = value
+        out = PacketDecoder(stats).feed(bytes(bad) + line(2))
+        assert seqs(out) == ["damaged:1", 2], offset
+        assert stats.bad_crc == 1 and stats.bad_header == 0, offset
+
+
+def intact(ptype: int, seq: int, channels: int, payload: bytes, scan_id: int = 7) -> bytes:
+    """A packet with a correct CRC, whatever its fields say."""
+    header = HEADER.pack(MAGIC, 1, ptype, 0, seq, 0, scan_id, 0, channels, 0, len(payload))
+    return header + payload + CRC.pack(zlib.crc32(payload, zlib.crc32(header)))
+
+
+@pytest.mark.parametrize(
+    ("ptype", "channels", "size", "reason"),
+    [
+        (PacketType.SCAN_START, 8, 70000, "SCAN_START record of 70000 bytes over the 65536 limit"),
+        (PacketType.SESSION, 0, 65537, "SESSION record of 65537 bytes over the 65536 limit"),
+        (PacketType.LINE, 0, 0, "LINE with 0 channels"),
+        (PacketType.LINE, 20000, 80000, "LINE with 20000 channels over 16384"),
+        (PacketType.LINE, 8, 31, "LINE of 31 bytes for 8 channels (32 expected)"),
+        (9, 8, 5, "unknown packet type 9"),
+    ],
+)
+def test_intact_packets_outside_the_protocol_are_violations(
+    ptype: int, channels: int, size: int, reason: str
+) -> None:
+    stats = LinkStats()
+    raw = intact(ptype, 1, channels, b"x" * size)
+    dec = PacketDecoder(stats)
+    out: list[Decoded] = []
+    for i in range(0, len(raw), 4096):  # arrives in pieces: the decoder waits for all of it
+        out += dec.feed(raw[i : i + 4096])
+    out += dec.feed(line(2))
+    assert out[1:] == good(PacketDecoder().feed(line(2)))
+    assert out[0] == Violation(1, 7, int(ptype), reason)
+    assert stats.bad_crc == stats.bad_header == 0
+
+
+def test_a_violation_with_a_bad_crc_is_only_damaged() -> None:
+    raw = bytearray(intact(PacketType.SCAN_START, 1, 8, b"x" * 70000))
+    raw[-1] ^= 1
+    stats = LinkStats()
+    out = PacketDecoder(stats).feed(bytes(raw) + line(2))
+    assert seqs(out) == ["damaged:1", 2] and stats.bad_crc == 1
+
+
+def test_payload_over_the_hard_cap_is_damaged_at_once() -> None:
+    stats = LinkStats()
+    header = HEADER.pack(MAGIC, 1, PacketType.SCAN_START, 0, 4, 0, 0, 0, 8, 0, MAX_PAYLOAD + 1)
+    out = PacketDecoder(stats).feed(header + line(5))
+    assert seqs(out) == ["damaged:4", 5] and stats.bad_header == 1
+
+
+def test_session_packet_round_trip() -> None:
+    info = SessionInfo("a1b2c3d4e5f60708", "SIM0001-scanner1", 12, 3000)
+    (pkt,) = PacketDecoder().feed(pack_session(info, 99))
+    assert isinstance(pkt, Packet) and pkt.type is PacketType.SESSION
+    assert (pkt.seq, pkt.ts_ns) == (3000, 99)
+    assert parse_session(pkt.payload) == info
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\xff",
+        b"[]",
+        b"{}",
+        json.dumps({"session": "XYZ", "serial": "s", "oldest_seq": 0, "head_seq": 0}).encode(),
+        json.dumps({"session": "ab", "serial": 5, "oldest_seq": 0, "head_seq": 0}).encode(),
+        json.dumps({"session": "ab", "serial": "s", "oldest_seq": -1, "head_seq": 0}).encode(),
+        json.dumps({"session": "ab", "serial": "s", "oldest_seq": 0, "head_seq": 2.0}).encode(),
+        json.dumps({"session": "ab", "serial": "s", "oldest_seq": 0, "head_seq": True}).encode(),
+        json.dumps({"session": "ab", "serial": "s", "oldest_seq": 5, "head_seq": 4}).encode(),
+        json.dumps({"session": "ab", "serial": "s", "oldest_seq": 0, "head_seq": 2**64}).encode(),
+        b"[" * 5000 + b"]" * 5000,
+    ],
+)
+def test_bad_session_payload_is_one_protocol_error(payload: bytes) -> None:
+    with pytest.raises(ProtocolError) as err:
+        parse_session(payload)
+    assert err.value.message.startswith("scanner sent a bad SESSION packet")
+    assert "firmware" in err.value.fix
 
 
 def test_oversized_length_does_not_block_forever() -> None:
     stats = LinkStats()
     header = HEADER.pack(MAGIC, 1, PacketType.SCAN_START, 0, 0, 0, 0, 0, 8, 0, 1 << 30)
     out = PacketDecoder(stats).feed(header + line(1))
-    assert [p.seq for p in good(out)] == [1]
+    assert seqs(out) == ["damaged:0", 1]
     assert stats.bad_header == 1
 
 
