@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import random
+import secrets
 import time
 import tty
 import zlib
@@ -43,8 +44,10 @@ from drivers.lsp._io import (
     PacketType,
     RequestKind,
     SerialDecoder,
+    SessionInfo,
     State,
     encode_frame,
+    pack_session,
 )
 from firmware_sim._source import ImageSource, ScanImage, SyntheticSource
 
@@ -59,8 +62,19 @@ FAULT_KINDS = (
     "fault",
     "interlock",
     "dead_channel",
+    "oversized_record",
+    "channels_change",
+    "zero_channels",
+    "out_of_order",
+    "unplug",
 )
 """What :meth:`SimScanner.inject` can do at run time."""
+
+OVERSIZE_PAD = 70_000
+"""Bytes of padding the ``oversized_record`` fault adds to a SCAN_START record
+(over the 64 KiB LSP-1 limit)."""
+CHANNELS_CUT = 16
+"""Channels the ``channels_change`` fault takes off each following line."""
 
 _MAX_BATCH = 512  # packets per write per client and tick: bounds what a go-back-N throws away
 _INSTANT_BATCH = 256  # lines emitted per pump round in instant mode
@@ -146,6 +160,9 @@ class _Plan:
     done: asyncio.Event
     k: int = 0  # next line to emit, calibration lines first
     abort: str | None = None
+    cut: int = 0  # channels left off every line from here on (fault)
+    zero_at: int = -1  # plan index of a line sent with 0 channels (fault)
+    swap_at: int = -1  # image line whose number is swapped with the next one's (fault)
 
     @property
     def total(self) -> int:
@@ -166,6 +183,7 @@ class _DataConn(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.sim._conns.add(self)
         self.sim.stats["connections"] += 1
+        transport.write(pack_session(self.sim.session_info(), time.time_ns()))  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.sim._conns.discard(self)
@@ -248,18 +266,37 @@ class SimScanner:
         self._serial_dec = SerialDecoder()
         self._emit_log: IO[str] | None = None
         self._serial_no = cfg.serial_number or f"SIM{cfg.seed:04d}-{cfg.name}"
+        self.boot_id = ""
+        """This run's session (boot) id, hex; new on every :meth:`start`."""
+        self._pending_cut = 0
+        self._unplug: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ life
 
     async def start(self) -> None:
+        """Open the data link server and the pty; a new boot id, counters from 0."""
         cfg = self.config
         loop = asyncio.get_running_loop()
+        self.boot_id = secrets.token_hex(8)
         if cfg.emit_log is not None:
             Path(cfg.emit_log).parent.mkdir(parents=True, exist_ok=True)
             self._emit_log = open(cfg.emit_log, "a", encoding="ascii")  # noqa: SIM115
         self._server = await loop.create_server(
-            lambda: _DataConn(self), cfg.data_host, cfg.data_port
+            lambda: _DataConn(self), cfg.data_host, cfg.data_port, reuse_address=True
         )
+        self._open_serial()
+        self._tasks = [
+            asyncio.create_task(self._pump(), name=f"{cfg.name}-pump"),
+            asyncio.create_task(self._runner(), name=f"{cfg.name}-runner"),
+            asyncio.create_task(self._status_loop(), name=f"{cfg.name}-status"),
+        ]
+        f = cfg.faults
+        if f.stall_every_s > 0 or f.link_drop_every_s > 0:
+            self._tasks.append(asyncio.create_task(self._chaos(), name=f"{cfg.name}-chaos"))
+
+    def _open_serial(self) -> None:
+        """A new pty, its slave behind the configured symlink (replaced atomically)."""
+        cfg = self.config
         self._master, self._slave = os.openpty()
         tty.setraw(self._master)
         tty.setraw(self._slave)
@@ -274,20 +311,33 @@ class SimScanner:
             tmp.symlink_to(self._slave_name)
             tmp.replace(link)
             self._link = link
-        loop.add_reader(self._master, self._on_serial)
-        self._tasks = [
-            asyncio.create_task(self._pump(), name=f"{cfg.name}-pump"),
-            asyncio.create_task(self._runner(), name=f"{cfg.name}-runner"),
-            asyncio.create_task(self._status_loop(), name=f"{cfg.name}-status"),
-        ]
-        f = cfg.faults
-        if f.stall_every_s > 0 or f.link_drop_every_s > 0:
-            self._tasks.append(asyncio.create_task(self._chaos(), name=f"{cfg.name}-chaos"))
+        asyncio.get_running_loop().add_reader(self._master, self._on_serial)
+
+    def _close_serial(self) -> None:
+        """Close the pty and remove the symlink if it is still ours."""
+        if self._master >= 0:
+            asyncio.get_running_loop().remove_reader(self._master)
+            os.close(self._master)
+            os.close(self._slave)
+            self._master = self._slave = -1
+        if self._link is not None:
+            with contextlib.suppress(FileNotFoundError):
+                if self._link.is_symlink() and os.readlink(self._link) == self._slave_name:
+                    self._link.unlink()
+
+    async def _unplugged(self, seconds: float) -> None:
+        """The serial device is gone for ``seconds``, then a new one appears."""
+        self._close_serial()
+        await asyncio.sleep(seconds)
+        self._open_serial()
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        """Stop the tasks, close every connection and the pty, remove the symlink."""
+        tasks = [*self._tasks, *([self._unplug] if self._unplug is not None else [])]
+        self._unplug = None
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
@@ -299,16 +349,8 @@ class SimScanner:
             await self._server.wait_closed()
             self._server = None
             await asyncio.sleep(0)  # let the aborted transports finish closing
-        if self._master >= 0:
-            asyncio.get_running_loop().remove_reader(self._master)
-            os.close(self._master)
-            os.close(self._slave)
-            self._master = self._slave = -1
-        if self._link is not None:
-            with contextlib.suppress(FileNotFoundError):
-                if self._link.is_symlink() and os.readlink(self._link) == self._slave_name:
-                    self._link.unlink()
-            self._link = None
+        self._close_serial()
+        self._link = None
         if self._emit_log is not None:
             self._emit_log.close()
             self._emit_log = None
@@ -343,6 +385,10 @@ class SimScanner:
     def oldest_seq(self) -> int:
         """Oldest sequence number still in the replay ring."""
         return max(0, self._head - self._cap)
+
+    def session_info(self) -> SessionInfo:
+        """What the SESSION packet announces now (boot id, serial, ring bounds)."""
+        return SessionInfo(self.boot_id, self._serial_no, self.oldest_seq, self._head)
 
     @property
     def scans_done(self) -> int:
@@ -404,10 +450,43 @@ class SimScanner:
         self._abort(reason)
 
     def inject(self, kind: str, value: float | int | str | None = None) -> None:
-        """Inject a fault now: ``corrupt`` / ``drop`` (next N packets), ``stall``
-        (seconds), ``link_drop``, ``serial_corrupt`` (next N frames), ``fault``
-        (text), ``interlock``, ``dead_channel`` (index, from the next scan on)."""
-        if kind in ("corrupt", "drop", "serial_corrupt"):
+        """Inject a fault now (one of :data:`FAULT_KINDS`).
+
+        ``corrupt`` / ``drop`` (next N packets), ``stall`` (seconds),
+        ``link_drop``, ``serial_corrupt`` (next N frames), ``fault`` (text),
+        ``interlock``, ``dead_channel`` (index, from the next scan on);
+        protocol violations sent with a correct CRC: ``oversized_record`` (the
+        next SCAN_START record padded beyond 64 KiB), ``channels_change`` (from
+        the next line on, the running or next scan's lines carry
+        :data:`CHANNELS_CUT` fewer channels), ``zero_channels`` (the next line
+        is sent with 0 channels), ``out_of_order`` (the next two image line
+        numbers of the running or next scan swapped); ``unplug`` (the serial
+        device disappears: pty closed, symlink removed; after ``value`` seconds,
+        default 3, a new pty appears behind the same symlink).
+
+        Raises:
+            ConfigError: an unknown kind, or ``unplug`` while unplugged.
+        """
+        if kind in ("oversized_record", "zero_channels", "out_of_order"):
+            self._force[kind] = self._force.get(kind, 0) + 1
+            plan = self._plan
+            if plan is not None and kind != "oversized_record":
+                self._place(plan)
+        elif kind == "channels_change":
+            if self._plan is not None:
+                self._plan.cut = CHANNELS_CUT
+            else:
+                self._pending_cut = CHANNELS_CUT
+        elif kind == "unplug":
+            if self._unplug is not None and not self._unplug.done():
+                raise ConfigError(
+                    f"{self.config.name} is already unplugged", fix="Wait until it is back."
+                )
+            seconds = 3.0 if value is None else float(value)
+            self._unplug = asyncio.create_task(
+                self._unplugged(seconds), name=f"{self.config.name}-unplug"
+            )
+        elif kind in ("corrupt", "drop", "serial_corrupt"):
             self._force[kind] += 1 if value is None else int(value)
         elif kind == "stall":
             self._stall(1.0 if value is None else float(value))
@@ -429,6 +508,19 @@ class SimScanner:
             raise ConfigError(
                 f"unknown fault kind {kind!r}", fix=f"Use one of: {', '.join(FAULT_KINDS)}."
             )
+
+    def _place(self, plan: _Plan) -> None:
+        """Put pending ``zero_channels`` / ``out_of_order`` faults on ``plan``'s next lines."""
+        force = self._force
+        ncal = len(plan.calib)
+        if force.get("zero_channels") and plan.zero_at < 0 and plan.k < plan.total:
+            force["zero_channels"] -= 1
+            plan.zero_at = max(plan.k, ncal)
+        if force.get("out_of_order") and plan.swap_at < 0:
+            line = max(plan.k - ncal, 0)
+            if line + 1 < plan.lines:
+                force["out_of_order"] -= 1
+                plan.swap_at = line
 
     # ----------------------------------------------------------- scan engine
 
@@ -496,8 +588,11 @@ class SimScanner:
             calib=calib,
             t0=time.monotonic(),
             done=asyncio.Event(),
+            cut=self._pending_cut,
         )
-        start = {
+        self._pending_cut = 0
+        self._place(plan)
+        start: dict[str, Any] = {
             "scan_id": scan_id,
             "channels": cfg.channels,
             "lines": lines,
@@ -509,6 +604,9 @@ class SimScanner:
             "started_ns": time.time_ns(),
             **image.record,
         }
+        if self._force.get("oversized_record"):
+            self._force["oversized_record"] -= 1
+            start["pad"] = "x" * OVERSIZE_PAD
         self._plan = plan
         self._emit(PacketType.SCAN_START, 0, scan_id, 0, json.dumps(start).encode())
         self._send(EVT, "SCAN_START", scan_id)
@@ -539,6 +637,8 @@ class SimScanner:
                     view: bytes | memoryview = payload
                 else:
                     line_no = k - ncal
+                    if plan.swap_at >= 0 and line_no in (plan.swap_at, plan.swap_at + 1):
+                        line_no = 2 * plan.swap_at + 1 - line_no
                     flags = 0
                     if line_no == 0:
                         flags |= LineFlags.FIRST
@@ -546,7 +646,15 @@ class SimScanner:
                         flags |= LineFlags.LAST
                     off = line_no * plan.row_bytes
                     view = plan.rows[off : off + plan.row_bytes]
-                self._emit(PacketType.LINE, flags, plan.scan_id, line_no, view)
+                channels = cfg.channels
+                if k == plan.zero_at:
+                    view, channels = b"", 0
+                elif plan.cut:
+                    channels = max(1, cfg.channels - plan.cut)
+                    row = bytes(view)
+                    half = 2 * cfg.channels
+                    view = row[: 2 * channels] + row[half : half + 2 * channels]
+                self._emit(PacketType.LINE, flags, plan.scan_id, line_no, view, channels)
                 if log is not None:
                     digest = hashlib.sha256(view).hexdigest() if cfg.emit_log_hash else "-"
                     log.write(f"{plan.scan_id} {line_no} {int(flags)} {digest}\n")
@@ -579,7 +687,13 @@ class SimScanner:
         return all(c.pos is None or head - c.pos < limit for c in self._conns)
 
     def _emit(
-        self, ptype: int, flags: int, scan_id: int, line_no: int, payload: bytes | memoryview
+        self,
+        ptype: int,
+        flags: int,
+        scan_id: int,
+        line_no: int,
+        payload: bytes | memoryview,
+        channels: int | None = None,
     ) -> None:
         seq = self._head
         header = HEADER.pack(
@@ -591,7 +705,7 @@ class SimScanner:
             time.time_ns(),
             scan_id,
             line_no,
-            self.config.channels,
+            self.config.channels if channels is None else channels,
             0,
             len(payload),
         )

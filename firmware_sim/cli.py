@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import signal
+import stat
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 import uvloop
 
 from core.errors import ConfigError, NiiError
-from firmware_sim._scanner import FaultConfig, SimConfig, SimScanner
+from firmware_sim._scanner import FAULT_KINDS, FaultConfig, SimConfig, SimScanner
 from firmware_sim._source import ImageSource, ReplaySource, SyntheticSource
 
 #: ``--tamper`` choices and ``--belt-speed`` range (firmware_sim.physics._transit; repeated
@@ -23,7 +25,7 @@ from firmware_sim._source import ImageSource, ReplaySource, SyntheticSource
 TAMPER_KINDS = ("addition", "removal", "substitution")
 BELT_SPEED_RANGE = (0.85, 1.15)
 
-__all__ = ["build_configs", "register", "run"]
+__all__ = ["build_configs", "inject", "inject_path", "register", "run"]
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -133,7 +135,98 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--serial-corrupt", type=float, default=0.0, help="fraction of serial frames corrupted"
     )
     p.set_defaults(func=run)
+    sub = p.add_subparsers(dest="sim_action", metavar="{inject}")
+    i = sub.add_parser(
+        "inject",
+        help="inject a fault into a running 'nii sim'",
+        description=(
+            "Inject a fault into a scanner of a running 'nii sim --status-file PATH' "
+            "(through the FIFO next to its status file)."
+        ),
+    )
+    i.add_argument("--status-file", required=True, help="the running simulator's status file")
+    i.add_argument("--scanner", default="scanner1", help="scanner name (scanner1)")
+    i.add_argument("kind", choices=FAULT_KINDS, help="the fault")
+    i.add_argument(
+        "--value",
+        help="count (corrupt, drop, serial_corrupt), seconds (stall, unplug), text (fault) "
+        "or channel (dead_channel)",
+    )
+    i.set_defaults(func=run_inject)
     return p
+
+
+def inject_path(status_file: str | os.PathLike[str]) -> Path:
+    """The FIFO a running simulator reads fault injections from, beside its status file."""
+    status = Path(status_file)
+    return status.with_name(f"{status.stem}.inject")
+
+
+def inject(
+    status_file: str | os.PathLike[str],
+    scanner: str,
+    kind: str,
+    value: str | None = None,
+) -> None:
+    """Ask the ``nii sim`` whose status file is ``status_file`` to inject a fault.
+
+    Args:
+        status_file: the ``--status-file`` the simulator was started with.
+        scanner: the scanner's name (``scanner1``...).
+        kind: one of :data:`firmware_sim.FAULT_KINDS`.
+        value: the fault's argument (see :meth:`SimScanner.inject`), as text.
+
+    Raises:
+        ConfigError: no simulator runs there, it has no such scanner, or the
+            kind is unknown. Nothing is sent then.
+    """
+    if kind not in FAULT_KINDS:
+        raise ConfigError(
+            f"unknown fault kind {kind!r}", fix=f"Use one of: {', '.join(FAULT_KINDS)}."
+        )
+    try:
+        doc = json.loads(Path(status_file).read_text(encoding="utf-8"))
+        names = [str(s["name"]) for s in doc["scanners"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"no running simulator's status in {status_file}",
+            fix="Give the --status-file of a running 'nii sim --status-file PATH'.",
+        ) from exc
+    if scanner not in names:
+        raise ConfigError(
+            f"the simulator has no scanner {scanner!r}", fix=f"Use one of: {', '.join(names)}."
+        )
+    line = json.dumps({"scanner": scanner, "kind": kind, "value": value}) + "\n"
+    path = inject_path(status_file)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot reach the simulator through {path}: {exc.strerror}",
+            fix="Check that 'nii sim' still runs with this --status-file.",
+        ) from exc
+    try:
+        os.write(fd, line.encode())  # one line under PIPE_BUF: written whole or not at all
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write to {path}: {exc.strerror}",
+            fix="Check that 'nii sim' still runs with this --status-file.",
+        ) from exc
+    finally:
+        os.close(fd)
+
+
+def run_inject(args: argparse.Namespace) -> int:
+    """``nii sim inject``: 0 once the request is with the simulator, 2 on an error."""
+    try:
+        inject(args.status_file, args.scanner, args.kind, args.value)
+    except NiiError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.fix:
+            print(f"fix: {exc.fix}", file=sys.stderr)
+        return exc.exit_code
+    print(f"{args.scanner}: {args.kind} requested")
+    return 0
 
 
 def build_configs(args: argparse.Namespace) -> list[SimConfig]:
@@ -268,6 +361,7 @@ async def _serve(configs: list[SimConfig], status_file: str | None, armed: bool)
         loop.add_signal_handler(sig, stop.set)
     sims = [SimScanner(cfg) for cfg in configs]
     started: list[SimScanner] = []
+    stack = contextlib.ExitStack()
     try:
         for sim in sims:
             await sim.start()
@@ -275,6 +369,8 @@ async def _serve(configs: list[SimConfig], status_file: str | None, armed: bool)
             if armed:
                 sim.arm()
         if status_file:
+            fifo = _InjectFifo(inject_path(status_file), {s.config.name: s for s in started})
+            stack.callback(fifo.close)
             write_status(status_file, started)
         for sim in started:
             d = sim.describe()
@@ -284,6 +380,7 @@ async def _serve(configs: list[SimConfig], status_file: str | None, armed: bool)
             )
         await stop.wait()
     finally:
+        stack.close()
         for sim in started:
             await sim.stop()
         if status_file:
@@ -301,3 +398,72 @@ def write_status(path: str | os.PathLike[str], sims: list[SimScanner]) -> None:
     doc = {"pid": os.getpid(), "scanners": [sim.describe() for sim in sims]}
     tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     tmp.replace(target)
+
+
+class _InjectFifo:
+    """A FIFO the running simulator reads ``{"scanner", "kind", "value"}`` JSON lines from."""
+
+    def __init__(self, path: Path, sims: dict[str, SimScanner]) -> None:
+        self.path = path
+        self.sims = sims
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            if not stat.S_ISFIFO(path.lstat().st_mode):
+                raise ConfigError(
+                    f"{path} exists and is not a FIFO",
+                    fix="Remove it or choose another --status-file.",
+                )
+            path.unlink()
+        os.mkfifo(path, 0o600)
+        self._fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        self._keep = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # no EOF when writers leave
+        self._buf = b""
+        asyncio.get_running_loop().add_reader(self._fd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            if exc.errno != errno.EAGAIN:
+                print(f"sim: inject FIFO: {exc}", file=sys.stderr, flush=True)
+            return
+        self._buf += data
+        while b"\n" in self._buf:
+            line, self._buf = self._buf.split(b"\n", 1)
+            self._apply(line)
+        if len(self._buf) > 4096:
+            self._buf = b""
+
+    def _apply(self, line: bytes) -> None:
+        try:
+            req = json.loads(line)
+            sim = self.sims[str(req["scanner"])]
+            value = req.get("value")
+            kind = str(req["kind"])
+            sim.inject(kind, None if value is None else _number(value))
+        except NiiError as exc:
+            print(f"sim: inject refused: {exc.message}", file=sys.stderr, flush=True)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            print(
+                f"sim: inject refused: not a request: {line[:200]!r}", file=sys.stderr, flush=True
+            )
+        else:
+            print(f"{sim.config.name}: injected {kind}", flush=True)
+
+    def close(self) -> None:
+        asyncio.get_running_loop().remove_reader(self._fd)
+        os.close(self._fd)
+        os.close(self._keep)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def _number(value: object) -> float | int | str:
+    """An injection value from its text: an int, a float, or the text itself."""
+    text = str(value)
+    for conv in (int, float):
+        with contextlib.suppress(ValueError):
+            return conv(text)
+    return text
