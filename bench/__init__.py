@@ -11,10 +11,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     b: argparse.ArgumentParser = subparsers.add_parser("bench", help="run a benchmark")
     bs = b.add_subparsers(dest="bench", required=True, metavar="BENCH")
     from bench.atr import register as register_atr
+    from bench.faults import register as register_faults
     from bench.live import register as register_live
     from bench.sim import register as register_sim
 
     register_atr(bs)
+    register_faults(bs)
     register_live(bs)
     register_sim(bs)
     return b
