@@ -12,7 +12,7 @@ import zmq
 import zmq.asyncio
 
 from core.config import EdgeConfig
-from core.errors import ConfigError
+from core.errors import ConfigError, DriverError
 from core.keys import CirPublic, EdgeKey
 from core.runtime import cancel_and_wait
 from core.sdnotify import Notifier, watchdog_loop
@@ -54,13 +54,27 @@ class EdgeDaemon:
         self.channels: list[ScannerChannel] = []
         self.ops: Operations | None = None  # safety, state log, metrics (edge._ops)
         self._loop_beat = time.monotonic()
+        self._runs: list[asyncio.Task[None]] = []
 
     async def open(self) -> None:
-        """Open every scanner's drivers; a missing serial device stops the start."""
+        """Build every scanner's drivers and channel.
+
+        An absent serial device does not stop the start: the channel keeps
+        reopening it, and systemd hears ``READY=1`` only once every scanner has
+        answered (docs/decisions/0009-edge-watchdog-and-absent-devices.md).
+
+        Raises:
+            DriverError: another process holds a scanner's serial device.
+        """
         try:
             for sc in self.cfg.scanners:
                 control = LspControl(str(sc.serial))
-                await control.open()
+                try:
+                    await control.open()
+                except DriverError as exc:
+                    if control.busy:
+                        raise
+                    log.warning("%s: %s; opening it again until it is there", sc.id, exc)
                 link = LspDataLink(sc.data_host, sc.data_port)
                 self.channels.append(
                     ScannerChannel(self.cfg, sc, self.key, self.cir, self.ctx, link, control)
@@ -71,15 +85,21 @@ class EdgeDaemon:
             raise
 
     async def serve(self, stop: asyncio.Event) -> None:
+        """Run every channel until ``stop`` is set; tell systemd how it goes.
+
+        Raises:
+            Exception: what made a channel end (a task that escaped its supervisor);
+                the process then exits non-zero and systemd restarts it.
+        """
         notifier = Notifier()
         runs = [asyncio.create_task(ch.run(), name=f"channel {ch.cfg.id}") for ch in self.channels]
         aux = [
             asyncio.create_task(self._beat(), name="loop beat"),
+            asyncio.create_task(self._announce(notifier), name="announce"),
             asyncio.create_task(watchdog_loop(notifier, self.healthy), name="watchdog"),
             *(self.ops.start() if self.ops is not None else []),
         ]
-        notifier.ready()
-        notifier.status(f"serving {len(self.channels)} scanner(s)")
+        self._runs = runs
         log.info(
             "edge %s serving %d scanner(s) → %s", self.cfg.id, len(self.channels), self.cfg.central
         )
@@ -91,6 +111,33 @@ class EdgeDaemon:
         for t in done:
             if t is not stopper and not t.cancelled() and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]
+
+    async def _announce(self, notifier: Notifier) -> None:
+        """``STATUS=`` what the unit waits for or does; ``READY=1`` once every scanner answered."""
+        ready = False
+        last = ""
+        while True:
+            text = self.status_text()
+            if not ready and all(ch.identified for ch in self.channels):
+                ready = True
+                notifier.ready()
+                log.info("edge %s ready: every scanner answered", self.cfg.id)
+            if text != last:
+                notifier.status(text)
+                last = text
+            await asyncio.sleep(0.5)
+
+    def status_text(self) -> str:
+        """One line for systemd's ``STATUS=``: what is awaited or wrong, else what is served."""
+        waits = [ch.waiting_for for ch in self.channels if ch.waiting_for]
+        if not all(ch.identified for ch in self.channels):
+            return "waiting for " + "; ".join(waits)
+        trouble = [
+            f"{ch.cfg.id}: spool cannot write" for ch in self.channels if ch.storage_error
+        ] + [f"{w}" for w in waits]
+        n = len(self.channels)
+        head = f"serving {n} scanner{'s' if n != 1 else ''}"
+        return head + (f" ({'; '.join(trouble)})" if trouble else "")
 
     async def _beat(self) -> None:
         n = 0
@@ -108,6 +155,8 @@ class EdgeDaemon:
             d = ch.summary()
             d["connected"] = ch.connected
             d["refused"] = ch.refused
+            d["control_up"] = ch.control_up
+            d["identified"] = ch.identified
             d["control"] = dict(getattr(ch.control, "stats", {}) or {})
             d["stages"] = {k: vars(v) for k, v in ch.stats.stages.items()}
             if self.ops is not None:
@@ -126,7 +175,15 @@ class EdgeDaemon:
             log.warning("cannot write %s: %s", path, exc)
 
     def healthy(self) -> bool:
-        return time.monotonic() - self._loop_beat < 5.0
+        """Whether systemd's watchdog may be fed: the loop turns and every channel makes
+        its rounds with all its tasks alive (an absent scanner is no reason to starve it:
+        docs/decisions/0009-edge-watchdog-and-absent-devices.md)."""
+        now = time.monotonic()
+        if now - self._loop_beat >= 5.0:
+            return False
+        if any(t.done() for t in self._runs):
+            return False
+        return all(now - ch.beat < 5.0 for ch in self.channels)
 
     async def close(self) -> None:
         if self.ops is not None:

@@ -54,22 +54,43 @@ class LspControl:
         self._waiting: tuple[str, asyncio.Future[list[str]]] | None = None
         self._events: asyncio.Queue[ControlEvent | None] = asyncio.Queue(_EVENT_QUEUE)
         self._broken: DriverError | None = None
+        self.busy = False
+        """Whether the last :meth:`open` failed because another process holds the device."""
 
     def __repr__(self) -> str:
         return f"LspControl({self.path})"
 
     async def open(self) -> None:
+        """Open the serial device by its path, for this process alone.
+
+        Raises:
+            DriverError: the device is absent or unusable, or another process holds
+                it (then :attr:`busy` is True).
+        """
         if self._serial is not None:
             return
+        self.busy = False
         try:
-            port = serial.Serial(self.path, self.baudrate, timeout=0, write_timeout=1.0)
+            # exclusive: a second process on the same device is refused (issue 13, kind 5)
+            port = serial.Serial(
+                self.path, self.baudrate, timeout=0, write_timeout=1.0, exclusive=True
+            )
         except (serial.SerialException, OSError, ValueError) as exc:
+            if "exclusively lock" in str(exc):
+                self.busy = True
+                raise DriverError(
+                    f"another process holds the scanner's serial device {self.path}",
+                    fix="Stop the other process using it (another nii edge on the same "
+                    "configuration?) or point `serial` at this scanner's own device.",
+                ) from exc
             raise DriverError(
                 f"cannot open the scanner's serial device {self.path}: {exc}", fix=_FIX_ABSENT
             ) from exc
         port.reset_input_buffer()
         self._serial = port
         self._broken = None
+        # events of the handle that went away (and its end-of-stream mark) are stale
+        self._events = asyncio.Queue(_EVENT_QUEUE)
         asyncio.get_running_loop().add_reader(port.fileno(), self._on_readable)
 
     def _on_readable(self) -> None:
