@@ -61,6 +61,8 @@ PER_UNIT = {
         "StateDirectory": "nii/edge-%i",
         "SupplementaryGroups": "dialout",
         "DevicePolicy": "closed",
+        # an absent scanner delays READY=1; a restart cannot bring it back (decision 0009)
+        "TimeoutStartSec": "infinity",
     },
 }
 
