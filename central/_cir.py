@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import json
@@ -25,7 +26,7 @@ from typing import Any
 
 import sqlite_utils
 
-from core.errors import ConfigError, EnrollmentError, NiiError
+from core.errors import ConfigError, EnrollmentError, NiiError, StorageError
 from core.keys import EdgePublic
 from core.seal import Block, parse
 
@@ -273,19 +274,45 @@ class Cir:
         return self.dir / "blobs" / hx[:2] / hx[2:4] / hx
 
     def _write_blob(self, h: bytes, raw: bytes | memoryview) -> None:
-        # Written in place: a file cut short by a crash is not yet in the index, so the
-        # block is not acknowledged, the edge resends it and it is written again whole.
+        # Written beside its place and renamed when whole: a blob file under its own name
+        # is always complete, so one cut short by a full disk or a crash is never taken
+        # for a committed one. Until the index row commits the block is not acknowledged,
+        # the edge resends it and it is written again.
         p = self.blob_path(h)
         if p.parent not in self._dirs:
             p.parent.mkdir(parents=True, exist_ok=True)
             self._dirs.add(p.parent)
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        tmp = p.with_name(p.name + ".part")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
         try:
             view = memoryview(raw)
             while view:
                 view = view[os.write(fd, view) :]
-        finally:
+        except BaseException:
             os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        os.close(fd)
+        os.replace(tmp, p)
+
+    def free_bytes(self) -> int:
+        """Free space for this process on the CIR's file system, bytes; -1 if unknown."""
+        try:
+            st = os.statvfs(self.dir)
+        except OSError:
+            return -1
+        return st.f_bavail * st.f_frsize
+
+    def _storage_error(self, exc: BaseException) -> StorageError:
+        free = self.free_bytes()
+        return StorageError(
+            f"cannot write the CIR in {self.dir}: {exc} ({free} bytes free)",
+            fix="free space on that file system (or fix its I/O error); central resumes "
+            "by itself once the write succeeds",
+            path=str(self.dir),
+            free_bytes=free,
+        )
 
     def commit(
         self,
@@ -294,11 +321,19 @@ class Cir:
         scans: dict[int, dict[str, Any]],
         alarms: list[dict[str, Any]],
     ) -> None:
-        """Write blobs, sync, then record everything in one transaction."""
-        for s in staged:
-            self._write_blob(s.hash, s.block.raw)
-        if staged:
-            syncfs(self._blob_fd)
+        """Write blobs, sync, then record everything in one transaction.
+
+        Raises:
+            StorageError: A blob or the transaction could not be written (disk full,
+                I/O error): nothing of the batch is in the index, the cause is kept.
+        """
+        try:
+            for s in staged:
+                self._write_blob(s.hash, s.block.raw)
+            if staged:
+                syncfs(self._blob_fd)
+        except OSError as exc:
+            raise self._storage_error(exc) from exc
         now = time.time_ns()
         rows = []
         for s in staged:
@@ -356,8 +391,14 @@ class Cir:
                     [tuple(it.get(c) for c in cols) for it in items],
                 )
             conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as exc:
+            # SQLite may have rolled back a failed COMMIT itself; a second ROLLBACK would
+            # raise "no transaction is active" and hide the cause.
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError | OSError) and _is_storage(exc):
+                raise self._storage_error(exc) from exc
             raise
 
     def next_scan_ref(self) -> int:
@@ -407,3 +448,14 @@ class Cir:
 
     def stream_blocks(self, scanner: str) -> Iterator[dict[str, Any]]:
         yield from self.db.table("blocks").rows_where("scanner = ?", [scanner], order_by="seq")
+
+
+def _is_storage(exc: BaseException) -> bool:
+    """Whether an error says the disk is full or failing (not a bug of ours)."""
+    if isinstance(exc, OSError):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
+        return True
+    text = str(exc).lower()
+    return "full" in text or "disk i/o" in text

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.errors import NiiError
+from core.errors import NiiError, StorageError
 
 from ._store import AttStore, VerdictStore
 
@@ -354,7 +354,25 @@ class LiveAtr:
         if isinstance(finished, int) and finished > 0:
             doc["latency_s"] = round((time.time_ns() - finished) / 1e9, 3)
         _, _, store = self._open()
-        store.put(doc)
+        try:
+            store.put(doc)
+        except StorageError as exc:  # a full disk: the scan is stored, its verdict is not
+            log.error("ATR verdict for scan ref %d not stored: %s", ref, exc)
+            if self._alarm is not None:  # raised on the event loop's thread, not this one
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(
+                        partial(
+                            self._alarm,
+                            "",
+                            "",
+                            "storage",
+                            f"ATR verdict for scan ref {ref} not stored: {exc.message}",
+                            ref=ref,
+                            path=exc.path,
+                            free_bytes=exc.free_bytes,
+                        )
+                    )
+            return
         self.verdicts += 1
         if self.latency is not None and "latency_s" in doc and doc["verdict"] != "none":
             self.latency.labels(model=MODEL).observe(max(0.0, doc["latency_s"]))

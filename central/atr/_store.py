@@ -15,13 +15,15 @@ an analyst filters on.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError
+from core.errors import ConfigError, StorageError
 
 #: The table, created on first use; ``ref`` is the scan's ref in ``scans``.
 SCHEMA = """
@@ -57,6 +59,24 @@ _COLUMNS = (
 )
 
 
+def _is_full(exc: sqlite3.Error) -> bool:
+    """Whether SQLite says the disk is full or failing."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR):
+        return True
+    text = str(exc).lower()
+    return "full" in text or "disk i/o" in text
+
+
+def _free_bytes(folder: Path) -> int:
+    """Free space for this process in ``folder``'s file system, bytes; -1 if unknown."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return -1
+    return st.f_bavail * st.f_frsize
+
+
 class _Store:
     """One SQLite connection on the CIR file, with the tables of ``schema`` created.
 
@@ -86,13 +106,26 @@ class _Store:
 
     def _transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         """Run ``statements`` in one explicit transaction: all of them or none."""
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
+            self.conn.execute("BEGIN IMMEDIATE")
             for sql, args in statements:
                 self.conn.execute(sql, args)
             self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+        except BaseException as exc:
+            # SQLite may have rolled back a failed COMMIT itself: a second ROLLBACK would
+            # raise "no transaction is active" and hide the cause.
+            if self.conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and _is_full(exc):
+                free = _free_bytes(self.path.parent)
+                raise StorageError(
+                    f"cannot write to {self.path}: {exc} ({free} bytes free)",
+                    fix="free space on that file system; the next verdict is stored once "
+                    "it fits (this scan's can be made again with 'nii cir dicos')",
+                    path=str(self.path),
+                    free_bytes=free,
+                ) from exc
             raise
 
 

@@ -1,0 +1,723 @@
+"""Central's ingest rules: a pure core with no sockets, no tasks and no SQLite writes.
+
+``Ingest`` takes decoded messages from enrolled edges and decides, block by
+block, what the next group commit records and what each edge is told. The
+aggregator (``central._aggregator``) owns the sockets, the commit thread and the
+live feed and calls it; the unit tests drive it with no processes at all.
+
+Checks on every block, in order, each a reason a block is refused and alarmed
+while the CIR stays unchanged: the block parses and its cipher digest holds; it
+names the edge that sent it; its Ed25519 signature is the edge's; its scanner is
+bound to that edge; its sequence number is the next one of its scanner's chain
+(a lower one with the same hash is a duplicate and acknowledged again, with
+another hash a replay); a higher one is answered with a gap NACK naming the
+sequence number wanted; its ``prev_hash`` is the hash of the block before it.
+
+Scan bookkeeping (issue 13, kinds 3 and 10): a scan opens on its SCAN_START
+record (or, alarmed as ``no_start_record``, on a data block of a new scan id) and
+closes on its SCAN_END record. It is closed as ``incomplete`` with a
+``scan_incomplete`` alarm when the next scan starts while it is open, when a GAP
+block of cause ``restart`` arrives, or when a GAP cuts a later scan. Scan ids a
+GAP swallowed whole (the hole between the scan ids on either side of it) get
+rows of status ``lost`` and a ``scans_lost`` alarm naming the GAP blocks. The
+shape of a scan is fixed by its start record (``central._shape``); a data block
+that does not fit is stored but marks the scan ``incomplete`` with a
+``shape_violation`` alarm. A scan is ``complete`` only when its end record says
+so, no GAP touched it, no block broke its shape and every planned line arrived.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from central._cir import Staged, StreamState
+from central._shape import CALIB_FLAGS, ScanShape, record_channels
+from core.errors import IntegrityError, NiiError, ProtocolError
+from core.keys import EdgePublic
+from core.messages import Alarm, BlockMsg, Hello, Message, Nack, check_doc
+from core.seal import Block, BlockKind, genesis_hash, parse, verify
+
+#: most ``lost`` rows made for one hole in the scan ids (a wrapped or reset counter
+#: could otherwise ask for billions); the alarm gives the whole range
+MAX_LOST_ROWS = 1000
+
+#: ``alarm(scanner, edge, kind, message, **details)``: raise an alarm at once
+AlarmSink = Callable[..., None]
+
+
+class IngestStore(Protocol):
+    """What the ingest reads from the CIR (``central._cir.Cir`` provides it)."""
+
+    def stream(self, scanner: str) -> StreamState | None:
+        """Where a scanner's chain stands durably, or None for a new scanner."""
+
+    def scan(self, ref: int) -> dict[str, Any] | None:
+        """A scan row by its ref, or None."""
+
+    def block_hash(self, scanner: str, seq: int) -> bytes | None:
+        """The hash of a committed block, or None."""
+
+    def next_scan_ref(self) -> int:
+        """The ref the next new scan row gets."""
+
+
+@dataclass(frozen=True)
+class EnrolledEdge:
+    """An edge as enrollment knows it.
+
+    Attributes:
+        id: The edge id (``core.keys.check_id``).
+        sign_public: Its Ed25519 public key, base64.
+        revoked: True once ``nii central revoke`` was run for it.
+    """
+
+    id: str
+    sign_public: str
+    revoked: bool = False
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> EnrolledEdge:
+        """From a row of the CIR's ``edges`` table."""
+        return cls(str(row["id"]), str(row["sign_public"]), row.get("revoked_ns") is not None)
+
+
+@dataclass
+class Work:
+    """What one received batch asks of the commit and of the replies.
+
+    Attributes:
+        staged: Verified blocks for the next group commit, in arrival order.
+        staged_hash: ``(scanner, seq) -> block hash`` of the staged blocks.
+        streams_touched: Scanners whose stream head moved.
+        scans: Refs of scan rows to write.
+        finished: Refs of scans that closed (any status) in this batch.
+        acks: ``(ident, scanner) -> highest seq`` to acknowledge once durable.
+        nacks: ``(ident, NACK)`` to send.
+        hellos: ``(ident, scanner)`` to answer with a WELCOME.
+        heartbeats: Idents to answer with a heartbeat.
+        feed: ``(topic, document, raw frames)`` for the live feed once durable.
+    """
+
+    staged: list[Staged] = field(default_factory=list)
+    staged_hash: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    streams_touched: set[str] = field(default_factory=set)
+    scans: set[int] = field(default_factory=set)
+    finished: set[int] = field(default_factory=set)
+    acks: dict[tuple[bytes, str], int] = field(default_factory=dict)
+    nacks: list[tuple[bytes, Nack]] = field(default_factory=list)
+    hellos: list[tuple[bytes, str]] = field(default_factory=list)
+    heartbeats: list[bytes] = field(default_factory=list)
+    feed: list[tuple[bytes, dict[str, Any], tuple[bytes, ...]]] = field(default_factory=list)
+
+    def ack(self, ident: bytes, scanner: str, seq: int) -> None:
+        """Acknowledge ``seq`` (and all before it) of ``scanner`` to ``ident``."""
+        k = (ident, scanner)
+        if seq > self.acks.get(k, -1):
+            self.acks[k] = seq
+
+    @property
+    def needs_commit(self) -> bool:
+        """True when something must be made durable before the replies go out."""
+        return bool(self.staged or self.scans)
+
+
+@dataclass
+class _PendingGap:
+    seq: int
+    scan_id: int | None
+
+
+class Ingest:
+    """Verification and scan bookkeeping for central, one instance per process.
+
+    Args:
+        store: Reads of the committed CIR.
+        open_block: Decrypts a block's payload (``core.seal.Opener.open``); raises
+            IntegrityError when it cannot.
+        alarm: Called at once for every alarm, as ``alarm(scanner, edge, kind,
+            message, **details)``.
+        preview_hz: Live-feed previews per second and scanner; 0 for none.
+        clock: Monotonic seconds, for the preview rate.
+    """
+
+    def __init__(
+        self,
+        store: IngestStore,
+        open_block: Callable[[Block], bytes],
+        alarm: AlarmSink,
+        *,
+        preview_hz: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.open_block = open_block
+        self.alarm = alarm
+        self.preview_hz = preview_hz
+        self.clock = clock
+        self.streams: dict[str, StreamState] = {}
+        self.scans: dict[int, dict[str, Any]] = {}
+        self.shapes: dict[int, ScanShape] = {}
+        self.next_ref = store.next_scan_ref()
+        self.duplicates = 0
+        self.out_of_order = 0
+        self.rejected: dict[str, int] = {}
+        self._inflight_hash: dict[tuple[str, int], bytes] = {}
+        self._sign_keys: dict[str, Any] = {}
+        self._last_preview: dict[str, float] = {}
+        self._gaps_since_scan: dict[str, list[_PendingGap]] = {}
+
+    # -- life cycle ------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget all tentative state (after a failed commit); the CIR is the truth."""
+        self._inflight_hash.clear()
+        self.streams.clear()
+        self.scans.clear()
+        self.shapes.clear()
+        self.next_ref = self.store.next_scan_ref()
+
+    def committed(self, work: Work) -> None:
+        """Record that ``work`` is durable: closed scans and in-flight hashes are let go."""
+        for r in work.finished:
+            self.scans.pop(r, None)
+            self.shapes.pop(r, None)
+        for k in work.staged_hash:
+            self._inflight_hash.pop(k, None)
+
+    def load_stream(self, scanner: str) -> StreamState | None:
+        """The live state of a scanner's chain (from the CIR the first time)."""
+        st = self.streams.get(scanner)
+        if st is None:
+            st = self.store.stream(scanner)
+            if st is not None:
+                self.streams[scanner] = st
+                if st.scan_ref is not None and st.scan_ref not in self.scans:
+                    row = self.store.scan(st.scan_ref)
+                    if row is not None:
+                        self.scans[st.scan_ref] = row
+        return st
+
+    # -- messages --------------------------------------------------------------------------
+    def message(
+        self, work: Work, ident: bytes, edge: EnrolledEdge | None, msg: Message, extra: list[Any]
+    ) -> None:
+        """Handle one decoded message from a connected peer (not heartbeats).
+
+        Args:
+            work: The batch being built.
+            ident: The ROUTER identity of the sender (for replies).
+            edge: The enrolled edge of the sender's CurveZMQ key; None if none.
+            msg: The decoded message.
+            extra: The frames after the header.
+
+        Raises:
+            ProtocolError: A message an edge must not send (WELCOME, ACK, NACK, HB
+                are answered elsewhere), or a BLOCK without its block frame.
+        """
+        if edge is None or edge.revoked:
+            if isinstance(msg, BlockMsg):
+                work.nacks.append(
+                    (
+                        ident,
+                        Nack(
+                            scanner=msg.scanner,
+                            seq=msg.seq,
+                            expected=-1,
+                            reason="edge not enrolled or revoked",
+                            fatal=True,
+                        ),
+                    )
+                )
+            return
+        if isinstance(msg, BlockMsg):
+            if len(extra) != 1:
+                raise ProtocolError(f"BLOCK {msg.scanner}/{msg.seq} has {len(extra)} data frames")
+            self.block(work, ident, edge, msg, extra[0])
+        elif isinstance(msg, Hello):
+            self.hello(work, ident, edge, msg)
+        elif isinstance(msg, Alarm):
+            self.alarm(msg.scanner, edge.id, msg.kind, msg.message, **msg.details)
+        else:
+            raise ProtocolError(f"an edge does not send {msg.TYPE.decode()} messages")
+
+    def hello(self, work: Work, ident: bytes, edge: EnrolledEdge, msg: Hello) -> None:
+        """A HELLO: answered with a WELCOME unless it claims another edge or scanner."""
+        if msg.edge != edge.id:
+            self.alarm(
+                msg.scanner, edge.id, "identity", f"edge {edge.id} said hello as {msg.edge!r}"
+            )
+            return
+        st = self.load_stream(msg.scanner)
+        if st is not None and st.edge != edge.id:
+            work.nacks.append(
+                (
+                    ident,
+                    Nack(
+                        scanner=msg.scanner,
+                        seq=-1,
+                        expected=-1,
+                        fatal=True,
+                        reason=f"scanner {msg.scanner} is bound to edge {st.edge}",
+                    ),
+                )
+            )
+            return
+        work.hellos.append((ident, msg.scanner))
+
+    def welcome(self, scanner: str) -> tuple[int, bytes, int]:
+        """``(last_seq, last_hash, link_next_seq)`` of a scanner's chain for a WELCOME."""
+        st = self.streams.get(scanner) or self.load_stream(scanner)
+        if st is None:
+            return -1, genesis_hash(scanner), -1
+        return st.last_seq, st.last_hash, st.link_next_seq
+
+    def _reject(
+        self, work: Work, ident: bytes, edge: str, msg: BlockMsg, reason: str, message: str
+    ) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        self.alarm(
+            msg.scanner,
+            edge,
+            "block_rejected",
+            f"block {msg.seq} refused: {message}",
+            reason=reason,
+            seq=msg.seq,
+        )
+        work.nacks.append(
+            (
+                ident,
+                Nack(
+                    scanner=msg.scanner,
+                    seq=msg.seq,
+                    expected=-1,
+                    reason=f"{reason}: {message}"[:4096],
+                    fatal=True,
+                ),
+            )
+        )
+
+    def block(
+        self, work: Work, ident: bytes, edge: EnrolledEdge, msg: BlockMsg, frame: Any
+    ) -> None:
+        """One BLOCK: check it against every rule, then stage it or refuse it."""
+        edge_id = edge.id
+        try:
+            raw = frame.buffer if hasattr(frame, "buffer") else frame
+            if isinstance(raw, bytearray):
+                raw = bytes(raw)
+            if not isinstance(raw, bytes | memoryview):
+                raise IntegrityError("block frame is not bytes", reason="malformed")
+            block = parse(raw)
+            if block.edge != edge_id or block.scanner != msg.scanner or block.seq != msg.seq:
+                raise IntegrityError(
+                    f"block claims edge {block.edge[:64]!r} scanner {block.scanner[:64]!r} seq "
+                    f"{block.seq}, but came from edge {edge_id!r} as {msg.scanner}/{msg.seq}",
+                    reason="identity",
+                )
+            key = self._sign_keys.get(edge.sign_public)
+            if key is None:
+                key = self._sign_keys[edge.sign_public] = EdgePublic.from_b64(edge.sign_public)
+            verify(block, key)
+        except IntegrityError as exc:
+            self._reject(work, ident, edge_id, msg, exc.reason, exc.message)
+            return
+        st = self.load_stream(block.scanner)
+        if st is None:
+            st = StreamState(
+                block.scanner, edge_id, -1, genesis_hash(block.scanner), -1, None, None
+            )
+            self.streams[block.scanner] = st
+        if st.edge != edge_id:
+            self._reject(
+                work,
+                ident,
+                edge_id,
+                msg,
+                "identity",
+                f"scanner {block.scanner} is bound to edge {st.edge}",
+            )
+            return
+        h = block.hash
+        if block.seq <= st.last_seq:
+            known = self._inflight_hash.get((block.scanner, block.seq)) or self.store.block_hash(
+                block.scanner, block.seq
+            )
+            if known == h:
+                self.duplicates += 1
+                work.ack(ident, block.scanner, st.last_seq)
+            else:
+                self._reject(
+                    work,
+                    ident,
+                    edge_id,
+                    msg,
+                    "replay",
+                    f"sequence number {block.seq} is already taken by another block",
+                )
+            return
+        if block.seq > st.last_seq + 1:
+            self.out_of_order += 1
+            work.nacks.append(
+                (
+                    ident,
+                    Nack(
+                        scanner=block.scanner, seq=block.seq, expected=st.last_seq + 1, reason="gap"
+                    ),
+                )
+            )
+            return
+        if block.prev_hash != st.last_hash:
+            self._reject(
+                work,
+                ident,
+                edge_id,
+                msg,
+                "chain",
+                "its prev_hash is not the hash of the block before it",
+            )
+            return
+        self._accept(work, ident, st, block, h)
+
+    # -- scans -----------------------------------------------------------------------------
+    def _accept(self, work: Work, ident: bytes, st: StreamState, block: Block, h: bytes) -> None:
+        kind = block.kind
+        scan_id = block.meta.get("scan_id")
+        ref = st.scan_ref if st.scan_ref in self.scans else None
+        image_lines = calib = 0
+        if kind == BlockKind.GAP:
+            ref = self._gap(work, st, block, ref)
+        elif kind == BlockKind.SCAN_START:
+            if ref is not None:
+                self._close_incomplete(
+                    work, st, ref, block, f"scan {scan_id} started before its end record arrived"
+                )
+            record = self._open_record(block)
+            ref = self._new_scan(work, st, block, record)
+            work.feed.append((b"scan.started", self._scan_doc(ref), ()))
+        elif ref is None or st.scan_id != scan_id:  # DATA or SCAN_END of a scan not open
+            if ref is not None:
+                self._close_incomplete(
+                    work,
+                    st,
+                    ref,
+                    block,
+                    f"a block of scan {scan_id} arrived before its end record",
+                )
+            ref = self._new_scan(work, st, block, {})
+            self.alarm(
+                block.scanner,
+                st.edge,
+                "no_start_record",
+                f"scan {scan_id} has no scan-start record in the CIR",
+            )
+        if kind == BlockKind.DATA and ref is not None:
+            image_lines, calib = self._data(block, ref)
+        if ref is not None and ref in self.scans:
+            s = self.scans[ref]
+            s["blocks"] += 1
+            s["last_seq"] = block.seq
+            s["lines_received"] += image_lines
+            s["calib_lines"] += calib
+            work.scans.add(ref)
+        if kind == BlockKind.DATA:
+            self._maybe_preview(work, block, ref)
+        elif kind == BlockKind.SCAN_END and ref is not None:
+            self._close_scan(work, st, block, ref)
+        block.meta["_scan_ref"] = ref
+        st.last_seq = block.seq
+        st.last_hash = h
+        if block.index:
+            st.link_next_seq = block.index[-1].link_seq + 1
+        elif type(block.meta.get("last_seq")) is int:
+            st.link_next_seq = int(block.meta["last_seq"]) + 1
+        work.staged.append(Staged(block, h, image_lines, calib))
+        work.staged_hash[(block.scanner, block.seq)] = h
+        self._inflight_hash[(block.scanner, block.seq)] = h
+        work.streams_touched.add(block.scanner)
+        work.ack(ident, block.scanner, block.seq)
+
+    def _shape(self, ref: int) -> ScanShape:
+        shape = self.shapes.get(ref)
+        if shape is None:
+            s = self.scans[ref]
+            try:
+                record = json.loads(s.get("start_record") or "{}")
+            except ValueError:
+                record = {}
+            shape = self.shapes[ref] = ScanShape(
+                record_channels(record if isinstance(record, dict) else {})
+            )
+        return shape
+
+    def _data(self, block: Block, ref: int) -> tuple[int, int]:
+        """Image and calibration lines of a data block that fit its scan's shape."""
+        if ref not in self.scans:
+            return 0, 0
+        shape = self._shape(ref)
+        mask, problem = shape.fit(block.meta.get("channels"), block.index, len(block.cipher))
+        image = sum(
+            1 for e, ok in zip(block.index, mask, strict=True) if ok and not e.flags & CALIB_FLAGS
+        )
+        calib = sum(
+            1 for e, ok in zip(block.index, mask, strict=True) if ok and e.flags & CALIB_FLAGS
+        )
+        if problem:
+            s = self.scans[ref]
+            if shape.violations == 1:  # once per scan; the count is in the end alarm
+                self.alarm(
+                    block.scanner,
+                    block.edge,
+                    "shape_violation",
+                    f"scan {s['scan_id']} (ref {ref}) block {block.seq}: {problem}; "
+                    "its lines that do not fit are stored but treated as missing",
+                    seq=block.seq,
+                    scan_id=s["scan_id"],
+                )
+        return image, calib
+
+    def _gap(self, work: Work, st: StreamState, block: Block, ref: int | None) -> int | None:
+        """A GAP block: alarm, note it against the scan it cut; returns the scan it joins."""
+        m = block.meta
+        cause = m.get("cause", "lost")
+        gap_scan = m.get("scan_id") if "scan_id" in m else None
+        self.alarm(
+            block.scanner,
+            st.edge,
+            "data_lost",
+            f"the edge could not get data-link packets {m.get('first_seq')}"
+            f"..{m.get('last_seq')}: {m.get('reason')}",
+            seq=block.seq,
+            cause=cause,
+            scan_id=gap_scan,
+        )
+        self._gaps_since_scan.setdefault(block.scanner, []).append(
+            _PendingGap(block.seq, gap_scan if type(gap_scan) is int and gap_scan >= 0 else None)
+        )
+        if ref is None:
+            return None
+        s = self.scans[ref]
+        if cause == "restart":
+            s["gaps"] += 1
+            self._close_incomplete(
+                work, st, ref, block, f"the scanner restarted (GAP block {block.seq})"
+            )
+            return None
+        if gap_scan is None or gap_scan == st.scan_id:  # it cut this scan, which may go on
+            s["gaps"] += 1
+            return ref
+        if type(gap_scan) is int and gap_scan >= 0:  # it cut a later scan: this one is over
+            s["gaps"] += 1
+            self._close_incomplete(
+                work, st, ref, block, f"GAP block {block.seq} cut scan {gap_scan}, a later one"
+            )
+            return None
+        return ref  # -1: the GAP fell between scans, as the edge saw it
+
+    def _note_lost(self, work: Work, st: StreamState, block: Block, new_id: Any) -> None:
+        """Rows of status ``lost`` for the scan ids a GAP swallowed before ``new_id``."""
+        gaps = self._gaps_since_scan.pop(block.scanner, [])
+        prev = st.scan_id
+        if not gaps or type(prev) is not int or type(new_id) is not int or new_id <= prev + 1:
+            return
+        first, last = prev + 1, new_id - 1
+        seqs = [g.seq for g in gaps]
+        for scan_id in range(first, min(last, first + MAX_LOST_ROWS - 1) + 1):
+            ref = self.next_ref
+            self.next_ref += 1
+            self.scans[ref] = _scan_row(
+                ref, block.scanner, scan_id, "lost", block.created_ns, gaps[0].seq, {}
+            )
+            self.scans[ref]["gaps"] = len(gaps)
+            self.scans[ref]["finished_ns"] = block.created_ns
+            work.scans.add(ref)
+            work.finished.add(ref)
+        ids = f"{first}" if first == last else f"{first}..{last}"
+        self.alarm(
+            block.scanner,
+            st.edge,
+            "scans_lost",
+            f"GAP block(s) {', '.join(map(str, seqs[:10]))} swallowed scan(s) {ids}: "
+            "no record or line of them reached the CIR",
+            gap_seqs=seqs[:100],
+            first_scan_id=first,
+            last_scan_id=last,
+        )
+
+    def _new_scan(self, work: Work, st: StreamState, block: Block, record: dict[str, Any]) -> int:
+        scan_id = block.meta.get("scan_id")
+        pending = list(self._gaps_since_scan.get(block.scanner, []))
+        self._note_lost(work, st, block, scan_id)
+        ref = self.next_ref
+        self.next_ref += 1
+        ts = block.index[0].ts_ns if block.index else block.created_ns
+        self.scans[ref] = _scan_row(ref, block.scanner, scan_id, "scanning", ts, block.seq, record)
+        # a GAP that cut this very scan before its first block arrived
+        self.scans[ref]["gaps"] = sum(1 for g in pending if g.scan_id == scan_id)
+        self.shapes[ref] = ScanShape(record_channels(record))
+        st.scan_ref = ref
+        st.scan_id = scan_id if type(scan_id) is int else None
+        work.scans.add(ref)
+        return ref
+
+    def _open_record(self, block: Block) -> dict[str, Any]:
+        try:
+            return check_doc("scan record", json.loads(self.open_block(block)))
+        except (NiiError, ValueError, RecursionError) as exc:
+            self.alarm(
+                block.scanner,
+                block.edge,
+                "bad_record",
+                f"scan record in block {block.seq} unreadable: {str(exc)[:200]}",
+            )
+            return {}
+
+    def _close_incomplete(
+        self, work: Work, st: StreamState, ref: int, block: Block, why: str
+    ) -> None:
+        s = self.scans[ref]
+        s["status"] = "incomplete"
+        s["finished_ns"] = block.created_ns
+        self.alarm(
+            block.scanner,
+            st.edge,
+            "scan_incomplete",
+            f"scan {s['scan_id']} (ref {ref}) is incomplete: {why}; {s['lines_received']} of "
+            f"{s['lines_planned']} lines, {s['gaps']} gap(s)",
+            scan_id=s["scan_id"],
+            ref=ref,
+        )
+        self._finish(work, st, ref)
+
+    def _finish(self, work: Work, st: StreamState, ref: int) -> None:
+        st.scan_ref = None  # st.scan_id stays: the last scan id seen, for lost-scan rows
+        work.scans.add(ref)
+        work.finished.add(ref)
+        work.feed.append((b"scan.finished", self._scan_doc(ref), ()))
+
+    def _close_scan(self, work: Work, st: StreamState, block: Block, ref: int) -> None:
+        s = self.scans.get(ref)
+        if s is None:
+            return
+        record = self._open_record(block)
+        s["end_record"] = json.dumps(record)
+        s["finished_ns"] = block.index[0].ts_ns if block.index else block.created_ns
+        emitted = record.get("lines_emitted")
+        s["lines_emitted"] = emitted if type(emitted) is int else None
+        shape = self._shape(ref)
+        complete = (
+            record.get("status") == "complete"
+            and s["gaps"] == 0
+            and shape.violations == 0
+            and s["lines_received"] == s["lines_planned"]
+        )
+        if complete:
+            s["status"] = "complete"
+        else:
+            s["status"] = "aborted" if record.get("status") == "aborted" else "incomplete"
+            reason = record.get("reason")
+            self.alarm(
+                block.scanner,
+                st.edge,
+                "scan_incomplete",
+                f"scan {s['scan_id']} (ref {ref}) is {s['status']}: {s['lines_received']} of "
+                f"{s['lines_planned']} lines, {s['gaps']} gap(s)"
+                + (
+                    f", {shape.violations} block(s) off the scan's shape"
+                    if shape.violations
+                    else ""
+                )
+                + (f", {str(reason)[:200]}" if reason else ""),
+                scan_id=s["scan_id"],
+                ref=ref,
+            )
+        self._finish(work, st, ref)
+
+    def _scan_doc(self, ref: int) -> dict[str, Any]:
+        s = self.scans[ref]
+        return {
+            k: s[k]
+            for k in (
+                "ref",
+                "scanner",
+                "scan_id",
+                "container",
+                "status",
+                "started_ns",
+                "finished_ns",
+                "lines_planned",
+                "lines_received",
+                "gaps",
+            )
+        }
+
+    def _maybe_preview(self, work: Work, block: Block, ref: int | None) -> None:
+        if self.preview_hz <= 0:
+            return
+        now = self.clock()
+        if now - self._last_preview.get(block.scanner, -1e18) < 1.0 / self.preview_hz:
+            return
+        self._last_preview[block.scanner] = now
+        ch = block.meta.get("channels", 0)
+        n = len(block.index)
+        if type(ch) is not int or ch <= 0 or len(block.cipher) != n * ch * 4 + 16:
+            return
+        try:
+            plain = self.open_block(block)
+        except IntegrityError as exc:
+            self.alarm(
+                block.scanner, block.edge, "bad_block", f"block {block.seq} does not decrypt: {exc}"
+            )
+            return
+        if len(plain) != n * ch * 4:
+            return
+        arr = np.frombuffer(plain, dtype="<u2").reshape(n, 2, ch)[:, 0, :]
+        step = max(1, ch // 192)
+        preview = (arr[:, ::step] >> 8).astype(np.uint8)
+        doc = {
+            "scan_ref": ref,
+            "scanner": block.scanner,
+            "scan_id": block.meta.get("scan_id"),
+            "seq": block.seq,
+            "first_line": block.index[0].line_no,
+            "lines": n,
+            "shape": list(preview.shape),
+            "mean_high": float(arr.mean()),
+        }
+        work.feed.append((b"scan.block", doc, (preview.tobytes(),)))
+
+
+def _scan_row(
+    ref: int,
+    scanner: str,
+    scan_id: Any,
+    status: str,
+    started_ns: int,
+    seq: int,
+    record: dict[str, Any],
+) -> dict[str, Any]:
+    """A new row of the CIR's ``scans`` table."""
+    lines = record.get("lines", 0)
+    return {
+        "ref": ref,
+        "scanner": scanner,
+        "scan_id": scan_id if type(scan_id) is int else None,
+        "container": str(record.get("container", ""))[:256],
+        "status": status,
+        "started_ns": started_ns,
+        "finished_ns": None,
+        "lines_planned": lines if type(lines) is int and 0 <= lines < 1 << 40 else 0,
+        "lines_received": 0,
+        "calib_lines": 0,
+        "lines_emitted": None,
+        "blocks": 0,
+        "first_seq": seq,
+        "last_seq": seq,
+        "gaps": 0,
+        "start_record": json.dumps(record),
+        "end_record": None,
+    }

@@ -1,0 +1,249 @@
+"""Central's ingest core, rule by rule, with no sockets, tasks or SQLite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from central._ingest import EnrolledEdge, Work
+from core.errors import ProtocolError
+from core.messages import Ack, Alarm, BlockMsg, Hello
+from core.seal import BlockKind
+from tests.unit.central._chain import EDGE, SCANNER, Rig
+
+
+def test_a_complete_scan() -> None:
+    r = Rig()
+    for b in (r.start(1), r.data(1, [0, 1]), r.data(1, [2, 3])):
+        work = r.send(b)
+        assert work.acks == {(b"id", SCANNER): b[0]} and not work.nacks
+    r.send(r.end(1))
+    (row,) = r.scan_rows()
+    assert row["status"] == "complete" and row["lines_received"] == 4 and row["scan_id"] == 1
+    assert r.alarms == []
+    assert r.store.streams[SCANNER].last_seq == 3
+
+
+def test_not_enrolled_gets_a_fatal_nack_and_nothing_is_staged() -> None:
+    r = Rig()
+    seq, raw = r.start(1)
+    for edge in (None, EnrolledEdge(EDGE, r.edge.sign_public, revoked=True)):
+        work = Work()
+        r.ingest.message(work, b"id", edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
+        assert not work.staged and work.nacks[0][1].fatal
+
+
+def test_identity_block_of_another_edge_is_refused() -> None:
+    r = Rig()
+    other = EnrolledEdge("edge-2", r.edge.sign_public)
+    seq, raw = r.start(1)
+    work = Work()
+    r.ingest.message(work, b"id", other, BlockMsg(scanner=SCANNER, seq=seq), [raw])
+    assert not work.staged and "identity" in work.nacks[0][1].reason
+    assert r.kinds() == ["block_rejected"]
+
+
+def test_signature_of_another_key_is_refused() -> None:
+    r = Rig(sign=Ed25519PrivateKey.generate())
+    r.edge = Rig().edge  # enrolled with another key than the one that signs
+    work = r.send(r.start(1))
+    assert not work.staged and work.nacks[0][1].reason.startswith("signature")
+
+
+def test_duplicate_is_acked_again_and_replay_refused() -> None:
+    r = Rig()
+    first = r.start(1)
+    r.send(first)
+    again = r.send(first)
+    assert again.acks == {(b"id", SCANNER): 0} and not again.staged
+    assert r.ingest.duplicates == 1
+    other = r.seal(*_data_args(r), seq=0, advance=False)
+    work = r.send(other)
+    assert not work.staged and work.nacks[0][1].reason.startswith("replay")
+
+
+def _data_args(r: Rig) -> tuple[BlockKind, dict[str, Any], list[tuple[int, int, int, int]], bytes]:
+    return (
+        BlockKind.DATA,
+        {"kind": "data", "scan_id": 1, "channels": 8},
+        [(9, 0, 1, 99)],
+        bytes(32),
+    )
+
+
+def test_gap_in_sequence_asks_for_the_next_one() -> None:
+    r = Rig()
+    r.send(r.start(1))
+    r.data(1, [0])  # sealed, never sent
+    work = r.send(r.data(1, [1]))
+    ((_ident, nack),) = work.nacks
+    assert nack.reason == "gap" and nack.expected == 1 and not nack.fatal and not work.staged
+
+
+def test_chain_break_is_refused() -> None:
+    r = Rig()
+    r.send(r.start(1))
+    r.prev = bytes(32)
+    work = r.send(r.data(1, [0]))
+    assert work.nacks[0][1].reason.startswith("chain") and not work.staged
+
+
+def test_hello_answered_unless_it_claims_another_edge() -> None:
+    r = Rig()
+    work = Work()
+    hello = Hello(edge=EDGE, scanner=SCANNER, head_seq=-1, head_hash="", boot="0a")
+    r.ingest.message(work, b"id", r.edge, hello, [])
+    assert work.hellos == [(b"id", SCANNER)]
+    work = Work()
+    hello.edge = "edge-9"
+    r.ingest.message(work, b"id", r.edge, hello, [])
+    assert not work.hellos and r.kinds() == ["identity"]
+
+
+def test_edge_alarm_is_raised_and_edge_may_not_send_acks() -> None:
+    r = Rig()
+    r.ingest.message(Work(), b"id", r.edge, Alarm(scanner=SCANNER, kind="x", message="m"), [])
+    assert r.kinds() == ["x"]
+    with pytest.raises(ProtocolError):
+        r.ingest.message(Work(), b"id", r.edge, Ack(scanner=SCANNER, seq=1, boot="a"), [])
+    with pytest.raises(ProtocolError):
+        r.ingest.message(Work(), b"id", r.edge, BlockMsg(scanner=SCANNER, seq=0), [])
+
+
+def test_garbage_block_frame_is_refused() -> None:
+    r = Rig()
+    work = Work()
+    r.ingest.message(work, b"id", r.edge, BlockMsg(scanner=SCANNER, seq=0), [b"junk"])
+    assert work.nacks[0][1].fatal and r.kinds() == ["block_rejected"]
+
+
+# -- kind 10: a scan that loses its end ---------------------------------------------------
+def test_next_scan_start_closes_an_open_scan_incomplete() -> None:
+    r = Rig()
+    for b in (r.start(1), r.data(1, [0, 1, 2, 3]), r.start(2)):
+        r.send(b)
+    first, second = r.scan_rows()
+    assert first["status"] == "incomplete" and second["status"] == "scanning"
+    assert r.kinds() == ["scan_incomplete"]
+    assert "started before its end record" in r.alarms[0][1]
+
+
+def test_data_of_another_scan_closes_the_open_one() -> None:
+    r = Rig()
+    for b in (r.start(1), r.data(1, [0]), r.data(2, [0])):
+        r.send(b)
+    first, second = r.scan_rows()
+    assert first["status"] == "incomplete" and second["scan_id"] == 2
+    assert r.kinds() == ["scan_incomplete", "no_start_record"]
+
+
+def test_restart_gap_ends_the_open_scan() -> None:
+    r = Rig()
+    for b in (r.start(1), r.data(1, [0]), r.gap(-1, cause="restart")):
+        r.send(b)
+    (row,) = r.scan_rows()
+    assert row["status"] == "incomplete" and row["gaps"] == 1
+    assert r.kinds() == ["data_lost", "scan_incomplete"]
+    assert r.ingest.streams[SCANNER].scan_ref is None
+
+
+def test_gap_inside_a_scan_makes_it_incomplete_at_its_end() -> None:
+    r = Rig()
+    for b in (r.start(1), r.data(1, [0, 1]), r.gap(1), r.data(1, [2, 3]), r.end(1)):
+        r.send(b)
+    (row,) = r.scan_rows()
+    assert row["status"] == "incomplete" and row["gaps"] == 1 and row["lines_received"] == 4
+
+
+def test_gap_that_cut_a_later_scan_closes_this_one() -> None:
+    r = Rig()
+    for b in (r.start(1), r.data(1, [0]), r.gap(2)):
+        r.send(b)
+    (row,) = r.scan_rows()
+    assert row["status"] == "incomplete"
+
+
+def test_scans_swallowed_by_a_gap_get_lost_rows() -> None:
+    r = Rig()
+    for b in (r.start(1), r.data(1, [0, 1, 2, 3]), r.end(1)):
+        r.send(b)
+    gap_seq = r.seq
+    for b in (r.gap(-1), r.start(5)):
+        r.send(b)
+    rows = r.scan_rows()
+    assert [(x["scan_id"], x["status"]) for x in rows] == [
+        (1, "complete"),
+        (2, "lost"),
+        (3, "lost"),
+        (4, "lost"),
+        (5, "scanning"),
+    ]
+    kind, message, details = r.alarms[-1]
+    assert kind == "scans_lost" and "2..4" in message and details["gap_seqs"] == [gap_seq]
+
+
+def test_no_lost_rows_without_a_gap_or_when_ids_restart() -> None:
+    r = Rig()
+    for b in (r.start(7), r.end(7), r.start(9), r.end(9), r.gap(-1), r.start(1)):
+        r.send(b)
+    assert [x["status"] for x in r.scan_rows()].count("lost") == 0
+
+
+def test_lost_rows_are_bounded() -> None:
+    from central._ingest import MAX_LOST_ROWS
+
+    r = Rig()
+    for b in (r.start(1), r.end(1), r.gap(-1), r.start(10**12)):
+        r.send(b)
+    assert sum(x["status"] == "lost" for x in r.scan_rows()) == MAX_LOST_ROWS
+
+
+def test_open_scan_survives_a_restart_of_central() -> None:
+    r = Rig()
+    for b in (r.start(1), r.data(1, [0, 1])):
+        r.send(b)
+    r.ingest = type(r.ingest)(r.store, r.ingest.open_block, r.ingest.alarm)
+    for b in (r.data(1, [2, 3]), r.end(1)):
+        r.send(b)
+    (row,) = r.scan_rows()
+    assert row["status"] == "complete" and row["lines_received"] == 4
+
+
+# -- kind 3: the shape fixed by the start record -------------------------------------------
+def test_channel_change_is_stored_but_marks_the_scan() -> None:
+    r = Rig()
+    for b in (r.start(1), r.data(1, [0, 1]), r.data(1, [2, 3], channels=6), r.end(1)):
+        work = r.send(b)
+        assert work.staged  # the chain holds: every block is stored
+    (row,) = r.scan_rows()
+    assert row["status"] == "incomplete" and row["lines_received"] == 2
+    assert r.kinds() == ["shape_violation", "scan_incomplete"]
+    assert "6 channels" in r.alarms[0][1]
+
+
+def test_lines_out_of_order_or_repeated_are_not_counted() -> None:
+    r = Rig()
+    for b in (r.start(1), r.data(1, [0, 2]), r.data(1, [1, 2, 3]), r.end(1)):
+        r.send(b)
+    (row,) = r.scan_rows()
+    assert row["status"] == "incomplete" and row["lines_received"] == 3
+    assert r.kinds().count("shape_violation") == 1
+
+
+def test_without_start_record_the_first_block_fixes_the_shape() -> None:
+    r = Rig()
+    for b in (r.data(1, [0, 1], channels=5), r.data(1, [2], channels=4)):
+        r.send(b)
+    (row,) = r.scan_rows()
+    assert row["lines_received"] == 2
+    assert r.kinds() == ["no_start_record", "shape_violation"]
+
+
+def test_calibration_lines_do_not_take_part_in_line_order() -> None:
+    r = Rig()
+    for b in (r.start(1), r.data(1, [0, 0], flags=1), r.data(1, [0, 1, 2, 3]), r.end(1)):
+        r.send(b)
+    (row,) = r.scan_rows()
+    assert row["status"] == "complete" and row["calib_lines"] == 2
