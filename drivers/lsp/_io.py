@@ -532,7 +532,17 @@ class SerialDecoder:
             "resync_bytes": 0,
         }
 
+    @property
+    def pending(self) -> int:
+        """Bytes held waiting for the end of a frame (at most :data:`SERIAL_MAX_FRAME`
+        plus one read)."""
+        return len(self._buf)
+
     def feed(self, data: bytes) -> list[list[str]]:
+        """Take the next bytes from the serial line; return the complete good frames' fields.
+
+        Never raises on any input; bad frames are counted in :attr:`stats`.
+        """
         buf = self._buf
         buf += data
         out: list[list[str]] = []
