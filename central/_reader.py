@@ -3,10 +3,17 @@
 Used by ``nii cir verify`` (the evidence check a court would ask for: every
 block's signature, digest and chain link, from the genesis of each scanner)
 and ``nii cir export`` (image arrays of one scan).
+
+A scan is read through its shape (``central._shape``): only the lines that fit
+the channel count its start record fixed, in increasing line order, make its
+arrays; the rest stay in the CIR as evidence and read as missing, so every
+product works on every stored scan (a channel change half-way, lines out of
+order, no lines at all, no end record).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from central._cir import Cir
+from central._shape import BYTES_PER_CHANNEL, ScanShape, record_channels
 from core.errors import IntegrityError, NiiError
 from core.keys import EdgePublic
 from core.seal import BlockKind, Opener, genesis_hash, verify
@@ -94,7 +102,7 @@ def _block_lines(cir: Cir, opener: Opener, row: dict[str, Any]) -> Iterator[Line
         return
     plain = opener.open(block)
     n = len(block.index)
-    if n == 0:
+    if n == 0 or len(plain) % n:
         return
     size = len(plain) // n
     for i, e in enumerate(block.index):
@@ -109,24 +117,58 @@ def _block_lines(cir: Cir, opener: Opener, row: dict[str, Any]) -> Iterator[Line
         )
 
 
+def _start_record(scan: dict[str, Any]) -> dict[str, Any]:
+    try:
+        doc = json.loads(scan.get("start_record") or "{}")
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
 def scan_arrays(cir: Cir, opener: Opener, ref: int) -> dict[str, np.ndarray]:
-    """Assemble one scan: image and calibration lines as (channels, lines) uint16 arrays."""
+    """Assemble one scan from the lines that fit its shape.
+
+    Args:
+        cir: The repository.
+        opener: Decrypts blocks with the CIR key.
+        ref: The scan's ref (``nii cir scans``).
+
+    Returns:
+        ``image_high``/``image_low``, ``dark_*`` and ``air_*`` as (channels, lines)
+        uint16 arrays (each only when the scan has such lines) and ``line_no``
+        (int64, the image lines' numbers, increasing). Lines off the scan's shape
+        are left out (read as missing).
+
+    Raises:
+        NiiError: No such scan, or a blob is missing.
+        IntegrityError: A blob does not parse or decrypt.
+    """
     scan = cir.scan(ref)
     if scan is None:
         raise NiiError(f"no scan with ref {ref} in the CIR", fix="list scans with 'nii cir scans'")
     image: dict[int, bytes] = {}
     dark: list[bytes] = []
     air: list[bytes] = []
+    shape = ScanShape(record_channels(_start_record(scan)))
     for row in cir.scan_blocks(ref):
         if row["kind"] != "data":
             continue
-        for ln in _block_lines(cir, opener, row):
-            if ln.flags & 1:
-                dark.append(ln.payload)
-            elif ln.flags & 2:
-                air.append(ln.payload)
+        block = cir.read_block(row["hash"])
+        mask, _ = shape.fit(block.meta.get("channels"), block.index, len(block.cipher))
+        if not any(mask) or shape.channels is None:
+            continue
+        plain = opener.open(block)
+        size = shape.channels * BYTES_PER_CHANNEL
+        for i, (e, ok) in enumerate(zip(block.index, mask, strict=True)):
+            if not ok:
+                continue
+            payload = plain[i * size : (i + 1) * size]
+            if e.flags & 1:
+                dark.append(payload)
+            elif e.flags & 2:
+                air.append(payload)
             else:
-                image[ln.line_no] = ln.payload
+                image[e.line_no] = payload
     out: dict[str, np.ndarray] = {}
 
     def stack(lines: list[bytes], name: str) -> None:
