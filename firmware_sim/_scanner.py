@@ -325,9 +325,8 @@ class SimScanner:
                 if self._link.is_symlink() and os.readlink(self._link) == self._slave_name:
                     self._link.unlink()
 
-    async def _unplugged(self, seconds: float) -> None:
-        """The serial device is gone for ``seconds``, then a new one appears."""
-        self._close_serial()
+    async def _replug(self, seconds: float) -> None:
+        """After ``seconds`` unplugged, a new serial device appears behind the symlink."""
         await asyncio.sleep(seconds)
         self._open_serial()
 
@@ -483,8 +482,9 @@ class SimScanner:
                     f"{self.config.name} is already unplugged", fix="Wait until it is back."
                 )
             seconds = 3.0 if value is None else float(value)
+            self._close_serial()
             self._unplug = asyncio.create_task(
-                self._unplugged(seconds), name=f"{self.config.name}-unplug"
+                self._replug(seconds), name=f"{self.config.name}-unplug"
             )
         elif kind in ("corrupt", "drop", "serial_corrupt"):
             self._force[kind] += 1 if value is None else int(value)
