@@ -408,6 +408,8 @@ class SimScanner:
         cfg = self.config
         return {
             "name": cfg.name,
+            "session": self.boot_id,
+            "serial_number": self._serial_no,
             "serial": self.serial_path,
             "data_host": cfg.data_host,
             "data_port": self.data_port,

@@ -391,11 +391,18 @@ async def _serve(configs: list[SimConfig], status_file: str | None, armed: bool)
 
 
 def write_status(path: str | os.PathLike[str], sims: list[SimScanner]) -> None:
-    """Write ``{"pid": ..., "scanners": [describe(), ...]}`` atomically."""
+    """Write ``{"pid", "inject", "scanners": [describe(), ...]}`` atomically.
+
+    ``inject`` is the FIFO ``nii sim inject`` writes to (:func:`inject_path`).
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
-    doc = {"pid": os.getpid(), "scanners": [sim.describe() for sim in sims]}
+    doc = {
+        "pid": os.getpid(),
+        "inject": str(inject_path(target)),
+        "scanners": [sim.describe() for sim in sims],
+    }
     tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     tmp.replace(target)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,9 @@ async def test_inject_through_the_fifo_reaches_the_scanner(tmp_path: Path) -> No
         fifo = _InjectFifo(inject_path(status), {"scanner1": sim})
         try:
             write_status(status, [sim])
+            doc = json.loads(status.read_text())
+            assert doc["inject"] == str(inject_path(status))
+            assert doc["scanners"][0]["session"] == sim.boot_id != ""
             inject(status, "scanner1", "stall", "0.2")
             inject(status, "scanner1", "link_drop")
             inject(status, "scanner1", "dead_channel", "not a number")  # refused, sim goes on
