@@ -49,6 +49,7 @@ from core.config import EdgeConfig, ScannerConfig
 from core.errors import DriverError, NiiError, ProtocolError, StorageError
 from core.keys import CirPublic, EdgeKey
 from core.messages import Ack, Alarm, BlockMsg, Heartbeat, Hello, Nack, Welcome, decode
+from core.net import send_nowait, watch_handshake
 from core.runtime import Backoff, supervise
 from core.seal import BlockKind, Sealer, genesis_hash
 from drivers import ControlEvent, DataLink, LinkEpoch, LinkGap, Packet, ScannerControl
@@ -252,6 +253,7 @@ class ScannerChannel:
             ("sender", self._sender),
             ("keepalive", self._keepalive),
             ("reader", self._reader),
+            ("handshake", self._handshake),  # "not enrolled at central …", not silence
         ]
         if self.control is not None:
             loops.append(("control", self._control))
@@ -266,6 +268,9 @@ class ScannerChannel:
         finally:
             for t in list(self._side):
                 t.cancel()
+
+    async def _handshake(self) -> None:
+        await watch_handshake(self.sock, self.edge.central, self.edge.id, log)
 
     def _crashed(self, name: str, exc: Exception, delay: float) -> None:
         self.stats.task_crashes += 1
@@ -314,8 +319,7 @@ class ScannerChannel:
         if not self.win.welcomed or not self.win.connected:
             self._pending_alarms = [*self._pending_alarms[-999:], msg]
             return
-        with contextlib.suppress(zmq.ZMQError):
-            self.sock.send_multipart(msg.frames(), flags=zmq.NOBLOCK)
+        send_nowait(self.sock, msg.frames())
 
     # -- assemble, seal, spool -----------------------------------------------------------
     async def _reader(self) -> None:
@@ -563,8 +567,7 @@ class ScannerChannel:
         log.info("%s: welcomed by central; the CIR holds blocks up to %d", self.cfg.id, last)
         pending, self._pending_alarms = self._pending_alarms, []
         for a in pending:
-            with contextlib.suppress(zmq.ZMQError):
-                self.sock.send_multipart(a.frames(), flags=zmq.NOBLOCK)
+            send_nowait(self.sock, a.frames())
 
     def _drop_cached(self, seq: int) -> None:
         """Forget the in-memory copies of blocks up to ``seq`` (the CIR holds them)."""
@@ -627,8 +630,7 @@ class ScannerChannel:
             head_hash=st.head_hash.hex(),
             boot=self.boot,
         )
-        with contextlib.suppress(zmq.ZMQError):
-            self.sock.send_multipart(msg.frames(), flags=zmq.NOBLOCK)
+        send_nowait(self.sock, msg.frames())
 
     async def _keepalive(self) -> None:
         hb = self.edge.heartbeat_s
@@ -648,8 +650,7 @@ class ScannerChannel:
                     boot=self.boot,
                     state={**self.summary(), **self.heartbeat_extra()},
                 )
-                with contextlib.suppress(zmq.ZMQError):
-                    self.sock.send_multipart(msg.frames(), flags=zmq.NOBLOCK)
+                send_nowait(self.sock, msg.frames())
             await asyncio.sleep(self.win.sleep_s(hb))
 
     # -- control link --------------------------------------------------------------------
@@ -708,6 +709,7 @@ class ScannerChannel:
                     and self.may_arm()
                 ):
                     await ctl.arm()
+                    log.info("%s: scanner armed", self.cfg.id)
                 async for ev in ctl.events():
                     self._tell(ev)
                     if ev.kind == "FAULT":

@@ -1,0 +1,192 @@
+"""Faults at the edge through real processes: a full disk, a serial device that vanishes.
+
+Issue 13, kinds 2 and 4. Every part is a real ``nii`` process; the edge's
+``state_dir`` lies on its own small tmpfs, and the simulator's serial device is
+unplugged and plugged back through ``nii sim inject``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.system._cluster import Cluster, wait_until
+
+pytestmark = pytest.mark.system
+
+SCAN_LINES = 300
+CALIB = 16  # 8 dark + 8 air lines per scan
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """Mount a tmpfs of ``size`` on ``path`` for the block (root only)."""
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Write a filler file into ``folder`` until its file system is full."""
+    filler = folder / "filler"
+    chunk = b"\0" * (64 * 1024)
+    with open(filler, "wb", buffering=0) as f:
+        while True:
+            try:
+                f.write(chunk)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                break
+    # and the last bytes a smaller write can still take
+    with open(filler, "ab", buffering=0) as f:
+        for _ in range(64):
+            try:
+                f.write(b"\0" * 1024)
+            except OSError:
+                break
+    return filler
+
+
+def lines_accounted(c: Cluster, scanner: str, scans: int) -> None:
+    """Every emitted line is in the CIR exactly once, or inside a GAP with data_lost."""
+    emitted = c.emitted(scanner)
+    assert len(emitted) == scans * (SCAN_LINES + CALIB), "the simulator did not emit all lines"
+    committed = c.committed_keys(scanner)
+    assert len(committed) == len(set(committed)), "a line is in the CIR twice"
+    missing = set(emitted) - set(committed)
+    if missing:
+        assert c.alarms("data_lost"), f"{len(missing)} lines missing without a data_lost alarm"
+        gaps = c.sql("SELECT COUNT(*) FROM blocks WHERE scanner = ? AND kind = 4", scanner)
+        assert gaps and gaps[0][0] > 0, f"{len(missing)} lines missing without a GAP block"
+
+
+def test_full_disk_pauses_the_edge_which_resumes_by_itself(cluster: Cluster) -> None:
+    """state_dir full while scans run: the edge stays up, alarms storage_full with the
+    path, holds the data link, and once space is back every line reaches the CIR."""
+    with small_tmpfs(cluster.base / "edge", "24m") as state:
+        sims = cluster.start_sim(
+            "--scan-lines",
+            str(SCAN_LINES),
+            "--scans",
+            "3",
+            "--interval",
+            "0.5",
+            "--line-rate",
+            "200",
+            "--seed",
+            "21",
+            "--buffer",
+            "60",
+            scanners=1,
+        )
+        cluster.start_central()
+        cluster.write_edge_config(sims)
+        cluster.start_edge()
+        edge_log = cluster.logs / "edge.log"
+        wait_until(lambda: "welcomed" in edge_log.read_text(), 20, "the edge to be welcomed")
+        wait_until(lambda: cluster.committed_keys("scanner1"), 20, "the first lines in the CIR")
+        # central away: the spool must grow, and the disk is full
+        cluster.kill("central", signal.SIGKILL)
+        filler = fill(state)
+        wait_until(
+            lambda: "ALARM storage_full" in edge_log.read_text(), 30, "the storage_full alarm"
+        )
+        text = edge_log.read_text()
+        assert "cannot rollback" not in text and "Traceback" not in text
+        assert str(state) in text  # the alarm names the path
+        # the scanner goes on scanning into its replay buffer while the edge holds
+        emitted = len(cluster.emitted("scanner1"))
+        wait_until(
+            lambda: len(cluster.emitted("scanner1")) >= emitted + 200,
+            20,
+            "the scanner to emit 200 more lines while the spool is full",
+        )
+        assert "ALARM storage_ok" not in edge_log.read_text()
+        assert cluster.procs["edge"].poll() is None, "the edge exited on a full disk"
+        filler.unlink()
+        wait_until(lambda: "ALARM storage_ok" in edge_log.read_text(), 10, "the spool to write")
+        cluster.start_central()
+        wait_until(
+            lambda: cluster.finished_scans("scanner1") >= 3, 90, "3 finished scans in the CIR"
+        )
+        wait_until(
+            lambda: (
+                len(cluster.committed_keys("scanner1")) >= 3 * (SCAN_LINES + CALIB)
+                or cluster.alarms("data_lost")
+            ),
+            30,
+            "every line in the CIR",
+        )
+        lines_accounted(cluster, "scanner1", 3)
+        wait_until(lambda: cluster.alarms("storage_full"), 10, "storage_full at central")
+        assert cluster.procs["edge"].poll() is None, "the edge exited"
+        assert "crashed" not in edge_log.read_text()
+        cluster.stop_all()
+
+
+def test_serial_device_unplugged_and_back(cluster: Cluster) -> None:
+    """The scanner's serial device vanishes for 3 s: control_link_down, then _up, at
+    central; the edge reopens the path, identifies and arms the scanner again."""
+    sims = cluster.start_sim(
+        "--scan-lines",
+        str(SCAN_LINES),
+        "--scans",
+        "0",
+        "--interval",
+        "1",
+        "--line-rate",
+        "300",
+        "--seed",
+        "23",
+        scanners=1,
+    )
+    cluster.start_central()
+    cluster.write_edge_config(sims)
+    cluster.start_edge()
+    edge_log = cluster.logs / "edge.log"
+    wait_until(lambda: "scanner armed" in edge_log.read_text(), 20, "the scanner to be armed")
+    wait_until(lambda: "welcomed" in edge_log.read_text(), 20, "the edge to be welcomed")
+    r = cluster.nii(
+        "sim",
+        "inject",
+        "--status-file",
+        str(cluster.status_file),
+        "--scanner",
+        "scanner1",
+        "unplug",
+        "--value",
+        "3",
+    )
+    assert r.returncode == 0, r.stderr
+    wait_until(lambda: cluster.alarms("control_link_down"), 15, "control_link_down at central")
+    wait_until(lambda: cluster.alarms("control_link_up"), 20, "control_link_up at central")
+    wait_until(lambda: edge_log.read_text().count("scanner armed") >= 2, 10, "the scanner re-armed")
+    wait_until(
+        lambda: cluster.edge_status().get("scanners", {}).get("scanner1", {}).get("control_up"),
+        5,
+        "control_up in status.json",
+    )
+    assert len(cluster.alarms("control_link_down")) == 1, "one alarm per outage"
+    assert cluster.procs["edge"].poll() is None
+    # scans go on after the replug
+    n = cluster.finished_scans("scanner1")
+    wait_until(lambda: cluster.finished_scans("scanner1") > n, 20, "a scan after the replug")
+    assert os.path.exists(sims[0]["serial"])
