@@ -102,7 +102,9 @@ class LinkEpoch:
     previous: str
     """The session the link was following ("" if it did not know one)."""
     next_seq: int
-    """The first sequence number of the new session the link delivers."""
+    """The first sequence number of the new session the link delivers (0 for
+    LSP-1, whose sessions count from 0; a ``LOST`` gap follows at once for the
+    packets the scanner no longer holds)."""
     serial: str = ""
     """The scanner's serial number, as it announced it."""
     reason: str = ""

@@ -22,8 +22,9 @@ streams from there. The SESSION payload is UTF-8 JSON (:func:`pack_session`,
      "oldest_seq": <oldest seq in the replay ring>,
      "head_seq": <seq the next packet will get>}
 
-A new boot id (or a ``head_seq`` behind what the client already has) means the
-scanner restarted: its sequence numbers started again.
+Sequence numbers count from 0 in every session (boot). A new boot id (or a
+``head_seq`` behind what the client already has) means the scanner restarted:
+its sequence numbers started again from 0.
 
 Serial control (pty / RS-232, 115200 8N1): NMEA-like frames ``$BODY*CS\\r\\n``.
 """

@@ -15,8 +15,10 @@ The rules, each unit-tested in ``tests/unit/drivers/test_linkcore.py``:
   the announced ``head_seq`` is behind ``expected`` (a counter that went
   backwards). If anything of the old session may be lost (a scan in progress, or
   packets seen at or beyond ``expected``) a :class:`LinkGap` with cause
-  ``RESTART`` comes first; then always a :class:`LinkEpoch`; then the new
-  session from its oldest held packet. With no known session and a counter that
+  ``RESTART`` comes first; then always a :class:`LinkEpoch` (``next_seq`` 0:
+  every session counts from 0); then, if the new session's oldest held packet
+  is beyond 0, a :class:`LinkGap` (cause ``LOST``) for the packets before it;
+  then the new session's packets. With no known session and a counter that
   did not go backwards, the announced session is adopted silently.
 * **Go back N.** A damaged packet or a hole in the sequence asks the scanner to
   resume from ``expected`` (on the same connection). Duplicates after going back
@@ -277,17 +279,23 @@ class LinkCore:
                     )
                 )
             self.stats.epochs += 1
-            out.append(
-                Deliver(
-                    LinkEpoch(
-                        info.session,
-                        old,
-                        info.oldest_seq,
-                        info.serial,
-                        f"{label}; following it from packet {info.oldest_seq}",
+            out.append(Deliver(LinkEpoch(info.session, old, 0, info.serial, label)))
+            if info.oldest_seq > 0:
+                # every session counts from 0: what it no longer holds is lost
+                last = info.oldest_seq - 1
+                self.stats.gaps += 1
+                self.stats.lost_packets += info.oldest_seq
+                out.append(
+                    Deliver(
+                        LinkGap(
+                            0,
+                            last,
+                            f"packets 0..{last} of the new session {info.session} left the "
+                            "scanner's buffer before the link reconnected",
+                            GapCause.LOST,
+                        )
                     )
                 )
-            )
             self.expected = info.oldest_seq
             self.max_seen = -1
             self.in_scan, self.scan_id = False, -1

@@ -199,10 +199,13 @@ def test_a_counter_that_went_backwards_on_first_start_is_a_new_session() -> None
     assert isinstance(epoch, LinkEpoch) and epoch.previous == ""
 
 
-def test_the_new_session_is_followed_from_its_oldest_held_packet() -> None:
+def test_what_the_new_session_no_longer_holds_is_a_lost_gap_after_the_epoch() -> None:
     c, _ = core(0, BOOT)
     out = connect(c, head=900, oldest=400, boot="bbbb0002")
-    assert seqs(out) == ["epoch400", "R400"]
+    assert seqs(out) == ["epoch0", "gap0-399:lost", "R400"]
+    gap = delivered(out)[1]
+    assert isinstance(gap, LinkGap) and "new session bbbb0002" in gap.reason
+    assert c.stats.lost_packets == 400
     assert seqs(feed(c, pkt(400))) == [400]
 
 
