@@ -226,6 +226,26 @@ async def test_scan_shape_faults_arrive_as_sent(tmp_path: Path) -> None:
     assert not [i for i in reader.items if isinstance(i, LinkGap)]
 
 
+async def test_channels_change_mid_scan_takes_effect_at_the_next_line(tmp_path: Path) -> None:
+    async with SimScanner(config(tmp_path, scan_lines=2000, line_rate=2000.0)) as sim:
+        reader = Reader(LspDataLink("127.0.0.1", sim.data_port))
+        try:
+            sim.arm()
+            await reader.until(lambda items: len(lines_of(items)) >= 50, "50 lines")
+            sim.inject("channels_change")
+            sim.inject("zero_channels")
+            await reader.until(ended(1), "scan 1")
+        finally:
+            await reader.close()
+    items = reader.items
+    widths = [p.channels for p in items if isinstance(p, Packet) and p.type is PacketType.LINE]
+    cut = widths.index(16)
+    assert cut >= 50 and set(widths[:cut]) == {32} and set(widths[cut:]) == {16}
+    (gap,) = [i for i in items if isinstance(i, LinkGap)]
+    assert gap.cause is GapCause.VIOLATION and "LINE with 0 channels" in gap.reason
+    assert len(widths) + 1 == 16 + 2000  # every line but the refused one
+
+
 # ----------------------------------------------------- the sim process: inject, restart
 
 
