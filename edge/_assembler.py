@@ -241,6 +241,15 @@ class ScanAssembler:
         self._close_all(out)
         return out
 
+    def adopt_session(self, session: str) -> None:
+        """The link learned the session it follows without an epoch: take it if unknown.
+
+        A link started without a session adopts the first one the scanner
+        announces (no packets lost, no epoch); the blocks from here on name it.
+        """
+        if not self.session and session:
+            self.session = session
+
     def reset(self, session: str) -> None:
         """Forget what is open: the link restarts from the durable position of ``session``.
 

@@ -335,7 +335,7 @@ class ScannerChannel:
                 st.link_next_seq,
                 st.link_session or "unknown",
             )
-            queue: asyncio.Queue[_ITEM] = asyncio.Queue(QUEUE_PACKETS)
+            queue: asyncio.Queue[tuple[_ITEM, str]] = asyncio.Queue(QUEUE_PACKETS)
             try:
                 async with asyncio.TaskGroup() as tg:
                     pump = tg.create_task(
@@ -347,24 +347,28 @@ class ScannerChannel:
             except* StorageError as eg:
                 await self._storage_pause(eg.exceptions[0])  # type: ignore[arg-type]
 
-    async def _pump(self, start: int, session: str, queue: asyncio.Queue[_ITEM]) -> None:
+    async def _pump(
+        self, start: int, session: str, queue: asyncio.Queue[tuple[_ITEM, str]]
+    ) -> None:
         it = self.link.packets(start, session)
         try:
             async for item in it:
-                await queue.put(item)
+                # the session the link followed when it gave the item (it adopts the
+                # scanner's first one silently when started without one)
+                await queue.put((item, getattr(self.link, "session", "") or ""))
         finally:
             aclose = getattr(it, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
 
-    async def _assemble(self, queue: asyncio.Queue[_ITEM]) -> None:
+    async def _assemble(self, queue: asyncio.Queue[tuple[_ITEM, str]]) -> None:
         """Feed the assembler until asked to restart; raises StorageError from the spool."""
         st = self.stats.stages["assemble"]
         tick = max(self.cfg.block_ms / 4000.0, 0.001)
         while not self._restart_reader.is_set():
             try:
-                item = await asyncio.wait_for(queue.get(), tick)
+                item, session = await asyncio.wait_for(queue.get(), tick)
             except TimeoutError:
                 self._apply(self.asm.tick())
                 continue
@@ -376,6 +380,8 @@ class ScannerChannel:
                     await self._drained.wait()
                     self._drained.clear()
             t0 = time.perf_counter()
+            if not isinstance(item, LinkEpoch):
+                self.asm.adopt_session(session)
             self._apply(self.asm.feed(item))
             self._apply(self.asm.tick())
             st.handled += 1

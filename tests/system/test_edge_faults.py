@@ -11,12 +11,14 @@ import contextlib
 import errno
 import os
 import signal
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from core.net import free_port
 from tests.system._cluster import Cluster, wait_until
 
 pytestmark = pytest.mark.system
@@ -190,3 +192,46 @@ def test_serial_device_unplugged_and_back(cluster: Cluster) -> None:
     n = cluster.finished_scans("scanner1")
     wait_until(lambda: cluster.finished_scans("scanner1") > n, 20, "a scan after the replug")
     assert os.path.exists(sims[0]["serial"])
+
+
+def test_scanner_restarted_is_a_new_session_at_the_edge(cluster: Cluster) -> None:
+    """The scanner is killed and started again on the same ports (a power cycle): the
+    edge alarms scanner_restarted, stores the new session with its link position, and
+    the new session's scans reach the CIR; nothing of it is taken for the old one."""
+    port = free_port()
+    args = (
+        "--scan-lines",
+        str(SCAN_LINES),
+        "--scans",
+        "0",
+        "--interval",
+        "0.5",
+        "--line-rate",
+        "400",
+        "--data-port-base",
+        str(port),
+        "--buffer",
+        "30",
+    )
+    sims = cluster.start_sim(*args, "--seed", "31", scanners=1)
+    cluster.start_central()
+    cluster.write_edge_config(sims)
+    cluster.start_edge()
+    wait_until(lambda: cluster.finished_scans("scanner1") >= 2, 30, "2 scans in the CIR")
+    cluster.kill("sim", signal.SIGKILL)
+    cluster.start_sim(*args, "--seed", "32", scanners=1)
+    wait_until(lambda: cluster.alarms("scanner_restarted"), 30, "scanner_restarted at central")
+    n = cluster.finished_scans("scanner1")
+    wait_until(
+        lambda: cluster.finished_scans("scanner1") >= n + 2, 30, "2 scans of the new session"
+    )
+    spool = sqlite3.connect(cluster.base / "edge" / "scanner1.spool.sqlite")
+    try:
+        state = dict(spool.execute("SELECT k, v FROM state").fetchall())
+    finally:
+        spool.close()
+    (_, _, message), *_ = cluster.alarms("scanner_restarted")
+    assert state["link_session"] and state["link_session"] in message
+    assert cluster.procs["edge"].poll() is None
+    edge_log = (cluster.logs / "edge.log").read_text()
+    assert "crashed" not in edge_log and "Traceback" not in edge_log

@@ -266,3 +266,12 @@ def test_att_role_is_written_into_the_start_record() -> None:
 def test_session_packets_carry_no_data() -> None:
     a, _ = asm()
     assert a.feed(Packet(PacketType.SESSION, 0, TS, -1, 0, 0, 0, b"{}")) == []
+
+
+def test_a_session_learned_without_an_epoch_is_adopted_only_when_unknown() -> None:
+    a, _ = asm()
+    a.adopt_session("s1")
+    (b,) = blocks(a.feed(start(0, 1)))
+    assert b.link_session == "s1" and b.meta["link_session"] == "s1"
+    a.adopt_session("s2")  # a known session changes only by an epoch
+    assert a.session == "s1"
