@@ -55,6 +55,8 @@ from core.net import free_port
 RESTART_S = 5.0
 #: s after a fault ends within which every affected scanner must commit again (issue 13)
 RECOVERY_TARGET_S = 5.0
+#: s without a new emitted line after which a simulator counts as no longer scanning
+STALL_S = 15.0
 #: alarm kinds that account for lines inside a GAP block ("data_lost" and its kin)
 GAP_ALARM_WORDS = ("lost", "violation", "incomplete", "gap")
 
@@ -64,6 +66,7 @@ SCENARIOS = (
     "disk_full_edge",
     "disk_full_central",
     "partition",
+    "partition_veth",
     "sigkill_central",
     "sigkill_edge",
 )
@@ -388,6 +391,76 @@ class SocatLink:
         return self.proc is not None and self.proc.poll() is None
 
 
+def _ip(*args: str) -> None:
+    r = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        raise FaultToolError(
+            f"ip {' '.join(args)} failed: {r.stderr.strip()}",
+            fix="run as root where network namespaces may be made (docker: --privileged)",
+        )
+
+
+class VethLink:
+    """A network namespace joined to this one by a veth pair: a cable that can be pulled.
+
+    A process started with :meth:`prefix` runs in the namespace and is reached at
+    ``ns_ip``; :meth:`partition` takes the host end down (``ip link set … down``), so
+    packets go nowhere and TCP retransmits with its own back-off, as with the issue's
+    veth reproduction; :meth:`heal` brings it up again.
+
+    Raises:
+        FaultToolError: not root, or ``ip`` could not make the namespace or the pair.
+    """
+
+    def __init__(self) -> None:
+        tag = uuid.uuid4().hex[:6]
+        self.ns = f"nii-f-{tag}"
+        self.host_if, self.ns_if = f"niih{tag}", f"niin{tag}"
+        net = 1 + int(tag, 16) % 250
+        self.host_ip, self.ns_ip = f"10.213.{net}.1", f"10.213.{net}.2"
+        self.made = False
+
+    def up(self) -> VethLink:
+        """Make the namespace and the pair; returns self."""
+        if os.geteuid() != 0:
+            raise FaultToolError(
+                "a veth partition needs root", fix="run it as root, or use the proxy scenario"
+            )
+        _ip("netns", "add", self.ns)
+        self.made = True
+        _ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
+        _ip("link", "set", self.ns_if, "netns", self.ns)
+        _ip("addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
+        _ip("link", "set", self.host_if, "up")
+        for cmd in (
+            ("addr", "add", f"{self.ns_ip}/30", "dev", self.ns_if),
+            ("link", "set", self.ns_if, "up"),
+            ("link", "set", "lo", "up"),
+        ):
+            _ip("netns", "exec", self.ns, "ip", *cmd)
+        return self
+
+    def prefix(self) -> list[str]:
+        """The command prefix that runs a program inside the namespace."""
+        return ["ip", "netns", "exec", self.ns]
+
+    def partition(self) -> None:
+        """Pull the cable: the host end goes down."""
+        _ip("link", "set", self.host_if, "down")
+
+    def heal(self) -> None:
+        """Plug it back in."""
+        _ip("link", "set", self.host_if, "up")
+
+    def close(self) -> None:
+        """Remove the pair and the namespace (its processes should be gone)."""
+        if not self.made:
+            return
+        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True, check=False)
+        self.made = False
+
+
 def _free_port_pair() -> int:
     """A port p with p and p + 1 free on loopback (a simulator's two data ports)."""
     for _ in range(200):
@@ -419,6 +492,7 @@ class Sizing:
         full_s: how long a disk stays full, s.
         partition_s: how long the network partition lasts, s.
         post_s: seconds of scanning after the fault has ended.
+        wait_s: how long to wait for progress after the fault before calling it none.
         seed: the simulators' seed.
     """
 
@@ -431,6 +505,7 @@ class Sizing:
     full_s: float = 5.0
     partition_s: float = 20.0
     post_s: float = 6.0
+    wait_s: float = 60.0
     seed: int = 21
 
     @property
@@ -456,6 +531,7 @@ class Result:
     unexpected_exits: int = 0
     recovery_s: float | None = None
     gap_blocks: int = 0
+    timings: dict[str, float | None] = field(default_factory=dict)
     alarms: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -469,11 +545,14 @@ class Result:
             and self.unexpected_exits == 0
             and self.recovery_s is not None
             and self.recovery_s <= RECOVERY_TARGET_S
+            and all(t is not None and t <= RECOVERY_TARGET_S for t in self.timings.values())
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON form, with ``passed``."""
-        return {**asdict(self), "passed": self.passed}
+        """The JSON form: the fields, fault-specific times beside them, and ``passed``."""
+        d = asdict(self)
+        d.update(d.pop("timings"))
+        return {**d, "passed": self.passed}
 
 
 def _nii(*args: str) -> list[str]:
@@ -490,6 +569,7 @@ class Installation:
         edge_tmpfs / cir_tmpfs: bytes of tmpfs to mount on the edge's ``state_dir``
             or the CIR folder (0: none).
         proxy: route edge → central through a :class:`BlackholeProxy`.
+        veth: run central in a network namespace behind a :class:`VethLink`.
         fixed_ports: give the simulators fixed data ports (to restart on the same).
         socat_scanner: put this scanner's serial device behind a :class:`SocatLink`.
     """
@@ -505,6 +585,7 @@ class Installation:
         edge_tmpfs: int = 0,
         cir_tmpfs: int = 0,
         proxy: bool = False,
+        veth: bool = False,
         fixed_ports: bool = False,
         socat_scanner: str = "",
     ) -> None:
@@ -516,8 +597,11 @@ class Installation:
         self.told: set[str] = set()  # processes we stopped on purpose
         self.restart_at: dict[str, float] = {}
         self.exits: list[str] = []
+        self.notes: list[str] = []
         self.mounts: list[Tmpfs] = []
         self.proxy: BlackholeProxy | None = None
+        self.veth: VethLink | None = None
+        self.prefixes: dict[str, list[str]] = {}
         self.socat: SocatLink | None = None
         self.socat_scanner = socat_scanner
         self.logs = self.base / "logs"
@@ -528,6 +612,9 @@ class Installation:
         self.status_file = self.base / "sim" / "status.json"
         self.sim_runs = 0
         self.sim_scans = 0
+        #: extra fault-specific times, s (None: never happened), each held to the target
+        self.timings: dict[str, float | None] = {}
+        self._emit_seen = (-1, time.monotonic())
         self.sim_emit_start: dict[str, int] = {}
         self.scanners: list[dict[str, Any]] = []
         if edge_tmpfs:
@@ -546,16 +633,25 @@ class Installation:
             cir.enroll(edge_key.public)
         finally:
             cir.close()
+        self.central_host = "127.0.0.1"
+        if veth:
+            self.veth = VethLink().up()
+            self.central_host = self.veth.ns_ip
+            self.prefixes["central"] = self.veth.prefix()
         self.central_port = free_port()
         self.central_toml = self.base / "central.toml"
         self.central_toml.write_text(
-            f'[central]\nlisten = "tcp://127.0.0.1:{self.central_port}"\n'
-            f'feed = "tcp://127.0.0.1:{free_port()}"\n'
+            f'[central]\nlisten = "tcp://{self.central_host}:{self.central_port}"\n'
+            f'feed = "tcp://{self.central_host}:{free_port()}"\n'
             'state_dir = "cir"\nkey = "keys/cir.key"\npreview_hz = 1\natr = false\n'
         )
         if proxy:
-            self.proxy = BlackholeProxy(0, ("127.0.0.1", self.central_port))
-        self.edge_central_port = self.proxy.port if self.proxy else self.central_port
+            self.proxy = BlackholeProxy(0, (self.central_host, self.central_port))
+        self.edge_central = (
+            f"tcp://127.0.0.1:{self.proxy.port}"
+            if self.proxy
+            else f"tcp://{self.central_host}:{self.central_port}"
+        )
         self.data_port_base = _free_port_pair() if fixed_ports else 0
         self.edge_toml = self.base / "edge.toml"
 
@@ -567,7 +663,10 @@ class Installation:
             raise FaultToolError(f"{name} is already running", fix="stop it first")
         out = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
         self.procs[name] = subprocess.Popen(
-            _nii(*args), cwd=self.base, stdout=out, stderr=subprocess.STDOUT
+            [*self.prefixes.get(name, []), *_nii(*args)],
+            cwd=self.base,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
         out.close()
         self.args[name] = list(args)
@@ -673,7 +772,7 @@ class Installation:
                 f'id = "{self.EDGE_ID}"',
                 f'key = "keys/{self.EDGE_ID}.key"',
                 'cir_public = "keys/cir.pub"',
-                f'central = "tcp://127.0.0.1:{self.edge_central_port}"',
+                f'central = "{self.edge_central}"',
                 'state_dir = "edge"',
                 "heartbeat_s = 0.5",
                 "",
@@ -689,8 +788,27 @@ class Installation:
             self.edge_toml.write_text("\n".join(lines))
         self.start("edge", "edge", "--config", str(self.edge_toml))
 
-    def close(self) -> None:
-        """Stop every process, socat and the proxy; unmount every tmpfs."""
+    def close(self, *, keep: bool = False) -> None:
+        """Stop every process, socat and the proxy; unmount every tmpfs.
+
+        Args:
+            keep: copy each tmpfs's files to ``<folder>.kept`` before unmounting.
+        """
+        self.stop_all()
+        if self.socat is not None:
+            self.socat.remove()
+        if self.proxy is not None:
+            self.proxy.close()
+        if self.veth is not None:
+            self.veth.close()
+        for m in reversed(self.mounts):
+            if keep and m.mounted:
+                shutil.copytree(m.path, m.path.with_name(m.path.name + ".kept"),
+                                dirs_exist_ok=True)  # fmt: skip
+            m.umount()
+
+    def stop_all(self) -> None:
+        """SIGTERM every process still running (a stop we asked for); SIGKILL after 15 s."""
         for name in self.procs:
             self.told.add(name)
         for p in self.procs.values():
@@ -702,12 +820,6 @@ class Installation:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        if self.socat is not None:
-            self.socat.remove()
-        if self.proxy is not None:
-            self.proxy.close()
-        for m in reversed(self.mounts):
-            m.umount()
 
     # -- what is where -----------------------------------------------------------------
     def emit_count(self, scanner: str) -> int:
@@ -718,6 +830,16 @@ class Installation:
                 return sum(buf.count(b"\n") for buf in iter(lambda: fh.read(1 << 20), b""))
         except OSError:
             return 0
+
+    def sim_ended(self) -> bool:
+        """Whether the simulator is through: every scan emitted, or no line for STALL_S s."""
+        if self.sim_done():
+            return True
+        n = self.emit_count("scanner1") + self.emit_count("scanner2")
+        now = time.monotonic()
+        if n != self._emit_seen[0]:
+            self._emit_seen = (n, now)
+        return now - self._emit_seen[1] > STALL_S
 
     def sim_done(self) -> bool:
         """Whether the running simulator has emitted every line of all its scans."""
@@ -758,6 +880,19 @@ class Installation:
         )
         return int(rows[0][0]) if rows and rows[0][0] is not None else None
 
+    def edge_holds(self, device: str) -> bool:
+        """Whether the edge process has ``device`` (a resolved path) open, per /proc."""
+        p = self.procs.get("edge")
+        if p is None or p.poll() is not None:
+            return False
+        fds = Path(f"/proc/{p.pid}/fd")
+        with contextlib.suppress(OSError):
+            for fd in fds.iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) == device:
+                        return True
+        return False
+
     def has_data(self, scanner: str) -> bool:
         """Whether the scanner has a data block in the CIR."""
         return self.first_commit_after(scanner, 0) is not None
@@ -778,10 +913,19 @@ def _scanner_restart(inst: Installation) -> list[str]:
 
 def _device_replug(inst: Installation) -> list[str]:
     assert inst.socat is not None
+    if not inst.edge_holds(os.path.realpath(inst.socat.link)):
+        inst.notes.append("the edge did not hold the serial device open before the fault")
     inst.say(f"  removing {inst.socat.link.name} for {inst.sizing.outage_s:g} s")
     inst.socat.remove()
     inst.hold(inst.sizing.outage_s)
     inst.socat.restore()
+    restored = time.monotonic()
+    device = os.path.realpath(inst.socat.link)
+    inst.say("  device back; waiting for the edge to open it again")
+    if inst.wait_for(partial(inst.edge_holds, device), 30, "the edge to reopen the device"):
+        inst.timings["reopen_s"] = round(time.monotonic() - restored, 2)
+    else:
+        inst.timings["reopen_s"] = None
     return [inst.socat_scanner]
 
 
@@ -798,11 +942,13 @@ def _disk_full(folder: Callable[[Installation], Path]) -> Callable[[Installation
 
 
 def _partition(inst: Installation) -> list[str]:
-    assert inst.proxy is not None
-    inst.say(f"  edge <-> central partitioned for {inst.sizing.partition_s:g} s")
-    inst.proxy.partition()
+    cable = inst.proxy or inst.veth
+    assert cable is not None
+    how = "blackhole proxy" if inst.proxy else "veth link down"
+    inst.say(f"  edge <-> central partitioned ({how}) for {inst.sizing.partition_s:g} s")
+    cable.partition()
     inst.hold(inst.sizing.partition_s)
-    inst.proxy.heal()
+    cable.heal()
     return ["scanner1", "scanner2"]
 
 
@@ -841,6 +987,7 @@ SCENARIO_TABLE: dict[str, Scenario] = {
         Scenario("disk_full_central", _disk_full(lambda i: i.cir_dir),
                  {"cir_tmpfs": _TMPFS_BYTES}, lambda z: z.full_s),
         Scenario("partition", _partition, {"proxy": True}, lambda z: z.partition_s),
+        Scenario("partition_veth", _partition, {"veth": True}, lambda z: z.partition_s),
         Scenario("sigkill_central", _sigkill("central"), {}, lambda z: z.outage_s),
         Scenario("sigkill_edge", _sigkill("edge"), {}, lambda z: z.outage_s),
     )
@@ -853,6 +1000,7 @@ def run_scenario(
     base: Path,
     *,
     say: Callable[[str], None] = lambda s: None,
+    keep: bool = False,
 ) -> tuple[Result, Installation]:
     """Run one scenario in the empty folder ``base``; every process is stopped after.
 
@@ -861,6 +1009,7 @@ def run_scenario(
         sizing: sizes and lengths.
         base: an empty folder (kept; the caller removes it).
         say: progress lines.
+        keep: keep the files of a tmpfs too (copied beside it before unmounting).
 
     Returns:
         The measured result, and the (closed) installation to look at further.
@@ -883,29 +1032,39 @@ def run_scenario(
         for s in ("scanner1", "scanner2"):
             if not inst.wait_for(partial(inst.has_data, s), 60, f"{s}'s first data block"):
                 res.notes.append(f"{s} committed nothing before the fault")
+        inst.hold(1.5 * sizing.scan_s)  # into the next scan: the fault lands mid-scan
         affected = sc.fault(inst)
         fault_end = time.time_ns()
         say("  fault over; waiting for progress")
         for s in affected:
             t = inst.wait_for(
-                partial(inst.first_commit_after, s, fault_end), 60, f"{s} to commit again"
+                partial(inst.first_commit_after, s, fault_end), sizing.wait_s, f"{s} to commit"
             )
             if t is None:
-                res.notes.append(f"{s}: no data block committed within 60 s of the fault's end")
+                res.notes.append(
+                    f"{s}: no data block committed within {sizing.wait_s:g} s of the fault's end"
+                )
                 res.recovery_s = None
                 break
             rec = round((t - fault_end) / 1e9, 2)
             res.recovery_s = rec if res.recovery_s is None else max(res.recovery_s, rec)
         say(f"  recovery {res.recovery_s} s; waiting for the scans to end")
-        if not inst.wait_for(inst.sim_done, 40 + inst.sim_scans * sizing.scan_s * 2,
+        if not inst.wait_for(inst.sim_ended, 40 + inst.sim_scans * sizing.scan_s * 2,
                              "the simulators to emit every scan"):  # fmt: skip
-            res.notes.append("the simulators did not emit all their scans (not re-armed?)")
+            res.notes.append("the simulators did not emit all their scans")
+        elif not inst.sim_done():
+            res.notes.append(
+                f"the simulators stopped scanning for {STALL_S:g} s before their last scan "
+                "(not armed again?)"
+            )
         _settle(inst)
+        inst.stop_all()
+        res.timings = dict(inst.timings)
+        res.unexpected_exits = len([e for e in inst.exits if "exited by itself" in e])
+        res.notes += inst.notes + inst.exits
+        _analyse(inst, res)  # before close(): a tmpfs takes its files with it
     finally:
-        inst.close()
-    res.unexpected_exits = len([e for e in inst.exits if "exited by itself" in e])
-    res.notes += inst.exits
-    _analyse(inst, res)
+        inst.close(keep=keep)
     say(
         f"  expected {res.expected}, committed {res.committed}, lost {res.lost}, "
         f"gap lines {res.gap_lines}, duplicated {res.duplicated}, "
@@ -1153,7 +1312,7 @@ def run(args: argparse.Namespace) -> int:
         for name in names:
             base = Path(tempfile.mkdtemp(prefix=f"nii-faults-{name}-"))
             try:
-                res, _ = run_scenario(name, sizing, base, say=say)
+                res, _ = run_scenario(name, sizing, base, say=say, keep=args.keep)
                 out[name] = res.as_dict()
             except FaultToolError as exc:
                 say(f"[{name}] could not run: {exc} ({exc.fix})")

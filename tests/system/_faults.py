@@ -17,6 +17,7 @@ from bench.faults import (
     Sizing,
     SocatLink,
     Tmpfs,
+    VethLink,
     count_lines,
     fill,
     free,
@@ -34,6 +35,7 @@ __all__ = [
     "Sizing",
     "SocatLink",
     "Tmpfs",
+    "VethLink",
     "count_lines",
     "fill",
     "free",
@@ -52,5 +54,6 @@ TEST_SIZING = Sizing(
     full_s=4.0,
     partition_s=6.0,
     post_s=3.0,
+    wait_s=20.0,
     seed=31,
 )
