@@ -664,7 +664,7 @@ class Ingest:
         self._last_preview[block.scanner] = now
         ch = block.meta.get("channels", 0)
         n = len(block.index)
-        if type(ch) is not int or ch <= 0 or len(block.cipher) != n * ch * 4 + 16:
+        if n == 0 or type(ch) is not int or ch <= 0 or len(block.cipher) != n * ch * 4 + 16:
             return
         try:
             plain = self.open_block(block)
