@@ -36,6 +36,7 @@ SEEDS: list[bytes] = [
     + _line(1),
     b"\x00\x00" + HEADER.pack(MAGIC, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0) + b"\0\0\0\0",
     b"\x05\x05" + pack_packet(9, 0, 0, 0, 0, 0, 0, b"x") + _line(0, 0),
+    b'\xff\x00{"session": "0a1b", "serial": "SN-1", "oldest_seq": 5, "head_seq": 9}',
 ]
 
 
@@ -49,7 +50,8 @@ class _Clock:
 
 
 def one_input(data: bytes) -> None:
-    """Feed ``data[2:]`` in chunks of ``data[0]`` and ``data[1]`` bytes (0: all at once).
+    """Feed ``data[2:]`` in chunks of ``data[0]`` and ``data[1]`` bytes (0: all at once);
+    with ``data[0]`` 255, give ``data[2:]`` to ``parse_session`` alone.
 
     Raises:
         AssertionError: a packet came out that is not in the input, or an item of
@@ -59,6 +61,9 @@ def one_input(data: bytes) -> None:
         return
     sizes = (data[0] or len(data), data[1] or len(data))
     stream = data[2:]
+    if data[0] == 0xFF:  # the SESSION payload parser on its own
+        parse_session(stream)  # ProtocolError is a refusal
+        return
     decoder = PacketDecoder(LinkStats())
     core = LinkCore(0, "", clock=_Clock(), repeat_limit=2, gap_confirmations=1)
     core.connecting()
