@@ -1,0 +1,126 @@
+"""An enrolled edge that sends hostile messages never stops central (issue 13, kind 9).
+
+A second, enrolled edge key plays a faulty or compromised edge box over a real
+CurveZMQ DEALER: each bad message is refused with a ``bad_message`` alarm that
+names it, central keeps answering it, and a real edge streaming a real
+simulated scanner stores every line of every scan meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+from core.keys import EdgeKey
+from core.messages import Hello, Welcome, decode
+from tests.system._cluster import Cluster, wait_until
+from tests.system.test_live_path import assert_all_lines_in_cir, run_until_done
+
+pytestmark = pytest.mark.system
+
+HOSTILE = "edge-h"
+SCAN_LINES = 300
+
+
+def _hb(state: Any) -> list[bytes]:
+    return [b"HB", json.dumps({"sender": f"{HOSTILE}/x1", "boot": "0a", "state": state}).encode()]
+
+
+#: each a message one enrolled edge sent and that stopped central before (issue 13)
+BAD: dict[str, list[bytes]] = {
+    "hello scanner list": [
+        b"HELLO",
+        json.dumps(
+            {"edge": HOSTILE, "scanner": ["x1"], "head_seq": -1, "head_hash": "", "boot": "0a"}
+        ).encode(),
+    ],
+    "heartbeat state string": _hb("up"),
+    "uptime 1e400": [
+        b"HB",
+        b'{"sender": "edge-h/x1", "boot": "0a", "state": {"uptime": {"t": 1e400}}}',
+    ],
+    "uptime 2**70": _hb({"uptime": {"scanner": "x1", "entries": [[2**70, "up", ""]]}}),
+    "alarm details string": [
+        b"ALARM",
+        json.dumps({"scanner": "x1", "kind": "k", "message": "m", "details": "s"}).encode(),
+    ],
+    "header nested 5000 deep": [b"ALARM", b"[" * 5000 + b"]" * 5000],
+    "unknown type": [b"HELLO2", b"{}"],
+    "one frame": [b"HELLO"],
+    "block without its block": [b"BLOCK", b'{"scanner": "x1", "seq": 0}'],
+    "block of garbage": [b"BLOCK", b'{"scanner": "x1", "seq": 0}', b"\0" * 300],
+    "an ack from an edge": [b"ACK", b'{"scanner": "x1", "seq": 3, "boot": "0a"}'],
+}
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path)
+    c.enroll()
+    yield c
+    c.stop_all()
+
+
+def _hostile(c: Cluster, ctx: zmq.Context[zmq.Socket[bytes]]) -> zmq.Socket[bytes]:
+    key = EdgeKey.generate(HOSTILE)
+    key.save(c.keys)
+    r = c.nii("central", "enroll", "--config", str(c.central_toml), str(c.keys / f"{HOSTILE}.pub"))
+    assert r.returncode == 0, r.stderr
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.curve_secretkey = key.curve_secret
+    sock.curve_publickey = key.curve_public
+    sock.curve_serverkey = c.cir_key.curve_public
+    sock.connect(c.listen)
+    return sock
+
+
+def _still_answers(sock: zmq.Socket[bytes]) -> bool:
+    hello = Hello(edge=HOSTILE, scanner="x1", head_seq=-1, head_hash="", boot="0a")
+    sock.send_multipart(hello.frames())
+    end_polls = 20
+    for _ in range(end_polls):  # other replies (none expected) are skipped
+        if not sock.poll(500):
+            continue
+        msg, _ = decode(sock.recv_multipart())
+        if isinstance(msg, Welcome):
+            return True
+    return False
+
+
+def test_hostile_messages_are_refused_and_central_serves_on(cluster: Cluster) -> None:
+    sims = cluster.start_sim(
+        "--scan-lines", str(SCAN_LINES), "--scans", "2",
+        "--interval", "0.5", "--line-rate", "500", "--seed", "13",
+        scanners=1,
+    )  # fmt: skip
+    cluster.start_central()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        sock = _hostile(cluster, ctx)
+        assert _still_answers(sock), "central does not answer an enrolled edge"
+        cluster.write_edge_config(sims)
+        cluster.start_edge()
+        for name, frames in BAD.items():
+            sock.send_multipart(frames)
+            assert _still_answers(sock), f"central stopped answering after: {name}"
+            assert cluster.procs["central"].poll() is None, f"central exited after: {name}"
+        sock.close()
+    finally:
+        ctx.term()
+    wait_until(
+        lambda: any(HOSTILE in m for _, _, m in cluster.alarms("bad_message")),
+        20,
+        "a bad_message alarm naming the hostile edge",
+    )
+    run_until_done(cluster, ["scanner1"], 2)
+    assert_all_lines_in_cir(cluster, "scanner1", 2)
+    assert cluster.procs["central"].poll() is None
+    log = (cluster.logs / "central.log").read_text()
+    assert "Traceback" not in log and "this is a bug" not in log
+    assert f"refused a message from {HOSTILE}" in log
