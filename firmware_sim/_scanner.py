@@ -278,6 +278,8 @@ class SimScanner:
         cfg = self.config
         loop = asyncio.get_running_loop()
         self.boot_id = secrets.token_hex(8)
+        self._ring = [None] * self._cap  # a new session counts from 0 (LSP-1)
+        self._head = self._tx_high = 0
         if cfg.emit_log is not None:
             Path(cfg.emit_log).parent.mkdir(parents=True, exist_ok=True)
             self._emit_log = open(cfg.emit_log, "a", encoding="ascii")  # noqa: SIM115

@@ -230,7 +230,7 @@ class LinkCore:
             return self._session_item(item)
         if isinstance(item, Damaged):
             return self._damaged(item)
-        if isinstance(item, Packet) and item.type is PacketType.SESSION:
+        if item.type == PacketType.SESSION:
             return []  # outside the sequence; only the first of a connection counts
         return self._sequenced(item)
 

@@ -136,8 +136,9 @@ def test_same_session_resumes_where_it_was() -> None:
 def test_session_packets_later_in_the_stream_are_ignored() -> None:
     c, _ = core(0)
     connect(c, head=2)
-    assert seqs(feed(c, pkt(0), session(head=2, boot="bbbb"), pkt(1))) == [0, 1]
-    assert c.session == BOOT
+    big = Violation(1, 0, int(PacketType.SESSION), "SESSION record of 70000 bytes over")
+    assert seqs(feed(c, pkt(0), session(head=2, boot="bbbb"), big, pkt(1))) == [0, 1]
+    assert c.session == BOOT and c.stats.violations == 0
 
 
 # -------------------------------------------------------------------- new sessions
