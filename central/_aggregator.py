@@ -26,6 +26,7 @@ import dataclasses
 import json
 import logging
 import os
+import sqlite3
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ import zmq
 import zmq.asyncio
 from zmq.auth.asyncio import AsyncioAuthenticator
 
-from central._cir import Cir
+from central._cir import Cir, is_storage_error
 from central._ingest import EnrolledEdge, Ingest, Work
 from central._metrics import serve_metrics
 from central._uptime import Sla, UptimeTracker
@@ -55,6 +56,8 @@ MAX_BATCH_BYTES = 64 * 1024 * 1024
 BAD_MESSAGE_ALARM_S = 10.0
 #: a commit that failed for want of space is tried again this often, seconds
 STORAGE_RETRY_S = 1.0
+#: one ``storage`` alarm per this many seconds while the CIR cannot write
+STORAGE_ALARM_S = 60.0
 #: ZeroMQ heartbeats on the ROUTER: a dead or partitioned edge is dropped within seconds
 #: (issue 13, kind 6); TCP keepalive backs them up below ZeroMQ
 ZMQ_HEARTBEAT_IVL_MS = 1000
@@ -111,6 +114,7 @@ class Central:
         self._edges_loaded = 0.0
         self._refusals_logged: dict[str, float] = {}
         self._bad_logged: dict[str, tuple[float, int]] = {}
+        self._storage_alarm_at = -1e9
         self._pending_alarms: list[dict[str, Any]] = []
         self.ingest = Ingest(self.cir, self.opener.open, self._alarm, preview_hz=cfg.preview_hz)
         self.stats.rejected = self.ingest.rejected
@@ -341,31 +345,20 @@ class Central:
         # this one is written in the worker thread
         streams = {s: dataclasses.replace(self.ingest.streams[s]) for s in work.streams_touched}
         scans = {r: dict(self.ingest.scans[r]) for r in work.scans}
-        failing_since: float | None = None
+        failed = False
         while True:
             try:
                 await asyncio.to_thread(self.cir.commit, work.staged, streams, scans, alarms)
                 break
             except StorageError as exc:
-                self.stats.storage_failures += 1
-                now = time.monotonic()
-                if failing_since is None or now - failing_since > 60.0:
-                    failing_since = now
-                    log.error("CIR commit failed: %s; retrying every %.0f s", exc, STORAGE_RETRY_S)
-                    self._alarm(
-                        "",
-                        "",
-                        "storage",
-                        f"the CIR cannot write: {exc.message}; central keeps trying and "
-                        "acknowledges nothing meanwhile",
-                        path=exc.path,
-                        free_bytes=exc.free_bytes,
-                    )
+                failed = True
+                self._storage_trouble(exc)
                 alarms = alarms + self._pending_alarms
                 self._pending_alarms = []
                 await asyncio.sleep(STORAGE_RETRY_S)
-        if failing_since is not None:
-            log.info("the CIR writes again; %d block(s) committed", len(work.staged))
+        if failed:
+            self._storage_alarm_at = -1e9
+            log.warning("the CIR writes again; %d block(s) committed", len(work.staged))
         now_ns = time.time_ns()
         self.stats.commits += 1
         self.stats.commit_seconds += time.perf_counter() - t0
@@ -431,6 +424,23 @@ class Central:
             return f"CurveZMQ key {user[:12]}…", None
         return str(row["id"]), EnrolledEdge.from_row(row)
 
+    def _storage_trouble(self, exc: StorageError) -> None:
+        """A write to the CIR failed for want of space: log and alarm (once a minute)."""
+        self.stats.storage_failures += 1
+        now = time.monotonic()
+        if now - self._storage_alarm_at < STORAGE_ALARM_S:
+            return
+        self._storage_alarm_at = now
+        log.error("%s; retrying every %.0f s, acknowledging nothing", exc, STORAGE_RETRY_S)
+        self._alarm(
+            "",
+            "",
+            "storage",
+            f"{exc.message}; central keeps trying and acknowledges nothing meanwhile",
+            path=exc.path,
+            free_bytes=exc.free_bytes,
+        )
+
     def _bad_message(self, ident: bytes, sender: str, edge: str, exc: BaseException) -> None:
         """Refuse one message: log it and alarm, at most once per sender every 10 s."""
         self.stats.bad_messages += 1
@@ -471,10 +481,15 @@ class Central:
                         self.uptime.on_heartbeat(ident, edge.id, msg.state)
                 else:
                     self.ingest.message(work, ident, edge, msg, extra)
+            except StorageError as exc:  # not the sender's fault
+                self._storage_trouble(exc)
             except NiiError as exc:
                 self._bad_message(ident, sender, edge_id, exc)
             except Exception as exc:  # last resort: validation missed it, the loop goes on
-                self._bad_message(ident, sender, edge_id, exc)
+                if isinstance(exc, sqlite3.OperationalError | OSError) and is_storage_error(exc):
+                    self._storage_trouble(self.cir.storage_error(exc))
+                else:
+                    self._bad_message(ident, sender, edge_id, exc)
         self.stats.duplicates = self.ingest.duplicates
         self.stats.out_of_order = self.ingest.out_of_order
         return work

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import json
 import os
 import sqlite3
@@ -304,7 +305,8 @@ class Cir:
             return -1
         return st.f_bavail * st.f_frsize
 
-    def _storage_error(self, exc: BaseException) -> StorageError:
+    def storage_error(self, exc: BaseException) -> StorageError:
+        """A StorageError for ``exc`` naming the CIR folder and its free space."""
         free = self.free_bytes()
         return StorageError(
             f"cannot write the CIR in {self.dir}: {exc} ({free} bytes free)",
@@ -333,7 +335,7 @@ class Cir:
             if staged:
                 syncfs(self._blob_fd)
         except OSError as exc:
-            raise self._storage_error(exc) from exc
+            raise self.storage_error(exc) from exc
         now = time.time_ns()
         rows = []
         for s in staged:
@@ -397,8 +399,8 @@ class Cir:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError | OSError) and _is_storage(exc):
-                raise self._storage_error(exc) from exc
+            if isinstance(exc, sqlite3.OperationalError | OSError) and is_storage_error(exc):
+                raise self.storage_error(exc) from exc
             raise
 
     def next_scan_ref(self) -> int:
@@ -450,10 +452,10 @@ class Cir:
         yield from self.db.table("blocks").rows_where("scanner = ?", [scanner], order_by="seq")
 
 
-def _is_storage(exc: BaseException) -> bool:
+def is_storage_error(exc: BaseException) -> bool:
     """Whether an error says the disk is full or failing (not a bug of ours)."""
     if isinstance(exc, OSError):
-        return True
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS)
     code = getattr(exc, "sqlite_errorcode", None)
     if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
         return True
