@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -31,6 +32,7 @@ import numpy as np
 import zmq
 
 from central import Cir
+from core.errors import ConfigError
 from core.keys import CirKey, EdgeKey
 from core.net import free_port
 from core.seal import parse
@@ -146,7 +148,49 @@ def measure(
     edge_procs: int = 0,
     keep: bool = False,
 ) -> dict[str, Any]:
+    """Run the live path for about ``seconds`` and measure it; one result mapping.
+
+    Raises:
+        ConfigError: a setting out of range (checked before anything is started
+            or written).
+    """
+    for name, value, lo in (
+        ("--scanners", scanners, 1),
+        ("--channels", channels, 1),
+        ("--block-lines", block_lines, 1),
+        ("--edge-procs", edge_procs, 0),
+    ):
+        if value < lo:
+            raise ConfigError(f"{name} {value} is out of range", fix=f"give {name} {lo} or more")
+    for name, fvalue in (
+        ("--seconds", seconds),
+        ("--line-rate", line_rate),
+        ("--block-ms", block_ms),
+    ):
+        if not 0 < fvalue < 1e6:
+            raise ConfigError(f"{name} {fvalue:g} is out of range", fix=f"give {name} above 0")
     work = Path(tempfile.mkdtemp(prefix="nii-bench-"))
+    try:
+        return _measure(
+            work, scanners, seconds, channels, line_rate, block_ms, block_lines, edge_procs
+        )
+    finally:  # on every way out, Ctrl-C included
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {work}", file=sys.stderr)
+
+
+def _measure(
+    work: Path,
+    scanners: int,
+    seconds: float,
+    channels: int,
+    line_rate: float,
+    block_ms: float,
+    block_lines: int,
+    edge_procs: int,
+) -> dict[str, Any]:
     # a 40 ft container is about 3000 lines; run whole scans for about `seconds`
     scan_lines = 3000 if seconds >= 8 else max(100, int(seconds * line_rate / 2))
     scans = max(1, round(seconds / (scan_lines / line_rate + INTERVAL_S)))
@@ -264,12 +308,6 @@ def measure(
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        if not keep:
-            import shutil
-
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print(f"kept {work}", file=sys.stderr)
     res.update(
         {
             "scanners": scanners,

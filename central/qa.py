@@ -208,6 +208,14 @@ Simulator = Callable[[float, "float | None", int], tuple[Any, Any, Any, dict[str
 def _load_uff(path: Path) -> tuple[Any, Any, Any, dict[str, Any]]:
     from central.products import read_uff
 
+    if not path.is_file():
+        raise ConfigError(
+            f"--input {path} "
+            + ("is a folder" if path.is_dir() else "does not exist")
+            + ": it must be a UFF package of a test-object scan",
+            fix="export the QA scan with 'nii cir uff --config central.toml REF --out scan.uff' "
+            "and pass that file",
+        )
     pkg = read_uff(path)
     try:
         layout = pkg.metadata["qa_layout"]
@@ -250,7 +258,7 @@ def run_qa(args: argparse.Namespace, simulate: Simulator | None = None) -> int:
 
 
 def register_qa(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    subparsers: argparse._SubParsersAction[Any],
     simulate: Simulator | None = None,
 ) -> argparse.ArgumentParser:
     """Add ``nii qa``; ``simulate`` (optional) provides a simulated scan when no file is given."""

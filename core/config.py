@@ -110,12 +110,23 @@ class _Section:
             )
 
 
-def _load(path: Path) -> dict[str, Any]:
+def _load(path: Path, kind: str = "") -> dict[str, Any]:
+    """The TOML document of a configuration file; ``kind`` ("central" or "edge") names the
+    example command the fix suggests.
+
+    Raises:
+        ConfigError: the file is missing, unreadable or not valid TOML.
+    """
     path = Path(path)
     if not path.exists():
+        example = (
+            f"'nii config {kind} > {path.name}'"
+            if kind
+            else "'nii config central > central.toml' or 'nii config edge > edge.toml'"
+        )
         raise ConfigError(
             f"configuration file {path} does not exist",
-            fix="pass --config with the right path, or create one from 'nii config --example'",
+            fix=f"pass --config with the right path, or start from the example: {example}",
         )
     try:
         return tomllib.loads(path.read_text())
@@ -147,7 +158,7 @@ class CentralConfig:
     @classmethod
     def load(cls, path: Path) -> CentralConfig:
         path = Path(path)
-        doc = _load(path)
+        doc = _load(path, "central")
         s = _table(path, doc, "central")
         s.check_unknown(
             {
@@ -223,7 +234,7 @@ class EdgeConfig:
     @classmethod
     def load(cls, path: Path) -> EdgeConfig:
         path = Path(path)
-        doc = _load(path)
+        doc = _load(path, "edge")
         s = _table(path, doc, "edge")
         s.check_unknown(
             {"id", "key", "cir_public", "central", "state_dir", "heartbeat_s", "mqtt", "metrics"}

@@ -115,6 +115,7 @@ class ScannerSafety:
         self.causes: list[str] = ["no data from the site broker yet"]
         self.changed_wall = self.wall()
         self.transitions = 0
+        self.stopped = False  # set when the monitor stops with the edge (no trip then)
 
     # -- inputs ---------------------------------------------------------------------------------
     def link(self, up: bool, reason: str = "") -> None:
@@ -239,8 +240,9 @@ class ScannerSafety:
                     n_d,
                     self.cfg.dose_limit_usvh,
                 )
-            else:
-                log.warning("%s: UNSAFE: %s", self.cfg.id, "; ".join(causes))
+            else:  # a stop of the edge itself is no news
+                lvl = logging.INFO if self.stopped else logging.WARNING
+                log.log(lvl, "%s: UNSAFE: %s", self.cfg.id, "; ".join(causes))
             self.causes = causes
             for fn in list(self.on_change):
                 fn(safe, causes)
@@ -299,15 +301,16 @@ class SafetyMonitor:
         ticker = asyncio.create_task(self._tick(), name="safety tick")
         try:
             while True:
+                client = aiomqtt.Client(
+                    m.host,
+                    m.port,
+                    identifier=self.client_id,
+                    keepalive=max(1, int(m.keepalive_s)),
+                    timeout=m.keepalive_s,
+                    clean_session=True,
+                )
                 try:
-                    async with aiomqtt.Client(
-                        m.host,
-                        m.port,
-                        identifier=self.client_id,
-                        keepalive=max(1, int(m.keepalive_s)),
-                        timeout=m.keepalive_s,
-                        clean_session=True,
-                    ) as client:
+                    async with client:
                         self.connects += 1
                         backoff = 0.1
                         for sc in self.scanners:
@@ -340,10 +343,14 @@ class SafetyMonitor:
                         backoff,
                     )
                     self._link(False, f"site broker unreachable ({exc})")
+                finally:
+                    _retrieve_disconnect(client)
                 await asyncio.sleep(backoff)
                 backoff = min(2.0, backoff * 2)
         finally:
             self.connected.clear()
+            for state in self.scanners.values():
+                state.stopped = True  # the edge is stopping: unsafe, but no trip to act on
             self._link(False, "safety monitor stopped")
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -355,6 +362,19 @@ class SafetyMonitor:
             for s in self.scanners.values():
                 s.evaluate()
             await asyncio.sleep(0.05)
+
+
+def _retrieve_disconnect(client: aiomqtt.Client) -> None:
+    """Retrieve the outcome of the client's disconnection, whatever ended the connection.
+
+    When the broker drops the connection while the task is being cancelled,
+    aiomqtt leaves the error in a future nobody awaits, and asyncio logs "Future
+    exception was never retrieved" at exit. The error itself was already handled
+    (or the edge is stopping), so it is only retrieved here.
+    """
+    fut = getattr(client, "_disconnected", None)
+    if isinstance(fut, asyncio.Future) and fut.done() and not fut.cancelled():
+        fut.exception()
 
 
 class SafetyGuard:
@@ -397,6 +417,11 @@ class SafetyGuard:
 
     def _on_change(self, safe: bool, causes: list[str]) -> None:
         sid = self.channel.cfg.id
+        if not safe and self.safety.stopped:
+            # the edge is stopping: arming is refused from now on; the scanner is left to
+            # its own interlocks (its serial device may already be gone with the edge)
+            log.info("%s: safety monitor stopped with the edge; arming refused", sid)
+            return
         if not safe:
             self.trips += 1
             scanning = self.scanning()

@@ -7,13 +7,90 @@ with exit status 2; no traceback reaches a user (``--debug`` shows one).
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from core.errors import NiiError
+from core.errors import ConfigError, NiiError
+
+if TYPE_CHECKING:
+    import asyncio
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the platform's two lines: ``error: …`` and ``fix: …``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {self.prog}: {message}\nfix: see '{self.prog} --help'\n")
+        sys.exit(2)
+
+
+def _int_at_least(lo: int) -> Any:
+    """An argparse ``type``: an integer ≥ ``lo`` (a usage error otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"{v} is out of range: give {lo} or more")
+        return v
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    """An argparse ``type``: a finite number of seconds ≥ 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= v < 1e9:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: give 0 or more seconds")
+    return v
+
+
+def out_file(path: str | Path, what: str) -> Path:
+    """An output file the command may write: its folder exists and it is not a folder.
+
+    Raises:
+        ConfigError: naming the path and what to do, before anything is written.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{what} {p} is a folder", fix=f"give a file name, e.g. {p / 'out'}")
+    if not p.parent.is_dir():
+        raise ConfigError(
+            f"cannot write {what} {p}: the folder {p.parent} does not exist",
+            fix=f"create it first (mkdir -p {p.parent}) or write elsewhere",
+        )
+    return p
+
+
+def out_dir(path: str | Path, what: str) -> Path:
+    """An output folder: created when missing; refused when a file is in its place.
+
+    Raises:
+        ConfigError: the path is a file, or the folder cannot be created.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(
+            f"{what} {p} is a file, not a folder", fix="give a folder (it is created if missing)"
+        )
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create {what} {p}: {exc.strerror or exc}",
+            fix="check the path and its permissions",
+        ) from exc
+    return p
 
 
 def _central_cfg(args: argparse.Namespace) -> Any:
@@ -26,10 +103,10 @@ def _central_cfg(args: argparse.Namespace) -> Any:
 def cmd_keys(args: argparse.Namespace) -> int:
     from core.keys import CirKey, EdgeKey
 
-    out = Path(args.out)
+    if args.kind == "edge" and not args.id:
+        raise NiiError("'nii keys edge' needs --id", fix="e.g. nii keys edge --id edge-a")
+    out = out_dir(args.out, "key folder --out")
     if args.kind == "edge":
-        if not args.id:
-            raise NiiError("'nii keys edge' needs --id", fix="e.g. nii keys edge --id edge-a")
         priv, pub = EdgeKey.generate(args.id).save(out, force=args.force)
         print(f"edge private key: {priv} (keep it on the edge box, mode 0600)")
         print(f"edge public key:  {pub} (enroll it: nii central enroll --config … {pub})")
@@ -49,19 +126,33 @@ def cmd_central(args: argparse.Namespace) -> int:
     if args.action in (None, "run"):
         from central import run_central
         from core import runtime
+        from core.locks import hold
 
-        runtime.setup_logging(args.log_level)
-        runtime.run(lambda stop: run_central(cfg, stop))
+        lock = hold(cfg.state_dir, "a central aggregator", name="central")  # one per CIR
+        try:
+            runtime.setup_logging(args.log_level)
+            runtime.run(lambda stop: run_central(cfg, stop))
+        finally:
+            lock.release()
         return 0
-    cir = Cir(cfg.state_dir)
+    pub = None
+    if args.action == "enroll":  # the key file first: a typo there changes nothing
+        if not args.target:
+            raise NiiError(
+                "enroll needs the edge's public key file",
+                fix="nii central enroll --config central.toml edge-a.pub",
+            )
+        pub = EdgePublic.load(Path(args.target))
+    create = args.action == "enroll" and bool(getattr(args, "create", False))
+    if not create and not (cfg.state_dir / "cir.sqlite").exists():
+        raise ConfigError(
+            f"there is no CIR in {cfg.state_dir} (state_dir of {cfg.path})",
+            fix="check state_dir in the central configuration; on a new installation "
+            "start central once, or enroll with --create",
+        )
+    cir = Cir(cfg.state_dir, create=create)
     try:
-        if args.action == "enroll":
-            if not args.target:
-                raise NiiError(
-                    "enroll needs the edge's public key file",
-                    fix="nii central enroll --config central.toml edge-a.pub",
-                )
-            pub = EdgePublic.load(Path(args.target))
+        if pub is not None:
             cir.enroll(pub, note=args.note or "")
             print(f"enrolled edge {pub.id}")
         elif args.action == "revoke":
@@ -84,11 +175,16 @@ def cmd_central(args: argparse.Namespace) -> int:
 def cmd_edge(args: argparse.Namespace) -> int:
     from core import runtime
     from core.config import EdgeConfig
+    from core.locks import hold
     from edge import run_edge
 
     cfg = EdgeConfig.load(Path(args.config))
-    runtime.setup_logging(args.log_level)
-    runtime.run(lambda stop: run_edge(cfg, stop))
+    lock = hold(cfg.state_dir, "an edge daemon", name="edge")  # one per state directory
+    try:
+        runtime.setup_logging(args.log_level)
+        runtime.run(lambda stop: run_edge(cfg, stop))
+    finally:
+        lock.release()
     return 0
 
 
@@ -141,7 +237,8 @@ def cmd_cir(args: argparse.Namespace) -> int:
                 return 1
             print(f"all {len(streams)} chains verified: signatures, digests and links intact")
         elif args.action == "show":
-            _show_scan(cir, CirKey.load(cfg.key), args.ref, args.png, args.width)
+            png = out_file(args.png, "--png")
+            _show_scan(cir, CirKey.load(cfg.key), args.ref, str(png), args.width)
         elif args.action == "export":
             import numpy as np
 
@@ -150,18 +247,25 @@ def cmd_cir(args: argparse.Namespace) -> int:
                     "export needs a scan ref and --out",
                     fix="nii cir export --config central.toml 3 --out scan3.npz",
                 )
+            out_file(args.out, "--out")
             arrays = scan_arrays(cir, Opener(CirKey.load(cfg.key).x25519_private), args.ref)
             np.savez_compressed(args.out, **arrays)  # type: ignore[arg-type]
             print(f"wrote {args.out}: " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()))
         elif args.action == "uff":
             from central.products._export import export_uff
 
+            out_file(args.out, "--out")
             out = export_uff(cir, Opener(CirKey.load(cfg.key).x25519_private), args.ref, args.out)
             print(f"wrote {out}: scan {args.ref} as a UFF-style package (docs/uff.md)")
         elif args.action == "dicos":
             from central.products._tdr import export_dicos
 
             key = CirKey.load(cfg.key)
+            if Path(args.out).exists() and not Path(args.out).is_dir():
+                raise ConfigError(
+                    f"--out {args.out} is a file, not a folder",
+                    fix="give a folder for REF-dx.dcm and REF-tdr.dcm (created if missing)",
+                )
             for written in export_dicos(cir, Opener(key.x25519_private), args.ref, args.out):
                 print(f"wrote {written}")
     finally:
@@ -234,19 +338,92 @@ def cmd_control_room(args: argparse.Namespace) -> int:
     from core.config import check_endpoint
 
     check_endpoint(args.feed)
+    _check_host(args.feed)
 
     async def main(stop: asyncio.Event) -> None:
-        await tail(
-            args.feed,
-            previews=not args.no_previews,
-            as_json=args.json,
-            status=args.status,
-            count=args.count,
-            stop=stop,
-        )
+        watch = asyncio.create_task(_watch_feed(args.feed, stop), name="feed watch")
+        try:
+            await tail(
+                args.feed,
+                previews=not args.no_previews,
+                as_json=args.json,
+                status=args.status,
+                count=args.count,
+                stop=stop,
+            )
+        finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
 
     runtime.run(main)  # uvloop; SIGINT and SIGTERM end it cleanly
     return 0
+
+
+FEED_SILENT_S = 5.0
+"""After this long without a word from the feed, ``control-room tail`` says so (s)."""
+FEED_REPEAT_S = 15.0
+"""... and again every this many seconds while it lasts (central's status comes every 2 s)."""
+
+
+def _check_host(endpoint: str) -> None:
+    """A feed host name that does not resolve is an error at once, not a silent wait."""
+    import socket
+
+    if not endpoint.startswith("tcp://"):
+        return
+    host = endpoint.removeprefix("tcp://").rpartition(":")[0].strip("[]")
+    if host == "*":
+        return
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ConfigError(
+            f"the feed host {host!r} in {endpoint} is not known: {exc}",
+            fix="check the name, or give central's address, e.g. tcp://192.0.2.5:7601",
+        ) from None
+
+
+async def _watch_feed(endpoint: str, stop: asyncio.Event) -> None:
+    """Tell the user (stderr) when nothing answers at ``endpoint``, and when it does again.
+
+    Central publishes its status on the feed every 2 s, so silence for
+    :data:`FEED_SILENT_S` means nothing is publishing there (central down, or a
+    wrong address). The tail keeps trying; this only says so.
+    """
+    import asyncio
+
+    import zmq
+    import zmq.asyncio
+
+    ctx = zmq.asyncio.Context()
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SUBSCRIBE, b"central.status")
+    sock.connect(endpoint)
+    loop_time = asyncio.get_running_loop().time
+    heard = loop_time()
+    said = 0.0  # when silence was last reported (0: not reported since last heard)
+    try:
+        while not stop.is_set():
+            if await sock.poll(250):
+                await sock.recv_multipart()
+                if said:
+                    print(f"feed {endpoint} answers now", file=sys.stderr, flush=True)
+                heard, said = loop_time(), 0.0
+                continue
+            now = loop_time()
+            quiet = now - heard
+            if quiet >= FEED_SILENT_S and (not said or now - said >= FEED_REPEAT_S):
+                print(
+                    f"nothing answers at {endpoint} for {quiet:.0f} s: is central running, "
+                    "and is this its feed address (feed in central.toml)? still trying",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                said = now
+    finally:
+        sock.close(linger=0)
+        ctx.term()
 
 
 # -- demo, bench ---------------------------------------------------------------------
@@ -264,8 +441,9 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nii", description="Open Non-Intrusive Inspection platform")
+    p = _Parser(prog="nii", description="Open Non-Intrusive Inspection platform")
     p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    p.add_argument("--version", action="version", version=f"nii {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     k = sub.add_parser("keys", help="create key files of an edge or of the CIR")
@@ -275,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--force", action="store_true", help="overwrite existing key files")
     k.set_defaults(func=cmd_keys)
 
-    cfg_opt = argparse.ArgumentParser(add_help=False)
+    cfg_opt = _Parser(add_help=False)
     cfg_opt.add_argument(
         "--config",
         default=argparse.SUPPRESS,
@@ -291,6 +469,11 @@ def build_parser() -> argparse.ArgumentParser:
     ce = cs.add_parser("enroll", parents=[cfg_opt], help="enroll an edge from its .pub file")
     ce.add_argument("target", metavar="EDGE.pub")
     ce.add_argument("--note", help="note stored with the enrollment")
+    ce.add_argument(
+        "--create",
+        action="store_true",
+        help="create the CIR in state_dir if there is none yet (a new installation)",
+    )
     cr_ = cs.add_parser("revoke", parents=[cfg_opt], help="revoke an edge")
     cr_.add_argument("target", metavar="EDGE_ID")
     cs.add_parser("edges", parents=[cfg_opt], help="list enrolled edges")
@@ -306,11 +489,11 @@ def build_parser() -> argparse.ArgumentParser:
     rs = r.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, what in (("scans", "list scans"), ("alarms", "list alarms")):
         x = rs.add_parser(name, parents=[cfg_opt], help=what)
-        x.add_argument("--limit", type=int, default=50)
+        x.add_argument("--limit", type=_int_at_least(1), default=50)
     ra = rs.add_parser(
         "att", parents=[cfg_opt], help="list ATT results: exit scans against entry scans, HOLDs"
     )
-    ra.add_argument("--limit", type=int, default=50)
+    ra.add_argument("--limit", type=_int_at_least(1), default=50)
     ra.add_argument("--json", action="store_true", help="the whole ATT documents, as a JSON list")
     rs.add_parser(
         "verify", parents=[cfg_opt], help="verify every chain: signatures, digests, links"
@@ -318,7 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
     rsh = rs.add_parser("show", parents=[cfg_opt], help="render one scan, material-coloured")
     rsh.add_argument("ref", type=int, help="scan ref (see 'nii cir scans')")
     rsh.add_argument("--png", required=True, help="output PNG file")
-    rsh.add_argument("--width", type=int, default=None, help="scale to this width in pixels")
+    rsh.add_argument(
+        "--width", type=_int_at_least(1), default=None, help="scale to this width in pixels"
+    )
     rx = rs.add_parser("export", parents=[cfg_opt], help="decrypt one scan to .npz arrays")
     rx.add_argument("ref", type=int, help="scan ref (see 'nii cir scans')")
     rx.add_argument("--out", required=True, help="output .npz file")
@@ -335,16 +520,20 @@ def build_parser() -> argparse.ArgumentParser:
     cr.add_argument("--json", action="store_true", help="print events as JSON lines")
     cr.add_argument("--no-previews", action="store_true", help="leave out line-block previews")
     cr.add_argument("--status", action="store_true", help="also central's status every 2 s")
-    cr.add_argument("--count", type=int, default=0, help="stop after N events (0 = never)")
+    cr.add_argument(
+        "--count", type=_int_at_least(0), default=0, help="stop after N events (0 = never)"
+    )
     cr.set_defaults(func=cmd_control_room)
 
     d = sub.add_parser("demo", help="central + simulated scanners + edge on loopback")
     d.add_argument("--dir", default="var/demo", help="where the demo keeps its state")
-    d.add_argument("--seconds", type=float, default=0, help="stop after S seconds (0 = Ctrl-C)")
-    d.add_argument("--scanners", type=int, default=2)
+    d.add_argument("--seconds", type=_seconds, default=0, help="stop after S seconds (0 = Ctrl-C)")
+    d.add_argument("--scanners", type=_int_at_least(1), default=2, help="simulated scanners (2)")
     d.set_defaults(func=cmd_demo)
 
-    cf = sub.add_parser("config", help="print an example configuration")
+    cf = sub.add_parser(
+        "config", help="print an example configuration (nii config edge > edge.toml)"
+    )
     cf.add_argument("kind", choices=["central", "edge"])
     cf.set_defaults(func=cmd_config)
 
@@ -371,12 +560,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nii-platform")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of our output went away (``nii cir alarms | head``): exit as Unix tools do."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+    return 128 + 13  # as a process ended by SIGPIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         rc = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
         return int(rc or 0)
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
+    except OSError as exc:
+        if exc.errno == errno.EPIPE:
+            return _quiet_broken_pipe()
+        if exc.filename is None or getattr(args, "debug", False):
+            return _unexpected(args, exc)
+        # a file or folder the user named or the system refused: not a bug
+        where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+        print(f"error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        print(
+            "fix: check the path, its folder, its permissions and the free space",
+            file=sys.stderr,
+        )
+        return 2
     except NiiError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.fix:
@@ -385,14 +609,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        if getattr(args, "debug", False):
-            raise
-        print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
-        print(
-            "fix: this is a bug; run again with 'nii --debug …' and report the traceback",
-            file=sys.stderr,
-        )
-        return 3
+        return _unexpected(args, exc)
+
+
+def _unexpected(args: argparse.Namespace, exc: Exception) -> int:
+    if getattr(args, "debug", False):
+        raise exc
+    print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+    print(
+        "fix: this is a bug; run again with 'nii --debug …' and report the traceback",
+        file=sys.stderr,
+    )
+    return 3
 
 
 if __name__ == "__main__":

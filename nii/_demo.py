@@ -8,6 +8,8 @@ processes (as in the field), and prints the control-room feed.
 from __future__ import annotations
 
 import json
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,8 +20,9 @@ import uvloop
 
 from central import Cir
 from central._feed import tail
-from core.errors import NiiError
+from core.errors import ConfigError, NiiError
 from core.keys import CirKey, EdgeKey, EdgePublic
+from core.locks import hold
 from core.net import free_port
 from nii._demo_site import drill, edge_mqtt_lines, scanner_safety_lines, start_broker
 
@@ -107,10 +110,50 @@ def write_edge_config(
     return path
 
 
+def nii_command() -> str:
+    """How to run ``nii`` from the user's shell, as printed in the banner.
+
+    ``nii`` when the one on PATH is this installation's, else the path of this
+    environment's ``bin/nii`` (relative to the current folder when inside it).
+    """
+    here = Path(sys.prefix) / "bin" / "nii"
+    on_path = shutil.which("nii")
+    if on_path and here.exists() and Path(on_path).resolve() == here.resolve():
+        return "nii"
+    if not here.exists():
+        return f"{Path(sys.executable).name} -m nii"
+    try:
+        rel = here.relative_to(Path.cwd())
+        return shlex.quote(str(rel))
+    except ValueError:
+        return shlex.quote(str(here))
+
+
 def run_demo(base: Path, *, seconds: float = 0, scanners: int = 2) -> int:
+    """Run the demo in ``base`` until Ctrl-C (or ``seconds``); returns the exit status.
+
+    Raises:
+        ConfigError: ``scanners`` < 1, or ``seconds`` < 0.
+        LockedError: a demo already runs in ``base`` (it names the pid); nothing
+            there is changed.
+    """
+    if scanners < 1 or seconds < 0:
+        raise ConfigError(
+            f"a demo needs at least one scanner and seconds >= 0 (got {scanners}, {seconds:g})",
+            fix="e.g. nii demo --scanners 2",
+        )
     base = base.resolve()
+    lock = hold(base, "a demo", name="demo")  # before anything in the folder is touched
+    try:
+        return _run_demo(base, seconds, scanners)
+    finally:
+        lock.release()
+
+
+def _run_demo(base: Path, seconds: float, scanners: int) -> int:
     (base / "logs").mkdir(parents=True, exist_ok=True)
     paths = prepare(base)
+    nii = nii_command()
     feed, listen = paths["feed"], paths["listen"]
     status_file = base / "sim" / "status.json"
     status_file.unlink(missing_ok=True)
@@ -162,9 +205,10 @@ def run_demo(base: Path, *, seconds: float = 0, scanners: int = 2) -> int:
 NII demo running: central aggregator, {scanners} simulated scanners (pty + TCP), one edge daemon.
   CIR (SQLite + blobs):  {base / "cir"}
   logs:                  {base / "logs"}
-  live feed:             nii control-room tail --feed {feed}
-  scans in the CIR:      nii cir scans --config {paths["central"]}
-  verify the evidence:   nii cir verify --config {paths["central"]}
+  live feed:             {nii} control-room tail --feed {feed}
+  scans in the CIR:      {nii} cir scans --config {_q(paths["central"])}
+  verify the evidence:   {nii} cir verify --config {_q(paths["central"])}
+  scanner availability:  {nii} uptime report --config {_q(paths["central"])}
   site telemetry:        {site.note}{DRILL if site.port else ""}
 Live feed follows (Ctrl-C stops the demo).
 """,
@@ -206,9 +250,14 @@ Live feed follows (Ctrl-C stops the demo).
                 p.kill()
                 p.wait()
     print(
-        f"demo stopped; the CIR stays in {base / 'cir'} (nii cir scans --config {paths['central']})"
+        f"demo stopped; the CIR stays in {base / 'cir'} "
+        f"({nii} cir scans --config {_q(paths['central'])})"
     )
     return 0
+
+
+def _q(path: str) -> str:
+    return shlex.quote(path)
 
 
 __all__ = ["prepare", "run_demo", "write_edge_config"]

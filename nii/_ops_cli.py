@@ -15,8 +15,8 @@ def cmd_uptime(args: argparse.Namespace) -> int:
 
     cfg = CentralConfig.load(Path(args.config))
     sla_path = Path(args.sla) if args.sla else cfg.path.parent / "sla.toml"
-    sla = Sla.load(sla_path if sla_path.exists() else None)
-    store = UptimeStore(cfg.state_dir / "uptime.sqlite")
+    sla = Sla.load(sla_path if sla_path.exists() or args.sla else None)
+    store = UptimeStore(cfg.state_dir / "uptime.sqlite", create=False)
     try:
         accounts, csv_path, png_path = report(
             store, sla, spec=args.period, scanners=args.scanner or None, out_dir=Path(args.out)
@@ -25,6 +25,46 @@ def cmd_uptime(args: argparse.Namespace) -> int:
         store.close()
     print(format_table(accounts, sla))
     print(f"wrote {csv_path} and {png_path}")
+    return 0
+
+
+def cmd_commission(args: argparse.Namespace) -> int:
+    """Record when a scanner was commissioned: its availability is accounted from then on."""
+    import datetime as dt
+    import time
+
+    from central._uptime import Sla, UptimeStore
+    from core.config import CentralConfig
+    from core.errors import ConfigError
+    from core.keys import check_id
+
+    cfg = CentralConfig.load(Path(args.config))
+    check_id("scanner", args.scanner)
+    sla_path = cfg.path.parent / "sla.toml"
+    tz = Sla.load(sla_path if sla_path.exists() else None).tz
+    now = time.time()
+    if args.at is None:
+        at = now
+    else:
+        try:
+            d = dt.datetime.fromisoformat(args.at)
+        except ValueError:
+            raise ConfigError(
+                f"--at {args.at!r} is not a date and time",
+                fix="write it as 2025-07-14T08:00 (in the SLA's time zone) or with an offset",
+            ) from None
+        at = (d if d.tzinfo else d.replace(tzinfo=tz)).timestamp()
+        if at > now + 60:
+            raise ConfigError(
+                f"--at {args.at} is in the future", fix="give the time the scanner went into use"
+            )
+    store = UptimeStore(cfg.state_dir / "uptime.sqlite", create=False)
+    try:
+        store.commission(args.scanner, at)
+    finally:
+        store.close()
+    when = dt.datetime.fromtimestamp(at, tz).isoformat(timespec="seconds")
+    print(f"scanner {args.scanner} commissioned at {when}: its availability counts from then")
     return 0
 
 
@@ -73,6 +113,15 @@ def register(sub: Any) -> None:
     r.add_argument("--sla", help="SLA terms (TOML; default: sla.toml beside the config)")
     r.add_argument("--out", default=".", help="folder for the CSV and PNG (.)")
     r.set_defaults(func=cmd_uptime)
+    m = us.add_parser(
+        "commission", help="start a scanner's accounting at its commissioning (default: now)"
+    )
+    m.add_argument("--config", default="central.toml", help="central configuration (TOML)")
+    m.add_argument("--scanner", required=True, help="the scanner's id")
+    m.add_argument(
+        "--at", help="when it went into use, e.g. 2025-07-14T08:00 (SLA time zone; default now)"
+    )
+    m.set_defaults(func=cmd_commission)
 
     c = sub.add_parser("coverage", help="RMS selection coverage: 30 %% cap, 100 %% ATT (R6)")
     cs = c.add_subparsers(dest="action", metavar="ACTION", required=True)

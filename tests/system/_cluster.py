@@ -110,6 +110,7 @@ class Cluster:
         r = self.nii(
             "central",
             "enroll",
+            "--create",  # a new installation: the CIR is made here, before central runs
             "--config",
             str(self.central_toml),
             str(self.keys / f"{self.edge_id}.pub"),

@@ -106,3 +106,22 @@ async def test_a_working_stop_sends_no_failure_alarm() -> None:
     await wait_until_async(lambda: "disarm" in ch.control.calls, 5, "the disarm")
     assert not {"beam_stop_failed", "beam_stopped"} & set(ch.alarms)
     await guard.close()
+
+
+async def test_edge_stopping_is_not_a_trip() -> None:
+    clock = Clock()
+    s = make(clock)
+    ch = Channel(s.cfg, FailingControl(fails=10**6))  # the serial device is already gone
+    guard = SafetyGuard(ch, s, scanning=lambda: True)
+    s.link(True)
+    report(s, clock)
+    clock.advance(0.3)
+    assert s.evaluate()
+    await asyncio.sleep(0.01)
+    n_alarms, n_calls = len(ch.alarms), len(ch.control.calls)
+    s.stopped = True  # what SafetyMonitor.run does as the edge stops
+    s.link(False, "safety monitor stopped")
+    await asyncio.sleep(0.05)
+    assert not guard.may_arm()
+    assert len(ch.alarms) == n_alarms and len(ch.control.calls) == n_calls
+    await guard.close()
