@@ -221,6 +221,10 @@ class ScannerChannel:
         s.setsockopt(zmq.RECONNECT_IVL, 100)
         s.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
         s.setsockopt(zmq.SNDHWM, 1000)
+        # queue only on a live connection: while central is unreachable a HELLO or
+        # heartbeat is dropped (it is repeated), not piled up and replayed as hundreds
+        # of HELLOs (each answered by a WELCOME that rewinds the window) when it is back
+        s.setsockopt(zmq.IMMEDIATE, 1)
         # a dead peer is noticed within seconds (issue 13, kind 6): ZMTP heartbeats drop
         # a connection whose peer stopped answering, and ZeroMQ reconnects at once
         s.setsockopt(zmq.HEARTBEAT_IVL, 1000)
@@ -316,10 +320,12 @@ class ScannerChannel:
         if self._on_alarm is not None:
             self._on_alarm(self.cfg.id, kind, message)
         msg = Alarm(scanner=self.cfg.id, kind=kind, message=message, details=details)
-        if not self.win.welcomed or not self.win.connected:
+        if (
+            not self.win.welcomed
+            or not self.win.connected
+            or not send_nowait(self.sock, msg.frames())
+        ):
             self._pending_alarms = [*self._pending_alarms[-999:], msg]
-            return
-        send_nowait(self.sock, msg.frames())
 
     # -- assemble, seal, spool -----------------------------------------------------------
     async def _reader(self) -> None:
@@ -572,8 +578,10 @@ class ScannerChannel:
         self._wake.set()
         log.info("%s: welcomed by central; the CIR holds blocks up to %d", self.cfg.id, last)
         pending, self._pending_alarms = self._pending_alarms, []
-        for a in pending:
-            send_nowait(self.sock, a.frames())
+        for i, a in enumerate(pending):
+            if not send_nowait(self.sock, a.frames()):
+                self._pending_alarms = [*pending[i:], *self._pending_alarms][-1000:]
+                break
 
     def _drop_cached(self, seq: int) -> None:
         """Forget the in-memory copies of blocks up to ``seq`` (the CIR holds them)."""
