@@ -705,7 +705,7 @@ def _scan_row(
     return {
         "ref": ref,
         "scanner": scanner,
-        "scan_id": scan_id if type(scan_id) is int else None,
+        "scan_id": scan_id if type(scan_id) is int else -1,  # -1: the block named none
         "container": str(record.get("container", ""))[:256],
         "status": status,
         "started_ns": started_ns,
