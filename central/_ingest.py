@@ -236,7 +236,14 @@ class Ingest:
             return
         if isinstance(msg, BlockMsg):
             if len(extra) != 1:
-                raise ProtocolError(f"BLOCK {msg.scanner}/{msg.seq} has {len(extra)} data frames")
+                why = f"BLOCK {msg.scanner}/{msg.seq} has {len(extra)} data frames, not 1"
+                work.nacks.append(
+                    (
+                        ident,
+                        Nack(scanner=msg.scanner, seq=msg.seq, expected=-1, reason=why, fatal=True),
+                    )
+                )
+                raise ProtocolError(why)
             self.block(work, ident, edge, msg, extra[0])
         elif isinstance(msg, Hello):
             self.hello(work, ident, edge, msg)

@@ -108,8 +108,10 @@ def test_edge_alarm_is_raised_and_edge_may_not_send_acks() -> None:
     assert r.kinds() == ["x"]
     with pytest.raises(ProtocolError):
         r.ingest.message(Work(), b"id", r.edge, Ack(scanner=SCANNER, seq=1, boot="a"), [])
+    work = Work()
     with pytest.raises(ProtocolError):
-        r.ingest.message(Work(), b"id", r.edge, BlockMsg(scanner=SCANNER, seq=0), [])
+        r.ingest.message(work, b"id", r.edge, BlockMsg(scanner=SCANNER, seq=0), [])
+    assert work.nacks[0][1].fatal and "0 data frames" in work.nacks[0][1].reason
 
 
 def test_garbage_block_frame_is_refused() -> None:
