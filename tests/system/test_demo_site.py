@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +44,33 @@ def test_demo_starts_its_own_mosquitto(tmp_path: Path, monkeypatch: pytest.Monke
         for p in b.procs:
             p.terminate()
             p.wait(timeout=10)
+
+
+def test_second_demo_in_one_folder_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    from core.locks import hold
+
+    base = tmp_path / "demo"
+    base.mkdir()
+    (base / "central.toml").write_text("# the running demo's\n")
+    with hold(base, "a demo", name="demo"):  # as the running demo holds it
+        r = subprocess.run(
+            [sys.executable, "-P", "-m", "nii", "demo", "--dir", str(base), "--seconds", "1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.startswith(f"error: a demo already runs on {base}: process {os.getpid()}")
+    assert "fix: " in r.stderr and "Traceback" not in r.stderr
+    assert (base / "central.toml").read_text() == "# the running demo's\n"
+    assert sorted(p.name for p in base.iterdir()) == ["central.toml", "demo.lock"]
+
+
+def test_demo_banner_commands_run_as_printed() -> None:
+    import shlex
+
+    from nii._demo import nii_command
+
+    cmd = nii_command()
+    r = subprocess.run([*shlex.split(cmd), "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("nii "), (cmd, r.stderr)
