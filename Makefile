@@ -30,7 +30,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # Every fuzz target (tests/fuzz/fuzz_*.py) for FUZZ_RUNS inputs each; each prints its
-# inputs/s (libFuzzer's log and any crashing input in var/fuzz/). A short run of each is part of `make test` (tests/unit/test_fuzz_short.py).
+# inputs/s (libFuzzer's log and any crashing input go to var/fuzz/). A short run of
+# each is part of `make test` (tests/unit/test_fuzz_short.py).
 FUZZ_RUNS ?= 1000000
 fuzz: $(STAMP)
 	@mkdir -p var/fuzz; for f in tests/fuzz/fuzz_*.py; do \

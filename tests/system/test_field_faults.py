@@ -11,6 +11,7 @@ of the fault's end. The fault tools themselves are tested first.
 
 from __future__ import annotations
 
+import errno
 import os
 import select
 import socket
@@ -46,7 +47,7 @@ def test_tmpfs_fills_to_the_last_byte_and_frees(tmp_path: Path) -> None:
         assert free_bytes(t.path) == 0
         with pytest.raises(OSError) as exc:
             (t.path / "more").write_bytes(b"x" * 8192)
-        assert exc.value.errno == 28  # ENOSPC
+        assert exc.value.errno == errno.ENOSPC
         free(filler)
         assert free_bytes(t.path) > 1 << 19
         (t.path / "more").write_bytes(b"x" * 8192)
