@@ -294,3 +294,95 @@ def test_interlock_mid_scan_broker_restart_and_metrics(site: tuple[Cluster, Mosq
     log = (c.logs / "edge.log").read_text().splitlines()
     armed_at = [i for i, ln in enumerate(log) if "safety: armed" in ln and i > reconnect]
     assert min(armed_at) > min(safe_at), "armed before the safety state was re-established"
+
+
+class Sensors:
+    """Publishes every sensor of the given scanners every 0.3 s (retained); ``ts`` of one
+    sensor can be made implausible through :attr:`bad_ts` (a function of the wall clock)."""
+
+    def __init__(self, port: int, scanners: list[str]) -> None:
+        self.scanners = scanners
+        self.bad_ts: dict[str, Any] = {}  # "scanner1/interlock/door-a" → f(wall) -> ts
+        self.cl = paho.Client(paho.CallbackAPIVersion.VERSION2)
+        self.cl.connect("127.0.0.1", port)
+        self.cl.loop_start()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        kinds = {"plc": "plc", "door-a": "door", "gate": "gate", "curtain-a": "curtain"}
+        kinds["estop-1"] = "estop"
+        safe = {"plc": "closed", "door": "closed", "gate": "closed", "curtain": "clear"}
+        safe["estop"] = "released"
+        while not self.stop.is_set():
+            now = time.time()
+            for sc in self.scanners:
+                for name in INTERLOCKS:
+                    path = f"{sc}/interlock/{name}"
+                    ts = self.bad_ts[path](now) if path in self.bad_ts else now
+                    doc = {"kind": kinds[name], "state": safe[kinds[name]], "ts": ts}
+                    self.cl.publish(f"nii/site/{path}", json.dumps(doc), qos=1, retain=True)
+                doc = {"usvh": 0.1, "ts": now}
+                self.cl.publish(f"nii/site/{sc}/dose/zone-a", json.dumps(doc), qos=1, retain=True)
+            self.stop.wait(0.3)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.cl.disconnect()
+        self.cl.loop_stop()
+
+
+def test_implausible_sensor_clock_and_two_edges_of_one_id(
+    site: tuple[Cluster, Mosquitto],
+) -> None:
+    """Kind 7 and kind 5 through Mosquitto: a door stamped in milliseconds or an hour
+    ahead is stale (unsafe, the reason in the status and the log); a second edge
+    process with the same ``[edge] id`` on the same broker does not knock the first
+    off (distinct MQTT client ids)."""
+    c, broker = site
+    sims = c.start_sim("--channels", "64", "--no-auto", scanners=2)
+    c.start_central()
+    sensors = Sensors(broker.port, ["scanner1", "scanner2"])
+    try:
+        write_edge(c, sims[:1], broker.port, free_port())
+        c.start_edge()
+        wait_until(lambda: scanner_status(c).get("safety", {}).get("safe"), 30, "safe")
+
+        def causes() -> str:
+            return " ".join(scanner_status(c).get("safety", {}).get("causes", []))
+
+        sensors.bad_ts["scanner1/interlock/door-a"] = lambda w: w * 1e3
+        wait_until(lambda: "milliseconds" in causes(), 10, "the ms timestamp to be refused")
+        assert "door-a" in causes() and scanner_status(c)["safety"]["safe"] is False
+        sensors.bad_ts["scanner1/interlock/door-a"] = lambda w: w + 3600
+        wait_until(lambda: "ahead of this host's clock" in causes(), 10, "a clock ahead")
+        del sensors.bad_ts["scanner1/interlock/door-a"]
+        wait_until(lambda: scanner_status(c)["safety"]["safe"] is True, 10, "safe again")
+        log = (c.logs / "edge.log").read_text()
+        assert "door-a: timestamp" in log and "reading counted stale" in log, log[-3000:]
+
+        # a second edge process, same [edge] id and broker, its own folder and scanner
+        other = c.base / "other"
+        other.mkdir()
+        (other / "keys").symlink_to(c.keys)
+        write_edge(c, sims[1:], broker.port, free_port())
+        text = c.edge_toml.read_text().replace('id = "scanner1"', 'id = "scanner2"')
+        (other / "edge.toml").write_text(text)
+        c.start("edge2", "edge", "--config", str(other / "edge.toml"))
+        st2 = other / "edge" / "status.json"
+
+        def other_safe() -> bool:
+            try:
+                doc = json.loads(st2.read_text())
+            except (OSError, ValueError):
+                return False
+            return bool(doc["scanners"]["scanner2"].get("safety", {}).get("safe"))
+
+        wait_until(other_safe, 30, "the second edge to be safe")
+        wait_until(lambda: scanner_status(c)["safety"]["safe"] is True, 10, "first still safe")
+        log = (c.logs / "edge.log").read_text()
+        assert log.count("safety: connected to site broker") == 1, "the first edge was knocked off"
+    finally:
+        sensors.close()
