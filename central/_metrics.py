@@ -117,11 +117,13 @@ class CentralCollector(Collector):
         store = UptimeStore(up.store.path)  # this runs in the HTTP thread: its own connection
         try:
             tls = {sid: build_timeline(store.rows(sid), now=now) for sid in store.scanners()}
+            since = {sid: store.commissioned(sid) for sid in tls}  # nothing before it counts
         finally:
             store.close()
         for sid, tl in tls.items():
             for spec in ("day", "month", "fiscal"):
-                a = account(sid, tl, up.sla, period(spec, now, up.sla.tz), now)
+                p = period(spec, now, up.sla.tz)
+                a = account(sid, tl, up.sla, p, now, since=since[sid])
                 if spec == "fiscal":
                     avail.add_metric([sid], a.available_s)
                     obs.add_metric([sid], a.base_s)
