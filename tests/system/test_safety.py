@@ -386,3 +386,57 @@ def test_implausible_sensor_clock_and_two_edges_of_one_id(
         assert log.count("safety: connected to site broker") == 1, "the first edge was knocked off"
     finally:
         sensors.close()
+
+
+def test_day_one_uptime_and_commissioning(tmp_path: Path) -> None:
+    """Kind 11 through the real processes: a new installation's report says "not enough
+    data" instead of a breach; an explicit commissioning moves the start back."""
+    import datetime as dt
+
+    c = Cluster(tmp_path)
+    c.enroll()
+    try:
+        sims = c.start_sim("--channels", "64", "--no-auto", scanners=1)
+        c.start_central()
+        c.write_edge_config(sims)
+        c.start_edge()
+        up = c.base / "cir" / "uptime.sqlite"
+
+        def entries() -> int:
+            if not up.exists():
+                return 0
+            import sqlite3
+
+            con = sqlite3.connect(up, timeout=10)
+            try:
+                return int(con.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+            except sqlite3.OperationalError:
+                return 0
+            finally:
+                con.close()
+
+        wait_until(lambda: entries() >= 2, 30, "the edge's state log to reach central")
+        r = c.nii("uptime", "report", "--config", str(c.central_toml), "--out", "rep")
+        assert r.returncode == 0, r.stderr
+        row = next(ln for ln in r.stdout.splitlines() if ln.startswith("scanner1"))
+        assert "not enough data" in row and "BREACH" not in row, r.stdout
+
+        # commissioned at the start of last month: that whole month is now accounted
+        first = dt.date.today().replace(day=1) - dt.timedelta(days=1)
+        month = first.strftime("%Y-%m")
+        r = c.nii(
+            "uptime",
+            "commission",
+            "--config",
+            str(c.central_toml),
+            "--scanner",
+            "scanner1",
+            "--at",
+            f"{month}-01T00:00",
+        )
+        assert r.returncode == 0 and "commissioned" in r.stdout, r.stderr
+        r = c.nii("uptime", "report", "--config", str(c.central_toml), "--period", month)
+        row = next(ln for ln in r.stdout.splitlines() if ln.startswith("scanner1"))
+        assert "BREACH" in row, r.stdout  # a month of nothing heard, now counted
+    finally:
+        c.stop_all()
