@@ -348,3 +348,85 @@ def test_session_payload_is_what_the_simulator_sends() -> None:
         "oldest_seq": 0,
         "head_seq": 0,
     }
+
+
+# ------------------------------------------------- the core against a model scanner
+
+
+class ModelScanner:
+    """A scanner's replay ring and its answers to RESUME, with seeded losses on the way."""
+
+    def __init__(self, seed: int, total: int, ring: int, loss: float) -> None:
+        import random
+
+        self.rng = random.Random(seed)
+        self.total, self.ring, self.loss = total, ring, loss
+        self.pos: int | None = None
+
+    def send(self, n: int) -> list[Packet | Damaged]:
+        """Up to ``n`` items of the stream from the current position (after a RESUME)."""
+        if self.pos is None:
+            return []
+        out: list[Packet | Damaged] = []
+        start = max(self.pos, self.total - self.ring)
+        for seq in range(start, min(self.total, start + n)):
+            roll = self.rng.random()
+            if roll < self.loss / 2:
+                continue  # dropped on the way
+            if roll < self.loss:
+                out.append(Damaged(seq, 1, "bad CRC"))
+            else:
+                out.append(pkt(seq))
+        self.pos = min(self.total, start + n)
+        return out
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_every_packet_once_in_order_through_losses(seed: int) -> None:
+    total = 400
+    scanner = ModelScanner(seed, total, ring=total, loss=0.08)
+    c, clock = core(0, gap_confirmations=2, resume_timeout_s=1.0)
+    got: list[int] = []
+    for _ in range(2000):
+        if c.expected >= total:
+            break
+        if not c.connected:
+            c.disconnected()
+            c.connecting()
+            c.connected_now()
+            scanner.pos = None
+            actions = c.item(session(head=total))
+        else:
+            clock.t += 0.1
+            actions = feed(c, *scanner.send(25))
+            if not any(isinstance(a, Deliver) for a in actions) and scanner.pos == total:
+                actions += c.timed_out()  # nothing more comes: the stall timeout
+        for a in actions:
+            if isinstance(a, SendResume):
+                scanner.pos = a.seq
+            elif isinstance(a, Deliver):
+                assert isinstance(a.item, Packet), a.item  # the ring holds all: no gap
+                got.append(a.item.seq)
+    assert got == list(range(total))
+    assert c.stats.gaps == c.stats.violations == 0
+    assert c.stats.resumes > 0  # the losses were there and were gone back for
+
+
+def test_what_left_the_ring_is_one_gap_and_the_rest_arrives() -> None:
+    total, ring = 400, 150
+    scanner = ModelScanner(3, total, ring=ring, loss=0.0)
+    c, _ = core(0, gap_confirmations=2)
+    connect(c, head=total, oldest=total - ring)
+    scanner.pos = 0
+    got: list[object] = []
+    for _ in range(100):
+        if c.expected >= total:
+            break
+        for a in feed(c, *scanner.send(40)):
+            if isinstance(a, SendResume):
+                scanner.pos = a.seq
+            elif isinstance(a, Deliver):
+                got.append(a.item)
+    gaps = [g for g in got if isinstance(g, LinkGap)]
+    assert [(g.first_seq, g.last_seq, g.cause) for g in gaps] == [(0, 249, GapCause.LOST)]
+    assert [p.seq for p in got if isinstance(p, Packet)] == list(range(250, total))
