@@ -303,6 +303,7 @@ class Sensors:
     def __init__(self, port: int, scanners: list[str]) -> None:
         self.scanners = scanners
         self.bad_ts: dict[str, Any] = {}  # "scanner1/interlock/door-a" → f(wall) -> ts
+        self.states: dict[str, str] = {}  # "scanner1/interlock/door-a" → "open"
         self.cl = paho.Client(paho.CallbackAPIVersion.VERSION2)
         self.cl.connect("127.0.0.1", port)
         self.cl.loop_start()
@@ -321,7 +322,8 @@ class Sensors:
                 for name in INTERLOCKS:
                     path = f"{sc}/interlock/{name}"
                     ts = self.bad_ts[path](now) if path in self.bad_ts else now
-                    doc = {"kind": kinds[name], "state": safe[kinds[name]], "ts": ts}
+                    state = self.states.get(path, safe[kinds[name]])
+                    doc = {"kind": kinds[name], "state": state, "ts": ts}
                     self.cl.publish(f"nii/site/{path}", json.dumps(doc), qos=1, retain=True)
                 doc = {"usvh": 0.1, "ts": now}
                 self.cl.publish(f"nii/site/{sc}/dose/zone-a", json.dumps(doc), qos=1, retain=True)
@@ -440,3 +442,35 @@ def test_day_one_uptime_and_commissioning(tmp_path: Path) -> None:
         assert "BREACH" in row, r.stdout  # a month of nothing heard, now counted
     finally:
         c.stop_all()
+
+
+def test_trip_while_the_control_link_is_down(site: tuple[Cluster, Mosquitto]) -> None:
+    """Kind 2, safety and uptime side: the serial device is gone when a door opens
+    mid-scan: beam_stop_failed reaches central at once, the scanner counts as fault,
+    and the beam stop is carried out once the device is back (beam_stopped)."""
+    c, broker = site
+    sims = c.start_sim(
+        "--channels", "64", "--scan-lines", "20000", "--line-rate", "500", scanners=1
+    )
+    c.start_central()
+    sensors = Sensors(broker.port, ["scanner1"])
+    try:
+        write_edge(c, sims, broker.port, free_port())
+        c.start_edge()
+        wait_until(lambda: scanner_status(c).get("state") == "scanning", 30, "a scan to start")
+        r = c.nii("sim", "inject", "--status-file", str(c.status_file), "unplug", "--value", "4")
+        assert r.returncode == 0, r.stderr
+        wait_until(
+            lambda: scanner_status(c).get("state_cause", "").startswith("control link down"),
+            10,
+            "the scanner to count as fault while its control link is down",
+        )
+        assert scanner_status(c)["state"] == "fault"
+        sensors.states["scanner1/interlock/door-a"] = "open"
+        failed = wait_until(lambda: c.alarms("beam_stop_failed"), 10, "beam_stop_failed")
+        assert "cannot stop beam on scanner scanner1: control link down" in failed[0][2]
+        wait_until(lambda: c.alarms("beam_stopped"), 30, "the beam stop once the link is back")
+        assert len(c.alarms("beam_stop_failed")) == 1, "one alarm per trip"
+        assert c.procs["edge"].poll() is None
+    finally:
+        sensors.close()
