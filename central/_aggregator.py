@@ -56,6 +56,9 @@ MAX_BATCH_BYTES = 64 * 1024 * 1024
 BAD_MESSAGE_ALARM_S = 10.0
 #: a commit that failed for want of space is tried again this often, seconds
 STORAGE_RETRY_S = 1.0
+#: at most ALARM_BURST alarms of one kind naming one edge per ALARM_WINDOW_S seconds
+ALARM_BURST = 20
+ALARM_WINDOW_S = 10.0
 #: one ``storage`` alarm per this many seconds while the CIR cannot write
 STORAGE_ALARM_S = 60.0
 #: ZeroMQ heartbeats on the ROUTER: a dead or partitioned edge is dropped within seconds
@@ -115,6 +118,7 @@ class Central:
         self._refusals_logged: dict[str, float] = {}
         self._bad_logged: dict[str, tuple[float, int]] = {}
         self._storage_alarm_at = -1e9
+        self._alarm_window: dict[tuple[str, str], tuple[float, int, int]] = {}
         self._pending_alarms: list[dict[str, Any]] = []
         self.ingest = Ingest(self.cir, self.opener.open, self._alarm, preview_hz=cfg.preview_hz)
         self.stats.rejected = self.ingest.rejected
@@ -161,6 +165,25 @@ class Central:
         self._alarm("", edge_id, "connection_refused", msg, key=z85, why=why)
 
     def _alarm(self, scanner: str, edge: str, kind: str, message: str, **details: Any) -> None:
+        """Raise an alarm: on the live feed now, in the CIR with the next commit.
+
+        Alarms that name an edge are limited to ``ALARM_BURST`` of one kind per
+        ``ALARM_WINDOW_S``, so a faulty edge cannot flood the CIR; the next alarm
+        of that kind after the window says how many were dropped.
+        """
+        if edge:
+            now = time.monotonic()
+            key = (edge, kind)
+            start, n, dropped = self._alarm_window.get(key, (now, 0, 0))
+            if now - start > ALARM_WINDOW_S:
+                if dropped:
+                    message += f" ({dropped} more {kind} alarm(s) of this edge were dropped)"
+                    details = {**details, "dropped": dropped}
+                start, n, dropped = now, 0, 0
+            if n >= ALARM_BURST:
+                self._alarm_window[key] = (start, n, dropped + 1)
+                return
+            self._alarm_window[key] = (start, n + 1, dropped)
         row = self.cir.alarm_row(scanner, edge, kind, message, **details)
         self._pending_alarms.append(row)
         self._publish(b"alarm", {**row, "details": details})
