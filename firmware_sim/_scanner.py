@@ -26,7 +26,7 @@ from typing import IO, Any
 import numpy as np
 
 from core.errors import ConfigError
-from drivers.lsp._io import (
+from drivers.lsp.wire import (
     ACK,
     CRC,
     EVT,
