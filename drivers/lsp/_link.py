@@ -140,6 +140,7 @@ class LspDataLink:
         Yields:
             :class:`Packet`, :class:`LinkGap` and :class:`LinkEpoch` items.
         """
+        loop = asyncio.get_running_loop()
         core = self._core(next_seq, session)
         self.session = session
         decoder = PacketDecoder(self.stats)
@@ -159,16 +160,21 @@ class LspDataLink:
             try:
                 actions: list[Action] = core.connected_now()
                 while not self._closed.is_set():
-                    drop: Drop | None = None
+                    # requests first: the core timed them from now, and the consumer
+                    # may hold a delivery for long (a full spool pauses it)
                     for act in actions:
                         if isinstance(act, SendResume):
                             writer.write(pack_request(RequestKind.RESUME, act.seq))
-                        elif isinstance(act, Deliver):
+                    drop: Drop | None = None
+                    t0 = loop.time()
+                    for act in actions:
+                        if isinstance(act, Deliver):
                             self.session, self.serial = core.session, core.serial
                             yield act.item
-                        else:
+                        elif isinstance(act, Drop):
                             drop = act
                             break
+                    core.held(loop.time() - t0)
                     self.session, self.serial = core.session, core.serial
                     if drop is not None:
                         log.info("%r: %s", self, drop.reason)

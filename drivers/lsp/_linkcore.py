@@ -209,6 +209,12 @@ class LinkCore:
             return self._drop(f"stalled: nothing for {self.stall_timeout_s:g} s")
         return self._drop(f"idle for {self.idle_timeout_s:g} s")
 
+    def held(self, seconds: float) -> None:
+        """The consumer held the link ``seconds`` (nothing was read): an answer owed
+        since before is given that much longer before it counts as lost."""
+        if self._awaiting:
+            self._resume_at += max(0.0, seconds)
+
     def batch_done(self) -> list[Action]:
         """The items of one read were fed; checks for a lost resume answer."""
         if (

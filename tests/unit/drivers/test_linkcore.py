@@ -268,6 +268,16 @@ def test_lost_resume_answer_drops_the_connection() -> None:
     assert c.disconnected() == 0.0  # it delivered packet 0: reconnect at once
 
 
+def test_time_the_consumer_held_the_link_does_not_count_against_an_answer() -> None:
+    c, clock = core(0, resume_timeout_s=1.0)
+    connect(c, head=10)
+    feed(c, pkt(0), pkt(2))  # RESUME 1 goes out
+    clock.t += 30.0  # the consumer paused (a full spool) with the answer on its way
+    c.held(30.0)
+    assert seqs(feed(c, pkt(3))) == []  # stale data still ahead of the answer
+    assert seqs(feed(c, pkt(1))) == [1]
+
+
 # ------------------------------------------------------------------- violations
 
 
