@@ -177,7 +177,7 @@ class LspDataLink:
                     core.held(loop.time() - t0)
                     self.session, self.serial = core.session, core.serial
                     if drop is not None:
-                        log.info("%r: %s", self, drop.reason)
+                        (log.warning if drop.failed else log.info)("%r: %s", self, drop.reason)
                         break
                     try:
                         async with asyncio.timeout(core.read_timeout()):
