@@ -396,7 +396,7 @@ class LinkCore:
         out.append(Deliver(item))
         return out
 
-    # ---------------------------------------------------------------- helpers
+    # -------------------------------------------------------------- internals
 
     def _refuse(self, seq: int, scan_id: int, reason: str) -> list[Action]:
         self._advance(seq)
