@@ -74,3 +74,33 @@ def test_demo_banner_commands_run_as_printed() -> None:
     cmd = nii_command()
     r = subprocess.run([*shlex.split(cmd), "--version"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.startswith("nii "), (cmd, r.stderr)
+
+
+def test_ctrl_c_of_the_demo_leaves_a_clean_edge_log(tmp_path: Path) -> None:
+    """Ctrl-C reaches every process of the demo at once (one process group): the edge
+    stops without ERROR lines, tracebacks or unretrieved exceptions in its log."""
+    import signal
+
+    from tests.system._cluster import wait_until
+
+    base = tmp_path / "demo"
+    out = tmp_path / "demo.out"
+    with open(out, "wb") as f:
+        p = subprocess.Popen(
+            [sys.executable, "-P", "-m", "nii", "demo", "--dir", str(base)],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as a terminal's job
+        )
+    try:
+        wait_until(lambda: "SCAN STARTED" in out.read_text(), 90, "the demo's first scan")
+        os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+        assert p.wait(timeout=60) == 0, out.read_text()[-3000:]
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+    edge = (base / "logs" / "edge.log").read_text()
+    for bad in (" ERROR ", "Traceback", "never retrieved"):
+        assert bad not in edge, edge[-4000:]
+    assert "demo stopped" in out.read_text()
