@@ -93,7 +93,8 @@ def test_ctrl_c_of_the_demo_leaves_a_clean_edge_log(tmp_path: Path) -> None:
             start_new_session=True,  # its own process group, as a terminal's job
         )
     try:
-        wait_until(lambda: "SCAN STARTED" in out.read_text(), 90, "the demo's first scan")
+        started = "SCAN STARTED  scanner"
+        wait_until(lambda: out.read_text().count(started) >= 2, 90, "both scanners' scans")
         os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         assert p.wait(timeout=60) == 0, out.read_text()[-3000:]
     finally:
