@@ -121,7 +121,7 @@ def with_att_role(record: bytes, role: str | None) -> bytes:
         return record
     try:
         doc = json.loads(record)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         return record
     if not isinstance(doc, dict):
         return record

@@ -275,3 +275,12 @@ def test_a_session_learned_without_an_epoch_is_adopted_only_when_unknown() -> No
     assert b.link_session == "s1" and b.meta["link_session"] == "s1"
     a.adopt_session("s2")  # a known session changes only by an epoch
     assert a.session == "s1"
+
+
+def test_a_record_nested_deeper_than_the_stack_goes_on_untouched() -> None:
+    a, _ = asm(att_role="exit")
+    deep = b"[" * 100_000
+    (b,) = blocks(a.feed(Packet(PacketType.SCAN_START, 0, TS, 1, 0, 0, 0, deep)))
+    assert b.payload == deep
+    out = a.feed(line(1, 1, 0, channels=3)) + a.flush()  # the first line fixes the shape
+    assert not alarms(out)
