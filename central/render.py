@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from core.errors import ConfigError
+
 #: RGB per material class (0 none, 1 organic, 2 inorganic, 3 metal, 4 impenetrable).
 PALETTE = np.array(
     [(200, 200, 200), (255, 150, 30), (40, 180, 60), (40, 110, 255), (20, 20, 40)],
@@ -30,8 +32,26 @@ def render(
     gamma: float = 0.6,
     width: int | None = None,
 ) -> npt.NDArray[np.uint8]:
-    """RGB (channels, lines, 3) from A = -ln T and the material map, both (lines, channels)."""
+    """RGB (channels, lines, 3) from A = -ln T and the material map, both (lines, channels).
+
+    Args:
+        attenuation: A = -ln T, (lines, channels), any real dtype.
+        material: material classes, (lines, channels), or None for grey.
+        a_max: the attenuation shown darkest.
+        gamma: the grey curve's exponent.
+        width: scale to this many pixels across (lines), ≥ 1; None keeps the size.
+
+    Returns:
+        uint8 RGB, (channels, lines or width-scaled, 3).
+
+    Raises:
+        ConfigError: ``width`` below 1 or over 100 000, or an empty image.
+    """
+    if width is not None and not 1 <= width <= 100_000:
+        raise ConfigError(f"width {width} is out of range", fix="give a width from 1 to 100000")
     a = np.asarray(attenuation, dtype=np.float32).T
+    if a.size == 0:
+        raise ConfigError("the scan has no image lines to render", fix="pick a finished scan")
     level = np.clip(a / a_max, 0.0, 1.0) ** gamma
     bright = 1.0 - 0.92 * level  # 1 = air (white), 0.08 = opaque
     if material is None:
@@ -56,9 +76,17 @@ def write_png(
     material: npt.ArrayLike | None = None,
     **kw: float | int | None,
 ) -> Path:
-    """Render and write a PNG (``nii cir show SCAN --png out.png``)."""
+    """Render and write a PNG (``nii cir show SCAN --png out.png``); see :func:`render`.
+
+    Raises:
+        ConfigError: the file could not be written (missing folder, no space, …),
+            or :func:`render` refused its arguments.
+    """
     rgb = render(attenuation, material, **kw)  # type: ignore[arg-type]
     out = Path(path)
     if not cv2.imwrite(str(out), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {out}")
+        raise ConfigError(
+            f"could not write {out}",
+            fix="check that its folder exists and is writable, and that the name ends in .png",
+        )
     return out

@@ -35,3 +35,20 @@ def test_render_grey_without_material() -> None:
     rgb = render(a)
     assert np.all(rgb[..., 0] == rgb[..., 2])
     assert rgb[0, 0, 0] > rgb[-1, -1, 0]  # more attenuation is darker
+
+
+def test_bad_width_empty_image_and_unwritable_file_are_config_errors(tmp_path: Path) -> None:
+    import pytest
+
+    from core.errors import ConfigError
+
+    a = np.ones((20, 10), dtype=np.float32)
+    for w in (0, -3, 10**6):
+        with pytest.raises(ConfigError, match="width"):
+            write_png(tmp_path / "x.png", a, width=w)
+    with pytest.raises(ConfigError, match="no image lines"):
+        write_png(tmp_path / "x.png", np.ones((0, 10)))
+    with pytest.raises(ConfigError, match="could not write") as e:
+        write_png(tmp_path / "no" / "such" / "x.png", a)
+    assert e.value.fix
+    assert not list(tmp_path.iterdir())
