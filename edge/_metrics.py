@@ -110,6 +110,12 @@ class EdgeCollector(Collector):
                 ("blocks_acked", "Blocks acknowledged by central (durably in the CIR)"),
                 ("blocks_rejected", "Blocks central refused (NACK)"),
                 ("lost_packets", "Data-link packets lost for good"),
+                ("violations", "Data-link packets refused as outside the protocol"),
+                ("ts_implausible", "Packets whose scanner timestamp was not plausible"),
+                ("scanner_restarts", "New scanner sessions (link epochs)"),
+                ("storage_pauses", "Times the spool could not write and the link paused"),
+                ("control_outages", "Times the control link went down"),
+                ("task_crashes", "Channel tasks that crashed and were restarted"),
             )
         }
         depth = GaugeMetricFamily(
@@ -120,6 +126,12 @@ class EdgeCollector(Collector):
         )
         connected = GaugeMetricFamily(
             "nii_edge_central_connected", "1 while central answers", labels=["edge", "scanner"]
+        )
+        control_up = GaugeMetricFamily(
+            "nii_edge_control_up", "1 while the control link answers", labels=["edge", "scanner"]
+        )
+        storage_ok = GaugeMetricFamily(
+            "nii_edge_spool_writable", "1 while the spool can write", labels=["edge", "scanner"]
         )
         stage = SummaryMetricFamily(
             "nii_edge_stage_seconds",
@@ -135,16 +147,24 @@ class EdgeCollector(Collector):
                 "blocks_acked": cs.blocks_acked,
                 "blocks_rejected": cs.nacks,
                 "lost_packets": cs.lost_packets,
+                "violations": cs.asm.violations,
+                "ts_implausible": cs.asm.ts_implausible,
+                "scanner_restarts": cs.asm.epochs,
+                "storage_pauses": cs.storage_pauses,
+                "control_outages": cs.control_outages,
+                "task_crashes": cs.task_crashes,
             }
             for name, v in values.items():
                 fams[name].add_metric([edge, sid], float(v))
             depth.add_metric([edge, sid], float(ch.spool.depth))
             spool_bytes.add_metric([edge, sid], float(ch.spool.bytes_used))
             connected.add_metric([edge, sid], 1.0 if ch.connected else 0.0)
+            control_up.add_metric([edge, sid], 1.0 if ch.control_up else 0.0)
+            storage_ok.add_metric([edge, sid], 0.0 if ch.storage_error else 1.0)
             for name, sg in cs.stages.items():
                 stage.add_metric([edge, sid, name], count_value=sg.handled, sum_value=sg.seconds)
         yield from fams.values()
-        yield from (depth, spool_bytes, connected, stage)
+        yield from (depth, spool_bytes, connected, control_up, storage_ok, stage)
 
 
 def make_registry(ops: Operations) -> CollectorRegistry:
