@@ -428,16 +428,20 @@ class VethLink:
             )
         _ip("netns", "add", self.ns)
         self.made = True
-        _ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
-        _ip("link", "set", self.ns_if, "netns", self.ns)
-        _ip("addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
-        _ip("link", "set", self.host_if, "up")
-        for cmd in (
-            ("addr", "add", f"{self.ns_ip}/30", "dev", self.ns_if),
-            ("link", "set", self.ns_if, "up"),
-            ("link", "set", "lo", "up"),
-        ):
-            _ip("netns", "exec", self.ns, "ip", *cmd)
+        try:
+            _ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
+            _ip("link", "set", self.ns_if, "netns", self.ns)
+            _ip("addr", "add", f"{self.host_ip}/30", "dev", self.host_if)
+            _ip("link", "set", self.host_if, "up")
+            for cmd in (
+                ("addr", "add", f"{self.ns_ip}/30", "dev", self.ns_if),
+                ("link", "set", self.ns_if, "up"),
+                ("link", "set", "lo", "up"),
+            ):
+                _ip("netns", "exec", self.ns, "ip", *cmd)
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def prefix(self) -> list[str]:
@@ -617,6 +621,24 @@ class Installation:
         self._emit_seen = (-1, time.monotonic())
         self.sim_emit_start: dict[str, int] = {}
         self.scanners: list[dict[str, Any]] = []
+        self.central_host = "127.0.0.1"
+        self.central_port = free_port()
+        self.central_toml = self.base / "central.toml"
+        self.edge_toml = self.base / "edge.toml"
+        try:
+            self._prepare(edge_tmpfs, cir_tmpfs, proxy, veth)
+        except BaseException:
+            self.close()
+            raise
+        self.edge_central = (
+            f"tcp://127.0.0.1:{self.proxy.port}"
+            if self.proxy
+            else f"tcp://{self.central_host}:{self.central_port}"
+        )
+        self.data_port_base = _free_port_pair() if fixed_ports else 0
+
+    def _prepare(self, edge_tmpfs: int, cir_tmpfs: int, proxy: bool, veth: bool) -> None:
+        """Mounts, keys, the enrolled CIR, central's configuration, the proxy or veth."""
         if edge_tmpfs:
             self.mounts.append(Tmpfs(self.edge_dir, edge_tmpfs).mount())
         if cir_tmpfs:
@@ -633,13 +655,11 @@ class Installation:
             cir.enroll(edge_key.public)
         finally:
             cir.close()
-        self.central_host = "127.0.0.1"
         if veth:
-            self.veth = VethLink().up()
+            self.veth = VethLink()
+            self.veth.up()
             self.central_host = self.veth.ns_ip
             self.prefixes["central"] = self.veth.prefix()
-        self.central_port = free_port()
-        self.central_toml = self.base / "central.toml"
         self.central_toml.write_text(
             f'[central]\nlisten = "tcp://{self.central_host}:{self.central_port}"\n'
             f'feed = "tcp://{self.central_host}:{free_port()}"\n'
@@ -647,13 +667,6 @@ class Installation:
         )
         if proxy:
             self.proxy = BlackholeProxy(0, (self.central_host, self.central_port))
-        self.edge_central = (
-            f"tcp://127.0.0.1:{self.proxy.port}"
-            if self.proxy
-            else f"tcp://{self.central_host}:{self.central_port}"
-        )
-        self.data_port_base = _free_port_pair() if fixed_ports else 0
-        self.edge_toml = self.base / "edge.toml"
 
     # -- processes ---------------------------------------------------------------------
     def start(self, name: str, *args: str) -> None:
