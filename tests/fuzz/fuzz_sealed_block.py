@@ -81,6 +81,12 @@ def block_from(data: bytes) -> bytes:
     return seed[: HEADER.size] + rest  # a valid header over random body
 
 
+#: starting points: each real block whole (mode 0 carries it raw), and with a few flips
+SEEDS: list[bytes] = [bytes([0, 0]) + raw for raw in _SEEDS] + [
+    bytes([1, k, 0, 1, 4]) for k in range(3)
+]
+
+
 def one_input(data: bytes) -> None:
     """Parse (and verify) one candidate; only a NiiError may escape as a refusal."""
     with contextlib.suppress(NiiError):

@@ -108,6 +108,10 @@ def frames_from(data: bytes) -> list[Any]:
     return [TAGS[k % len(TAGS)], *[rest[i : i + 7] for i in range(0, len(rest), 7)]]
 
 
+#: near-valid starting points: each valid header as it is (mode 1 carries it raw)
+SEEDS: list[bytes] = [bytes([1, k]) + h for k, h in enumerate(m.frames()[1] for m in _VALID)]
+
+
 def one_input(data: bytes) -> None:
     """Decode one generated frame list; only a NiiError may escape as a refusal."""
     with contextlib.suppress(NiiError):
