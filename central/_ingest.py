@@ -47,6 +47,9 @@ from core.seal import Block, BlockKind, genesis_hash, parse, verify
 #: could otherwise ask for billions); the alarm gives the whole range
 MAX_LOST_ROWS = 1000
 
+#: the alarm kind of a GAP block by its ``cause`` (drivers.GapCause); unknown: data_lost
+GAP_ALARMS = {"lost": "data_lost", "restart": "data_lost", "violation": "protocol_violation"}
+
 #: ``alarm(scanner, edge, kind, message, **details)``: raise an alarm at once
 AlarmSink = Callable[..., None]
 
@@ -495,9 +498,9 @@ class Ingest:
         self.alarm(
             block.scanner,
             st.edge,
-            "data_lost",
-            f"the edge could not get data-link packets {m.get('first_seq')}"
-            f"..{m.get('last_seq')}: {m.get('reason')}",
+            GAP_ALARMS.get(str(cause), "data_lost"),
+            f"GAP block {block.seq}: data-link packets {m.get('first_seq')}"
+            f"..{m.get('last_seq')} are not in the CIR ({cause}): {m.get('reason')}",
             seq=block.seq,
             cause=cause,
             scan_id=gap_scan,

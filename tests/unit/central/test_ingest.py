@@ -159,6 +159,14 @@ def test_gap_inside_a_scan_makes_it_incomplete_at_its_end() -> None:
     assert row["status"] == "incomplete" and row["gaps"] == 1 and row["lines_received"] == 4
 
 
+def test_a_gap_of_refused_packets_is_a_protocol_violation() -> None:
+    r = Rig()
+    for b in (r.start(1), r.gap(1, cause="violation")):
+        r.send(b)
+    kind, message, details = r.alarms[0]
+    assert kind == "protocol_violation" and "violation" in message and details["scan_id"] == 1
+
+
 def test_gap_that_cut_a_later_scan_closes_this_one() -> None:
     r = Rig()
     for b in (r.start(1), r.data(1, [0]), r.gap(2)):
