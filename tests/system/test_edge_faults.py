@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -235,3 +236,65 @@ def test_scanner_restarted_is_a_new_session_at_the_edge(cluster: Cluster) -> Non
     assert cluster.procs["edge"].poll() is None
     edge_log = (cluster.logs / "edge.log").read_text()
     assert "crashed" not in edge_log and "Traceback" not in edge_log
+
+
+def test_systemd_hears_ready_only_once_the_scanner_answered(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scanner's device is absent when the edge starts: the edge stays up, feeds the
+    watchdog, says in STATUS= what it waits for, and sends READY=1 once it answered."""
+    sock_path = cluster.base / "notify.sock"
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    manager.bind(str(sock_path))
+    manager.settimeout(0.2)
+    got: list[str] = []
+
+    def heard(what: str) -> bool:
+        while True:
+            try:
+                got.extend(manager.recv(4096).decode().splitlines())
+            except TimeoutError:
+                break
+        return any(what in g for g in got)
+
+    try:
+        port = free_port()
+        serial = cluster.base / "sim" / "scanner1.tty"
+        cluster.write_edge_config(
+            [
+                {
+                    "name": "scanner1",
+                    "serial": str(serial),
+                    "data_host": "127.0.0.1",
+                    "data_port": port,
+                }
+            ]
+        )
+        cluster.start_central()
+        monkeypatch.setenv("NOTIFY_SOCKET", str(sock_path))
+        monkeypatch.setenv("WATCHDOG_USEC", "2000000")
+        cluster.start_edge()
+        monkeypatch.delenv("NOTIFY_SOCKET")
+        monkeypatch.delenv("WATCHDOG_USEC")
+        wait_until(lambda: heard("STATUS=waiting for scanner1"), 20, "STATUS=waiting for …")
+        wait_until(
+            lambda: heard("WATCHDOG=1") and got.count("WATCHDOG=1") >= 3,
+            10,
+            "watchdog pings while waiting",
+        )
+        assert "READY=1" not in got
+        wait_until(
+            lambda: heard(
+                f"STATUS=waiting for scanner1: cannot open the scanner's serial device {serial}"
+            ),
+            10,
+            "STATUS= naming the absent device",
+        )
+        assert cluster.procs["edge"].poll() is None
+        cluster.start_sim("--data-port-base", str(port), "--scans", "0", scanners=1)
+        wait_until(lambda: heard("READY=1"), 20, "READY=1 once the scanner answered")
+        wait_until(lambda: heard("STATUS=serving 1 scanner"), 5, "STATUS=serving 1 scanner")
+        wait_until(lambda: cluster.alarms("control_link_up"), 10, "control_link_up at central")
+        assert len(cluster.alarms("control_link_down")) == 1
+    finally:
+        manager.close()
