@@ -252,7 +252,10 @@ class UptimeStore:
                 acknowledgement did not move.
         """
         recv_ns = recv_ns or time.time_ns()
-        rep = parse_uptime(doc, recv_ns / 1e9)
+        return self.ingest_report(parse_uptime(doc, recv_ns / 1e9), recv_ns)
+
+    def ingest_report(self, rep: UptimeReport, recv_ns: int) -> dict[str, Any]:
+        """:meth:`ingest` of a report already checked by :func:`parse_uptime`."""
         scanner, log_id = rep.scanner, rep.log
         rows = [
             (scanner, log_id, e.seq, e.boot, e.mono_ns, e.anchor_ns, e.state, e.cause, recv_ns)
@@ -717,8 +720,21 @@ class UptimeTracker:
         alarm: Callable[..., None] | None = None,
         sla: Sla | None = None,
         clock: Callable[[], float] = time.time,
+        owner: Callable[[str], str | None] | None = None,
     ) -> None:
+        """Central's uptime side, its store in ``state_dir/uptime.sqlite``.
+
+        Args:
+            state_dir: central's state directory (the CIR's).
+            alarm: ``alarm(scanner, edge, kind, message, **details)``.
+            sla: the SLA terms (the defaults if None).
+            clock: wall clock, epoch s (injectable).
+            owner: the edge a scanner is bound to, or None if it is bound to none
+                yet; by default read from the CIR's streams in ``state_dir``. An
+                edge's uptime entries for a scanner bound to another edge are refused.
+        """
         self.store = UptimeStore(Path(state_dir) / "uptime.sqlite")
+        self.owner = owner or _CirOwner(Path(state_dir) / "cir.sqlite")
         self.alarm = alarm
         self.sla = sla or Sla()
         self.clock = clock
@@ -732,6 +748,9 @@ class UptimeTracker:
 
     def close(self) -> None:
         self.store.close()
+        close = getattr(self.owner, "close", None)
+        if close is not None:
+            close()
 
     def on_heartbeat(self, ident: bytes, edge_id: str, state: Any) -> None:
         """Store what a scanner channel's heartbeat carries; remember the ack for the reply.
@@ -748,7 +767,12 @@ class UptimeTracker:
             up = state.get("uptime")
             if up is None:
                 return
-            ack = self.store.ingest(up, int(self.clock() * 1e9))
+            now_ns = int(self.clock() * 1e9)
+            rep = parse_uptime(up, now_ns / 1e9)
+            bound = self.owner(rep.scanner)
+            if bound is not None and bound != edge_id:
+                raise ProtocolError(f"scanner {rep.scanner} is bound to edge {bound}")
+            ack = self.store.ingest_report(rep, now_ns)
         except (NiiError, sqlite3.Error, OSError) as exc:
             self._refuse(edge_id, exc)
             return
@@ -843,6 +867,30 @@ class UptimeTracker:
                 self.check_projection()
             except Exception as exc:  # an accounting bug must not stop the aggregator
                 log.error("uptime projection check failed: %s", exc)
+
+
+class _CirOwner:
+    """The edge each scanner's stream is bound to, read from the CIR (its own connection)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+
+    def __call__(self, scanner: str) -> str | None:
+        try:
+            if self._db is None:
+                if not self.path.exists():
+                    return None
+                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
+            r = self._db.execute("SELECT edge FROM streams WHERE scanner = ?", [scanner]).fetchone()
+        except sqlite3.Error:
+            return None  # no CIR or no streams yet: nothing is bound
+        return None if r is None else str(r[0])
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
 
 # -- report ---------------------------------------------------------------------------------------

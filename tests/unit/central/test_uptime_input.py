@@ -130,3 +130,19 @@ def test_store_failure_is_refused_not_raised(tmp_path: Path) -> None:
     assert t.reply(b"i") == {"uptime_ack": {"scanner": "scanner1", "log": "L1", "seq": 2}}
     assert len(alarms) == 1 and "could not be stored" in alarms[0] and "disk full" in alarms[0]
     t.close()
+
+
+def test_uptime_for_a_scanner_of_another_edge_is_refused(tmp_path: Path) -> None:
+    con = sqlite3.connect(tmp_path / "cir.sqlite")  # the CIR's streams: scanner1 → edge-a
+    con.execute("CREATE TABLE streams (scanner TEXT PRIMARY KEY, edge TEXT)")
+    con.execute("INSERT INTO streams VALUES ('scanner1', 'edge-a')")
+    con.commit()
+    con.close()
+    alarms: list[tuple[str, str]] = []
+    t = UptimeTracker(tmp_path, alarm=lambda sc, edge, kind, msg, **kw: alarms.append((edge, msg)))
+    t.on_heartbeat(b"i", "edge-b", {"uptime": good(2)})
+    assert t.reply(b"i") == {} and t.store.scanners() == []
+    assert alarms and alarms[0][0] == "edge-b" and "bound to edge edge-a" in alarms[0][1]
+    t.on_heartbeat(b"i", "edge-a", {"uptime": good(2)})
+    assert t.store.scanners() == ["scanner1"]
+    t.close()
