@@ -211,13 +211,16 @@ class UptimeStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self._schema()
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(
                 f"cannot open the uptime record {self.path}: {exc}",
                 fix="check state_dir: it must exist, be writable and have free space",
             ) from exc
-        self.db.execute("PRAGMA journal_mode=WAL")
         self._acked: dict[tuple[str, str], int] = {}
+
+    def _schema(self) -> None:
+        self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(
             """
             CREATE TABLE IF NOT EXISTS entries (

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from core.errors import ConfigError
 from drivers import ControlEvent
 
 log = logging.getLogger("nii.edge.uptime")
@@ -58,23 +59,30 @@ class StateLog:
     ) -> None:
         self.path = Path(path)
         self.mono_ns = mono_ns
-        self.db = sqlite3.connect(self.path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-            CREATE TABLE IF NOT EXISTS entries (
-                scanner TEXT, seq INTEGER, boot TEXT, mono_ns INTEGER, anchor_ns INTEGER,
-                state TEXT, cause TEXT, PRIMARY KEY (scanner, seq));
-            CREATE TABLE IF NOT EXISTS acks (scanner TEXT PRIMARY KEY, seq INTEGER);
-            """
-        )
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'log'").fetchone()
-        if row is None:
-            self.log_id = os.urandom(8).hex()
-            self.db.execute("INSERT INTO meta VALUES ('log', ?)", [self.log_id])
-        else:
-            self.log_id = str(row[0])
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.executescript(
+                """
+                CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+                CREATE TABLE IF NOT EXISTS entries (
+                    scanner TEXT, seq INTEGER, boot TEXT, mono_ns INTEGER, anchor_ns INTEGER,
+                    state TEXT, cause TEXT, PRIMARY KEY (scanner, seq));
+                CREATE TABLE IF NOT EXISTS acks (scanner TEXT PRIMARY KEY, seq INTEGER);
+                """
+            )
+            row = self.db.execute("SELECT value FROM meta WHERE key = 'log'").fetchone()
+            if row is None:
+                self.log_id = os.urandom(8).hex()
+                self.db.execute("INSERT INTO meta VALUES ('log', ?)", [self.log_id])
+            else:
+                self.log_id = str(row[0])
+        except sqlite3.Error as exc:
+            raise ConfigError(
+                f"cannot open the scanner state log {self.path}: {exc}",
+                fix="check state_dir: it must be writable, have free space, and the file "
+                "must be an SQLite database (move a damaged one aside)",
+            ) from exc
         self.boot = os.urandom(8).hex()
         self.anchor_ns = wall_ns() - mono_ns()  # taken once: later clock jumps do not move it
 

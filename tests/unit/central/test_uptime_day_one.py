@@ -126,3 +126,15 @@ def test_store_not_created_where_none_is(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no uptime record"):
         UptimeStore(tmp_path / "nowhere" / "uptime.sqlite", create=False)
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_a_damaged_store_is_a_config_error(tmp_path: Path) -> None:
+    from edge._uptime import StateLog
+
+    bad = tmp_path / "uptime.sqlite"
+    bad.write_bytes(b"not a database, " * 100)
+    with pytest.raises(ConfigError, match="cannot open the uptime record"):
+        UptimeStore(bad)
+    with pytest.raises(ConfigError, match="cannot open the scanner state log") as e:
+        StateLog(bad)
+    assert e.value.fix
