@@ -18,10 +18,13 @@ Rules, each unit-tested in ``tests/unit/edge/test_assembler.py``:
   first line when the record was not seen; a LINE with another channel count,
   zero channels, a payload that is not ``4 * channels`` bytes, or a ``line_no``
   not above the last of its kind (dark, air or image lines) in the scan is
-  refused: a run of such packets becomes one GAP block (cause ``violation``) and
-  one ``protocol_violation`` alarm naming the violation, the scan and the packet;
+  refused: a run of such packets becomes one GAP block (cause ``violation``; a
+  long run one per :data:`VIOLATION_RUN_S`) and the first of each rule a scan breaks one
+  ``protocol_violation`` alarm naming the violation, the scan and the packet;
 * every GAP block names its ``cause`` and the ``scan_id`` it cut (-1 if none):
-  a :class:`~drivers.LinkGap` that falls inside an open scan cuts that scan;
+  a :class:`~drivers.LinkGap` that falls inside an open scan cuts that scan; its
+  alarm is ``data_lost`` (causes ``lost``, ``restart``) or
+  ``protocol_violation`` (cause ``violation``: the link refused the packets);
 * a :class:`~drivers.LinkEpoch` closes what is open, cuts the open scan (a
   RESTART GAP naming it), raises ``scanner_restarted`` and moves the data-link
   position to the new session; every block names its ``link_session``;
@@ -53,6 +56,11 @@ __all__ = [
     "ScanAssembler",
     "with_att_role",
 ]
+
+VIOLATION_RUN_S = 1.0
+"""A run of refused packets is one GAP block per this many seconds at most (or per
+``block_ms``, if longer): a scan whose every line breaks its shape makes a few GAP
+blocks, not one per line, and each is durable within this time."""
 
 IndexEntry = tuple[int, int, int, int]
 """One line's index entry: (line_no, flags, ts_ns, link seq)."""
@@ -174,6 +182,7 @@ class _Violation:
     what: str
     reason: str
     scan_id: int
+    opened: float
 
 
 class ScanAssembler:
@@ -209,6 +218,7 @@ class ScanAssembler:
         self._block: _Block | None = None
         self._violation: _Violation | None = None
         self._next_seq = -1  # the next link seq expected (-1: not known yet)
+        self._alarmed: set[tuple[int, str]] = set()  # (scan, violation) already alarmed
 
     # -- inputs ------------------------------------------------------------------------
     def feed(self, item: Packet | LinkGap | LinkEpoch) -> list[Output]:
@@ -231,7 +241,8 @@ class ScanAssembler:
         b = self._block
         if b is not None and self._clock() - b.opened >= self.block_s:
             self._close_block(out)
-        if self._violation is not None and self._block is None:
+        v = self._violation
+        if v is not None and self._clock() - v.opened >= max(self.block_s, VIOLATION_RUN_S):
             self._close_violation(out)
         return out
 
@@ -274,6 +285,7 @@ class ScanAssembler:
             # a scan whose start record was not seen (edge started mid-scan, or a gap
             # took it): its first line fixes its shape
             scan = self._scan = _Scan(p.scan_id, p.channels, open=False)
+            self._alarmed = {k for k in self._alarmed if k[0] == p.scan_id}
         what = self._violates(scan, p)
         if what is not None:
             self._refuse(p, what, out)
@@ -330,8 +342,11 @@ class ScanAssembler:
             self._next_seq = p.seq + 1
             return
         self._close_all(out)
-        self._violation = _Violation(p.seq, p.seq, kind, reason, p.scan_id)
+        self._violation = _Violation(p.seq, p.seq, kind, reason, p.scan_id, self._clock())
         self._next_seq = p.seq + 1
+        if (p.scan_id, kind) in self._alarmed:
+            return  # this scan broke this rule before: its GAP blocks say the rest
+        self._alarmed.add((p.scan_id, kind))
         out.append(
             AlarmOut(
                 "protocol_violation",
@@ -391,10 +406,12 @@ class ScanAssembler:
         self._emit_gap(g.first_seq, g.last_seq, g.reason, GapCause(g.cause), scan_id, out)
         n = g.last_seq - g.first_seq + 1
         if n > 0:
+            violation = g.cause == GapCause.VIOLATION
             out.append(
                 AlarmOut(
-                    "data_lost",
-                    f"{n} data-link packets ({g.first_seq}..{g.last_seq}) are lost: {g.reason}",
+                    "protocol_violation" if violation else "data_lost",
+                    f"{n} data-link packets ({g.first_seq}..{g.last_seq}) are "
+                    f"{'refused' if violation else 'lost'}: {g.reason}",
                     {
                         "first_seq": g.first_seq,
                         "last_seq": g.last_seq,

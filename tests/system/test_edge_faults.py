@@ -77,7 +77,7 @@ def lines_accounted(c: Cluster, scanner: str, scans: int) -> None:
     missing = set(emitted) - set(committed)
     if missing:
         assert c.alarms("data_lost"), f"{len(missing)} lines missing without a data_lost alarm"
-        gaps = c.sql("SELECT COUNT(*) FROM blocks WHERE scanner = ? AND kind = 4", scanner)
+        gaps = c.sql("SELECT COUNT(*) FROM blocks WHERE scanner = ? AND kind = 'gap'", scanner)
         assert gaps and gaps[0][0] > 0, f"{len(missing)} lines missing without a GAP block"
 
 
@@ -298,3 +298,40 @@ def test_systemd_hears_ready_only_once_the_scanner_answered(
         assert len(cluster.alarms("control_link_down")) == 1
     finally:
         manager.close()
+
+
+def test_a_scan_whose_lines_change_shape_is_refused_once_and_not_complete(
+    cluster: Cluster,
+) -> None:
+    """Half-way through a scan the scanner's lines lose channels: the edge refuses the
+    rest of the scan as GAP blocks (cause violation, one a second at most) with one
+    protocol_violation alarm; the lines before it are in the CIR, and the scan is not
+    stored as complete."""
+    sims = cluster.start_sim(
+        "--scan-lines", "3000", "--scans", "1", "--line-rate", "1000", "--seed", "41", scanners=1
+    )
+    cluster.start_central()
+    cluster.write_edge_config(sims)
+    cluster.start_edge()
+    wait_until(lambda: len(cluster.committed_keys("scanner1")) > 200, 30, "200 lines in the CIR")
+    r = cluster.nii(
+        "sim", "inject", "--status-file", str(cluster.status_file), "--scanner", "scanner1",
+        "channels_change",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    wait_until(lambda: cluster.finished_scans("scanner1") >= 1, 30, "the scan closed in the CIR")
+    wait_until(lambda: cluster.alarms("protocol_violation"), 10, "protocol_violation at central")
+    edge_alarms = [
+        ln
+        for ln in (cluster.logs / "edge.log").read_text().splitlines()
+        if "ALARM protocol_v" in ln
+    ]
+    assert len(edge_alarms) == 1 and "channels" in edge_alarms[0], edge_alarms
+    gaps = cluster.sql("SELECT COUNT(*) FROM blocks WHERE scanner = 'scanner1' AND kind = 'gap'")
+    assert 1 <= gaps[0][0] <= 5  # one per second of refused lines at most
+    (scan,) = cluster.scans("scanner1")
+    assert scan[1] != "complete", scan
+    emitted = cluster.emitted("scanner1")
+    committed = cluster.committed_keys("scanner1")
+    assert len(committed) == len(set(committed)) and set(committed) <= set(emitted)
+    assert 200 < len(committed) < len(emitted)

@@ -197,6 +197,9 @@ def test_a_link_gap_keeps_the_scan_the_link_named() -> None:
     out = run(a, [start(0, 4), LinkGap(1, 1, "oversized", GapCause.VIOLATION, 4)])
     (gap,) = [b for b in blocks(out) if b.kind == BlockKind.GAP]
     assert gap.meta["cause"] == "violation" and gap.meta["scan_id"] == 4
+    (al,) = alarms(out)
+    assert al.kind == "protocol_violation" and "refused: oversized" in al.message
+    assert al.details["cause"] == "violation"
 
 
 def test_an_epoch_cuts_the_open_scan_and_moves_the_session() -> None:
@@ -284,3 +287,18 @@ def test_a_record_nested_deeper_than_the_stack_goes_on_untouched() -> None:
     assert b.payload == deep
     out = a.feed(line(1, 1, 0, channels=3)) + a.flush()  # the first line fixes the shape
     assert not alarms(out)
+
+
+def test_a_long_run_of_refused_lines_is_one_alarm_and_a_gap_per_second() -> None:
+    a, clock = asm(block_lines=100, block_ms=20)
+    out = run(a, [start(0, 5), line(1, 5, 0)])
+    for i in range(2, 40):
+        out += a.feed(line(i, 5, i - 1, channels=3))
+        out += a.tick()
+        clock.t += 0.05  # 1.9 s in all
+    out += a.flush()
+    gaps = [b for b in blocks(out) if b.kind == BlockKind.GAP]
+    assert len(gaps) == 2
+    assert (gaps[0].meta["first_seq"], gaps[-1].meta["last_seq"]) == (2, 39)
+    assert gaps[0].meta["last_seq"] + 1 == gaps[1].meta["first_seq"]
+    assert len(alarms(out)) == 1 and a.stats.violations == 38
