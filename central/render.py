@@ -82,8 +82,10 @@ def write_png(
         ConfigError: the file could not be written (missing folder, no space, …),
             or :func:`render` refused its arguments.
     """
-    rgb = render(attenuation, material, **kw)  # type: ignore[arg-type]
     out = Path(path)
+    if out.suffix.lower() != ".png":
+        raise ConfigError(f"{out} does not end in .png", fix=f"write it as {out.stem}.png")
+    rgb = render(attenuation, material, **kw)  # type: ignore[arg-type]
     if not cv2.imwrite(str(out), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
         raise ConfigError(
             f"could not write {out}",

@@ -51,4 +51,6 @@ def test_bad_width_empty_image_and_unwritable_file_are_config_errors(tmp_path: P
     with pytest.raises(ConfigError, match="could not write") as e:
         write_png(tmp_path / "no" / "such" / "x.png", a)
     assert e.value.fix
+    with pytest.raises(ConfigError, match=r"does not end in \.png"):
+        write_png(tmp_path / "x.jpeg2", a)
     assert not list(tmp_path.iterdir())
