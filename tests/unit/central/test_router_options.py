@@ -20,7 +20,7 @@ from core.keys import CirKey
 from core.net import free_port
 
 
-def test_router_sets_heartbeats_and_keepalive(tmp_path: Path) -> None:
+async def test_router_sets_heartbeats_and_keepalive(tmp_path: Path) -> None:
     CirKey.generate().save(tmp_path)
     (tmp_path / "central.toml").write_text(
         f'[central]\nlisten = "tcp://127.0.0.1:{free_port()}"\n'
