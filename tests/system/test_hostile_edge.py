@@ -126,6 +126,8 @@ def test_hostile_messages_are_refused_and_central_serves_on(cluster: Cluster) ->
     )
     run_until_done(cluster, ["scanner1"], 2)
     assert_all_lines_in_cir(cluster, "scanner1", 2)
+    honest = [m for _, _, m in cluster.alarms("bad_message") if HOSTILE not in m]
+    assert not honest, f"central refused messages of the real edge: {honest}"
     wait_until(lambda: cluster.alarms("identity"), 10, "identity alarms in the CIR")
     assert len(cluster.alarms("identity")) <= ALARM_BURST
     assert cluster.procs["central"].poll() is None
