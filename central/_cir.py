@@ -20,7 +20,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -320,7 +320,7 @@ class Cir:
         self,
         staged: list[Staged],
         streams: dict[str, StreamState],
-        scans: dict[int, dict[str, Any]],
+        scans: Mapping[int, Mapping[str, Any]],
         alarms: list[dict[str, Any]],
     ) -> None:
         """Write blobs, sync, then record everything in one transaction.

@@ -32,7 +32,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, cast
 
 import numpy as np
 
@@ -60,7 +60,7 @@ class IngestStore(Protocol):
     def stream(self, scanner: str) -> StreamState | None:
         """Where a scanner's chain stands durably, or None for a new scanner."""
 
-    def scan(self, ref: int) -> dict[str, Any] | None:
+    def scan(self, ref: int) -> dict[str, Any] | None:  # a ScanRow
         """A scan row by its ref, or None."""
 
     def block_hash(self, scanner: str, seq: int) -> bytes | None:
@@ -68,6 +68,28 @@ class IngestStore(Protocol):
 
     def next_scan_ref(self) -> int:
         """The ref the next new scan row gets."""
+
+
+class ScanRow(TypedDict):
+    """A row of the CIR's ``scans`` table, as the ingest keeps it until committed."""
+
+    ref: int  #: the CIR's own number of the scan, 1, 2, ... in arrival order
+    scanner: str
+    scan_id: int  #: the scanner's scan number; -1 when the blocks named none
+    container: str  #: container number from the start record, "" if none
+    status: str  #: scanning | complete | incomplete | aborted | lost
+    started_ns: int  #: first line's (or block's) time, ns since the epoch
+    finished_ns: int | None  #: end record's time, or when it was closed; None while open
+    lines_planned: int  #: image lines the start record announced (0: no record)
+    lines_received: int  #: image lines in the CIR that fit the scan's shape
+    calib_lines: int  #: dark and air lines that fit
+    lines_emitted: int | None  #: what the end record says the scanner emitted
+    blocks: int  #: blocks of the chain that belong to the scan
+    first_seq: int  #: chain seq of its first block
+    last_seq: int  #: chain seq of its last block
+    gaps: int  #: GAP blocks that touched it
+    start_record: str  #: the start record, JSON
+    end_record: str | None  #: the end record, JSON; None without one
 
 
 @dataclass(frozen=True)
@@ -164,7 +186,7 @@ class Ingest:
         self.preview_hz = preview_hz
         self.clock = clock
         self.streams: dict[str, StreamState] = {}
-        self.scans: dict[int, dict[str, Any]] = {}
+        self.scans: dict[int, ScanRow] = {}
         self.shapes: dict[int, ScanShape] = {}
         self.next_ref = store.next_scan_ref()
         self.duplicates = 0
@@ -202,7 +224,7 @@ class Ingest:
                 if st.scan_ref is not None and st.scan_ref not in self.scans:
                     row = self.store.scan(st.scan_ref)
                     if row is not None:
-                        self.scans[st.scan_ref] = row
+                        self.scans[st.scan_ref] = cast(ScanRow, row)
         return st
 
     # -- messages --------------------------------------------------------------------------
@@ -709,7 +731,7 @@ def _scan_row(
     started_ns: int,
     seq: int,
     record: dict[str, Any],
-) -> dict[str, Any]:
+) -> ScanRow:
     """A new row of the CIR's ``scans`` table."""
     lines = record.get("lines", 0)
     return {
