@@ -81,9 +81,14 @@ def lines_accounted(c: Cluster, scanner: str, scans: int) -> None:
         assert gaps and gaps[0][0] > 0, f"{len(missing)} lines missing without a GAP block"
 
 
-def test_full_disk_pauses_the_edge_which_resumes_by_itself(cluster: Cluster) -> None:
+@pytest.mark.parametrize(("buffer_s", "held_lines"), [(60, 200), (1, 600)])
+def test_full_disk_pauses_the_edge_which_resumes_by_itself(
+    cluster: Cluster, buffer_s: int, held_lines: int
+) -> None:
     """state_dir full while scans run: the edge stays up, alarms storage_full with the
-    path, holds the data link, and once space is back every line reaches the CIR."""
+    path, holds the data link, and once space is back every line reaches the CIR; what
+    the scanner's replay buffer no longer held (a 1 s buffer, 3 s held) is a GAP with
+    data_lost instead."""
     with small_tmpfs(cluster.base / "edge", "24m") as state:
         sims = cluster.start_sim(
             "--scan-lines",
@@ -97,7 +102,7 @@ def test_full_disk_pauses_the_edge_which_resumes_by_itself(cluster: Cluster) -> 
             "--seed",
             "21",
             "--buffer",
-            "60",
+            str(buffer_s),
             scanners=1,
         )
         cluster.start_central()
@@ -118,9 +123,9 @@ def test_full_disk_pauses_the_edge_which_resumes_by_itself(cluster: Cluster) -> 
         # the scanner goes on scanning into its replay buffer while the edge holds
         emitted = len(cluster.emitted("scanner1"))
         wait_until(
-            lambda: len(cluster.emitted("scanner1")) >= emitted + 200,
+            lambda: len(cluster.emitted("scanner1")) >= emitted + held_lines,
             20,
-            "the scanner to emit 200 more lines while the spool is full",
+            f"the scanner to emit {held_lines} more lines while the spool is full",
         )
         assert "ALARM storage_ok" not in edge_log.read_text()
         assert cluster.procs["edge"].poll() is None, "the edge exited on a full disk"
@@ -139,6 +144,11 @@ def test_full_disk_pauses_the_edge_which_resumes_by_itself(cluster: Cluster) -> 
             "every line in the CIR",
         )
         lines_accounted(cluster, "scanner1", 3)
+        missing = set(cluster.emitted("scanner1")) - set(cluster.committed_keys("scanner1"))
+        if buffer_s >= 60:
+            assert not missing and not cluster.alarms("data_lost")
+        else:
+            assert missing and cluster.alarms("data_lost"), "the scanner could not replay all"
         wait_until(lambda: cluster.alarms("storage_full"), 10, "storage_full at central")
         assert cluster.procs["edge"].poll() is None, "the edge exited"
         assert "crashed" not in edge_log.read_text()
