@@ -497,6 +497,7 @@ class Sizing:
         partition_s: how long the network partition lasts, s.
         post_s: seconds of scanning after the fault has ended.
         wait_s: how long to wait for progress after the fault before calling it none.
+        scans: scans per scanner (0: as many as the fault's timeline needs).
         seed: the simulators' seed.
     """
 
@@ -510,6 +511,7 @@ class Sizing:
     partition_s: float = 20.0
     post_s: float = 6.0
     wait_s: float = 60.0
+    scans: int = 0
     seed: int = 21
 
     @property
@@ -518,8 +520,8 @@ class Sizing:
         return (self.scan_lines + 16) / self.line_rate + self.interval_s
 
     def scans_for(self, seconds: float) -> int:
-        """Scans per scanner that keep the scanners busy for ``seconds``."""
-        return max(2, math.ceil(seconds / self.scan_s))
+        """Scans per scanner that keep the scanners busy for ``seconds`` (or ``scans``)."""
+        return self.scans or max(2, math.ceil(seconds / self.scan_s))
 
 
 @dataclass
@@ -1049,6 +1051,8 @@ def run_scenario(
         affected = sc.fault(inst)
         fault_end = time.time_ns()
         say("  fault over; waiting for progress")
+        if inst.sim_done():
+            res.notes.append("the scanners ended their scans before the fault did: more --scans")
         for s in affected:
             t = inst.wait_for(
                 partial(inst.first_commit_after, s, fault_end), sizing.wait_s, f"{s} to commit"
@@ -1269,6 +1273,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--scenario", action="append", choices=SCENARIOS, help="repeatable; all")
     p.add_argument("--lines", type=int, default=Sizing.scan_lines, help="image lines per scan")
+    p.add_argument(
+        "--scans", type=int, default=0, help="scans per scanner (0: what the fault needs)"
+    )
     p.add_argument("--line-rate", type=float, default=Sizing.line_rate, help="lines/s")
     p.add_argument("--channels", type=int, default=Sizing.channels)
     p.add_argument(
@@ -1303,6 +1310,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen scenarios; print progress to stderr and one JSON line last."""
+    if args.scans < 0:
+        raise ConfigError(f"--scans must be 0 or more, not {args.scans}", fix="give --scans 0")
     for n in ("lines", "line_rate", "channels", "partition_s", "outage_s", "full_s", "post_s"):
         _positive(f"--{n.replace('_', '-')}", float(getattr(args, n)))
     sizing = Sizing(
@@ -1313,6 +1322,7 @@ def run(args: argparse.Namespace) -> int:
         outage_s=args.outage_s,
         full_s=args.full_s,
         post_s=args.post_s,
+        scans=args.scans,
     )
     names = list(dict.fromkeys(args.scenario or SCENARIOS))
 

@@ -89,3 +89,4 @@ def test_the_targets() -> None:
 def test_sizing_keeps_the_scanners_busy() -> None:
     s = Sizing(scan_lines=484, line_rate=500, interval_s=0.0)
     assert s.scan_s == 1.0 and s.scans_for(10) == 10 and s.scans_for(0.1) == 2
+    assert Sizing(scans=7).scans_for(100) == 7
