@@ -62,6 +62,7 @@ GAP_ALARM_WORDS = ("lost", "violation", "incomplete", "gap")
 
 SCENARIOS = (
     "scanner_restart",
+    "scanner_restart_edge_down",
     "device_replug",
     "disk_full_edge",
     "disk_full_central",
@@ -926,6 +927,18 @@ def _scanner_restart(inst: Installation) -> list[str]:
     return ["scanner1", "scanner2"]
 
 
+def _scanner_restart_edge_down(inst: Installation) -> list[str]:
+    s = inst.sizing
+    inst.say(f"  SIGKILL edge; the scanners scan into their buffers for {s.outage_s:g} s")
+    inst.stop("edge", signal.SIGKILL)
+    inst.hold(s.outage_s)
+    inst.say("  nii sim stopped and started again: what the edge had not read is gone")
+    inst.stop("sim", signal.SIGTERM)
+    inst.start_sim(s.scans_for(s.post_s + 6), s.seed + 1000)
+    inst.start_edge()
+    return ["scanner1", "scanner2"]
+
+
 def _device_replug(inst: Installation) -> list[str]:
     assert inst.socat is not None
     if not inst.edge_holds(os.path.realpath(inst.socat.link)):
@@ -995,6 +1008,8 @@ SCENARIO_TABLE: dict[str, Scenario] = {
     for s in (
         Scenario("scanner_restart", _scanner_restart, {"fixed_ports": True},
                  lambda z: z.outage_s),
+        Scenario("scanner_restart_edge_down", _scanner_restart_edge_down,
+                 {"fixed_ports": True}, lambda z: z.outage_s),
         Scenario("device_replug", _device_replug, {"socat_scanner": "scanner1"},
                  lambda z: z.outage_s),
         Scenario("disk_full_edge", _disk_full(lambda i: i.edge_dir),
