@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -112,5 +113,6 @@ async def watch_handshake(
             if on_refused is not None:
                 on_refused(why)
     finally:
-        sock.disable_monitor()
+        with contextlib.suppress(zmq.ZMQError):  # the socket may be closed already
+            sock.disable_monitor()
         mon.close(linger=0)
