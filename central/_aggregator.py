@@ -119,6 +119,8 @@ class Central:
         self._bad_logged: dict[str, tuple[float, int]] = {}
         self._storage_alarm_at = -1e9
         self._alarm_window: dict[tuple[str, str], tuple[float, int, int]] = {}
+        self._commit_task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._pending_alarms: list[dict[str, Any]] = []
         self.ingest = Ingest(self.cir, self.opener.open, self._alarm, preview_hz=cfg.preview_hz)
         self.stats.rejected = self.ingest.rejected
@@ -311,20 +313,36 @@ class Central:
         return time.monotonic() - self._loop_beat < 5.0
 
     async def _receive_loop(self) -> None:
+        """Receive, stage and commit until cancelled; a commit in flight then ends first.
+
+        A commit being written finishes (its blocks are acknowledged); one waiting for
+        space gives up at its next try, acknowledging nothing: the edges resend.
+        """
+        try:
+            await self._receive_batches()
+        finally:
+            task = self._commit_task
+            if task is not None and not task.done():
+                self._stopping = True
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await task
+
+    async def _receive_batches(self) -> None:
         router = self.router
         assert router is not None
-        commit_task: asyncio.Task[None] | None = None
+        self._commit_task = None
         while True:
+            commit_task: asyncio.Task[None] | None = self._commit_task
             if not await router.poll(500):
                 if self._pending_alarms and commit_task is None:
-                    commit_task = asyncio.create_task(self._commit(Work()))
+                    self._commit_task = asyncio.create_task(self._commit(Work()))
                 elif commit_task is not None and commit_task.done():
                     try:
                         commit_task.result()
                     except Exception as exc:
                         log.error("CIR commit failed: %s; edges will resend", exc)
                         self._reset_state()
-                    commit_task = None
+                    self._commit_task = None
                 continue
             batch = [await router.recv_multipart(copy=False)]
             size = sum(len(f) for f in batch[0])
@@ -338,15 +356,15 @@ class Central:
                 size += sum(len(f) for f in frames)
             work = self._stage(batch)
             if commit_task is not None:
-                try:
-                    await commit_task
+                try:  # shielded: a stop lets the commit being written finish (see above)
+                    await asyncio.shield(commit_task)
                 except Exception as exc:  # a failed commit: forget tentative state
                     log.error("CIR commit failed: %s; edges will resend", exc)
                     self._reset_state()
                     work = Work()
-                commit_task = None
+                self._commit_task = None
             if work.needs_commit or self._pending_alarms or work.hellos:
-                commit_task = asyncio.create_task(self._commit(work))
+                self._commit_task = asyncio.create_task(self._commit(work))
                 # let the next batch be received and verified while this one commits
             else:
                 self._reply(work)
@@ -374,6 +392,8 @@ class Central:
                 await asyncio.to_thread(self.cir.commit, work.staged, streams, scans, alarms)
                 break
             except StorageError as exc:
+                if self._stopping:
+                    raise
                 failed = True
                 self._storage_trouble(exc)
                 alarms = alarms + self._pending_alarms
@@ -438,7 +458,7 @@ class Central:
         """Who sent ``frames``: a name for alarms (edge id, else key) and its enrollment."""
         try:
             user = frames[1].get("User-Id") if hasattr(frames[1], "get") else None
-        except zmq.ZMQError:
+        except (zmq.ZMQError, IndexError):
             user = None
         if not user:
             return "unknown peer", None

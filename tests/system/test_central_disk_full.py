@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -112,3 +113,30 @@ def test_central_survives_a_full_disk_and_loses_nothing(cluster: Cluster) -> Non
     assert cluster.procs["central"].poll() is None
     log = (cluster.logs / "central.log").read_text()
     assert "no transaction is active" not in log and "this is a bug" not in log
+
+
+def test_central_stops_cleanly_while_the_disk_is_full(cluster: Cluster) -> None:
+    """SIGTERM while a commit waits for space: central ends at once, acknowledging
+    nothing; started again once space is back, it commits every line."""
+    sims = cluster.start_sim(
+        "--scan-lines", str(SCAN_LINES), "--scans", "2", "--interval", "1.5",
+        "--line-rate", "400", "--seed", "19", "--buffer", "60",
+        scanners=1,
+    )  # fmt: skip
+    cluster.start_central()
+    cluster.write_edge_config(sims)
+    cluster.start_edge()
+    run_until_done(cluster, ["scanner1"], 1)
+    filler = _fill(cluster.base / "cir")
+    log = cluster.logs / "central.log"
+    wait_until(lambda: "cannot write the CIR" in log.read_text(), 30, "central to find no space")
+    t0 = time.monotonic()
+    cluster.kill("central", signal.SIGTERM)
+    assert time.monotonic() - t0 < 10, "central took long to stop"
+    assert cluster.procs["central"].returncode == 0, log.read_text()[-2000:]
+    text = log.read_text()
+    assert "Traceback" not in text and "this is a bug" not in text, text[-3000:]
+    filler.unlink()
+    cluster.start_central()
+    run_until_done(cluster, ["scanner1"], 2, timeout=60)
+    assert_all_lines_in_cir(cluster, "scanner1", 2)
