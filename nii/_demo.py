@@ -24,7 +24,13 @@ from core.errors import ConfigError, NiiError
 from core.keys import CirKey, EdgeKey, EdgePublic
 from core.locks import hold
 from core.net import free_port
-from nii._demo_site import drill, edge_mqtt_lines, scanner_safety_lines, start_broker
+from nii._demo_site import (
+    detached,
+    drill,
+    edge_mqtt_lines,
+    scanner_safety_lines,
+    start_broker,
+)
 
 EDGE_ID = "edge-demo"
 DRILL = "\n  safety drill:          door-a of scanner1 opens 8 s into the feed, for 3 s"
@@ -159,9 +165,15 @@ def _run_demo(base: Path, seconds: float, scanners: int) -> int:
     status_file.unlink(missing_ok=True)
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(name: str, *args: str) -> None:
+    first: list[subprocess.Popen[bytes]] = []  # stopped before the others: the edge
+
+    def start(name: str, *args: str) -> subprocess.Popen[bytes]:
         log = open(base / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
-        procs.append(subprocess.Popen(_nii(*args), stdout=log, stderr=subprocess.STDOUT, cwd=base))
+        p = subprocess.Popen(
+            _nii(*args), stdout=log, stderr=subprocess.STDOUT, cwd=base, **detached()
+        )
+        procs.append(p)
+        return p
 
     try:
         start("central", "central", "--config", paths["central"])
@@ -199,7 +211,7 @@ def _run_demo(base: Path, seconds: float, scanners: int) -> int:
         _wait_file(status_file, procs, 30)
         status = json.loads(status_file.read_text())
         edge_toml = write_edge_config(base, listen, status, site.port)
-        start("edge", "edge", "--config", str(edge_toml))
+        first.append(start("edge", "edge", "--config", str(edge_toml)))
         print(
             f"""
 NII demo running: central aggregator, {scanners} simulated scanners (pty + TCP), one edge daemon.
@@ -240,20 +252,28 @@ Live feed follows (Ctrl-C stops the demo).
 
         uvloop.run(follow())
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in reversed(procs):
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        # the edge first, while the scanners and the site broker it watches still run
+        # (stopping them under it would look like a fault), then everything else
+        _stop(first)
+        _stop(list(reversed(procs)))
     print(
         f"demo stopped; the CIR stays in {base / 'cir'} "
         f"({nii} cir scans --config {_q(paths['central'])})"
     )
     return 0
+
+
+def _stop(procs: list[subprocess.Popen[bytes]], timeout_s: float = 15.0) -> None:
+    """SIGTERM each running process, then wait for each (SIGKILL after ``timeout_s``)."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def _q(path: str) -> str:

@@ -35,6 +35,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from core.errors import NiiError
 from core.net import free_port
@@ -115,6 +116,24 @@ asyncio.run(main())
 """
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Linux: the child gets SIGTERM when the demo process dies, however it dies."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def detached() -> dict[str, Any]:
+    """``Popen`` options for a demo process: its own session, so the terminal's Ctrl-C
+    reaches only the demo, which then stops the parts in order (the edge first, while
+    the scanners and the broker it watches still run); it ends with the demo too."""
+    return {"start_new_session": True, "preexec_fn": _die_with_parent}
+
+
 def start_broker(base: Path) -> SiteBroker:
     """Start Mosquitto, else amqtt, on a free loopback port; else return a broker-less note."""
     logs = base / "logs"
@@ -133,7 +152,9 @@ def start_broker(base: Path) -> SiteBroker:
         conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
         log = logs / "mosquitto.log"
         with open(log, "ab") as out:
-            p = subprocess.Popen([exe, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+            p = subprocess.Popen(
+                [exe, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT, **detached()
+            )
         _wait_accepting(port, p, log, 10)
         return SiteBroker(port, "mosquitto", f"Mosquitto ({exe}) on 127.0.0.1:{port}", [p])
     amqtt = want in ("auto", "amqtt") and importlib.util.find_spec("amqtt") is not None
@@ -151,6 +172,7 @@ def start_broker(base: Path) -> SiteBroker:
                 [sys.executable, "-P", "-W", "ignore", "-c", _AMQTT, json.dumps(cfg)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                **detached(),
             )
         _wait_accepting(port, p, log, 20)
         return SiteBroker(port, "amqtt", f"amqtt (embedded, Python) on 127.0.0.1:{port}", [p])
