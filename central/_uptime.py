@@ -463,10 +463,20 @@ class Sla:
             raise ConfigError(
                 f"cannot read the SLA file {p}: {exc}", fix="check the path and its TOML syntax"
             ) from exc
-        sla = cls(
-            target=float(doc.get("target", 0.98)),
-            tz=_zone(str(doc.get("timezone", "Asia/Karachi"))),
-        )
+        target = doc.get("target", 0.98)
+        if isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target <= 1:
+            raise ConfigError(
+                f"{p}: target = {target!r} is not a share of time",
+                fix="write it as a number from 0 to 1, e.g. target = 0.98",
+            )
+        tz = doc.get("timezone", "Asia/Karachi")
+        if not isinstance(tz, str):
+            raise ConfigError(f"{p}: timezone = {tz!r} is not a name", fix='e.g. "Asia/Karachi"')
+        try:
+            zone = _zone(tz)
+        except ConfigError as exc:
+            raise ConfigError(f"{p}: {exc.message}", fix=exc.fix) from None
+        sla = cls(target=float(target), tz=zone)
         hours = doc.get("hours")
         if hours:
             try:
@@ -477,9 +487,17 @@ class Sla:
                     f"{p}: hours = {hours!r} is not HH:MM-HH:MM",
                     fix='write e.g. hours = "06:00-22:00"',
                 ) from exc
-        for m in doc.get("maintenance", []):
+        windows = doc.get("maintenance", [])
+        if not isinstance(windows, list):
+            raise ConfigError(
+                f"{p}: maintenance must be [[maintenance]] tables",
+                fix="give each window as a [[maintenance]] table with scanner, start and end",
+            )
+        for m in windows:
             try:
                 start, end = _epoch(m["start"], sla.tz), _epoch(m["end"], sla.tz)
+                if end <= start:
+                    raise ValueError("ends before it starts")
             except (KeyError, TypeError, ValueError) as exc:
                 raise ConfigError(
                     f"{p}: a [[maintenance]] window is malformed: {m!r}",

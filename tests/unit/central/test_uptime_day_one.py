@@ -138,3 +138,24 @@ def test_a_damaged_store_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot open the scanner state log") as e:
         StateLog(bad)
     assert e.value.fix
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'target = "98 %"',
+        "target = 98",
+        "timezone = 5",
+        'timezone = "Mars/Olympus"',
+        'hours = "6-22"',
+        "maintenance = 3",
+        '[[maintenance]]\nscanner = "s"\nstart = 2025-07-20T06:00:00\nend = 2025-07-20T02:00:00',
+        "target = [",
+    ],
+)
+def test_bad_sla_file_is_one_config_error(tmp_path: Path, text: str) -> None:
+    f = tmp_path / "sla.toml"
+    f.write_text(text + "\n")
+    with pytest.raises(ConfigError) as e:
+        Sla.load(f)
+    assert str(f) in e.value.message and e.value.fix
