@@ -10,7 +10,7 @@ what the CIR holds, line by line, decrypted. What the numbers mean is in
 ``docs/reliability.md``.
 
 The fault tools (:class:`Tmpfs`, :func:`fill`, :func:`free`,
-:class:`BlackholeProxy`, :class:`SocatLink`) live here, beside the scenarios, so
+:class:`BlackholeProxy`, :class:`VethLink`, :class:`SocatLink`) live here, beside the scenarios, so
 that the installed ``nii bench faults`` has them; the system tests import them
 through ``tests/system/_faults.py``.
 
