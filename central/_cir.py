@@ -263,6 +263,20 @@ class Cir:
             r["scan_id"],
         )
 
+    def gap_tail(self, scanner: str, limit: int = 10_000) -> list[tuple[int, int | None]]:
+        """``(seq, scan_id)`` of the GAP blocks at the head of a scanner's chain (after its
+        last block of another kind, at most ``limit`` looked at), oldest first."""
+        rows = self.db.execute(
+            "SELECT seq, kind, scan_id FROM blocks WHERE scanner = ? ORDER BY seq DESC LIMIT ?",
+            [scanner, limit],
+        )
+        out: list[tuple[int, int | None]] = []
+        for seq, kind, scan_id in rows:
+            if kind != "gap":
+                break
+            out.append((int(seq), scan_id if isinstance(scan_id, int) and scan_id >= 0 else None))
+        return out[::-1]
+
     def block_hash(self, scanner: str, seq: int) -> bytes | None:
         row = self.db.execute(
             "SELECT hash FROM blocks WHERE scanner = ? AND seq = ?", [scanner, seq]

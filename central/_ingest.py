@@ -69,6 +69,10 @@ class IngestStore(Protocol):
     def next_scan_ref(self) -> int:
         """The ref the next new scan row gets."""
 
+    def gap_tail(self, scanner: str) -> list[tuple[int, int | None]]:
+        """``(seq, scan_id)`` of the GAP blocks at the head of a scanner's committed chain
+        (those after its last block of another kind), oldest first."""
+
 
 class ScanRow(TypedDict):
     """A row of the CIR's ``scans`` table, as the ingest keeps it until committed."""
@@ -196,6 +200,7 @@ class Ingest:
         self._sign_keys: dict[str, Any] = {}
         self._last_preview: dict[str, float] = {}
         self._gaps_since_scan: dict[str, list[_PendingGap]] = {}
+        self._fresh: set[str] = set()  # streams loaded from the CIR, no block since
 
     # -- life cycle ------------------------------------------------------------------------
     def reset(self) -> None:
@@ -221,6 +226,7 @@ class Ingest:
             st = self.store.stream(scanner)
             if st is not None:
                 self.streams[scanner] = st
+                self._fresh.add(scanner)
                 if st.scan_ref is not None and st.scan_ref not in self.scans:
                     row = self.store.scan(st.scan_ref)
                     if row is not None:
@@ -472,6 +478,7 @@ class Ingest:
         self._inflight_hash[(block.scanner, block.seq)] = h
         work.streams_touched.add(block.scanner)
         work.ack(ident, block.scanner, block.seq)
+        self._fresh.discard(block.scanner)
 
     def _shape(self, ref: int) -> ScanShape:
         shape = self.shapes.get(ref)
@@ -552,7 +559,8 @@ class Ingest:
 
     def _note_lost(self, work: Work, st: StreamState, block: Block, new_id: Any) -> None:
         """Rows of status ``lost`` for the scan ids a GAP swallowed before ``new_id``."""
-        gaps = self._gaps_since_scan.pop(block.scanner, [])
+        gaps = self._pending_gaps(block.scanner)
+        self._gaps_since_scan.pop(block.scanner, None)
         prev = st.scan_id
         if not gaps or type(prev) is not int or type(new_id) is not int or new_id <= prev + 1:
             return
@@ -580,9 +588,18 @@ class Ingest:
             last_scan_id=last,
         )
 
+    def _pending_gaps(self, scanner: str) -> list[_PendingGap]:
+        """GAP blocks since the stream's last scan: those staged by this process, or,
+        right after central (re)started, the GAP blocks at the head of the CIR's chain."""
+        gaps = self._gaps_since_scan.get(scanner, [])
+        if not gaps and scanner in self._fresh:
+            gaps = [_PendingGap(seq, sid) for seq, sid in self.store.gap_tail(scanner)]
+            self._gaps_since_scan[scanner] = gaps
+        return list(gaps)
+
     def _new_scan(self, work: Work, st: StreamState, block: Block, record: dict[str, Any]) -> int:
         scan_id = block.meta.get("scan_id")
-        pending = list(self._gaps_since_scan.get(block.scanner, []))
+        pending = self._pending_gaps(block.scanner)
         self._note_lost(work, st, block, scan_id)
         ref = self.next_ref
         self.next_ref += 1

@@ -194,6 +194,16 @@ def test_scans_swallowed_by_a_gap_get_lost_rows() -> None:
     assert kind == "scans_lost" and "2..4" in message and details["gap_seqs"] == [gap_seq]
 
 
+def test_lost_rows_after_central_restarted_between_gap_and_next_scan() -> None:
+    r = Rig()
+    for b in (r.start(1), r.data(1, [0, 1, 2, 3]), r.end(1), r.gap(-1), r.gap(-1)):
+        r.send(b)
+    r.ingest = type(r.ingest)(r.store, r.ingest.open_block, r.ingest.alarm)
+    r.send(r.start(4))
+    assert [x["status"] for x in r.scan_rows()] == ["complete", "lost", "lost", "scanning"]
+    assert r.alarms[-1][2]["gap_seqs"] == [3, 4]
+
+
 def test_no_lost_rows_without_a_gap_or_when_ids_restart() -> None:
     r = Rig()
     for b in (r.start(7), r.end(7), r.start(9), r.end(9), r.gap(-1), r.start(1)):

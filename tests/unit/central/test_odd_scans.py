@@ -186,3 +186,17 @@ def test_live_atr_on_every_scan(cir: tuple[Path, dict[str, int]]) -> None:
             json.dumps(doc, default=str)
     finally:
         atr.close()
+
+
+def test_lost_scans_are_found_in_the_cir_after_a_restart(tmp_path: Path) -> None:
+    r = CirRig(tmp_path / "cir")
+    try:
+        for b in (r.start(1, lines=4), r.end(1), r.gap(-1), r.gap(3)):
+            r.send(b)
+        assert r.real.gap_tail(SCANNER) == [(2, None), (3, 3)]
+        r.ingest = Ingest(r.real, Opener(r.cir).open, r._alarm)  # central restarted
+        r.send(r.start(5, lines=4))
+        rows = {x["scan_id"]: x["status"] for x in r.real.scans(limit=10)}
+        assert rows == {1: "incomplete", 2: "lost", 3: "lost", 4: "lost", 5: "scanning"}
+    finally:
+        r.real.close()
