@@ -1256,7 +1256,7 @@ def count_lines(emitted: list[LineKey], chain: Chain, gap_alarm: bool) -> Count:
 
 def _analyse(inst: Installation, res: Result) -> None:
     alarms = inst.sql("SELECT scanner, kind FROM alarms")
-    res.alarms = dict(Counter(f"{s}:{k}" for s, k in alarms))
+    res.alarms = dict(Counter(f"{s or 'central'}:{k}" for s, k in alarms))
     for scanner in ("scanner1", "scanner2"):
         emitted = emitted_lines(inst.emit_dir, scanner)
         chain = read_chain(inst.cir_dir, inst.cir_key, scanner)
