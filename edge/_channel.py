@@ -50,7 +50,7 @@ from core.errors import DriverError, NiiError, ProtocolError, StorageError
 from core.keys import CirPublic, EdgeKey
 from core.messages import Ack, Alarm, BlockMsg, Heartbeat, Hello, Nack, Welcome, decode
 from core.net import send_nowait, watch_handshake
-from core.runtime import Backoff, supervise
+from core.runtime import Backoff, cancel_and_wait, supervise
 from core.seal import BlockKind, Sealer, genesis_hash
 from drivers import ControlEvent, DataLink, LinkEpoch, LinkGap, Packet, ScannerControl
 from edge._assembler import (
@@ -342,16 +342,22 @@ class ScannerChannel:
                 st.link_session or "unknown",
             )
             queue: asyncio.Queue[tuple[_ITEM, str]] = asyncio.Queue(QUEUE_PACKETS)
+            # the pump is this task's own: stopped (cancelled again until it is, at
+            # most 2 s: a driver's reconnect loop may swallow one cancellation on
+            # Python 3.11) before the link is read again or the channel stops
+            pump = asyncio.create_task(
+                self._pump(st.link_next_seq, st.link_session, queue),
+                name=f"{self.cfg.id}.pump",
+            )
+            paused: StorageError | None = None
             try:
-                async with asyncio.TaskGroup() as tg:
-                    pump = tg.create_task(
-                        self._pump(st.link_next_seq, st.link_session, queue),
-                        name=f"{self.cfg.id}.pump",
-                    )
-                    await self._assemble(queue)
-                    pump.cancel()
-            except* StorageError as eg:
-                await self._storage_pause(eg.exceptions[0])  # type: ignore[arg-type]
+                await self._assemble(queue, pump)
+            except StorageError as exc:
+                paused = exc
+            finally:
+                await cancel_and_wait([pump], f"{self.cfg.id} data link", timeout=2.0)
+            if paused is not None:
+                await self._storage_pause(paused)
 
     async def _pump(
         self, start: int, session: str, queue: asyncio.Queue[tuple[_ITEM, str]]
@@ -368,13 +374,26 @@ class ScannerChannel:
                 with contextlib.suppress(Exception):
                     await aclose()
 
-    async def _assemble(self, queue: asyncio.Queue[tuple[_ITEM, str]]) -> None:
-        """Feed the assembler until asked to restart; raises StorageError from the spool."""
+    async def _assemble(
+        self, queue: asyncio.Queue[tuple[_ITEM, str]], pump: asyncio.Task[None]
+    ) -> None:
+        """Feed the assembler until asked to restart.
+
+        Raises:
+            StorageError: the spool could not store a block or position.
+            Exception: what ended the data link (the pump), if it ended.
+        """
         st = self.stats.stages["assemble"]
         tick = max(self.cfg.block_ms / 4000.0, 0.001)
         while not self._restart_reader.is_set():
+            if pump.done() and queue.empty():
+                exc = None if pump.cancelled() else pump.exception()
+                raise exc or DriverError(f"the data link of {self.cfg.id} ended")
             try:
-                item, session = await asyncio.wait_for(queue.get(), tick)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can lose a
+                # cancellation that races with the item's arrival
+                async with asyncio.timeout(tick):
+                    item, session = await queue.get()
             except TimeoutError:
                 self._apply(self.asm.tick())
                 continue

@@ -161,7 +161,10 @@ class LspControl:
                 self._waiting = (cmd, fut)
                 try:
                     port.write(frame)
-                    reply = await asyncio.wait_for(fut, self.reply_timeout_s)
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can lose a
+                    # cancellation that races with the reply
+                    async with asyncio.timeout(self.reply_timeout_s):
+                        reply = await fut
                 except TimeoutError:
                     self.stats["timeouts"] += 1
                     continue
