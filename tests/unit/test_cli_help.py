@@ -39,14 +39,26 @@ def _fix_texts() -> list[tuple[str, str]]:
     for pkg in ("core", "central", "edge", "nii", "bench", "drivers", "firmware_sim"):
         for f in sorted((root / pkg).rglob("*.py")):
             for node in ast.walk(ast.parse(f.read_text())):
+                value: ast.expr | None = None
                 if isinstance(node, ast.keyword) and node.arg == "fix":
-                    parts: list[str] = []
-                    for n in ast.walk(node.value):
-                        if isinstance(n, ast.Constant) and isinstance(n.value, str):
-                            parts.append(n.value)
-                        elif isinstance(n, ast.FormattedValue):
-                            parts.append("X")
-                    out.append((f"{f.relative_to(root)}:{node.lineno}", "".join(parts)))
+                    value = node.value
+                elif (  # nii doctor's Check(name, status, detail, fix)
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Name)
+                    and node.func.id == "Check"
+                    and len(node.args) >= 4
+                ):
+                    value = node.args[3]
+                if value is None:
+                    continue
+                parts: list[str] = []
+                for n in ast.walk(value):
+                    if isinstance(n, ast.Constant) and isinstance(n.value, str):
+                        parts.append(n.value)
+                    elif isinstance(n, ast.FormattedValue):
+                        parts.append("X")
+                where = f"{f.relative_to(root)}:{getattr(node, 'lineno', 0)}"
+                out.append((where, "".join(parts)))
     return out
 
 
@@ -78,7 +90,7 @@ def test_every_fix_that_names_a_command_names_one_that_exists() -> None:
     assert len(texts) > 50  # the scan found the fixes
     named = 0
     for where, text in texts:
-        for m in re.finditer(r"(?<![\w/.-])nii ((?:[a-z][\w-]*\s?)+)", text):
+        for m in re.finditer(r"(?<![\w/.:-])nii ((?:[a-z][\w-]*\s?)+)", text):
             words = m.group(1).split()
             named += 1
             problem = _check_command(words, parser)
