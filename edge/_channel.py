@@ -270,8 +270,7 @@ class ScannerChannel:
                     )
                 tg.create_task(self._rounds(), name=f"{self.cfg.id}.rounds")
         finally:
-            for t in list(self._side):
-                t.cancel()
+            await cancel_and_wait(list(self._side), f"{self.cfg.id} side jobs", timeout=1.0)
 
     async def _handshake(self) -> None:
         await watch_handshake(self.sock, self.edge.central, self.edge.id, log)
