@@ -150,7 +150,7 @@ class ScannerSafety:
                 usvh = None
                 kind, state = str(doc.get("kind", "plc")), str(doc["state"])
                 ok = state == SAFE_STATES.get(kind, "closed")
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
             log.warning(
                 "%s: malformed report from %s/%s (%s): counted unsafe",
                 self.cfg.id,

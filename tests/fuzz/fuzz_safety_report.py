@@ -30,6 +30,8 @@ SEEDS: list[bytes] = [
     b"\x01" + json.dumps({"usvh": 0.1, "ts": _WALL}).encode(),
     b"\x00" + json.dumps({"kind": "door", "state": "open", "ts": _WALL * 1e3}).encode(),
     b"\x01" + b'{"usvh": 1e400, "ts": 1e400}',
+    b"\x01" + b'{"usvh": 1' + b"0" * 400 + b"}",
+    b"\x00" + b"[" * 3000 + b"]" * 3000,
 ]
 
 

@@ -87,3 +87,21 @@ def test_never_safe_on_a_first_read_with_a_bad_clock() -> None:
     report(s, clock, ts=clock.wall + 120.0)
     clock.advance(0.5)
     assert not s.evaluate()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"usvh": 1' + b"0" * 400 + b', "ts": 1750000000}',  # an int beyond any float
+        b'{"usvh": NaN, "ts": 1750000000}',
+        b"[" * 5000 + b"]" * 5000,  # deeper than the JSON parser recurses
+        b'{"kind": "plc", "state": 1' + b"0" * 5000 + b"}",  # longer than int-to-str allows
+        b"\xff\xfe",
+    ],
+)
+def test_hostile_payloads_are_unsafe_never_an_exception(payload: bytes) -> None:
+    clock = Clock()
+    s = safe_site(clock)
+    group = "dose" if b"usvh" in payload else "interlock"
+    s.report(group, "zone-a" if group == "dose" else "plc", payload)
+    assert not s.safe
