@@ -288,7 +288,10 @@ class SafetyMonitor:
             return
         s = self.scanners.get(parts[2])
         if s is not None:
-            s.report(parts[3], parts[4], payload)
+            try:
+                s.report(parts[3], parts[4], payload)
+            except Exception:  # a bug here must not end the subscription of every scanner
+                log.exception("%s: report on %s could not be read", s.cfg.id, topic)
 
     def _link(self, up: bool, reason: str) -> None:
         for s in self.scanners.values():
