@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -55,6 +56,7 @@ class EdgeDaemon:
         self.ops: Operations | None = None  # safety, state log, metrics (edge._ops)
         self._loop_beat = time.monotonic()
         self._runs: list[asyncio.Task[None]] = []
+        self._status_failing = False
 
     async def open(self) -> None:
         """Build every scanner's drivers and channel.
@@ -172,7 +174,15 @@ class EdgeDaemon:
             tmp.write_text(json.dumps(self.status(), indent=1))
             os.replace(tmp, path)
         except OSError as exc:
-            log.warning("cannot write %s: %s", path, exc)
+            if not self._status_failing:  # once per streak: a full disk lasts
+                log.warning("cannot write %s: %s", path, exc)
+            self._status_failing = True
+            with contextlib.suppress(OSError):
+                tmp.unlink()  # a partial file holds space the spool needs
+            return
+        if self._status_failing:
+            log.info("%s written again", path)
+        self._status_failing = False
 
     def healthy(self) -> bool:
         """Whether systemd's watchdog may be fed: the loop turns and every channel makes

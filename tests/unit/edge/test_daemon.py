@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from edge._daemon import EdgeDaemon
 
@@ -26,6 +30,7 @@ def daemon(*channels: Any) -> EdgeDaemon:
     d.cfg = SimpleNamespace(id="e1")  # type: ignore[assignment]
     d._loop_beat = time.monotonic()
     d._runs = []
+    d._status_failing = False
     return d
 
 
@@ -88,3 +93,19 @@ async def test_the_watchdog_is_fed_only_while_every_channel_makes_its_rounds() -
     done.set_result(None)
     d._runs = [done]  # type: ignore[list-item]
     assert not d.healthy()  # a channel's run() ended
+
+
+def test_status_json_on_a_full_disk_is_one_warning_per_streak(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    d = daemon()
+    d.cfg = SimpleNamespace(id="e1", state_dir=tmp_path / "gone")  # type: ignore[assignment]
+    d.ops = None
+    with caplog.at_level(logging.INFO, logger="nii.edge"):
+        d.write_status()
+        d.write_status()
+        assert len([r for r in caplog.records if "cannot write" in r.message]) == 1
+        (tmp_path / "gone").mkdir()
+        d.write_status()
+    assert (tmp_path / "gone" / "status.json").exists()
+    assert any("written again" in r.message for r in caplog.records)
