@@ -157,6 +157,7 @@ class LspDataLink:
             self._writer = writer
             self.connected = True
             decoder.reset()
+            orderly = False
             try:
                 actions: list[Action] = core.connected_now()
                 while not self._closed.is_set():
@@ -186,6 +187,7 @@ class LspDataLink:
                         actions = core.timed_out()
                         continue
                     if not data:
+                        orderly = True
                         break
                     self.stats.bytes += len(data)
                     actions = []
@@ -198,7 +200,7 @@ class LspDataLink:
                 self.connected = False
                 self._writer = None
                 await _close_writer(writer)
-            delay = core.disconnected()
+            delay = core.disconnected(orderly)
             if delay and not self._closed.is_set():
                 await self._pause(delay)
 

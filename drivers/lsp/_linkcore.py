@@ -13,9 +13,12 @@ The rules, each unit-tested in ``tests/unit/drivers/test_linkcore.py``:
   bad one) is a failed connection (backoff, ``stats.no_session``).
 * **New session** (epoch). The announced boot id differs from the known one, or
   the announced ``head_seq`` is behind ``expected`` (a counter that went
-  backwards). If anything of the old session may be lost (a scan in progress, or
-  packets seen at or beyond ``expected``) a :class:`LinkGap` with cause
-  ``RESTART`` comes first; then always a :class:`LinkEpoch` (``next_seq`` 0:
+  backwards). Unless the old session is known to be whole (the scanner closed
+  the last connection with nothing owed: no scan in progress, nothing seen at or
+  beyond ``expected``), a :class:`LinkGap` with cause ``RESTART`` comes first,
+  from ``expected`` to the highest packet seen of it (``expected - 1`` when the
+  link never saw its end: after an edge restart or a partition, how much it
+  emitted is unknown); then always a :class:`LinkEpoch` (``next_seq`` 0:
   every session counts from 0); then, if the new session's oldest held packet
   is beyond 0, a :class:`LinkGap` (cause ``LOST``) for the packets before it;
   then the new session's packets. With no known session and a counter that
@@ -155,6 +158,9 @@ class LinkCore:
         self._resume_at = 0.0
         self._prev = -1
         self._delivered = False
+        self._end_known = False
+        """The last connection ended by the scanner closing it while nothing was owed:
+        the old session cannot have emitted anything after it (set by :meth:`disconnected`)."""
 
     # ------------------------------------------------------------- connection
 
@@ -178,8 +184,17 @@ class LinkCore:
         self._prev = -1
         return []
 
-    def disconnected(self) -> float:
-        """The connection is gone; returns the pause before reconnecting, s (0: at once)."""
+    def disconnected(self, orderly: bool = False) -> float:
+        """The connection is gone; returns the pause before reconnecting, s (0: at once).
+
+        Args:
+            orderly: the scanner closed it (end of stream), as a scanner that shuts
+                down or reboots does. If nothing was owed then, the session ended
+                with everything it emitted delivered; otherwise (a timeout, a
+                reset, or owed packets) its end is unknown, and a new session
+                after it costs a ``RESTART`` gap.
+        """
+        self._end_known = orderly and not self._want_session and not self._owed()
         self.connected = False
         self._want_session = False
         if self._delivered:
@@ -265,12 +280,16 @@ class LinkCore:
                 else "new boot id"
             )
             label = f"scanner restarted (session {old or '?'} -> {info.session}): {why}"
-            if self.in_scan or self.max_seen >= self.expected:
+            # only a session seen to its end (the scanner closed the link with nothing
+            # owed) is known to be whole; after an edge restart, a partition or a
+            # timeout, the old session may have emitted packets nobody read
+            if not self._end_known or self.in_scan or self.max_seen >= self.expected:
                 last = max(self.max_seen, self.expected - 1)
                 lost = (
                     f"packets {self.expected}..{last} of the old session never arrived"
                     if last >= self.expected
-                    else f"the old session's packets from {self.expected} on never arrived"
+                    else f"whatever the old session emitted from packet {self.expected} on "
+                    "was not read before it ended: how much is unknown"
                 )
                 scan = f"; scan {self.scan_id} was in progress" if self.in_scan else ""
                 out.append(
@@ -308,6 +327,7 @@ class LinkCore:
             self._votes = 0
             self._fail_seq, self._fail_count = -1, 0
             self._delivered = True
+        self._end_known = False
         self.session = info.session
         self.serial = info.serial
         if info.head_seq > 0:

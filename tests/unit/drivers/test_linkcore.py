@@ -148,8 +148,7 @@ def test_restart_between_scans_is_an_epoch_without_a_gap() -> None:
     c, _ = core(0)
     connect(c, head=3)
     feed(c, pkt(0, PacketType.SCAN_START), pkt(1), pkt(2, PacketType.SCAN_END))
-    c.timed_out()
-    c.disconnected()
+    c.disconnected(orderly=True)  # the scanner closed the link: its session ended whole
     out = connect(c, head=0, boot="bbbb0002")
     assert seqs(out) == ["epoch0", "R0"]
     (epoch,) = delivered(out)
@@ -158,6 +157,26 @@ def test_restart_between_scans_is_an_epoch_without_a_gap() -> None:
     assert "restarted" in epoch.reason and c.session == "bbbb0002"
     assert seqs(feed(c, pkt(0, PacketType.SCAN_START, scan_id=1))) == [0]
     assert c.stats.epochs == 1 and c.stats.gaps == 0
+
+
+def test_a_session_whose_end_the_link_did_not_see_costs_a_restart_gap() -> None:
+    # the link timed out (a partition, a pulled cable): the old session may have
+    # emitted packets after the last one read, before it ended
+    c, _ = core(0)
+    connect(c, head=3)
+    feed(c, pkt(0, PacketType.SCAN_START), pkt(1), pkt(2, PacketType.SCAN_END))
+    c.timed_out()
+    c.disconnected()
+    out = connect(c, head=0, boot="bbbb0002")
+    assert seqs(out) == ["gap3-2:restart", "epoch0", "R0"]
+    gap = delivered(out)[0]
+    assert isinstance(gap, LinkGap) and "how much is unknown" in gap.reason
+
+
+def test_after_an_edge_restart_a_new_session_costs_a_restart_gap() -> None:
+    c, _ = core(636, BOOT)  # the spool's position and session; nothing seen since
+    out = connect(c, head=2000, boot="bbbb0002")
+    assert seqs(out) == ["gap636-635:restart", "epoch0", "R0"]
 
 
 def test_restart_mid_scan_is_a_restart_gap_naming_the_scan() -> None:
@@ -187,24 +206,24 @@ def test_restart_names_the_packets_the_old_session_owed() -> None:
 def test_a_counter_that_went_backwards_is_a_new_session_even_with_the_same_id() -> None:
     c, _ = core(50, BOOT)
     out = connect(c, head=3, oldest=0, boot=BOOT)
-    assert seqs(out) == ["epoch0", "R0"]
-    epoch = delivered(out)[0]
+    assert seqs(out) == ["gap50-49:restart", "epoch0", "R0"]
+    epoch = delivered(out)[1]
     assert isinstance(epoch, LinkEpoch) and "counter went back from 50 to 3" in epoch.reason
 
 
 def test_a_counter_that_went_backwards_on_first_start_is_a_new_session() -> None:
     c, _ = core(50, "")  # an old spool without a session: the scanner was restarted since
     out = connect(c, head=3)
-    assert seqs(out) == ["epoch0", "R0"]
-    epoch = delivered(out)[0]
+    assert seqs(out) == ["gap50-49:restart", "epoch0", "R0"]
+    epoch = delivered(out)[1]
     assert isinstance(epoch, LinkEpoch) and epoch.previous == ""
 
 
 def test_what_the_new_session_no_longer_holds_is_a_lost_gap_after_the_epoch() -> None:
     c, _ = core(0, BOOT)
     out = connect(c, head=900, oldest=400, boot="bbbb0002")
-    assert seqs(out) == ["epoch0", "gap0-399:lost", "R400"]
-    gap = delivered(out)[1]
+    assert seqs(out) == ["gap0--1:restart", "epoch0", "gap0-399:lost", "R400"]
+    gap = delivered(out)[2]
     assert isinstance(gap, LinkGap) and "new session bbbb0002" in gap.reason
     assert c.stats.lost_packets == 400
     assert seqs(feed(c, pkt(400))) == [400]
