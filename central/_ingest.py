@@ -524,12 +524,19 @@ class Ingest:
         m = block.meta
         cause = m.get("cause", "lost")
         gap_scan = m.get("scan_id") if "scan_id" in m else None
+        first, last = m.get("first_seq"), m.get("last_seq")
+        known = type(first) is int and type(last) is int and last >= first
+        what = (
+            f"data-link packets {first}..{last} are not in the CIR"
+            if known
+            # a RESTART gap whose end the edge never saw: how much is unknown
+            else f"data-link packets from {first} on may be missing, how many is unknown"
+        )
         self.alarm(
             block.scanner,
             st.edge,
             GAP_ALARMS.get(str(cause), "data_lost"),
-            f"GAP block {block.seq}: data-link packets {m.get('first_seq')}"
-            f"..{m.get('last_seq')} are not in the CIR ({cause}): {m.get('reason')}",
+            f"GAP block {block.seq}: {what} ({cause}): {m.get('reason')}",
             seq=block.seq,
             cause=cause,
             scan_id=gap_scan,

@@ -405,13 +405,20 @@ class ScanAssembler:
             scan_id = self._scan.scan_id
         self._emit_gap(g.first_seq, g.last_seq, g.reason, GapCause(g.cause), scan_id, out)
         n = g.last_seq - g.first_seq + 1
-        if n > 0:
+        if n > 0 or g.cause == GapCause.RESTART:
             violation = g.cause == GapCause.VIOLATION
+            what = (
+                f"{n} data-link packets ({g.first_seq}..{g.last_seq}) are "
+                f"{'refused' if violation else 'lost'}"
+                if n > 0
+                # the old session's end was not seen: what it emitted after the last
+                # packet read is lost, and nobody can say how much
+                else f"data-link packets from {g.first_seq} on may be lost, how many is unknown"
+            )
             out.append(
                 AlarmOut(
                     "protocol_violation" if violation else "data_lost",
-                    f"{n} data-link packets ({g.first_seq}..{g.last_seq}) are "
-                    f"{'refused' if violation else 'lost'}: {g.reason}",
+                    f"{what}: {g.reason}",
                     {
                         "first_seq": g.first_seq,
                         "last_seq": g.last_seq,

@@ -147,9 +147,10 @@ class LspDataLink:
         while not self._closed.is_set():
             core.connecting()
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.host, self.port), self.connect_timeout_s
-                )
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that races with completion, and the daemon cannot stop
+                async with asyncio.timeout(self.connect_timeout_s):
+                    reader, writer = await asyncio.open_connection(self.host, self.port)
             except (OSError, TimeoutError):
                 await self._pause(core.connect_failed())
                 continue
@@ -206,7 +207,8 @@ class LspDataLink:
 
     async def _pause(self, delay: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closed.wait(), delay)
+            async with asyncio.timeout(delay):
+                await self._closed.wait()
 
     async def close(self) -> None:
         """Stop :meth:`packets` (it returns) and drop the connection."""

@@ -302,3 +302,13 @@ def test_a_long_run_of_refused_lines_is_one_alarm_and_a_gap_per_second() -> None
     assert (gaps[0].meta["first_seq"], gaps[-1].meta["last_seq"]) == (2, 39)
     assert gaps[0].meta["last_seq"] + 1 == gaps[1].meta["first_seq"]
     assert len(alarms(out)) == 1 and a.stats.violations == 38
+
+
+def test_a_restart_gap_of_unknown_extent_is_still_a_data_lost_alarm() -> None:
+    # after an edge restart the link cannot know what the old session emitted
+    a, _ = asm(block_lines=100, session="old")
+    out = a.feed(LinkGap(636, 635, "scanner restarted: how much is unknown", GapCause.RESTART))
+    (gap,) = [b for b in blocks(out) if b.kind == BlockKind.GAP]
+    assert gap.meta["cause"] == "restart"
+    (al,) = alarms(out)
+    assert al.kind == "data_lost" and "from 636 on may be lost" in al.message
