@@ -42,6 +42,10 @@ def implausible(
     """
     if not isinstance(ts_s, int | float) or isinstance(ts_s, bool):
         return f"timestamp {ts_s!r} is not a number"
+    try:
+        ts_s = float(ts_s)  # an int beyond a float's range (JSON 10**400) overflows
+    except OverflowError:
+        return "timestamp is too large to be a time"
     if not math.isfinite(ts_s):
         return f"timestamp {ts_s!r} is not finite"
     d = ts_s - now_s

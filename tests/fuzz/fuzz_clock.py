@@ -29,7 +29,7 @@ def one_input(data: bytes) -> None:
     if mode == 0:
         ts = struct.unpack("<d", rest[:8].ljust(8, b"\0"))[0]
     elif mode == 1:
-        ts = int.from_bytes(rest[:16], "little", signed=True)
+        ts = int.from_bytes(rest[:200], "little", signed=True)  # past a float's range too
     else:
         try:
             ts = float(rest[:40].decode("ascii", "replace"))
