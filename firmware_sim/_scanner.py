@@ -147,6 +147,11 @@ class SimConfig:
     firmware: str = "1.0.0"
     high_water_bytes: int = 1 << 20
     """Backlog in a client's socket beyond which the scanner stops writing to it."""
+    container_base: int = 0
+    """Added to the serial part of the container number an image source's Goods
+    Declaration gives (``nii sim`` gives its scanner N (N-1) x 1 000 000), so two
+    scanners of one site never scan the same container, while scanner N of an ATT
+    exit simulator still scans the containers of the entry's scanner N."""
 
 
 @dataclass(slots=True)
@@ -606,7 +611,7 @@ class SimScanner:
             "energies_kev": list(cfg.energies_kev),
             "line_rate": cfg.line_rate,
             "started_ns": time.time_ns(),
-            **image.record,
+            **_renumbered(image.record, cfg.container_base),
         }
         if self._force.get("oversized_record"):
             self._force["oversized_record"] -= 1
@@ -954,6 +959,26 @@ def _corrupt(data: bytes, rng: random.Random, flips: int = 0) -> bytes:
 
 
 _OWNERS = ("MSCU", "MAEU", "CMAU", "HLXU", "TCNU", "OOLU")
+
+
+def _renumbered(record: dict[str, Any], base: int) -> dict[str, Any]:
+    """``record`` with its GD's container number (``ABCD1234567``) moved on by ``base``.
+
+    The gate's reading (``container``) follows the declaration it matched; a
+    record without a GD container number is returned as it is.
+    """
+    gd = record.get("gd")
+    if not base or not isinstance(gd, dict):
+        return record
+    old = gd.get("container_number")
+    if not isinstance(old, str) or len(old) < 5 or not old[4:].isdigit():
+        return record
+    digits = len(old) - 4
+    new = f"{old[:4]}{(int(old[4:]) + base) % 10**digits:0{digits}d}"
+    out = {**record, "gd": {**gd, "container_number": new}}
+    if record.get("container") == old:
+        out["container"] = new
+    return out
 
 
 def _container_code(rng: random.Random) -> str:

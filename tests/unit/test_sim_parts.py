@@ -18,7 +18,7 @@ from firmware_sim import (
     SimScanner,
     SyntheticSource,
 )
-from firmware_sim._scanner import _container_code
+from firmware_sim._scanner import _container_code, _renumbered
 from firmware_sim.cli import build_configs, register
 
 
@@ -141,3 +141,18 @@ def test_physics_scan_record_names_the_declared_container() -> None:
     assert rec["container"] == rec["gd"]["container_number"]
     assert rec["seal"] == rec["gd"]["seal"]
     assert all(v > 0 for v in rec["pixel_mm"])
+
+
+def test_two_scanners_of_one_sim_scan_different_containers() -> None:
+    """Scanner N's GD container number is moved on by (N-1) x 1 000 000; gate reading too."""
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    ns = parser.parse_args(["sim", "--scanners", "2"])
+    bases = [c.container_base for c in build_configs(ns)]
+    assert bases == [0, 1_000_000]
+    rec = {"gd": {"container_number": "MSKU0000003", "seal": "SL1"}, "container": "MSKU0000003"}
+    out = _renumbered(rec, bases[1])
+    assert out["container"] == out["gd"]["container_number"] == "MSKU1000003"
+    assert out["gd"]["seal"] == "SL1" and rec["container"] == "MSKU0000003"  # a copy
+    assert _renumbered(rec, 0) is rec
+    assert _renumbered({"container": "XYZ"}, 5) == {"container": "XYZ"}
