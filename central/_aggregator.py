@@ -521,6 +521,7 @@ class Central:
                 if isinstance(msg, Heartbeat):
                     if edge is not None and not edge.revoked:
                         work.heartbeats.append(ident)
+                        self.ingest.heard(edge.id, msg.sender, msg.boot)
                         self.uptime.on_heartbeat(ident, edge.id, msg.state)
                 else:
                     self.ingest.message(work, ident, edge, msg, extra)

@@ -162,6 +162,32 @@ class _PendingGap:
     scan_id: int | None
 
 
+WRITER_STALE_S = 10.0
+"""A scanner's stream has one writer: the edge process (by its boot id) that said
+HELLO last. Another process of the same edge is refused while the writer was
+heard from (HELLO, heartbeat, block) within this time, s. An edge heartbeats
+every ``heartbeat_s`` (1 s by default) and says HELLO again after three missed
+answers, so 10 s is several rounds; a writer silent longer (crashed, cut off)
+gives way, and if it comes back it is the one refused."""
+
+
+@dataclass
+class _Writer:
+    boot: str
+    heard: float
+
+
+def _boot_of(ident: bytes) -> str | None:
+    """The boot id an edge process puts last in its routing id (``edge/scanner/boot``)."""
+    parts = ident.split(b"/")
+    if len(parts) != 3:
+        return None
+    try:
+        return parts[2].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
 class Ingest:
     """Verification and scan bookkeeping for central, one instance per process.
 
@@ -201,6 +227,7 @@ class Ingest:
         self._last_preview: dict[str, float] = {}
         self._gaps_since_scan: dict[str, list[_PendingGap]] = {}
         self._fresh: set[str] = set()  # streams loaded from the CIR, no block since
+        self._writers: dict[str, _Writer] = {}  # scanner -> the edge process streaming it
 
     # -- life cycle ------------------------------------------------------------------------
     def reset(self) -> None:
@@ -283,11 +310,45 @@ class Ingest:
         else:
             raise ProtocolError(f"an edge does not send {msg.TYPE.decode()} messages")
 
+    def heard(self, edge_id: str, sender: str, boot: str) -> None:
+        """A heartbeat from ``sender`` (``edge/scanner``): its writer is alive."""
+        edge, _, scanner = sender.partition("/")
+        w = self._writers.get(scanner)
+        if edge == edge_id and w is not None and w.boot == boot:
+            w.heard = self.clock()
+
+    def _other_writer(self, scanner: str, boot: str | None) -> _Writer | None:
+        """The live writer of ``scanner`` if it is another process than ``boot``."""
+        w = self._writers.get(scanner)
+        if boot is None or w is None or w.boot == boot:
+            return None
+        return w if self.clock() - w.heard < WRITER_STALE_S else None
+
     def hello(self, work: Work, ident: bytes, edge: EnrolledEdge, msg: Hello) -> None:
-        """A HELLO: answered with a WELCOME unless it claims another edge or scanner."""
+        """A HELLO: answered with a WELCOME unless it claims another edge or scanner,
+        or another process of the same edge streams that scanner (one writer per stream)."""
         if msg.edge != edge.id:
             self.alarm(
                 msg.scanner, edge.id, "identity", f"edge {edge.id} said hello as {msg.edge!r}"
+            )
+            return
+        w = self._other_writer(msg.scanner, msg.boot)
+        if w is not None:
+            why = (
+                f"scanner {msg.scanner} is streamed by another process of edge {edge.id} "
+                f"(boot {w.boot}, heard {self.clock() - w.heard:.1f} s ago): one edge "
+                "identity runs twice (a second edge process, or two boxes with one key)"
+            )
+            self.alarm(
+                msg.scanner,
+                edge.id,
+                "duplicate_edge",
+                f"{why}; the newcomer (boot {msg.boot}) is refused",
+                boot=msg.boot,
+                writer=w.boot,
+            )
+            work.nacks.append(
+                (ident, Nack(scanner=msg.scanner, seq=-1, expected=-1, fatal=True, reason=why))
             )
             return
         st = self.load_stream(msg.scanner)
@@ -305,6 +366,7 @@ class Ingest:
                 )
             )
             return
+        self._writers[msg.scanner] = _Writer(msg.boot, self.clock())
         work.hellos.append((ident, msg.scanner))
 
     def welcome(self, scanner: str) -> tuple[int, bytes, int]:
@@ -344,6 +406,17 @@ class Ingest:
     ) -> None:
         """One BLOCK: check it against every rule, then stage it or refuse it."""
         edge_id = edge.id
+        boot = _boot_of(ident)
+        if self._other_writer(msg.scanner, boot) is not None:
+            # a process that lost the stream to another (see hello): never chained in
+            why = f"scanner {msg.scanner} is streamed by another process of edge {edge_id}"
+            work.nacks.append(
+                (ident, Nack(scanner=msg.scanner, seq=msg.seq, expected=-1, fatal=True, reason=why))
+            )
+            return
+        w = self._writers.get(msg.scanner)
+        if w is not None and w.boot == boot:
+            w.heard = self.clock()
         try:
             raw = frame.buffer if hasattr(frame, "buffer") else frame
             if isinstance(raw, bytearray):

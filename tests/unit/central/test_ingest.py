@@ -267,3 +267,41 @@ def test_calibration_lines_do_not_take_part_in_line_order() -> None:
         r.send(b)
     (row,) = r.scan_rows()
     assert row["status"] == "complete" and row["calib_lines"] == 2
+
+
+def test_one_writer_per_stream_a_second_process_of_the_edge_is_refused() -> None:
+    r = Rig()
+    now = [100.0]
+    r.ingest.clock = lambda: now[0]
+    first = Hello(edge=EDGE, scanner=SCANNER, head_seq=-1, head_hash="", boot="aa")
+    work = Work()
+    r.ingest.message(work, b"edge-t/scanner1/aa", r.edge, first, [])
+    assert work.hellos
+    # a second process with the same edge id says hello while the first is alive
+    second = Hello(edge=EDGE, scanner=SCANNER, head_seq=-1, head_hash="", boot="bb")
+    now[0] += 5.0
+    work = Work()
+    r.ingest.message(work, b"edge-t/scanner1/bb", r.edge, second, [])
+    assert not work.hellos and work.nacks[0][1].fatal
+    assert "one edge identity runs twice" in work.nacks[0][1].reason
+    assert r.kinds() == ["duplicate_edge"]
+    # its blocks are never chained in
+    seq, raw = r.start(1)
+    work = Work()
+    r.ingest.message(work, b"edge-t/scanner1/bb", r.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
+    assert not work.staged and work.nacks[0][1].fatal
+    # the writer's own blocks and heartbeats keep it alive
+    work = Work()
+    r.ingest.message(work, b"edge-t/scanner1/aa", r.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
+    assert work.staged
+    now[0] += 9.0
+    r.ingest.heard(EDGE, f"{EDGE}/{SCANNER}", "aa")
+    now[0] += 9.0
+    work = Work()
+    r.ingest.message(work, b"edge-t/scanner1/bb", r.edge, second, [])
+    assert not work.hellos
+    # a writer silent for longer than WRITER_STALE_S gives way (crashed or cut off)
+    now[0] += 11.0
+    work = Work()
+    r.ingest.message(work, b"edge-t/scanner1/bb", r.edge, second, [])
+    assert work.hellos
