@@ -402,6 +402,13 @@ class Central:
         if failed:
             self._storage_alarm_at = -1e9
             log.warning("the CIR writes again; %d block(s) committed", len(work.staged))
+            # the control room saw "storage" go up: it sees it end too
+            self._alarm(
+                "",
+                "",
+                "storage_ok",
+                f"the CIR writes again; {len(work.staged)} waiting block(s) committed",
+            )
         now_ns = time.time_ns()
         self.stats.commits += 1
         self.stats.commit_seconds += time.perf_counter() - t0

@@ -818,7 +818,8 @@ class UptimeTracker:
         self._refused[edge_id] = now
         if self.alarm is not None:
             try:
-                self.alarm("", edge_id, "uptime_refused", msg)
+                # a bad document is the edge's doing; a store that cannot write is not
+                self.alarm("", edge_id, "uptime_refused" if what == "refused" else "storage", msg)
             except Exception as alarm_exc:  # the alarm path must not stop the receive loop
                 log.error("uptime: alarm failed: %s", alarm_exc)
 

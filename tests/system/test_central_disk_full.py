@@ -113,6 +113,7 @@ def test_central_survives_a_full_disk_and_loses_nothing(cluster: Cluster) -> Non
         ctx.term()
     assert_all_lines_in_cir(cluster, "scanner1", SCANS)
     assert cluster.alarms("storage"), "the storage alarm row is not in the CIR"
+    assert cluster.alarms("storage_ok"), "no alarm said the CIR writes again"
     assert cluster.procs["central"].poll() is None
     log = (cluster.logs / "central.log").read_text()
     assert "no transaction is active" not in log and "this is a bug" not in log
