@@ -14,6 +14,11 @@ The spool is bounded (``max_bytes``). Its full-policy, in order:
    buffer holds the lines, and the edge resumes from the exact packet when the
    spool drains. What the scanner can no longer replay is recorded as a GAP
    block and alarmed. Nothing already in the spool is ever dropped or changed.
+
+When central's CIR holds another block at a sequence number than this spool (a
+chain fork), the spool's unacknowledged blocks move to the ``quarantine`` table
+of the same file (:meth:`Spool.fork_to`): kept as evidence, never sent, never
+deleted by the edge, not counted against ``max_bytes``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -106,10 +112,17 @@ class Spool:
                     seq INTEGER PRIMARY KEY, kind INTEGER NOT NULL,
                     size INTEGER NOT NULL, sealed BLOB NOT NULL);
                 CREATE TABLE IF NOT EXISTS state (k TEXT PRIMARY KEY, v);
+                CREATE TABLE IF NOT EXISTS quarantine (
+                    id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, kind INTEGER NOT NULL,
+                    size INTEGER NOT NULL, sealed BLOB NOT NULL,
+                    at_ns INTEGER NOT NULL, reason TEXT NOT NULL);
                 """
             )
             st = dict(self._db.execute("SELECT k, v FROM state").fetchall())
             row = self._db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM blocks").fetchone()
+            self.quarantined = int(
+                self._db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
+            )
         except (sqlite3.Error, OSError) as exc:
             raise ConfigError(
                 f"cannot open the spool {self.path}: {exc}",
@@ -123,6 +136,7 @@ class Spool:
             link_session=str(st.get("link_session", "")),
         )
         self.fresh = "head_seq" not in st
+        self._meta = {k[5:]: str(v) for k, v in st.items() if str(k).startswith("meta.")}
         self.bytes_used, self.depth = int(row[0]), int(row[1])
 
     # -- state -------------------------------------------------------------------------
@@ -293,6 +307,70 @@ class Spool:
         row = self._db.execute("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM blocks").fetchone()
         self.bytes_used, self.depth = int(row[0]), int(row[1])
         self.fresh = False
+
+    def fork_to(self, seq: int, block_hash: bytes, link_next_seq: int, reason: str) -> list[int]:
+        """Quarantine the unacknowledged blocks and take the CIR's chain head (a chain fork).
+
+        The blocks after ``state.acked_seq`` move, in one transaction with the new
+        state, to the ``quarantine`` table of this file, with the time and
+        ``reason``: they are kept as evidence and never deleted by the edge.
+
+        Args:
+            seq: the CIR's last block for this scanner (-1 if none).
+            block_hash: its hash (the genesis hash if none).
+            link_next_seq: the CIR's data-link position (the next packet to read).
+            reason: why, for whoever reads the quarantine.
+
+        Returns:
+            The sequence numbers quarantined, in order.
+
+        Raises:
+            StorageError: it could not be stored; nothing changed.
+        """
+        new = SpoolState(seq, block_hash, max(link_next_seq, 0), seq, self.state.link_session)
+        moved: list[int] = []
+        at = time.time_ns()
+
+        def body() -> None:
+            moved.extend(
+                r[0]
+                for r in self._db.execute(
+                    "SELECT seq FROM blocks WHERE seq > ? ORDER BY seq", (self.state.acked_seq,)
+                )
+            )
+            self._db.execute(
+                "INSERT INTO quarantine (seq, kind, size, sealed, at_ns, reason) "
+                "SELECT seq, kind, size, sealed, ?, ? FROM blocks WHERE seq > ? ORDER BY seq",
+                (at, reason, self.state.acked_seq),
+            )
+            self._db.execute("DELETE FROM blocks")
+            self._put_state(new)
+
+        self._transaction("quarantine the forked blocks", body)
+        self.state = new
+        self.bytes_used, self.depth = 0, 0
+        self.quarantined += len(moved)
+        self.fresh = False
+        return moved
+
+    def meta(self, key: str) -> str:
+        """A small persisted fact of this channel (e.g. the scanner's serial), or ""."""
+        return self._meta.get(key, "")
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Persist a small fact of this channel.
+
+        Raises:
+            StorageError: it could not be stored; nothing changed.
+        """
+
+        def body() -> None:
+            self._db.execute(
+                "INSERT OR REPLACE INTO state (k, v) VALUES (?, ?)", (f"meta.{key}", value)
+            )
+
+        self._transaction(f"store {key}", body)
+        self._meta[key] = value
 
     def mark_started(self) -> None:
         """Persist the initial state so a fresh spool is no longer fresh.

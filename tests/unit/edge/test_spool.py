@@ -117,3 +117,39 @@ def test_link_session_is_persisted_with_the_position(tmp_path: Path) -> None:
     s = spool(tmp_path)
     assert (s.state.link_session, s.state.link_next_seq, s.state.head_seq) == ("new", 0, 0)
     s.close()
+
+
+def test_a_fork_quarantines_the_unacknowledged_blocks_and_takes_the_cirs_head(
+    tmp_path: Path,
+) -> None:
+    sp = spool(tmp_path)
+    for i in range(6):
+        sp.append(i, 1, bytes([i]) * 100, bytes([i]) * 32, 10 * (i + 1), "sess")
+    sp.ack(1)
+    moved = sp.fork_to(3, b"\xaa" * 32, 25, reason="the CIR's block 3 differs")
+    assert moved == [2, 3, 4, 5]
+    st = sp.state
+    assert (st.head_seq, st.head_hash, st.acked_seq, st.link_next_seq) == (3, b"\xaa" * 32, 3, 25)
+    assert st.link_session == "sess"
+    assert sp.depth == 0 and sp.bytes_used == 0 and sp.quarantined == 4
+    assert sp.get(4) is None  # not sent again
+    # kept as evidence, and still there after a restart; a second fork adds to it
+    sp.append(4, 1, b"x" * 10, b"\x04" * 32, 30)
+    assert sp.fork_to(3, b"\xaa" * 32, 25, reason="again") == [4]
+    sp.close()
+    sp = spool(tmp_path)
+    assert sp.quarantined == 5 and sp.state.head_seq == 3 and not sp.fresh
+    rows = sp._db.execute("SELECT seq, size, reason FROM quarantine ORDER BY id").fetchall()
+    assert [r[0] for r in rows] == [2, 3, 4, 5, 4] and rows[0][1] == 100
+    assert rows[-1][2] == "again"
+    sp.close()
+
+
+def test_meta_is_persisted(tmp_path: Path) -> None:
+    sp = spool(tmp_path)
+    assert sp.meta("serial") == ""
+    sp.set_meta("serial", "SIM0004-scanner1")
+    sp.close()
+    sp = spool(tmp_path)
+    assert sp.meta("serial") == "SIM0004-scanner1" and sp.fresh
+    sp.close()
