@@ -193,12 +193,31 @@ class Frame:
         return [l0 * self.fl, r0 * self.fc, l1 * self.fl, r1 * self.fc]
 
 
+PIXEL_MM_RANGE = (0.1, 100.0)
+"""Pixel sizes the ATR accepts, mm at the container. Container scanners image at
+2-10 mm per pixel (line pitch from belt speed and line rate, channel pitch from
+the detector array); a tenth of a millimetre or a tenth of a metre is a mistyped
+value (a unit slip), not a scanner."""
+
+
 def binning(line_mm: float, channel_mm: float) -> tuple[int, int]:
-    """Binning factors that bring both pixel sides near :data:`WORK_MM`."""
+    """Binning factors that bring both pixel sides near :data:`WORK_MM`.
+
+    Raises:
+        AtrInputError: a pixel side is not a finite number in :data:`PIXEL_MM_RANGE`.
+    """
     if not (line_mm > 0 and channel_mm > 0 and np.isfinite(line_mm) and np.isfinite(channel_mm)):
         raise AtrInputError(
             f"pixel size {line_mm} × {channel_mm} mm is not a pair of positive numbers",
             fix="give --pixel-mm ALONG_TRAVEL HEIGHT, e.g. --pixel-mm 5.5 2.86",
+        )
+    lo, hi = PIXEL_MM_RANGE
+    if not (lo <= line_mm <= hi and lo <= channel_mm <= hi):
+        raise AtrInputError(
+            f"pixel size {line_mm:g} × {channel_mm:g} mm is outside {lo:g}-{hi:g} mm: "
+            "no container scanner images at that scale",
+            fix="give --pixel-mm in millimetres at the container, along travel then height, "
+            "e.g. --pixel-mm 5.5 2.86",
         )
     return max(1, round(WORK_MM / line_mm)), max(1, round(WORK_MM / channel_mm))
 

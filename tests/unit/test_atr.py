@@ -163,6 +163,10 @@ def test_eight_bit_and_all_zero_images_are_refused(tmp_path: Path) -> None:
     # enough pixels, but pixels of half a millimetre: 50 mm of image is no container
     with pytest.raises(AtrInputError, match="too little to hold a container"):
         analyze(np.ones((100, 100)), np.ones((100, 100)), 0.5, 0.5)
+    # a unit slip (metres or microns for millimetres) is named, never an internal crash
+    for px in ((1000.0, 1000.0), (1e20, 5.0), (1e308, 1e308), (5.5, 0.01)):
+        with pytest.raises(AtrInputError, match="no container scanner images at that scale"):
+            analyze(np.ones((300, 200)), np.ones((300, 200)), *px)
 
 
 def test_cli_analyze_prints_verdict_json(
