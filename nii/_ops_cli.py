@@ -60,12 +60,37 @@ def cmd_commission(args: argparse.Namespace) -> int:
             )
     store = UptimeStore(cfg.state_dir / "uptime.sqlite", create=False)
     try:
+        known = set(store.scanners()) | _cir_scanners(cfg.state_dir)
+        if args.scanner not in known and not args.new:
+            # a mistyped id would start the accounting of a scanner that does not exist
+            raise ConfigError(
+                f"no scanner {args.scanner!r} is known to this CIR "
+                f"(known: {', '.join(sorted(known)) or 'none yet'})",
+                fix="check the id; to commission a scanner before its edge ever connected, "
+                "add --new",
+            )
         store.commission(args.scanner, at)
     finally:
         store.close()
     when = dt.datetime.fromtimestamp(at, tz).isoformat(timespec="seconds")
     print(f"scanner {args.scanner} commissioned at {when}: its availability counts from then")
     return 0
+
+
+def _cir_scanners(state_dir: Path) -> set[str]:
+    """Scanners with a stream in the CIR of ``state_dir`` (none if there is no CIR)."""
+    import sqlite3
+
+    db = state_dir / "cir.sqlite"
+    if not db.exists():
+        return set()
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return {str(r[0]) for r in con.execute("SELECT scanner FROM streams")}
+    except sqlite3.Error:
+        return set()
+    finally:
+        con.close()
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
@@ -120,6 +145,11 @@ def register(sub: Any) -> None:
     m.add_argument("--scanner", required=True, help="the scanner's id")
     m.add_argument(
         "--at", help="when it went into use, e.g. 2025-07-14T08:00 (SLA time zone; default now)"
+    )
+    m.add_argument(
+        "--new",
+        action="store_true",
+        help="the scanner's edge has never connected yet (otherwise an unknown id is refused)",
     )
     m.set_defaults(func=cmd_commission)
 

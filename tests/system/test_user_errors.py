@@ -212,6 +212,13 @@ def case_commission_in_the_future(c: Cluster) -> list[str]:
     ]
 
 
+def case_commission_unknown_scanner(c: Cluster) -> list[str]:
+    from central._uptime import UptimeStore
+
+    UptimeStore(c.base / "cir" / "uptime.sqlite").close()
+    return ["uptime", "commission", "--config", str(c.central_toml), "--scanner", "ghost"]
+
+
 CASES: dict[str, tuple[Callable[[Cluster], list[str]], str]] = {
     "missing config": (case_missing_config, "does not exist"),
     "bad TOML": (case_bad_toml, "not valid TOML"),
@@ -247,6 +254,7 @@ CASES: dict[str, tuple[Callable[[Cluster], list[str]], str]] = {
     "feed host unknown": (case_feed_unknown_host, "is not known"),
     "missing edge config": (case_missing_edge_config, "does not exist"),
     "commissioned in the future": (case_commission_in_the_future, "is in the future"),
+    "commission an unknown scanner": (case_commission_unknown_scanner, "is known to this CIR"),
 }
 
 
