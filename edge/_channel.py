@@ -27,7 +27,21 @@ comes back from the link as a gap (a GAP block and ``data_lost``).
 When the control link fails the serial device is closed and opened again by
 its path with a capped backoff; ``control_link_down`` / ``control_link_up``
 are alarmed once per outage and ``LINK_DOWN`` / ``LINK_UP`` events go to the
-listeners (the uptime tracker's ``fault``).
+listeners (the uptime tracker's ``fault``). While a safety action waits on the
+control link (:meth:`ScannerChannel.urgent_control`), it is reopened every
+:data:`URGENT_S` instead.
+
+The control link is used only while it reaches the scanner the data link reads
+(:func:`edge._scanner_rules.check_identity`: the serial numbers of the data
+link's SESSION, of the control link's IDN reply and the one persisted in the
+spool); otherwise it is down, with one ``scanner_mismatch`` alarm. A scanner
+that reports itself disarmed while the edge wants it armed is re-armed, with
+one ``scanner_disarmed`` alarm (:func:`edge._scanner_rules.should_rearm`).
+
+Alarms go to central whenever it answers, whatever the block stream's state
+(welcomed, refused); one per kind per 10 s, the repeats counted
+(:class:`edge._alarms.AlarmGate`). A chain fork quarantines the spool's
+unacknowledged blocks and goes on from the CIR's chain head (decision 0012).
 """
 
 from __future__ import annotations
@@ -53,6 +67,8 @@ from core.net import send_nowait, watch_handshake
 from core.runtime import Backoff, cancel_and_wait, supervise
 from core.seal import BlockKind, Sealer, genesis_hash
 from drivers import ControlEvent, DataLink, LinkEpoch, LinkGap, Packet, ScannerControl
+from drivers.lsp import parse_status
+from edge._alarms import AlarmGate
 from edge._assembler import (
     AlarmOut,
     AssemblerStats,
@@ -62,6 +78,7 @@ from edge._assembler import (
     ScanAssembler,
     with_att_role,
 )
+from edge._scanner_rules import check_identity, should_rearm
 from edge._spool import Spool
 from edge._uplink import WINDOW_BLOCKS, Tick, UplinkWindow
 
@@ -79,6 +96,12 @@ CONTROL_BACKOFF = (0.5, 5.0)
 """First and longest wait (s) before reopening a failed control link's device."""
 ROUND_S = 1.0
 """How often the channel's rounds check its tasks (s)."""
+URGENT_S = 0.25
+"""How often a failed control link is reopened while a safety action waits on it (s)."""
+REARM_BACKOFF = (1.0, 30.0)
+"""First and longest wait (s) before arming again a scanner that refused to be re-armed."""
+PENDING_ALARMS = 1000
+"""Alarms kept while central is away (the oldest dropped first)."""
 
 _ITEM = Packet | LinkGap | LinkEpoch
 
@@ -198,6 +221,21 @@ class ScannerChannel:
         self._last_release = 0.0
         self._release_failed = False
         self._pending_alarms: list[Alarm] = []
+        self._gate = AlarmGate()
+        self._last_heartbeat = 0.0
+        self.forks = 0
+        # the control link: its scanner's serial, the urgent reopen, the re-arm
+        self._control_serial = ""
+        self._link_serial = ""
+        self._identity_bad = asyncio.Event()
+        self._mismatch_alarmed = False
+        self._arm_deferred = False
+        self._control_wake = asyncio.Event()
+        self._urgent = False
+        self._disarmed_since: float | None = None
+        self._disarmed_alarmed = False
+        self._rearm_at = 0.0
+        self._rearm_delay = REARM_BACKOFF[0]
         self._tasks: list[asyncio.Task[None]] = []
         self._side: set[asyncio.Task[None]] = set()
         self.storage_error: StorageError | None = None
@@ -208,6 +246,7 @@ class ScannerChannel:
         self.beat = time.monotonic()
         # hooks for the safety guard and the state tracker (edge._safety, edge._uptime)
         self.may_arm: Callable[[], bool] = lambda: True
+        self.wants_armed: Callable[[], bool] = lambda: True  # False: stays disarmed by hand
         self.event_listeners: list[Callable[[Any], None]] = []
         self.heartbeat_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.heartbeat_extra: Callable[[], dict[str, Any]] = dict
@@ -217,7 +256,9 @@ class ScannerChannel:
     def _setup_socket(self) -> None:
         s = self.sock
         s.setsockopt(zmq.LINGER, 0)
-        s.setsockopt(zmq.ROUTING_ID, f"{self.edge.id}/{self.cfg.id}".encode())
+        # one routing id per process (its boot id): replies meant for one process can
+        # never be handed over to another that connected with the same edge id
+        s.setsockopt(zmq.ROUTING_ID, f"{self.edge.id}/{self.cfg.id}/{self.boot}".encode())
         s.setsockopt(zmq.RECONNECT_IVL, 100)
         s.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
         s.setsockopt(zmq.SNDHWM, 1000)
@@ -314,17 +355,38 @@ class ScannerChannel:
         self.spool.close()
 
     def alarm(self, kind: str, message: str, **details: Any) -> None:
-        """Raise an alarm to central (queued, oldest dropped past 1000, while it is away)."""
+        """Raise an alarm to central, whatever the state of the block stream.
+
+        One per kind per :data:`edge._alarms.REPEAT_S`: the repeats are counted and
+        the latest of them follows when that time has passed (``repeated``). While
+        central does not answer, alarms wait (the oldest dropped past
+        :data:`PENDING_ALARMS`) and go out as soon as it does.
+        """
+        out = self._gate.offer(kind, message, details)
+        if out is None:
+            log.debug("%s: alarm %s repeated (held back): %s", self.cfg.id, kind, message)
+            return
+        self._raise(out.kind, out.message, out.details)
+
+    def _raise(self, kind: str, message: str, details: dict[str, Any]) -> None:
         log.warning("%s: ALARM %s: %s", self.cfg.id, kind, message)
         if self._on_alarm is not None:
             self._on_alarm(self.cfg.id, kind, message)
         msg = Alarm(scanner=self.cfg.id, kind=kind, message=message, details=details)
-        if (
-            not self.win.welcomed
-            or not self.win.connected
-            or not send_nowait(self.sock, msg.frames())
-        ):
-            self._pending_alarms = [*self._pending_alarms[-999:], msg]
+        self._pending_alarms = [*self._pending_alarms[-(PENDING_ALARMS - 1) :], msg]
+        self._flush_alarms()
+
+    def _flush_alarms(self) -> None:
+        """Send the alarms waiting, in order, while central answers."""
+        for g in self._gate.due():
+            self._raise(g.kind, g.message, g.details)
+        if not self._pending_alarms or not self.win.connected:
+            return
+        pending, self._pending_alarms = self._pending_alarms, []
+        for i, a in enumerate(pending):
+            if not send_nowait(self.sock, a.frames()):
+                self._pending_alarms = [*pending[i:], *self._pending_alarms][-PENDING_ALARMS:]
+                return
 
     # -- assemble, seal, spool -----------------------------------------------------------
     async def _reader(self) -> None:
@@ -364,6 +426,10 @@ class ScannerChannel:
         it = self.link.packets(start, session)
         try:
             async for item in it:
+                serial = getattr(self.link, "serial", "") or ""
+                if serial != self._link_serial:
+                    self._link_serial = serial
+                    self._recheck_identity()
                 # the session the link followed when it gave the item (it adopts the
                 # scanner's first one silently when started without one)
                 await queue.put((item, getattr(self.link, "session", "") or ""))
@@ -492,7 +558,7 @@ class ScannerChannel:
                 f"spool at {self.spool.bytes_used / 1e6:.1f} MB of "
                 f"{self.spool.max_bytes / 1e6:.1f} MB: new scans are refused until it drains",
             )
-            if self.control is not None:
+            if self.control is not None and self.control_up:
                 self._spawn(self._refuse_new_scans(), "refuse new scans")
 
     async def _refuse_new_scans(self) -> None:
@@ -537,6 +603,7 @@ class ScannerChannel:
                 log.warning("%s: bad message from central: %s", self.cfg.id, exc)
                 continue
             self.win.heard()
+            self._flush_alarms()
             try:
                 self._on_message(msg)
             except StorageError as exc:
@@ -577,17 +644,9 @@ class ScannerChannel:
             self._cache.clear()
             self._cache_bytes = 0
             self._restart_reader.set()
+        elif self._forked(w):
+            self._on_fork(w)
         else:
-            if last >= 0 and last > self.spool.state.acked_seq:
-                h = self.spool.hash_at(last)
-                if h is not None and h.hex() != w.last_hash:
-                    self.win.central_boot = w.boot
-                    self.win.refuse("chain fork")
-                    self.alarm(
-                        "chain_fork",
-                        f"the CIR's block {last} differs from this spool's; refusing to go on",
-                    )
-                    return
             self._release(last)
             if self.spool.fresh:
                 self.spool.mark_started()
@@ -595,11 +654,47 @@ class ScannerChannel:
         self._may_read.set()
         self._wake.set()
         log.info("%s: welcomed by central; the CIR holds blocks up to %d", self.cfg.id, last)
-        pending, self._pending_alarms = self._pending_alarms, []
-        for i, a in enumerate(pending):
-            if not send_nowait(self.sock, a.frames()):
-                self._pending_alarms = [*pending[i:], *self._pending_alarms][-1000:]
-                break
+
+    def _forked(self, w: Welcome) -> bool:
+        """Whether the CIR's block ``w.last_seq`` differs from this spool's (a chain fork)."""
+        if w.last_seq < 0 or w.last_seq <= self.spool.state.acked_seq:
+            return False
+        h = self.spool.hash_at(w.last_seq)
+        return h is not None and h.hex() != w.last_hash
+
+    def _on_fork(self, w: Welcome) -> None:
+        """Quarantine the spool's unacknowledged blocks; go on from the CIR's chain head.
+
+        The CIR is the authority on the chain; the blocks it does not hold are kept
+        in the spool file's quarantine (never deleted by the edge), the data link is
+        read again from the CIR's position (what the scanner no longer holds becomes
+        a GAP) and ``chain_fork`` tells the control room what was quarantined.
+
+        Raises:
+            StorageError: the quarantine could not be stored (the next WELCOME retries).
+        """
+        last, link_next = w.last_seq, w.link_next_seq
+        moved = self.spool.fork_to(
+            last, bytes.fromhex(w.last_hash), link_next, reason=f"the CIR's block {last} differs"
+        )
+        self.forks += 1
+        self._cache.clear()
+        self._cache_bytes = 0
+        self._restart_reader.set()
+        span = f"{moved[0]}..{moved[-1]}" if moved else "none"
+        self.alarm(
+            "chain_fork",
+            f"the CIR's block {last} differs from this spool's: {len(moved)} unacknowledged "
+            f"block(s) ({span}) quarantined in {self.spool.path}; going on from the CIR's "
+            f"chain head (block {last}, data-link packet {link_next})",
+            count=len(moved),
+            first=moved[0] if moved else None,
+            last=moved[-1] if moved else None,
+            seqs=moved[:100],
+            cir_last_seq=last,
+            link_next_seq=link_next,
+            quarantine=str(self.spool.path),
+        )
 
     def _drop_cached(self, seq: int) -> None:
         """Forget the in-memory copies of blocks up to ``seq`` (the CIR holds them)."""
@@ -625,7 +720,13 @@ class ScannerChannel:
             self._disarmed_for_spool = False
             self._disarm_at_scan_end = False
             log.info("%s: spool drained; accepting scans again", self.cfg.id)
-            if self.control is not None and self.cfg.arm and self.may_arm():
+            if (
+                self.control is not None
+                and self.control_up
+                and self.cfg.arm
+                and self.wants_armed()
+                and self.may_arm()
+            ):
                 self._spawn(self.control.arm(), "re-arm")
 
     def _on_ack(self, a: Ack) -> None:
@@ -676,13 +777,17 @@ class ScannerChannel:
                 log.info("%s: no acknowledgement for %.1f s; resyncing", self.cfg.id, 3 * hb)
             if what is Tick.HELLO:
                 self._send_hello()
-            elif what is Tick.HEARTBEAT:
+            now = time.monotonic()
+            # heartbeats go out while central answers, whether or not it takes our blocks
+            if what is Tick.HEARTBEAT or (self.win.connected and now - self._last_heartbeat >= hb):
+                self._last_heartbeat = now
                 msg = Heartbeat(
                     sender=f"{self.edge.id}/{self.cfg.id}",
                     boot=self.boot,
                     state={**self.summary(), **self.heartbeat_extra()},
                 )
                 send_nowait(self.sock, msg.frames())
+            self._flush_alarms()
             await asyncio.sleep(self.win.sleep_s(hb))
 
     # -- control link --------------------------------------------------------------------
@@ -714,6 +819,87 @@ class ScannerChannel:
             f"control link to the scanner is back after {time.monotonic() - since:.1f} s",
         )
 
+    def urgent_control(self, on: bool = True) -> None:
+        """A safety action waits on the control link (``on``), or no longer does.
+
+        While on, a failed control link is reopened every :data:`URGENT_S` instead
+        of after its growing backoff, and the wait now in progress ends at once.
+        """
+        self._urgent = on
+        if on:
+            self._control_wake.set()
+
+    async def _reopen_wait(self, delay: float) -> None:
+        """Wait ``delay`` (:data:`URGENT_S` at most while urgent), or until made urgent."""
+        if self._urgent:
+            delay = min(delay, URGENT_S)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._control_wake.wait()
+
+    def _identity(self) -> None:
+        """Check which scanner the control link reaches; remember the first one seen.
+
+        Raises:
+            DriverError: the control link reaches another scanner than the data
+                link's or the remembered one (``scanner_mismatch``, alarmed once).
+        """
+        v = check_identity(
+            self.cfg.id, self.spool.meta("serial"), self._link_serial, self._control_serial
+        )
+        if not v.ok:
+            if not self._mismatch_alarmed:
+                self._mismatch_alarmed = True
+                self.alarm(
+                    "scanner_mismatch",
+                    v.message,
+                    control_serial=self._control_serial,
+                    data_serial=self._link_serial,
+                    known_serial=self.spool.meta("serial"),
+                )
+            raise DriverError(
+                v.message,
+                fix="connect this scanner's own serial cable, or point `serial` in the "
+                "config at its device",
+            )
+        self._mismatch_alarmed = False
+        if v.remember:
+            old = self.spool.meta("serial")
+            try:
+                self.spool.set_meta("serial", v.remember)
+            except StorageError as exc:
+                log.error("%s: %s", self.cfg.id, exc)
+            if v.alarm:
+                self.alarm(v.alarm, v.message, old_serial=old, new_serial=v.remember)
+            else:
+                log.info("%s: this channel serves scanner %s", self.cfg.id, v.remember)
+
+    def _confirmed(self) -> bool:
+        """Whether the scanner's identity is known beyond the control link's own word."""
+        return bool(self._link_serial or self.spool.meta("serial"))
+
+    def _recheck_identity(self) -> None:
+        """The data link announced a serial number: check the control link against it."""
+        try:
+            self._identity()
+        except DriverError:
+            self._identity_bad.set()
+            return
+        if self._arm_deferred and self.control_up and self._confirmed():
+            self._arm_deferred = False
+            if (
+                self.control is not None
+                and self.cfg.arm
+                and self.wants_armed()
+                and self._may_arm_now()
+            ):
+                self._spawn(self._arm_confirmed(), "arm")
+
+    async def _arm_confirmed(self) -> None:
+        assert self.control is not None
+        await self.control.arm()
+        log.info("%s: scanner armed (the data link confirmed which scanner it is)", self.cfg.id)
+
     async def _control(self) -> None:
         """Open, identify, arm and listen; on failure close and reopen the device path."""
         assert self.control is not None
@@ -721,6 +907,7 @@ class ScannerChannel:
         backoff = Backoff(*CONTROL_BACKOFF, reset_after_s=10.0)
         while True:
             t0 = time.monotonic()
+            self._control_wake.clear()
             try:
                 await ctl.open()
                 ident = await ctl.identify()
@@ -733,33 +920,103 @@ class ScannerChannel:
                     ident.firmware,
                     ident.channels,
                 )
+                self._control_serial = ident.serial
+                self._identity_bad.clear()
+                self._identity()
                 self._link_up()
-                if (
-                    self.cfg.arm
-                    and not self.spool.above_high_water
-                    and self.storage_error is None
-                    and self.may_arm()
-                ):
+                # armed only once the data link or the spool confirms which scanner
+                # this is (a first start with another scanner's cable arms nothing)
+                self._arm_deferred = not self._confirmed()
+                if self._arm_deferred:
+                    log.info("%s: arming once the data link says which scanner it is", self.cfg.id)
+                elif self.cfg.arm and self.wants_armed() and self._may_arm_now():
                     await ctl.arm()
                     log.info("%s: scanner armed", self.cfg.id)
-                async for ev in ctl.events():
-                    self._tell(ev)
-                    if ev.kind == "FAULT":
-                        self.alarm("scanner_fault", " ".join(ev.fields))
-                    elif ev.kind in ("SCAN_START", "SCAN_END"):
-                        log.info("%s: %s %s", self.cfg.id, ev.kind, ",".join(ev.fields))
-                        if ev.kind == "SCAN_END" and self._disarm_at_scan_end:
-                            self._disarm_at_scan_end = False
-                            await ctl.disarm()
-                            log.info("%s: disarmed: spool above high water", self.cfg.id)
-                raise DriverError(f"control link {getattr(ctl, 'path', '')} closed")
+                await self._listen(ctl)
             except DriverError as exc:
                 delay = backoff.after_run(time.monotonic() - t0)
                 self._link_down(exc.message)
                 log.warning("%s: control link: %s; reopening in %.1f s", self.cfg.id, exc, delay)
                 with contextlib.suppress(Exception):
                     await ctl.close()
-                await asyncio.sleep(delay)
+                await self._reopen_wait(delay)
+
+    def _may_arm_now(self) -> bool:
+        return not self.spool.above_high_water and self.storage_error is None and self.may_arm()
+
+    async def _listen(self, ctl: ScannerControl) -> None:
+        """Handle the control link's events until it fails or reaches another scanner.
+
+        Raises:
+            DriverError: always (the link failed, closed, or reaches another scanner).
+        """
+        events = asyncio.ensure_future(self._events(ctl))
+        bad = asyncio.ensure_future(self._identity_bad.wait())
+        try:
+            await asyncio.wait({events, bad}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait([events, bad], f"{self.cfg.id} control events", timeout=1.0)
+        if bad.done() and not bad.cancelled():
+            self._identity()  # raises the mismatch
+        if events.done() and not events.cancelled() and events.exception() is not None:
+            raise events.exception()  # type: ignore[misc]
+        raise DriverError(f"control link {getattr(ctl, 'path', '')} closed")
+
+    async def _events(self, ctl: ScannerControl) -> None:
+        async for ev in ctl.events():
+            self._tell(ev)
+            if ev.kind == "FAULT":
+                self.alarm("scanner_fault", " ".join(ev.fields))
+            elif ev.kind == "STATUS":
+                await self._on_status(ctl, ev)
+            elif ev.kind in ("SCAN_START", "SCAN_END"):
+                log.info("%s: %s %s", self.cfg.id, ev.kind, ",".join(ev.fields))
+                if ev.kind == "SCAN_END" and self._disarm_at_scan_end:
+                    self._disarm_at_scan_end = False
+                    await ctl.disarm()
+                    log.info("%s: disarmed: spool above high water", self.cfg.id)
+
+    async def _on_status(self, ctl: ScannerControl, ev: ControlEvent) -> None:
+        """The scanner's unsolicited STATUS: re-arm it if it was disarmed behind our back."""
+        try:
+            st = parse_status(ev.fields, getattr(ctl, "path", ""))
+        except DriverError:
+            return
+        now = time.monotonic()
+        if st.armed or st.state != "idle":
+            self._disarmed_since = None
+            if st.armed:
+                self._disarmed_alarmed = False
+                self._rearm_delay = REARM_BACKOFF[0]
+            return
+        if self._disarmed_since is None:
+            self._disarmed_since = now
+        maintenance = (Path(self.edge.state_dir) / f"{self.cfg.id}.maintenance").exists()
+        if now < self._rearm_at or not should_rearm(
+            reported_armed=st.armed,
+            reported_state=st.state,
+            disarmed_s=now - self._disarmed_since,
+            want_arm=self.cfg.arm and self.wants_armed(),
+            may_arm=self.may_arm(),
+            control_up=self.control_up and self._confirmed(),
+            spool_high=self.spool.above_high_water or self._disarmed_for_spool,
+            storage_error=self.storage_error is not None,
+            maintenance=maintenance,
+        ):
+            return
+        if not self._disarmed_alarmed:
+            self._disarmed_alarmed = True
+            self.alarm(
+                "scanner_disarmed", f"{self.cfg.id} is disarmed but should be armed: re-arming"
+            )
+        # the next try (if it stays disarmed) only after a growing wait
+        self._rearm_at = now + self._rearm_delay
+        self._rearm_delay = min(REARM_BACKOFF[1], self._rearm_delay * 2)
+        try:
+            await ctl.arm()
+            log.info("%s: scanner re-armed", self.cfg.id)
+        except DriverError as exc:
+            log.warning("%s: re-arm refused: %s", self.cfg.id, exc)
 
     # -- reporting -----------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -778,4 +1035,7 @@ class ScannerChannel:
         }
         if self.storage_error is not None:
             out["storage_error"] = self.storage_error.message
+        out["quarantined"] = self.spool.quarantined
+        out["forks"] = self.forks
+        out["serial"] = self.spool.meta("serial")
         return out

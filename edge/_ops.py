@@ -53,6 +53,7 @@ class Operations:
                 safety.on_change.insert(0, tr.set_safe)
                 self.guards[sid] = guard
                 ch.may_arm = guard.may_arm
+                ch.wants_armed = guard.wants_armed
         self.metrics_server: Any = None
         self._tasks: list[asyncio.Task[None]] = []
 

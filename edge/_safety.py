@@ -60,6 +60,8 @@ SAFE_STATES: dict[str, str] = {
     "estop": "released",
 }
 _GROUPS = ("interlock", "dose")
+DOWN_POLL_S = 0.05
+"""How often a beam stop waiting on a control link that is down looks whether it is back (s)."""
 
 
 @dataclass
@@ -408,6 +410,16 @@ class SafetyGuard:
         """The gate every arming of the scanner goes through."""
         return self.safety.safe
 
+    def wants_armed(self) -> bool:
+        """Whether the edge should keep the scanner armed (``rearm = false``: not after a trip)."""
+        return bool(getattr(self.channel.cfg, "rearm", True)) or self.trips == 0
+
+    def _urgent(self, on: bool) -> None:
+        """Tell the channel a safety action waits (or no longer waits) on its control link."""
+        fn = getattr(self.channel, "urgent_control", None)
+        if fn is not None:
+            fn(on)
+
     def _spawn(self, coro: Any) -> asyncio.Task[None] | None:
         try:
             t = asyncio.get_running_loop().create_task(coro)
@@ -474,7 +486,18 @@ class SafetyGuard:
         X: <why>", once per trip; the guard retries every :attr:`retry_s` seconds
         (doubling to 2 s) and sends ``beam_stopped`` when it got through, or
         ``beam_stop_moot`` when the scanner became safe before it could.
+
+        While it waits on a control link that is down, the channel reopens it every
+        0.25 s (:meth:`edge.ScannerChannel.urgent_control`) and the guard looks every
+        :data:`DOWN_POLL_S` whether it is back, so the beam stops within about 0.3 s
+        of the device coming back, not after the link's reopen backoff.
         """
+        try:
+            await self._stop_beam_steps(t0)
+        finally:
+            self._urgent(False)
+
+    async def _stop_beam_steps(self, t0: float) -> None:
         sid = self.channel.cfg.id
         failed_why = ""
         backoff = self.retry_s
@@ -489,6 +512,7 @@ class SafetyGuard:
                         f"beam stopped on scanner {sid} after the earlier failure ({failed_why})",
                     )
                 return
+            self._urgent(True)
             if not failed_why:
                 failed_why = why
                 self.stop_failures += 1
@@ -504,6 +528,9 @@ class SafetyGuard:
                     "is no longer needed",
                 )
                 return
+            if self._control_down() is not None:
+                await asyncio.sleep(DOWN_POLL_S)  # no I/O: look again soon
+                continue
             await asyncio.sleep(backoff)
             backoff = min(2.0, backoff * 2)
 
@@ -536,7 +563,7 @@ class SafetyGuard:
 
     async def _arm(self) -> None:
         try:
-            if self.safety.safe:
+            if self.safety.safe and self._control_down() is None:
                 await self.channel.control.arm()
                 log.info("%s: safety: armed (safe)", self.channel.cfg.id)
         except DriverError as exc:

@@ -47,6 +47,10 @@ def check_identity(scanner: str, known: str, data: str, control: str) -> Identit
             known: nothing to check).
 
     Returns:
+        A serial number is remembered only once a data link announced it (and the
+        control link, when known, agrees): the control link alone cannot tell
+        whether its cable reaches the right scanner.
+
         Not ok when the control link's serial differs from the data link's (both
         known) or from the persisted one, unless both links agree on a new one
         (a scanner replaced on purpose: ok, ``scanner_replaced``, remembered).
@@ -75,7 +79,9 @@ def check_identity(scanner: str, known: str, data: str, control: str) -> Identit
             message=f"the control link of {scanner} reaches scanner {control}, but {scanner} "
             f"is scanner {known}: check the serial cable",
         )
-    return IdentityVerdict(ok=True, remember="" if known else control)
+    # remembered only once the data link confirms it: a control link alone could be
+    # another scanner's cable from the first start on
+    return IdentityVerdict(ok=True, remember="" if known or not data else control)
 
 
 def should_rearm(

@@ -8,7 +8,10 @@ from edge._scanner_rules import DISARMED_CONFIRM_S, check_identity, should_rearm
 
 
 def test_the_first_serial_seen_is_remembered() -> None:
+    # the control link alone: usable (a beam stop must work), but not remembered
     v = check_identity("scanner1", "", "", "SIM0004-scanner1")
+    assert v.ok and v.remember == "" and not v.alarm
+    v = check_identity("scanner1", "", "SIM0004-scanner1", "SIM0004-scanner1")
     assert v.ok and v.remember == "SIM0004-scanner1" and not v.alarm
     v = check_identity("scanner1", "", "SIM0004-scanner1", "")
     assert v.ok and v.remember == "SIM0004-scanner1"
