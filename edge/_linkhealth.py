@@ -114,9 +114,9 @@ class LinkHealth:
                     f"({what.removeprefix('data_link_')})",
                 )
             ]
-        if not full or good > 0:
-            if self._down_since is None or now - self._down_since < self.down_s:
-                return []
+        long_down = self._down_since is not None and now - self._down_since >= self.down_s
+        if (not full or good > 0) and not long_down:
+            return []
         if good == 0 and damaged >= self.min_damaged:
             return self._start(
                 "data_link_damaged",
@@ -131,7 +131,8 @@ class LinkHealth:
                 f"SESSION packet ({no_session} in {self.window_s:g} s): not an LSP-1 scanner "
                 "with sessions, or faulty firmware; nothing is read from it",
             )
-        if self._down_since is not None and now - self._down_since >= self.down_s:
+        if long_down:
+            assert self._down_since is not None
             return self._start(
                 "data_link_down",
                 f"no connection to the scanner's data link at {self.where} for "
