@@ -96,6 +96,8 @@ CONTROL_BACKOFF = (0.5, 5.0)
 """First and longest wait (s) before reopening a failed control link's device."""
 ROUND_S = 1.0
 """How often the channel's rounds check its tasks (s)."""
+IDENTITY_POLL_S = 0.1
+"""How often the data link's serial number is compared with the control link's (s)."""
 URGENT_S = 0.25
 """How often a failed control link is reopened while a safety action waits on it (s)."""
 REARM_BACKOFF = (1.0, 30.0)
@@ -325,11 +327,23 @@ class ScannerChannel:
         )
 
     async def _rounds(self) -> None:
-        """Beat while every task of the channel is alive (read by the daemon's watchdog)."""
+        """Beat while every task of the channel is alive (read by the daemon's watchdog);
+        check the control link against the data link's serial once it is known (the
+        data link announces it in its SESSION, before any packet: an idle scanner
+        sends none)."""
+        n = 0
         while True:
-            if all(not t.done() for t in self._tasks):
+            if n % round(ROUND_S / IDENTITY_POLL_S) == 0 and all(not t.done() for t in self._tasks):
                 self.beat = time.monotonic()
-            await asyncio.sleep(ROUND_S)
+            n += 1
+            self._poll_link_serial()
+            await asyncio.sleep(IDENTITY_POLL_S)
+
+    def _poll_link_serial(self) -> None:
+        serial = getattr(self.link, "serial", "") or ""
+        if serial != self._link_serial:
+            self._link_serial = serial
+            self._recheck_identity()
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
         """Run a short side job (arm, disarm) owned by the channel; its failure is logged."""
@@ -426,10 +440,7 @@ class ScannerChannel:
         it = self.link.packets(start, session)
         try:
             async for item in it:
-                serial = getattr(self.link, "serial", "") or ""
-                if serial != self._link_serial:
-                    self._link_serial = serial
-                    self._recheck_identity()
+                self._poll_link_serial()
                 # the session the link followed when it gave the item (it adopts the
                 # scanner's first one silently when started without one)
                 await queue.put((item, getattr(self.link, "session", "") or ""))
@@ -634,13 +645,27 @@ class ScannerChannel:
                 last,
                 self.spool.state.head_seq,
             )
-            if not self.spool.fresh:
+            st, fresh = self.spool.state, self.spool.fresh
+            if st.head_seq > st.acked_seq:
+                # blocks the CIR may hold (a spool that lost its last commits) or not (a
+                # fork: another writer went further): kept in quarantine, not deleted
+                moved = self.spool.fork_to(
+                    last,
+                    bytes.fromhex(w.last_hash),
+                    w.link_next_seq,
+                    reason=f"the CIR is ahead (block {last}); it may or may not hold these",
+                )
+                kept = f"; its {len(moved)} unacknowledged block(s) are kept in quarantine"
+            else:
+                self.spool.adopt(last, bytes.fromhex(w.last_hash), w.link_next_seq)
+                moved, kept = [], ""
+            if not fresh:
                 self.alarm(
                     "spool_behind",
                     f"the CIR holds blocks up to {last}, this spool only to "
-                    f"{self.spool.state.head_seq}; continuing from the CIR's chain head",
+                    f"{st.head_seq}{kept}; continuing from the CIR's chain head",
+                    quarantined=len(moved),
                 )
-            self.spool.adopt(last, bytes.fromhex(w.last_hash), w.link_next_seq)
             self._cache.clear()
             self._cache_bytes = 0
             self._restart_reader.set()

@@ -647,3 +647,31 @@ async def test_a_beam_stop_waiting_on_a_vanished_device_goes_out_soon_after_it_i
         await asyncio.gather(task, return_exceptions=True)
         await guard.close()
         await ch.close()
+
+
+async def test_a_cir_ahead_of_a_spool_with_unacknowledged_blocks_keeps_them_in_quarantine(
+    edge_cfg: EdgeConfig, ctx: zmq.asyncio.Context
+) -> None:
+    """The CIR ahead may be a spool that lost commits, or another writer: nothing deleted."""
+    alarms: list[tuple[str, str]] = []
+    ch = ScannerChannel(
+        edge_cfg,
+        edge_cfg.scanners[0],
+        EdgeKey.load(edge_cfg.key),
+        CirPublic.load(edge_cfg.cir_public),
+        ctx,
+        FakeLink(),
+        None,
+        on_alarm=lambda sid, kind, msg: alarms.append((kind, msg)),
+    )
+    try:
+        ch.spool.mark_started()
+        for i in range(3):
+            ch.spool.append(i, 1, b"x" * 10, bytes([i]) * 32, i + 1)
+        w = Welcome(scanner="s1", last_seq=7, last_hash="cd" * 32, link_next_seq=40, boot="c0ffee")
+        ch._on_welcome(w)
+        assert ch.spool.quarantined == 3 and ch.spool.depth == 0
+        assert ch.spool.state.head_seq == 7 and ch.spool.state.link_next_seq == 40
+        assert [k for k, _ in alarms] == ["spool_behind"] and "quarantine" in alarms[0][1]
+    finally:
+        await ch.close()
