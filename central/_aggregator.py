@@ -421,7 +421,8 @@ class Central:
                     self.latencies_ms.append((now_ns - e.ts_ns) / 1e6)
         self.ingest.committed(work)
         if self.atr is not None:  # ATR verdicts, read back after this commit
-            self.atr.scans_committed(work.finished)
+            # a lost row has no line to analyse: never queued, never in the backlog
+            self.atr.scans_committed(work.finished - work.lost)
         self._reply(work)
 
     def _reply(self, work: Work) -> None:

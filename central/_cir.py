@@ -263,18 +263,26 @@ class Cir:
             r["scan_id"],
         )
 
-    def gap_tail(self, scanner: str, limit: int = 10_000) -> list[tuple[int, int | None]]:
-        """``(seq, scan_id)`` of the GAP blocks at the head of a scanner's chain (after its
-        last block of another kind, at most ``limit`` looked at), oldest first."""
+    def gap_tail(self, scanner: str, limit: int = 10_000) -> list[tuple[int, int | None, str]]:
+        """``(seq, scan_id, cause)`` of the GAP blocks at the head of a scanner's chain
+        (after its last block of another kind, at most ``limit`` looked at), oldest first.
+        The cause is read from the GAP block's meta; ``lost`` when its blob is unreadable
+        (as an edge that names no cause means)."""
         rows = self.db.execute(
-            "SELECT seq, kind, scan_id FROM blocks WHERE scanner = ? ORDER BY seq DESC LIMIT ?",
+            "SELECT seq, kind, scan_id, hash FROM blocks WHERE scanner = ? "
+            "ORDER BY seq DESC LIMIT ?",
             [scanner, limit],
         )
-        out: list[tuple[int, int | None]] = []
-        for seq, kind, scan_id in rows:
+        out: list[tuple[int, int | None, str]] = []
+        for seq, kind, scan_id, h in rows:
             if kind != "gap":
                 break
-            out.append((int(seq), scan_id if isinstance(scan_id, int) and scan_id >= 0 else None))
+            try:
+                cause = str(self.read_block(h).meta.get("cause", "lost"))
+            except NiiError:
+                cause = "lost"
+            sid = scan_id if isinstance(scan_id, int) and scan_id >= 0 else None
+            out.append((int(seq), sid, cause))
         return out[::-1]
 
     def block_hash(self, scanner: str, seq: int) -> bytes | None:

@@ -18,8 +18,10 @@ record (or, alarmed as ``no_start_record``, on a data block of a new scan id) an
 closes on its SCAN_END record. It is closed as ``incomplete`` with a
 ``scan_incomplete`` alarm when the next scan starts while it is open, when a GAP
 block of cause ``restart`` arrives, or when a GAP cuts a later scan. Scan ids a
-GAP swallowed whole (the hole between the scan ids on either side of it) get
-rows of status ``lost`` and a ``scans_lost`` alarm naming the GAP blocks. The
+GAP of cause ``lost`` or ``restart`` swallowed whole (the hole between the scan
+ids on either side of it) get rows of status ``lost`` and a ``scans_lost`` alarm
+naming the GAP blocks; a GAP of cause ``violation`` holds refused packets of the
+scan it names and swallows none. The
 shape of a scan is fixed by its start record (``central._shape``); a data block
 that does not fit is stored but marks the scan ``incomplete`` with a
 ``shape_violation`` alarm. A scan is ``complete`` only when its end record says
@@ -49,6 +51,9 @@ MAX_LOST_ROWS = 1000
 
 #: the alarm kind of a GAP block by its ``cause`` (drivers.GapCause); unknown: data_lost
 GAP_ALARMS = {"lost": "data_lost", "restart": "data_lost", "violation": "protocol_violation"}
+#: GAP causes whose packets may have held whole scans (``violation``: refused packets of
+#: the scan the GAP names, which cannot hide another scan)
+SWALLOWING_CAUSES = frozenset({"lost", "restart"})
 
 #: ``alarm(scanner, edge, kind, message, **details)``: raise an alarm at once
 AlarmSink = Callable[..., None]
@@ -69,9 +74,9 @@ class IngestStore(Protocol):
     def next_scan_ref(self) -> int:
         """The ref the next new scan row gets."""
 
-    def gap_tail(self, scanner: str) -> list[tuple[int, int | None]]:
-        """``(seq, scan_id)`` of the GAP blocks at the head of a scanner's committed chain
-        (those after its last block of another kind), oldest first."""
+    def gap_tail(self, scanner: str) -> list[tuple[int, int | None, str]]:
+        """``(seq, scan_id, cause)`` of the GAP blocks at the head of a scanner's committed
+        chain (those after its last block of another kind), oldest first."""
 
 
 class ScanRow(TypedDict):
@@ -126,6 +131,7 @@ class Work:
         streams_touched: Scanners whose stream head moved.
         scans: Refs of scan rows to write.
         finished: Refs of scans that closed (any status) in this batch.
+        lost: Refs among ``finished`` of rows of status ``lost`` (no live ATR for them).
         acks: ``(ident, scanner) -> highest seq`` to acknowledge once durable.
         nacks: ``(ident, NACK)`` to send.
         hellos: ``(ident, scanner)`` to answer with a WELCOME.
@@ -138,6 +144,7 @@ class Work:
     streams_touched: set[str] = field(default_factory=set)
     scans: set[int] = field(default_factory=set)
     finished: set[int] = field(default_factory=set)
+    lost: set[int] = field(default_factory=set)
     acks: dict[tuple[bytes, str], int] = field(default_factory=dict)
     nacks: list[tuple[bytes, Nack]] = field(default_factory=list)
     hellos: list[tuple[bytes, str]] = field(default_factory=list)
@@ -160,6 +167,7 @@ class Work:
 class _PendingGap:
     seq: int
     scan_id: int | None
+    cause: str = "lost"
 
 
 WRITER_STALE_S = 10.0
@@ -615,7 +623,11 @@ class Ingest:
             scan_id=gap_scan,
         )
         self._gaps_since_scan.setdefault(block.scanner, []).append(
-            _PendingGap(block.seq, gap_scan if type(gap_scan) is int and gap_scan >= 0 else None)
+            _PendingGap(
+                block.seq,
+                gap_scan if type(gap_scan) is int and gap_scan >= 0 else None,
+                str(cause),
+            )
         )
         if ref is None:
             return None
@@ -638,8 +650,13 @@ class Ingest:
         return ref  # -1: the GAP fell between scans, as the edge saw it
 
     def _note_lost(self, work: Work, st: StreamState, block: Block, new_id: Any) -> None:
-        """Rows of status ``lost`` for the scan ids a GAP swallowed before ``new_id``."""
-        gaps = self._pending_gaps(block.scanner)
+        """Rows of status ``lost`` for the scan ids a GAP swallowed before ``new_id``.
+
+        Only a GAP of cause ``lost`` or ``restart`` (``SWALLOWING_CAUSES``) can have
+        swallowed a scan; a ``violation`` GAP holds refused packets of the scan it
+        names, so scan ids that jump past one are the scanner's own numbering.
+        """
+        gaps = [g for g in self._pending_gaps(block.scanner) if g.cause in SWALLOWING_CAUSES]
         self._gaps_since_scan.pop(block.scanner, None)
         prev = st.scan_id
         if not gaps or type(prev) is not int or type(new_id) is not int or new_id <= prev + 1:
@@ -656,6 +673,7 @@ class Ingest:
             self.scans[ref]["finished_ns"] = block.created_ns
             work.scans.add(ref)
             work.finished.add(ref)
+            work.lost.add(ref)
         ids = f"{first}" if first == last else f"{first}..{last}"
         self.alarm(
             block.scanner,
@@ -673,7 +691,7 @@ class Ingest:
         right after central (re)started, the GAP blocks at the head of the CIR's chain."""
         gaps = self._gaps_since_scan.get(scanner, [])
         if not gaps and scanner in self._fresh:
-            gaps = [_PendingGap(seq, sid) for seq, sid in self.store.gap_tail(scanner)]
+            gaps = [_PendingGap(*g) for g in self.store.gap_tail(scanner)]
             self._gaps_since_scan[scanner] = gaps
         return list(gaps)
 

@@ -28,7 +28,7 @@ class MemStore:
     streams: dict[str, StreamState] = field(default_factory=dict)
     scans: dict[int, dict[str, Any]] = field(default_factory=dict)
     hashes: dict[tuple[str, int], bytes] = field(default_factory=dict)
-    kinds: dict[tuple[str, int], tuple[str, int | None]] = field(default_factory=dict)
+    kinds: dict[tuple[str, int], tuple[str, int | None, str]] = field(default_factory=dict)
 
     def stream(self, scanner: str) -> StreamState | None:
         st = self.streams.get(scanner)
@@ -44,14 +44,14 @@ class MemStore:
     def next_scan_ref(self) -> int:
         return max(self.scans, default=0) + 1
 
-    def gap_tail(self, scanner: str) -> list[tuple[int, int | None]]:
-        out: list[tuple[int, int | None]] = []
-        for (name, seq), (kind, scan_id) in sorted(self.kinds.items(), reverse=True):
+    def gap_tail(self, scanner: str) -> list[tuple[int, int | None, str]]:
+        out: list[tuple[int, int | None, str]] = []
+        for (name, seq), (kind, scan_id, cause) in sorted(self.kinds.items(), reverse=True):
             if name != scanner:
                 continue
             if kind != "gap":
                 break
-            out.append((seq, scan_id if scan_id is not None and scan_id >= 0 else None))
+            out.append((seq, scan_id if scan_id is not None and scan_id >= 0 else None, cause))
         return out[::-1]
 
 
@@ -164,6 +164,7 @@ class Rig:
             self.store.kinds[(s.block.scanner, s.block.seq)] = (
                 s.block.kind.name.lower(),
                 sid if type(sid) is int else None,
+                str(s.block.meta.get("cause", "lost")),
             )
         for name in work.streams_touched:
             self.store.streams[name] = StreamState(**vars(self.ingest.streams[name]))

@@ -305,3 +305,30 @@ def test_one_writer_per_stream_a_second_process_of_the_edge_is_refused() -> None
     work = Work()
     r.ingest.message(work, b"edge-t/scanner1/bb", r.edge, second, [])
     assert work.hellos
+
+
+# -- issue 21: a violation GAP swallows no scan --------------------------------------------
+def test_scan_ids_jumping_past_violation_gaps_make_no_lost_rows() -> None:
+    r = Rig()
+    for b in (r.start(1), r.data(1, [0, 1, 2, 3]), r.end(1), r.start(2), r.data(2, [0])):
+        r.send(b)
+    for b in (r.gap(2, cause="violation"), r.gap(2, cause="violation"), r.data(2, [1])):
+        r.send(b)
+    work = r.send(r.start(10))
+    assert [x["status"] for x in r.scan_rows()] == ["complete", "incomplete", "scanning"]
+    assert "scans_lost" not in r.kinds() and not work.lost
+    # and after a restart of central, from the GAP blocks at the head of the CIR's chain
+    for b in (r.end(10), r.gap(-1, cause="violation")):
+        r.send(b)
+    r.ingest = type(r.ingest)(r.store, r.ingest.open_block, r.ingest.alarm)
+    r.send(r.start(12))
+    assert "scans_lost" not in r.kinds()
+
+
+def test_lost_rows_are_marked_for_no_live_atr() -> None:
+    r = Rig()
+    for b in (r.start(1), r.end(1), r.gap(-1, cause="restart")):
+        r.send(b)
+    work = r.send(r.start(4))
+    lost = {x["ref"] for x in r.scan_rows() if x["status"] == "lost"}
+    assert len(lost) == 2 and work.lost == lost and lost <= work.finished

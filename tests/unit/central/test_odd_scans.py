@@ -193,7 +193,7 @@ def test_lost_scans_are_found_in_the_cir_after_a_restart(tmp_path: Path) -> None
     try:
         for b in (r.start(1, lines=4), r.end(1), r.gap(-1), r.gap(3)):
             r.send(b)
-        assert r.real.gap_tail(SCANNER) == [(2, None), (3, 3)]
+        assert r.real.gap_tail(SCANNER) == [(2, None, "lost"), (3, 3, "lost")]
         r.ingest = Ingest(r.real, Opener(r.cir).open, r._alarm)  # central restarted
         r.send(r.start(5, lines=4))
         rows = {x["scan_id"]: x["status"] for x in r.real.scans(limit=10)}
