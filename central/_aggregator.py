@@ -12,8 +12,9 @@ heartbeats and TCP keepalive so a dead peer is noticed within seconds), the
 commit thread, the replies and the live feed. Every message is decoded and
 validated by ``core.messages.decode``; a message that fails, or that trips any
 other error while it is staged, is refused with a ``bad_message`` alarm naming
-its sender (at most one per sender every ``BAD_MESSAGE_ALARM_S``) and the loop
-goes on for every other edge. A commit that fails for want of space
+its sender (at most one per sender every ``BAD_MESSAGE_ALARM_S``; the count of
+the rest is alarmed when the window closes, so the last burst is never silent)
+and the loop goes on for every other edge. A commit that fails for want of space
 (``StorageError``) alarms at once and is retried until it succeeds; nothing is
 acknowledged before it is durable.
 """
@@ -29,6 +30,7 @@ import os
 import sqlite3
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +71,53 @@ ZMQ_HEARTBEAT_TTL_MS = 3000
 TCP_KEEPALIVE_IDLE_S = 1
 TCP_KEEPALIVE_INTVL_S = 1
 TCP_KEEPALIVE_CNT = 3
+
+
+@dataclass
+class _Window:
+    start: float
+    suppressed: int
+    edge: str
+
+
+class AlarmWindow:
+    """At most one alarm per key (a sender) every ``every_s`` seconds; the rest counted.
+
+    A pure rate limit with an injectable clock: :meth:`hit` says whether a message
+    is alarmed now, with how many were suppressed before it; :meth:`closed`, called
+    periodically, hands back the counts of windows that ended with suppressed
+    messages, so the tail of a burst is reported even when nothing follows it.
+    """
+
+    def __init__(self, every_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every_s = every_s
+        self.clock = clock
+        self._w: dict[str, _Window] = {}
+
+    def hit(self, key: str, edge: str) -> int | None:
+        """None: suppressed (counted). Else alarm now; the int is the count since the
+        last alarm of ``key`` that :meth:`closed` has not reported yet."""
+        now = self.clock()
+        w = self._w.get(key)
+        if w is not None and now - w.start < self.every_s:
+            w.suppressed += 1
+            return None
+        self._w[key] = _Window(now, 0, edge)
+        return w.suppressed if w is not None else 0
+
+    def closed(self) -> list[tuple[str, str, int]]:
+        """``(key, edge, suppressed)`` of each window that ended with messages suppressed.
+        Every window that ended is forgotten, so the next message of its key is alarmed
+        at once, with its own text (at most two alarms per key per window)."""
+        now = self.clock()
+        out = []
+        for key, w in list(self._w.items()):
+            if now - w.start < self.every_s:
+                continue
+            if w.suppressed:
+                out.append((key, w.edge, w.suppressed))
+            del self._w[key]
+        return out
 
 
 @dataclass
@@ -116,7 +165,7 @@ class Central:
         self._edges: dict[str, dict[str, Any] | None] = {}
         self._edges_loaded = 0.0
         self._refusals_logged: dict[str, float] = {}
-        self._bad_logged: dict[str, tuple[float, int]] = {}
+        self._bad = AlarmWindow(BAD_MESSAGE_ALARM_S)
         self._storage_alarm_at = -1e9
         self._alarm_window: dict[tuple[str, str], tuple[float, int, int]] = {}
         self._commit_task: asyncio.Task[None] | None = None
@@ -294,6 +343,7 @@ class Central:
         n = 0
         while True:
             self._loop_beat = time.monotonic()
+            self._bad_tail()
             if n % 4 == 0:  # every 2 s: the feed is alive, and what central has done
                 st = self.stats
                 self._publish(
@@ -493,16 +543,15 @@ class Central:
         )
 
     def _bad_message(self, ident: bytes, sender: str, edge: str, exc: BaseException) -> None:
-        """Refuse one message: log it and alarm, at most once per sender every 10 s."""
+        """Refuse one message: log it and alarm, at most once per sender every 10 s (the
+        rest are logged at debug level and their count alarmed by :meth:`_bad_tail`)."""
         self.stats.bad_messages += 1
         what = exc.message if isinstance(exc, NiiError) else f"{type(exc).__name__}: {exc}"
         what = what[:300]
-        now = time.monotonic()
-        last, suppressed = self._bad_logged.get(sender, (-1e9, 0))
-        if now - last < BAD_MESSAGE_ALARM_S:
-            self._bad_logged[sender] = (last, suppressed + 1)
+        suppressed = self._bad.hit(sender, edge)
+        if suppressed is None:
+            log.debug("refused a message from %s: %s", sender, what)
             return
-        self._bad_logged[sender] = (now, 0)
         more = f" ({suppressed} more refused since the last alarm)" if suppressed else ""
         if isinstance(exc, NiiError):
             log.warning("refused a message from %s: %s%s", sender, what, more)
@@ -516,6 +565,16 @@ class Central:
             sender=sender,
             suppressed=suppressed,
         )
+
+    def _bad_tail(self) -> None:
+        """Alarm the count of bad messages suppressed in windows that have closed."""
+        for sender, edge, n in self._bad.closed():
+            msg = (
+                f"refused {n} more message(s) from {sender} in the last "
+                f"{BAD_MESSAGE_ALARM_S:.0f} s (each is in central's log at debug level)"
+            )
+            log.warning("%s", msg)
+            self._alarm("", edge, "bad_message", msg, sender=sender, suppressed=n)
 
     def _stage(self, batch: list[list[Any]]) -> Work:
         """Decode, validate and stage one received batch; one bad message never stops it."""
