@@ -850,14 +850,12 @@ class ScannerChannel:
         While on, a failed control link is reopened every :data:`URGENT_S` instead
         of after its growing backoff, and the wait now in progress ends at once.
         """
-        self._urgent = on
-        if on:
+        was, self._urgent = self._urgent, on
+        if on and not was:
             self._control_wake.set()
 
     async def _reopen_wait(self, delay: float) -> None:
         """Wait ``delay`` (:data:`URGENT_S` at most while urgent), or until made urgent."""
-        if self._urgent:
-            delay = min(delay, URGENT_S)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay):
                 await self._control_wake.wait()
@@ -960,8 +958,13 @@ class ScannerChannel:
                 await self._listen(ctl)
             except DriverError as exc:
                 delay = backoff.after_run(time.monotonic() - t0)
+                urgent = " (a safety action waits)" if self._urgent else ""
+                if self._urgent:
+                    delay = min(delay, URGENT_S)
                 self._link_down(exc.message)
-                log.warning("%s: control link: %s; reopening in %.1f s", self.cfg.id, exc, delay)
+                log.warning(
+                    "%s: control link: %s; reopening in %.2f s%s", self.cfg.id, exc, delay, urgent
+                )
                 with contextlib.suppress(Exception):
                     await ctl.close()
                 await self._reopen_wait(delay)

@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -458,6 +459,7 @@ def test_trip_while_the_control_link_is_down(site: tuple[Cluster, Mosquitto]) ->
         write_edge(c, sims, broker.port, free_port())
         c.start_edge()
         wait_until(lambda: scanner_status(c).get("state") == "scanning", 30, "a scan to start")
+        unplugged = time.time()
         r = c.nii("sim", "inject", "--status-file", str(c.status_file), "unplug", "--value", "4")
         assert r.returncode == 0, r.stderr
         wait_until(
@@ -471,6 +473,12 @@ def test_trip_while_the_control_link_is_down(site: tuple[Cluster, Mosquitto]) ->
         assert "cannot stop beam on scanner scanner1: control link down" in failed[0][2]
         wait_until(lambda: c.alarms("beam_stopped"), 30, "the beam stop once the link is back")
         assert len(c.alarms("beam_stop_failed")) == 1, "one alarm per trip"
+        # the field test saw the beam go off 4.1 s after the device was back (the reopen
+        # backoff); while a beam stop waits, the device is reopened every 0.25 s
+        off = [ln for ln in (c.logs / "edge.log").read_text().splitlines() if "beam off ack" in ln]
+        t_off = datetime.strptime(off[0][:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        back = unplugged + 4.0  # the device is back 4 s after the unplug (at the latest)
+        assert t_off - back < 1.5, f"beam off {t_off - back:.1f} s after the device was back"
         assert c.procs["edge"].poll() is None
     finally:
         sensors.close()

@@ -634,7 +634,10 @@ async def test_a_beam_stop_waiting_on_a_vanished_device_goes_out_soon_after_it_i
         await until(lambda: not ch.control_up)
         report(safety, clock, **{"door-a": "open"})  # the interlock trips meanwhile
         await until(lambda: "beam_stop_failed" in alarms)
+        opens = ctl.opens
         await asyncio.sleep(0.6)
+        # every URGENT_S while the guard waits (it looks every 0.05 s: no faster)
+        assert 1 <= ctl.opens - opens <= 0.6 / channel_mod.URGENT_S + 1
         back = time.monotonic()
         ctl.absent = 0  # the device is back
         await until(lambda: any(c == "beam_off" for c, _ in ctl.calls), timeout=2.0)
