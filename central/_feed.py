@@ -47,7 +47,8 @@ def format_event(topic: bytes, doc: dict[str, Any]) -> str:
             f"{doc.get('lines_committed')} lines committed, {doc.get('rejected')} refused"
         )
     if topic == b"alarm":
-        return f"{t} ALARM {doc.get('kind')} {doc.get('scanner') or ''}: {doc.get('message')}"
+        edge = f" (edge {doc['edge']})" if doc.get("edge") else ""
+        return f"{t} ALARM {doc.get('kind')} {doc.get('scanner') or ''}{edge}: {doc.get('message')}"
     if topic == b"atr.verdict":
         from central.atr._live import format_verdict
 

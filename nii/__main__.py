@@ -216,7 +216,12 @@ def cmd_cir(args: argparse.Namespace) -> int:
         elif args.action == "alarms":
             for a in cir.alarm_rows(limit=args.limit):
                 t = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a["ts_ns"] / 1e9))
-                print(f"{t} {a['kind']:<18} {a['scanner'] or '-':<12} {a['message']}")
+                # the edge that raised it: an alarm for a scanner is only ever its own edge's,
+                # and an edge-level one (no scanner) is told apart by its sender
+                print(
+                    f"{t} {a['kind']:<18} {a['scanner'] or '-':<12} "
+                    f"{a.get('edge') or '-':<12} {a['message']}"
+                )
         elif args.action == "att":
             _print_att(cir, args.limit, args.json)
         elif args.action == "verify":
