@@ -67,6 +67,7 @@ FAULT_KINDS = (
     "zero_channels",
     "out_of_order",
     "unplug",
+    "disarm",
 )
 """What :meth:`SimScanner.inject` can do at run time."""
 
@@ -470,7 +471,8 @@ class SimScanner:
         is sent with 0 channels), ``out_of_order`` (the next two image line
         numbers of the running or next scan swapped); ``unplug`` (the serial
         device disappears: pty closed, symlink removed; after ``value`` seconds,
-        default 3, a new pty appears behind the same symlink).
+        default 3, a new pty appears behind the same symlink); ``disarm`` (disarmed
+        at the scanner, not by the host: a person at its panel, another host).
 
         Raises:
             ConfigError: an unknown kind, or ``unplug`` while unplugged.
@@ -485,6 +487,8 @@ class SimScanner:
                 self._plan.cut = CHANNELS_CUT
             else:
                 self._pending_cut = CHANNELS_CUT
+        elif kind == "disarm":
+            self.disarm()
         elif kind == "unplug":
             if self._unplug is not None and not self._unplug.done():
                 raise ConfigError(

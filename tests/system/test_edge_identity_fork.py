@@ -124,3 +124,28 @@ def test_a_chain_fork_quarantines_alarms_and_the_scanner_goes_on(cluster: Cluste
     assert cluster.edge_status()["scanners"]["scanner1"]["refused"] is None
     assert len(cluster.alarms("chain_fork")) == 1
     assert not cluster.alarms("block_rejected")
+
+
+def test_a_scanner_disarmed_behind_the_edges_back_is_re_armed(cluster: Cluster) -> None:
+    """Field test: a scanner disarmed by another channel stayed idle for good while its
+    own channel said "ready, scanner reports idle"."""
+    sims = cluster.start_sim(*SIM_ARGS, "--seed", "41", scanners=1)
+    cluster.start_central()
+    cluster.write_edge_config(sims)
+    cluster.start_edge()
+    wait_until(lambda: cluster.finished_scans("scanner1") >= 1, 40, "a first scan in the CIR")
+    r = cluster.nii(
+        "sim",
+        "inject",
+        "--status-file",
+        str(cluster.status_file),
+        "--scanner",
+        "scanner1",
+        "disarm",
+    )
+    assert r.returncode == 0, r.stderr
+    (alarm,) = wait_until(lambda: cluster.alarms("scanner_disarmed"), 20, "scanner_disarmed")
+    assert "scanner1 is disarmed but should be armed: re-arming" in alarm[2]
+    n = cluster.finished_scans("scanner1")
+    wait_until(lambda: cluster.finished_scans("scanner1") > n + 1, 40, "scans after the re-arm")
+    assert len(cluster.alarms("scanner_disarmed")) == 1
