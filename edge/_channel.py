@@ -78,6 +78,7 @@ from edge._assembler import (
     ScanAssembler,
     with_att_role,
 )
+from edge._linkhealth import LinkHealth
 from edge._scanner_rules import check_identity, should_rearm
 from edge._spool import Spool
 from edge._uplink import WINDOW_BLOCKS, Tick, UplinkWindow
@@ -224,6 +225,7 @@ class ScannerChannel:
         self._release_failed = False
         self._pending_alarms: list[Alarm] = []
         self._gate = AlarmGate()
+        self.link_health = LinkHealth(f"{cfg.data_host}:{cfg.data_port}")
         self._last_heartbeat = 0.0
         self.forks = 0
         # the control link: its scanner's serial, the urgent reopen, the re-arm
@@ -332,9 +334,15 @@ class ScannerChannel:
         data link announces it in its SESSION, before any packet: an idle scanner
         sends none)."""
         n = 0
+        per_round = round(ROUND_S / IDENTITY_POLL_S)
         while True:
-            if n % round(ROUND_S / IDENTITY_POLL_S) == 0 and all(not t.done() for t in self._tasks):
-                self.beat = time.monotonic()
+            if n % per_round == 0:
+                if all(not t.done() for t in self._tasks):
+                    self.beat = time.monotonic()
+                # a data-link fault that lasts is one alarm, not counters climbing
+                connected = bool(getattr(self.link, "connected", True))
+                for a in self.link_health.update(self.link.stats, connected):
+                    self.alarm(a.kind, a.message)
             n += 1
             self._poll_link_serial()
             await asyncio.sleep(IDENTITY_POLL_S)
@@ -1060,6 +1068,7 @@ class ScannerChannel:
             "violations": s.asm.violations,
             "control_up": self.control_up,
             "link": self.link.stats.as_dict(),
+            "link_fault": self.link_health.fault,
         }
         if self.storage_error is not None:
             out["storage_error"] = self.storage_error.message

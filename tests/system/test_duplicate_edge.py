@@ -44,7 +44,7 @@ def test_a_second_process_of_the_same_edge_is_refused_and_the_first_goes_on(
     cluster.start("edge-twin", "edge", "--config", str(twin))
 
     wait_until(lambda: cluster.alarms("duplicate_edge"), 30, "a duplicate_edge alarm")
-    (kind, scanner, message) = cluster.alarms("duplicate_edge")[0]
+    (_, scanner, message) = cluster.alarms("duplicate_edge")[0]
     assert scanner == "scanner1" and "one edge identity runs twice" in message
 
     # the first edge goes on: more scans complete, no fork, nothing refused

@@ -39,7 +39,7 @@ def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
         check=False,
     )
     if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+        pytest.fail(f"cannot mount a tmpfs here (the test needs root): {r.stderr.strip()}")
     try:
         yield path
     finally:
@@ -345,3 +345,27 @@ def test_a_scan_whose_lines_change_shape_is_refused_once_and_not_complete(
     committed = cluster.committed_keys("scanner1")
     assert len(committed) == len(set(committed)) and set(committed) <= set(emitted)
     assert 200 < len(committed) < len(emitted)
+
+
+def test_a_data_link_that_only_corrupts_is_alarmed_within_seconds(cluster: Cluster) -> None:
+    """Every packet arrives damaged for a while: the link keeps asking again (right),
+    and the control room hears of it at once (data_link_damaged), and again when the
+    packets are whole (data_link_ok); nothing damaged reaches the CIR."""
+    sims = cluster.start_sim(
+        "--scan-lines", "300", "--line-rate", "1000", "--interval", "0.3", "--seed", "43",
+        scanners=1,
+    )  # fmt: skip
+    cluster.start_central()
+    cluster.write_edge_config(sims)
+    cluster.start_edge()
+    wait_until(lambda: cluster.finished_scans("scanner1") >= 1, 30, "a first scan in the CIR")
+    r = cluster.nii(
+        "sim", "inject", "--status-file", str(cluster.status_file), "--scanner", "scanner1",
+        "corrupt", "--value", "8000",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    wait_until(lambda: cluster.alarms("data_link_damaged"), 20, "data_link_damaged at central")
+    wait_until(lambda: cluster.alarms("data_link_ok"), 60, "data_link_ok once packets are whole")
+    emitted = set(cluster.emitted("scanner1"))
+    committed = cluster.committed_keys("scanner1")
+    assert len(committed) == len(set(committed)) and set(committed) <= emitted
