@@ -377,22 +377,28 @@ def check_central(cfg: EdgeConfig, timeout_s: float) -> list[Check]:
         if failure == "auth":
             detail = "central refused this edge's key: it is not enrolled, or it was revoked"
         else:
+            # a frozen or overloaded central (stopped, swapping, a stuck disk) looks the
+            # same from here as a key it does not know: name both, the likelier first
             detail = (
                 f"central accepts TCP but did not answer the CurveZMQ handshake within "
-                f"{timeout_s:g} s: this edge is not enrolled, or cir_public is not this "
-                "central's key"
+                f"{timeout_s:g} s: either central is not responding (stopped, overloaded, "
+                "its disk stuck) or cir_public is not this central's key"
             )
         pub = cfg.key.with_suffix(".pub")
+        fix = (
+            f"on the central host: 'nii central enroll --config /etc/nii/central.toml "
+            f"{pub.name}' (copy {pub} there; 'nii central edges' lists enrolled edges), and "
+            f"check that {cfg.cir_public} is that central's cir.pub"
+        )
+        if failure != "auth":
+            fix = (
+                "on the central host, check that 'nii central' runs and answers (its log, "
+                f"'systemctl status'); then check that {cfg.cir_public} is that central's "
+                "cir.pub"
+            )
         return [
             *reached,
-            Check(
-                "enrollment",
-                FAIL,
-                detail,
-                f"on the central host: 'nii central enroll --config /etc/nii/central.toml "
-                f"{pub.name}' (copy {pub} there; 'nii central edges' lists enrolled edges), and "
-                f"check that {cfg.cir_public} is that central's cir.pub",
-            ),
+            Check("enrollment", FAIL, detail, fix),
             Check("clock", FAIL, "not checked: no answer from central", "fix enrollment first"),
         ]
     finally:
