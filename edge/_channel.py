@@ -226,6 +226,7 @@ class ScannerChannel:
         self._pending_alarms: list[Alarm] = []
         self._gate = AlarmGate()
         self.link_health = LinkHealth(f"{cfg.data_host}:{cfg.data_port}")
+        self._last_welcome: tuple[str, int] = ("", -2)
         self._last_heartbeat = 0.0
         self.forks = 0
         # the control link: its scanner's serial, the urgent reopen, the re-arm
@@ -686,7 +687,9 @@ class ScannerChannel:
         self.win.on_welcome(last, w.boot)
         self._may_read.set()
         self._wake.set()
-        log.info("%s: welcomed by central; the CIR holds blocks up to %d", self.cfg.id, last)
+        if (w.boot, last) != self._last_welcome:  # the HELLOs of an outage each get one
+            self._last_welcome = (w.boot, last)
+            log.info("%s: welcomed by central; the CIR holds blocks up to %d", self.cfg.id, last)
 
     def _forked(self, w: Welcome) -> bool:
         """Whether the CIR's block ``w.last_seq`` differs from this spool's (a chain fork)."""
