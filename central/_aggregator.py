@@ -14,7 +14,13 @@ validated by ``core.messages.decode``; a message that fails, or that trips any
 other error while it is staged, is refused with a ``bad_message`` alarm naming
 its sender (at most one per sender every ``BAD_MESSAGE_ALARM_S``; the count of
 the rest is alarmed when the window closes, so the last burst is never silent)
-and the loop goes on for every other edge. A commit that fails for want of space
+and the loop goes on for every other edge. ``ROUTER_HANDOVER`` is off: the peer
+chooses its routing id, and a peer taking over another's would receive its
+replies; the ingest core refuses any routing id that is not the sending key's
+edge id + ``/`` (``Ingest.check_sender``). An edge names its connection
+``edge/scanner/boot``, so a new process never collides with its predecessor's
+dead pipe, and a process's own reconnect waits at most for the ZeroMQ
+heartbeat timeout (3 s) to drop its old pipe. A commit that fails for want of space
 (``StorageError``) alarms at once and is retried until it succeeds; nothing is
 acknowledged before it is durable.
 """
@@ -133,6 +139,9 @@ class CentralStats:
     refused_connections: int = 0
     bad_messages: int = 0
     storage_failures: int = 0
+    #: heartbeats whose uptime entries were not stored: their sender was not the live
+    #: writer of the scanner (another process of the same edge)
+    uptime_skipped: int = 0
 
 
 class _Keyring:
@@ -166,6 +175,7 @@ class Central:
         self._edges_loaded = 0.0
         self._refusals_logged: dict[str, float] = {}
         self._bad = AlarmWindow(BAD_MESSAGE_ALARM_S)
+        self._uptime_skip_logged: set[str] = set()
         self._storage_alarm_at = -1e9
         self._alarm_window: dict[tuple[str, str], tuple[float, int, int]] = {}
         self._commit_task: asyncio.Task[None] | None = None
@@ -247,7 +257,8 @@ class Central:
         self.auth.configure_curve_callback("*", credentials_provider=_Keyring(self))
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
-        self.router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        # no handover: a peer naming its connection after another's would take its replies
+        self.router.setsockopt(zmq.ROUTER_HANDOVER, 0)
         self.router.setsockopt(zmq.RCVHWM, 10000)
         for opt, value in (
             (zmq.HEARTBEAT_IVL, ZMQ_HEARTBEAT_IVL_MS),
@@ -576,6 +587,22 @@ class Central:
             log.warning("%s", msg)
             self._alarm("", edge, "bad_message", msg, sender=sender, suppressed=n)
 
+    def _uptime_skipped(self, edge: str, sender: str, boot: str) -> None:
+        """A heartbeat of a process that is not the writer: its uptime is not stored."""
+        self.stats.uptime_skipped += 1
+        if boot in self._uptime_skip_logged:
+            return
+        if len(self._uptime_skip_logged) > 1000:
+            self._uptime_skip_logged.clear()
+        self._uptime_skip_logged.add(boot)
+        log.warning(
+            "uptime entries of %s (boot %s) not stored: another process of edge %s streams "
+            "that scanner; only the stream's writer speaks for its uptime",
+            sender,
+            boot,
+            edge,
+        )
+
     def _stage(self, batch: list[list[Any]]) -> Work:
         """Decode, validate and stage one received batch; one bad message never stops it."""
         work = Work()
@@ -587,9 +614,10 @@ class Central:
                 msg, extra = decode(frames[1:])
                 if isinstance(msg, Heartbeat):
                     if edge is not None and not edge.revoked:
-                        work.heartbeats.append(ident)
-                        self.ingest.heard(edge.id, msg.sender, msg.boot)
-                        self.uptime.on_heartbeat(ident, edge.id, msg.state)
+                        if self.ingest.heartbeat(work, ident, edge, msg):
+                            self.uptime.on_heartbeat(ident, edge.id, msg.state)
+                        else:
+                            self._uptime_skipped(edge.id, msg.sender, msg.boot)
                 else:
                     self.ingest.message(work, ident, edge, msg, extra)
             except StorageError as exc:  # not the sender's fault

@@ -26,6 +26,13 @@ shape of a scan is fixed by its start record (``central._shape``); a data block
 that does not fit is stored but marks the scan ``incomplete`` with a
 ``shape_violation`` alarm. A scan is ``complete`` only when its end record says
 so, no GAP touched it, no block broke its shape and every planned line arrived.
+
+Who may speak (found by an adversarial test of central as an enrolled edge):
+every message's ROUTER routing id must start with the enrolled edge id of its
+CurveZMQ key and ``/`` (the peer chooses its routing id; central's replies go by
+it); a message naming a scanner bound to another edge is refused; a process of
+the right edge that is not the stream's live writer (see
+``WRITER_STALE_S``) has its alarms dropped and its uptime entries ignored.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ from central._cir import Staged, StreamState
 from central._shape import CALIB_FLAGS, ScanShape, record_channels
 from core.errors import IntegrityError, NiiError, ProtocolError
 from core.keys import EdgePublic
-from core.messages import Alarm, BlockMsg, Hello, Message, Nack, check_doc
+from core.messages import Alarm, BlockMsg, Heartbeat, Hello, Message, Nack, check_doc
 from core.seal import Block, BlockKind, genesis_hash, parse, verify
 
 #: most ``lost`` rows made for one hole in the scan ids (a wrapped or reset counter
@@ -183,6 +190,12 @@ gives way, and if it comes back it is the one refused."""
 class _Writer:
     boot: str
     heard: float
+    edge: str = ""
+
+
+#: the second part of the routing id of ``nii doctor``'s probe (``edge/doctor/random``):
+#: its HELLO is answered but never takes (or is refused) a scanner's stream
+PROBE = b"doctor"
 
 
 def _boot_of(ident: bytes) -> str | None:
@@ -236,6 +249,8 @@ class Ingest:
         self._gaps_since_scan: dict[str, list[_PendingGap]] = {}
         self._fresh: set[str] = set()  # streams loaded from the CIR, no block since
         self._writers: dict[str, _Writer] = {}  # scanner -> the edge process streaming it
+        #: ALARMs dropped because their sender is not the live writer of their scanner
+        self.alarms_dropped = 0
 
     # -- life cycle ------------------------------------------------------------------------
     def reset(self) -> None:
@@ -283,7 +298,9 @@ class Ingest:
 
         Raises:
             ProtocolError: A message an edge must not send (WELCOME, ACK, NACK, HB
-                are answered elsewhere), or a BLOCK without its block frame.
+                are answered elsewhere), a BLOCK without its block frame, a routing id
+                that is not the sender's edge's (:meth:`check_sender`), or an ALARM for
+                a scanner bound to another edge.
         """
         if edge is None or edge.revoked:
             if isinstance(msg, BlockMsg):
@@ -300,6 +317,7 @@ class Ingest:
                     )
                 )
             return
+        self.check_sender(ident, edge)
         if isinstance(msg, BlockMsg):
             if len(extra) != 1:
                 why = f"BLOCK {msg.scanner}/{msg.seq} has {len(extra)} data frames, not 1"
@@ -314,9 +332,84 @@ class Ingest:
         elif isinstance(msg, Hello):
             self.hello(work, ident, edge, msg)
         elif isinstance(msg, Alarm):
-            self.alarm(msg.scanner, edge.id, msg.kind, msg.message, **msg.details)
+            self.edge_alarm(ident, edge, msg)
         else:
             raise ProtocolError(f"an edge does not send {msg.TYPE.decode()} messages")
+
+    @staticmethod
+    def check_sender(ident: bytes, edge: EnrolledEdge) -> None:
+        """Refuse a routing id that does not start with the sender's enrolled edge id + ``/``.
+
+        The peer chooses its routing id and central's replies go by it: a peer naming
+        its connection after another edge (``edge-demo/scanner1``) would be answered
+        in its place. Edges use ``edge/scanner/boot``, the doctor ``edge/doctor/…``.
+
+        Raises:
+            ProtocolError: The routing id is another edge's, or has no edge in it.
+        """
+        if not ident.startswith(edge.id.encode() + b"/"):
+            raise ProtocolError(
+                f"routing id {ident[:80]!r} of edge {edge.id} does not start with "
+                f"'{edge.id}/': an edge names its connection after itself"
+            )
+
+    def bound_edge(self, scanner: str) -> str | None:
+        """The edge a scanner belongs to: its chain's in the CIR, else the edge of its
+        live writer (HELLO answered, no block yet); None for a scanner nobody streams."""
+        st = self.load_stream(scanner)
+        if st is not None:
+            return st.edge
+        w = self._writers.get(scanner)
+        if w is not None and w.edge and self.clock() - w.heard < WRITER_STALE_S:
+            return w.edge
+        return None
+
+    def _check_bound(self, scanner: str, edge: EnrolledEdge, what: str) -> None:
+        bound = self.bound_edge(scanner) if scanner else None
+        if bound is not None and bound != edge.id:
+            raise ProtocolError(
+                f"edge {edge.id} sent {what} for scanner {scanner}, which is bound to edge {bound}"
+            )
+
+    def edge_alarm(self, ident: bytes, edge: EnrolledEdge, msg: Alarm) -> None:
+        """An edge's ALARM: raised under the sending edge's id when it may speak for its
+        scanner; dropped (counted in ``alarms_dropped``) when it comes from a process of
+        that edge that is not the scanner's live writer (``duplicate_edge`` told the
+        control room about that process already).
+
+        Raises:
+            ProtocolError: The alarm names a scanner bound to another edge.
+        """
+        self._check_bound(msg.scanner, edge, f"a {msg.kind} alarm")
+        if msg.scanner and self._other_writer(msg.scanner, _boot_of(ident)) is not None:
+            self.alarms_dropped += 1
+            return
+        self.alarm(msg.scanner, edge.id, msg.kind, msg.message, **msg.details)
+
+    def heartbeat(self, work: Work, ident: bytes, edge: EnrolledEdge, msg: Heartbeat) -> bool:
+        """A heartbeat from an enrolled edge: answered, and its writer kept alive.
+
+        Returns:
+            True when the sender may speak for its scanner (and the scanner its
+            ``uptime`` entries name): it is the live writer of each, or none is
+            known. False for another process of the edge (its uptime is not stored).
+
+        Raises:
+            ProtocolError: The routing id is not the edge's (:meth:`check_sender`), the
+                ``sender`` names another edge, or a scanner bound to another edge.
+        """
+        self.check_sender(ident, edge)
+        sender_edge, _, scanner = msg.sender.partition("/")
+        if sender_edge != edge.id:
+            raise ProtocolError(f"edge {edge.id} sent a heartbeat as {msg.sender!r}")
+        self._check_bound(scanner, edge, "a heartbeat")
+        work.heartbeats.append(ident)
+        self.heard(edge.id, msg.sender, msg.boot)
+        named = {scanner}
+        up = msg.state.get("uptime")
+        if isinstance(up, dict) and isinstance(up.get("scanner"), str) and up["scanner"]:
+            named.add(up["scanner"])
+        return all(self._other_writer(s, msg.boot) is None for s in named)
 
     def heard(self, edge_id: str, sender: str, boot: str) -> None:
         """A heartbeat from ``sender`` (``edge/scanner``): its writer is alive."""
@@ -334,13 +427,31 @@ class Ingest:
 
     def hello(self, work: Work, ident: bytes, edge: EnrolledEdge, msg: Hello) -> None:
         """A HELLO: answered with a WELCOME unless it claims another edge or scanner,
-        or another process of the same edge streams that scanner (one writer per stream)."""
+        or another process of the same edge streams that scanner (one writer per stream).
+        The doctor's probe (routing id ``edge/doctor/…``) is answered without taking
+        the stream, so a doctor run neither trips nor blocks the running edge."""
         if msg.edge != edge.id:
             self.alarm(
                 msg.scanner, edge.id, "identity", f"edge {edge.id} said hello as {msg.edge!r}"
             )
             return
-        w = self._other_writer(msg.scanner, msg.boot)
+        bound = self.bound_edge(msg.scanner)
+        if bound is not None and bound != edge.id:
+            work.nacks.append(
+                (
+                    ident,
+                    Nack(
+                        scanner=msg.scanner,
+                        seq=-1,
+                        expected=-1,
+                        fatal=True,
+                        reason=f"scanner {msg.scanner} is bound to edge {bound}",
+                    ),
+                )
+            )
+            return
+        probe = ident.split(b"/")[1:2] == [PROBE]
+        w = None if probe else self._other_writer(msg.scanner, msg.boot)
         if w is not None:
             why = (
                 f"scanner {msg.scanner} is streamed by another process of edge {edge.id} "
@@ -359,22 +470,8 @@ class Ingest:
                 (ident, Nack(scanner=msg.scanner, seq=-1, expected=-1, fatal=True, reason=why))
             )
             return
-        st = self.load_stream(msg.scanner)
-        if st is not None and st.edge != edge.id:
-            work.nacks.append(
-                (
-                    ident,
-                    Nack(
-                        scanner=msg.scanner,
-                        seq=-1,
-                        expected=-1,
-                        fatal=True,
-                        reason=f"scanner {msg.scanner} is bound to edge {st.edge}",
-                    ),
-                )
-            )
-            return
-        self._writers[msg.scanner] = _Writer(msg.boot, self.clock())
+        if not probe:
+            self._writers[msg.scanner] = _Writer(msg.boot, self.clock(), edge.id)
         work.hellos.append((ident, msg.scanner))
 
     def welcome(self, scanner: str) -> tuple[int, bytes, int]:

@@ -17,10 +17,10 @@ from typing import Any
 
 from central._ingest import Ingest, Work
 from core.errors import NiiError
-from core.messages import BlockMsg, decode
+from core.messages import BlockMsg, Heartbeat, decode
 from core.seal import BlockKind
 from tests.fuzz.fuzz_wire_message import frames_from
-from tests.unit.central._chain import EDGE, SCANNER, MemStore, Rig
+from tests.unit.central._chain import EDGE, IDENT, SCANNER, MemStore, Rig
 
 _RIG = Rig()  # the keys and sealer, made once
 _ODD: list[Any] = [None, True, -1, 0, 2**70, 1.5, "x", [], {}, {"a": [1]}, "\ud800"]
@@ -48,7 +48,10 @@ def _stage(r: Rig, frames: list[Any]) -> None:
     try:
         msg, extra = decode(frames)
         work = Work()
-        r.ingest.message(work, b"id", r.edge, msg, extra)
+        if isinstance(msg, Heartbeat):  # as central stages it (central._aggregator._stage)
+            r.ingest.heartbeat(work, IDENT, r.edge, msg)
+        else:
+            r.ingest.message(work, IDENT, r.edge, msg, extra)
         r.commit(work)
     except NiiError:
         pass

@@ -3,7 +3,11 @@
 A second, enrolled edge key plays a faulty or compromised edge box over a real
 CurveZMQ DEALER: each bad message is refused with a ``bad_message`` alarm that
 names it, central keeps answering it, and a real edge streaming a real
-simulated scanner stores every line of every scan meanwhile.
+simulated scanner stores every line of every scan meanwhile. Also: alarms
+forged for the real edge's scanner are refused, a connection named after the
+real edge (routing id ``edge-t/scanner1``) is refused and takes none of its
+replies, and the tail of a burst of bad messages is alarmed when its window
+closes.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ import zmq
 
 from central._aggregator import ALARM_BURST
 from core.keys import EdgeKey
-from core.messages import Hello, Welcome, decode
+from core.messages import Alarm, Hello, Welcome, decode
 from tests.system._cluster import Cluster, wait_until
 from tests.system.test_live_path import assert_all_lines_in_cir, run_until_done
 
 pytestmark = pytest.mark.system
 
 HOSTILE = "edge-h"
+THIEF = "edge-x"  # another enrolled key, connecting under the real edge's routing id
 SCAN_LINES = 300
 
 
@@ -67,13 +72,19 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     c.stop_all()
 
 
-def _hostile(c: Cluster, ctx: zmq.Context[zmq.Socket[bytes]]) -> zmq.Socket[bytes]:
-    key = EdgeKey.generate(HOSTILE)
+def _hostile(
+    c: Cluster,
+    ctx: zmq.Context[zmq.Socket[bytes]],
+    edge: str = HOSTILE,
+    routing_id: str = f"{HOSTILE}/x1/0a",
+) -> zmq.Socket[bytes]:
+    key = EdgeKey.generate(edge)
     key.save(c.keys)
-    r = c.nii("central", "enroll", "--config", str(c.central_toml), str(c.keys / f"{HOSTILE}.pub"))
+    r = c.nii("central", "enroll", "--config", str(c.central_toml), str(c.keys / f"{edge}.pub"))
     assert r.returncode == 0, r.stderr
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.ROUTING_ID, routing_id.encode())
     sock.curve_secretkey = key.curve_secret
     sock.curve_publickey = key.curve_public
     sock.curve_serverkey = c.cir_key.curve_public
@@ -81,11 +92,10 @@ def _hostile(c: Cluster, ctx: zmq.Context[zmq.Socket[bytes]]) -> zmq.Socket[byte
     return sock
 
 
-def _still_answers(sock: zmq.Socket[bytes]) -> bool:
+def _still_answers(sock: zmq.Socket[bytes], polls: int = 20) -> bool:
     hello = Hello(edge=HOSTILE, scanner="x1", head_seq=-1, head_hash="", boot="0a")
     sock.send_multipart(hello.frames())
-    end_polls = 20
-    for _ in range(end_polls):  # other replies (none expected) are skipped
+    for _ in range(polls):  # other replies (none expected) are skipped
         if not sock.poll(500):
             continue
         msg, _ = decode(sock.recv_multipart())
@@ -116,6 +126,28 @@ def test_hostile_messages_are_refused_and_central_serves_on(cluster: Cluster) ->
         for _ in range(3 * ALARM_BURST):
             sock.send_multipart(lie.frames())
         assert _still_answers(sock)
+        # the tail of the burst of bad messages is told when its window closes
+        wait_until(
+            lambda: any(
+                f"more message(s) from {HOSTILE}" in m for _, _, m in cluster.alarms("bad_message")
+            ),
+            30,
+            "the count of the suppressed bad messages",
+        )
+        # alarms forged for the real edge's scanner are refused
+        wait_until(
+            lambda: cluster.sql("SELECT 1 FROM streams WHERE scanner = 'scanner1'"),
+            30,
+            "scanner1's stream in the CIR",
+        )
+        for kind in ("safety_clear", "scan_incomplete"):
+            lie_alarm = Alarm(scanner="scanner1", kind=kind, message="forged by " + HOSTILE)
+            sock.send_multipart(lie_alarm.frames())
+        # a connection (of another enrolled key) named after the real edge is refused, and
+        # answered nothing: it takes none of the real edge's replies
+        thief = _hostile(cluster, ctx, THIEF, routing_id=f"{cluster.edge_id}/scanner1")
+        assert not _still_answers(thief, polls=6), "central answered a stolen routing id"
+        thief.close()
         sock.close()
     finally:
         ctx.term()
@@ -126,7 +158,7 @@ def test_hostile_messages_are_refused_and_central_serves_on(cluster: Cluster) ->
     )
     run_until_done(cluster, ["scanner1"], 2)
     assert_all_lines_in_cir(cluster, "scanner1", 2)
-    honest = [m for _, _, m in cluster.alarms("bad_message") if HOSTILE not in m]
+    honest = [m for _, _, m in cluster.alarms("bad_message") if HOSTILE not in m and THIEF not in m]
     assert not honest, f"central refused messages of the real edge: {honest}"
     wait_until(lambda: cluster.alarms("identity"), 10, "identity alarms in the CIR")
     assert len(cluster.alarms("identity")) <= ALARM_BURST
@@ -134,3 +166,9 @@ def test_hostile_messages_are_refused_and_central_serves_on(cluster: Cluster) ->
     log = (cluster.logs / "central.log").read_text()
     assert "Traceback" not in log and "this is a bug" not in log
     assert f"refused a message from {HOSTILE}" in log
+    # no forged alarm reached the CIR as scanner1's; the refusals name the sender
+    forged = cluster.sql("SELECT kind FROM alarms WHERE message LIKE 'forged by%'")
+    assert not forged, f"central stored alarms forged for scanner1: {forged}"
+    bad = [m for _, _, m in cluster.alarms("bad_message")]
+    assert any("bound to edge" in m and HOSTILE in m for m in bad), bad
+    assert any("routing id" in m and THIEF in m for m in bad), bad

@@ -19,6 +19,9 @@ from core.seal import BlockKind, Opener, Sealer, genesis_hash
 EDGE = "edge-1"
 SCANNER = "s1"
 CH = 8
+#: the routing id of the Rig's edge process: ``edge/scanner/boot``, as edges name theirs
+BOOT = "aa"
+IDENT = f"{EDGE}/{SCANNER}/{BOOT}".encode()
 
 
 @dataclass
@@ -149,10 +152,12 @@ class Rig:
             meta["scan_id"] = scan_id
         return self.seal(BlockKind.GAP, meta, [], b"")
 
-    def send(self, seq_raw: tuple[int, bytes], *, commit: bool = True) -> Work:
+    def send(
+        self, seq_raw: tuple[int, bytes], *, commit: bool = True, ident: bytes = IDENT
+    ) -> Work:
         seq, raw = seq_raw
         work = Work()
-        self.ingest.message(work, b"id", self.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
+        self.ingest.message(work, ident, self.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
         if commit:
             self.commit(work)
         return work

@@ -1,4 +1,4 @@
-"""Every alarm a person reads names the edge that raised it (issue 21, kind 1).
+"""Every alarm a person reads names the edge that raised it (hostile enrolled edge review).
 
 An enrolled edge could raise alarms for another edge's scanner; central now
 refuses them, and the feed and ``nii cir alarms`` show the sending edge so an

@@ -22,7 +22,7 @@ from central._ingest import Ingest, Work
 from core.errors import StorageError
 from core.messages import BlockMsg
 from core.seal import Opener
-from tests.unit.central._chain import SCANNER, Rig
+from tests.unit.central._chain import IDENT, SCANNER, Rig
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def _fill(folder: Path) -> Path:
 def _stage(r: Rig, cir: Cir, ingest: Ingest, block: tuple[int, bytes]) -> Work:
     work = Work()
     seq, raw = block
-    ingest.message(work, b"id", r.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
+    ingest.message(work, IDENT, r.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
     assert work.staged
     return work
 

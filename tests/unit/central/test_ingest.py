@@ -9,16 +9,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from central._ingest import EnrolledEdge, Work
 from core.errors import ProtocolError
-from core.messages import Ack, Alarm, BlockMsg, Hello
+from core.messages import Ack, Alarm, BlockMsg, Heartbeat, Hello
 from core.seal import BlockKind
-from tests.unit.central._chain import EDGE, SCANNER, Rig
+from tests.unit.central._chain import EDGE, IDENT, SCANNER, Rig
+
+#: the routing id of a second process of the Rig's edge (another boot id)
+SECOND = f"{EDGE}/{SCANNER}/bb".encode()
 
 
 def test_a_complete_scan() -> None:
     r = Rig()
     for b in (r.start(1), r.data(1, [0, 1]), r.data(1, [2, 3])):
         work = r.send(b)
-        assert work.acks == {(b"id", SCANNER): b[0]} and not work.nacks
+        assert work.acks == {(IDENT, SCANNER): b[0]} and not work.nacks
     r.send(r.end(1))
     (row,) = r.scan_rows()
     assert row["status"] == "complete" and row["lines_received"] == 4 and row["scan_id"] == 1
@@ -31,7 +34,7 @@ def test_not_enrolled_gets_a_fatal_nack_and_nothing_is_staged() -> None:
     seq, raw = r.start(1)
     for edge in (None, EnrolledEdge(EDGE, r.edge.sign_public, revoked=True)):
         work = Work()
-        r.ingest.message(work, b"id", edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
+        r.ingest.message(work, IDENT, edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
         assert not work.staged and work.nacks[0][1].fatal
 
 
@@ -40,7 +43,7 @@ def test_identity_block_of_another_edge_is_refused() -> None:
     other = EnrolledEdge("edge-2", r.edge.sign_public)
     seq, raw = r.start(1)
     work = Work()
-    r.ingest.message(work, b"id", other, BlockMsg(scanner=SCANNER, seq=seq), [raw])
+    r.ingest.message(work, b"edge-2/s1/aa", other, BlockMsg(scanner=SCANNER, seq=seq), [raw])
     assert not work.staged and "identity" in work.nacks[0][1].reason
     assert r.kinds() == ["block_rejected"]
 
@@ -57,7 +60,7 @@ def test_duplicate_is_acked_again_and_replay_refused() -> None:
     first = r.start(1)
     r.send(first)
     again = r.send(first)
-    assert again.acks == {(b"id", SCANNER): 0} and not again.staged
+    assert again.acks == {(IDENT, SCANNER): 0} and not again.staged
     assert r.ingest.duplicates == 1
     other = r.seal(*_data_args(r), seq=0, advance=False)
     work = r.send(other)
@@ -94,30 +97,30 @@ def test_hello_answered_unless_it_claims_another_edge() -> None:
     r = Rig()
     work = Work()
     hello = Hello(edge=EDGE, scanner=SCANNER, head_seq=-1, head_hash="", boot="0a")
-    r.ingest.message(work, b"id", r.edge, hello, [])
-    assert work.hellos == [(b"id", SCANNER)]
+    r.ingest.message(work, IDENT, r.edge, hello, [])
+    assert work.hellos == [(IDENT, SCANNER)]
     work = Work()
     hello.edge = "edge-9"
-    r.ingest.message(work, b"id", r.edge, hello, [])
+    r.ingest.message(work, IDENT, r.edge, hello, [])
     assert not work.hellos and r.kinds() == ["identity"]
 
 
 def test_edge_alarm_is_raised_and_edge_may_not_send_acks() -> None:
     r = Rig()
-    r.ingest.message(Work(), b"id", r.edge, Alarm(scanner=SCANNER, kind="x", message="m"), [])
+    r.ingest.message(Work(), IDENT, r.edge, Alarm(scanner=SCANNER, kind="x", message="m"), [])
     assert r.kinds() == ["x"]
     with pytest.raises(ProtocolError):
-        r.ingest.message(Work(), b"id", r.edge, Ack(scanner=SCANNER, seq=1, boot="a"), [])
+        r.ingest.message(Work(), IDENT, r.edge, Ack(scanner=SCANNER, seq=1, boot="a"), [])
     work = Work()
     with pytest.raises(ProtocolError):
-        r.ingest.message(work, b"id", r.edge, BlockMsg(scanner=SCANNER, seq=0), [])
+        r.ingest.message(work, IDENT, r.edge, BlockMsg(scanner=SCANNER, seq=0), [])
     assert work.nacks[0][1].fatal and "0 data frames" in work.nacks[0][1].reason
 
 
 def test_garbage_block_frame_is_refused() -> None:
     r = Rig()
     work = Work()
-    r.ingest.message(work, b"id", r.edge, BlockMsg(scanner=SCANNER, seq=0), [b"junk"])
+    r.ingest.message(work, IDENT, r.edge, BlockMsg(scanner=SCANNER, seq=0), [b"junk"])
     assert work.nacks[0][1].fatal and r.kinds() == ["block_rejected"]
 
 
@@ -275,39 +278,150 @@ def test_one_writer_per_stream_a_second_process_of_the_edge_is_refused() -> None
     r.ingest.clock = lambda: now[0]
     first = Hello(edge=EDGE, scanner=SCANNER, head_seq=-1, head_hash="", boot="aa")
     work = Work()
-    r.ingest.message(work, b"edge-t/scanner1/aa", r.edge, first, [])
+    r.ingest.message(work, IDENT, r.edge, first, [])
     assert work.hellos
     # a second process with the same edge id says hello while the first is alive
     second = Hello(edge=EDGE, scanner=SCANNER, head_seq=-1, head_hash="", boot="bb")
     now[0] += 5.0
     work = Work()
-    r.ingest.message(work, b"edge-t/scanner1/bb", r.edge, second, [])
+    r.ingest.message(work, SECOND, r.edge, second, [])
     assert not work.hellos and work.nacks[0][1].fatal
     assert "one edge identity runs twice" in work.nacks[0][1].reason
     assert r.kinds() == ["duplicate_edge"]
     # its blocks are never chained in
     seq, raw = r.start(1)
     work = Work()
-    r.ingest.message(work, b"edge-t/scanner1/bb", r.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
+    r.ingest.message(work, SECOND, r.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
     assert not work.staged and work.nacks[0][1].fatal
     # the writer's own blocks and heartbeats keep it alive
     work = Work()
-    r.ingest.message(work, b"edge-t/scanner1/aa", r.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
+    r.ingest.message(work, IDENT, r.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
     assert work.staged
     now[0] += 9.0
     r.ingest.heard(EDGE, f"{EDGE}/{SCANNER}", "aa")
     now[0] += 9.0
     work = Work()
-    r.ingest.message(work, b"edge-t/scanner1/bb", r.edge, second, [])
+    r.ingest.message(work, SECOND, r.edge, second, [])
     assert not work.hellos
     # a writer silent for longer than WRITER_STALE_S gives way (crashed or cut off)
     now[0] += 11.0
     work = Work()
-    r.ingest.message(work, b"edge-t/scanner1/bb", r.edge, second, [])
+    r.ingest.message(work, SECOND, r.edge, second, [])
     assert work.hellos
 
 
-# -- issue 21: a violation GAP swallows no scan --------------------------------------------
+# -- hostile enrolled edge: who may speak for a scanner ------------------------------------
+def _hello(r: Rig, ident: bytes, boot: str, edge: EnrolledEdge | None = None) -> Work:
+    work = Work()
+    e = edge or r.edge
+    hello = Hello(edge=e.id, scanner=SCANNER, head_seq=-1, head_hash="", boot=boot)
+    r.ingest.message(work, ident, e, hello, [])
+    return work
+
+
+def test_alarm_for_a_scanner_of_another_edge_is_refused() -> None:
+    r = Rig()
+    r.send(r.start(1))  # SCANNER is bound to EDGE
+    hostile = EnrolledEdge("hostile", r.edge.sign_public)
+    for kind in ("safety_clear", "scan_incomplete"):
+        forged = Alarm(scanner=SCANNER, kind=kind, message="all clear")
+        with pytest.raises(ProtocolError, match="bound to edge edge-1"):
+            r.ingest.message(Work(), b"hostile/x/0a", hostile, forged, [])
+    # an alarm of its own (no scanner, or a scanner nobody streams) is raised
+    r.ingest.message(Work(), b"hostile/x/0a", hostile, Alarm(scanner="", kind="k", message="m"), [])
+    r.ingest.message(
+        Work(), b"hostile/x/0a", hostile, Alarm(scanner="x", kind="k", message="m"), []
+    )
+    assert r.kinds() == ["k", "k"]
+
+
+def test_alarm_for_a_scanner_another_edge_said_hello_for_is_refused() -> None:
+    r = Rig()
+    assert _hello(r, IDENT, "aa").hellos  # no block yet: bound by its live writer
+    hostile = EnrolledEdge("hostile", r.edge.sign_public)
+    with pytest.raises(ProtocolError, match="bound to edge edge-1"):
+        r.ingest.message(
+            Work(), b"hostile/x/0a", hostile, Alarm(scanner=SCANNER, kind="k", message="m"), []
+        )
+    # nor may it take the scanner over with a HELLO while the writer lives
+    work = _hello(r, b"hostile/x/0a", "0a", hostile)
+    assert not work.hellos and "bound to edge edge-1" in work.nacks[0][1].reason
+
+
+def test_alarm_of_a_process_that_is_not_the_writer_is_dropped() -> None:
+    r = Rig()
+    r.ingest.clock = lambda: 100.0
+    assert _hello(r, IDENT, "aa").hellos
+    assert not _hello(r, SECOND, "bb").hellos  # refused: duplicate_edge
+    r.alarms.clear()
+    r.ingest.message(Work(), SECOND, r.edge, Alarm(scanner=SCANNER, kind="x", message="m"), [])
+    assert r.kinds() == [] and r.ingest.alarms_dropped == 1
+    r.ingest.message(Work(), IDENT, r.edge, Alarm(scanner=SCANNER, kind="x", message="m"), [])
+    assert r.kinds() == ["x"]
+
+
+def test_routing_id_must_start_with_the_senders_edge() -> None:
+    r = Rig()
+    for ident in (b"edge-demo/scanner1", b"edge-demo/scanner1/aa", b"id", b"edge-1x/s1/aa"):
+        work = Work()
+        with pytest.raises(ProtocolError, match="routing id"):
+            r.ingest.message(work, ident, r.edge, Alarm(scanner=SCANNER, kind="k", message="m"), [])
+        with pytest.raises(ProtocolError, match="routing id"):
+            r.send(r.start(1, lines=4), ident=ident)
+        hb = Heartbeat(sender=f"{EDGE}/{SCANNER}", boot="aa")
+        with pytest.raises(ProtocolError, match="routing id"):
+            r.ingest.heartbeat(work, ident, r.edge, hb)
+        assert not work.heartbeats and not work.staged
+    assert r.alarms == []
+
+
+def test_doctor_probe_is_welcomed_without_taking_the_stream() -> None:
+    r = Rig()
+    r.ingest.clock = lambda: 100.0
+    probe = f"{EDGE}/doctor/1234abcd".encode()
+    assert _hello(r, probe, "d0c7").hellos  # no edge running: welcomed
+    assert _hello(r, IDENT, "aa").hellos  # the edge starting right after is not refused
+    assert _hello(r, probe, "d0c7").hellos  # nor is the doctor while the edge runs
+    assert r.kinds() == []
+
+
+def test_heartbeat_speaks_for_uptime_only_from_the_writer() -> None:
+    r = Rig()
+    now = [100.0]
+    r.ingest.clock = lambda: now[0]
+    state = {"uptime": {"scanner": SCANNER, "entries": []}}
+    hb = Heartbeat(sender=f"{EDGE}/{SCANNER}", boot="aa", state=state)
+    work = Work()
+    assert r.ingest.heartbeat(work, IDENT, r.edge, hb)  # no writer known yet
+    assert work.heartbeats == [IDENT]
+    assert _hello(r, IDENT, "aa").hellos
+    assert r.ingest.heartbeat(Work(), IDENT, r.edge, hb)
+    # a short-lived second process of the same edge and scanner: answered, not stored
+    other = Heartbeat(sender=f"{EDGE}/{SCANNER}", boot="bb", state=state)
+    work = Work()
+    assert not r.ingest.heartbeat(work, SECOND, r.edge, other)
+    assert work.heartbeats == [SECOND]
+    # nor may it name the writer's scanner in the uptime of another sender scanner
+    sneaky = Heartbeat(sender=f"{EDGE}/s9", boot="bb", state=state)
+    assert not r.ingest.heartbeat(Work(), SECOND, r.edge, sneaky)
+    # once the writer is silent past WRITER_STALE_S the other process may speak
+    now[0] += 11.0
+    assert r.ingest.heartbeat(Work(), SECOND, r.edge, other)
+
+
+def test_heartbeat_naming_another_edge_or_its_scanner_is_refused() -> None:
+    r = Rig()
+    r.send(r.start(1))
+    hostile = EnrolledEdge("hostile", r.edge.sign_public)
+    for sender in (f"{EDGE}/{SCANNER}", f"hostile/{SCANNER}"):
+        with pytest.raises(ProtocolError):
+            r.ingest.heartbeat(Work(), b"hostile/x/0a", hostile, Heartbeat(sender=sender, boot="a"))
+    assert r.ingest.heartbeat(
+        Work(), b"hostile/x/0a", hostile, Heartbeat(sender="hostile/x", boot="a")
+    )
+
+
+# -- a violation GAP swallows no scan; lost rows skip the live ATR ------------------------
 def test_scan_ids_jumping_past_violation_gaps_make_no_lost_rows() -> None:
     r = Rig()
     for b in (r.start(1), r.data(1, [0, 1, 2, 3]), r.end(1), r.start(2), r.data(2, [0])):

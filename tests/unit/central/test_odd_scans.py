@@ -22,7 +22,7 @@ from core.keys import CirKey
 from core.messages import BlockMsg
 from core.seal import BlockKind, Opener
 from nii.__main__ import main
-from tests.unit.central._chain import SCANNER, Rig
+from tests.unit.central._chain import IDENT, SCANNER, Rig
 
 CH = 256
 _rng = np.random.default_rng(5)
@@ -43,10 +43,12 @@ class CirRig(Rig):
         self.real = Cir(state_dir)
         self.ingest = Ingest(self.real, Opener(self.cir).open, self._alarm)
 
-    def send(self, seq_raw: tuple[int, bytes], *, commit: bool = True) -> Work:
+    def send(
+        self, seq_raw: tuple[int, bytes], *, commit: bool = True, ident: bytes = IDENT
+    ) -> Work:
         seq, raw = seq_raw
         work = Work()
-        self.ingest.message(work, b"id", self.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
+        self.ingest.message(work, ident, self.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
         assert work.staged, (self.alarms, work.nacks)
         streams = {s: self.ingest.streams[s] for s in work.streams_touched}
         scans = {r: self.ingest.scans[r] for r in work.scans}
