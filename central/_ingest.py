@@ -180,10 +180,16 @@ class _PendingGap:
 WRITER_STALE_S = 10.0
 """A scanner's stream has one writer: the edge process (by its boot id) that said
 HELLO last. Another process of the same edge is refused while the writer was
-heard from (HELLO, heartbeat, block) within this time, s. An edge heartbeats
-every ``heartbeat_s`` (1 s by default) and says HELLO again after three missed
-answers, so 10 s is several rounds; a writer silent longer (crashed, cut off)
-gives way, and if it comes back it is the one refused."""
+heard from (HELLO, heartbeat, block) within :meth:`_Writer.stale_s`, s: three and
+a half of its own heartbeat intervals as central measures them (an edge
+heartbeats every ``heartbeat_s``, 1 s by default, and says HELLO again after
+three missed answers), at least ``WRITER_MIN_STALE_S`` and at most this. A
+writer silent longer (crashed, cut off) gives way, so an edge restarted after a
+crash takes its stream back within seconds; if the old process comes back it is
+the one refused."""
+
+WRITER_MIN_STALE_S = 2.0
+"""The shortest silence after which a writer gives way, s (scheduling hiccups)."""
 
 
 @dataclass
@@ -191,6 +197,12 @@ class _Writer:
     boot: str
     heard: float
     edge: str = ""
+    hb_at: float | None = None  # when its last heartbeat came
+    hb_gap: float = 1.0  # its heartbeat interval, smoothed (the edge's default to start)
+
+    def stale_s(self) -> float:
+        """How long this writer may be silent before another process may take over, s."""
+        return min(WRITER_STALE_S, max(WRITER_MIN_STALE_S, 3.5 * self.hb_gap))
 
 
 #: the second part of the routing id of ``nii doctor``'s probe (``edge/doctor/random``):
@@ -360,7 +372,7 @@ class Ingest:
         if st is not None:
             return st.edge
         w = self._writers.get(scanner)
-        if w is not None and w.edge and self.clock() - w.heard < WRITER_STALE_S:
+        if w is not None and w.edge and self.clock() - w.heard < w.stale_s():
             return w.edge
         return None
 
@@ -416,14 +428,17 @@ class Ingest:
         edge, _, scanner = sender.partition("/")
         w = self._writers.get(scanner)
         if edge == edge_id and w is not None and w.boot == boot:
-            w.heard = self.clock()
+            now = self.clock()
+            if w.hb_at is not None:
+                w.hb_gap = 0.5 * w.hb_gap + 0.5 * min(now - w.hb_at, WRITER_STALE_S)
+            w.hb_at = w.heard = now
 
     def _other_writer(self, scanner: str, boot: str | None) -> _Writer | None:
         """The live writer of ``scanner`` if it is another process than ``boot``."""
         w = self._writers.get(scanner)
         if boot is None or w is None or w.boot == boot:
             return None
-        return w if self.clock() - w.heard < WRITER_STALE_S else None
+        return w if self.clock() - w.heard < w.stale_s() else None
 
     def hello(self, work: Work, ident: bytes, edge: EnrolledEdge, msg: Hello) -> None:
         """A HELLO: answered with a WELCOME unless it claims another edge or scanner,

@@ -280,9 +280,16 @@ def test_one_writer_per_stream_a_second_process_of_the_edge_is_refused() -> None
     work = Work()
     r.ingest.message(work, IDENT, r.edge, first, [])
     assert work.hellos
+
+    def beat(seconds: float, every: float = 1.0) -> None:
+        """The writer heartbeats every ``every`` s for ``seconds``."""
+        for _ in range(round(seconds / every)):
+            now[0] += every
+            r.ingest.heard(EDGE, f"{EDGE}/{SCANNER}", "aa")
+
     # a second process with the same edge id says hello while the first is alive
     second = Hello(edge=EDGE, scanner=SCANNER, head_seq=-1, head_hash="", boot="bb")
-    now[0] += 5.0
+    beat(5.0)
     work = Work()
     r.ingest.message(work, SECOND, r.edge, second, [])
     assert not work.hellos and work.nacks[0][1].fatal
@@ -297,14 +304,36 @@ def test_one_writer_per_stream_a_second_process_of_the_edge_is_refused() -> None
     work = Work()
     r.ingest.message(work, IDENT, r.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
     assert work.staged
-    now[0] += 9.0
-    r.ingest.heard(EDGE, f"{EDGE}/{SCANNER}", "aa")
-    now[0] += 9.0
+    beat(20.0)
+    now[0] += 2.0  # two heartbeats late: a hiccup, not a crash
     work = Work()
     r.ingest.message(work, SECOND, r.edge, second, [])
     assert not work.hellos
-    # a writer silent for longer than WRITER_STALE_S gives way (crashed or cut off)
-    now[0] += 11.0
+    # silent for three and a half of its heartbeat intervals: crashed or cut off, it
+    # gives way (an edge restarted after a crash takes its stream back within seconds)
+    now[0] += 2.0
+    work = Work()
+    r.ingest.message(work, SECOND, r.edge, second, [])
+    assert work.hellos
+
+
+def test_a_writer_that_heartbeats_slowly_is_given_longer() -> None:
+    r = Rig()
+    now = [100.0]
+    r.ingest.clock = lambda: now[0]
+    r.ingest.message(
+        Work(), IDENT, r.edge,
+        Hello(edge=EDGE, scanner=SCANNER, head_seq=-1, head_hash="", boot="aa"), [],
+    )  # fmt: skip
+    for _ in range(10):  # heartbeat_s = 2.5
+        now[0] += 2.5
+        r.ingest.heard(EDGE, f"{EDGE}/{SCANNER}", "aa")
+    now[0] += 7.0  # under 3.5 x 2.5 s
+    work = Work()
+    second = Hello(edge=EDGE, scanner=SCANNER, head_seq=-1, head_hash="", boot="bb")
+    r.ingest.message(work, SECOND, r.edge, second, [])
+    assert not work.hellos
+    now[0] += 2.0
     work = Work()
     r.ingest.message(work, SECOND, r.edge, second, [])
     assert work.hellos
