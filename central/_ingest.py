@@ -46,7 +46,7 @@ from typing import Any, Protocol, TypedDict, cast
 import numpy as np
 
 from central._cir import Staged, StreamState
-from central._shape import CALIB_FLAGS, ScanShape, record_channels
+from central._shape import CALIB_FLAGS, ScanShape, record_channels, record_lines
 from core.errors import IntegrityError, NiiError, ProtocolError
 from core.keys import EdgePublic
 from core.messages import Alarm, BlockMsg, Heartbeat, Hello, Message, Nack, check_doc
@@ -681,9 +681,8 @@ class Ingest:
                 record = json.loads(s.get("start_record") or "{}")
             except ValueError:
                 record = {}
-            shape = self.shapes[ref] = ScanShape(
-                record_channels(record if isinstance(record, dict) else {})
-            )
+            rec = record if isinstance(record, dict) else {}
+            shape = self.shapes[ref] = ScanShape(record_channels(rec), record_lines(rec))
         return shape
 
     def _data(self, block: Block, ref: int) -> tuple[int, int]:
@@ -817,7 +816,7 @@ class Ingest:
         self.scans[ref] = _scan_row(ref, block.scanner, scan_id, "scanning", ts, block.seq, record)
         # a GAP that cut this very scan before its first block arrived
         self.scans[ref]["gaps"] = sum(1 for g in pending if g.scan_id == scan_id)
-        self.shapes[ref] = ScanShape(record_channels(record))
+        self.shapes[ref] = ScanShape(record_channels(record), record_lines(record))
         st.scan_ref = ref
         st.scan_id = scan_id if type(scan_id) is int else None
         work.scans.add(ref)

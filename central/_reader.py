@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from central._cir import Cir
-from central._shape import BYTES_PER_CHANNEL, ScanShape, record_channels
+from central._shape import BYTES_PER_CHANNEL, ScanShape, record_channels, record_lines
 from core.errors import IntegrityError, NiiError
 from core.keys import EdgePublic
 from core.seal import BlockKind, Opener, genesis_hash, verify
@@ -149,7 +149,8 @@ def scan_arrays(cir: Cir, opener: Opener, ref: int) -> dict[str, np.ndarray]:
     image: dict[int, bytes] = {}
     dark: list[bytes] = []
     air: list[bytes] = []
-    shape = ScanShape(record_channels(_start_record(scan)))
+    rec = _start_record(scan)
+    shape = ScanShape(record_channels(rec), record_lines(rec))
     for row in cir.scan_blocks(ref):
         if row["kind"] != "data":
             continue

@@ -32,18 +32,27 @@ def record_channels(record: dict[str, Any] | None) -> int | None:
     return ch if type(ch) is int and 0 < ch <= 1 << 20 else None
 
 
+def record_lines(record: dict[str, Any] | None) -> int | None:
+    """The image lines a scan-start record plans (``lines``), or None when it gives none."""
+    n = (record or {}).get("lines")
+    return n if type(n) is int and 0 < n <= 1 << 31 else None
+
+
 @dataclass
 class ScanShape:
     """The shape of one scan as its blocks arrive in chain order.
 
     Attributes:
         channels: The scan's channel count; None until known.
+        planned: Image lines its start record plans; a line numbered at or beyond
+            it does not fit. None when the record gives none.
         last_line: Highest image line number kept so far, -1 before the first.
         violations: Blocks that held at least one line that does not fit.
         problems: The first few violations, in words, for alarms.
     """
 
     channels: int | None = None
+    planned: int | None = None
     last_line: int = -1
     violations: int = 0
     problems: list[str] = field(default_factory=list)
@@ -82,6 +91,11 @@ class ScanShape:
         for e in index:
             if e.flags & CALIB_FLAGS:
                 mask.append(True)
+            elif self.planned is not None and e.line_no >= self.planned:
+                mask.append(False)
+                problem = problem or (
+                    f"line {e.line_no} is beyond the {self.planned} image lines the scan planned"
+                )
             elif e.line_no > self.last_line:
                 self.last_line = e.line_no
                 mask.append(True)

@@ -142,15 +142,24 @@ def with_att_role(record: bytes, role: str | None) -> bytes:
 
 def record_channels(record: bytes) -> int | None:
     """The channel count a SCAN_START record declares, or None if it declares none."""
+    return _record_count(record, "channels")
+
+
+def record_lines(record: bytes) -> int | None:
+    """The image lines a SCAN_START record plans (``lines``), or None if it plans none."""
+    return _record_count(record, "lines")
+
+
+def _record_count(record: bytes, key: str) -> int | None:
     try:
         doc = json.loads(record)
     except (ValueError, RecursionError):
         return None
     if not isinstance(doc, dict):
         return None
-    ch = doc.get("channels")
-    if isinstance(ch, int) and not isinstance(ch, bool) and ch > 0:
-        return ch
+    n = doc.get(key)
+    if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+        return n
     return None
 
 
@@ -162,6 +171,7 @@ class _Scan:
     channels: int
     open: bool  # its SCAN_START was seen and its SCAN_END not yet
     last_line: dict[int, int] = field(default_factory=dict)  # flags & 3 -> last line_no
+    planned: int = 0  # image lines its start record plans (0: none said)
     clock_alarmed: bool = False
 
 
@@ -327,6 +337,11 @@ class ScanAssembler:
                 f"line {p.line_no} carries {len(p.payload)} bytes for {p.channels} channels "
                 f"(expected {4 * p.channels})",
             )
+        if scan.planned and not p.flags & 3 and p.line_no >= scan.planned:
+            return (
+                "line_range",
+                f"line {p.line_no} is beyond the {scan.planned} image lines the scan planned",
+            )
         last = scan.last_line.get(p.flags & 3)
         if last is not None and p.line_no <= last:
             word = "repeated" if p.line_no == last else "out of order"
@@ -378,7 +393,7 @@ class ScanAssembler:
         if start:
             self.stats.scans_started += 1
             channels = record_channels(p.payload) or 0
-            self._scan = _Scan(p.scan_id, channels, open=True)
+            self._scan = _Scan(p.scan_id, channels, open=True, planned=record_lines(p.payload) or 0)
             if channels == 0:
                 self._scan.channels = -1  # fixed by the first line instead
             payload = with_att_role(payload, self.att_role)

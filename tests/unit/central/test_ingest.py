@@ -475,3 +475,14 @@ def test_lost_rows_are_marked_for_no_live_atr() -> None:
     work = r.send(r.start(4))
     lost = {x["ref"] for x in r.scan_rows() if x["status"] == "lost"}
     assert len(lost) == 2 and work.lost == lost and lost <= work.finished
+
+
+def test_a_line_beyond_the_planned_lines_does_not_fit() -> None:
+    # a validly sealed block naming line 4294967295 of a 4-line scan
+    r = Rig()
+    for b in (r.start(1), r.data(1, [0, 1, 2, 3]), r.data(1, [2**32 - 1]), r.end(1)):
+        r.send(b)
+    (row,) = r.scan_rows()
+    assert row["lines_received"] == 4 and row["status"] == "incomplete"
+    (msg,) = [m for k, m, _ in r.alarms if k == "shape_violation"]
+    assert "beyond the 4 image lines" in msg

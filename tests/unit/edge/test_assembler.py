@@ -312,3 +312,15 @@ def test_a_restart_gap_of_unknown_extent_is_still_a_data_lost_alarm() -> None:
     assert gap.meta["cause"] == "restart"
     (al,) = alarms(out)
     assert al.kind == "data_lost" and "from 636 on may be lost" in al.message
+
+
+def test_a_line_beyond_the_planned_lines_is_refused() -> None:
+    a, _ = asm(block_lines=100)
+    rec = json.dumps({"scan_id": 1, "channels": 4, "lines": 3}).encode()
+    first = Packet(PacketType.SCAN_START, 0, TS, 1, 0, 0, 0, rec)
+    out = run(a, [first, line(1, 1, 0), line(2, 1, 1), line(3, 1, 2**32 - 1), line(4, 1, 2)])
+    out += a.flush()
+    data = [b for b in blocks(out) if b.kind == BlockKind.DATA]
+    assert [e[0] for b in data for e in b.index] == [0, 1, 2]
+    (al,) = alarms(out)
+    assert al.kind == "protocol_violation" and "beyond the 3 image lines" in al.message
