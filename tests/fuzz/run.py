@@ -180,7 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         crash_dir=Path(args.crash_dir),
     )
     corpus = _corpus(module)
-    atheris.Setup([sys.argv[0], "-rss_limit_mb=4096", *corpus], driver)
+    # libFuzzer writes its own artifacts (slow units, leaks) beside the crash files,
+    # not into the working directory
+    Path(args.crash_dir).mkdir(parents=True, exist_ok=True)
+    prefix = f"-artifact_prefix={Path(args.crash_dir)}/"
+    atheris.Setup([sys.argv[0], "-rss_limit_mb=4096", prefix, *corpus], driver)
     atheris.Fuzz()
     driver.finish()  # libFuzzer ended by itself (e.g. an exhausted corpus): still report
     return 0
