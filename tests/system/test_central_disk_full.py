@@ -9,11 +9,8 @@ row with them.
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +19,7 @@ import pytest
 import zmq
 
 from tests.system._cluster import Cluster, wait_until
+from tests.system._faults import Tmpfs, fill
 from tests.system.test_live_path import CALIB, SCAN_LINES, assert_all_lines_in_cir, run_until_done
 
 pytestmark = pytest.mark.system
@@ -31,34 +29,14 @@ SCANS = 3
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    if os.geteuid() != 0:
-        pytest.fail("mounting a tmpfs needs root (CI runs as root)")
-    cir = tmp_path / "cir"
-    cir.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(cir)], capture_output=True
-    )
-    if r.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
-    c = Cluster(tmp_path)
-    try:
-        c.enroll()
-        yield c
-    finally:
-        c.stop_all()
-        subprocess.run(["umount", "-l", str(cir)], check=False)
-
-
-def _fill(folder: Path) -> Path:
-    filler = folder / "filler"
-    with open(filler, "wb") as f:
+    """A cluster whose CIR folder is a 48 MiB tmpfs (root only: fails otherwise)."""
+    with Tmpfs(tmp_path / "cir", 48 << 20):
+        c = Cluster(tmp_path)
         try:
-            while True:
-                f.write(b"\0" * (1 << 20))
-                f.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
+            c.enroll()
+            yield c
+        finally:
+            c.stop_all()
 
 
 def _blocks(c: Cluster) -> int:
@@ -82,7 +60,7 @@ def test_central_survives_a_full_disk_and_loses_nothing(cluster: Cluster) -> Non
         cluster.write_edge_config(sims)
         cluster.start_edge()
         run_until_done(cluster, ["scanner1"], 1)
-        filler = _fill(cluster.base / "cir")
+        filler = fill(cluster.base / "cir")
         # the feed says so at once, while nothing can be written
         end = time.monotonic() + 20
         storage = None
@@ -131,7 +109,7 @@ def test_central_stops_cleanly_while_the_disk_is_full(cluster: Cluster) -> None:
     cluster.write_edge_config(sims)
     cluster.start_edge()
     run_until_done(cluster, ["scanner1"], 1)
-    filler = _fill(cluster.base / "cir")
+    filler = fill(cluster.base / "cir")
     log = cluster.logs / "central.log"
     wait_until(lambda: "cannot write the CIR" in log.read_text(), 30, "central to find no space")
     t0 = time.monotonic()

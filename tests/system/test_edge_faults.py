@@ -8,12 +8,10 @@ unplugged and plugged back through ``nii sim inject``.
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import signal
 import socket
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import pytest
 
 from core.net import free_port
 from tests.system._cluster import Cluster, wait_until
+from tests.system._faults import Tmpfs, fill
 
 pytestmark = pytest.mark.system
 
@@ -29,43 +28,11 @@ CALIB = 16  # 8 dark + 8 air lines per scan
 
 
 @contextlib.contextmanager
-def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
-    """Mount a tmpfs of ``size`` on ``path`` for the block (root only)."""
-    path.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if r.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs here (the test needs root): {r.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill(folder: Path) -> Path:
-    """Write a filler file into ``folder`` until its file system is full."""
-    filler = folder / "filler"
-    chunk = b"\0" * (64 * 1024)
-    with open(filler, "wb", buffering=0) as f:
-        while True:
-            try:
-                f.write(chunk)
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-                break
-    # and the last bytes a smaller write can still take
-    with open(filler, "ab", buffering=0) as f:
-        for _ in range(64):
-            try:
-                f.write(b"\0" * 1024)
-            except OSError:
-                break
-    return filler
+def small_tmpfs(path: Path, size_bytes: int) -> Iterator[Path]:
+    """A tmpfs of ``size_bytes`` on ``path`` for the block (root only: the test fails
+    otherwise, it never skips)."""
+    with Tmpfs(path, size_bytes) as fs:
+        yield fs.path
 
 
 def lines_accounted(c: Cluster, scanner: str, scans: int) -> None:
@@ -89,7 +56,7 @@ def test_full_disk_pauses_the_edge_which_resumes_by_itself(
     path, holds the data link, and once space is back every line reaches the CIR; what
     the scanner's replay buffer no longer held (a 1 s buffer, 3 s held) is a GAP with
     data_lost instead."""
-    with small_tmpfs(cluster.base / "edge", "24m") as state:
+    with small_tmpfs(cluster.base / "edge", 24 << 20) as state:
         sims = cluster.start_sim(
             "--scan-lines",
             str(SCAN_LINES),

@@ -9,14 +9,12 @@ same batch must commit once space returns.
 
 from __future__ import annotations
 
-import errno
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bench.faults import Tmpfs, fill
 from central._cir import Cir
 from central._ingest import Ingest, Work
 from core.errors import StorageError
@@ -27,31 +25,9 @@ from tests.unit.central._chain import IDENT, SCANNER, Rig
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    d = tmp_path / "cir"
-    d.mkdir()
-    if os.geteuid() != 0:
-        pytest.fail("mounting a tmpfs needs root (CI runs as root)")
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(d)], capture_output=True
-    )
-    if r.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
-    try:
-        yield d
-    finally:
-        subprocess.run(["umount", "-l", str(d)], check=False)
-
-
-def _fill(folder: Path) -> Path:
-    filler = folder / "filler"
-    with open(filler, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
+    """A 4 MiB tmpfs (root only: the test fails otherwise, it never skips)."""
+    with Tmpfs(tmp_path / "cir", 4 << 20) as fs:
+        yield fs.path
 
 
 def _stage(r: Rig, cir: Cir, ingest: Ingest, block: tuple[int, bytes]) -> Work:
@@ -74,7 +50,7 @@ def test_full_disk_raises_storage_error_and_commits_once_space_returns(small_fs:
         streams = dict(ingest.streams)
         scans = {k: ingest.scans[k] for k in work.scans}
         alarms = [cir.alarm_row("", "", "x", "m" * 1000) for _ in range(3000)]
-        filler = _fill(small_fs)
+        filler = fill(small_fs)
         for _ in range(2):  # the same batch twice: the cause stays visible each time
             with pytest.raises(StorageError) as err:
                 cir.commit(work.staged, streams, scans, alarms)
