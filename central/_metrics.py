@@ -66,6 +66,21 @@ class CentralCollector(Collector):
                 "Connections from keys not enrolled or revoked",
                 st.refused_connections,
             ),
+            (
+                "bad_messages",
+                "Messages refused from enrolled edges (malformed, or naming another edge)",
+                st.bad_messages,
+            ),
+            (
+                "storage_failures",
+                "CIR writes that failed for want of space or an I/O error (retried)",
+                st.storage_failures,
+            ),
+            (
+                "uptime_skipped",
+                "Heartbeats whose uptime was not stored: not the scanner's live writer",
+                st.uptime_skipped,
+            ),
         ):
             f = CounterMetricFamily(f"nii_central_{name}", help_)
             f.add_metric([], float(v))

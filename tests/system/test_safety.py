@@ -249,6 +249,8 @@ def test_interlock_mid_scan_broker_restart_and_metrics(site: tuple[Cluster, Mosq
         "nii_central_blocks_committed",
         "nii_central_lines_committed",
         "nii_central_blocks_rejected",
+        "nii_central_bad_messages",
+        "nii_central_storage_failures",
         "nii_central_line_latency_seconds",
         "nii_atr_latency_seconds",
         "nii_central_commit_seconds",
