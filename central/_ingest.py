@@ -188,6 +188,9 @@ writer silent longer (crashed, cut off) gives way, so an edge restarted after a
 crash takes its stream back within seconds; if the old process comes back it is
 the one refused."""
 
+DUPLICATE_ALARM_S = 60.0
+"""At most one ``duplicate_edge`` alarm per refused process and scanner in this time, s."""
+
 WRITER_MIN_STALE_S = 2.0
 """The shortest silence after which a writer gives way, s (scheduling hiccups)."""
 
@@ -261,6 +264,7 @@ class Ingest:
         self._gaps_since_scan: dict[str, list[_PendingGap]] = {}
         self._fresh: set[str] = set()  # streams loaded from the CIR, no block since
         self._writers: dict[str, _Writer] = {}  # scanner -> the edge process streaming it
+        self._dup_alarmed: dict[tuple[str, str], float] = {}  # (scanner, boot) -> last alarm
         #: ALARMs dropped because their sender is not the live writer of their scanner
         self.alarms_dropped = 0
 
@@ -473,14 +477,19 @@ class Ingest:
                 f"(boot {w.boot}, heard {self.clock() - w.heard:.1f} s ago): one edge "
                 "identity runs twice (a second edge process, or two boxes with one key)"
             )
-            self.alarm(
-                msg.scanner,
-                edge.id,
-                "duplicate_edge",
-                f"{why}; the newcomer (boot {msg.boot}) is refused",
-                boot=msg.boot,
-                writer=w.boot,
-            )
+            # the newcomer says HELLO again every fraction of a second: one alarm a
+            # minute per process, not a flood that hides every other alarm
+            key = (msg.scanner, msg.boot)
+            if self.clock() - self._dup_alarmed.get(key, -1e18) >= DUPLICATE_ALARM_S:
+                self._dup_alarmed[key] = self.clock()
+                self.alarm(
+                    msg.scanner,
+                    edge.id,
+                    "duplicate_edge",
+                    f"{why}; the newcomer (boot {msg.boot}) is refused",
+                    boot=msg.boot,
+                    writer=w.boot,
+                )
             work.nacks.append(
                 (ident, Nack(scanner=msg.scanner, seq=-1, expected=-1, fatal=True, reason=why))
             )

@@ -340,10 +340,18 @@ class ScannerChannel:
             if n % per_round == 0:
                 if all(not t.done() for t in self._tasks):
                     self.beat = time.monotonic()
-                # a data-link fault that lasts is one alarm, not counters climbing
-                connected = bool(getattr(self.link, "connected", True))
-                for a in self.link_health.update(self.link.stats, connected):
-                    self.alarm(a.kind, a.message)
+                # a data-link fault that lasts is one alarm, not counters climbing; only
+                # while the link is being read (not paused for a full disk or spool, not
+                # before the first WELCOME of a fresh spool)
+                reading = (
+                    self._may_read.is_set() and self.storage_error is None and not self.spool.full
+                )
+                if reading:
+                    connected = bool(getattr(self.link, "connected", True))
+                    for a in self.link_health.update(self.link.stats, connected):
+                        self.alarm(a.kind, a.message)
+                else:
+                    self.link_health.pause()
             n += 1
             self._poll_link_serial()
             await asyncio.sleep(IDENTITY_POLL_S)
@@ -781,8 +789,13 @@ class ScannerChannel:
     def _on_nack(self, n: Nack) -> None:
         self.stats.nacks += 1
         if n.fatal:
+            first = self.refused is None
             self.win.refuse(n.reason)
             self.alarm("refused", f"central refused block {n.seq}: {n.reason}")
+            if first and self.control is not None and self.control_up:
+                # its scans would reach no CIR: let the running scan end, then disarm
+                log.warning("%s: central refuses this stream; disarming the scanner", self.cfg.id)
+                self._spawn(self._refuse_new_scans(), "disarm while refused")
             return
         log.info("%s: central wants block %d (%s)", self.cfg.id, n.expected, n.reason)
         if self.win.on_nack(n.expected, self.spool.state.head_seq):
@@ -981,7 +994,14 @@ class ScannerChannel:
                 await self._reopen_wait(delay)
 
     def _may_arm_now(self) -> bool:
-        return not self.spool.above_high_water and self.storage_error is None and self.may_arm()
+        # a stream central refuses (another process streams it, a fork) would scan
+        # trucks whose images never reach the CIR: such a scanner is not armed
+        return (
+            not self.spool.above_high_water
+            and self.storage_error is None
+            and self.refused is None
+            and self.may_arm()
+        )
 
     async def _listen(self, ctl: ScannerControl) -> None:
         """Handle the control link's events until it fails or reaches another scanner.
@@ -1036,7 +1056,7 @@ class ScannerChannel:
             reported_state=st.state,
             disarmed_s=now - self._disarmed_since,
             want_arm=self.cfg.arm and self.wants_armed(),
-            may_arm=self.may_arm(),
+            may_arm=self.may_arm() and self.refused is None,
             control_up=self.control_up and self._confirmed(),
             spool_high=self.spool.above_high_water or self._disarmed_for_spool,
             storage_error=self.storage_error is not None,

@@ -81,6 +81,12 @@ class LinkHealth:
         self._samples: deque[_Sample] = deque()
         self._down_since: float | None = None
 
+    def pause(self) -> None:
+        """The link is not being read (the edge holds it on purpose): forget the window,
+        so that the pause itself is never taken for a fault."""
+        self._samples.clear()
+        self._down_since = None
+
     def update(self, stats: LinkStats, connected: bool) -> list[LinkAlarm]:
         """Take the link's counters now; returns the alarms to raise (usually none).
 
@@ -137,10 +143,11 @@ class LinkHealth:
                 "data_link_down",
                 f"no connection to the scanner's data link at {self.where} for "
                 f"{now - self._down_since:.0f} s (scanner off, cable, address)",
+                since=self._down_since,
             )
         return []
 
-    def _start(self, kind: str, message: str) -> list[LinkAlarm]:
+    def _start(self, kind: str, message: str, since: float | None = None) -> list[LinkAlarm]:
         self.fault = kind
-        self._since = self.clock()
+        self._since = self.clock() if since is None else since
         return [LinkAlarm(kind, message)]

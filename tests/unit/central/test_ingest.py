@@ -295,6 +295,12 @@ def test_one_writer_per_stream_a_second_process_of_the_edge_is_refused() -> None
     assert not work.hellos and work.nacks[0][1].fatal
     assert "one edge identity runs twice" in work.nacks[0][1].reason
     assert r.kinds() == ["duplicate_edge"]
+    # its HELLOs again and again: refused each time, alarmed once a minute
+    for _ in range(3):
+        work = Work()
+        r.ingest.message(work, SECOND, r.edge, second, [])
+        assert not work.hellos and work.nacks[0][1].fatal
+    assert r.kinds() == ["duplicate_edge"]
     # its blocks are never chained in
     seq, raw = r.start(1)
     work = Work()

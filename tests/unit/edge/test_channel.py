@@ -678,3 +678,39 @@ async def test_a_cir_ahead_of_a_spool_with_unacknowledged_blocks_keeps_them_in_q
         assert [k for k, _ in alarms] == ["spool_behind"] and "quarantine" in alarms[0][1]
     finally:
         await ch.close()
+
+
+# -- a stream central refuses is not scanned into nowhere ------------------------------
+class DisarmControl(SerialControl):
+    def __init__(self, serial: str) -> None:
+        super().__init__(serial)
+        self.disarms = 0
+
+    async def disarm(self) -> None:
+        self.disarms += 1
+
+
+async def test_a_refused_stream_disarms_the_scanner_and_is_never_re_armed(
+    edge_cfg: EdgeConfig, ctx: zmq.asyncio.Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.messages import Nack
+
+    monkeypatch.setattr("edge._scanner_rules.DISARMED_CONFIRM_S", 0.05)
+    monkeypatch.setattr(channel_mod, "REARM_BACKOFF", (0.05, 0.2))
+    ctl = DisarmControl("SN1")
+    ch, alarms, _ = make(edge_cfg, ctx, ctl)
+    task = asyncio.create_task(ch._control())
+    try:
+        await until(lambda: ch.control_up and ctl.arms == 1)
+        why = "scanner s1 is streamed by another process of edge e1"
+        ch._on_nack(Nack(scanner="s1", seq=-1, expected=-1, reason=why, fatal=True))
+        await until(lambda: ctl.disarms == 1)  # idle: at once (a running scan may end)
+        assert "refused" in alarms and ch.refused == why
+        for _ in range(4):  # disarmed, and the edge does not arm it again while refused
+            ctl.events_q.put_nowait(status(False))
+            await asyncio.sleep(0.06)
+        assert ctl.arms == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await ch.close()

@@ -82,3 +82,16 @@ def test_messages_name_the_link_and_the_counts() -> None:
         alarms += h.update(st, True)
     (a,) = alarms
     assert "10.0.0.5:7000" in a.message and "damaged packets" in a.message
+
+
+def test_a_link_held_on_purpose_is_no_fault_and_down_time_counts_from_its_start() -> None:
+    h, st, clock = rig()
+    for _ in range(30):  # the edge does not read the link (full disk, refused stream)
+        clock.t += 1.0
+        h.pause()
+    assert run(h, st, clock, 5, connected=0) == []
+    kinds = run(h, st, clock, 10, connected=0)
+    assert kinds == ["data_link_down"]
+    clock.t += 1.0
+    (ok,) = h.update(st, True)
+    assert "after 15 s" in ok.message  # from when it went down (15 s ago), not the alarm
