@@ -7,6 +7,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import AsyncGenerator
+from typing import Any
 
 from drivers._interface import LinkEpoch, LinkGap, LinkStats, Packet
 from drivers.lsp._io import PacketDecoder, RequestKind, pack_request
@@ -93,14 +94,19 @@ class LspDataLink:
     ) -> None:
         self.host = host
         self.port = port
-        self.stall_timeout_s = stall_timeout_s
-        self.idle_timeout_s = idle_timeout_s
         self.connect_timeout_s = connect_timeout_s
-        self.resume_timeout_s = resume_timeout_s
-        self.backoff_initial_s = backoff_initial_s
-        self.backoff_max_s = backoff_max_s
-        self.gap_confirmations = max(1, gap_confirmations)
-        self.repeat_limit = repeat_limit
+        # the rules' settings live in the core (LinkCore checks and documents them);
+        # the shell keeps them only to make a core per packets() call
+        self._tuning: dict[str, Any] = {
+            "stall_timeout_s": stall_timeout_s,
+            "idle_timeout_s": idle_timeout_s,
+            "connect_timeout_s": connect_timeout_s,
+            "resume_timeout_s": resume_timeout_s,
+            "backoff_initial_s": backoff_initial_s,
+            "backoff_max_s": backoff_max_s,
+            "gap_confirmations": gap_confirmations,
+            "repeat_limit": repeat_limit,
+        }
         self.stats = LinkStats()
         self.connected = False
         self.session = ""
@@ -117,14 +123,7 @@ class LspDataLink:
             session,
             stats=self.stats,
             clock=asyncio.get_running_loop().time,
-            stall_timeout_s=self.stall_timeout_s,
-            idle_timeout_s=self.idle_timeout_s,
-            connect_timeout_s=self.connect_timeout_s,
-            resume_timeout_s=self.resume_timeout_s,
-            backoff_initial_s=self.backoff_initial_s,
-            backoff_max_s=self.backoff_max_s,
-            gap_confirmations=self.gap_confirmations,
-            repeat_limit=self.repeat_limit,
+            **self._tuning,
         )
 
     async def packets(
