@@ -7,6 +7,7 @@ drive ScannerChannel's loops directly with a real ZeroMQ context and spool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -125,6 +126,18 @@ def make(
     return ch, alarms, events
 
 
+@contextlib.asynccontextmanager
+async def controlling(ch: ScannerChannel) -> AsyncIterator[None]:
+    """Run the channel's control loop for the block; stop it and close the channel after."""
+    task = asyncio.create_task(ch._control())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await ch.close()
+
+
 async def until(cond: Any, timeout: float = 5.0) -> None:
     end = asyncio.get_running_loop().time() + timeout
     while not cond():
@@ -139,8 +152,7 @@ async def test_an_absent_device_is_one_outage_then_up_and_armed(
     ctl = FakeControl(absent=3)
     ch, alarms, events = make(edge_cfg, ctx, ctl)
     assert not ch.control_up and not ch.identified
-    task = asyncio.create_task(ch._control())
-    try:
+    async with controlling(ch):
         await until(lambda: ch.control_up)
         assert ctl.opens == 4 and ctl.closes == 3  # the failed handle is closed each time
         assert alarms == ["control_link_down", "control_link_up"]
@@ -154,10 +166,6 @@ async def test_an_absent_device_is_one_outage_then_up_and_armed(
         assert alarms.count("control_link_down") == 2 and alarms[-1] == "control_link_up"
         assert [e.kind for e in events][-2:] == ["LINK_DOWN", "LINK_UP"]
         assert ch.control_up and ch.stats.control_outages == 2
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await ch.close()
 
 
 async def test_while_down_the_channel_says_what_it_waits_for(
@@ -166,16 +174,11 @@ async def test_while_down_the_channel_says_what_it_waits_for(
     monkeypatch.setattr(channel_mod, "CONTROL_BACKOFF", (0.01, 0.02))
     ctl = FakeControl(absent=10**6)
     ch, alarms, _ = make(edge_cfg, ctx, ctl)
-    task = asyncio.create_task(ch._control())
-    try:
+    async with controlling(ch):
         await until(lambda: ctl.opens >= 5)
         assert alarms == ["control_link_down"]  # once per outage, not per try
         assert "s1" in ch.waiting_for and "/dev/ttyX" in ch.waiting_for
         assert not ch.identified and not ch.control_up
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await ch.close()
 
 
 async def test_the_dealer_notices_a_dead_peer(
@@ -401,8 +404,7 @@ async def test_a_control_link_to_another_scanner_is_down_and_never_used(
     ctl = SerialControl("SIM0005-scanner2")
     ch, alarms, _ = make(edge_cfg, ctx, ctl)
     ch._link_serial = "SIM0004-scanner1"
-    task = asyncio.create_task(ch._control())
-    try:
+    async with controlling(ch):
         await until(lambda: ctl.opens >= 5)
         assert not ch.control_up and ctl.arms == 0  # not armed: another scanner's cable
         assert alarms == ["scanner_mismatch", "control_link_down"]  # once, not per try
@@ -419,10 +421,6 @@ async def test_a_control_link_to_another_scanner_is_down_and_never_used(
         await until(lambda: alarms.count("scanner_mismatch") == 2)
         await asyncio.sleep(0.05)
         assert not ch.control_up and ctl.arms == 1
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await ch.close()
 
 
 async def test_a_data_link_serial_learned_later_takes_a_wrong_control_link_down(
@@ -433,17 +431,12 @@ async def test_a_data_link_serial_learned_later_takes_a_wrong_control_link_down(
     ch, alarms, _ = make(edge_cfg, ctx, ctl)
     ch.spool.set_meta("serial", "SIM0005-scanner2")  # wrongly learned (an older edge)
     ch._link_serial = ""
-    task = asyncio.create_task(ch._control())
-    try:
+    async with controlling(ch):
         await until(lambda: ch.control_up)
         ch._link_serial = "SIM0004-scanner1"  # the data link's SESSION says otherwise
         ch._recheck_identity()
         await until(lambda: not ch.control_up)
         assert "scanner_mismatch" in alarms
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await ch.close()
 
 
 async def test_a_scanner_replaced_on_purpose_is_taken_with_an_alarm(
@@ -453,14 +446,9 @@ async def test_a_scanner_replaced_on_purpose_is_taken_with_an_alarm(
     ch, alarms, _ = make(edge_cfg, ctx, ctl)
     ch.spool.set_meta("serial", "SIM0004-scanner1")
     ch._link_serial = "SIM0009-new"
-    task = asyncio.create_task(ch._control())
-    try:
+    async with controlling(ch):
         await until(lambda: ch.control_up and ctl.arms == 1)
         assert alarms == ["scanner_replaced"] and ch.spool.meta("serial") == "SIM0009-new"
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await ch.close()
 
 
 async def test_a_first_start_arms_only_once_the_data_link_says_which_scanner_it_is(
@@ -469,8 +457,7 @@ async def test_a_first_start_arms_only_once_the_data_link_says_which_scanner_it_
     ctl = SerialControl("SIM0005-scanner2")
     ch, alarms, _ = make(edge_cfg, ctx, ctl)
     ch._link_serial = ""  # no SESSION yet, nothing remembered
-    task = asyncio.create_task(ch._control())
-    try:
+    async with controlling(ch):
         await until(lambda: ch.control_up)  # usable for a beam stop at once
         await asyncio.sleep(0.05)
         assert ctl.arms == 0 and ch.spool.meta("serial") == ""
@@ -481,10 +468,6 @@ async def test_a_first_start_arms_only_once_the_data_link_says_which_scanner_it_
         ctl.serial = "SIM0004-scanner1"  # the right cable: up, remembered, armed
         await until(lambda: ch.control_up and ctl.arms == 1)
         assert ch.spool.meta("serial") == "SIM0004-scanner1"
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await ch.close()
 
 
 async def test_a_deferred_arm_happens_when_the_data_link_confirms(
@@ -493,18 +476,13 @@ async def test_a_deferred_arm_happens_when_the_data_link_confirms(
     ctl = SerialControl("SIM0004-scanner1")
     ch, _, _ = make(edge_cfg, ctx, ctl)
     ch._link_serial = ""
-    task = asyncio.create_task(ch._control())
-    try:
+    async with controlling(ch):
         await until(lambda: ch.control_up)
         assert ctl.arms == 0
         ch._link_serial = "SIM0004-scanner1"
         ch._recheck_identity()
         await until(lambda: ctl.arms == 1)
         assert ch.spool.meta("serial") == "SIM0004-scanner1"
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await ch.close()
 
 
 # -- a scanner disarmed behind the edge's back is re-armed (kind 4) ---------------------
@@ -521,8 +499,7 @@ async def test_a_scanner_disarmed_behind_our_back_is_re_armed_once_alarmed(
     monkeypatch.setattr(channel_mod, "REARM_BACKOFF", (0.05, 0.2))
     ctl = SerialControl("SN1")
     ch, alarms, _ = make(edge_cfg, ctx, ctl)
-    task = asyncio.create_task(ch._control())
-    try:
+    async with controlling(ch):
         await until(lambda: ch.control_up and ctl.arms == 1)
         ctl.events_q.put_nowait(status(False))  # maybe sent before our own ARM: no action
         await asyncio.sleep(0.02)
@@ -550,10 +527,6 @@ async def test_a_scanner_disarmed_behind_our_back_is_re_armed_once_alarmed(
             ctl.events_q.put_nowait(status(False))
             await asyncio.sleep(0.06)
         assert ctl.arms == n
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await ch.close()
 
 
 # -- a beam stop does not wait on the reopen backoff (kind 5) ---------------------------
@@ -563,8 +536,7 @@ async def test_urgent_control_reopens_at_once_and_then_every_quarter_second(
     monkeypatch.setattr(channel_mod, "CONTROL_BACKOFF", (5.0, 5.0))
     ctl = FakeControl(absent=1)
     ch, _, _ = make(edge_cfg, ctx, ctl)
-    task = asyncio.create_task(ch._control())
-    try:
+    async with controlling(ch):
         await until(lambda: ctl.opens == 1)
         await asyncio.sleep(0.05)  # now in its 5 s backoff; the device is back
         t0 = time.monotonic()
@@ -585,10 +557,6 @@ async def test_urgent_control_reopens_at_once_and_then_every_quarter_second(
         await until(lambda: not ch.control_up)
         await asyncio.sleep(0.5)
         assert ctl.opens == 6  # waiting out the 5 s backoff
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await ch.close()
 
 
 class StopControl(SerialControl):
@@ -699,8 +667,7 @@ async def test_a_refused_stream_disarms_the_scanner_and_is_never_re_armed(
     monkeypatch.setattr(channel_mod, "REARM_BACKOFF", (0.05, 0.2))
     ctl = DisarmControl("SN1")
     ch, alarms, _ = make(edge_cfg, ctx, ctl)
-    task = asyncio.create_task(ch._control())
-    try:
+    async with controlling(ch):
         await until(lambda: ch.control_up and ctl.arms == 1)
         why = "scanner s1 is streamed by another process of edge e1"
         ch._on_nack(Nack(scanner="s1", seq=-1, expected=-1, reason=why, fatal=True))
@@ -710,7 +677,3 @@ async def test_a_refused_stream_disarms_the_scanner_and_is_never_re_armed(
             ctl.events_q.put_nowait(status(False))
             await asyncio.sleep(0.06)
         assert ctl.arms == 1
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await ch.close()
