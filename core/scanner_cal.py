@@ -1,0 +1,736 @@
+"""Per-scanner dual-energy calibration from a commissioning step-wedge scan.
+
+When a scanner is installed the site scans a test object of step wedges of
+known materials and thicknesses (polyethylene, aluminium, steel, lead).  Each
+step gives, for that scanner's spectra and detector, the attenuations
+(A_high, A_low) = (−ln T_high, −ln T_low) of a known areal density ρt (g/cm²)
+of a known effective atomic number Z.  :func:`fit` turns the steps into a
+:class:`ScannerCalibration`:
+
+* per material, the curves A_high(ρt) and R(A_high) with R = A_high / A_low
+  (at MeV energies pair production grows with Z and photon energy while
+  Compton scattering falls with energy, so R rises with Z at a given
+  attenuation);
+* the inverse map (A_high, A_low) → (ρt, Z_eff): at the pixel's A_high the
+  materials' R values are interpolated in log Z to the pixel's R, and ρt is
+  read off the same interpolation between the materials' ρt(A_high) curves
+  (:meth:`ScannerCalibration.decompose`);
+* the forward map (ρt, Z_eff) → (A_high, A_low) (:meth:`ScannerCalibration.forward`),
+  which lets images of any calibrated scanner be expressed as the attenuation a
+  reference scanner would have measured through the same matter;
+* the noise model σ²(A) = a + b·e^A per energy (photon statistics grow as
+  1/T, electronic noise is constant), fitted on the steps' pixel spread, and
+  the highest usable attenuation (beyond it the low-energy image is noise:
+  impenetrable);
+* the fit's own error, by leaving each step out in turn.
+
+Effective Z of a compound is its electron-weighted mean Z (the ratio of pair
+production to Compton scattering per electron grows about linearly with Z at
+MeV energies); atomic weights are IUPAC's standard atomic weights (2021,
+abridged to four figures).
+
+The wedge scan's format (``wedges.json`` beside ``high.tiff`` and
+``low.tiff``) is described in ``docs/atr.md`` ("Scanner calibration").
+"""
+# ruff: noqa: RUF001, RUF002, RUF003
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from core.calibration import MaterialCalibration
+from core.errors import NiiError
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+#: Identifier of the JSON document :meth:`ScannerCalibration.to_json` writes.
+FORMAT = "nii-scanner-calibration/1"
+
+#: Standard atomic weights (IUPAC 2021, four figures) of the elements a test object is made of.
+ATOMIC_WEIGHT: dict[int, float] = {
+    1: 1.008, 5: 10.81, 6: 12.011, 7: 14.007, 8: 15.999, 9: 18.998, 11: 22.990,
+    12: 24.305, 13: 26.982, 14: 28.085, 15: 30.974, 16: 32.06, 17: 35.45, 19: 39.098,
+    20: 40.078, 22: 47.867, 24: 51.996, 25: 54.938, 26: 55.845, 27: 58.933, 28: 58.693,
+    29: 63.546, 30: 65.38, 40: 91.224, 42: 95.95, 47: 107.87, 48: 112.41, 50: 118.71,
+    51: 121.76, 53: 126.90, 56: 137.33, 64: 157.25, 73: 180.95, 74: 183.84, 78: 195.08,
+    79: 196.97, 82: 207.2, 83: 208.98, 92: 238.03,
+}  # fmt: skip
+
+#: Per-pixel 1-σ of A_low above which a step is too dark to use (the ATR averages
+#: ~8 pixels: 0.35 becomes ~0.12, still far below the R differences between materials).
+USABLE_SIGMA_LO = 0.35
+#: Share of pixels at zero counts above which a step is impenetrable.
+USABLE_ZERO_SHARE = 0.005
+#: Fewest pixels a step's box must hold.
+MIN_STEP_PIXELS = 30
+#: A_high of the working look-up tables' axis, and R's range.
+LUT_A_MAX = 16.0
+LUT_R = (0.55, 1.25)
+LUT_SHAPE = (321, 701)  # (A_high nodes, R nodes)
+#: Areal density axis of the forward table, g/cm², and its node count.
+FWD_RHO_MAX = 500.0
+FWD_SHAPE = (401, 121)  # (ρt nodes, log Z nodes)
+#: Transmission floor when converting 16-bit images (one count of 65535).
+T_FLOOR = 1.0 / 65535.0
+
+
+class CalibrationError(NiiError):
+    """A wedge scan or a scanner calibration file that cannot be used."""
+
+
+def effective_z(fractions_by_z: Mapping[int, float]) -> float:
+    """Electron-weighted mean atomic number of a compound.
+
+    Args:
+        fractions_by_z: weight fraction of each element, by atomic number (sums to ~1).
+
+    Raises:
+        CalibrationError: an element without a standard atomic weight here, or no mass.
+    """
+    num = 0.0
+    den = 0.0
+    for z, w in fractions_by_z.items():
+        if z not in ATOMIC_WEIGHT:
+            raise CalibrationError(
+                f"element Z={z} has no atomic weight in the calibration's table",
+                fix="describe the wedge with common elements (H, C, O, Al, Fe, Cu, Sn, W, Pb, ...)",
+            )
+        electrons = w * z / ATOMIC_WEIGHT[z]
+        num += electrons * z
+        den += electrons
+    if den <= 0.0:
+        raise CalibrationError(
+            "a wedge material has no elements with positive weight fractions",
+            fix="give weight_fractions_by_Z with fractions that sum to 1",
+        )
+    return num / den
+
+
+# --- the wedge scan -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WedgeStep:
+    """One step of the test object: material, thickness, areal density and its image box.
+
+    ``bbox`` is [col0, row0, col1, row1] in pixels, end-exclusive; columns are scan
+    lines, rows detector channels (the layout of ``nii atr analyze``'s images).
+    """
+
+    material: str
+    thickness_mm: float
+    areal_density: float  # g/cm²
+    bbox: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class WedgeScan:
+    """A commissioning scan: its transmissions and what the test object holds."""
+
+    scanner: str
+    pixel_mm: tuple[float, float]
+    materials: dict[str, float]  # name → effective Z
+    steps: tuple[WedgeStep, ...]
+    t_hi: F32  # transmission (rows = channels, cols = lines), 0–1
+    t_lo: F32
+    digest: str  # SHA-256 of the wedge description and both images
+
+
+def _need(cond: bool, what: str) -> None:
+    if not cond:
+        raise CalibrationError(
+            f"wedges.json: {what}",
+            fix="give the test object's description in the documented layout "
+            "(docs/atr.md, 'Scanner calibration')",
+        )
+
+
+def _number(v: object, what: str, lo: float = 0.0) -> float:
+    _need(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= lo,
+        f"{what} must be a number ≥ {lo:g}, got {v!r}",
+    )
+    return float(v)  # type: ignore[arg-type]
+
+
+def parse_wedges(
+    doc: object, shape: tuple[int, int]
+) -> tuple[str, tuple[float, float], dict[str, float], tuple[WedgeStep, ...]]:
+    """Validate a ``wedges.json`` document against an image of ``shape`` (rows, cols).
+
+    Returns:
+        scanner name, pixel size (along travel, height) mm, materials (name → Z_eff), steps.
+
+    Raises:
+        CalibrationError: a missing or malformed field, a step outside the image, an
+            areal density that disagrees with density × thickness, or too few steps.
+    """
+    _need(isinstance(doc, dict), "not a JSON object")
+    assert isinstance(doc, dict)
+    scanner = doc.get("scanner", "")
+    _need(isinstance(scanner, str) and bool(scanner.strip()), "'scanner' must name the scanner")
+    px = doc.get("pixel_mm")
+    _need(isinstance(px, list) and len(px) == 2, "'pixel_mm' must be [along travel, height]")
+    assert isinstance(px, list)
+    pixel = (_number(px[0], "pixel_mm[0]", 0.05), _number(px[1], "pixel_mm[1]", 0.05))
+    mats_doc = doc.get("materials")
+    _need(isinstance(mats_doc, dict) and len(mats_doc) >= 2, "'materials' must name ≥ 2 materials")
+    assert isinstance(mats_doc, dict)
+    materials: dict[str, float] = {}
+    density: dict[str, float] = {}
+    for name, m in mats_doc.items():
+        _need(isinstance(m, dict), f"material {name!r} must be an object")
+        density[name] = _number(m.get("density_g_cm3"), f"{name}.density_g_cm3", 0.01)
+        fr = m.get("weight_fractions_by_Z")
+        _need(isinstance(fr, dict) and bool(fr), f"{name}.weight_fractions_by_Z must be an object")
+        try:
+            fractions = {int(z): _number(w, f"{name} fraction of Z={z}") for z, w in fr.items()}
+        except ValueError as exc:
+            raise CalibrationError(
+                f"wedges.json: {name}.weight_fractions_by_Z keys must be atomic numbers",
+                fix='e.g. {"26": 0.98, "6": 0.02}',
+            ) from exc
+        materials[name] = effective_z(fractions)
+    steps_doc = doc.get("steps")
+    _need(isinstance(steps_doc, list) and len(steps_doc) >= 6, "'steps' must list the steps")
+    assert isinstance(steps_doc, list)
+    rows, cols = shape
+    steps: list[WedgeStep] = []
+    for k, s in enumerate(steps_doc):
+        _need(isinstance(s, dict), f"step {k} must be an object")
+        mat = s.get("material")
+        _need(mat in materials, f"step {k}: material {mat!r} is not among 'materials'")
+        t = _number(s.get("thickness_mm"), f"step {k} thickness_mm")
+        rho_t = _number(s.get("areal_density_g_cm2"), f"step {k} areal_density_g_cm2")
+        expect = density[str(mat)] * t / 10.0
+        _need(
+            abs(rho_t - expect) <= 0.02 * expect + 0.05,
+            f"step {k}: areal density {rho_t:g} g/cm² is not density × thickness ({expect:.3g})",
+        )
+        box = s.get("bbox_px")
+        _need(
+            isinstance(box, list) and len(box) == 4 and all(isinstance(v, int) for v in box),
+            f"step {k}: bbox_px must be four integers [col0, row0, col1, row1]",
+        )
+        assert isinstance(box, list)
+        c0, r0, c1, r1 = box
+        _need(
+            0 <= c0 < c1 <= cols and 0 <= r0 < r1 <= rows,
+            f"step {k}: bbox_px {box} lies outside the {cols} × {rows} image",
+        )
+        steps.append(WedgeStep(str(mat), t, rho_t, (c0, r0, c1, r1)))
+    return scanner.strip(), pixel, materials, tuple(steps)
+
+
+def _read_tiff(path: Path) -> F32:
+    if not path.is_file():
+        raise CalibrationError(
+            f"{path}: no such file", fix="a wedge folder holds high.tiff and low.tiff"
+        )
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None or img.ndim != 2 or img.dtype != np.uint16:
+        raise CalibrationError(
+            f"{path}: not a 16-bit single-channel image",
+            fix="export the commissioning scan as 16-bit TIFF, transmission × 65535",
+        )
+    return np.asarray(img, dtype=np.float32) / np.float32(65535.0)
+
+
+def load_wedges(folder: str | Path) -> WedgeScan:
+    """Read a commissioning scan folder: ``wedges.json``, ``high.tiff``, ``low.tiff``.
+
+    Raises:
+        CalibrationError: a missing or unreadable file, or a malformed description.
+    """
+    d = Path(folder)
+    if not d.is_dir():
+        raise CalibrationError(
+            f"{d}: not a folder", fix="give the folder of the commissioning scan (--wedges DIR)"
+        )
+    try:
+        raw = (d / "wedges.json").read_bytes()
+        doc = json.loads(raw)
+    except OSError as exc:
+        raise CalibrationError(
+            f"{d / 'wedges.json'}: cannot read: {exc.strerror or exc}",
+            fix="the folder must hold wedges.json beside high.tiff and low.tiff",
+        ) from exc
+    except ValueError as exc:
+        raise CalibrationError(
+            f"{d / 'wedges.json'}: not JSON ({exc})", fix="repair or re-export the file"
+        ) from exc
+    hi = _read_tiff(d / "high.tiff")
+    lo = _read_tiff(d / "low.tiff")
+    if hi.shape != lo.shape:
+        raise CalibrationError(
+            f"{d}: high.tiff {hi.shape} and low.tiff {lo.shape} differ in size",
+            fix="both energies of the same commissioning scan",
+        )
+    scanner, pixel, materials, steps = parse_wedges(doc, (hi.shape[0], hi.shape[1]))
+    h = hashlib.sha256(raw)
+    h.update(hi.tobytes())
+    h.update(lo.tobytes())
+    return WedgeScan(scanner, pixel, materials, steps, hi, lo, h.hexdigest())
+
+
+# --- the calibration ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MaterialCurve:
+    """One material's measured steps, thinnest first (air step excluded)."""
+
+    name: str
+    z: float
+    areal_density: tuple[float, ...]  # g/cm²
+    a_hi: tuple[float, ...]
+    a_lo: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Decomposition:
+    """Per-pixel physical quantities of a dual-energy image, (lines, channels) float32.
+
+    ``areal_density`` in g/cm² along the ray; ``zeff`` the effective atomic number
+    (0 where the pixel is too thin to tell); ``impenetrable`` where A_high exceeds
+    the calibration's usable range (``areal_density`` is then a lower bound).
+    """
+
+    areal_density: F32
+    zeff: F32
+    impenetrable: npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class ScannerCalibration:
+    """A scanner's map between (A_high, A_low) and (areal density, Z_eff); see the module doc.
+
+    Build it with :func:`fit` from a commissioning scan, or :meth:`from_json`.
+    """
+
+    scanner: str
+    curves: tuple[MaterialCurve, ...]  # lightest Z first
+    a_max: float  # highest usable A_high (impenetrable beyond)
+    noise_hi: tuple[float, float]  # σ²(A) = a + b·e^A, per pixel
+    noise_lo: tuple[float, float]
+    fit_error: dict[str, float]
+    source: dict[str, Any]
+
+    # -- persistence --------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        """The calibration as a JSON-ready document (``format`` = :data:`FORMAT`)."""
+        return {
+            "format": FORMAT,
+            "scanner": self.scanner,
+            "a_max": round(self.a_max, 4),
+            "noise": {"high": list(self.noise_hi), "low": list(self.noise_lo)},
+            "materials": [
+                {
+                    "name": c.name,
+                    "z_eff": round(c.z, 3),
+                    "areal_density_g_cm2": list(c.areal_density),
+                    "a_high": [round(v, 5) for v in c.a_hi],
+                    "a_low": [round(v, 5) for v in c.a_lo],
+                }
+                for c in self.curves
+            ],
+            "fit_error": {k: round(v, 4) for k, v in self.fit_error.items()},
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_json(cls, doc: object, where: str = "scanner calibration") -> ScannerCalibration:
+        """Validate and load a document written by :meth:`to_json`.
+
+        Raises:
+            CalibrationError: another format, or a field missing or out of range.
+        """
+
+        def need(cond: bool, what: str) -> None:
+            if not cond:
+                raise CalibrationError(
+                    f"{where}: {what}",
+                    fix="give a file written by 'nii atr calibrate --wedges DIR --out FILE'",
+                )
+
+        need(isinstance(doc, dict), "not a JSON object")
+        assert isinstance(doc, dict)
+        need(doc.get("format") == FORMAT, f"format is {doc.get('format')!r}, expected {FORMAT!r}")
+        try:
+            curves = []
+            for m in doc["materials"]:
+                rho = tuple(float(v) for v in m["areal_density_g_cm2"])
+                hi = tuple(float(v) for v in m["a_high"])
+                lo = tuple(float(v) for v in m["a_low"])
+                need(
+                    len(rho) == len(hi) == len(lo) >= 2,
+                    f"material {m.get('name')!r}: unequal or too short step lists",
+                )
+                need(
+                    all(np.isfinite(rho + hi + lo)) and all(np.diff(hi) > 0) and min(lo) > 0,
+                    f"material {m.get('name')!r}: attenuations must be finite and rise "
+                    "with thickness",
+                )
+                curves.append(MaterialCurve(str(m["name"]), float(m["z_eff"]), rho, hi, lo))
+            need(len(curves) >= 2, "needs at least two materials")
+            cal = cls(
+                scanner=str(doc["scanner"]),
+                curves=tuple(sorted(curves, key=lambda c: c.z)),
+                a_max=float(doc["a_max"]),
+                noise_hi=(float(doc["noise"]["high"][0]), float(doc["noise"]["high"][1])),
+                noise_lo=(float(doc["noise"]["low"][0]), float(doc["noise"]["low"][1])),
+                fit_error={str(k): float(v) for k, v in dict(doc.get("fit_error", {})).items()},
+                source=dict(doc.get("source", {})),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise CalibrationError(
+                f"{where}: missing or malformed field ({exc})",
+                fix="give a file written by 'nii atr calibrate --wedges DIR --out FILE'",
+            ) from exc
+        need(0.5 < cal.a_max <= LUT_A_MAX, f"a_max {cal.a_max} is outside 0.5–{LUT_A_MAX}")
+        return cal
+
+    @classmethod
+    def load(cls, path: str | Path) -> ScannerCalibration:
+        """Read a calibration file.
+
+        Raises:
+            CalibrationError: unreadable, not JSON, or not a calibration.
+        """
+        p = Path(path)
+        try:
+            doc = json.loads(p.read_text())
+        except OSError as exc:
+            raise CalibrationError(
+                f"{p}: cannot read: {exc.strerror or exc}",
+                fix="give the file written by 'nii atr calibrate' (--scanner FILE)",
+            ) from exc
+        except ValueError as exc:
+            raise CalibrationError(
+                f"{p}: not JSON ({exc})", fix="re-run 'nii atr calibrate'"
+            ) from exc
+        return cls.from_json(doc, str(p))
+
+    # -- the maps -------------------------------------------------------------------------
+    def _tables(self) -> tuple[F32, F32, F32, F32]:
+        cached = _TABLES.get(id(self))
+        if cached is not None and cached[0] is self:
+            return cached[1]
+        tables = _build_tables(self)
+        _TABLES[id(self)] = (self, tables)
+        return tables
+
+    def decompose(self, a_hi: npt.ArrayLike, a_lo: npt.ArrayLike) -> Decomposition:
+        """Areal density and Z_eff of every pixel.
+
+        Args:
+            a_hi, a_lo: attenuations −ln T at both energies, same shape (any 2-D layout).
+
+        Returns:
+            :class:`Decomposition` of the same shape.
+        """
+        hi = np.ascontiguousarray(a_hi, dtype=np.float32)
+        lo = np.ascontiguousarray(a_lo, dtype=np.float32)
+        z_lut, rho_lut, _, _ = self._tables()
+        na, nr = LUT_SHAPE
+        da = LUT_A_MAX / (na - 1)
+        dr = (LUT_R[1] - LUT_R[0]) / (nr - 1)
+        r = hi / np.maximum(lo, np.float32(1e-4))
+        my = np.clip(hi / np.float32(da), 0, na - 1).astype(np.float32)
+        mx = np.clip((r - np.float32(LUT_R[0])) / np.float32(dr), 0, nr - 1).astype(np.float32)
+        zeff = _remap(z_lut, mx, my)
+        rho = _remap(rho_lut, mx, my)
+        thin = hi < np.float32(self.a_thin)
+        zeff[thin] = 0.0
+        imp = hi > np.float32(self.a_max)
+        return Decomposition(rho, zeff, imp)
+
+    def forward(self, areal_density: npt.ArrayLike, zeff: npt.ArrayLike) -> tuple[F32, F32]:
+        """(A_high, A_low) this scanner would measure through ρt g/cm² of Z_eff matter.
+
+        Z_eff outside the calibrated materials' range is clamped to it; 0 (no material
+        information) is taken as the lightest material.
+        """
+        rho = np.ascontiguousarray(areal_density, dtype=np.float32)
+        z = np.ascontiguousarray(zeff, dtype=np.float32)
+        _, _, hi_lut, lo_lut = self._tables()
+        nrho, nz = FWD_SHAPE
+        lz0, lz1 = math.log(self.curves[0].z), math.log(self.curves[-1].z)
+        u = np.sqrt(np.clip(rho, 0.0, FWD_RHO_MAX) / np.float32(FWD_RHO_MAX)) * np.float32(nrho - 1)
+        lz = np.log(
+            np.clip(np.where(z > 0, z, self.curves[0].z), self.curves[0].z, self.curves[-1].z)
+        )
+        v = ((lz - lz0) / max(lz1 - lz0, 1e-6) * (nz - 1)).astype(np.float32)
+        return _remap(hi_lut, v, u.astype(np.float32)), _remap(lo_lut, v, u.astype(np.float32))
+
+    @property
+    def a_thin(self) -> float:
+        """A_high below which R carries no material information (σ_Z would exceed the classes)."""
+        return 0.15
+
+    def sigma_a(self, a: npt.ArrayLike, energy: str = "high", pixels: int = 1) -> F32:
+        """1-σ noise of A for a mean over ``pixels`` pixels, from the fitted noise model."""
+        c0, c1 = self.noise_hi if energy == "high" else self.noise_lo
+        av = np.asarray(a, dtype=np.float64)
+        var = c0 + c1 * np.exp(np.clip(av, 0.0, 30.0))
+        return np.asarray(np.sqrt(np.maximum(var, 0.0) / max(1, pixels)), dtype=np.float32)
+
+    def material_calibration(
+        self, z_organic: float = 10.0, z_metal: float = 18.0
+    ) -> MaterialCalibration:
+        """The classifier of :mod:`core.calibration` on this scanner's own curves."""
+        samples = {c.z: (c.a_lo, c.a_hi) for c in self.curves}
+        a_lo_max = max(max(c.a_lo) for c in self.curves)
+        return MaterialCalibration.fit(
+            samples, z_organic=z_organic, z_metal=z_metal, a_max=min(a_lo_max, 12.0)
+        )
+
+
+_TABLES: dict[int, tuple[ScannerCalibration, tuple[F32, F32, F32, F32]]] = {}
+
+
+def _remap(lut: F32, mx: F32, my: F32) -> F32:
+    """Bilinear look-up of ``lut`` at (column mx, row my), any 2-D shape of maps."""
+    out = cv2.remap(lut, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return np.asarray(out, dtype=np.float32)
+
+
+def _curve_fns(c: MaterialCurve) -> tuple[F64, F64, F64]:
+    """(A_high nodes incl. 0, R at the nodes, ρt at the nodes) of one material."""
+    hi = np.concatenate([[0.0], np.asarray(c.a_hi, dtype=np.float64)])
+    lo = np.asarray(c.a_lo, dtype=np.float64)
+    r = np.asarray(c.a_hi, dtype=np.float64) / lo
+    r = np.concatenate([[r[0]], r])
+    rho = np.concatenate([[0.0], np.asarray(c.areal_density, dtype=np.float64)])
+    return hi, r, rho
+
+
+def _extrap(x: F64, xp: F64, fp: F64) -> F64:
+    """Linear interpolation, extended beyond the last node by the last segment's slope."""
+    y = np.interp(x, xp, fp)
+    slope = (fp[-1] - fp[-2]) / max(xp[-1] - xp[-2], 1e-9)
+    beyond = x > xp[-1]
+    y[beyond] = fp[-1] + slope * (x[beyond] - xp[-1])
+    return y
+
+
+def _build_tables(cal: ScannerCalibration) -> tuple[F32, F32, F32, F32]:
+    na, nr = LUT_SHAPE
+    a_axis = np.linspace(0.0, LUT_A_MAX, na)
+    r_axis = np.linspace(LUT_R[0], LUT_R[1], nr)
+    zs = np.array([c.z for c in cal.curves])
+    fns = [_curve_fns(c) for c in cal.curves]
+    r_at = np.stack([np.interp(a_axis, hi, r) for hi, r, _ in fns])  # R beyond the last step: flat
+    rho_at = np.stack([_extrap(a_axis, hi, rho) for hi, _, rho in fns])
+    z_lut = np.empty((na, nr), dtype=np.float32)
+    rho_lut = np.empty((na, nr), dtype=np.float32)
+    for i in range(na):
+        # keep the materials whose R rises with Z at this attenuation (a heavy curve that
+        # crosses a lighter one there carries no information)
+        keep = [0]
+        for k in range(1, zs.size):
+            if r_at[k, i] > r_at[keep[-1], i] + 1e-4:
+                keep.append(k)
+        rk = r_at[keep, i]
+        pos = np.interp(r_axis, rk, np.arange(len(keep), dtype=np.float64))
+        lo_k = np.clip(np.floor(pos).astype(np.int64), 0, max(len(keep) - 2, 0))
+        w = pos - lo_k if len(keep) > 1 else np.zeros_like(pos)
+        hi_k = np.minimum(lo_k + 1, len(keep) - 1)
+        kk = np.asarray(keep)
+        lz = (1 - w) * np.log(zs[kk[lo_k]]) + w * np.log(zs[kk[hi_k]])
+        z_lut[i] = np.exp(lz)
+        rho_lut[i] = (1 - w) * rho_at[kk[lo_k], i] + w * rho_at[kk[hi_k], i]
+    # forward: per material A_high(ρt) and R(ρt), blended in log Z
+    nrho, nz = FWD_SHAPE
+    rho_axis = FWD_RHO_MAX * np.linspace(0.0, 1.0, nrho) ** 2
+    lzs = np.log(zs)
+    lz_axis = np.linspace(lzs[0], lzs[-1], nz)
+    hi_m = np.stack([_extrap(rho_axis, rho, hi) for hi, _, rho in fns])
+    r_m = np.stack([np.interp(hi_m[k], fns[k][0], fns[k][1]) for k in range(zs.size)])
+    pos = np.interp(lz_axis, lzs, np.arange(zs.size, dtype=np.float64))
+    k0 = np.clip(np.floor(pos).astype(np.int64), 0, zs.size - 2)
+    w = pos - k0
+    a_hi_lut = (1 - w)[None, :] * hi_m[k0].T + w[None, :] * hi_m[k0 + 1].T
+    r_lut = (1 - w)[None, :] * r_m[k0].T + w[None, :] * r_m[k0 + 1].T
+    a_lo_lut = a_hi_lut / np.maximum(r_lut, 1e-3)
+    return (
+        z_lut,
+        rho_lut,
+        np.ascontiguousarray(a_hi_lut, dtype=np.float32),
+        np.ascontiguousarray(a_lo_lut, dtype=np.float32),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _StepStats:
+    material: str
+    areal_density: float
+    a_hi: float
+    a_lo: float
+    sd_hi: float
+    sd_lo: float
+    usable: bool
+
+
+def _step_stats(scan: WedgeScan) -> list[_StepStats]:
+    out = []
+    for s in scan.steps:
+        c0, r0, c1, r1 = s.bbox
+        # keep off the box's edges: the fan's penumbra and afterglow blur them
+        mc = max(0, (c1 - c0) // 6)
+        mr = max(0, (r1 - r0) // 6)
+        th = scan.t_hi[r0 + mr : r1 - mr, c0 + mc : c1 - mc]
+        tl = scan.t_lo[r0 + mr : r1 - mr, c0 + mc : c1 - mc]
+        if th.size < MIN_STEP_PIXELS:
+            raise CalibrationError(
+                f"step {s.material} {s.thickness_mm:g} mm: box {list(s.bbox)} holds too few pixels",
+                fix=f"each step's box must cover at least {MIN_STEP_PIXELS} pixels",
+            )
+        zero = float(np.mean((th <= T_FLOOR) | (tl <= T_FLOOR)))
+        ah = -np.log(np.clip(th, T_FLOOR, 1.0))
+        al = -np.log(np.clip(tl, T_FLOOR, 1.0))
+        # the mean of T, not of A: −ln of a noisy T averaged is biased where T is small
+        mh = float(-np.log(max(float(np.mean(th)), T_FLOOR)))
+        ml = float(-np.log(max(float(np.mean(tl)), T_FLOOR)))
+        sd_l = float(np.std(al))
+        usable = zero <= USABLE_ZERO_SHARE and sd_l <= USABLE_SIGMA_LO
+        out.append(_StepStats(s.material, s.areal_density, mh, ml, float(np.std(ah)), sd_l, usable))
+    return out
+
+
+def _noise_fit(a: F64, sd: F64) -> tuple[float, float]:
+    """Least squares of σ² = c0 + c1·e^A (both ≥ 0) over the steps."""
+    m = np.stack([np.ones_like(a), np.exp(a)], axis=1)
+    sol, *_ = np.linalg.lstsq(m / sd[:, None] ** 2, np.ones_like(a), rcond=None)
+    c0, c1 = float(max(sol[0], 0.0)), float(max(sol[1], 1e-12))
+    return c0, c1
+
+
+def _curves(
+    stats: Sequence[_StepStats], materials: Mapping[str, float]
+) -> tuple[MaterialCurve, ...]:
+    curves = []
+    for name, z in materials.items():
+        pts = sorted(
+            (s for s in stats if s.material == name and s.usable and s.areal_density > 0),
+            key=lambda s: s.areal_density,
+        )
+        # a step that does not attenuate more than the one before it is a mislabelled box
+        mono: list[_StepStats] = []
+        for s in pts:
+            if not mono or (s.a_hi > mono[-1].a_hi + 1e-3 and s.a_lo > mono[-1].a_lo + 1e-3):
+                mono.append(s)
+        if len(mono) < 3:
+            raise CalibrationError(
+                f"material {name!r}: only {len(mono)} usable steps whose attenuation rises "
+                "with thickness",
+                fix="check the step boxes in wedges.json against the image; each material "
+                "needs ≥ 3 steps between air and opaque",
+            )
+        curves.append(
+            MaterialCurve(
+                name,
+                z,
+                tuple(s.areal_density for s in mono),
+                tuple(s.a_hi for s in mono),
+                tuple(s.a_lo for s in mono),
+            )
+        )
+    return tuple(sorted(curves, key=lambda c: c.z))
+
+
+def fit(scan: WedgeScan, created: str = "") -> ScannerCalibration:
+    """Fit a scanner's calibration on its commissioning scan.
+
+    Args:
+        scan: the wedge scan (:func:`load_wedges`).
+        created: ISO 8601 time stamp written into ``source``.
+
+    Returns:
+        The calibration; ``fit_error`` holds the leave-one-step-out errors
+        (``areal_density_rel_rms``, ``zeff_rel_rms``) and the number of steps used.
+
+    Raises:
+        CalibrationError: fewer than two materials with ≥ 3 usable steps, air steps
+            that are not near full transmission (a dark or flat-field problem).
+    """
+    stats = _step_stats(scan)
+    air = [s for s in stats if s.areal_density == 0.0]
+    for s in air:
+        if s.a_hi > 0.05 or s.a_lo > 0.05:
+            raise CalibrationError(
+                f"an air step of {s.material} reads A = {s.a_hi:.3f} / {s.a_lo:.3f}, not ~0",
+                fix="flat-field the scan (air must read T ≈ 1) before exporting it",
+            )
+    curves = _curves(stats, scan.materials)
+    used = [s for s in stats if s.usable and s.areal_density > 0]
+    a_max = max(max(c.a_hi) for c in curves)
+    all_hi = np.array([s.a_hi for s in stats if s.sd_hi > 0])
+    noise_hi = _noise_fit(all_hi, np.array([s.sd_hi for s in stats if s.sd_hi > 0]))
+    lo_ok = [s for s in stats if s.sd_lo > 0 and s.usable]
+    noise_lo = _noise_fit(np.array([s.a_lo for s in lo_ok]), np.array([s.sd_lo for s in lo_ok]))
+    proto = ScannerCalibration(scan.scanner, curves, a_max, noise_hi, noise_lo, {}, {})
+    fit_error = _leave_one_out(proto, scan.materials)
+    fit_error["steps_used"] = float(len(used))
+    source = {
+        "wedges_sha256": scan.digest,
+        "pixel_mm": list(scan.pixel_mm),
+        "steps": len(scan.steps),
+        "created": created,
+    }
+    return ScannerCalibration(scan.scanner, curves, a_max, noise_hi, noise_lo, fit_error, source)
+
+
+def _leave_one_out(cal: ScannerCalibration, materials: Mapping[str, float]) -> dict[str, float]:
+    """Relative RMS error of ρt and Z_eff of each interior step, fitted without it."""
+    rho_err: list[float] = []
+    z_err: list[float] = []
+    for ci, c in enumerate(cal.curves):
+        for k in range(1, len(c.a_hi) - 1):
+            keep = [j for j in range(len(c.a_hi)) if j != k]
+            c2 = MaterialCurve(
+                c.name,
+                c.z,
+                tuple(c.areal_density[j] for j in keep),
+                tuple(c.a_hi[j] for j in keep),
+                tuple(c.a_lo[j] for j in keep),
+            )
+            curves = (*cal.curves[:ci], c2, *cal.curves[ci + 1 :])
+            sub = ScannerCalibration(
+                cal.scanner, curves, cal.a_max, cal.noise_hi, cal.noise_lo, {}, {}
+            )
+            d = sub.decompose(np.array([[c.a_hi[k]]]), np.array([[c.a_lo[k]]]))
+            rho_err.append(float(d.areal_density[0, 0]) / c.areal_density[k] - 1.0)
+            if d.zeff[0, 0] > 0:
+                z_err.append(float(math.log(float(d.zeff[0, 0]) / c.z)))
+            _TABLES.pop(id(sub), None)
+    return {
+        "areal_density_rel_rms": float(np.sqrt(np.mean(np.square(rho_err)))) if rho_err else 0.0,
+        "zeff_log_rms": float(np.sqrt(np.mean(np.square(z_err)))) if z_err else 0.0,
+    }
+
+
+__all__ = [
+    "FORMAT",
+    "CalibrationError",
+    "Decomposition",
+    "MaterialCurve",
+    "ScannerCalibration",
+    "WedgeScan",
+    "WedgeStep",
+    "effective_z",
+    "fit",
+    "load_wedges",
+    "parse_wedges",
+]
