@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from ._analyze import analyze
 from ._att import compare
+from ._calibrate import add_parser as add_calibrate_parser
 from ._image import transmission_to_attenuation
 from ._model import AtrInputError
 
@@ -138,6 +139,7 @@ def register(sub: Any) -> None:
         "--pixel-mm-b", nargs=2, type=float, metavar=("X", "Y"), help="B's, if it differs"
     )
     c.set_defaults(func=cmd_compare)
+    add_calibrate_parser(ps)
 
 
 __all__ = ["cmd_analyze", "cmd_compare", "load_transmission", "register"]

@@ -198,3 +198,14 @@ def test_unflattened_air_is_refused(tmp_path: Path) -> None:
     cv2.imwrite(str(d / "high.tiff"), (img * 0.8).astype(np.uint16))
     with pytest.raises(CalibrationError, match="air step of plastic"):
         fit(load_wedges(d))
+
+
+def test_nii_atr_calibrate_writes_a_loadable_file(tmp_path: Path) -> None:
+    from nii.__main__ import main
+
+    write_wedges(tmp_path / "w")
+    out = tmp_path / "scanner.json"
+    assert main(["atr", "calibrate", "--wedges", str(tmp_path / "w"), "--out", str(out)]) == 0
+    assert ScannerCalibration.load(out).scanner == "TEST-1"
+    assert main(["atr", "calibrate", "--wedges", str(tmp_path / "none"), "--out", str(out)]) == 2
+    assert main(["atr", "calibrate", "--wedges", str(tmp_path / "w"), "--out", str(tmp_path)]) == 2
