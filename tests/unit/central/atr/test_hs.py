@@ -334,3 +334,30 @@ def test_weight_between_two_and_three_sigma_is_yellow() -> None:
 def test_weight_check_refuses_negative_inputs() -> None:
     with pytest.raises(ValueError, match="mass_sigma_kg"):
         check_weight(25_000, 3_900, 20_000, -1)
+
+
+# --- nii atr hs -----------------------------------------------------------------------------
+
+
+def test_cli_prints_the_expectation(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from nii.__main__ import build_parser
+
+    args = build_parser().parse_args(["atr", "hs", "6907.21"])
+    assert args.func(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["heading"] == "6907" and doc["classes"] == ["inorganic"]
+    args = build_parser().parse_args(["atr", "hs", "glazed", "ceramic", "floor", "tiles"])
+    assert args.func(args) == 0
+    assert json.loads(capsys.readouterr().out)["found"] == "text"
+
+
+def test_cli_unknown_code_is_an_error_with_a_fix() -> None:
+    from central.atr._model import AtrInputError
+    from nii.__main__ import build_parser
+
+    args = build_parser().parse_args(["atr", "hs", "9301"])
+    with pytest.raises(AtrInputError) as info:
+        args.func(args)
+    assert "unknown commodity" in str(info.value) and info.value.fix
