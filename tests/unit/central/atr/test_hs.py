@@ -361,3 +361,18 @@ def test_cli_unknown_code_is_an_error_with_a_fix() -> None:
     with pytest.raises(AtrInputError) as info:
         args.func(args)
     assert "unknown commodity" in str(info.value) and info.value.fix
+
+
+def test_the_docs_table_is_the_code_table() -> None:
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[4] / "docs" / "atr-declarations.md"
+    rows = {}
+    for line in doc.read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 5 and cells[0].isdigit():
+            rows[cells[0]] = cells[3]
+    assert set(rows) == set(HS_TABLE)
+    for code, exp in HS_TABLE.items():
+        lo, hi = exp.density_range
+        assert rows[code] == f"{lo:g}–{hi:g}", code
