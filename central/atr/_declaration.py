@@ -287,11 +287,16 @@ class DeclaredGoods:
 
     @property
     def label(self) -> str:
-        """How the check names the goods: ``"6907 ceramic tiles"`` or the declared text."""
+        """How the check names the goods.
+
+        ``"6907 ceramic tiles"`` when found by code, ``"'tiles' (read as 6907 ceramic
+        tiles)"`` when read from text, else the declared text or code.
+        """
+        d = self.declaration
         if self.expectation is None:
-            d = self.declaration
             return d.commodity or (f"HS {d.hs_code}" if d.hs_code else "no commodity")
-        return f"{self.heading} {self.expectation.description}"
+        row = f"{self.heading} {self.expectation.description}"
+        return f"{d.commodity!r} (read as {row})" if self.found is Found.TEXT else row
 
 
 def resolve(gd: GoodsDeclaration) -> DeclaredGoods:
