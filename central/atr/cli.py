@@ -110,8 +110,36 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 3 if res.hold else 0
 
 
+def cmd_hs(args: argparse.Namespace) -> int:
+    """Print what an HS code (or a commodity in words) is expected to look like in the image."""
+    from ._declaration import parse_gd, resolve
+
+    query = " ".join(args.code).strip()
+    is_code = bool(query) and all(ch.isdigit() or ch in ". " for ch in query)
+    goods = resolve(parse_gd({"hs_code": query} if is_code else {"commodity": query}))
+    exp = goods.expectation
+    if exp is None:
+        raise AtrInputError(
+            f"{query!r}: {goods.reason}",
+            fix="give an HS 2022 code of a chapter the table covers, or the goods in words",
+        )
+    doc = {
+        "heading": exp.heading,
+        "level": exp.level,
+        "description": exp.description,
+        "classes": [c.name.lower() for c in exp.classes],
+        "zeff_range": list(exp.zeff_range),
+        "density_range_g_cm3": list(exp.density_range),
+        "source": exp.source,
+        "found": str(goods.found),
+        "reason": goods.reason,
+    }
+    print(json.dumps(doc, indent=2, ensure_ascii=False))
+    return 0
+
+
 def register(sub: Any) -> None:
-    """Add ``nii atr`` with ``analyze`` and ``compare``."""
+    """Add ``nii atr`` with ``analyze``, ``compare`` and ``hs``."""
     p = sub.add_parser("atr", help="automated threat recognition on exported scans (R7, R12)")
     ps = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = ps.add_parser("analyze", help="verdict (green/yellow/red) and findings of one scan")
@@ -140,6 +168,9 @@ def register(sub: Any) -> None:
     )
     c.set_defaults(func=cmd_compare)
     add_calibrate_parser(ps)
+    h = ps.add_parser("hs", help="what the goods of an HS code look like in the image")
+    h.add_argument("code", nargs="+", help='HS code ("6907.21") or the goods in words')
+    h.set_defaults(func=cmd_hs)
 
 
-__all__ = ["cmd_analyze", "cmd_compare", "load_transmission", "register"]
+__all__ = ["cmd_analyze", "cmd_compare", "cmd_hs", "load_transmission", "register"]
