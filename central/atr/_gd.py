@@ -18,9 +18,9 @@ import numpy as np
 from core.calibration import MaterialClass
 
 from ._containers import ContainerModel
-from ._detect import Scene
 from ._model import Finding, level_of
 from ._profiles import FEATURE_NAMES, MASS_SCALE, MASS_SCALE_BY_COMMODITY, PROFILES
+from .detectors import Scene
 
 #: Declared commodities whose load is metal (the host of "organic in metal cargo").
 METAL_COMMODITIES = frozenset({"machinery", "scrap steel", "copper wire"})

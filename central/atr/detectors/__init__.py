@@ -1,0 +1,24 @@
+"""Concealment and anomaly detectors on the binned, localised attenuation image.
+
+Each detector looks for what the container model (ISO dry van: front wall,
+doors, floor, thin side walls) and the surrounding cargo do not explain:
+
+* dense objects: attenuation well above the cargo around them (running
+  medians along and across travel, over cargo pixels only), split by material
+  into dense object and high-Z object;
+* firearm-like shapes: a handgun's outline fitted over the cargo around it;
+* organic packages in metal cargo: a low-Z blob in a load that is metal;
+* false wall: a full-height dense line a little behind the front wall, with
+  attenuating goods between;
+* double floor: a dense flat layer on the floor under an empty band, over a
+  metre or more;
+* undeclared vehicle: wheel-sized rings standing on the floor at a
+  wheelbase's distance.
+
+Thresholds come from tuning on simulator seeds disjoint from the benchmark
+(see docs/atr.md); scores are scaled so that 1.0 is the red threshold.
+"""
+
+from ._scene import F32, MU_RHO_HI, Scene, line_offsets, same_object
+
+__all__ = ["F32", "MU_RHO_HI", "Scene", "line_offsets", "same_object"]
