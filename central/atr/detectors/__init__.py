@@ -19,6 +19,24 @@ Thresholds come from tuning on simulator seeds disjoint from the benchmark
 (see docs/atr.md); scores are scaled so that 1.0 is the red threshold.
 """
 
+from ._firearm import (
+    FIREARM_AMPLITUDE,
+    FIREARM_FIT,
+    FIREARM_TOPHAT_MM,
+    HANDGUN_OUTLINE_MM,
+    firearm_shapes,
+)
 from ._scene import F32, MU_RHO_HI, Scene, line_offsets, same_object
 
-__all__ = ["F32", "MU_RHO_HI", "Scene", "line_offsets", "same_object"]
+__all__ = [
+    "F32",
+    "FIREARM_AMPLITUDE",
+    "FIREARM_FIT",
+    "FIREARM_TOPHAT_MM",
+    "HANDGUN_OUTLINE_MM",
+    "MU_RHO_HI",
+    "Scene",
+    "firearm_shapes",
+    "line_offsets",
+    "same_object",
+]
