@@ -26,17 +26,35 @@ from ._firearm import (
     HANDGUN_OUTLINE_MM,
     firearm_shapes,
 )
+from ._objects import (
+    DENSE_AREA_CAP,
+    DENSE_AREA_MM2,
+    IMPENETRABLE_MM2,
+    ISOLATED_EMPTY,
+    ISOLATED_MIN_MM,
+    ISOLATED_SIDE_MM,
+    dense_objects,
+    impenetrable_objects,
+)
 from ._scene import F32, MU_RHO_HI, Scene, line_offsets, same_object
 
 __all__ = [
+    "DENSE_AREA_CAP",
+    "DENSE_AREA_MM2",
     "F32",
     "FIREARM_AMPLITUDE",
     "FIREARM_FIT",
     "FIREARM_TOPHAT_MM",
     "HANDGUN_OUTLINE_MM",
+    "IMPENETRABLE_MM2",
+    "ISOLATED_EMPTY",
+    "ISOLATED_MIN_MM",
+    "ISOLATED_SIDE_MM",
     "MU_RHO_HI",
     "Scene",
+    "dense_objects",
     "firearm_shapes",
+    "impenetrable_objects",
     "line_offsets",
     "same_object",
 ]
