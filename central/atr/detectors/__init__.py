@@ -36,6 +36,7 @@ from ._objects import (
     dense_objects,
     impenetrable_objects,
 )
+from ._organic import MIXED_MAX_ZEFF, MIXED_MIN_A, ORGANIC_MIN_A, ORGANIC_MIN_MM2, organic_in_metal
 from ._scene import F32, MU_RHO_HI, Scene, line_offsets, same_object
 
 __all__ = [
@@ -50,11 +51,16 @@ __all__ = [
     "ISOLATED_EMPTY",
     "ISOLATED_MIN_MM",
     "ISOLATED_SIDE_MM",
+    "MIXED_MAX_ZEFF",
+    "MIXED_MIN_A",
     "MU_RHO_HI",
+    "ORGANIC_MIN_A",
+    "ORGANIC_MIN_MM2",
     "Scene",
     "dense_objects",
     "firearm_shapes",
     "impenetrable_objects",
     "line_offsets",
+    "organic_in_metal",
     "same_object",
 ]
