@@ -38,14 +38,35 @@ from ._objects import (
 )
 from ._organic import MIXED_MAX_ZEFF, MIXED_MIN_A, ORGANIC_MIN_A, ORGANIC_MIN_MM2, organic_in_metal
 from ._scene import F32, MU_RHO_HI, Scene, line_offsets, same_object
+from ._structure import (
+    FALSE_WALL_CONTRAST,
+    FALSE_WALL_PLATE,
+    FLOOR_PEAK_A,
+    FLOOR_PEAK_MAX_A,
+    GAP_A,
+    GAP_FILL_SHARE,
+    GAP_FILLED_A,
+    GAP_NARROW_MM,
+    double_floor,
+    double_floor_under_goods,
+    false_wall,
+)
 
 __all__ = [
     "DENSE_AREA_CAP",
     "DENSE_AREA_MM2",
     "F32",
+    "FALSE_WALL_CONTRAST",
+    "FALSE_WALL_PLATE",
     "FIREARM_AMPLITUDE",
     "FIREARM_FIT",
     "FIREARM_TOPHAT_MM",
+    "FLOOR_PEAK_A",
+    "FLOOR_PEAK_MAX_A",
+    "GAP_A",
+    "GAP_FILLED_A",
+    "GAP_FILL_SHARE",
+    "GAP_NARROW_MM",
     "HANDGUN_OUTLINE_MM",
     "IMPENETRABLE_MM2",
     "ISOLATED_EMPTY",
@@ -58,6 +79,9 @@ __all__ = [
     "ORGANIC_MIN_MM2",
     "Scene",
     "dense_objects",
+    "double_floor",
+    "double_floor_under_goods",
+    "false_wall",
     "firearm_shapes",
     "impenetrable_objects",
     "line_offsets",
