@@ -12,7 +12,11 @@ import numpy.typing as npt
 from core.calibration import MaterialCalibration
 
 from ._containers import model_for
-from ._detect import (
+from ._gd import gd_consistency
+from ._image import bin_image, binning, check_pair, locate_container
+from ._model import RED, YELLOW, AtrInputError, Finding, Verdict, level_of
+from ._profiles import RED_AT
+from .detectors import (
     Scene,
     dense_objects,
     double_floor,
@@ -23,10 +27,6 @@ from ._detect import (
     same_object,
     vehicle,
 )
-from ._gd import gd_consistency
-from ._image import bin_image, binning, check_pair, locate_container
-from ._model import RED, YELLOW, AtrInputError, Finding, Verdict, level_of
-from ._profiles import RED_AT
 
 F32 = npt.NDArray[np.float32]
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from central.atr import RED, Finding, analyze
 from central.atr._analyze import _explain
-from central.atr._detect import Scene, organic_in_metal
 from central.atr._image import locate_container
+from central.atr.detectors import Scene, organic_in_metal
 from core.calibration import MaterialCalibration, MaterialClass
 from tests.unit.test_atr import _localised, _scan
 
@@ -147,7 +147,7 @@ def _scene(seed: int, **kw: Any) -> tuple[Scene, np.ndarray, np.ndarray, Any]:
 
 
 def test_a_pistol_across_the_gap_between_two_packages_is_found_whole() -> None:
-    from central.atr._detect import firearm_shapes
+    from central.atr.detectors import firearm_shapes
 
     sc, bh, bl_, fr = _scene(53, commodity="glass bottles", concealment=None)
     bl, bc = fr.px_mm
@@ -172,7 +172,7 @@ def test_a_pistol_across_the_gap_between_two_packages_is_found_whole() -> None:
 
 
 def test_wheels_are_told_from_the_gaps_between_stacked_goods() -> None:
-    from central.atr._detect import vehicle
+    from central.atr.detectors import vehicle
 
     sc, *_ = _scene(54, commodity="paper", concealment=None)
     assert vehicle(sc) == []  # paper stacks: dark all round a light gap, but no tyre
@@ -183,7 +183,7 @@ def test_wheels_are_told_from_the_gaps_between_stacked_goods() -> None:
 
 
 def test_a_false_floor_under_a_full_load_shows_in_the_gaps_between_packages() -> None:
-    from central.atr._detect import double_floor_under_goods
+    from central.atr.detectors import double_floor_under_goods
 
     # frozen meat: dense cartons whose 8 mm gaps fill only part of a pixel; the gap's depth
     # against the lines either side is all gone at the bottom over the false floor
@@ -213,7 +213,7 @@ def _steel(bh: np.ndarray, l0: int, r0: int, outline: Any, px_mm: tuple[float, f
 
 
 def test_the_handgun_outline_is_a_firearm_a_block_or_bar_of_the_same_steel_is_not() -> None:
-    from central.atr._detect import HANDGUN_OUTLINE_MM, firearm_shapes
+    from central.atr.detectors import HANDGUN_OUTLINE_MM, firearm_shapes
 
     shapes = {
         "pistol": HANDGUN_OUTLINE_MM,
@@ -258,7 +258,7 @@ def test_a_false_wall_with_a_vehicle_right_behind_it_is_only_yellow() -> None:
 
 
 def test_a_steel_block_among_tyres_is_red_because_nothing_gets_through_it() -> None:
-    from central.atr._detect import impenetrable_objects
+    from central.atr.detectors import impenetrable_objects
 
     # tyre rings make dense-object excess of their own: a block does not stand out by it
     for seed in (48, 49, 56):
@@ -307,7 +307,7 @@ def test_organic_regions_of_one_package_are_one_finding() -> None:
 
 
 def test_pistols_among_tyre_rings_are_found_in_the_top_hat() -> None:
-    from central.atr._detect import firearm_shapes
+    from central.atr.detectors import firearm_shapes
 
     # a pistol in a tyre's hole or on its ring: the ring's edges run through the outline's
     # window, where no quadratic background follows them
@@ -337,7 +337,7 @@ def test_red_goes_to_the_strongest_places_the_weaker_objects_show_yellow() -> No
 
 
 def test_a_block_standing_free_among_metal_goods_is_an_impenetrable_object() -> None:
-    from central.atr._detect import impenetrable_objects
+    from central.atr.detectors import impenetrable_objects
 
     # metal goods stop the beam themselves; a steel block among them has air beside it
     for seed, commodity in ((53, "machinery"), (59, "machinery"), (48, "copper wire")):

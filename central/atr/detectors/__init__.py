@@ -51,6 +51,7 @@ from ._structure import (
     double_floor_under_goods,
     false_wall,
 )
+from ._vehicle import WHEEL_CANDIDATES, WHEEL_RING_MIN, WHEEL_RING_OVER_HUB, vehicle
 
 __all__ = [
     "DENSE_AREA_CAP",
@@ -77,6 +78,9 @@ __all__ = [
     "MU_RHO_HI",
     "ORGANIC_MIN_A",
     "ORGANIC_MIN_MM2",
+    "WHEEL_CANDIDATES",
+    "WHEEL_RING_MIN",
+    "WHEEL_RING_OVER_HUB",
     "Scene",
     "dense_objects",
     "double_floor",
@@ -87,4 +91,5 @@ __all__ = [
     "line_offsets",
     "organic_in_metal",
     "same_object",
+    "vehicle",
 ]

@@ -1,23 +1,4 @@
-"""Concealment and anomaly detectors on the binned, localised attenuation image.
-
-Each detector looks for what the container model (ISO dry van: front wall,
-doors, floor, thin side walls) and the surrounding cargo do not explain:
-
-* dense objects: attenuation well above the cargo around them (running
-  medians along and across travel, over cargo pixels only), split by material
-  into dense object and high-Z object;
-* firearm-like shapes: a handgun's outline fitted over the cargo around it;
-* organic packages in metal cargo: a low-Z blob in a load that is metal;
-* false wall: a full-height dense line a little behind the front wall, with
-  attenuating goods between;
-* double floor: a dense flat layer on the floor under an empty band, over a
-  metre or more;
-* undeclared vehicle: wheel-sized rings standing on the floor at a
-  wheelbase's distance.
-
-Thresholds come from tuning on simulator seeds disjoint from the benchmark
-(see docs/atr.md); scores are scaled so that 1.0 is the red threshold.
-"""
+"""Undeclared vehicles: wheel-sized rings standing on the floor a wheelbase apart."""
 
 from __future__ import annotations
 
@@ -27,41 +8,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from ._model import Finding
-from .detectors import DENSE_AREA_CAP as DENSE_AREA_CAP
-from .detectors import DENSE_AREA_MM2 as DENSE_AREA_MM2
-from .detectors import F32 as F32
-from .detectors import FALSE_WALL_CONTRAST as FALSE_WALL_CONTRAST
-from .detectors import FALSE_WALL_PLATE as FALSE_WALL_PLATE
-from .detectors import FIREARM_AMPLITUDE as FIREARM_AMPLITUDE
-from .detectors import FIREARM_FIT as FIREARM_FIT
-from .detectors import FIREARM_TOPHAT_MM as FIREARM_TOPHAT_MM
-from .detectors import FLOOR_PEAK_A as FLOOR_PEAK_A
-from .detectors import FLOOR_PEAK_MAX_A as FLOOR_PEAK_MAX_A
-from .detectors import GAP_A as GAP_A
-from .detectors import GAP_FILL_SHARE as GAP_FILL_SHARE
-from .detectors import GAP_FILLED_A as GAP_FILLED_A
-from .detectors import GAP_NARROW_MM as GAP_NARROW_MM
-from .detectors import HANDGUN_OUTLINE_MM as HANDGUN_OUTLINE_MM
-from .detectors import IMPENETRABLE_MM2 as IMPENETRABLE_MM2
-from .detectors import ISOLATED_EMPTY as ISOLATED_EMPTY
-from .detectors import ISOLATED_MIN_MM as ISOLATED_MIN_MM
-from .detectors import ISOLATED_SIDE_MM as ISOLATED_SIDE_MM
-from .detectors import MIXED_MAX_ZEFF as MIXED_MAX_ZEFF
-from .detectors import MIXED_MIN_A as MIXED_MIN_A
-from .detectors import MU_RHO_HI as MU_RHO_HI
-from .detectors import ORGANIC_MIN_A as ORGANIC_MIN_A
-from .detectors import ORGANIC_MIN_MM2 as ORGANIC_MIN_MM2
-from .detectors import Scene as Scene
-from .detectors import dense_objects as dense_objects
-from .detectors import double_floor as double_floor
-from .detectors import double_floor_under_goods as double_floor_under_goods
-from .detectors import false_wall as false_wall
-from .detectors import firearm_shapes as firearm_shapes
-from .detectors import impenetrable_objects as impenetrable_objects
-from .detectors import line_offsets as line_offsets
-from .detectors import organic_in_metal as organic_in_metal
-from .detectors import same_object as same_object
+from .._model import Finding
+from ._scene import F32, Scene
 
 
 def _ring_kernel(r_out: float, r_in: float, bl: float, bc: float) -> F32:
