@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from .._model import Finding
+from .._model import Category, Finding
 from ._scene import F32, Scene, line_offsets
 
 #: A handgun in side view, mm along travel and down from its top: slide and barrel
@@ -177,7 +177,7 @@ def firearm_shapes(sc: Scene) -> list[Finding]:
         why = f"handgun outline {nl * bl:.0f} x {nr * bc:.0f} mm, +{steel:.1f} over its"
         why += f" surroundings (the shape explains {share:.0%} of them)"
         box = (x, y, x + nl, y + nr)
-        out.append(sc.finding("firearm-like shape", steel / FIREARM_AMPLITUDE, why, box))
+        out.append(sc.finding(Category.FIREARM, steel / FIREARM_AMPLITUDE, why, box))
     return out
 
 

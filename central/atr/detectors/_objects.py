@@ -15,7 +15,7 @@ import numpy.typing as npt
 from core.calibration import MaterialClass
 
 from .._image import OCCUPIED_A
-from .._model import Finding
+from .._model import Category, Finding
 from ._firearm import (
     firearm_shapes,
 )
@@ -63,14 +63,14 @@ def dense_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
         zmed = float(np.median(z[z > 0])) if np.any(z > 0) else 0.0
         imp = float(np.mean(mat == int(MaterialClass.IMPENETRABLE)))
         if zmed >= 40.0:
-            cat = "high-Z object"
+            cat = Category.HIGH_Z_OBJECT
             why = f"Z_eff {zmed:.0f} block {len_mm:.0f} x {hgt_mm:.0f} mm,"
             why += f" +{mean_res:.1f} above cargo"
         elif metal_cargo and mat.size and float(np.mean(mat == int(MaterialClass.ORGANIC))) > 0.4:
-            cat = "organic in metal cargo"
+            cat = Category.ORGANIC_IN_METAL
             why = f"organic mass {len_mm:.0f} x {hgt_mm:.0f} mm inside metal cargo"
         else:
-            cat = "dense object"
+            cat = Category.DENSE_OBJECT
             why = (
                 f"{'impenetrable' if imp > 0.5 else 'dense'} object {len_mm:.0f} x {hgt_mm:.0f} mm,"
                 f" +{mean_res:.1f} above the cargo around it"
@@ -79,7 +79,9 @@ def dense_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
     guns = firearm_shapes(sc)
     # one object, one finding: a blob that a handgun outline explains is that handgun
     out = [
-        f for f in out if f.category != "dense object" or not any(same_object(f, g) for g in guns)
+        f
+        for f in out
+        if f.category != Category.DENSE_OBJECT or not any(same_object(f, g) for g in guns)
     ]
     return out + guns
 
@@ -120,7 +122,7 @@ def impenetrable_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
             continue
         why = f"impenetrable object {w * bl:.0f} x {h * bc:.0f} mm: nothing seen through it"
         score = float(np.sqrt(area_mm2 / IMPENETRABLE_MM2))
-        out.append(sc.finding("impenetrable object", score, why, (x, y, x + w, y + h)))
+        out.append(sc.finding(Category.IMPENETRABLE_OBJECT, score, why, (x, y, x + w, y + h)))
     return out
 
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from core.calibration import MaterialClass
 
-from .._model import Finding
+from .._model import Category, Finding
 from ._scene import Scene
 
 
@@ -48,7 +48,7 @@ def organic_in_metal(sc: Scene, metal_cargo: bool) -> list[Finding]:
             continue
         score = float(np.sqrt(area_mm2 / 10000.0))
         why = f"organic mass {w * bl:.0f} x {h * bc:.0f} mm inside metal cargo"
-        out.append(sc.finding("organic in metal cargo", score, why, (x, y, x + w, y + h)))
+        out.append(sc.finding(Category.ORGANIC_IN_METAL, score, why, (x, y, x + w, y + h)))
     return out
 
 

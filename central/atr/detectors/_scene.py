@@ -18,7 +18,7 @@ import numpy.typing as npt
 from core.calibration import MaterialClass
 
 from .._image import OCCUPIED_A, Frame, occupied_median
-from .._model import Finding, level_of
+from .._model import Category, Finding, level_of
 
 F32 = npt.NDArray[np.float32]
 
@@ -81,7 +81,7 @@ class Scene:
 
     def finding(
         self,
-        category: str,
+        category: Category,
         score: float,
         reason: str,
         box: tuple[int, int, int, int],

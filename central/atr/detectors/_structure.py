@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .._model import Finding
+from .._model import Category, Finding
 from ._scene import Scene, line_offsets
 
 
@@ -54,7 +54,7 @@ def false_wall(sc: Scene) -> list[Finding]:
     why = f"compartment {depth:.0f} mm deep behind the front wall, {seen}: false wall"
     if score < 0.5:
         return []
-    return [sc.finding("false wall", score, why, (0, 0, d, rows))]
+    return [sc.finding(Category.FALSE_WALL, score, why, (0, 0, d, rows))]
 
 
 def _plate(sc: Scene) -> tuple[float, int]:
@@ -134,7 +134,7 @@ def double_floor(sc: Scene) -> list[Finding]:
     score = min(3.0, 0.8 + strength / 1.5) * min(1.0, (j - i) * bl / 1500.0)
     why = f"dense layer {float(np.median(peak[i:j])):.1f} on the floor (floor alone"
     why += f" {floor0:.1f}) under an empty band over {(j - i) * bl:.0f} mm: double floor"
-    return [sc.finding("double floor", score, why, (i, f - k_band, j, rows))]
+    return [sc.finding(Category.DOUBLE_FLOOR, score, why, (i, f - k_band, j, rows))]
 
 
 #: The container floor's peak attenuation under empty space when a scan has too little
@@ -211,7 +211,9 @@ def double_floor_under_goods(sc: Scene) -> list[Finding]:
     l0, l1 = max(0, first - pad), min(sc.a.shape[0], last + pad + 1)
     why = f"{n} gaps between packages filled at the floor over {span:.0f} mm:"
     why += " goods standing on a false floor"
-    return [sc.finding("double floor", n / 3.0, why, (l0, sc.row_above_floor(150.0), l1, rows))]
+    return [
+        sc.finding(Category.DOUBLE_FLOOR, n / 3.0, why, (l0, sc.row_above_floor(150.0), l1, rows))
+    ]
 
 
 #: Attenuation by which the bottom of a gap between packages exceeds that of the scan's

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from .._model import Finding
+from .._model import Category, Finding
 from ._scene import F32, Scene
 
 
@@ -143,4 +143,4 @@ def vehicle(sc: Scene) -> list[Finding]:
     l1 = min(sc.a.shape[0], j + round(900.0 / bl))
     r0 = max(0, sc.row_above_floor(1500.0))
     why = f"wheel pair {(j - i) * bl:.0f} mm apart on the floor: vehicle"
-    return [sc.finding("undeclared vehicle", score, why, (l0, r0, l1, rows))]
+    return [sc.finding(Category.UNDECLARED_VEHICLE, score, why, (l0, r0, l1, rows))]
