@@ -16,17 +16,7 @@ from ._gd import gd_consistency
 from ._image import bin_image, binning, check_pair, locate_container
 from ._model import AtrInputError, Category, Finding, Level, Verdict, level_of
 from ._profiles import RED_AT
-from .detectors import (
-    Scene,
-    dense_objects,
-    double_floor,
-    double_floor_under_goods,
-    false_wall,
-    impenetrable_objects,
-    organic_in_metal,
-    same_object,
-    vehicle,
-)
+from .detectors import DETECTORS, Context, Scene, same_object
 
 F32 = npt.NDArray[np.float32]
 
@@ -95,13 +85,9 @@ def analyze_binned(
     model = model_for(gd.get("container_type"), frame.length_mm())
     checks, gd_findings, metal_cargo = gd_consistency(sc, gd, model)
     findings: list[Finding] = list(gd_findings)
-    findings += dense_objects(sc, metal_cargo)
-    findings += impenetrable_objects(sc, metal_cargo)
-    findings += organic_in_metal(sc, metal_cargo)
-    findings += false_wall(sc)
-    findings += double_floor(sc)
-    findings += double_floor_under_goods(sc)
-    findings += vehicle(sc)
+    context = Context(metal_cargo=metal_cargo)
+    for detector in DETECTORS:
+        findings += detector.detect(sc, context)
     # a container declared empty that is not: its load is judged as what it looks like
     judged = str(gd.get("declared_commodity", "") or "")
     if judged == "empty" and checks.get("looks_like"):

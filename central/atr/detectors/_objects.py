@@ -16,6 +16,7 @@ from core.calibration import MaterialClass
 
 from .._image import OCCUPIED_A
 from .._model import Category, Finding
+from ._base import SceneDetector
 from ._firearm import (
     firearm_shapes,
 )
@@ -156,3 +157,25 @@ def _stands_free(sc: Scene, box: tuple[int, int, int, int], floor: int) -> bool:
         [sc.a[max(0, l0 - side) : l0, r0:r1].ravel(), sc.a[l1 : l1 + side, r0:r1].ravel()]
     )
     return sides.size > 0 and float(np.mean(sides < OCCUPIED_A)) >= ISOLATED_EMPTY
+
+
+#: Compact objects over the cargo around them; handgun outlines are fitted in the same pass
+#: (:func:`firearm_shapes`), so that a blob a handgun explains is reported once, as it.
+DENSE_OBJECTS = SceneDetector(
+    "dense objects",
+    frozenset(
+        {
+            Category.DENSE_OBJECT,
+            Category.HIGH_Z_OBJECT,
+            Category.ORGANIC_IN_METAL,
+            Category.FIREARM,
+        }
+    ),
+    lambda sc, cx: dense_objects(sc, cx.metal_cargo),
+)
+#: Regions no X-ray gets through, of an object's size.
+IMPENETRABLE_OBJECTS = SceneDetector(
+    "impenetrable objects",
+    frozenset({Category.IMPENETRABLE_OBJECT}),
+    lambda sc, cx: impenetrable_objects(sc, cx.metal_cargo),
+)

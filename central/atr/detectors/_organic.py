@@ -8,6 +8,7 @@ import numpy as np
 from core.calibration import MaterialClass
 
 from .._model import Category, Finding
+from ._base import SceneDetector
 from ._scene import Scene
 
 
@@ -60,3 +61,11 @@ ORGANIC_MIN_MM2 = 5000.0
 #: tuning seeds has any such region.
 MIXED_MAX_ZEFF = 15.0
 MIXED_MIN_A = 2.0
+
+
+#: Organic regions in a metal load.
+ORGANIC_IN_METAL = SceneDetector(
+    "organic in metal",
+    frozenset({Category.ORGANIC_IN_METAL}),
+    lambda sc, cx: organic_in_metal(sc, cx.metal_cargo),
+)

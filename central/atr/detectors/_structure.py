@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .._model import Category, Finding
+from ._base import SceneDetector
 from ._scene import Scene, line_offsets
 
 
@@ -252,3 +253,19 @@ def _gap_fill(sc: Scene, first: int, last: int, bottom: tuple[int, int], above: 
     if mid < -GAP_A:  # shallower than a gap
         return float("nan")
     return 1.0 - float(np.median(depth[bottom[0] : bottom[1]])) / mid
+
+
+#: A dense compartment behind the front wall, or the wall's plate itself.
+FALSE_WALL = SceneDetector(
+    "false wall", frozenset({Category.FALSE_WALL}), lambda sc, _: false_wall(sc)
+)
+#: A dense layer on the floor under a nearly empty band.
+DOUBLE_FLOOR = SceneDetector(
+    "double floor", frozenset({Category.DOUBLE_FLOOR}), lambda sc, _: double_floor(sc)
+)
+#: A false floor under a full load, told by the gaps between its packages.
+DOUBLE_FLOOR_UNDER_GOODS = SceneDetector(
+    "double floor under goods",
+    frozenset({Category.DOUBLE_FLOOR}),
+    lambda sc, _: double_floor_under_goods(sc),
+)

@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._model import Category, Finding
+from ._base import SceneDetector
 from ._scene import F32, Scene
 
 
@@ -144,3 +145,9 @@ def vehicle(sc: Scene) -> list[Finding]:
     r0 = max(0, sc.row_above_floor(1500.0))
     why = f"wheel pair {(j - i) * bl:.0f} mm apart on the floor: vehicle"
     return [sc.finding(Category.UNDECLARED_VEHICLE, score, why, (l0, r0, l1, rows))]
+
+
+#: Two wheel rings on the floor a wheelbase apart.
+VEHICLE = SceneDetector(
+    "vehicle", frozenset({Category.UNDECLARED_VEHICLE}), lambda sc, _: vehicle(sc)
+)
