@@ -12,21 +12,11 @@ import numpy.typing as npt
 from core.calibration import MaterialCalibration
 
 from ._containers import model_for
-from ._detect import (
-    Scene,
-    dense_objects,
-    double_floor,
-    double_floor_under_goods,
-    false_wall,
-    impenetrable_objects,
-    organic_in_metal,
-    same_object,
-    vehicle,
-)
 from ._gd import gd_consistency
 from ._image import bin_image, binning, check_pair, locate_container
-from ._model import RED, YELLOW, AtrInputError, Finding, Verdict, level_of
+from ._model import AtrInputError, Category, Finding, Level, Verdict, level_of
 from ._profiles import RED_AT
+from .detectors import DETECTORS, Context, Scene, same_object
 
 F32 = npt.NDArray[np.float32]
 
@@ -95,13 +85,9 @@ def analyze_binned(
     model = model_for(gd.get("container_type"), frame.length_mm())
     checks, gd_findings, metal_cargo = gd_consistency(sc, gd, model)
     findings: list[Finding] = list(gd_findings)
-    findings += dense_objects(sc, metal_cargo)
-    findings += impenetrable_objects(sc, metal_cargo)
-    findings += organic_in_metal(sc, metal_cargo)
-    findings += false_wall(sc)
-    findings += double_floor(sc)
-    findings += double_floor_under_goods(sc)
-    findings += vehicle(sc)
+    context = Context(metal_cargo=metal_cargo)
+    for detector in DETECTORS:
+        findings += detector.detect(sc, context)
     # a container declared empty that is not: its load is judged as what it looks like
     judged = str(gd.get("declared_commodity", "") or "")
     if judged == "empty" and checks.get("looks_like"):
@@ -109,10 +95,10 @@ def analyze_binned(
     findings = [
         f
         for f in (
-            _rescale(f, gd if f.category == "not empty" else {"declared_commodity": judged})
+            _rescale(f, gd if f.category == Category.NOT_EMPTY else {"declared_commodity": judged})
             for f in findings
         )
-        if f.level != "green"
+        if f.level != Level.GREEN
     ]
     findings = _explain(findings)
     container = {
@@ -139,15 +125,15 @@ MIN_WORK_PX = 16
 #: Categories of compact objects found by their excess over the cargo around them.
 OBJECT_CATEGORIES = frozenset(
     {
-        "dense object",
-        "high-Z object",
-        "impenetrable object",
-        "firearm-like shape",
-        "organic in metal cargo",
+        Category.DENSE_OBJECT,
+        Category.HIGH_Z_OBJECT,
+        Category.IMPENETRABLE_OBJECT,
+        Category.FIREARM,
+        Category.ORGANIC_IN_METAL,
     }
 )
 #: Categories of structural concealment (layers and compartments of the container).
-STRUCTURAL_CATEGORIES = frozenset({"false wall", "double floor"})
+STRUCTURAL_CATEGORIES = frozenset({Category.FALSE_WALL, Category.DOUBLE_FLOOR})
 #: The false-wall detector compares the compartment with this much of the cargo behind it.
 FALSE_WALL_BEHIND_MM = 1200.0
 #: At most this many object findings per scan stay red; the others are shown yellow.
@@ -156,7 +142,7 @@ MAX_RED_OBJECTS = 3
 #: is shown yellow: the examiner goes first where the image is surest.
 RED_SHARE = 0.5
 #: Findings with a place in the container (not the GD comparisons of the whole load).
-LOCATED_CATEGORIES = OBJECT_CATEGORIES | STRUCTURAL_CATEGORIES | {"undeclared vehicle"}
+LOCATED_CATEGORIES = OBJECT_CATEGORIES | STRUCTURAL_CATEGORIES | {Category.UNDECLARED_VEHICLE}
 
 
 def _inside(f: Finding, box: list[int]) -> bool:
@@ -196,39 +182,53 @@ def _explain(findings: list[Finding]) -> list[Finding]:
     """
     # one object, one finding: a dense or high-Z blob that is also impenetrable keeps the
     # stronger of its two findings (the impenetrable one on a tie)
-    solid = [f for f in findings if f.category == "impenetrable object"]
-    blobs = [f for f in findings if f.category in ("dense object", "high-Z object")]
+    solid = [f for f in findings if f.category == Category.IMPENETRABLE_OBJECT]
+    blobs = [f for f in findings if f.category in (Category.DENSE_OBJECT, Category.HIGH_Z_OBJECT)]
     weaker = {id(b if b.score <= w.score else w) for w in solid for b in blobs if same_object(w, b)}
     findings = [f for f in findings if id(f) not in weaker]
     findings += _tyre_pairs(findings)
     # a red vehicle over a red false wall or double floor: the stronger explains the other
     # (the ends of a layer can look like wheels; a car's underbody fills the gaps between
     # the packages round it down to the floor)
-    red_layers = [f for f in findings if f.category in STRUCTURAL_CATEGORIES and f.level == RED]
-    for car in [f for f in findings if f.category == "undeclared vehicle" and f.level == RED]:
+    red_layers = [
+        f for f in findings if f.category in STRUCTURAL_CATEGORIES and f.level == Level.RED
+    ]
+    for car in [
+        f for f in findings if f.category == Category.UNDECLARED_VEHICLE and f.level == Level.RED
+    ]:
         over = [g for g in red_layers if _overlap(car.bbox_px, g.bbox_px)]
         if any(g.score >= car.score for g in over):
-            car.level = YELLOW
-        for g in over if car.level == RED else []:
-            g.level = YELLOW
+            car.level = Level.YELLOW
+        for g in over if car.level == Level.RED else []:
+            g.level = Level.YELLOW
             g.reason += " (or the vehicle over it)"
-    cars_mm = [f.bbox_mm for f in findings if f.level == RED and f.category == "undeclared vehicle"]
+    cars_mm = [
+        f.bbox_mm
+        for f in findings
+        if f.level == Level.RED and f.category == Category.UNDECLARED_VEHICLE
+    ]
     for f in findings:
         near = any(0.0 <= c[0] - f.bbox_mm[2] <= FALSE_WALL_BEHIND_MM for c in cars_mm)
-        if f.category == "false wall" and f.level == RED and near:
+        if f.category == Category.FALSE_WALL and f.level == Level.RED and near:
             # the goods in front end at a vehicle: the contrast is the car's empty space
-            f.level = YELLOW
+            f.level = Level.YELLOW
             f.reason += " (or the goods in front of the vehicle behind it)"
     # what a red vehicle holds is its engine, wheels and frame; what a red false wall or
     # double floor holds is the goods it hides
-    cars = [f.bbox_px for f in findings if f.level == RED and f.category == "undeclared vehicle"]
+    cars = [
+        f.bbox_px
+        for f in findings
+        if f.level == Level.RED and f.category == Category.UNDECLARED_VEHICLE
+    ]
     kept = [
         f
         for f in findings
         if not (f.category in OBJECT_CATEGORIES and any(_inside(f, v) for v in cars))
     ]
     kept += _floor_layer(kept)
-    layers = [f.bbox_px for f in kept if f.level == RED and f.category in STRUCTURAL_CATEGORIES]
+    layers = [
+        f.bbox_px for f in kept if f.level == Level.RED and f.category in STRUCTURAL_CATEGORIES
+    ]
     kept = [
         f
         for f in kept
@@ -236,16 +236,16 @@ def _explain(findings: list[Finding]) -> list[Finding]:
     ]
     kept = _merge_organic(kept)
     reds = sorted(
-        (f for f in kept if f.category in OBJECT_CATEGORIES and f.level == RED),
+        (f for f in kept if f.category in OBJECT_CATEGORIES and f.level == Level.RED),
         key=lambda f: -f.score,
     )
     strongest = max(
-        (f.score for f in kept if f.level == RED and f.category in LOCATED_CATEGORIES),
+        (f.score for f in kept if f.level == Level.RED and f.category in LOCATED_CATEGORIES),
         default=0.0,
     )
     for i, f in enumerate(reds):
         if i >= MAX_RED_OBJECTS or f.score < RED_SHARE * strongest:
-            f.level = YELLOW
+            f.level = Level.YELLOW
     return kept
 
 
@@ -262,7 +262,7 @@ def _merge_organic(findings: list[Finding]) -> list[Finding]:
     region's score and measures, the box round them all), so the examiner
     is sent to the package, once.
     """
-    cat = "organic in metal cargo"
+    cat = Category.ORGANIC_IN_METAL
     pieces = [f for f in findings if f.category == cat]
     groups: list[list[Finding]] = []
     for f in sorted(pieces, key=lambda f: -f.score):
@@ -319,8 +319,8 @@ def _tyres(findings: list[Finding]) -> list[list[Finding]]:
         (
             f
             for f in findings
-            if f.category == "organic in metal cargo"
-            and f.level != "green"
+            if f.category == Category.ORGANIC_IN_METAL
+            and f.level != Level.GREEN
             and f.bbox_mm[1] <= 500.0
         ),
         key=lambda f: f.bbox_mm[0],
@@ -380,7 +380,7 @@ def _tyre_pairs(findings: list[Finding]) -> list[Finding]:
     r0 = floor_px - round(1500.0 / mm_row)
     return [
         Finding(
-            category="undeclared vehicle",
+            category=Category.UNDECLARED_VEHICLE,
             score=s,
             level=level_of(s),
             reason=f"two tyres (organic in metal cargo) {cb - ca:.0f} mm apart: vehicle",
@@ -407,7 +407,9 @@ def _floor_layer(findings: list[Finding]) -> list[Finding]:
     parts = [
         f
         for f in findings
-        if f.category == "organic in metal cargo" and f.level != "green" and f.bbox_mm[3] <= 200.0
+        if f.category == Category.ORGANIC_IN_METAL
+        and f.level != Level.GREEN
+        and f.bbox_mm[3] <= 200.0
     ]
     if len(parts) < 2:
         return []
@@ -428,7 +430,7 @@ def _floor_layer(findings: list[Finding]) -> list[Finding]:
     ]
     return [
         Finding(
-            category="double floor",
+            category=Category.DOUBLE_FLOOR,
             score=top.score,
             level=level_of(top.score),
             reason=f"organic layer on the floor under metal cargo over {x1 - x0:.0f} mm"

@@ -18,9 +18,9 @@ import numpy as np
 from core.calibration import MaterialClass
 
 from ._containers import ContainerModel
-from ._detect import Scene
-from ._model import Finding, level_of
+from ._model import Category, Finding, Level, level_of
 from ._profiles import FEATURE_NAMES, MASS_SCALE, MASS_SCALE_BY_COMMODITY, PROFILES
+from .detectors import Scene
 
 #: Declared commodities whose load is metal (the host of "organic in metal cargo").
 METAL_COMMODITIES = frozenset({"machinery", "scrap steel", "copper wire"})
@@ -106,12 +106,12 @@ def gd_consistency(
             # a load, not a few things left behind: its objects are judged as in the
             # commodity it looks like (a dense part of machinery is no concealment)
             checks["looks_like"] = min(PROFILES, key=lambda c: _commodity_distance(feat, c))
-        if level_of(score) != "green":
+        if level_of(score) != Level.GREEN:
             occ = np.nonzero(sc.occupied.any(axis=1))[0]
             box = (int(occ[0]), 0, int(occ[-1]) + 1, sc.a.shape[1]) if occ.size else whole
             findings.append(
                 sc.finding(
-                    "not empty",
+                    Category.NOT_EMPTY,
                     score,
                     f"declared empty, {100 * feat['fill']:.0f} %% of the interior holds goods"
                     f" (~{feat['mass_kg'] / 1000:.1f} t)".replace("%%", "%"),
@@ -126,10 +126,10 @@ def gd_consistency(
         ratio = (feat["mass_kg"] + 300.0) / (cargo + 300.0)
         checks["mass_ratio"] = round(ratio, 2)
         score = (ratio - 1.0) / 0.22
-        if level_of(score) != "green":
+        if level_of(score) != Level.GREEN:
             findings.append(
                 sc.finding(
-                    "gd mismatch",
+                    Category.GD_MISMATCH,
                     score,
                     f"declared {float(gross) / 1000:.1f} t gross, image shows"
                     f" {(feat['mass_kg'] + model.tare_kg) / 1000:.1f} t",
@@ -142,11 +142,11 @@ def gd_consistency(
         best = min(PROFILES, key=lambda c: _commodity_distance(feat, c))
         checks["looks_like"] = best
         score = dist / 4.0
-        if level_of(score) != "green":
+        if level_of(score) != Level.GREEN:
             mix = max(("organic", "inorganic", "metal"), key=lambda k: feat[k])
             findings.append(
                 sc.finding(
-                    "gd mismatch",
+                    Category.GD_MISMATCH,
                     score,
                     f"declared {declared}, image shows {100 * feat[mix]:.0f} % {mix}"
                     f" at mean attenuation {feat['mean_a']:.1f} (looks like {best})",

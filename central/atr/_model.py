@@ -10,28 +10,43 @@ the worst of its findings: green (release), yellow (assessment review) or red
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from core.errors import NiiError
 
-GREEN, YELLOW, RED = "green", "yellow", "red"
-_RANK = {GREEN: 0, YELLOW: 1, RED: 2}
 
-#: Finding categories, one per detector.
-CATEGORIES = (
-    "gd mismatch",
-    "false wall",
-    "double floor",
-    "dense object",
-    "high-Z object",
-    "impenetrable object",
-    "firearm-like shape",
-    "organic in metal cargo",
-    "undeclared vehicle",
-    "not empty",
-    "att mismatch",
-    "tip",
-)
+class Level(StrEnum):
+    """How a finding or a verdict sends the container on (the strings are the JSON values)."""
+
+    GREEN = "green"  # release
+    YELLOW = "yellow"  # assessment review
+    RED = "red"  # HIT: mandatory physical examination
+
+    @property
+    def rank(self) -> int:
+        """0, 1, 2 from green to red: the worse level ranks higher."""
+        return _RANK[self]
+
+
+_RANK = {Level.GREEN: 0, Level.YELLOW: 1, Level.RED: 2}
+
+
+class Category(StrEnum):
+    """What a finding is: one per detector or check (the strings are the JSON values)."""
+
+    GD_MISMATCH = "gd mismatch"
+    FALSE_WALL = "false wall"
+    DOUBLE_FLOOR = "double floor"
+    DENSE_OBJECT = "dense object"
+    HIGH_Z_OBJECT = "high-Z object"
+    IMPENETRABLE_OBJECT = "impenetrable object"
+    FIREARM = "firearm-like shape"
+    ORGANIC_IN_METAL = "organic in metal cargo"
+    UNDECLARED_VEHICLE = "undeclared vehicle"
+    NOT_EMPTY = "not empty"
+    ATT_MISMATCH = "att mismatch"
+    TIP = "tip"
 
 
 class AtrInputError(NiiError):
@@ -47,9 +62,9 @@ class Finding:
     full-resolution image (columns are lines, rows are channels), end-exclusive.
     """
 
-    category: str
+    category: Category
     score: float
-    level: str
+    level: Level
     reason: str
     bbox_px: list[int] = field(default_factory=list)
     bbox_mm: list[float] = field(default_factory=list)
@@ -63,6 +78,8 @@ class Finding:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, floats rounded to what the image can tell."""
         d = asdict(self)
+        d["category"] = str(self.category)
+        d["level"] = str(self.level)
         d["score"] = round(self.score, 3)
         d["bbox_mm"] = [round(v, 0) for v in self.bbox_mm]
         d["size_mm"] = [round(v, 0) for v in self.size_mm]
@@ -78,7 +95,7 @@ class Finding:
 class Verdict:
     """The ATR's answer for one scan: its level, findings, GD comparison and timing."""
 
-    verdict: str
+    verdict: Level
     findings: list[Finding]
     gd_checks: dict[str, Any] = field(default_factory=dict)
     container: dict[str, Any] = field(default_factory=dict)
@@ -89,17 +106,17 @@ class Verdict:
     @classmethod
     def of(cls, findings: list[Finding], **kw: Any) -> Verdict:
         """The verdict is the highest level among the findings (green when there are none)."""
-        level = GREEN
+        level = Level.GREEN
         for f in findings:
-            if _RANK[f.level] > _RANK[level]:
+            if f.level.rank > level.rank:
                 level = f.level
-        ordered = sorted(findings, key=lambda f: (-_RANK[f.level], -f.score))
+        ordered = sorted(findings, key=lambda f: (-f.level.rank, -f.score))
         return cls(level, ordered, **kw)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what ``nii atr analyze`` prints and the live feed carries)."""
         d: dict[str, Any] = {
-            "verdict": self.verdict,
+            "verdict": str(self.verdict),
             "findings": [f.to_dict() for f in self.findings],
             "gd_checks": self.gd_checks,
             "container": self.container,
@@ -112,10 +129,10 @@ class Verdict:
         return d
 
 
-def level_of(score: float, yellow: float = 0.5, red: float = 1.0) -> str:
+def level_of(score: float, yellow: float = 0.5, red: float = 1.0) -> Level:
     """Map a detector score (1.0 = at the red threshold) to a level."""
     if score >= red:
-        return RED
+        return Level.RED
     if score >= yellow:
-        return YELLOW
-    return GREEN
+        return Level.YELLOW
+    return Level.GREEN

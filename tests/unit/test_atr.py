@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from central.atr import RED, AtrInputError, Finding, Verdict, analyze
+from central.atr import AtrInputError, Category, Finding, Level, Verdict, analyze
 from central.atr._att import compare
 from central.atr._tip import TipProjector, library, mark, project
 from central.atr.cli import load_transmission
@@ -47,7 +47,7 @@ def _localised(v: Verdict, truth: dict[str, Any]) -> bool:
 def test_high_z_block_is_red_and_located() -> None:
     hi, lo, truth, gd = _scan(42, concealment="high-Z block", commodity="textiles", lie=False)
     v = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
-    assert v.verdict == RED
+    assert v.verdict == Level.RED
     assert _localised(v, truth)
     f = v.findings[0]
     assert f.bbox_mm[2] > f.bbox_mm[0] and f.size_mm[0] > 0 and f.reason
@@ -58,15 +58,15 @@ def test_vehicle_is_found() -> None:
         43, concealment="vehicle", container="40GP", commodity="textiles", lie=False
     )
     v = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
-    assert any(f.category == "undeclared vehicle" for f in v.findings)
+    assert any(f.category == Category.UNDECLARED_VEHICLE for f in v.findings)
 
 
 def test_declared_empty_but_loaded_is_red() -> None:
     hi, lo, truth, gd = _scan(44, empty=False, commodity="paper", lie=False)
     gd["declared_commodity"] = "empty"
     v = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
-    assert v.verdict == RED
-    assert any(f.category in ("not empty", "gd mismatch") for f in v.findings)
+    assert v.verdict == Level.RED
+    assert any(f.category in (Category.NOT_EMPTY, Category.GD_MISMATCH) for f in v.findings)
 
 
 def test_declared_empty_scrap_is_not_empty_and_its_pieces_are_judged_as_scrap() -> None:
@@ -76,9 +76,9 @@ def test_declared_empty_scrap_is_not_empty_and_its_pieces_are_judged_as_scrap() 
     as_scrap = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
     gd["declared_commodity"] = "empty"
     v = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
-    assert v.verdict == RED and v.gd_checks["looks_like"] == "scrap steel"
-    assert [f.level for f in v.findings if f.category == "not empty"] == [RED]
-    rest = [(f.category, f.level) for f in v.findings if f.category != "not empty"]
+    assert v.verdict == Level.RED and v.gd_checks["looks_like"] == "scrap steel"
+    assert [f.level for f in v.findings if f.category == Category.NOT_EMPTY] == [Level.RED]
+    rest = [(f.category, f.level) for f in v.findings if f.category != Category.NOT_EMPTY]
     assert rest == [(f.category, f.level) for f in as_scrap.findings]
 
 
@@ -86,17 +86,17 @@ def test_understated_weight_is_flagged() -> None:
     hi, lo, truth, gd = _scan(45, commodity="ceramic tiles", lie=False)
     gd["gross_weight_kg"] = gd["gross_weight_kg"] * 0.5
     v = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
-    assert any(f.category == "gd mismatch" and f.level == RED for f in v.findings)
+    assert any(f.category == Category.GD_MISMATCH and f.level == Level.RED for f in v.findings)
     assert v.gd_checks["mass_ratio"] > 1.3
 
 
 def test_verdict_is_worst_finding() -> None:
-    y = Finding("dense object", 0.7, "yellow", "a")
-    r = Finding("false wall", 2.0, "red", "b")
-    assert Verdict.of([]).verdict == "green"
-    assert Verdict.of([y]).verdict == "yellow"
+    y = Finding(Category.DENSE_OBJECT, 0.7, Level.YELLOW, "a")
+    r = Finding(Category.FALSE_WALL, 2.0, Level.RED, "b")
+    assert Verdict.of([]).verdict == Level.GREEN
+    assert Verdict.of([y]).verdict == Level.YELLOW
     v = Verdict.of([y, r])
-    assert v.verdict == "red" and v.findings[0] is r
+    assert v.verdict == Level.RED and v.findings[0] is r
     assert v.to_dict()["findings"][0]["category"] == "false wall"
 
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from central.atr import RED, Finding, analyze
+from central.atr import Category, Finding, Level, analyze
 from central.atr._analyze import _explain
-from central.atr._detect import Scene, organic_in_metal
 from central.atr._image import locate_container
+from central.atr.detectors import Scene, organic_in_metal
 from core.calibration import MaterialCalibration, MaterialClass
 from tests.unit.test_atr import _localised, _scan
 
@@ -27,8 +27,8 @@ def _analyse(seed: int, **kw: Any) -> tuple[Any, dict[str, Any]]:
 
 def test_pistols_in_light_cargo_are_red_firearms_on_the_truth() -> None:
     v, truth = _analyse(48, concealment="firearms", commodity="textiles")
-    assert v.verdict == RED
-    guns = [f for f in v.findings if f.category == "firearm-like shape" and f.level == RED]
+    assert v.verdict == Level.RED
+    guns = [f for f in v.findings if f.category == Category.FIREARM and f.level == Level.RED]
     assert guns and _localised(v, truth)
 
 
@@ -39,7 +39,9 @@ def test_organic_packages_in_metal_loads_are_found_by_their_material() -> None:
     found = 0
     for seed in range(51, 59):
         v, _ = _analyse(seed, concealment="organic in metal", commodity=metals[seed % 3])
-        found += any(f.category == "organic in metal cargo" and f.level == RED for f in v.findings)
+        found += any(
+            f.category == Category.ORGANIC_IN_METAL and f.level == Level.RED for f in v.findings
+        )
     assert found >= 6  # organic alone: 4 of these 8
 
 
@@ -64,7 +66,7 @@ def test_clean_metal_load_has_no_organic_region() -> None:
 
 
 def _found(
-    category: str, x0: float, x1: float, y0: float, y1: float, score: float, reason: str = ""
+    category: Category, x0: float, x1: float, y0: float, y1: float, score: float, reason: str = ""
 ) -> Finding:
     """A finding built by hand: 11 mm per pixel both ways, floor at row 1000, front wall at
     column 0; red from a score of 1."""
@@ -72,7 +74,7 @@ def _found(
     return Finding(
         category,
         score,
-        RED if score >= 1 else "yellow",
+        Level.RED if score >= 1 else Level.YELLOW,
         reason or category,
         bbox_px=px,
         bbox_mm=[x0, y0, x1, y1],
@@ -81,15 +83,15 @@ def _found(
 
 
 def _organic(x0: float, x1: float, y0: float, y1: float, score: float) -> Finding:
-    return _found("organic in metal cargo", x0, x1, y0, y1, score, "organic mass")
+    return _found(Category.ORGANIC_IN_METAL, x0, x1, y0, y1, score, "organic mass")
 
 
 def test_two_tyres_a_wheelbase_apart_are_one_red_vehicle() -> None:
     tyres = [_organic(3000, 3640, 150, 450, 2.0), _organic(5650, 6290, 150, 450, 1.6)]
     out = _explain(list(tyres))
-    cars = [f for f in out if f.category == "undeclared vehicle"]
-    assert len(cars) == 1 and cars[0].level == RED and abs(cars[0].score - 1.6) < 1e-9
-    assert not any(f.category == "organic in metal cargo" for f in out)  # explained by the car
+    cars = [f for f in out if f.category == Category.UNDECLARED_VEHICLE]
+    assert len(cars) == 1 and cars[0].level == Level.RED and abs(cars[0].score - 1.6) < 1e-9
+    assert not any(f.category == Category.ORGANIC_IN_METAL for f in out)  # explained by the car
     # the car spans 0.75 m before the front wheel's centre to 0.9 m behind the rear one's
     assert abs(cars[0].bbox_mm[0] - (3320 - 750)) < 1 and abs(cars[0].bbox_mm[2] - 6870) < 1
     # too close together for a wheelbase: two separate organic findings stay
@@ -103,14 +105,14 @@ def test_tyres_seen_in_pieces_round_their_rims_are_still_a_vehicle() -> None:
     front = [_organic(5440, 5560, 230, 380, 1.2), _organic(5600, 6040, 170, 460, 2.2)]
     rear = [_organic(8090, 8210, 230, 460, 1.4), _organic(8520, 8690, 230, 460, 1.5)]
     out = _explain(front + rear)
-    cars = [f for f in out if f.category == "undeclared vehicle"]
-    assert len(cars) == 1 and cars[0].level == RED and abs(cars[0].score - 1.5) < 1e-9
+    cars = [f for f in out if f.category == Category.UNDECLARED_VEHICLE]
+    assert len(cars) == 1 and cars[0].level == Level.RED and abs(cars[0].score - 1.5) < 1e-9
     # centred on the tyres: 5740 and 8390 mm
     assert abs(cars[0].bbox_mm[0] - (5740 - 750)) < 1 and abs(cars[0].bbox_mm[2] - 9290) < 1
-    assert not any(f.category == "organic in metal cargo" for f in out)
+    assert not any(f.category == Category.ORGANIC_IN_METAL for f in out)
     # pieces on the floor only (a layer, not a wheel) make no vehicle
     low = [_organic(x, x + 150, 0, 150, 1.5) for x in (5500, 5800, 8100, 8450)]
-    assert not any(f.category == "undeclared vehicle" for f in _explain(low))
+    assert not any(f.category == Category.UNDECLARED_VEHICLE for f in _explain(low))
 
 
 def test_organic_regions_along_the_floor_are_one_double_floor() -> None:
@@ -118,13 +120,13 @@ def test_organic_regions_along_the_floor_are_one_double_floor() -> None:
     out = _explain(list(parts))
     assert [f.category for f in out] == ["double floor"]
     f = out[0]
-    assert f.level == RED and f.bbox_mm[0] == 800 and f.bbox_mm[2] == 2880
+    assert f.level == Level.RED and f.bbox_mm[0] == 800 and f.bbox_mm[2] == 2880
     # outlined over the whole floor band the hidden goods and their plate lie in
     assert f.bbox_mm[1] == 0 and f.bbox_mm[3] == 300
     assert f.bbox_px[3] == 1000 and abs(f.bbox_px[1] - (1000 - 300 / 11)) <= 2
     # a short stretch (under 1.2 m) is not a layer: the regions stay as they are
     short = _explain([_organic(800, 1080, 0, 120, 1.3), _organic(1300, 1580, 0, 120, 1.2)])
-    assert {f.category for f in short} == {"organic in metal cargo"}
+    assert {f.category for f in short} == {Category.ORGANIC_IN_METAL}
 
 
 def _clean_seeds(commodity: str, seeds: range, n: int) -> list[int]:
@@ -147,7 +149,7 @@ def _scene(seed: int, **kw: Any) -> tuple[Scene, np.ndarray, np.ndarray, Any]:
 
 
 def test_a_pistol_across_the_gap_between_two_packages_is_found_whole() -> None:
-    from central.atr._detect import firearm_shapes
+    from central.atr.detectors import firearm_shapes
 
     sc, bh, bl_, fr = _scene(53, commodity="glass bottles", concealment=None)
     bl, bc = fr.px_mm
@@ -172,18 +174,18 @@ def test_a_pistol_across_the_gap_between_two_packages_is_found_whole() -> None:
 
 
 def test_wheels_are_told_from_the_gaps_between_stacked_goods() -> None:
-    from central.atr._detect import vehicle
+    from central.atr.detectors import vehicle
 
     sc, *_ = _scene(54, commodity="paper", concealment=None)
     assert vehicle(sc) == []  # paper stacks: dark all round a light gap, but no tyre
     v, truth = _analyse(54, concealment="vehicle", commodity="paper")
-    cars = [f for f in v.findings if f.category == "undeclared vehicle"]
-    assert v.verdict == RED and cars and cars[0].level == RED
+    cars = [f for f in v.findings if f.category == Category.UNDECLARED_VEHICLE]
+    assert v.verdict == Level.RED and cars and cars[0].level == Level.RED
     assert _localised(v, truth)
 
 
 def test_a_false_floor_under_a_full_load_shows_in_the_gaps_between_packages() -> None:
-    from central.atr._detect import double_floor_under_goods
+    from central.atr.detectors import double_floor_under_goods
 
     # frozen meat: dense cartons whose 8 mm gaps fill only part of a pixel; the gap's depth
     # against the lines either side is all gone at the bottom over the false floor
@@ -194,7 +196,9 @@ def test_a_false_floor_under_a_full_load_shows_in_the_gaps_between_packages() ->
             sc, *_ = _scene(seed, commodity=commodity, concealment=None)
             assert double_floor_under_goods(sc) == []  # the gaps reach down to the floor
         v, truth = _analyse(56, concealment="double floor", commodity=commodity)
-        floors = [f for f in v.findings if f.category == "double floor" and f.level == RED]
+        floors = [
+            f for f in v.findings if f.category == Category.DOUBLE_FLOOR and f.level == Level.RED
+        ]
         assert floors and "gaps between packages" in floors[0].reason
         assert _localised(v, truth)
 
@@ -213,7 +217,7 @@ def _steel(bh: np.ndarray, l0: int, r0: int, outline: Any, px_mm: tuple[float, f
 
 
 def test_the_handgun_outline_is_a_firearm_a_block_or_bar_of_the_same_steel_is_not() -> None:
-    from central.atr._detect import HANDGUN_OUTLINE_MM, firearm_shapes
+    from central.atr.detectors import HANDGUN_OUTLINE_MM, firearm_shapes
 
     shapes = {
         "pistol": HANDGUN_OUTLINE_MM,
@@ -242,30 +246,32 @@ def test_the_handgun_outline_is_a_firearm_a_block_or_bar_of_the_same_steel_is_no
 
 def test_a_false_wall_with_a_vehicle_right_behind_it_is_only_yellow() -> None:
     def wall() -> Finding:
-        return _found("false wall", 121, 1023, 0, 3100, 2.0, "compartment")
+        return _found(Category.FALSE_WALL, 121, 1023, 0, 3100, 2.0, "compartment")
 
     def car(x0: float) -> Finding:  # a red wheel pair's car, 4.3 m long
-        return _found("undeclared vehicle", x0, x0 + 4300, 0, 1500, 1.9, "wheel pair")
+        return _found(Category.UNDECLARED_VEHICLE, x0, x0 + 4300, 0, 1500, 1.9, "wheel pair")
 
     out = _explain([wall(), car(1451)])
     assert [(f.category, f.level) for f in out] == [
-        ("false wall", "yellow"),
-        ("undeclared vehicle", RED),
+        (Category.FALSE_WALL, Level.YELLOW),
+        (Category.UNDECLARED_VEHICLE, Level.RED),
     ]
     far = car(3300)  # more than 1.2 m behind the compartment
-    assert [f.level for f in _explain([wall(), far])] == [RED, RED]
-    assert [f.level for f in _explain([wall()])] == [RED]
+    assert [f.level for f in _explain([wall(), far])] == [Level.RED, Level.RED]
+    assert [f.level for f in _explain([wall()])] == [Level.RED]
 
 
 def test_a_steel_block_among_tyres_is_red_because_nothing_gets_through_it() -> None:
-    from central.atr._detect import impenetrable_objects
+    from central.atr.detectors import impenetrable_objects
 
     # tyre rings make dense-object excess of their own: a block does not stand out by it
     for seed in (48, 49, 56):
         v, truth = _analyse(seed, concealment="high-density block", commodity="tyres")
-        blocks = [f for f in v.findings if f.category == "impenetrable object"]
-        assert v.verdict == RED and blocks and blocks[0].level == RED
-        assert not [f for f in v.findings if f.category == "dense object" and f.level == RED]
+        blocks = [f for f in v.findings if f.category == Category.IMPENETRABLE_OBJECT]
+        assert v.verdict == Level.RED and blocks and blocks[0].level == Level.RED
+        assert not [
+            f for f in v.findings if f.category == Category.DENSE_OBJECT and f.level == Level.RED
+        ]
         assert _localised(v, truth)
     clean = _clean_seeds("tyres", range(48, 60), 12)
     for seed in clean:
@@ -281,16 +287,20 @@ def test_a_steel_block_among_tyres_is_red_because_nothing_gets_through_it() -> N
 
 def test_a_red_vehicle_and_a_red_floor_over_each_other_the_stronger_stands() -> None:
     def floor(score: float) -> Finding:
-        return _found("double floor", 1320, 3300, 0, 300, score, "4 gaps filled at the floor")
+        return _found(
+            Category.DOUBLE_FLOOR, 1320, 3300, 0, 300, score, "4 gaps filled at the floor"
+        )
 
     def car(score: float) -> Finding:
-        return _found("undeclared vehicle", 1100, 5400, 0, 1500, score, "wheel pair")
+        return _found(Category.UNDECLARED_VEHICLE, 1100, 5400, 0, 1500, score, "wheel pair")
 
     out = {f.category: f for f in _explain([floor(1.3), car(1.9)])}
-    assert out["undeclared vehicle"].level == RED and out["double floor"].level == "yellow"
-    assert "vehicle over it" in out["double floor"].reason
+    assert out[Category.UNDECLARED_VEHICLE].level == Level.RED
+    assert out[Category.DOUBLE_FLOOR].level == Level.YELLOW
+    assert "vehicle over it" in out[Category.DOUBLE_FLOOR].reason
     out = {f.category: f for f in _explain([floor(2.5), car(1.2)])}
-    assert out["undeclared vehicle"].level == "yellow" and out["double floor"].level == RED
+    assert out[Category.UNDECLARED_VEHICLE].level == Level.YELLOW
+    assert out[Category.DOUBLE_FLOOR].level == Level.RED
 
 
 def test_organic_regions_of_one_package_are_one_finding() -> None:
@@ -298,7 +308,7 @@ def test_organic_regions_of_one_package_are_one_finding() -> None:
     # unrelated region 2 m away
     strip, corner = _organic(5000, 5200, 500, 560, 1.1), _organic(5400, 5600, 150, 400, 1.6)
     far = _organic(7800, 8000, 300, 450, 1.2)
-    out = [f for f in _explain([strip, corner, far]) if f.category == "organic in metal cargo"]
+    out = [f for f in _explain([strip, corner, far]) if f.category == Category.ORGANIC_IN_METAL]
     assert len(out) == 2
     one = max(out, key=lambda f: f.score)
     assert one.bbox_mm == [5000, 150, 5600, 560] and abs(one.score - 1.6) < 1e-9
@@ -307,14 +317,14 @@ def test_organic_regions_of_one_package_are_one_finding() -> None:
 
 
 def test_pistols_among_tyre_rings_are_found_in_the_top_hat() -> None:
-    from central.atr._detect import firearm_shapes
+    from central.atr.detectors import firearm_shapes
 
     # a pistol in a tyre's hole or on its ring: the ring's edges run through the outline's
     # window, where no quadratic background follows them
     for seed in (48, 53, 56):
         v, truth = _analyse(seed, concealment="firearms", commodity="tyres")
-        guns = [f for f in v.findings if f.category == "firearm-like shape" and f.level == RED]
-        assert v.verdict == RED and len(guns) >= 2, (seed, v.findings)
+        guns = [f for f in v.findings if f.category == Category.FIREARM and f.level == Level.RED]
+        assert v.verdict == Level.RED and len(guns) >= 2, (seed, v.findings)
         assert _localised(v, truth)
     for seed in (50, 52):  # what the top-hat keeps of clean tyre rings is no pistol
         sc, *_ = _scene(seed, commodity="tyres", concealment=None)
@@ -323,27 +333,33 @@ def test_pistols_among_tyre_rings_are_found_in_the_top_hat() -> None:
 
 def test_red_goes_to_the_strongest_places_the_weaker_objects_show_yellow() -> None:
     def dense(x0: float, score: float) -> Finding:
-        return _found("dense object", x0, x0 + 300, 500, 800, score, "dense object")
+        return _found(Category.DENSE_OBJECT, x0, x0 + 300, 500, 800, score, "dense object")
 
     levels = [f.level for f in _explain([dense(1000, 3.0), dense(3000, 1.6), dense(5000, 1.2)])]
-    assert levels == [RED, RED, "yellow"]  # 1.2 is under half of 3.0
+    assert levels == [Level.RED, Level.RED, Level.YELLOW]  # 1.2 is under half of 3.0
     # four objects of one strength: the three strongest stay red
     many = _explain([dense(1000 + 1000 * i, 2.0 - 0.1 * i) for i in range(4)])
-    assert [f.level for f in many] == [RED, RED, RED, "yellow"]
+    assert [f.level for f in many] == [Level.RED, Level.RED, Level.RED, Level.YELLOW]
     # a red false wall of score 4 leaves a 1.5 dense object elsewhere yellow
-    wall = _found("false wall", 121, 600, 0, 2500, 4.0, "compartment")
+    wall = _found(Category.FALSE_WALL, 121, 600, 0, 2500, 4.0, "compartment")
     out = _explain([wall, dense(5000, 1.5)])
-    assert [(f.category, f.level) for f in out] == [("false wall", RED), ("dense object", "yellow")]
+    assert [(f.category, f.level) for f in out] == [
+        (Category.FALSE_WALL, Level.RED),
+        (Category.DENSE_OBJECT, Level.YELLOW),
+    ]
 
 
 def test_a_block_standing_free_among_metal_goods_is_an_impenetrable_object() -> None:
-    from central.atr._detect import impenetrable_objects
+    from central.atr.detectors import impenetrable_objects
 
     # metal goods stop the beam themselves; a steel block among them has air beside it
     for seed, commodity in ((53, "machinery"), (59, "machinery"), (48, "copper wire")):
         v, truth = _analyse(seed, concealment="high-density block", commodity=commodity)
-        blocks = [f for f in v.findings if f.category == "impenetrable object"]
-        assert v.verdict == RED and blocks and blocks[0].level == RED, (seed, v.findings)
+        blocks = [f for f in v.findings if f.category == Category.IMPENETRABLE_OBJECT]
+        assert v.verdict == Level.RED and blocks and blocks[0].level == Level.RED, (
+            seed,
+            v.findings,
+        )
         assert _localised(v, truth)
     # coils on the floor, the cores of machines in their housings, pieces of scrap among
     # others: none stands free

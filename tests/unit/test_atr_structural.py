@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from central.atr import RED, analyze
+from central.atr import Category, Level, analyze
 from tests.unit.test_atr import _localised, _scan
 
 
@@ -17,9 +17,9 @@ from tests.unit.test_atr import _localised, _scan
 def test_structural_concealment_is_red_and_located(kind: str, commodity: str) -> None:
     hi, lo, truth, gd = _scan(51, concealment=kind, commodity=commodity, lie=False)
     v = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
-    assert v.verdict == RED
+    assert v.verdict == Level.RED
     found = [f for f in v.findings if f.category == kind]
-    assert found and found[0].level == RED and found[0].reason
+    assert found and found[0].level == Level.RED and found[0].reason
     assert _localised(v, truth)
 
 
@@ -27,7 +27,7 @@ def test_clean_load_has_no_structural_finding() -> None:
     hi, lo, truth, gd = _scan(52, commodity="textiles", lie=False)
     assert truth["concealment"] is None
     v = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
-    assert not [f for f in v.findings if f.category in ("false wall", "double floor")]
+    assert not [f for f in v.findings if f.category in (Category.FALSE_WALL, Category.DOUBLE_FLOOR)]
 
 
 def test_a_false_wall_before_dense_goods_is_told_by_its_plate() -> None:
@@ -36,8 +36,8 @@ def test_a_false_wall_before_dense_goods_is_told_by_its_plate() -> None:
     for seed, commodity in ((50, "fruit"), (51, "frozen meat"), (52, "fruit")):
         hi, lo, truth, gd = _scan(seed, concealment="false wall", commodity=commodity, lie=False)
         v = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
-        walls = [f for f in v.findings if f.category == "false wall"]
-        assert walls and walls[0].level == RED and "plate" in walls[0].reason
+        walls = [f for f in v.findings if f.category == Category.FALSE_WALL]
+        assert walls and walls[0].level == Level.RED and "plate" in walls[0].reason
         assert _localised(v, truth)
     clean = 0
     for seed in range(50, 60):
@@ -46,5 +46,7 @@ def test_a_false_wall_before_dense_goods_is_told_by_its_plate() -> None:
             continue
         clean += 1
         v = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
-        assert not [f for f in v.findings if f.category == "false wall" and f.level == RED]
+        assert not [
+            f for f in v.findings if f.category == Category.FALSE_WALL and f.level == Level.RED
+        ]
     assert clean >= 5

@@ -1,0 +1,181 @@
+"""Compact objects: blobs far above the cargo around them, and impenetrable regions.
+
+Attenuation well above the cargo around it (the scene's running medians
+along and across travel, over cargo pixels only), split by material into
+dense object, high-Z object and (in metal cargo) organic in metal cargo; and
+regions no X-ray gets through, of an object's size.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from core.calibration import MaterialClass
+
+from .._image import OCCUPIED_A
+from .._model import Category, Finding
+from ._base import SceneDetector
+from ._firearm import (
+    firearm_shapes,
+)
+from ._scene import Scene, same_object
+
+
+def _blobs(above: npt.NDArray[np.bool_]) -> npt.NDArray[np.uint8]:
+    """Pixels over a threshold as blobs: gaps between packages bridged, single pixels dropped.
+
+    The gaps between packages (1 or 2 lines of air across the whole height)
+    cut an object that straddles them in two; closing along travel joins them.
+    """
+    closed = cv2.morphologyEx(above.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 1), np.uint8))
+    return np.asarray(cv2.morphologyEx(closed, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)))
+
+
+def dense_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
+    """Blobs far above the surrounding cargo (dense, high-Z, organic-in-metal) and handguns."""
+    bl, bc = sc.frame.px_mm
+    thr = 0.35 + 0.09 * sc.background
+    excess = sc.residual - thr
+    mask = _blobs(excess > 0)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    out: list[Finding] = []
+    min_area = 4000.0 / (bl * bc)
+    for k in range(1, n):
+        # OpenCV's x runs along axis 1 (rows of the detector), y along axis 0 (lines)
+        cx, cy, cw, ch, area = (int(v) for v in stats[k])
+        x, y, w, h = cy, cx, ch, cw  # lines from x, w of them; rows from y, h of them
+        if area < min_area:
+            continue
+        sel = lab[x : x + w, y : y + h] == k
+        res = sc.residual[x : x + w, y : y + h][sel]
+        exc = excess[x : x + w, y : y + h][sel]
+        mean_res = float(res.mean())
+        mean_exc = float(exc.mean())
+        len_mm, hgt_mm = w * bl, h * bc
+        area_mm2 = area * bl * bc
+        # strength: how far above threshold, weighted by how much of it there is (up to a
+        # block's size: the bottoms of copper coils on the floor are as far above their
+        # surroundings as a steel block in the air above them, but a quarter of its size)
+        score = (mean_exc / 0.35) * min(DENSE_AREA_CAP, np.sqrt(area_mm2 / DENSE_AREA_MM2))
+        z = sc.zeff[x : x + w, y : y + h][sel]
+        mat = sc.material[x : x + w, y : y + h][sel]
+        zmed = float(np.median(z[z > 0])) if np.any(z > 0) else 0.0
+        imp = float(np.mean(mat == int(MaterialClass.IMPENETRABLE)))
+        if zmed >= 40.0:
+            cat = Category.HIGH_Z_OBJECT
+            why = f"Z_eff {zmed:.0f} block {len_mm:.0f} x {hgt_mm:.0f} mm,"
+            why += f" +{mean_res:.1f} above cargo"
+        elif metal_cargo and mat.size and float(np.mean(mat == int(MaterialClass.ORGANIC))) > 0.4:
+            cat = Category.ORGANIC_IN_METAL
+            why = f"organic mass {len_mm:.0f} x {hgt_mm:.0f} mm inside metal cargo"
+        else:
+            cat = Category.DENSE_OBJECT
+            why = (
+                f"{'impenetrable' if imp > 0.5 else 'dense'} object {len_mm:.0f} x {hgt_mm:.0f} mm,"
+                f" +{mean_res:.1f} above the cargo around it"
+            )
+        out.append(sc.finding(cat, score, why, (x, y, x + w, y + h)))
+    guns = firearm_shapes(sc)
+    # one object, one finding: a blob that a handgun outline explains is that handgun
+    out = [
+        f
+        for f in out
+        if f.category != Category.DENSE_OBJECT or not any(same_object(f, g) for g in guns)
+    ]
+    return out + guns
+
+
+#: Excess area (mm²) that counts once in a dense object's score, and the most it counts:
+#: up to a 220 mm square, twice a 110 mm one.
+DENSE_AREA_MM2 = 12000.0
+DENSE_AREA_CAP = 2.0
+
+
+def impenetrable_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
+    """Regions no X-ray gets through, of an object's size, above the floor.
+
+    Tyres, foodstuffs, paper, textiles and most other goods never stop the
+    beam (no clean load of those on the tuning seeds had any impenetrable
+    region), while 250 mm of steel or lead does whatever lies around it; the
+    dense-object pass measures excess over the cargo around, which a block
+    among tyre rings does not stand out by.  Metal, tile and ingot loads are
+    often impenetrable themselves: in metal cargo only a block standing free
+    counts (:func:`_stands_free`), and the per-commodity thresholds learned on
+    clean loads keep tiles and ingots quiet.  Score: the square root of the
+    area over :data:`IMPENETRABLE_MM2`.
+    """
+    bl, bc = sc.frame.px_mm
+    floor = sc.row_above_floor(200.0)
+    imp = (sc.material == int(MaterialClass.IMPENETRABLE)).astype(np.uint8)
+    imp[:, floor:] = 0  # the floor and its cross members
+    imp = cv2.morphologyEx(imp, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(imp, connectivity=8)
+    out: list[Finding] = []
+    for k in range(1, n):
+        cx, cy, cw, ch, area = (int(v) for v in stats[k])
+        x, y, w, h = cy, cx, ch, cw
+        area_mm2 = area * bl * bc
+        if area_mm2 < 0.5 * IMPENETRABLE_MM2:
+            continue
+        if metal_cargo and not _stands_free(sc, (x, y, x + w, y + h), floor):
+            continue
+        why = f"impenetrable object {w * bl:.0f} x {h * bc:.0f} mm: nothing seen through it"
+        score = float(np.sqrt(area_mm2 / IMPENETRABLE_MM2))
+        out.append(sc.finding(Category.IMPENETRABLE_OBJECT, score, why, (x, y, x + w, y + h)))
+    return out
+
+
+#: Impenetrable area (mm²) that scores 1.0 before per-commodity scaling: a 120 mm square.
+IMPENETRABLE_MM2 = 15000.0
+#: In metal cargo an impenetrable region counts only standing free: at least this share
+#: of the :data:`ISOLATED_SIDE_MM` before and after it along travel empty (tuning seeds:
+#: no clean machinery, scrap or copper load had a region over 0.3, most blocks 0.5 to 0.9).
+ISOLATED_EMPTY = 0.45
+ISOLATED_SIDE_MM = 100.0
+#: ... and is a block, at least this thick both ways (a machine's shaft, left standing
+#: where the goods round it were taken out for a false floor, is 80 mm).
+ISOLATED_MIN_MM = 100.0
+
+
+def _stands_free(sc: Scene, box: tuple[int, int, int, int], floor: int) -> bool:
+    """Whether an impenetrable region stands free in metal cargo: a block off the floor
+    band, with empty space before and after it along travel over most of its height.
+
+    Metal goods stop the beam themselves (coils on the floor, the cores of machines in
+    their housings, pieces of scrap among others); a block put among them has air beside
+    it.  Only the sides count: the fan's perspective spreads an object's top and bottom
+    (its depth across the container) over many rows, never its sides.
+    """
+    l0, r0, l1, r1 = box
+    bl, bc = sc.frame.px_mm
+    side = max(1, round(ISOLATED_SIDE_MM / bl))
+    if r1 >= floor - 1 or min((l1 - l0) * bl, (r1 - r0) * bc) < ISOLATED_MIN_MM:
+        return False
+    sides = np.concatenate(
+        [sc.a[max(0, l0 - side) : l0, r0:r1].ravel(), sc.a[l1 : l1 + side, r0:r1].ravel()]
+    )
+    return sides.size > 0 and float(np.mean(sides < OCCUPIED_A)) >= ISOLATED_EMPTY
+
+
+#: Compact objects over the cargo around them; handgun outlines are fitted in the same pass
+#: (:func:`firearm_shapes`), so that a blob a handgun explains is reported once, as it.
+DENSE_OBJECTS = SceneDetector(
+    "dense objects",
+    frozenset(
+        {
+            Category.DENSE_OBJECT,
+            Category.HIGH_Z_OBJECT,
+            Category.ORGANIC_IN_METAL,
+            Category.FIREARM,
+        }
+    ),
+    lambda sc, cx: dense_objects(sc, cx.metal_cargo),
+)
+#: Regions no X-ray gets through, of an object's size.
+IMPENETRABLE_OBJECTS = SceneDetector(
+    "impenetrable objects",
+    frozenset({Category.IMPENETRABLE_OBJECT}),
+    lambda sc, cx: impenetrable_objects(sc, cx.metal_cargo),
+)
