@@ -31,7 +31,7 @@ from core.calibration import MaterialClass
 
 from ._declaration import DeclaredGoods, Found
 from ._hs import HS_TABLE, HsExpectation
-from ._model import GREEN, RED, YELLOW, level_of
+from ._model import Level, level_of
 
 __all__ = [
     "CLASS_NOISE",
@@ -156,7 +156,7 @@ class CommodityCheck:
         unexpected_share: Share of the classified load in classes not expected, 0–1.
     """
 
-    level: str
+    level: Level
     score: float
     reason: str
     known: bool
@@ -177,7 +177,7 @@ class WeightCheck:
         sigma_kg: Its 1-σ uncertainty including the model error, kg.
     """
 
-    level: str
+    level: Level
     score: float
     reason: str
     image_gross_kg: float
@@ -191,6 +191,9 @@ class _Fit:
     zeff_sigmas: float
     score: float
     centre_distance: float
+
+
+_WORD = {Level.GREEN: "consistent", Level.YELLOW: "doubtful", Level.RED: "inconsistent"}
 
 
 def _fit(exp: HsExpectation, load: LoadFeatures) -> _Fit:
@@ -252,14 +255,17 @@ def check_commodity(declared: DeclaredGoods, load: LoadFeatures) -> CommodityChe
     """
     if declared.found is Found.EMPTY:
         return CommodityCheck(
-            GREEN, 0.0, "declared empty: no commodity to compare (the empty check applies)", False
+            Level.GREEN,
+            0.0,
+            "declared empty: no commodity to compare (the empty check applies)",
+            False,
         )
     exp = declared.expectation
     if exp is None:
         like = _looks_like(load, "")
         hint = f"; looks like {', '.join(_describe(c) for c in like)}" if like else ""
         return CommodityCheck(
-            YELLOW,
+            Level.YELLOW,
             0.5,
             f"unknown commodity ({declared.reason}): the image cannot be checked against it{hint}",
             False,
@@ -271,7 +277,7 @@ def check_commodity(declared: DeclaredGoods, load: LoadFeatures) -> CommodityChe
     )
     if load.fill_fraction < MIN_FILL:
         return CommodityCheck(
-            GREEN,
+            Level.GREEN,
             0.0,
             f"{expects}; image shows too little load to judge"
             f" ({100 * load.fill_fraction:.0f} % of the interior)",
@@ -292,8 +298,8 @@ def check_commodity(declared: DeclaredGoods, load: LoadFeatures) -> CommodityChe
         )
     if load.impenetrable > MAX_IMPENETRABLE:
         why.append(f"{100 * load.impenetrable:.0f} % impenetrable: material not told")
-    verdict = {GREEN: "consistent", YELLOW: "doubtful", RED: "inconsistent"}[level]
-    like = _looks_like(load, exp.heading) if level != GREEN else ()
+    verdict = _WORD[level]
+    like = _looks_like(load, exp.heading) if level != Level.GREEN else ()
     reason = f"{expects}; image shows {_shows(load)} — {verdict}"
     if why:
         reason += f" ({'; '.join(why)})"
@@ -341,9 +347,9 @@ def check_weight(
     z = abs(declared_gross_kg - gross) / sigma
     score = z / WEIGHT_RED_SIGMA
     level = level_of(score, yellow=WEIGHT_YELLOW_SIGMA / WEIGHT_RED_SIGMA)
-    verdict = {GREEN: "consistent", YELLOW: "doubtful", RED: "inconsistent"}[level]
+    verdict = _WORD[level]
     more = "more" if gross > declared_gross_kg else "less"
-    detail = "" if level == GREEN else f" ({z:.1f} σ {more} than declared)"
+    detail = "" if level == Level.GREEN else f" ({z:.1f} σ {more} than declared)"
     reason = (
         f"declared {declared_gross_kg / 1000:.1f} t gross; image shows"
         f" {gross / 1000:.1f} ± {sigma / 1000:.1f} t — {verdict}{detail}"
