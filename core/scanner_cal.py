@@ -453,8 +453,15 @@ class ScannerCalibration:
         rho = _remap(rho_lut, mx, my)
         thin = hi < np.float32(self.a_thin)
         zeff[thin] = 0.0
-        imp = hi > np.float32(self.a_max)
+        # beyond the usable range the low-energy image is noise: R says nothing of Z
+        imp = (hi > np.float32(self.a_max)) | (lo > np.float32(self.a_lo_max))
+        zeff[imp] = 0.0
         return Decomposition(rho, zeff, imp)
+
+    @property
+    def a_lo_max(self) -> float:
+        """Highest usable A_low: the usable steps' largest."""
+        return max(max(c.a_lo) for c in self.curves)
 
     def forward(self, areal_density: npt.ArrayLike, zeff: npt.ArrayLike) -> tuple[F32, F32]:
         """(A_high, A_low) this scanner would measure through ρt g/cm² of Z_eff matter.

@@ -10,11 +10,14 @@ import numpy as np
 import numpy.typing as npt
 
 from core.calibration import MaterialCalibration
+from core.scanner_cal import ScannerCalibration
 
 from ._containers import model_for
-from ._gd import gd_consistency
+from ._declaration import parse_gd
+from ._gd import gd_consistency, tuned_profile
 from ._image import bin_image, binning, check_pair, locate_container
 from ._model import AtrInputError, Category, Finding, Level, Verdict, level_of
+from ._physical import PhysicalImage, to_physical
 from ._profiles import RED_AT
 from .detectors import DETECTORS, Context, Scene, same_object
 
@@ -38,15 +41,23 @@ def analyze(
     gd: dict[str, Any] | None = None,
     *,
     scan: str = "",
+    scanner: ScannerCalibration | None = None,
 ) -> Verdict:
     """Analyse one dual-energy scan given as attenuations −ln T, (lines, channels) each.
 
     ``line_mm`` is the pixel size along travel, ``channel_mm`` the channel
     pitch at the vehicle's centre plane; ``gd`` the Goods Declaration (fields
-    ``declared_commodity``, ``gross_weight_kg``, ``packages``,
-    ``container_type``), when there is one.
+    of :class:`._declaration.GoodsDeclaration`: ``hs_code``, ``commodity``,
+    ``gross_weight_kg``, ``container_type``, ``declared_empty`` ...), when there
+    is one; ``scanner`` the calibration of the scanner that took the scan
+    (:mod:`core.scanner_cal`), without which the reference scanner is assumed.
+
+    Raises:
+        AtrInputError: images, pixel size or GD that cannot be analysed.
     """
     t0 = time.perf_counter()
+    if gd:
+        parse_gd(gd)  # a misspelt or impossible GD is refused before any work
     hi, lo = check_pair(a_hi, a_lo)
     fl, fc = binning(line_mm, channel_mm)
     lines, channels = hi.shape
@@ -58,9 +69,11 @@ def analyze(
             fix="check the pixel size (--pixel-mm ALONG_TRAVEL HEIGHT, mm at the container)"
             " and export the full scan",
         )
-    b_hi = bin_image(hi, fl, fc)
-    b_lo = bin_image(lo, fl, fc)
-    return analyze_binned(b_hi, b_lo, fl, fc, line_mm, channel_mm, gd, scan=scan, t0=t0)
+    phys = to_physical(bin_image(hi, fl, fc), bin_image(lo, fl, fc), scanner)
+    return analyze_binned(
+        phys.a_hi, phys.a_lo, fl, fc, line_mm, channel_mm, gd, scan=scan, t0=t0, phys=phys,
+        calibration_error=scanner.fit_error.get("areal_density_rel_rms", 0.0) if scanner else 0.0,
+    )  # fmt: skip
 
 
 def analyze_binned(
@@ -74,23 +87,35 @@ def analyze_binned(
     *,
     scan: str = "",
     t0: float | None = None,
+    phys: PhysicalImage | None = None,
+    calibration_error: float = 0.0,
 ) -> Verdict:
-    """The analysis proper, on images already binned by (fl, fc) (see :func:`analyze`)."""
+    """The analysis proper, on images already binned by (fl, fc) (see :func:`analyze`).
+
+    ``b_hi``/``b_lo`` are reference-equivalent attenuations; ``phys`` their physical
+    units (computed with the reference scanner's calibration when not given).
+    """
     if t0 is None:
         t0 = time.perf_counter()
+    if phys is None:
+        phys = to_physical(b_hi, b_lo, None)
     mm = _materials().classify(b_hi, b_lo, smooth=None)
     frame = locate_container(b_hi, fl, fc, line_mm, channel_mm)
-    sc = Scene.build(b_hi, mm.material, mm.zeff, frame)
+    sc = Scene.build(b_hi, mm.material, mm.zeff, frame, rho=phys.areal_density)
     gd = dict(gd or {})
-    model = model_for(gd.get("container_type"), frame.length_mm())
-    checks, gd_findings, metal_cargo = gd_consistency(sc, gd, model)
+    decl = parse_gd(gd) if gd else None
+    model = model_for(decl.container_model if decl else None, frame.length_mm())
+    checks, gd_findings, metal_cargo = gd_consistency(
+        sc, gd, model, calibration_error=calibration_error, calibrated=phys.calibrated
+    )
+    checks["scanner"] = phys.scanner
     findings: list[Finding] = list(gd_findings)
     context = Context(metal_cargo=metal_cargo)
     for detector in DETECTORS:
         findings += detector.detect(sc, context)
     # a container declared empty that is not: its load is judged as what it looks like
-    judged = str(gd.get("declared_commodity", "") or "")
-    if judged == "empty" and checks.get("looks_like"):
+    judged = tuned_profile(decl)
+    if decl is not None and decl.declared_empty and checks.get("looks_like"):
         judged = str(checks["looks_like"])
     findings = [
         f

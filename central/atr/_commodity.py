@@ -196,8 +196,16 @@ class _Fit:
 _WORD = {Level.GREEN: "consistent", Level.YELLOW: "doubtful", Level.RED: "inconsistent"}
 
 
+#: Least share of the container's inner width a load fills across the beam: the image's
+#: bulk density is the goods' packed density times that share, so heavy goods loaded one
+#: pallet wide down the middle (tiles, ingots, paper reels: the weight limit is reached
+#: long before the volume) read as little as about a third of their packed density.
+WIDTH_FILL_MIN = 0.35
+
+
 def _fit(exp: HsExpectation, load: LoadFeatures) -> _Fit:
     lo, hi = exp.density_range
+    lo *= WIDTH_FILL_MIN
     d = load.bulk_density_g_cm3
     sigma = max(load.bulk_density_sigma_g_cm3, DENSITY_SIGMA_FLOOR)
     dens = max(lo - d, d - hi, 0.0) / sigma

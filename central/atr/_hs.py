@@ -708,9 +708,9 @@ _ROWS: tuple[HsExpectation, ...] = (
     _row(
         "8471",
         "computers",
-        _OI,
+        _OIM,
         (0.08, 0.5),
-        "[E] cartons SF 3–8 m³/t",
+        "[E] cartons SF 3–8 m³/t; desktops and servers are mostly their steel chassis",
         ("computer", "laptop", "notebook", "server", "tablet", "keyboard"),
     ),
     _row(

@@ -84,5 +84,6 @@ def to_physical(b_hi: F32, b_lo: F32, scanner: ScannerCalibration | None) -> Phy
     hi, lo = ref.forward(d.areal_density, d.zeff)
     # beyond the scanner's usable range the reference sees no less than its own limit
     hi = np.where(d.impenetrable, np.maximum(hi, np.float32(ref.a_max)), hi).astype(np.float32)
-    lo = np.where(d.impenetrable, np.maximum(lo, hi), lo).astype(np.float32)
+    lo = np.where(d.impenetrable, np.maximum(lo, np.float32(ref.a_lo_max + 0.5)), lo)
+    lo = lo.astype(np.float32)
     return PhysicalImage(hi, lo, d.areal_density, d.zeff, d.impenetrable, True, scanner.scanner)

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from core.scanner_cal import ScannerCalibration
+
 from ._analyze import analyze
 from ._att import compare
 from ._calibrate import add_parser as add_calibrate_parser
@@ -71,11 +73,26 @@ def _load_gd(path: str | None) -> dict[str, Any] | None:
     return doc
 
 
+def _load_scanner(path: str | None) -> ScannerCalibration | None:
+    if not path:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        raise AtrInputError(
+            f"{p} is a folder; --scanner takes the calibration file",
+            fix=f"run 'nii atr calibrate --wedges {p} --out scanner.json' once, "
+            "then give --scanner scanner.json",
+        )
+    return ScannerCalibration.load(p)
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Print the verdict of one exported scan."""
     hi = load_transmission(Path(args.high))
     lo = load_transmission(Path(args.low))
-    v = analyze(hi, lo, args.pixel_mm[0], args.pixel_mm[1], _load_gd(args.gd), scan=args.high)
+    scanner = _load_scanner(args.scanner)
+    gd = _load_gd(args.gd)
+    v = analyze(hi, lo, args.pixel_mm[0], args.pixel_mm[1], gd, scan=args.high, scanner=scanner)
     print(json.dumps(v.to_dict(), indent=None if args.compact else 2))
     return 0
 
@@ -154,6 +171,12 @@ def register(sub: Any) -> None:
         help="pixel size in mm: along travel (columns), height (rows)",
     )
     a.add_argument("--gd", help="Goods Declaration (JSON) to check the image against")
+    a.add_argument(
+        "--scanner",
+        metavar="FILE",
+        help="the scanner's calibration (from 'nii atr calibrate'); without it the "
+        "reference scanner is assumed and GD checks are at most yellow",
+    )
     a.add_argument("--compact", action="store_true", help="one-line JSON")
     a.set_defaults(func=cmd_analyze)
     c = ps.add_parser("compare", help="ATT: Scan B (exit) against Scan A (entry); HOLD on mismatch")

@@ -13,6 +13,7 @@ import pytest
 
 from central.atr import AtrInputError, Category, Finding, Level, Verdict, analyze
 from central.atr._att import compare
+from central.atr._physical import reference
 from central.atr._tip import TipProjector, library, mark, project
 from central.atr.cli import load_transmission
 from core.calibration import DetectorCalibration
@@ -63,7 +64,7 @@ def test_vehicle_is_found() -> None:
 
 def test_declared_empty_but_loaded_is_red() -> None:
     hi, lo, truth, gd = _scan(44, empty=False, commodity="paper", lie=False)
-    gd["declared_commodity"] = "empty"
+    gd.update(declared_commodity="empty", hs_code="")
     v = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
     assert v.verdict == Level.RED
     assert any(f.category in (Category.NOT_EMPTY, Category.GD_MISMATCH) for f in v.findings)
@@ -74,7 +75,7 @@ def test_declared_empty_scrap_is_not_empty_and_its_pieces_are_judged_as_scrap() 
     # judged as they would be in declared scrap, not as dense objects in an empty box
     hi, lo, truth, gd = _scan(47, empty=False, commodity="scrap steel", lie=False)
     as_scrap = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
-    gd["declared_commodity"] = "empty"
+    gd.update(declared_commodity="empty", hs_code="")
     v = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
     assert v.verdict == Level.RED and v.gd_checks["looks_like"] == "scrap steel"
     assert [f.level for f in v.findings if f.category == Category.NOT_EMPTY] == [Level.RED]
@@ -85,7 +86,8 @@ def test_declared_empty_scrap_is_not_empty_and_its_pieces_are_judged_as_scrap() 
 def test_understated_weight_is_flagged() -> None:
     hi, lo, truth, gd = _scan(45, commodity="ceramic tiles", lie=False)
     gd["gross_weight_kg"] = gd["gross_weight_kg"] * 0.5
-    v = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd)
+    ref = reference()  # the simulator's default scanner is the reference scanner
+    v = analyze(hi, lo, truth["line_pitch_mm"], truth["channel_pitch_mm"], gd, scanner=ref)
     assert any(f.category == Category.GD_MISMATCH and f.level == Level.RED for f in v.findings)
     assert v.gd_checks["mass_ratio"] > 1.3
 

@@ -124,7 +124,7 @@ def test_verdict_uses_pixel_size_and_gd_of_the_start_record() -> None:
     arrays, truth, gd = _arrays(49, commodity="textiles", lie=False, concealment=None)
     record = {
         "pixel_mm": [truth["line_pitch_mm"], truth["channel_pitch_mm"]],
-        "gd": {**gd, "declared_commodity": "empty", "packages": 0},
+        "gd": {**gd, "declared_commodity": "empty", "hs_code": "", "packages": 0},
     }
     doc = verdict_doc(_row(start_record=json.dumps(record)), arrays)
     assert doc["gd_used"] is True and doc["pixel_mm_from"] == "scan-start record"

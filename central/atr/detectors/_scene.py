@@ -48,10 +48,22 @@ class Scene:
     background: F32
     residual: F32
     gaps: tuple[F32, npt.NDArray[np.bool_]] | None = None  # see line_offsets
+    rho: F32 | None = None  # areal density g/cm², interior crop (None: from ``a``)
 
     @classmethod
-    def build(cls, a: F32, material: npt.NDArray[np.uint8], zeff: F32, frame: Frame) -> Scene:
-        """Crop to the interior and estimate the cargo background around every pixel."""
+    def build(
+        cls,
+        a: F32,
+        material: npt.NDArray[np.uint8],
+        zeff: F32,
+        frame: Frame,
+        rho: F32 | None = None,
+    ) -> Scene:
+        """Crop to the interior and estimate the cargo background around every pixel.
+
+        ``rho`` is the areal density (g/cm², same shape as ``a``) from the scanner's
+        calibration, when known.
+        """
         bl, bc = frame.px_mm
         l0 = frame.front + max(1, round(120.0 / bl))
         l1 = max(l0 + 8, frame.back - max(1, round(120.0 / bl)))
@@ -73,6 +85,7 @@ class Scene:
             occ,
             bg,
             res,
+            rho=None if rho is None else np.ascontiguousarray(rho[l0:l1, r0:r1]),
         )
 
     def row_above_floor(self, mm: float) -> int:
@@ -109,7 +122,11 @@ class Scene:
             bbox_mm=mm,
             size_mm=[mm[2] - mm[0], mm[3] - mm[1]],
             mean_attenuation=mean_a,
-            mean_density_gcm2=mean_a / MU_RHO_HI,
+            mean_density_gcm2=(
+                float(self.rho[l0:l1, r0:r1].mean())
+                if self.rho is not None and sub.size
+                else mean_a / MU_RHO_HI
+            ),
             material=material,
             zeff=float(np.median(zz)) if zz.size else 0.0,
         )
