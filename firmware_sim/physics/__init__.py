@@ -1,9 +1,11 @@
 """Physically based dual-energy X-ray simulation of container scans.
 
 NIST XCOM attenuation data (committed table), filtered Kramers linac spectra,
-an energy-integrating CdWO₄ detector, fan-beam geometry of ISO containers on a
-truck with a cargo library and concealments, and a detector model with photon
-and electronic noise, bad channels, gain drift and afterglow.
+an energy-integrating CdWO₄ or CsI(Tl) detector, several scanner models
+(:data:`SCANNER_MODELS`) with their commissioning step-wedge scans, fan-beam
+geometry of ISO containers on a truck with a cargo library and concealments,
+and a detector model with photon and electronic noise, bad channels, gain drift
+and afterglow.
 """
 
 from ._attenuation import Material, atomic_number, mu_rho_element, xcom_table
@@ -11,20 +13,25 @@ from ._cargo import CONCEALMENTS, Scenario
 from ._detector import DetectorModel, SourceModel
 from ._geometry import Box, Extrusion, Fan, SceneObject, annulus, polygon
 from ._materials import LIBRARY
+from ._models import DEFAULT_MODEL, SCANNER_MODELS, ScannerModel, scanner_model
 from ._phantoms import qa_phantom_scan, qa_simulation
-from ._scene import COMMODITIES, CONTAINERS, Commodity, ContainerSpec
+from ._scene import ALL_CONTAINERS, COMMODITIES, CONTAINERS, Commodity, ContainerSpec
 from ._source import PhysicsScan, PhysicsSource, build_scenario
-from ._spectra import bremsstrahlung, detector_response, mean_energy
+from ._spectra import Scintillator, bremsstrahlung, detector_response, mean_energy
 from ._transit import BELT_SPEED_RANGE, TAMPER_KINDS, ExitScan, shift, tamper
-from ._transmission import basis_fit, spectrum, transmission_exact
+from ._transmission import Beam, Spectrum, basis_fit, spectrum, transmission_exact
 
 __all__ = [
+    "ALL_CONTAINERS",
     "BELT_SPEED_RANGE",
     "COMMODITIES",
     "CONCEALMENTS",
     "CONTAINERS",
+    "DEFAULT_MODEL",
     "LIBRARY",
+    "SCANNER_MODELS",
     "TAMPER_KINDS",
+    "Beam",
     "Box",
     "Commodity",
     "ContainerSpec",
@@ -35,9 +42,12 @@ __all__ = [
     "Material",
     "PhysicsScan",
     "PhysicsSource",
+    "ScannerModel",
     "Scenario",
     "SceneObject",
+    "Scintillator",
     "SourceModel",
+    "Spectrum",
     "annulus",
     "atomic_number",
     "basis_fit",
@@ -49,6 +59,7 @@ __all__ = [
     "polygon",
     "qa_phantom_scan",
     "qa_simulation",
+    "scanner_model",
     "shift",
     "spectrum",
     "tamper",
