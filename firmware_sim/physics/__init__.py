@@ -11,6 +11,7 @@ and afterglow.
 from ._attenuation import Material, atomic_number, mu_rho_element, xcom_table
 from ._cargo import CONCEALMENTS, Scenario
 from ._detector import DetectorModel, SourceModel
+from ._export import CATEGORIES, PLAIN_KINDS, export_case, flat_field
 from ._geometry import Box, Extrusion, Fan, SceneObject, annulus, polygon
 from ._materials import LIBRARY
 from ._models import DEFAULT_MODEL, SCANNER_MODELS, ScannerModel, scanner_model
@@ -20,17 +21,21 @@ from ._source import PhysicsScan, PhysicsSource, build_scenario
 from ._spectra import Scintillator, bremsstrahlung, detector_response, mean_energy
 from ._transit import BELT_SPEED_RANGE, TAMPER_KINDS, ExitScan, shift, tamper
 from ._transmission import Beam, Spectrum, basis_fit, spectrum, transmission_exact
+from ._wedges import WEDGES, wedge_scan, write_wedge_scan
 
 __all__ = [
     "ALL_CONTAINERS",
     "BELT_SPEED_RANGE",
+    "CATEGORIES",
     "COMMODITIES",
     "CONCEALMENTS",
     "CONTAINERS",
     "DEFAULT_MODEL",
     "LIBRARY",
+    "PLAIN_KINDS",
     "SCANNER_MODELS",
     "TAMPER_KINDS",
+    "WEDGES",
     "Beam",
     "Box",
     "Commodity",
@@ -54,6 +59,8 @@ __all__ = [
     "bremsstrahlung",
     "build_scenario",
     "detector_response",
+    "export_case",
+    "flat_field",
     "mean_energy",
     "mu_rho_element",
     "polygon",
@@ -64,5 +71,7 @@ __all__ = [
     "spectrum",
     "tamper",
     "transmission_exact",
+    "wedge_scan",
+    "write_wedge_scan",
     "xcom_table",
 ]

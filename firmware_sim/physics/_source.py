@@ -107,7 +107,8 @@ def build_scenario(
     With ``variety`` the draw also covers 45 ft and 20 ft high-cube containers,
     rigid trucks, deck heights, wall thickness and corrugation, partial loads
     and how the load is arranged (:func:`arrange_load`); without it the draw is
-    the original one, number for number.
+    the original one, number for number.  ``concealment`` None draws one (or
+    none), ``""`` fixes that nothing is hidden.
 
     Raises:
         KeyError: ``container`` or ``commodity`` is not a known code or name.
@@ -162,7 +163,7 @@ def build_scenario(
         if spec.length < 7000:
             choices = [k for k in choices if k != "vehicle"]
         hidden = str(rng.choice(choices))
-    extra = conceal(hidden, space, cargo, rng) if hidden is not None else []
+    extra = conceal(hidden, space, cargo, rng) if hidden else []
     if hidden in ("false wall", "double floor", "vehicle"):
         # these take space: cargo overlapping them is not loaded; small items sit among the goods
         for h in extra:
@@ -171,14 +172,16 @@ def build_scenario(
     cargo_kg = sum(object_mass_kg(o) for o in cargo + extra)
     packages = sum(1 for o in cargo if o.label == name)
     will_lie = bool(rng.random() < 0.2) if lie is None else lie
-    gd, disc = goods_declaration(rng, scan_id, spec, name, cargo_kg, packages, hidden, will_lie)
+    gd, disc = goods_declaration(
+        rng, scan_id, spec, name, cargo_kg, packages, hidden or None, will_lie
+    )
     length = y_front + spec.length + 900.0
     return Scenario(
         objects=objs + cargo + extra,
         length_mm=length,
         container=spec,
         commodity=name,
-        concealment=hidden,
+        concealment=hidden or None,
         gd=gd,
         gd_truthful=not disc,
         discrepancies=disc,
