@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from core.errors import ConfigError
 
-from ._cargo import CONCEALMENTS, Scenario
+from ._cargo import CONCEALMENTS, Scenario, object_mass_kg
 from ._geometry import Fan, SceneObject
 from ._models import SCANNER_MODELS, ScannerModel, scanner_model
 from ._source import PhysicsScan, PhysicsSource, build_scenario
@@ -289,6 +289,9 @@ def export_case(
     )
     for f in findings:
         f["bbox_mm"] = _bbox_mm([f.pop("_box")], fan_b, length_b)
+    if att_tamper is not None:  # what is in the container now
+        kg = sum(object_mass_kg(o) for o in objects if o.kind in ("cargo", "concealment"))
+        base["actual_gross_kg"] = round(sc.container.tare_kg + kg)
     doc_b = {
         "pixel_mm": [pitch_b, fan_b.pitch_mm()],
         **base,
