@@ -261,8 +261,6 @@ def run_case(args: argparse.Namespace) -> int:
 
     try:
         model = scanner_model(args.model)
-        if args.pair_model is not None:
-            scanner_model(args.pair_model)
         folders = export_case(
             model,
             args.seed,

@@ -89,6 +89,24 @@ def to_u16(t: npt.NDArray[np.floating[Any]]) -> U16:
     return np.ascontiguousarray(np.rint(np.clip(t, 0.0, 1.0) * 65535.0).astype(np.uint16).T)
 
 
+def ensure_folder(folder: Path) -> None:
+    """Make ``folder`` (and its parents) before anything is simulated for it.
+
+    Raises:
+        ConfigError: it cannot be made, or it is not a folder one can write in.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write to {folder}: {exc.strerror or exc}",
+            fix="Give an --out directory you can write to (it is created if missing).",
+        ) from exc
+
+
 def write_images(folder: Path, high: U16, low: U16, doc: dict[str, Any], doc_name: str) -> None:
     """Write ``high.tiff``, ``low.tiff`` (16-bit, OpenCV) and ``doc_name`` (JSON) to ``folder``.
 
@@ -228,10 +246,14 @@ def export_case(
     """
     m = scanner_model(model)
     what = kind_of(kind) if kind is not None else None
+    root = Path(out_dir)
     if att_tamper is not None and att_tamper not in TAMPER_KINDS:
         raise ConfigError(
             f"unknown ATT tamper {att_tamper!r}", fix=f"Use one of: {', '.join(TAMPER_KINDS)}."
         )
+    if pair_model is not None:
+        scanner_model(pair_model)
+    ensure_folder(root)
     fixed: dict[str, Any] = {}
     if what in ("clean", "att"):
         fixed = {"concealment": "", "lie": False, "empty": False}
@@ -255,7 +277,6 @@ def export_case(
         "actual_gross_kg": round(sc.container.tare_kg + sc.cargo_kg),
     }
     name_a = f"{case_id:04d}_{truth['kind']}"
-    root = Path(out_dir)
     doc = {
         "pixel_mm": [pitch, fan.pitch_mm()],
         **base,

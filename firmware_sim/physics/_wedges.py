@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ._attenuation import Material
-from ._export import U16, flat_field, to_u16, write_images
+from ._export import U16, ensure_folder, flat_field, to_u16, write_images
 from ._geometry import Box, Fan, SceneObject
 from ._materials import ALUMINIUM, COPPER, LEAD, POLYETHYLENE, STEEL
 from ._models import ScannerModel, scanner_model
@@ -169,7 +169,9 @@ def write_wedge_scan(
     Raises:
         ConfigError: no model has that name, or ``out_dir`` cannot be written.
     """
-    hi, lo, doc = wedge_scan(model, seed, detector_seed=detector_seed)
     folder = Path(out_dir)
+    m = scanner_model(model)
+    ensure_folder(folder)
+    hi, lo, doc = wedge_scan(m, seed, detector_seed=detector_seed)
     write_images(folder, hi, lo, doc, "wedges.json")
     return folder

@@ -103,7 +103,7 @@ def test_files_round_trip_through_opencv(tmp_path: Path) -> None:
     hi, lo, doc = wedge_scan(m, seed=2)
     for name, img in (("high.tiff", hi), ("low.tiff", lo)):
         back = cv2.imread(str(folder / name), cv2.IMREAD_UNCHANGED)
-        assert back.dtype == np.uint16
+        assert back is not None and back.dtype == np.uint16
         np.testing.assert_array_equal(back, img)
     assert json.loads((folder / "wedges.json").read_text()) == doc
 
