@@ -59,9 +59,10 @@ GOLD = Material.from_formula("gold", {"Au": 1}, 19.32, "metal")
 URANIUM = Material.from_formula("uranium", {"U": 1}, 19.05, "metal")
 CARBON = Material.from_formula("carbon", {"C": 1}, 2.0, "organic")
 PLYWOOD = Material.mixture("plywood", {CELLULOSE: 0.9, WATER: 0.1}, 0.7, "organic")
-# Scintillator densities: Saint-Gobain Crystals data sheets "CdWO4 Cadmium Tungstate"
-# (7.90 g/cm³) and "CsI(Tl), CsI(Na) Cesium Iodide" (4.51 g/cm³); the thallium dopant
-# (~0.1 %) is left out, it changes the attenuation by far less than the fit's error.
+# Scintillator densities: CdWO4 7.9 g/cm³ (crystal makers' data, e.g. Crylink "CdWO4
+# scintillator" product data, scintillator-crylink.com); CsI(Tl) 4.51-4.53 g/cm³ (makers'
+# data, e.g. PAM-XIAMEN "CsI scintillation crystal" properties table, powerwaywafer.com).
+# The thallium dopant (~0.1 %) is left out of CsI.
 CDWO4 = Material.from_formula("CdWO4", {"Cd": 1, "W": 1, "O": 4}, 7.9, "metal")
 CSI = Material.from_formula("CsI", {"Cs": 1, "I": 1}, 4.51, "metal")
 ELECTRONICS = Material.mixture(

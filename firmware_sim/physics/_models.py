@@ -5,9 +5,9 @@ A :class:`ScannerModel` fixes the linac (endpoints, low-energy output,
 filtration), the detector (scintillator, depth, channel count and span, noise,
 crosstalk, afterglow), the fan geometry and the scan speed and line rate.  The
 spectra, transmission tables and read-out of a scan follow from it.  The
-models in :data:`SCANNER_MODELS` are made up but plausible: each parameter sits
-in the range published for container scanners (endpoints 2.5–9 MeV, CdWO₄ or
-CsI(Tl) arrays 10–40 mm deep, 2.5–5 mm pixels, 0.4–3 m/s).  The table and the
+models in :data:`SCANNER_MODELS` are made up, not any vendor's figures, but
+chosen to be plausible for container scanners (endpoints 2.5–9 MeV, CdWO₄ or
+CsI(Tl) arrays 15–40 mm deep, 2.5–4.3 mm pixels, 0.4–3 m/s).  The table and the
 sources of the physical constants are in ``docs/simulator-models.md``.
 
 :data:`DEFAULT_MODEL` is the simulator's original scanner; built from it,
