@@ -153,3 +153,24 @@ def test_cli_unwritable_out_and_models_listing(
     assert _cli(["sim", "models", "--json"]) == 0
     docs = json.loads(capsys.readouterr().out)
     assert [d["name"] for d in docs] == list(SCANNER_MODELS)
+
+
+def test_live_simulator_runs_a_model(tmp_path: Path) -> None:
+    from firmware_sim.cli import build_configs
+    from firmware_sim.physics import PhysicsSource
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    base = ["sim", "--serial-dir", str(tmp_path), "--channels", "64"]
+    args = parser.parse_args([*base, "--source", "physics", "--model", "l6-csi-20"])
+    src = build_configs(args)[0].source
+    assert isinstance(src, PhysicsSource) and src.model is SCANNER_MODELS["l6-csi-20"]
+    assert src.scan(1, 2, 64, 16).record["pixel_mm"][1] == pytest.approx(
+        SCANNER_MODELS["l6-csi-20"].channel_pitch_mm * SCANNER_MODELS["l6-csi-20"].channels / 64
+    )
+    for argv in (
+        [*base, "--source", "physics", "--model", "vendor-x"],
+        [*base, "--model", "l6-csi-20"],  # the synthetic source has no models
+    ):
+        with pytest.raises(ConfigError):
+            build_configs(parser.parse_args(argv))
