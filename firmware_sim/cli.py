@@ -89,6 +89,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="physics source: the detector array's offsets, gains and bad channels (1); "
         "another scanner is another array",
     )
+    p.add_argument(
+        "--model",
+        metavar="NAME",
+        help="physics source: the scanner model ('nii sim models' lists them; default: the "
+        "original 6/4 MeV scanner)",
+    )
     a = p.add_argument_group(
         "ATT exit scanner (R12, physics source)",
         "Run a second 'nii sim --source physics' with the entry simulator's --seed and "
@@ -135,7 +141,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--serial-corrupt", type=float, default=0.0, help="fraction of serial frames corrupted"
     )
     p.set_defaults(func=run)
-    sub = p.add_subparsers(dest="sim_action", metavar="{inject}")
+    sub = p.add_subparsers(dest="sim_action", metavar="{inject,models,wedges,case}")
     i = sub.add_parser(
         "inject",
         help="inject a fault into a running 'nii sim'",
@@ -153,7 +159,124 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "or channel (dead_channel)",
     )
     i.set_defaults(func=run_inject)
+    _register_offline(sub)
     return p
+
+
+def _register_offline(sub: Any) -> None:
+    """``nii sim models``, ``nii sim wedges`` and ``nii sim case``: files, no scanners."""
+    m = sub.add_parser(
+        "models",
+        help="list the simulator's scanner models",
+        description="List the scanner models the physics simulator knows, with their figures.",
+    )
+    m.add_argument("--json", action="store_true", help="print them as JSON")
+    m.set_defaults(func=run_models)
+    w = sub.add_parser(
+        "wedges",
+        help="write a scanner model's commissioning step-wedge scan",
+        description=(
+            "Simulate a scanner model's commissioning scan of step wedges (polyethylene, "
+            "aluminium, copper, steel, lead; air steps included) and write high.tiff, low.tiff "
+            "and wedges.json to DIR."
+        ),
+    )
+    w.add_argument("--model", required=True, metavar="NAME", help="the scanner model")
+    w.add_argument("--out", required=True, metavar="DIR", help="where the files go")
+    w.add_argument("--seed", type=int, default=0, help="noise seed (0)")
+    w.add_argument("--detector-seed", type=int, default=1, help="the unit's detector array (1)")
+    w.set_defaults(func=run_wedges)
+    c = sub.add_parser(
+        "case",
+        help="write a simulated cargo case of a scanner model",
+        description=(
+            "Simulate one cargo scan on a scanner model and write it as a case folder "
+            "DIR/NNNN_KIND with high.tiff, low.tiff and case.json (an ATT case writes two "
+            "folders: Scan A on --model, Scan B on --pair-model at another speed)."
+        ),
+    )
+    c.add_argument("--model", required=True, metavar="NAME", help="the scanner model")
+    c.add_argument("--seed", type=int, default=0, help="scenario seed (0)")
+    c.add_argument("--id", type=int, default=0, dest="case_id", help="case number (0)")
+    c.add_argument("--out", required=True, metavar="DIR", help="parent folder of the case")
+    c.add_argument(
+        "--kind",
+        help="clean, lie, empty, att, or a concealment or its category (e.g. gun_like); "
+        "default: drawn from the seed",
+    )
+    c.add_argument("--pair-model", metavar="NAME", help="ATT: Scan B's model (the next one)")
+    c.add_argument(
+        "--tamper", choices=TAMPER_KINDS, help="ATT: what was done to the cargo between scans"
+    )
+    c.add_argument(
+        "--no-variety",
+        action="store_true",
+        help="draw scenes as the original simulator (no 45 ft, rigid trucks or packing variety)",
+    )
+    c.add_argument("--detector-seed", type=int, default=1, help="the unit's detector array (1)")
+    c.set_defaults(func=run_case)
+
+
+def _report(exc: NiiError) -> int:
+    print(f"error: {exc.message}", file=sys.stderr)
+    if exc.fix:
+        print(f"fix: {exc.fix}", file=sys.stderr)
+    return exc.exit_code
+
+
+def run_models(args: argparse.Namespace) -> int:
+    """``nii sim models``: one line per model (or JSON with ``--json``); 0."""
+    from firmware_sim.physics import SCANNER_MODELS
+
+    docs = [m.describe() for m in SCANNER_MODELS.values()]
+    if args.json:
+        print(json.dumps(docs, indent=1))
+        return 0
+    for d in docs:
+        lp, cp = d["pixel_mm"]
+        print(
+            f"{d['name']:<14} {d['endpoints_mev'][0]:g}/{d['endpoints_mev'][1]:g} MeV  "
+            f"{d['detector']:<14} {d['channels']:>5} ch  pixel {lp:g} x {cp:g} mm  "
+            f"{d['speed_m_s']:g} m/s  {d['quanta_air']:.2g} quanta  {d['summary']}"
+        )
+    return 0
+
+
+def run_wedges(args: argparse.Namespace) -> int:
+    """``nii sim wedges``: 0 once the files are written, 2 on an error."""
+    from firmware_sim.physics import scanner_model, write_wedge_scan
+
+    try:
+        model = scanner_model(args.model)
+        folder = write_wedge_scan(args.out, model, args.seed, detector_seed=args.detector_seed)
+    except NiiError as exc:
+        return _report(exc)
+    print(f"{model.name}: commissioning scan written to {folder}")
+    return 0
+
+
+def run_case(args: argparse.Namespace) -> int:
+    """``nii sim case``: 0 once the case folder(s) are written, 2 on an error."""
+    from firmware_sim.physics import export_case, scanner_model
+
+    try:
+        model = scanner_model(args.model)
+        folders = export_case(
+            model,
+            args.seed,
+            args.case_id,
+            args.out,
+            args.kind,
+            pair_model=args.pair_model,
+            att_tamper=args.tamper,
+            variety=not args.no_variety,
+            detector_seed=args.detector_seed,
+        )
+    except NiiError as exc:
+        return _report(exc)
+    for f in folders:
+        print(f"{model.name}: case written to {f}")
+    return 0
 
 
 def inject_path(status_file: str | os.PathLike[str]) -> Path:
@@ -301,6 +424,8 @@ def _source(args: argparse.Namespace) -> ImageSource:
         or args.belt_speed != 1.0
     )
     if args.source != "physics":
+        if getattr(args, "model", None) is not None:
+            raise ConfigError("--model needs the physics image source", fix="Add --source physics.")
         if exit_asked:
             raise ConfigError(
                 "the ATT exit options (--att-exit, --tamper, --break-seal, --belt-speed) need "
@@ -310,7 +435,10 @@ def _source(args: argparse.Namespace) -> ImageSource:
         return SyntheticSource()
     from firmware_sim.physics import ExitScan, PhysicsSource  # heavy: tables, only when asked
 
+    model = getattr(args, "model", None)
     if not exit_asked:
+        if model is not None:
+            return PhysicsSource.for_model(model, detector_seed=args.detector_seed)
         return PhysicsSource(detector_seed=args.detector_seed)
     lo, hi = BELT_SPEED_RANGE
     if not lo <= args.belt_speed <= hi:
@@ -324,15 +452,15 @@ def _source(args: argparse.Namespace) -> ImageSource:
             "--tamper-scans names scans but not what was done to them",
             fix="Add --tamper addition, removal or substitution.",
         )
-    return PhysicsSource(
-        detector_seed=args.detector_seed,
-        exit=ExitScan(
-            tamper=args.tamper,
-            tampered=tampered or None,
-            broken_seal=_ids("--break-seal", args.break_seal),
-            belt_speed=args.belt_speed,
-        ),
+    exit_scan = ExitScan(
+        tamper=args.tamper,
+        tampered=tampered or None,
+        broken_seal=_ids("--break-seal", args.break_seal),
+        belt_speed=args.belt_speed,
     )
+    if model is not None:
+        return PhysicsSource.for_model(model, detector_seed=args.detector_seed, exit=exit_scan)
+    return PhysicsSource(detector_seed=args.detector_seed, exit=exit_scan)
 
 
 def run(args: argparse.Namespace) -> int:

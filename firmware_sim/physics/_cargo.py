@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import _materials as m
-from ._geometry import Box, Extrusion, SceneObject, annulus, polygon
+from ._geometry import Box, Extrusion, SceneObject, annulus, polygon, shifted
 from ._scene import COMMODITIES, TRAILER_DECK_Z, Commodity, ContainerSpec
 
 CONCEALMENTS = (
@@ -41,15 +41,15 @@ class Interior:
     z1: float
 
 
-def interior(spec: ContainerSpec, y_front: float) -> Interior:
+def interior(spec: ContainerSpec, y_front: float, deck_z: float = TRAILER_DECK_Z) -> Interior:
     """Inner space: walls, floor and roof taken off the outside dimensions."""
     return Interior(
         -spec.width / 2 + 45,
         spec.width / 2 - 45,
         y_front + 80,
         y_front + spec.length - 70,
-        TRAILER_DECK_Z + 160,
-        TRAILER_DECK_Z + spec.height - 110,
+        deck_z + 160,
+        deck_z + spec.height - 110,
     )
 
 
@@ -516,6 +516,15 @@ class Scenario:
     gd: dict[str, Any]
     gd_truthful: bool
     discrepancies: list[str] = field(default_factory=list)
+    #: where the container's front end is along the road and its underside's height, mm
+    y_front: float = 3400.0
+    deck_z: float = TRAILER_DECK_Z
+    #: what carries the container: ``trailer`` (tractor and trailer) or ``rigid`` truck
+    vehicle: str = "trailer"
+    #: mass of the cargo and anything hidden, kg (the true gross is tare plus this)
+    cargo_kg: float = 0.0
+    #: how the load was arranged (scenes with variety): placement, gaps, cut tiers
+    load: dict[str, Any] = field(default_factory=dict)
 
 
 def goods_declaration(
@@ -554,3 +563,58 @@ def goods_declaration(
         "seal": f"SL{int(rng.integers(1_000_000, 9_999_999))}",
     }
     return gd, discrepancies
+
+
+#: Where a partial load sits in the container (scenes with variety).
+PLACEMENTS = ("front", "back", "middle")
+
+
+def arrange_load(
+    objs: list[SceneObject], space: Interior, rng: np.random.Generator
+) -> tuple[list[SceneObject], dict[str, Any]]:
+    """Vary a load as loaders do: pushed to the back or centred, gaps between rows, cut tiers.
+
+    ``objs`` is a load from :func:`load_cargo` (at the front of ``space``).
+    Rows are the packages that start at the same y.  Returns the rearranged
+    objects and what was done (``placement``, ``gaps`` [y of each gap, mm],
+    ``cut_rows``).
+    """
+    if not objs:
+        return objs, {"placement": "none", "gaps": [], "cut_rows": 0}
+    rows: dict[int, list[SceneObject]] = {}
+    for o in objs:
+        rows.setdefault(round(o.bounds()[2]), []).append(o)
+    keys = sorted(rows)
+    # mixed heights: some rows lose their upper packages (pallets of other heights)
+    cut = 0
+    if rng.random() < 0.5:
+        for k in keys:
+            if rng.random() < 0.35:
+                z_cut = space.z0 + (space.z1 - space.z0) * rng.uniform(0.3, 0.8)
+                kept = [o for o in rows[k] if o.bounds()[4] < z_cut]
+                if kept and len(kept) < len(rows[k]):
+                    rows[k] = kept
+                    cut += 1
+    # gaps between rows (dunnage left out, goods for another consignee taken off)
+    gaps: list[float] = []
+    out: list[SceneObject] = []
+    dy = 0.0
+    n_gaps = int(rng.integers(0, 3)) if len(keys) > 3 else 0
+    gap_at = set(rng.choice(keys[1:], size=n_gaps, replace=False).tolist()) if n_gaps else set()
+    for k in keys:
+        if k in gap_at:
+            g = float(rng.uniform(200.0, 800.0))
+            gaps.append(k + dy)
+            dy += g
+        out += shifted(rows[k], dy) if dy else rows[k]
+    end = max(o.bounds()[3] for o in out)
+    if end > space.y1:  # the gaps pushed the last rows out of the container: leave them behind
+        out = [o for o in out if o.bounds()[3] <= space.y1]
+        end = max((o.bounds()[3] for o in out), default=space.y0)
+    room = space.y1 - end
+    placement = str(rng.choice(PLACEMENTS, p=[0.6, 0.25, 0.15]))
+    move = {"front": 0.0, "back": room, "middle": room / 2}[placement]
+    if move > 1.0:
+        out = shifted(out, move)
+        gaps = [g + move for g in gaps]
+    return out, {"placement": placement, "gaps": [round(g, 1) for g in gaps], "cut_rows": cut}

@@ -19,7 +19,8 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from ._transmission import BASIS_MAX, GRID_N, attenuation_table
+from ._spectra import DETECTOR_CDWO4_MM, TARGET_W_MM, WINDOW_STEEL_MM, Scintillator
+from ._transmission import BASIS_MAX, GRID_N, Beam, attenuation_table
 
 F32 = npt.NDArray[np.float32]
 U16 = npt.NDArray[np.uint16]
@@ -27,12 +28,18 @@ U16 = npt.NDArray[np.uint16]
 
 @dataclass(frozen=True, slots=True)
 class SourceModel:
-    """Interlaced dual-energy linac: endpoints and relative output (1 = nominal dose rate)."""
+    """Interlaced dual-energy linac: endpoints, relative output (1 = nominal dose rate), filtration.
+
+    ``target_w_mm`` and ``window_steel_mm`` are the tungsten left in the target
+    and the steel of window and collimator the beam crosses (``_spectra``).
+    """
 
     endpoint_hi_mev: float = 6.0
     endpoint_lo_mev: float = 4.0
     output: float = 1.0
     lo_output: float = 0.6
+    target_w_mm: float = TARGET_W_MM
+    window_steel_mm: float = WINDOW_STEEL_MM
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,16 @@ class DetectorModel:
     gain_drift: float = 0.002  # largest relative gain change over a scan
     afterglow: float = 0.002
     crosstalk: float = 0.02  # fraction of signal shared with each neighbouring channel
+    scintillator: Scintillator = Scintillator.CDWO4
+    depth_mm: float = DETECTOR_CDWO4_MM  # crystal depth along the beam
+
+
+def beams(source: SourceModel, det: DetectorModel) -> tuple[Beam, Beam]:
+    """The (high, low) energy beams of a source seen by a detector: what fixes their spectra."""
+    return tuple(  # type: ignore[return-value]
+        Beam(e, source.target_w_mm, source.window_steel_mm, det.scintillator, det.depth_mm)
+        for e in (source.endpoint_hi_mev, source.endpoint_lo_mev)
+    )
 
 
 @numba.njit(cache=True, fastmath=True, nogil=True)
@@ -152,12 +169,18 @@ def channel_state(det: DetectorModel, channels: int, seed: int) -> ChannelState:
     return ChannelState(dark, gain, drift, status)  # type: ignore[arg-type]
 
 
-def transmissions(b: F32, source: SourceModel, oversample: int = 1) -> tuple[F32, F32]:
-    """(T_high, T_low), each (lines, channels), for basis areal densities ``b`` (3, lines, rays)."""
+def transmissions(
+    b: F32, source: SourceModel, oversample: int = 1, detector: DetectorModel | None = None
+) -> tuple[F32, F32]:
+    """(T_high, T_low), each (lines, channels), for basis areal densities ``b`` (3, lines, rays).
+
+    The spectra are those of ``source`` seen by ``detector``'s crystal (default:
+    the original 30 mm CdWO₄).
+    """
     bmax = np.asarray(BASIS_MAX, dtype=np.float64)
     out = []
-    for e in (source.endpoint_hi_mev, source.endpoint_lo_mev):
-        out.append(_lookup_t(b, attenuation_table(e), bmax, GRID_N, oversample))
+    for beam in beams(source, detector or DetectorModel()):
+        out.append(_lookup_t(b, attenuation_table(beam), bmax, GRID_N, oversample))
     return out[0], out[1]
 
 

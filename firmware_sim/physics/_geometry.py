@@ -16,8 +16,10 @@ drums, firearm silhouettes).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -233,3 +235,26 @@ def pixel_box(obj: SceneObject, raster: Raster) -> tuple[int, int, int, int]:
     l0 = max(0, int(np.searchsorted(raster.ys + raster.pitch_y / 2, y0, side="right")))
     l1 = min(raster.ys.size, int(np.searchsorted(raster.ys - raster.pitch_y / 2, y1, side="left")))
     return (l0, l1, c0, c1)
+
+
+def shifted(objs: list[SceneObject], dy: float) -> list[SceneObject]:
+    """Copies of ``objs`` ``dy`` mm further along the road (outlines and profiles follow)."""
+    out: list[SceneObject] = []
+    for o in objs:
+        c: Any = dataclasses.replace(o)
+        c.y0 += dy
+        c.y1 += dy
+        if getattr(c, "inside", None) is not None:
+            c.inside = _shifted2(c.inside, dy)
+        if getattr(c, "y_profile", None) is not None:
+            c.y_profile = _shifted1(c.y_profile, dy)
+        out.append(c)
+    return out
+
+
+def _shifted2(f: Callable[[Any, Any], Any], dy: float) -> Callable[[Any, Any], Any]:
+    return lambda y, z: f(y - dy, z)
+
+
+def _shifted1(f: Callable[[Any], Any], dy: float) -> Callable[[Any], Any]:
+    return lambda y: f(y - dy)

@@ -59,7 +59,12 @@ GOLD = Material.from_formula("gold", {"Au": 1}, 19.32, "metal")
 URANIUM = Material.from_formula("uranium", {"U": 1}, 19.05, "metal")
 CARBON = Material.from_formula("carbon", {"C": 1}, 2.0, "organic")
 PLYWOOD = Material.mixture("plywood", {CELLULOSE: 0.9, WATER: 0.1}, 0.7, "organic")
+# Scintillator densities: CdWO4 7.9 g/cm³ (crystal makers' data, e.g. Crylink "CdWO4
+# scintillator" product data, scintillator-crylink.com); CsI(Tl) 4.51-4.53 g/cm³ (makers'
+# data, e.g. PAM-XIAMEN "CsI scintillation crystal" properties table, powerwaywafer.com).
+# The thallium dopant (~0.1 %) is left out of CsI.
 CDWO4 = Material.from_formula("CdWO4", {"Cd": 1, "W": 1, "O": 4}, 7.9, "metal")
+CSI = Material.from_formula("CsI", {"Cs": 1, "I": 1}, 4.51, "metal")
 ELECTRONICS = Material.mixture(
     "electronics mix",
     {POLYETHYLENE: 0.45, GLASS: 0.2, ALUMINIUM: 0.15, COPPER: 0.12, STEEL: 0.08},

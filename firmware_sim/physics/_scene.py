@@ -8,6 +8,12 @@ van: 1.6 mm corrugated side walls, 2 mm corrugated roof and front wall,
 rails, corner posts and castings, and a door end with two leaves, frame and
 four locking bars.  Densities of packed goods are bulk figures (goods plus
 packaging and air), so a carton of textiles is far lighter than cotton.
+
+With scene variety (``build_scenario(..., variety=True)``) there are also 45 ft
+high cubes (ISO 668: 13716 mm long, 2896 mm high) and the rare 20 ft high cube,
+rigid trucks besides tractor-trailers, other deck heights and small changes of
+wall thickness and corrugation; :data:`CONTAINERS` stays the original three so
+that the original draws do not change.
 """
 
 from __future__ import annotations
@@ -42,6 +48,22 @@ CONTAINERS: dict[str, ContainerSpec] = {
     "20GP": ContainerSpec("20GP", 6058.0, tare_kg=2200.0),
     "40GP": ContainerSpec("40GP", 12192.0, tare_kg=3750.0),
     "40HC": ContainerSpec("40HC", 12192.0, height=2896.0, tare_kg=3900.0),
+}
+
+#: Every container the scenes know: :data:`CONTAINERS` plus those drawn only with variety.
+#: Tares are typical figures of carriers' equipment tables (45 ft HC about 4.8 t).
+ALL_CONTAINERS: dict[str, ContainerSpec] = {
+    **CONTAINERS,
+    "45HC": ContainerSpec("45HC", 13716.0, height=2896.0, tare_kg=4800.0),
+    "20HC": ContainerSpec("20HC", 6058.0, height=2896.0, tare_kg=2350.0),
+}
+#: How often each container comes up in scenes with variety (20 ft high cubes are rare).
+VARIETY_WEIGHTS: dict[str, float] = {
+    "20GP": 0.3,
+    "40GP": 0.22,
+    "40HC": 0.3,
+    "45HC": 0.13,
+    "20HC": 0.05,
 }
 
 
@@ -94,10 +116,30 @@ def corrugation(
     return profile
 
 
-def container_structure(spec: ContainerSpec, y_front: float) -> list[SceneObject]:
-    """The container's steel and wood, front end at ``y_front``, doors at the back."""
+def container_structure(
+    spec: ContainerSpec,
+    y_front: float,
+    deck_z: float = TRAILER_DECK_Z,
+    *,
+    wall_mm: float = 1.6,
+    corrugation_period_mm: float = 278.0,
+    corrugation_phase_mm: float = 0.0,
+) -> list[SceneObject]:
+    """The container's steel and wood, front end at ``y_front``, doors at the back.
+
+    Args:
+        spec: the container.
+        y_front: where its front end is along the road, mm.
+        deck_z: height of its underside (the vehicle's deck), mm.
+        wall_mm: thickness of the corrugated side walls, mm.
+        corrugation_period_mm: period of the side walls' corrugation along y, mm.
+        corrugation_phase_mm: where along y the corrugation starts, mm.
+
+    Returns:
+        The structure's scene objects (``kind`` ``structure``).
+    """
     w2 = spec.width / 2
-    z0 = TRAILER_DECK_Z
+    z0 = deck_z
     z1 = z0 + spec.height
     y1 = y_front + spec.length
     st = m.STEEL
@@ -117,15 +159,15 @@ def container_structure(spec: ContainerSpec, y_front: float) -> list[SceneObject
     ) -> None:
         objs.append(Box(mat, rho, lbl, "structure", False, x0, x1, ya, yb, za, zb, y_profile))
 
-    prof = corrugation(278.0, 1.45)
+    prof = corrugation(corrugation_period_mm, 1.45, corrugation_phase_mm)
     # side walls (beam crosses both) and roof
-    for xs in (-w2, w2 - 1.6):
+    for xs in (-w2, w2 - wall_mm):
         box(
             "side wall",
             st,
             st.density,
             xs,
-            xs + 1.6,
+            xs + wall_mm,
             y_front,
             y1,
             z0 + 160,
@@ -231,8 +273,11 @@ def _wheel(y: float, x_outer: float, dual: bool, label: str) -> list[SceneObject
     return objs
 
 
-def truck(length_trailer: float) -> tuple[list[SceneObject], float]:
-    """Tractor unit and skeletal trailer; returns the objects and the container's front y."""
+def truck(length_trailer: float, deck_z: float = TRAILER_DECK_Z) -> tuple[list[SceneObject], float]:
+    """Tractor unit and skeletal trailer; returns the objects and the container's front y.
+
+    ``deck_z`` is the top of the trailer's chassis rails (the container's underside), mm.
+    """
     st = m.STEEL
     objs: list[SceneObject] = []
 
@@ -257,10 +302,38 @@ def truck(length_trailer: float) -> tuple[list[SceneObject], float]:
     y_front = 3400.0
     total = y_front + length_trailer
     for xs in (-470.0, 400.0):  # longitudinal chassis rails, 70 mm of web and flange each
-        box("chassis rail", st, st.density * 0.2, xs, xs + 70, 300, total, 900, 1250)
+        box("chassis rail", st, st.density * 0.2, xs, xs + 70, 300, total, deck_z - 350, deck_z)
     objs += _wheel(1000.0, 1250.0, False, "front tyre")
     objs += _wheel(3900.0, 1250.0, True, "drive tyre")
     objs += _wheel(5250.0, 1250.0, True, "drive tyre")
     for k in range(3):
         objs += _wheel(total - 3600.0 + 1350.0 * k, 1250.0, True, "trailer tyre")
+    return objs, y_front
+
+
+def rigid_truck(length_body: float, deck_z: float) -> tuple[list[SceneObject], float]:
+    """A rigid (straight) truck carrying a 20 ft container right behind its cab.
+
+    Cab-over cab and engine in front, one frame from cab to tail, a front axle
+    and a rear tandem; the deck (top of the frame) at ``deck_z`` mm.  Returns
+    the objects and the container's front y.
+    """
+    st = m.STEEL
+    objs: list[SceneObject] = []
+
+    def box(lbl: str, mat: Material, rho: float, *xyz: float) -> None:
+        x0, x1, ya, yb, za, zb = xyz
+        objs.append(Box(mat, rho, lbl, "structure", False, x0, x1, ya, yb, za, zb))
+
+    box("cab shell", st, st.density * 0.004, -1250, 1250, 300, 2200, 1200, 3600)
+    box("engine block", st, st.density * 0.35, -450, 450, 600, 1500, 750, 1600)
+    box("gearbox", st, st.density * 0.3, -250, 250, 1500, 2000, 850, 1250)
+    box("fuel tank", m.POLYETHYLENE, 0.8, 700, 1250, 2400, 3100, 650, 1200)
+    y_front = 2500.0
+    total = y_front + length_body
+    for xs in (-470.0, 400.0):
+        box("chassis rail", st, st.density * 0.22, xs, xs + 70, 300, total, deck_z - 300, deck_z)
+    objs += _wheel(1100.0, 1250.0, False, "front tyre")
+    objs += _wheel(total - 2100.0, 1250.0, True, "drive tyre")
+    objs += _wheel(total - 750.0, 1250.0, True, "drive tyre")
     return objs, y_front

@@ -13,6 +13,7 @@ from firmware_sim._source import ScanImage
 from ._cargo import (
     CONCEALMENTS,
     Scenario,
+    arrange_load,
     conceal,
     goods_declaration,
     interior,
@@ -29,7 +30,17 @@ from ._detector import (
     transmissions,
 )
 from ._geometry import Fan, Raster, SceneObject, pixel_box, rasterize
-from ._scene import COMMODITIES, CONTAINERS, container_structure, truck
+from ._models import ScannerModel, scanner_model
+from ._scene import (
+    ALL_CONTAINERS,
+    COMMODITIES,
+    CONTAINERS,
+    TRAILER_DECK_Z,
+    VARIETY_WEIGHTS,
+    container_structure,
+    rigid_truck,
+    truck,
+)
 from ._transit import ExitScan, replaced_seal
 
 U16 = npt.NDArray[np.uint16]
@@ -89,18 +100,62 @@ def build_scenario(
     container: str | None = None,
     empty: bool | None = None,
     lie: bool | None = None,
+    variety: bool = False,
 ) -> Scenario:
-    """Draw a truck, container, load, concealment and GD; fixed arguments override the draw."""
-    code = container or str(rng.choice(list(CONTAINERS)))
-    spec = CONTAINERS[code]
-    objs, y_front = truck(spec.length + 600)
-    objs += container_structure(spec, y_front)
-    space = interior(spec, y_front)
+    """Draw a truck, container, load, concealment and GD; fixed arguments override the draw.
+
+    With ``variety`` the draw also covers 45 ft and 20 ft high-cube containers,
+    rigid trucks, deck heights, wall thickness and corrugation, partial loads
+    and how the load is arranged (:func:`arrange_load`); without it the draw is
+    the original one, number for number.  ``concealment`` None draws one (or
+    none), ``""`` fixes that nothing is hidden.
+
+    Raises:
+        KeyError: ``container`` or ``commodity`` is not a known code or name.
+        ValueError: ``concealment`` is not one of :data:`CONCEALMENTS`.
+    """
+    deck_z = TRAILER_DECK_Z
+    vehicle = "trailer"
+    if not variety:
+        code = container or str(rng.choice(list(CONTAINERS)))
+        spec = ALL_CONTAINERS[code]
+        objs, y_front = truck(spec.length + 600)
+        objs += container_structure(spec, y_front)
+    else:
+        codes = list(VARIETY_WEIGHTS)
+        weights = np.asarray(list(VARIETY_WEIGHTS.values()))
+        code = container or str(rng.choice(codes, p=weights / weights.sum()))
+        spec = ALL_CONTAINERS[code]
+        if spec.length < 7000 and rng.random() < 0.4:
+            vehicle = "rigid"
+            deck_z = float(rng.uniform(1000.0, 1250.0))
+            objs, y_front = rigid_truck(spec.length + 300, deck_z)
+        else:
+            deck_z = float(rng.uniform(1150.0, 1400.0))
+            objs, y_front = truck(spec.length + 600, deck_z)
+        period = float(rng.uniform(260.0, 300.0))
+        objs += container_structure(
+            spec,
+            y_front,
+            deck_z,
+            wall_mm=float(rng.uniform(1.5, 2.0)),
+            corrugation_period_mm=period,
+            corrugation_phase_mm=float(rng.uniform(0.0, period)),
+        )
+    space = interior(spec, y_front, deck_z)
     is_empty = bool(rng.random() < 0.08) if empty is None else empty
     name = None if is_empty else (commodity or str(rng.choice(list(COMMODITIES))))
     cargo: list[SceneObject] = []
+    load: dict[str, Any] = {}
     if name is not None:
-        cargo = load_cargo(COMMODITIES[name], space, rng, float(rng.uniform(0.6, 1.0)))
+        if not variety:
+            fraction = float(rng.uniform(0.6, 1.0))
+        else:
+            fraction = float(rng.uniform(0.25, 1.0)) if rng.random() < 0.35 else 1.0
+        cargo = load_cargo(COMMODITIES[name], space, rng, fraction)
+        if variety:
+            cargo, load = arrange_load(cargo, space, rng)
+            load["fraction"] = round(fraction, 3)
     hidden = concealment
     if hidden is None and rng.random() < 0.3:
         metal = name is not None and COMMODITIES[name].material.kind == "metal"
@@ -108,7 +163,7 @@ def build_scenario(
         if spec.length < 7000:
             choices = [k for k in choices if k != "vehicle"]
         hidden = str(rng.choice(choices))
-    extra = conceal(hidden, space, cargo, rng) if hidden is not None else []
+    extra = conceal(hidden, space, cargo, rng) if hidden else []
     if hidden in ("false wall", "double floor", "vehicle"):
         # these take space: cargo overlapping them is not loaded; small items sit among the goods
         for h in extra:
@@ -117,17 +172,24 @@ def build_scenario(
     cargo_kg = sum(object_mass_kg(o) for o in cargo + extra)
     packages = sum(1 for o in cargo if o.label == name)
     will_lie = bool(rng.random() < 0.2) if lie is None else lie
-    gd, disc = goods_declaration(rng, scan_id, spec, name, cargo_kg, packages, hidden, will_lie)
+    gd, disc = goods_declaration(
+        rng, scan_id, spec, name, cargo_kg, packages, hidden or None, will_lie
+    )
     length = y_front + spec.length + 900.0
     return Scenario(
         objects=objs + cargo + extra,
         length_mm=length,
         container=spec,
         commodity=name,
-        concealment=hidden,
+        concealment=hidden or None,
         gd=gd,
         gd_truthful=not disc,
         discrepancies=disc,
+        y_front=y_front,
+        deck_z=deck_z,
+        vehicle=vehicle,
+        cargo_kg=cargo_kg,
+        load=load,
     )
 
 
@@ -146,6 +208,10 @@ class PhysicsSource:
     cargo and the noise.  With ``exit`` set the source is the exit scanner of
     an ATT corridor: :meth:`scan` draws the scenario of the same seed and id
     (the entry scanner's container) and sees it as :class:`ExitScan` says.
+    ``model`` (set by :meth:`for_model`) is the scanner model the source,
+    detector and fan came from; it also gives the fan for any channel count
+    and whether scenes are drawn with variety.  Without it the source is the
+    original scanner, as before models existed.
     """
 
     source: SourceModel = field(default_factory=SourceModel)
@@ -154,12 +220,50 @@ class PhysicsSource:
     detector_seed: int = 1
     calibration_lines: int = 32
     exit: ExitScan | None = None
+    model: ScannerModel | None = None
     _state: dict[int, ChannelState] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def for_model(
+        cls,
+        model: str | ScannerModel,
+        *,
+        detector_seed: int = 1,
+        output: float = 1.0,
+        exit: ExitScan | None = None,
+    ) -> PhysicsSource:
+        """The image source of one scanner model (by name or itself).
+
+        Args:
+            model: a name in :data:`SCANNER_MODELS` or a model.
+            detector_seed: fixes this unit's detector array (offsets, gains, bad channels).
+            output: the linac's output relative to nominal (a weak source < 1).
+            exit: as for the constructor (ATT exit scanner).
+
+        Raises:
+            ConfigError: no model has that name.
+        """
+        m = scanner_model(model)
+        return cls(
+            source=m.source_model(output),
+            detector=m.detector_model(),
+            fan=m.fan(),
+            detector_seed=detector_seed,
+            exit=exit,
+            model=m,
+        )
 
     def _fan(self, channels: int) -> Fan:
         if self.fan is not None and self.fan.channels == channels:
             return self.fan
+        if self.model is not None:
+            return self.model.fan(channels)
         return Fan(channels)
+
+    def _variety(self, variety: bool | None) -> bool:
+        if variety is not None:
+            return variety
+        return self.model.variety if self.model is not None else False
 
     def channel_state(self, channels: int) -> ChannelState:
         """The detector array's fixed per-channel constants."""
@@ -176,13 +280,20 @@ class PhysicsSource:
         return self.simulate(seed, scan_id, channels, lines).as_scan_image()
 
     def simulate_exit(
-        self, seed: int, scan_id: int, channels: int, lines: int, **scenario: Any
+        self,
+        seed: int,
+        scan_id: int,
+        channels: int,
+        lines: int,
+        *,
+        variety: bool | None = None,
+        **scenario: Any,
     ) -> PhysicsScan:
         """Scan B of an ATT transit: the scenario :meth:`simulate` draws for (seed, scan_id),
         seen at the exit as ``self.exit`` says (tampered, another belt speed, fresh noise)."""
         ex = self.exit or ExitScan()
         rng = np.random.default_rng([seed, scan_id])
-        sc = build_scenario(rng, scan_id, **scenario)
+        sc = build_scenario(rng, scan_id, variety=self._variety(variety), **scenario)
         # the exit is another scan: its own noise and its own tampering draw, the same cargo
         rng_b = np.random.default_rng([seed, scan_id, self.detector_seed, 2])
         objects, length, truth = ex.exit_scene(sc, scan_id, rng_b)
@@ -199,11 +310,21 @@ class PhysicsSource:
         )
 
     def simulate(
-        self, seed: int, scan_id: int, channels: int, lines: int, **scenario: Any
+        self,
+        seed: int,
+        scan_id: int,
+        channels: int,
+        lines: int,
+        *,
+        variety: bool | None = None,
+        **scenario: Any,
     ) -> PhysicsScan:
-        """Simulate one scan; keyword arguments fix parts of the scenario (see build_scenario)."""
+        """Simulate one scan; keyword arguments fix parts of the scenario (see build_scenario).
+
+        ``variety`` None: the model's choice (off for the original scanner).
+        """
         rng = np.random.default_rng([seed, scan_id])
-        sc = build_scenario(rng, scan_id, **scenario)
+        sc = build_scenario(rng, scan_id, variety=self._variety(variety), **scenario)
         return self.simulate_objects(
             sc.objects,
             sc.length_mm,
@@ -232,8 +353,8 @@ class PhysicsSource:
         ys = np.asarray((np.arange(lines) + 0.5) * pitch, dtype=np.float64)
         raster = Raster(fan, ys, pitch, oversample)
         b = rasterize(objects, raster)
-        t_hi, t_lo = transmissions(b, self.source, oversample)
         det = self.detector
+        t_hi, t_lo = transmissions(b, self.source, oversample, det)
         t_hi = apply_crosstalk(t_hi, det.crosstalk)
         t_lo = apply_crosstalk(t_lo, det.crosstalk)
         st = self.channel_state(channels)
@@ -255,6 +376,7 @@ class PhysicsSource:
                     "endpoint_lo_mev": self.source.endpoint_lo_mev,
                     "output": self.source.output,
                 },
+                **({"scanner_model": self.model.name} if self.model is not None else {}),
                 "dead_channels": np.nonzero(st.status == 1)[0].tolist(),
                 "hot_channels": np.nonzero(st.status == 2)[0].tolist(),
                 "objects": [_truth_object(o, raster) for o in objects if o.truth],
@@ -264,13 +386,22 @@ class PhysicsSource:
 
 
 def _truth_header(sc: Scenario) -> dict[str, Any]:
-    return {
+    head: dict[str, Any] = {
         "container": sc.container.code,
         "commodity": sc.commodity,
         "concealment": sc.concealment,
         "gd_truthful": sc.gd_truthful,
         "discrepancies": list(sc.discrepancies),
     }
+    if sc.load or sc.vehicle != "trailer" or sc.deck_z != TRAILER_DECK_Z:  # a scene with variety
+        head.update(
+            {
+                "vehicle": sc.vehicle,
+                "deck_z_mm": round(sc.deck_z, 1),
+                "load": sc.load,
+            }
+        )
+    return head
 
 
 def _truth_object(obj: SceneObject, raster: Raster) -> dict[str, Any]:

@@ -15,16 +15,20 @@ Detector model: an energy-integrating CdWO₄ scintillator 30 mm deep along the
 beam.  The signal a photon of energy E adds is its deposited energy,
 approximated as E·(1 − e^(−μ(E) t)) (all interacting energy stays in the
 crystal; escape of annihilation photons and Compton-scattered photons is
-ignored, which overestimates deposition at high E by a few percent).
+ignored, which overestimates deposition at high E by a few percent).  Other
+scanner models (:mod:`firmware_sim.physics._models`) change the filtration, the
+scintillator (:class:`Scintillator`) and its depth; the same approximation holds.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import numpy as np
 import numpy.typing as npt
 
-from ._attenuation import mu_rho_element
-from ._materials import CDWO4, STEEL
+from ._attenuation import Material, mu_rho_element
+from ._materials import CDWO4, CSI, STEEL
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -33,6 +37,17 @@ N_ENERGIES = 240
 TARGET_W_MM = 2.0
 WINDOW_STEEL_MM = 5.0
 DETECTOR_CDWO4_MM = 30.0
+
+
+class Scintillator(StrEnum):
+    """Detector crystal of a scanner's array (densities and sources in ``_materials``)."""
+
+    CDWO4 = "CdWO4"
+    CSI = "CsI(Tl)"
+
+
+#: The material of each scintillator.
+SCINTILLATORS: dict[Scintillator, Material] = {Scintillator.CDWO4: CDWO4, Scintillator.CSI: CSI}
 
 
 def energy_grid(endpoint_mev: float, n: int = N_ENERGIES) -> FloatArray:
@@ -63,14 +78,30 @@ def bremsstrahlung(
     return e, dn / dn.sum()
 
 
-def detector_response(energy_mev: npt.ArrayLike, depth_mm: float = DETECTOR_CDWO4_MM) -> FloatArray:
-    """Mean signal (MeV deposited) per incident photon of energy E in the scintillator."""
+def detector_response(
+    energy_mev: npt.ArrayLike,
+    depth_mm: float = DETECTOR_CDWO4_MM,
+    scintillator: Scintillator = Scintillator.CDWO4,
+) -> FloatArray:
+    """Mean signal (MeV deposited) per incident photon of energy E in the scintillator.
+
+    Args:
+        energy_mev: photon energies, MeV, any shape (0.15–20 MeV, the XCOM table's range).
+        depth_mm: crystal depth along the beam, mm.
+        scintillator: the crystal.
+
+    Returns:
+        Deposited energy per incident photon, MeV, the shape of ``energy_mev``.
+    """
     e = np.asarray(energy_mev, dtype=np.float64)
-    mu = CDWO4.mu_rho(e) * CDWO4.density * depth_mm / 10.0
+    mat = SCINTILLATORS[scintillator]
+    mu = mat.mu_rho(e) * mat.density * depth_mm / 10.0
     return np.asarray(e * (1.0 - np.exp(-mu)), dtype=np.float64)
 
 
-def mean_energy(endpoint_mev: float) -> float:
+def mean_energy(
+    endpoint_mev: float, target_w_mm: float = TARGET_W_MM, window_steel_mm: float = WINDOW_STEEL_MM
+) -> float:
     """Photon-number mean energy of the filtered spectrum, MeV."""
-    e, n = bremsstrahlung(endpoint_mev)
+    e, n = bremsstrahlung(endpoint_mev, target_w_mm, window_steel_mm)
     return float((e * n).sum())

@@ -11,22 +11,18 @@ replaced.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ._cargo import Scenario, conceal, interior
-from ._geometry import Box, SceneObject
+from ._geometry import Box, SceneObject, shifted
 
 #: The kinds of change :func:`tamper` makes.
 TAMPER_KINDS = ("addition", "removal", "substitution")
 #: Belt speeds of the exit scanner (relative to the entry) the scene still fits in.
 BELT_SPEED_RANGE = (0.85, 1.15)
-#: Where the truck model puts the container's front wall along the road, mm (``_scene.truck``).
-_Y_FRONT = 3400.0
 
 
 def tamper(
@@ -38,8 +34,7 @@ def tamper(
     goods; ``removal``: 1.5 m of cargo taken out; ``substitution``: 1.5 m of
     cargo swapped for goods 1.8 times as dense.
     """
-    y_front = _Y_FRONT
-    space = interior(sc.container, y_front)
+    space = interior(sc.container, sc.y_front, sc.deck_z)
     cargo = [o for o in objs if o.kind == "cargo"]
     if how == "addition" or not cargo:
         extra = conceal(
@@ -68,25 +63,7 @@ def tamper(
 
 def shift(objs: list[SceneObject], dy: float) -> list[SceneObject]:
     """The same objects ``dy`` mm further along the road (outlines and profiles follow)."""
-    out: list[SceneObject] = []
-    for o in objs:
-        c: Any = dataclasses.replace(o)
-        c.y0 += dy
-        c.y1 += dy
-        if getattr(c, "inside", None) is not None:
-            c.inside = _shifted2(c.inside, dy)
-        if getattr(c, "y_profile", None) is not None:
-            c.y_profile = _shifted1(c.y_profile, dy)
-        out.append(c)
-    return out
-
-
-def _shifted2(f: Callable[[Any, Any], Any], dy: float) -> Callable[[Any, Any], Any]:
-    return lambda y, z: f(y - dy, z)
-
-
-def _shifted1(f: Callable[[Any], Any], dy: float) -> Callable[[Any], Any]:
-    return lambda y: f(y - dy)
+    return shifted(objs, dy)
 
 
 @dataclass(frozen=True, slots=True)

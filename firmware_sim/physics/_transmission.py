@@ -23,7 +23,14 @@ import numpy.typing as npt
 
 from ._attenuation import Material
 from ._materials import CARBON, LEAD, STEEL
-from ._spectra import bremsstrahlung, detector_response
+from ._spectra import (
+    DETECTOR_CDWO4_MM,
+    TARGET_W_MM,
+    WINDOW_STEEL_MM,
+    Scintillator,
+    bremsstrahlung,
+    detector_response,
+)
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -89,45 +96,75 @@ def grid_axis(i: int) -> FloatArray:
 
 
 @dataclass(frozen=True, slots=True)
+class Beam:
+    """What fixes a detector-weighted spectrum: the linac, its filtration and the detector.
+
+    ``Beam(6.0)`` is the original scanner's high energy (2 mm W target, 5 mm
+    steel window, 30 mm CdWO₄); a bare endpoint anywhere a beam is asked for
+    means that.
+    """
+
+    endpoint_mev: float
+    target_w_mm: float = TARGET_W_MM
+    window_steel_mm: float = WINDOW_STEEL_MM
+    scintillator: Scintillator = Scintillator.CDWO4
+    depth_mm: float = DETECTOR_CDWO4_MM
+
+
+def as_beam(beam: float | Beam) -> Beam:
+    """``beam`` itself, or the original scanner's beam of that endpoint (MeV)."""
+    return beam if isinstance(beam, Beam) else Beam(float(beam))
+
+
+@dataclass(frozen=True, slots=True)
 class Spectrum:
     """One source spectrum as the detector sees it: energies and normalised signal weights."""
 
     endpoint_mev: float
     energy_mev: FloatArray
     weight: FloatArray  # photons × deposited energy per bin, sums to 1
+    beam: Beam | None = None
+
+
+def spectrum(beam: float | Beam) -> Spectrum:
+    """The detector-weighted spectrum S(E)·D(E) of a beam (or the default beam of an endpoint)."""
+    return _spectrum(as_beam(beam))
 
 
 @functools.cache
-def spectrum(endpoint_mev: float) -> Spectrum:
-    """The detector-weighted spectrum S(E)·D(E) of a linac with this endpoint."""
-    e, n = bremsstrahlung(endpoint_mev)
-    w = n * detector_response(e)
-    return Spectrum(endpoint_mev, e, w / w.sum())
+def _spectrum(beam: Beam) -> Spectrum:
+    e, n = bremsstrahlung(beam.endpoint_mev, beam.target_w_mm, beam.window_steel_mm)
+    w = n * detector_response(e, beam.depth_mm, beam.scintillator)
+    return Spectrum(beam.endpoint_mev, e, w / w.sum(), beam)
 
 
-def transmission_exact(endpoint_mev: float, layers: list[tuple[Material, float]]) -> float:
+def transmission_exact(beam: float | Beam, layers: list[tuple[Material, float]]) -> float:
     """T for a stack of (material, areal density g/cm²) layers, by direct integration."""
-    s = spectrum(endpoint_mev)
+    s = spectrum(beam)
     mu = np.zeros_like(s.energy_mev)
     for mat, areal in layers:
         mu += mat.mu_rho(s.energy_mev) * areal
     return float(np.sum(s.weight * np.exp(-mu)))
 
 
+def attenuation_table(beam: float | Beam) -> npt.NDArray[np.float32]:
+    """A = −ln T on the basis grid (GRID_N³, float32) for one beam (cached per beam)."""
+    return _attenuation_table(as_beam(beam))
+
+
 @functools.cache
-def attenuation_table(endpoint_mev: float) -> npt.NDArray[np.float32]:
-    """A = −ln T on the basis grid (GRID_N³, float32) for one source spectrum."""
-    s = spectrum(endpoint_mev)
+def _attenuation_table(beam: Beam) -> npt.NDArray[np.float32]:
+    s = spectrum(beam)
     factors = [np.exp(-np.outer(grid_axis(i), BASIS[i].mu_rho(s.energy_mev))) for i in range(3)]
     t = np.einsum("e,ie,je,ke->ijk", s.weight, *factors, optimize=True)
     a = -np.log(np.maximum(t, np.exp(-A_MAX)))
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-def attenuation_lookup(endpoint_mev: float, basis_areal: npt.ArrayLike) -> npt.NDArray[np.float32]:
+def attenuation_lookup(beam: float | Beam, basis_areal: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """A = −ln T from the table for basis areal densities of shape (3, ...); numpy reference."""
     b = np.asarray(basis_areal, dtype=np.float64)
-    table = attenuation_table(endpoint_mev)
+    table = attenuation_table(beam)
     idx = []
     frac = []
     for i in range(3):
