@@ -422,7 +422,9 @@ def locate_container(b: F32, fl: int, fc: int, line_mm: float, channel_mm: float
     front, back, size = picked
     rim = [f for f, _ in ends if f[0] == front] + [k for _, k in ends if k[1] == back]
     sel = np.array([i for a, z in rim for i in range(a, z + 1)])
-    sel = sel[runs[sel] >= 0.75 * best]
+    sel = sel[
+        runs[sel] >= 0.9 * runs[sel].max()
+    ]  # a wall's run cut short by a gap is not its height
     top = int(starts[sel].min())
     bottom = int(np.median(starts[sel] + runs[sel]))
     floor = max(top + 1, bottom - round(FLOOR_MM / bc))
