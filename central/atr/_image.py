@@ -30,7 +30,16 @@ WALL_A = 2.5
 
 
 def check_pair(a_hi: npt.ArrayLike, a_lo: npt.ArrayLike) -> tuple[F32, F32]:
-    """Both attenuation images as float32 (lines, channels); one clear error if unusable."""
+    """Both attenuation images as float32 (lines, channels); one clear error if unusable.
+
+    ``a_hi``, ``a_lo``: attenuations −ln T at the high and low energy, (lines, channels),
+    the same shape.  Besides shape and values, the pair must be two energies
+    (:func:`check_energies`).
+
+    Raises:
+        AtrInputError: not two 2-D images of one size, at least 64 × 64, finite, not
+            empty, or not a dual-energy pair.
+    """
     hi = np.asarray(a_hi, dtype=np.float32)
     lo = np.asarray(a_lo, dtype=np.float32)
     if hi.ndim != 2 or lo.ndim != 2:
@@ -58,7 +67,76 @@ def check_pair(a_hi: npt.ArrayLike, a_lo: npt.ArrayLike) -> tuple[F32, F32]:
             "the image shows full transmission everywhere or holds no data",
             fix="check the export: an all-zero or all-white image has no scan in it",
         )
+    check_energies(hi, lo)
     return hi, lo
+
+
+#: Least departure from 1 of the median ratio A_low / A_high through matter.  At MeV
+#: energies every material attenuates less at the higher energy (Compton scattering falls
+#: with energy and dominates from 1 to about 5-10 MeV; NIST XCOM), so the low-energy
+#: image is the darker: ratios of 1.1-1.3 through steel and goods.  A ratio within 2 % of
+#: 1 over the whole image is one energy given twice.
+MIN_ENERGY_SPLIT = 0.02
+#: The two energies are separate readings with their own noise, so the ratio A_low/A_high
+#: scatters from pixel to pixel at least as much as each image's relative noise (about
+#: √2 times: 1.3-1.9 on the scans seen).  A ratio that scatters less than 0.2 times the
+#: high image's relative noise is the same reading rescaled: a single-energy export.
+COPY_NOISE_SHARE = 0.2
+
+
+def check_energies(hi: F32, lo: F32) -> None:
+    """Refuse a pair that is not two energies of one scan.
+
+    ``hi``, ``lo``: attenuations (lines, channels), same shape.  Judged over matter
+    (A > 0.1 at both energies, below the high image's saturation); a constant image,
+    one with fewer than 1000 such pixels, or one without noise is let through:
+    nothing can be told from it.
+
+    Raises:
+        AtrInputError: identical images; a median A_low/A_high within
+            :data:`MIN_ENERGY_SPLIT` of 1 (one energy twice) or below 1 (the
+            energies swapped); a ratio without noise of its own (one energy rescaled).
+    """
+    fix = (
+        "give the scanner's two energies: --high the high-energy (e.g. 6 MV) image, --low "
+        "the low-energy one, each its own 16-bit export"
+    )
+    if float(np.ptp(hi)) == 0.0:  # a constant: no scan to judge
+        return
+    if np.array_equal(hi, lo):
+        raise AtrInputError(
+            "the high- and low-energy images are identical: one image given twice", fix=fix
+        )
+    h, lw = hi[:, ::2], lo[:, ::2]
+    m = (h > 0.1) & (lw > 0.1) & (h < 0.95 * float(h.max()))
+    m2 = m[1:] & m[:-1]
+    if int(m2.sum()) < 1000:
+        return
+    r = np.where(m, lw / np.where(m, h, 1.0), 1.0)
+    ratio = float(np.median(r[m]))
+    if ratio < 1.0 - MIN_ENERGY_SPLIT:
+        raise AtrInputError(
+            f"the low-energy image attenuates less than the high-energy one (median "
+            f"A_low/A_high {ratio:.3f}): at MeV energies it is the other way round",
+            fix="the two images are swapped: give the high-energy image as --high",
+        )
+    if abs(ratio - 1.0) <= MIN_ENERGY_SPLIT:
+        raise AtrInputError(
+            f"the high- and low-energy images are nearly the same (median A_low/A_high "
+            f"{ratio:.3f}; every dual-energy scan shows 1.05 or more through matter): one "
+            "energy given twice",
+            fix=fix,
+        )
+    rel = float(np.median(np.abs(np.diff(np.log(np.where(m, h, 1.0)), axis=0))[m2]))
+    if rel <= 0.0:
+        return
+    spread = float(np.median(np.abs(np.diff(r, axis=0))[m2]))
+    if spread < COPY_NOISE_SHARE * rel * ratio:
+        raise AtrInputError(
+            f"the low-energy image is the high-energy one rescaled (A_low = {ratio:.3f} x "
+            "A_high everywhere, without noise of its own): a single-energy export",
+            fix=fix,
+        )
 
 
 def transmission_to_attenuation(t: npt.NDArray[np.generic], t_floor: float = 1e-5) -> F32:
