@@ -133,6 +133,8 @@ def analyze_binned(
         "back_px": frame.back * fl,
         "floor_px": frame.floor * fc,
         "length_mm": round(frame.length_mm()),
+        "iso_size": frame.size,
+        "reason": frame.reason,
     }
     return Verdict.of(
         findings,

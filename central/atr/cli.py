@@ -27,8 +27,65 @@ from ._model import AtrInputError
 F32 = npt.NDArray[np.float32]
 
 
+#: Most grey levels an image holds that was made from 8 bits (then scaled by 256 or 257);
+#: a 16-bit transmission image of a container holds thousands.
+MAX_8BIT_LEVELS = 256
+#: Least transmission of the brightest part of a transmission export: air, where nothing
+#: is in the beam, is T = 1 (65 535) after the scanner's air calibration; a brightest
+#: 0.1 % below 0.8 is not T x 65535 (raw counts, an offset, or attenuation stored).
+AIR_T = 0.8
+#: Least share of the image that is air (T ≥ 0.9): a scan shows the air above, before
+#: and behind the vehicle (a fifth to a third of the image on the scans seen); an image
+#: with less than 1 % is a crop of the load, which the ATR cannot place.
+MIN_AIR_SHARE = 0.01
+
+
+def check_transmission_range(img: npt.NDArray[np.generic], name: str) -> None:
+    """Refuse 16-bit data that uses the range as no transmission image does.
+
+    ``img``: the export as read, uint16, value = T x 65535; ``name`` names it in the
+    message.
+
+    Raises:
+        AtrInputError: at most :data:`MAX_8BIT_LEVELS` grey levels (an 8-bit image in
+            16 bits); air not near full scale (:data:`AIR_T`); almost no air
+            (:data:`MIN_AIR_SHARE`).
+    """
+    levels = np.unique(img[:: max(1, img.shape[0] // 512), :: max(1, img.shape[1] // 512)])
+    if levels.size <= MAX_8BIT_LEVELS:
+        raise AtrInputError(
+            f"{name}: only {levels.size} grey levels (highest {int(levels[-1])}): an 8-bit "
+            "image stored in 16 bits",
+            fix="export the scanner's 16-bit transmission (T x 65535); 8 bits cannot carry "
+            "the attenuation range of cargo",
+        )
+    flat = np.asarray(img, dtype=np.float64).ravel()
+    bright = float(np.percentile(flat[:: max(1, flat.size // 200_000)], 99.9)) / 65535.0
+    if bright < AIR_T:
+        raise AtrInputError(
+            f"{name}: the brightest part of the image is at T = {bright:.2f}, not near 1: "
+            "air is not at full scale, so this is not a transmission export",
+            fix="export transmission calibrated on air (air = 65535), not raw detector "
+            "counts or attenuation",
+        )
+    air = float(np.mean(flat >= 0.9 * 65535))
+    if air < MIN_AIR_SHARE:
+        raise AtrInputError(
+            f"{name}: {100 * air:.2f} % of the image is air: a scan shows the air round "
+            "the vehicle, this is a crop",
+            fix="export the whole scan, not a crop of the container or its load",
+        )
+
+
 def load_transmission(path: Path) -> F32:
-    """Attenuation (lines, channels) of one exported image; a clear error if it cannot be used."""
+    """Attenuation (lines, channels) of one exported image; a clear error if it cannot be used.
+
+    ``path``: a 16-bit single-channel TIFF or PNG, T x 65535, rows = channels.
+
+    Raises:
+        AtrInputError: missing, unreadable, colour, not 16-bit, all zero, or not using
+            the 16-bit range as a transmission image does (:func:`check_transmission_range`).
+    """
     import cv2
 
     if not path.is_file():
@@ -53,6 +110,7 @@ def load_transmission(path: Path) -> F32:
         raise AtrInputError(
             f"{path}: every pixel is zero", fix="check the export: the image holds no scan"
         )
+    check_transmission_range(img, str(path))
     # rows are channels, columns are lines: the ATR works on (lines, channels)
     return transmission_to_attenuation(np.ascontiguousarray(img.T))
 
@@ -196,4 +254,11 @@ def register(sub: Any) -> None:
     h.set_defaults(func=cmd_hs)
 
 
-__all__ = ["cmd_analyze", "cmd_compare", "cmd_hs", "load_transmission", "register"]
+__all__ = [
+    "check_transmission_range",
+    "cmd_analyze",
+    "cmd_compare",
+    "cmd_hs",
+    "load_transmission",
+    "register",
+]
