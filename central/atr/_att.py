@@ -50,10 +50,15 @@ class AttResult:
 
 
 def _prepare(
-    a_hi: npt.ArrayLike, a_lo: npt.ArrayLike, line_mm: float, ch_mm: float, scan: str
+    a_hi: npt.ArrayLike,
+    a_lo: npt.ArrayLike,
+    line_mm: float,
+    ch_mm: float,
+    scan: str,
+    energies: bool = True,
 ) -> tuple[F32, Frame]:
     """The binned high-energy image of one scan and its container; an error if there is none."""
-    hi, _ = check_pair(a_hi, a_lo)
+    hi, _ = check_pair(a_hi, a_lo, energies=energies)
     fl, fc = binning(line_mm, ch_mm)
     b = bin_image(hi, fl, fc)
     fr = locate_container(b, fl, fc, line_mm, ch_mm)
@@ -171,8 +176,14 @@ def level_map(a: F32, b: F32) -> LevelMap:
 def compare(
     a: tuple[npt.ArrayLike, npt.ArrayLike, float, float],
     b: tuple[npt.ArrayLike, npt.ArrayLike, float, float],
+    *,
+    harmonised: bool = False,
 ) -> AttResult:
     """Compare Scan A and Scan B, each (a_hi, a_lo, line_mm, channel_mm) of attenuations.
+
+    ``harmonised``: both scans were checked as exported and then mapped through their
+    scanners' calibrations to reference-equivalent attenuation (``_physical``), which
+    leaves no noise of its own in the low-energy image: the two-energies check is skipped.
 
     The scans may come from different scanners at different speeds: each is binned from
     its own pixel size, both containers are cropped from front wall to doors and the same
@@ -183,8 +194,8 @@ def compare(
         AtrInputError: a scan is unusable or shows no container (with the reason), or
             the two scans' levels cannot be matched.
     """
-    img_a, fa = _prepare(*a, scan="scan A")
-    img_b, fb = _prepare(*b, scan="scan B")
+    img_a, fa = _prepare(*a, scan="scan A", energies=not harmonised)
+    img_b, fb = _prepare(*b, scan="scan B", energies=not harmonised)
     if fa.size != fb.size:
         raise AtrInputError(
             f"scan A shows a {fa.size} container ({fa.length_mm():.0f} mm), "

@@ -29,7 +29,9 @@ OCCUPIED_A = 0.45
 WALL_A = 2.5
 
 
-def check_pair(a_hi: npt.ArrayLike, a_lo: npt.ArrayLike) -> tuple[F32, F32]:
+def check_pair(
+    a_hi: npt.ArrayLike, a_lo: npt.ArrayLike, *, energies: bool = True
+) -> tuple[F32, F32]:
     """Both attenuation images as float32 (lines, channels); one clear error if unusable.
 
     ``a_hi``, ``a_lo``: attenuations −ln T at the high and low energy, (lines, channels),
@@ -67,7 +69,8 @@ def check_pair(a_hi: npt.ArrayLike, a_lo: npt.ArrayLike) -> tuple[F32, F32]:
             "the image shows full transmission everywhere or holds no data",
             fix="check the export: an all-zero or all-white image has no scan in it",
         )
-    check_energies(hi, lo)
+    if energies:
+        check_energies(hi, lo)
     return hi, lo
 
 

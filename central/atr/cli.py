@@ -21,8 +21,9 @@ from core.scanner_cal import ScannerCalibration
 from ._analyze import analyze
 from ._att import compare
 from ._calibrate import add_parser as add_calibrate_parser
-from ._image import transmission_to_attenuation
+from ._image import check_pair, transmission_to_attenuation
 from ._model import AtrInputError
+from ._physical import to_physical
 
 F32 = npt.NDArray[np.float32]
 
@@ -176,11 +177,32 @@ def _scan_dir(path: str, pixel_mm: list[float]) -> tuple[F32, F32, float, float]
     )
 
 
+def _harmonised(
+    scan: tuple[F32, F32, float, float], cal: ScannerCalibration | None
+) -> tuple[F32, F32, float, float]:
+    """A scan's attenuations as the reference scanner would see them (unchanged without cal)."""
+    if cal is None:
+        return scan
+    check_pair(scan[0], scan[1])  # as exported, before the map leaves A_low no noise
+    phys = to_physical(scan[0], scan[1], cal)
+    return phys.a_hi, phys.a_lo, scan[2], scan[3]
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """Print the ATT comparison of Scan A and Scan B; status 3 when the unit is put on HOLD."""
     pa = args.pixel_mm_a or args.pixel_mm
     pb = args.pixel_mm_b or args.pixel_mm
-    res = compare(_scan_dir(args.a, pa), _scan_dir(args.b, pb))
+    cal_a, cal_b = _load_scanner(args.scanner_a), _load_scanner(args.scanner_b)
+    if (cal_a is None) != (cal_b is None):
+        raise AtrInputError(
+            "only one of the two scans has its scanner's calibration",
+            fix="give both --scanner-a and --scanner-b, or neither",
+        )
+    res = compare(
+        _harmonised(_scan_dir(args.a, pa), cal_a),
+        _harmonised(_scan_dir(args.b, pb), cal_b),
+        harmonised=cal_a is not None,
+    )
     print(json.dumps(res.to_dict(), indent=2))
     return 3 if res.hold else 0
 
@@ -247,6 +269,12 @@ def register(sub: Any) -> None:
     c.add_argument(
         "--pixel-mm-b", nargs=2, type=float, metavar=("X", "Y"), help="B's, if it differs"
     )
+    for side in ("a", "b"):
+        c.add_argument(
+            f"--scanner-{side}",
+            metavar="FILE",
+            help=f"calibration of the scanner that took scan {side.upper()} ('nii atr calibrate')",
+        )
     c.set_defaults(func=cmd_compare)
     add_calibrate_parser(ps)
     h = ps.add_parser("hs", help="what the goods of an HS code look like in the image")
