@@ -1,5 +1,4 @@
 """The ATR on another scanner model, read through that scanner's own calibration."""
-# ruff: noqa: RUF003
 
 from __future__ import annotations
 
