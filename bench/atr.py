@@ -305,6 +305,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _main(args: argparse.Namespace) -> int:
+    if args.protocol == "cross-scanner":
+        from bench.atr_cross import run as run_cross
+
+        cross = run_cross(args)
+        worst = cross["worst_model"]
+        return (
+            0
+            if worst["detection_rate"] >= TARGETS["detection"]
+            and worst["false_alarm_rate"] <= TARGETS["false_alarm"]
+            else 1
+        )
     res = run(args)
     ok = (
         res["detection_rate"] >= TARGETS["detection"]
@@ -325,6 +336,19 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=0, help="score only this many cases (0: all)")
     p.add_argument("--cache", default="var/atr-cache", help="cache folder (var/atr-cache)")
     p.add_argument("--fresh", action="store_true", help="drop the cache and simulate again")
+    p.add_argument(
+        "--protocol",
+        choices=("single-scanner", "cross-scanner"),
+        default="single-scanner",
+        help="single-scanner: the reference model only (seed 7000); cross-scanner: every "
+        "scanner model, leave one model out (bench/atr_cross.py)",
+    )
+    p.add_argument(
+        "--per-model",
+        type=int,
+        default=100,
+        help="cross-scanner: about this many evaluation cases per model (100)",
+    )
     p.set_defaults(func=_main, rescore_only=False)
     return p
 
