@@ -48,7 +48,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from core.calibration import MaterialCalibration
+from core.calibration import MaterialCalibration, box_smooth
 from core.errors import NiiError
 
 F32 = npt.NDArray[np.float32]
@@ -431,11 +431,17 @@ class ScannerCalibration:
         _TABLES[id(self)] = (self, tables)
         return tables
 
-    def decompose(self, a_hi: npt.ArrayLike, a_lo: npt.ArrayLike) -> Decomposition:
+    def decompose(
+        self, a_hi: npt.ArrayLike, a_lo: npt.ArrayLike, r_window: int = 1
+    ) -> Decomposition:
         """Areal density and Z_eff of every pixel.
 
         Args:
             a_hi, a_lo: attenuations −ln T at both energies, same shape (any 2-D layout).
+            r_window: side of the box (pixels, odd) over which both attenuations are
+                averaged before their ratio is taken: a scanner whose energies separate
+                materials less than its noise needs more pixels to tell them
+                (:meth:`separation`); A_high itself is not smoothed.
 
         Returns:
             :class:`Decomposition` of the same shape.
@@ -446,7 +452,12 @@ class ScannerCalibration:
         na, nr = LUT_SHAPE
         da = LUT_A_MAX / (na - 1)
         dr = (LUT_R[1] - LUT_R[0]) / (nr - 1)
-        r = hi / np.maximum(lo, np.float32(1e-4))
+        if r_window > 1 and min(hi.shape) > r_window:
+            r = box_smooth(hi, r_window, r_window) / np.maximum(
+                box_smooth(lo, r_window, r_window), np.float32(1e-4)
+            )
+        else:
+            r = hi / np.maximum(lo, np.float32(1e-4))
         my = np.clip(hi / np.float32(da), 0, na - 1).astype(np.float32)
         mx = np.clip((r - np.float32(LUT_R[0])) / np.float32(dr), 0, nr - 1).astype(np.float32)
         zeff = _remap(z_lut, mx, my)
@@ -457,6 +468,23 @@ class ScannerCalibration:
         imp = (hi > np.float32(self.a_max)) | (lo > np.float32(self.a_lo_max))
         zeff[imp] = 0.0
         return Decomposition(rho, zeff, imp)
+
+    def separation(self, a: float = 2.0, pixels: int = 1) -> float:
+        """How many noise σ of R part the lightest material from steel-like metal at A_high ``a``.
+
+        ``pixels`` is how many image pixels each value averages.  The ratio of two
+        scanners' separations says how many more pixels one needs to tell materials
+        apart as surely as the other (σ falls as 1/√pixels).
+        """
+        light = self.curves[0]
+        metal = min(self.curves, key=lambda c: abs(c.z - 26.0))
+        r_light = float(np.interp(a, *_curve_fns(light)[:2]))
+        r_metal = float(np.interp(a, *_curve_fns(metal)[:2]))
+        r = 0.5 * (r_light + r_metal)
+        s_hi = float(self.sigma_a(a, "high", pixels))
+        s_lo = float(self.sigma_a(a / r, "low", pixels))
+        sigma_r = r * math.hypot(s_hi / a, s_lo / (a / r))
+        return abs(r_metal - r_light) / max(sigma_r, 1e-9)
 
     @property
     def a_lo_max(self) -> float:

@@ -69,7 +69,7 @@ def analyze(
             fix="check the pixel size (--pixel-mm ALONG_TRAVEL HEIGHT, mm at the container)"
             " and export the full scan",
         )
-    phys = to_physical(bin_image(hi, fl, fc), bin_image(lo, fl, fc), scanner)
+    phys = to_physical(bin_image(hi, fl, fc), bin_image(lo, fl, fc), scanner, fl * fc)
     return analyze_binned(
         phys.a_hi, phys.a_lo, fl, fc, line_mm, channel_mm, gd, scan=scan, t0=t0, phys=phys,
         calibration_error=scanner.fit_error.get("areal_density_rel_rms", 0.0) if scanner else 0.0,

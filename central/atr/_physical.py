@@ -16,12 +16,13 @@ Without a calibration the image is taken to come from the reference scanner;
 the verdict says so (``calibrated: false``) and GD figures carry a wider
 uncertainty.
 """
-# ruff: noqa: RUF002
+# ruff: noqa: RUF002, RUF003
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 
@@ -62,13 +63,41 @@ class PhysicalImage:
     scanner: str
 
 
-def to_physical(b_hi: F32, b_lo: F32, scanner: ScannerCalibration | None) -> PhysicalImage:
+#: Largest box (pixels a side) the ratio is averaged over on a scanner that separates
+#: materials far less than the reference (a 4 MeV scanner with a thin detector).
+MAX_R_WINDOW = 9
+
+
+#: Separation (in noise σ of R) of organic matter from steel that a material map needs:
+#: the class boundaries (Z_eff 10 and 18) then lie at least ~6 σ from either material.
+TARGET_SEPARATION = 20.0
+
+
+def r_window(scanner: ScannerCalibration, pixels: int = 1) -> int:
+    """Side of the box over which ``scanner``'s ratio image is averaged (odd, ≥ 1).
+
+    A scanner whose energies part organic matter from steel by fewer than
+    :data:`TARGET_SEPARATION` noise σ at A_high = 2 (:meth:`separation`; a low-energy
+    linac, a thin detector, a low dose) gets its ratio averaged over (20 / separation)²
+    pixels, so that its material map is as sure as it must be, and as coarse.
+    """
+    own = scanner.separation(2.0, pixels)
+    k = (TARGET_SEPARATION / max(own, 1e-6)) ** 2
+    side = round(math.sqrt(max(k, 1.0)))
+    side += 1 - side % 2
+    return min(side, MAX_R_WINDOW)
+
+
+def to_physical(
+    b_hi: F32, b_lo: F32, scanner: ScannerCalibration | None, pixels: int = 1
+) -> PhysicalImage:
     """Map a scan's attenuations (lines, channels) through its scanner's calibration.
 
     Args:
         b_hi, b_lo: attenuations −ln T of the scan (binned or not).
         scanner: the scanner's calibration; ``None`` takes the image as the reference
             scanner's own.
+        pixels: how many of the scanner's pixels each of ``b_hi``'s averages (binning).
 
     Returns:
         :class:`PhysicalImage`; with ``scanner`` ``None`` its ``a_hi``/``a_lo`` are the
@@ -80,7 +109,7 @@ def to_physical(b_hi: F32, b_lo: F32, scanner: ScannerCalibration | None) -> Phy
         return PhysicalImage(
             b_hi, b_lo, d.areal_density, d.zeff, d.impenetrable, False, ref.scanner
         )
-    d = scanner.decompose(b_hi, b_lo)
+    d = scanner.decompose(b_hi, b_lo, r_window(scanner, pixels))
     hi, lo = ref.forward(d.areal_density, d.zeff)
     # beyond the scanner's usable range the reference sees no less than its own limit
     hi = np.where(d.impenetrable, np.maximum(hi, np.float32(ref.a_max)), hi).astype(np.float32)
