@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import getpass
 import itertools
+import logging
 import math
 import sqlite3
 import statistics
@@ -44,6 +45,8 @@ from ._store import LibraryStore, confirmation_rows, library_state, profile_docs
 if TYPE_CHECKING:
     from .detectors import Scene
 
+log = logging.getLogger("nii.central.atr")
+
 __all__ = [
     "DESCRIPTOR_BLOCKS",
     "DESCRIPTOR_LEN",
@@ -60,6 +63,7 @@ __all__ = [
     "describe",
     "descriptor_of",
     "learn",
+    "live_library",
     "load_library",
     "parse_level",
     "similarity",
@@ -551,6 +555,16 @@ def load_library(path: Path) -> ImageLibrary:
     with _CACHE_LOCK:
         _CACHE[path] = (state, lib)
     return lib
+
+
+def live_library(path: Path) -> ImageLibrary | None:
+    """:func:`load_library` for the live ATR: None (and a log line) when it cannot be read,
+    so a broken library never costs a scan its verdict."""
+    try:
+        return load_library(path)
+    except LibraryError as exc:
+        log.warning("ATR image library not used: %s", exc.message)
+        return None
 
 
 # -- commands' cores ---------------------------------------------------------------------
