@@ -369,3 +369,43 @@ def test_learn_and_store_versions(tmp_path: Path) -> None:
     store.close()
     lib = load_library(path)
     assert lib.version == 1 and lib.profiles["6907"].version == 1 and not lib.profiles["6907"].used
+
+
+def test_live_verdict_snapshot_feeds_a_confirmation(tmp_path: Path) -> None:
+    """A live verdict (seed 50, textiles) is stored, confirmed, and found as similar."""
+    from central.atr._live import verdict_doc
+    from firmware_sim.physics import PhysicsSource
+
+    ch, lines = 768, 1500
+    s = PhysicsSource().simulate(
+        50, 1, ch, lines, commodity="textiles", lie=False, concealment=None
+    )
+    arrays = {
+        "image_high": s.img_hi.T.copy(),
+        "image_low": s.img_lo.T.copy(),
+        "dark_high": s.dark_hi.T.copy(),
+        "dark_low": s.dark_lo.T.copy(),
+        "air_high": s.air_hi.T.copy(),
+        "air_low": s.air_lo.T.copy(),
+    }
+    gd = {**s.gd, "declared_commodity": "textiles", "hs_code": "6109", "packages": 40}
+    record = {"pixel_mm": [s.truth["line_pitch_mm"], s.truth["channel_pitch_mm"]], "gd": gd}
+    row = {
+        "ref": 1,
+        "scanner": "lane-1",
+        "scan_id": 3,
+        "container": "MSKU1234565",
+        "status": "complete",
+        "finished_ns": 1,
+        "start_record": json.dumps(record),
+    }
+    doc = verdict_doc(row, arrays)
+    assert doc["similar"] == [] and doc["library"]["heading"] == "61"
+    path = _cir(tmp_path, {1: doc}, scans=2)
+    store = LibraryStore(path)
+    c = confirm(store, 1, "green", by="ana")
+    store.close()
+    assert c.heading == doc["library"]["heading"] and c.load is not None
+    assert len(c.descriptor) == DESCRIPTOR_LEN
+    again = verdict_doc({**row, "ref": 2, "scan_id": 4}, arrays, load_library(path))
+    assert again["similar"] == [{"ref": 1, "similarity": 1.0, "verdict": "green"}]
