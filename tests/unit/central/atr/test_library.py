@@ -409,3 +409,36 @@ def test_live_verdict_snapshot_feeds_a_confirmation(tmp_path: Path) -> None:
     assert len(c.descriptor) == DESCRIPTOR_LEN
     again = verdict_doc({**row, "ref": 2, "scan_id": 4}, arrays, load_library(path))
     assert again["similar"] == [{"ref": 1, "similarity": 1.0, "verdict": "green"}]
+
+
+def test_cli_analyze_lists_similar_only_with_a_cir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import cv2
+
+    from nii.__main__ import main
+
+    a_hi, a_lo = _scan(2)
+    for name, a in (("high", a_hi), ("low", a_lo)):
+        t = np.clip(np.exp(-a.T.astype(np.float64)) * 65535.0, 0, 65535).astype(np.uint16)
+        assert cv2.imwrite(str(tmp_path / f"{name}.tiff"), t)
+    (tmp_path / "gd.json").write_text(json.dumps({"hs_code": "6907"}))
+    argv = ["atr", "analyze", "--high", str(tmp_path / "high.tiff"), "--low"]
+    argv += [
+        str(tmp_path / "low.tiff"),
+        "--pixel-mm",
+        "20",
+        "10",
+        "--gd",
+        str(tmp_path / "gd.json"),
+    ]
+    assert main([*argv, "--compact"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["similar"] == []
+    path = _cir(tmp_path, {1: {"verdict": "green", "findings": [], "library": first["library"]}})
+    store = LibraryStore(path)
+    confirm(store, 1, "green")
+    store.close()
+    assert main([*argv, "--compact", "--cir", str(path)]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["similar"] == [{"ref": 1, "similarity": 1.0, "verdict": "green"}]
