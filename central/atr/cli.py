@@ -325,7 +325,7 @@ def _show_profiles(path: Path, query: str, as_json: bool) -> int:
     for c in current(lib.confirmed.values()).values():
         counts.setdefault(c.heading, {}).setdefault(str(c.verdict), 0)
         counts[c.heading][str(c.verdict)] += 1
-    headings = sorted(set(lib.profiles) | {h for h in counts if h})
+    headings = sorted(h for h in set(lib.profiles) | set(counts) if h in HS_TABLE)
     if query:
         goods = resolve(parse_gd({"hs_code": query}))
         if goods.expectation is None:
