@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -13,9 +14,10 @@ from core.calibration import MaterialCalibration
 from core.scanner_cal import ScannerCalibration
 
 from ._containers import model_for
-from ._declaration import parse_gd
-from ._gd import gd_consistency, tuned_profile
+from ._declaration import parse_gd, resolve
+from ._gd import gd_consistency, load_features, tuned_profile
 from ._image import bin_image, binning, check_pair, locate_container
+from ._library import ImageLibrary, describe
 from ._model import AtrInputError, Category, Finding, Level, Verdict, level_of
 from ._physical import PhysicalImage, to_physical
 from ._profiles import RED_AT
@@ -42,6 +44,7 @@ def analyze(
     *,
     scan: str = "",
     scanner: ScannerCalibration | None = None,
+    library: ImageLibrary | None = None,
 ) -> Verdict:
     """Analyse one dual-energy scan given as attenuations −ln T, (lines, channels) each.
 
@@ -50,7 +53,10 @@ def analyze(
     of :class:`._declaration.GoodsDeclaration`: ``hs_code``, ``commodity``,
     ``gross_weight_kg``, ``container_type``, ``declared_empty`` ...), when there
     is one; ``scanner`` the calibration of the scanner that took the scan
-    (:mod:`core.scanner_cal`), without which the reference scanner is assumed.
+    (:mod:`core.scanner_cal`), without which the reference scanner is assumed;
+    ``library`` the site's image library (``_library.load_library``): learned
+    profiles for the commodity check and the confirmed scans the verdict's
+    ``similar`` lists (none without it).
 
     Raises:
         AtrInputError: images, pixel size or GD that cannot be analysed.
@@ -73,6 +79,7 @@ def analyze(
     return analyze_binned(
         phys.a_hi, phys.a_lo, fl, fc, line_mm, channel_mm, gd, scan=scan, t0=t0, phys=phys,
         calibration_error=scanner.fit_error.get("areal_density_rel_rms", 0.0) if scanner else 0.0,
+        library=library,
     )  # fmt: skip
 
 
@@ -89,6 +96,7 @@ def analyze_binned(
     t0: float | None = None,
     phys: PhysicalImage | None = None,
     calibration_error: float = 0.0,
+    library: ImageLibrary | None = None,
 ) -> Verdict:
     """The analysis proper, on images already binned by (fl, fc) (see :func:`analyze`).
 
@@ -105,9 +113,14 @@ def analyze_binned(
     gd = dict(gd or {})
     decl = parse_gd(gd) if gd else None
     model = model_for(decl.container_model if decl else None, frame.length_mm())
+    load = load_features(sc, calibration_error, phys.calibrated)
+    goods = resolve(decl) if decl is not None and not decl.declared_empty else None
+    heading = goods.heading if goods is not None and goods.expectation is not None else ""
+    learned = library.expectation(heading) if library is not None and heading else None
     checks, gd_findings, metal_cargo = gd_consistency(
-        sc, gd, model, calibration_error=calibration_error, calibrated=phys.calibrated
-    )
+        sc, gd, model, calibration_error=calibration_error, calibrated=phys.calibrated,
+        load=load, learned=learned,
+    )  # fmt: skip
     checks["scanner"] = phys.scanner
     findings: list[Finding] = list(gd_findings)
     context = Context(metal_cargo=metal_cargo)
@@ -136,12 +149,21 @@ def analyze_binned(
         "iso_size": frame.size,
         "reason": frame.reason,
     }
+    descriptor = describe(sc, load)
+    similar = library.similar(heading, descriptor) if library is not None else []
     return Verdict.of(
         findings,
         gd_checks=checks,
         container=container,
         elapsed_ms=(time.perf_counter() - t0) * 1000.0,
         scan=scan,
+        similar=[s.to_dict() for s in similar],
+        library={
+            "heading": heading,
+            "profile_version": library.version if learned is not None and library else 0,
+            "load": {k: round(v, 4) for k, v in asdict(load).items()},
+            "descriptor": list(descriptor),
+        },
     )
 
 

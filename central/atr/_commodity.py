@@ -203,9 +203,9 @@ _WORD = {Level.GREEN: "consistent", Level.YELLOW: "doubtful", Level.RED: "incons
 WIDTH_FILL_MIN = 0.35
 
 
-def _fit(exp: HsExpectation, load: LoadFeatures) -> _Fit:
+def _fit(exp: HsExpectation, load: LoadFeatures, width_fill: float = WIDTH_FILL_MIN) -> _Fit:
     lo, hi = exp.density_range
-    lo *= WIDTH_FILL_MIN
+    lo *= width_fill
     d = load.bulk_density_g_cm3
     sigma = max(load.bulk_density_sigma_g_cm3, DENSITY_SIGMA_FLOOR)
     dens = max(lo - d, d - hi, 0.0) / sigma
@@ -249,12 +249,19 @@ def _shows(load: LoadFeatures) -> str:
     )
 
 
-def check_commodity(declared: DeclaredGoods, load: LoadFeatures) -> CommodityCheck:
+def check_commodity(
+    declared: DeclaredGoods, load: LoadFeatures, learned: HsExpectation | None = None
+) -> CommodityCheck:
     """Compare the load the image shows with what the declared heading leads one to expect.
 
     Args:
         declared: The declared goods (``_declaration.resolve``).
         load: The load's features measured from the image.
+        learned: The site's learned profile of the declared heading, blended with the
+            prior (``_library.blended``), when the site has one: it replaces the HS
+            table's row, and its density range is already in image terms (bulk density
+            as this site's scans measure it), so :data:`WIDTH_FILL_MIN` is not applied
+            to it.  None: the HS table's prior, unchanged.
 
     Returns:
         Level, score, reason and the headings the image looks like.  Unknown goods are
@@ -269,6 +276,9 @@ def check_commodity(declared: DeclaredGoods, load: LoadFeatures) -> CommodityChe
             False,
         )
     exp = declared.expectation
+    width_fill = WIDTH_FILL_MIN
+    if exp is not None and learned is not None:
+        exp, width_fill = learned, 1.0
     if exp is None:
         like = _looks_like(load, "")
         hint = f"; looks like {', '.join(_describe(c) for c in like)}" if like else ""
@@ -279,9 +289,10 @@ def check_commodity(declared: DeclaredGoods, load: LoadFeatures) -> CommodityChe
             False,
             like,
         )
+    site = " (site-learned profile)" if width_fill == 1.0 else ""
     expects = (
         f"declared {declared.label}: expects {exp.class_names()},"
-        f" {exp.density_range[0]:.2g}–{exp.density_range[1]:.2g} g/cm³"
+        f" {exp.density_range[0]:.2g}–{exp.density_range[1]:.2g} g/cm³{site}"
     )
     if load.fill_fraction < MIN_FILL:
         return CommodityCheck(
@@ -291,10 +302,10 @@ def check_commodity(declared: DeclaredGoods, load: LoadFeatures) -> CommodityChe
             f" ({100 * load.fill_fraction:.0f} % of the interior)",
             True,
         )
-    fit = _fit(exp, load)
+    fit = _fit(exp, load, width_fill)
     level = level_of(fit.score)
     why: list[str] = []
-    lo = exp.density_range[0]
+    lo = exp.density_range[0] * width_fill
     if fit.density_sigmas >= DENSITY_RED_SIGMA / 2:
         side = "below" if load.bulk_density_g_cm3 < lo else "above"
         why.append(f"density {fit.density_sigmas:.1f} σ {side} the range")

@@ -21,6 +21,7 @@ from core.calibration import MaterialClass
 from ._commodity import LoadFeatures, check_commodity, check_weight
 from ._containers import ContainerModel
 from ._declaration import GoodsDeclaration, parse_gd, resolve
+from ._hs import HsExpectation
 from ._model import Category, Finding, Level, level_of
 from ._profiles import FEATURE_NAMES, MASS_SCALE, PROFILES
 from .detectors import MU_RHO_HI, Scene
@@ -178,18 +179,23 @@ def gd_consistency(
     *,
     calibration_error: float = 0.0,
     calibrated: bool = True,
+    load: LoadFeatures | None = None,
+    learned: HsExpectation | None = None,
 ) -> tuple[dict[str, Any], list[Finding], bool]:
     """Compare the image with the GD; returns the checks, their findings and 'metal cargo'.
 
     The GD is parsed strictly (:func:`._declaration.parse_gd`) and its goods looked up
     by HS code (:mod:`._hs`); mass, bulk density and material mix come from the
-    calibrated areal density and Z_eff (:func:`load_features`).
+    calibrated areal density and Z_eff (:func:`load_features`, or ``load`` when the
+    caller has it).  ``learned`` is the site-learned expectation of the declared
+    heading (``_library.ImageLibrary.expectation``), used instead of the HS table's row.
 
     Raises:
         AtrInputError: a misspelt, mistyped or impossible GD field.
     """
     feat = features(sc)
-    load = load_features(sc, calibration_error, calibrated)
+    if load is None:
+        load = load_features(sc, calibration_error, calibrated)
     checks: dict[str, Any] = {
         "estimated_cargo_kg": round(load.mass_kg),
         "estimated_cargo_sigma_kg": round(load.mass_sigma_kg),
@@ -261,8 +267,9 @@ def gd_consistency(
             score = min(score, 0.99)
         if level_of(score) != Level.GREEN:
             findings.append(sc.finding(Category.GD_MISMATCH, score, w.reason + _unc, whole))
-    c = check_commodity(goods, load)
+    c = check_commodity(goods, load, learned)
     checks["commodity"] = c.reason
+    checks["commodity_profile"] = learned.source if learned is not None and exp else "HS prior"
     checks["commodity_known"] = c.known
     if c.looks_like:
         checks["looks_like_hs"] = list(c.looks_like)

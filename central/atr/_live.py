@@ -38,6 +38,7 @@ import numpy as np
 
 from core.errors import NiiError, StorageError
 
+from ._library import ImageLibrary, live_library
 from ._store import AttStore, VerdictStore
 
 if TYPE_CHECKING:
@@ -141,7 +142,9 @@ def calibrated(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return a_hi, a_lo
 
 
-def verdict_doc(row: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+def verdict_doc(
+    row: dict[str, Any], arrays: dict[str, np.ndarray], library: ImageLibrary | None = None
+) -> dict[str, Any]:
     """Calibrate and analyse one scan read back from the CIR; the feed's verdict document.
 
     ``row`` is the scan's row of the ``scans`` table, ``arrays`` what
@@ -177,7 +180,8 @@ def verdict_doc(row: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str,
             f"{channel_mm:.2f} mm used"
         )
     try:
-        v = analyze(a_hi, a_lo, line_mm, channel_mm, gd, scan=f"{row['scanner']}/{row['scan_id']}")
+        scan = f"{row['scanner']}/{row['scan_id']}"
+        v = analyze(a_hi, a_lo, line_mm, channel_mm, gd, scan=scan, library=library)
     except AtrInputError as exc:
         return no_verdict(row, exc.message, exc.fix)
     d = v.to_dict()
@@ -193,6 +197,8 @@ def verdict_doc(row: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str,
         "notes": notes,
         "ms": d["elapsed_ms"],
         "calibration_ms": round(cal_ms, 1),
+        "similar": d["similar"],
+        "library": d.get("library", {}),
     }
 
 
@@ -468,7 +474,7 @@ class LiveAtr:
             return no_verdict(row, f"cannot read the scan back: {exc.message}", exc.fix)
         read_ms = (time.perf_counter() - t0) * 1000.0
         self._last = (ref, arrays)
-        doc = verdict_doc(row, arrays)
+        doc = verdict_doc(row, arrays, live_library(self.state_dir / "cir.sqlite"))
         doc["read_ms"] = round(read_ms, 1)
         return doc
 

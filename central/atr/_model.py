@@ -93,7 +93,13 @@ class Finding:
 
 @dataclass(slots=True)
 class Verdict:
-    """The ATR's answer for one scan: its level, findings, GD comparison and timing."""
+    """The ATR's answer for one scan: its level, findings, GD comparison and timing.
+
+    ``similar`` lists the confirmed scans of the same HS heading most like this one
+    (``_library.Similar.to_dict``: ref, similarity 0 to 1, confirmed verdict), empty
+    without an image library; ``library`` is what a confirmation of this verdict
+    keeps (heading, profile version, load features, image descriptor).
+    """
 
     verdict: Level
     findings: list[Finding]
@@ -102,6 +108,8 @@ class Verdict:
     elapsed_ms: float = 0.0
     scan: str = ""
     tip: list[dict[str, Any]] = field(default_factory=list)
+    similar: list[dict[str, Any]] = field(default_factory=list)
+    library: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, findings: list[Finding], **kw: Any) -> Verdict:
@@ -121,7 +129,10 @@ class Verdict:
             "gd_checks": self.gd_checks,
             "container": self.container,
             "elapsed_ms": round(self.elapsed_ms, 1),
+            "similar": self.similar,
         }
+        if self.library:
+            d["library"] = self.library
         if self.scan:
             d["scan"] = self.scan
         if self.tip:

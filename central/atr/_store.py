@@ -285,4 +285,190 @@ def att_docs(conn: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]]:
     return [json.loads(r[0]) for r in rows]
 
 
-__all__ = ["ATT_SCHEMA", "SCHEMA", "AttStore", "VerdictStore", "att_docs"]
+#: Officers' confirmations of verdicts (``nii atr confirm``).  Rows are never changed or
+#: deleted (the triggers): a correction is a new row whose ``corrects`` names the row it
+#: replaces.  ``heading``, ``load`` (JSON of ``LoadFeatures``) and ``descriptor`` (JSON
+#: list, ``_library.describe``) are copied from the verdict when the officer confirmed it.
+CONFIRMATIONS_SCHEMA = (
+    """
+CREATE TABLE IF NOT EXISTS confirmations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ref INTEGER NOT NULL,
+    verdict TEXT NOT NULL,
+    atr_verdict TEXT NOT NULL,
+    by TEXT NOT NULL,
+    created_ns INTEGER NOT NULL,
+    note TEXT NOT NULL,
+    corrects INTEGER REFERENCES confirmations (id),
+    heading TEXT NOT NULL,
+    load TEXT,
+    descriptor TEXT,
+    profile_version INTEGER
+)
+""",
+    "CREATE INDEX IF NOT EXISTS confirmations_ref ON confirmations (ref)",
+    "CREATE TRIGGER IF NOT EXISTS confirmations_no_update BEFORE UPDATE ON confirmations "
+    "BEGIN SELECT RAISE(ABORT, 'confirmations are history: add a correction'); END",
+    "CREATE TRIGGER IF NOT EXISTS confirmations_no_delete BEFORE DELETE ON confirmations "
+    "BEGIN SELECT RAISE(ABORT, 'confirmations are history: add a correction'); END",
+)
+_CONFIRM_COLUMNS = (
+    "id",
+    "ref",
+    "verdict",
+    "atr_verdict",
+    "by",
+    "created_ns",
+    "note",
+    "corrects",
+    "heading",
+    "load",
+    "descriptor",
+    "profile_version",
+)
+#: Learned profiles, one row per HS heading per version: each ``nii atr profiles learn``
+#: writes a whole new version (also the headings below the minimum count, ``used`` 0).
+PROFILES_SCHEMA = (
+    """
+CREATE TABLE IF NOT EXISTS profiles (
+    version INTEGER NOT NULL,
+    heading TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    used INTEGER NOT NULL,
+    created_ns INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (version, heading)
+)
+""",
+)
+
+
+class LibraryStore(_Store):
+    """Reads and writes the ``confirmations`` and ``profiles`` tables of the CIR at ``path``.
+
+    The scan and its verdict are looked up in the CIR's ``scans`` and ``verdicts``
+    tables; rows are plain dicts (columns as named in the schemas, JSON columns decoded).
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, (SCHEMA, *CONFIRMATIONS_SCHEMA, *PROFILES_SCHEMA), "library")
+
+    def has_scan(self, ref: int) -> bool:
+        """Whether scan ``ref`` is in the CIR's ``scans`` table (False: no such table)."""
+        if not _table(self.conn, "scans"):
+            return False
+        return self.conn.execute("SELECT 1 FROM scans WHERE ref = ?", (ref,)).fetchone() is not None
+
+    def verdict(self, ref: int) -> dict[str, Any] | None:
+        """The verdict document of scan ``ref``, or None."""
+        return _first_doc(self.conn, "SELECT doc FROM verdicts WHERE ref = ?", (ref,))
+
+    def add_confirmation(self, row: dict[str, Any]) -> int:
+        """Append one confirmation (``id`` is assigned); returns its id."""
+        cols = [c for c in _CONFIRM_COLUMNS if c != "id"]
+        vals = tuple(
+            json.dumps(row[c]) if c in ("load", "descriptor") and row.get(c) is not None
+            else row.get(c)
+            for c in cols
+        )  # fmt: skip
+        sql = f"INSERT INTO confirmations ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+        self._transaction([(sql, vals)])
+        got = self.conn.execute("SELECT max(id) FROM confirmations WHERE ref = ?", (row["ref"],))
+        return int(got.fetchone()[0])
+
+    def confirmations(self, ref: int | None = None) -> list[dict[str, Any]]:
+        """Every confirmation (of scan ``ref`` only, when given), oldest first."""
+        return confirmation_rows(self.conn, ref)
+
+    def put_profiles(self, docs: list[dict[str, Any]], now_ns: int) -> int:
+        """Write ``docs`` (each with ``heading``, ``n``, ``used``) as a new version; its number."""
+        row = self.conn.execute("SELECT coalesce(max(version), 0) FROM profiles").fetchone()
+        version = int(row[0]) + 1
+        sql = (
+            "INSERT INTO profiles (version, heading, n, used, created_ns, doc) "
+            "VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        self._transaction(
+            [
+                (
+                    sql,
+                    (
+                        version,
+                        d["heading"],
+                        int(d["n"]),
+                        int(bool(d["used"])),
+                        now_ns,
+                        json.dumps({**d, "version": version}),
+                    ),
+                )
+                for d in docs
+            ]
+        )
+        return version
+
+
+def _table(conn: sqlite3.Connection, name: str) -> bool:
+    q = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    return conn.execute(q, (name,)).fetchone() is not None
+
+
+def confirmation_rows(conn: sqlite3.Connection, ref: int | None = None) -> list[dict[str, Any]]:
+    """The ``confirmations`` rows, oldest first, JSON decoded; [] without the table.
+
+    For readers too (the live ATR, ``nii atr analyze --cir``): creates nothing.
+    """
+    if not _table(conn, "confirmations"):
+        return []
+    where, args = ("WHERE ref = ?", (ref,)) if ref is not None else ("", ())
+    cur = conn.execute(
+        f"SELECT {', '.join(_CONFIRM_COLUMNS)} FROM confirmations {where} ORDER BY id", args
+    )
+    out = []
+    for r in cur.fetchall():
+        d = dict(zip(_CONFIRM_COLUMNS, r, strict=True))
+        for c in ("load", "descriptor"):
+            d[c] = json.loads(d[c]) if d[c] else None
+        out.append(d)
+    return out
+
+
+def profile_docs(
+    conn: sqlite3.Connection, version: int | None = None
+) -> tuple[int, list[dict[str, Any]]]:
+    """The profiles of ``version`` (the latest when None) and its number; (0, []) for none.
+
+    Creates nothing.
+    """
+    if not _table(conn, "profiles"):
+        return 0, []
+    if version is None:
+        version = int(conn.execute("SELECT coalesce(max(version), 0) FROM profiles").fetchone()[0])
+    rows = conn.execute(
+        "SELECT doc FROM profiles WHERE version = ? ORDER BY heading", (version,)
+    ).fetchall()
+    return version, [json.loads(r[0]) for r in rows]
+
+
+def library_state(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(latest confirmation id, latest profile version): what changes when the library does."""
+    c = p = 0
+    if _table(conn, "confirmations"):
+        c = int(conn.execute("SELECT coalesce(max(id), 0) FROM confirmations").fetchone()[0])
+    if _table(conn, "profiles"):
+        p = int(conn.execute("SELECT coalesce(max(version), 0) FROM profiles").fetchone()[0])
+    return c, p
+
+
+__all__ = [
+    "ATT_SCHEMA",
+    "CONFIRMATIONS_SCHEMA",
+    "PROFILES_SCHEMA",
+    "SCHEMA",
+    "AttStore",
+    "LibraryStore",
+    "VerdictStore",
+    "att_docs",
+    "confirmation_rows",
+    "library_state",
+    "profile_docs",
+]

@@ -1,4 +1,8 @@
-"""``nii atr analyze`` and ``nii atr compare``: the ATR on any scanner's export.
+"""``nii atr``: the ATR on any scanner's export, and the site's image library.
+
+``analyze`` and ``compare`` run the ATR on exported scans; ``confirm`` and
+``profiles learn|show`` keep the site-learned profiles in the CIR
+(``_library.py``).
 
 Images are 16-bit single-channel TIFF or PNG, pixel value = transmission ×
 65535, rows = detector channels (top of the container at row 0), columns =
@@ -151,7 +155,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     lo = load_transmission(Path(args.low))
     scanner = _load_scanner(args.scanner)
     gd = _load_gd(args.gd)
-    v = analyze(hi, lo, args.pixel_mm[0], args.pixel_mm[1], gd, scan=args.high, scanner=scanner)
+    library = None
+    if args.cir:
+        from ._library import load_library
+
+        library = load_library(_cir_path(args))
+    v = analyze(
+        hi, lo, args.pixel_mm[0], args.pixel_mm[1], gd, scan=args.high, scanner=scanner,
+        library=library,
+    )  # fmt: skip
     print(json.dumps(v.to_dict(), indent=None if args.compact else 2))
     return 0
 
@@ -235,6 +247,169 @@ def cmd_hs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cir_path(args: argparse.Namespace) -> Path:
+    """The CIR file: ``--cir`` (the file or its state_dir), else the central config's state_dir.
+
+    Raises:
+        ConfigError: no CIR there (or the configuration cannot be read).
+    """
+    from core.config import CentralConfig
+    from core.errors import ConfigError
+
+    if getattr(args, "cir", None):
+        path = Path(args.cir)
+        if path.is_dir():
+            path = path / "cir.sqlite"
+        where = "--cir"
+    else:
+        path = CentralConfig.load(Path(args.config)).state_dir / "cir.sqlite"
+        where = f"state_dir of {args.config}"
+    if not path.is_file():
+        raise ConfigError(
+            f"there is no CIR at {path} ({where})",
+            fix="give the CIR with --cir PATH (cir.sqlite or the state_dir holding it) or "
+            "the central configuration with --config",
+        )
+    return path
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    """Record an officer's confirmation of a verdict (a correction when one exists)."""
+    from ._library import confirm, parse_level
+    from ._store import LibraryStore
+
+    parse_level(args.verdict)  # a bad word is refused before the CIR is opened
+    store = LibraryStore(_cir_path(args))
+    try:
+        c = confirm(store, args.ref, args.verdict, by=args.by or "", note=args.note or "")
+    finally:
+        store.close()
+    what = f"correction of confirmation {c.corrects}" if c.corrects is not None else "confirmed"
+    heading = f"HS {c.heading}" if c.heading else "no HS heading (not used for profiles)"
+    print(f"scan ref {c.ref}: {c.verdict} ({what}; ATR said {c.atr_verdict}) by {c.by}, {heading}")
+    return 0
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    """``learn``: recompute the profiles from the confirmations; ``show``: prior vs learned."""
+    from ._library import learn_and_store
+    from ._store import LibraryStore
+
+    path = _cir_path(args)
+    if args.profiles_action == "learn":
+        store = LibraryStore(path)
+        try:
+            version, lines = learn_and_store(store)
+        finally:
+            store.close()
+        if version == 0:
+            print(
+                "no green-confirmed scans with features: no profiles learned (the HS priors apply)"
+            )
+        else:
+            print(f"profiles version {version}")
+        for line in lines or (["no change"] if version else []):
+            print(f"  {line}")
+        return 0
+    return _show_profiles(path, " ".join(args.heading).strip(), args.json)
+
+
+def _show_profiles(path: Path, query: str, as_json: bool) -> int:
+    from ._commodity import WIDTH_FILL_MIN
+    from ._declaration import parse_gd, resolve
+    from ._hs import HS_TABLE
+    from ._library import MIN_CONFIRMED, current, load_library
+
+    lib = load_library(path)
+    counts: dict[str, dict[str, int]] = {}
+    for c in current(lib.confirmed.values()).values():
+        counts.setdefault(c.heading, {}).setdefault(str(c.verdict), 0)
+        counts[c.heading][str(c.verdict)] += 1
+    headings = sorted(h for h in set(lib.profiles) | set(counts) if h in HS_TABLE)
+    if query:
+        goods = resolve(parse_gd({"hs_code": query}))
+        if goods.expectation is None:
+            raise AtrInputError(
+                f"{query!r}: {goods.reason}", fix="give an HS code the table covers (nii atr hs)"
+            )
+        headings = [goods.heading]
+    docs: list[dict[str, Any]] = []
+    for h in headings:
+        prior = HS_TABLE[h]
+        p = lib.profiles.get(h)
+        blend = lib.expectation(h)
+        docs.append(
+            {
+                "heading": h,
+                "description": prior.description,
+                "confirmed": counts.get(h, {}),
+                "prior": {
+                    "classes": [c.name.lower() for c in prior.classes],
+                    "density_range_g_cm3": list(prior.density_range),
+                    "image_density_range_g_cm3": [
+                        round(prior.density_range[0] * WIDTH_FILL_MIN, 3),
+                        prior.density_range[1],
+                    ],
+                    "zeff_range": list(prior.zeff_range),
+                },
+                "learned": None if p is None else p.to_doc(),
+                "in_use": "prior"
+                if blend is None
+                else {
+                    "classes": [c.name.lower() for c in blend.classes],
+                    "image_density_range_g_cm3": list(blend.density_range),
+                    "zeff_range": list(blend.zeff_range),
+                    "source": blend.source,
+                },
+            }
+        )
+    if as_json:
+        print(json.dumps({"version": lib.version, "profiles": docs}, indent=2, ensure_ascii=False))
+        return 0
+    print(f"profiles version {lib.version or 'none'}; used from {MIN_CONFIRMED} green scans")
+    if not docs:
+        print("no confirmed scans yet: every heading uses its HS prior")
+    for d in docs:
+        pr = d["prior"]
+        print(f"{d['heading']} {d['description']}: confirmed {d['confirmed'] or 'none'}")
+        lo, hi = pr["image_density_range_g_cm3"]
+        print(
+            f"  prior:   {', '.join(pr['classes'])}; image density {lo:.2f}–{hi:.2f} g/cm³;"
+            f" Z_eff {pr['zeff_range'][0]:g}–{pr['zeff_range'][1]:g}"
+        )
+        lp = d["learned"]
+        if lp is None:
+            print("  learned: none")
+        else:
+            state = "used" if lp["used"] else f"not used yet ({lp['n']}/{MIN_CONFIRMED})"
+            print(
+                f"  learned: n={lp['n']} ({state}); density {lp['density_median']:.2f}"
+                f" ± {lp['density_sigma']:.2f} g/cm³; Z_eff {lp['zeff_median']:.1f}"
+                f" ± {lp['zeff_sigma']:.1f}; classes {', '.join(lp['classes']) or '-'}"
+            )
+        u = d["in_use"]
+        if u == "prior":
+            print("  in use:  the prior")
+        else:
+            lo, hi = u["image_density_range_g_cm3"]
+            print(
+                f"  in use:  {', '.join(u['classes'])}; image density {lo:.2f}–{hi:.2f} g/cm³;"
+                f" Z_eff {u['zeff_range'][0]:g}–{u['zeff_range'][1]:g}"
+            )
+    return 0
+
+
+def _cir_options(p: Any) -> None:
+    p.add_argument(
+        "--cir", metavar="PATH", help="the CIR: its cir.sqlite, or the state_dir holding it"
+    )
+    p.add_argument(
+        "--config",
+        default="central.toml",
+        help="central configuration (TOML) whose state_dir holds the CIR, without --cir",
+    )
+
+
 def register(sub: Any) -> None:
     """Add ``nii atr`` with ``analyze``, ``compare`` and ``hs``."""
     p = sub.add_parser("atr", help="automated threat recognition on exported scans (R7, R12)")
@@ -258,6 +433,12 @@ def register(sub: Any) -> None:
         "reference scanner is assumed and GD checks are at most yellow",
     )
     a.add_argument("--compact", action="store_true", help="one-line JSON")
+    a.add_argument(
+        "--cir",
+        metavar="PATH",
+        help="a CIR (cir.sqlite or its state_dir) whose image library to use: learned "
+        "profiles and the most similar confirmed scans ('similar')",
+    )
     a.set_defaults(func=cmd_analyze)
     c = ps.add_parser("compare", help="ATT: Scan B (exit) against Scan A (entry); HOLD on mismatch")
     c.add_argument("a", help="folder of Scan A with high.tiff and low.tiff (or .png)")
@@ -280,13 +461,32 @@ def register(sub: Any) -> None:
     h = ps.add_parser("hs", help="what the goods of an HS code look like in the image")
     h.add_argument("code", nargs="+", help='HS code ("6907.21") or the goods in words')
     h.set_defaults(func=cmd_hs)
+    cf = ps.add_parser("confirm", help="an officer confirms (or corrects) a verdict: SOP 5.4")
+    cf.add_argument("ref", type=int, help="scan ref (see 'nii cir scans')")
+    cf.add_argument("verdict", help="green, yellow or red: what the examination found")
+    cf.add_argument("--by", metavar="NAME", help="who confirms (default: the OS user)")
+    cf.add_argument("--note", metavar="TEXT", help="free text kept with the confirmation")
+    _cir_options(cf)
+    cf.set_defaults(func=cmd_confirm)
+    pr = ps.add_parser("profiles", help="site-learned commodity profiles: learn, show")
+    prs = pr.add_subparsers(dest="profiles_action", metavar="ACTION", required=True)
+    pl = prs.add_parser("learn", help="recompute the profiles from the confirmations")
+    _cir_options(pl)
+    pl.set_defaults(func=cmd_profiles, heading=[], json=False)
+    pw = prs.add_parser("show", help="prior against learned profile, with counts")
+    pw.add_argument("heading", nargs="*", help="an HS code (all headings with confirmations)")
+    pw.add_argument("--json", action="store_true", help="as JSON")
+    _cir_options(pw)
+    pw.set_defaults(func=cmd_profiles)
 
 
 __all__ = [
     "check_transmission_range",
     "cmd_analyze",
     "cmd_compare",
+    "cmd_confirm",
     "cmd_hs",
+    "cmd_profiles",
     "load_transmission",
     "register",
 ]
