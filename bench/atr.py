@@ -32,6 +32,7 @@ import numpy as np
 
 from central.atr import analyze
 from central.atr._att import compare
+from central.atr._physical import reference
 from core.calibration import DetectorCalibration
 from firmware_sim.physics import CONCEALMENTS, PhysicsSource, build_scenario
 from firmware_sim.physics import shift as _shift
@@ -152,7 +153,12 @@ def run_case(args: tuple[dict[str, Any], int, int, int, str]) -> dict[str, Any]:
             gd["hs_code"] = ""
             gd["packages"] = 0
         ah, al = _calibrated(scan)
-        v = analyze(ah, al, scan.truth["line_pitch_mm"], scan.truth["channel_pitch_mm"], gd)
+        # the simulator's default model is the reference scanner: its calibration is the
+        # reference calibration (a site passes its scanner's own, --scanner)
+        v = analyze(
+            ah, al, scan.truth["line_pitch_mm"], scan.truth["channel_pitch_mm"], gd,
+            scanner=reference(),
+        )  # fmt: skip
         t = dict(scan.truth)
         for k in ("dead_channels", "hot_channels", "source"):
             t.pop(k, None)

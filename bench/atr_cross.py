@@ -11,8 +11,8 @@ the GD in its neutral form.  ATT pairs take Scan A on the model and Scan B on
 another model at another speed, compared with both calibrations.
 
 Leave one model out, every model in turn: the red thresholds are raised per
-category by what the clean **tuning** cases of the other models reached (5 %
-above their highest score, never lowered), and the held-out model's
+category and declared commodity by what the clean **tuning** cases of the other
+models reached (5 % above their highest score, never lowered), and the held-out model's
 **evaluation** cases are scored with them.  Tuning and evaluation cases come
 from different seeds (``TUNE_SEED``, ``EVAL_SEED``).  The detectors themselves
 were tuned on the reference model only (seeds 100–101, ``bench.atr_tune``).
@@ -38,6 +38,8 @@ import numpy as np
 from bench.atr import TARGETS, _pin_next
 from central.atr import analyze
 from central.atr._att import compare
+from central.atr._declaration import parse_gd
+from central.atr._gd import tuned_profile
 from central.atr._physical import to_physical
 from central.atr.cli import load_transmission
 from core.scanner_cal import ScannerCalibration, fit, load_wedges
@@ -141,6 +143,10 @@ def run_case(args: tuple[str, dict[str, Any], int, str, str]) -> dict[str, Any]:
         out.update({"tamper": case.get("tamper"), "ms": (time.perf_counter() - t0) * 1e3})
     else:
         gd = _gd(doc, kind == "declared empty")
+        try:
+            out["profile"] = tuned_profile(parse_gd(gd))
+        except Exception:
+            out["profile"] = ""
         t0 = time.perf_counter()
         try:
             px = doc["pixel_mm"]
@@ -172,14 +178,20 @@ def _px_to_mm(box: list[int], px: list[float]) -> list[float]:
     return [box[0] * px[0], box[1] * px[1], box[2] * px[0], box[3] * px[1]]
 
 
+def _key(category: str, profile: str) -> str:
+    return f"{category}|{profile or '*'}"
+
+
 def multipliers(tuning: list[dict[str, Any]], margin: float = 1.05) -> dict[str, float]:
-    """Per category, how far the red threshold must rise so that no clean tuning case is red."""
+    """Per category and declared commodity (the detectors' tuned profiles, ``_gd.tuned_profile``),
+    how far the red threshold must rise so that no clean tuning case is red."""
     k: dict[str, float] = {}
     for r in tuning:
         if r["kind"] != "clean" or r["verdict"]["verdict"] == "error":
             continue
         for f in r["verdict"]["findings"]:
-            k[f["category"]] = max(k.get(f["category"], 1.0), margin * f["score"])
+            key = _key(f["category"], r.get("profile", ""))
+            k[key] = max(k.get(key, 1.0), margin * f["score"])
     return {c: round(v, 3) for c, v in sorted(k.items())}
 
 
@@ -205,7 +217,12 @@ def score(results: list[dict[str, Any]], k: dict[str, float]) -> dict[str, Any]:
             errors += 1
             reds: list[dict[str, Any]] = []
         else:
-            reds = [f for f in v["findings"] if f["score"] / k.get(f["category"], 1.0) >= 1.0]
+            prof = r.get("profile", "")
+            reds = [
+                f
+                for f in v["findings"]
+                if f["score"] / k.get(_key(f["category"], prof), 1.0) >= 1.0
+            ]
         red = int(bool(reds))
         if r["kind"] == "clean":
             fa.append(red)
@@ -242,7 +259,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     models = list(SCANNER_MODELS)
     n = max(1, args.per_model // 20)
     eval_plan = plan(8 * n, n, 2 * n, n, 2 * n)
-    tune_plan = plan(6 * n, 0, 0, 0, 0)
+    tune_plan = plan(12 * n, 0, 0, 0, 0)
     jobs = []
     for i, m in enumerate(models):
         other = models[(i + 1) % len(models)]

@@ -68,6 +68,7 @@ def simulate_case(args: tuple[dict[str, Any], int, int, int, str]) -> int:
 def analyse_case(path: str) -> dict[str, Any]:
     """The bench-style result of one cached case with the ATR as it is now."""
     from central.atr import analyze_binned
+    from central.atr._physical import reference, to_physical
 
     doc = json.loads(Path(path).read_text())
     with np.load(Path(path).with_suffix(".npz")) as z:
@@ -75,8 +76,9 @@ def analyse_case(path: str) -> dict[str, Any]:
         lo = z["lo"].astype(np.float32)
     t = doc["truth"]
     v = analyze_binned(
-        hi, lo, doc["fl"], doc["fc"], t["line_pitch_mm"], t["channel_pitch_mm"], doc["gd"]
-    )
+        hi, lo, doc["fl"], doc["fc"], t["line_pitch_mm"], t["channel_pitch_mm"], doc["gd"],
+        phys=to_physical(hi, lo, reference()),  # the simulator's default is the reference
+    )  # fmt: skip
     return {
         "id": doc["id"],
         "label": doc["label"],

@@ -104,10 +104,11 @@ def to_physical(
         input unchanged.
     """
     ref = reference()
-    if scanner is None:
+    if scanner is None or scanner is ref:
+        # the reference scanner's own image (assumed, without a calibration) needs no map
         d = ref.decompose(b_hi, b_lo)
         return PhysicalImage(
-            b_hi, b_lo, d.areal_density, d.zeff, d.impenetrable, False, ref.scanner
+            b_hi, b_lo, d.areal_density, d.zeff, d.impenetrable, scanner is ref, ref.scanner
         )
     d = scanner.decompose(b_hi, b_lo, r_window(scanner, pixels))
     hi, lo = ref.forward(d.areal_density, d.zeff)
