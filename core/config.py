@@ -402,7 +402,7 @@ def _calibration(sc: _Section, scanner: str) -> dict[str, Any]:
     except NiiError as exc:
         raise ConfigError(
             f"{sc.path}: [[scanner]] {scanner} calibration: {path} is not a scanner "
-            f"calibration: {exc.message}",
+            f"calibration: {exc.message.removeprefix(f'{path}: ')}",
             fix=fix,
         ) from exc
     return {"calibration": path, "calibration_doc": doc}
