@@ -207,3 +207,43 @@ def test_uff_carries_the_calibration_the_scan_was_taken_with() -> None:
         "sha256": document_sha256(CAL),
         "document": CAL,
     }
+
+
+# -- ATT pairing -----------------------------------------------------------------------------
+def test_att_reads_each_scan_through_its_own_calibration(tmp_path: Path) -> None:
+    from central.atr._store import AttStore
+    from central.atr._transit import att_doc
+    from firmware_sim.physics import ExitScan
+    from tests.unit.test_att_pairing import CH as ATT_CH
+    from tests.unit.test_att_pairing import LINES as ATT_LINES
+    from tests.unit.test_att_pairing import SEED as ATT_SEED
+    from tests.unit.test_att_pairing import _arrays, _px, _scan
+
+    cir = Cir(tmp_path)
+    store = AttStore(tmp_path / "cir.sqlite")
+    try:
+        a = PhysicsSource().simulate(ATT_SEED, 1, ATT_CH, ATT_LINES)
+        b = PhysicsSource(detector_seed=2, exit=ExitScan()).simulate_exit(
+            ATT_SEED, 1, ATT_CH, ATT_LINES
+        )
+        box, seal = str(a.gd["container_number"]), str(a.gd["seal"])
+        images = {1: _arrays(a), 2: _arrays(b), 3: _arrays(a), 4: _arrays(b)}
+        cal = {"scanner_calibration": CAL}
+        _scan(cir, 1, "entry", box, seal, record={**_px(a), **cal})
+        row_b = _scan(cir, 2, "exit", box, seal, record={**_px(b), **cal})
+        both = att_doc(cir, store, row_b, images.__getitem__)
+        assert both is not None and both["result"] == "release", both
+        assert (
+            both["scanner_calibration_a"] == both["scanner_calibration_b"] == document_sha256(CAL)
+        )
+        assert not any("calibration" in n for n in both["notes"])
+        # only the exit scan commissioned: compared all the same, and said
+        _scan(cir, 3, "entry", box + "X", seal, record=_px(a))
+        row_d = _scan(cir, 4, "exit", box + "X", seal, record={**_px(b), **cal})
+        mixed = att_doc(cir, store, row_d, images.__getitem__)
+        assert mixed is not None and mixed["result"] == "release", mixed
+        assert mixed["scanner_calibration_a"] is None
+        assert any("only scan B came with its scanner's calibration" in n for n in mixed["notes"])
+    finally:
+        store.close()
+        cir.close()
