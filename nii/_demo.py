@@ -275,6 +275,7 @@ NII demo running: central aggregator, {scanners} simulated scanners (pty + TCP),
   live feed:             {nii} control-room tail --feed {feed}
   scans in the CIR:      {nii} cir scans --config {_q(paths["central"])}
   verify the evidence:   {nii} cir verify --config {_q(paths["central"])}
+  scanner calibration:   {nii} cir calibration scanner1 --config {_q(paths["central"])}
   scanner availability:  {nii} uptime report --config {_q(paths["central"])}
   site telemetry:        {site.note}{DRILL if site.port else ""}
 Live feed follows (Ctrl-C stops the demo).
