@@ -450,7 +450,14 @@ class Central:
         failed = False
         while True:
             try:
-                await asyncio.to_thread(self.cir.commit, work.staged, streams, scans, alarms)
+                await asyncio.to_thread(
+                    self.cir.commit,
+                    work.staged,
+                    streams,
+                    scans,
+                    alarms,
+                    calibrations=work.calibrations,
+                )
                 break
             except StorageError as exc:
                 if self._stopping:

@@ -20,7 +20,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,6 +175,22 @@ class Cir:
                 pk="ref",
             )
             db.table("scans").create_index(["scanner", "scan_id"])
+        if "scanner_calibrations" not in db.table_names():
+            # each scanner's calibrations (R: ATR in physical units), one row per distinct
+            # document, kept as the scan-start records bring them (docs/atr.md)
+            db.table("scanner_calibrations").create(
+                {
+                    "scanner": str,
+                    "sha256": str,
+                    "document": str,
+                    "first_seen_ns": int,
+                    "last_seen_ns": int,
+                    "first_ref": int,
+                    "last_ref": int,
+                    "scans": int,
+                },
+                pk=("scanner", "sha256"),
+            )
         if "alarms" not in db.table_names():
             db.table("alarms").create(
                 {
@@ -344,8 +360,15 @@ class Cir:
         streams: dict[str, StreamState],
         scans: Mapping[int, Mapping[str, Any]],
         alarms: list[dict[str, Any]],
+        *,
+        calibrations: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         """Write blobs, sync, then record everything in one transaction.
+
+        ``calibrations`` are the scanner calibrations the batch's scan-start records
+        brought (``central._ingest.CalibrationSeen``): each adds a row to
+        ``scanner_calibrations`` or moves an existing row's last sighting, in the same
+        transaction as the scan rows.
 
         Raises:
             StorageError: A blob or the transaction could not be written (disk full,
@@ -414,6 +437,27 @@ class Cir:
                     f"VALUES ({', '.join('?' for _ in cols)})",
                     [tuple(it.get(c) for c in cols) for it in items],
                 )
+            if calibrations:
+                conn.executemany(
+                    "INSERT INTO scanner_calibrations (scanner, sha256, document, "
+                    "first_seen_ns, last_seen_ns, first_ref, last_ref, scans) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, 1) "
+                    "ON CONFLICT (scanner, sha256) DO UPDATE SET "
+                    "last_seen_ns = max(last_seen_ns, excluded.last_seen_ns), "
+                    "last_ref = max(last_ref, excluded.last_ref), scans = scans + 1",
+                    [
+                        (
+                            c["scanner"],
+                            c["sha256"],
+                            c["document"],
+                            c["seen_ns"],
+                            c["seen_ns"],
+                            c["ref"],
+                            c["ref"],
+                        )
+                        for c in calibrations
+                    ],
+                )
             conn.execute("COMMIT")
         except BaseException as exc:
             # SQLite may have rolled back a failed COMMIT itself; a second ROLLBACK would
@@ -454,6 +498,27 @@ class Cir:
             "details": json.dumps(details, default=str),
         }
         return row
+
+    def calibrations(self, scanner: str) -> list[dict[str, Any]]:
+        """A scanner's calibrations as its scans brought them, the current one first.
+
+        Each row: ``scanner``, ``sha256``, ``document`` (JSON text), ``first_seen_ns``,
+        ``last_seen_ns``, ``first_ref``, ``last_ref`` (scan refs) and ``scans`` (how
+        many scans brought it). The current calibration is the one the scanner's latest
+        scan brought.
+        """
+        return list(
+            self.db.table("scanner_calibrations").rows_where(
+                "scanner = ?", [scanner], order_by="last_ref desc, last_seen_ns desc"
+            )
+        )
+
+    def scanner_ids(self) -> list[str]:
+        """Every scanner the CIR has a stream or a scan of, sorted."""
+        rows = self.db.execute(
+            "SELECT scanner FROM streams UNION SELECT DISTINCT scanner FROM scans ORDER BY 1"
+        ).fetchall()
+        return [str(r[0]) for r in rows]
 
     # -- reading -------------------------------------------------------------------------
     def read_block(self, h: str) -> Block:

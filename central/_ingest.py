@@ -128,6 +128,38 @@ class EnrolledEdge:
         return cls(str(row["id"]), str(row["sign_public"]), row.get("revoked_ns") is not None)
 
 
+class CalibrationSeen(TypedDict):
+    """A scanner calibration a scan-start record brought (``scanner_calibration``)."""
+
+    scanner: str
+    sha256: str  #: ``core.scanner_cal.document_sha256`` of the document
+    document: str  #: the document, canonical JSON
+    ref: int  #: the scan that brought it
+    seen_ns: int  #: the scan's start, ns since the epoch
+
+
+def calibration_seen(
+    scanner: str, ref: int, seen_ns: int, record: Mapping[str, Any]
+) -> CalibrationSeen | None:
+    """The calibration a scan-start record carries, as the CIR keeps it; None without one.
+
+    Only its form is looked at here (a JSON object); whether it is a usable
+    calibration is the live ATR's business, which says so in the verdict.
+    """
+    doc = record.get("scanner_calibration")
+    if not isinstance(doc, dict) or not doc:
+        return None
+    from core.scanner_cal import document_sha256
+
+    return {
+        "scanner": scanner,
+        "sha256": document_sha256(doc),
+        "document": json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
+        "ref": ref,
+        "seen_ns": seen_ns,
+    }
+
+
 @dataclass
 class Work:
     """What one received batch asks of the commit and of the replies.
@@ -144,6 +176,8 @@ class Work:
         hellos: ``(ident, scanner)`` to answer with a WELCOME.
         heartbeats: Idents to answer with a heartbeat.
         feed: ``(topic, document, raw frames)`` for the live feed once durable.
+        calibrations: Scanner calibrations that scan-start records of this batch
+            brought, for the CIR's ``scanner_calibrations`` table (``Cir.commit``).
     """
 
     staged: list[Staged] = field(default_factory=list)
@@ -157,6 +191,7 @@ class Work:
     hellos: list[tuple[bytes, str]] = field(default_factory=list)
     heartbeats: list[bytes] = field(default_factory=list)
     feed: list[tuple[bytes, dict[str, Any], tuple[bytes, ...]]] = field(default_factory=list)
+    calibrations: list[CalibrationSeen] = field(default_factory=list)
 
     def ack(self, ident: bytes, scanner: str, seq: int) -> None:
         """Acknowledge ``seq`` (and all before it) of ``scanner`` to ``ident``."""
@@ -829,6 +864,9 @@ class Ingest:
         st.scan_ref = ref
         st.scan_id = scan_id if type(scan_id) is int else None
         work.scans.add(ref)
+        seen = calibration_seen(block.scanner, ref, ts, record)
+        if seen is not None:
+            work.calibrations.append(seen)
         return ref
 
     def _open_record(self, block: Block) -> dict[str, Any]:

@@ -36,6 +36,7 @@ id = "scanner1"
 serial = "/dev/ttyUSB0"
 data = "192.0.2.10:7700"
 # att_role = "entry"              # ATT transit checkpoint (R12): "entry" or "exit"
+# calibration = "scanner1.json"   # from 'nii atr calibrate' at commissioning
 """
 
 
@@ -204,6 +205,10 @@ class ScannerConfig:
     rearm: bool = True
     # ATT transit (R12): "entry" or "exit" checkpoint, written into each scan-start record
     att_role: str | None = None
+    # the scanner's commissioning calibration (``nii atr calibrate``): its file and its
+    # validated JSON document, forwarded in every scan-start record as ``scanner_calibration``
+    calibration: Path | None = None
+    calibration_doc: dict[str, Any] | None = None
 
 
 @dataclass
@@ -268,6 +273,7 @@ class EdgeConfig:
                     "sensor_max_age_s",
                     "rearm",
                     "att_role",
+                    "calibration",
                 }
             )
             try:
@@ -302,6 +308,7 @@ class EdgeConfig:
                     sensor_max_age_s=sc.num("sensor_max_age_s", 5.0, 0.1, 3600.0),
                     rearm=bool(sc.doc.get("rearm", True)),
                     att_role=_att_role(sc),
+                    **_calibration(sc, sid),
                 )
             )
         return cls(
@@ -349,6 +356,56 @@ def _att_role(sc: _Section) -> str | None:
             'att_role = "exit" where they leave, or leave it out',
         )
     return str(val)
+
+
+def _calibration(sc: _Section, scanner: str) -> dict[str, Any]:
+    """``calibration``: the scanner's calibration file, read and validated now.
+
+    Returns:
+        ``{"calibration": path, "calibration_doc": document}``, or ``{}`` when the
+        setting is absent.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not JSON, not a calibration
+            (``core.scanner_cal.ScannerCalibration.from_json``) or too large to travel in
+            a scan-start record (``core.messages.check_doc``); the message names the
+            scanner and the file.
+    """
+    if "calibration" not in sc.doc:
+        return {}
+    path = sc.path_("calibration")
+    import json
+
+    from core.errors import NiiError
+    from core.messages import check_doc
+    from core.scanner_cal import ScannerCalibration
+
+    fix = (
+        f"commission the scanner: 'nii atr calibrate --wedges DIR --out {path.name}' on its "
+        "step-wedge scan, and point calibration = at that file (or remove the setting)"
+    )
+    try:
+        doc = json.loads(path.read_text())
+        ScannerCalibration.from_json(doc, str(path))
+        check_doc("scanner calibration", doc)
+    except OSError as exc:
+        raise ConfigError(
+            f"{sc.path}: [[scanner]] {scanner} calibration: cannot read {path}: "
+            f"{exc.strerror or exc}",
+            fix=fix,
+        ) from exc
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(
+            f"{sc.path}: [[scanner]] {scanner} calibration: {path} is not JSON ({exc})",
+            fix=fix,
+        ) from exc
+    except NiiError as exc:
+        raise ConfigError(
+            f"{sc.path}: [[scanner]] {scanner} calibration: {path} is not a scanner "
+            f"calibration: {exc.message.removeprefix(f'{path}: ')}",
+            fix=fix,
+        ) from exc
+    return {"calibration": path, "calibration_doc": doc}
 
 
 def _listen_addr(s: _Section, key: str) -> str:

@@ -117,6 +117,17 @@ def effective_z(fractions_by_z: Mapping[int, float]) -> float:
     return num / den
 
 
+def document_sha256(doc: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of a calibration document in canonical JSON (sorted keys, no spaces).
+
+    The same calibration gives the same digest wherever it travels (edge
+    configuration, scan-start records, the CIR's ``scanner_calibrations`` table, UFF
+    packages), however its JSON was spaced.
+    """
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 # --- the wedge scan -------------------------------------------------------------------
 
 
@@ -764,6 +775,7 @@ __all__ = [
     "ScannerCalibration",
     "WedgeScan",
     "WedgeStep",
+    "document_sha256",
     "effective_z",
     "fit",
     "load_wedges",

@@ -38,6 +38,7 @@ The edge never says a scan is complete: central judges completeness.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,7 +56,10 @@ __all__ = [
     "PositionOut",
     "ScanAssembler",
     "with_att_role",
+    "with_calibration",
 ]
+
+log = logging.getLogger("nii.edge")
 
 VIOLATION_RUN_S = 1.0
 """A run of refused packets is one GAP block per this many seconds at most (or per
@@ -114,6 +118,7 @@ class AssemblerStats:
     violations: int = 0
     ts_implausible: int = 0
     epochs: int = 0
+    calibration_replaced: int = 0  # start records whose own calibration the edge's replaced
 
 
 def with_att_role(record: bytes, role: str | None) -> bytes:
@@ -138,6 +143,53 @@ def with_att_role(record: bytes, role: str | None) -> bytes:
         doc["att_role_scanner"] = own
     doc["att_role"] = role
     return json.dumps(doc).encode()
+
+
+#: Key of the scanner's calibration document in a forwarded scan-start record.
+CALIBRATION_KEY = "scanner_calibration"
+
+
+def with_calibration(
+    record: bytes, calibration: dict[str, Any] | None, sha256: str = ""
+) -> tuple[bytes, str | None]:
+    """The scan-start record as the edge forwards it: with the scanner's calibration.
+
+    Args:
+        record: the scan-start record's bytes as the scanner sent them (JSON).
+        calibration: the scanner's calibration document from the edge configuration
+            (``[[scanner]] calibration``), or None when the edge has none.
+        sha256: ``core.scanner_cal.document_sha256`` of ``calibration`` (computed here
+            when not given).
+
+    Returns:
+        ``(bytes, replaced)``: without a configured calibration, or when the record is
+        not a JSON object (central alarms an unreadable record), the scanner's bytes
+        untouched and None. Otherwise the record with ``scanner_calibration`` set to the
+        edge's document (the configuration wins), and ``replaced`` the SHA-256 of a
+        different document the scanner's record carried (kept beside it as
+        ``scanner_calibration_scanner_sha256``, the document itself is dropped to keep
+        the record small), else None.
+    """
+    if calibration is None:
+        return record, None
+    try:
+        doc = json.loads(record)
+    except (ValueError, RecursionError):
+        return record, None
+    if not isinstance(doc, dict):
+        return record, None
+    from core.scanner_cal import document_sha256
+
+    sha = sha256 or document_sha256(calibration)
+    own = doc.get(CALIBRATION_KEY)
+    replaced = None
+    if own is not None:
+        own_sha = document_sha256(own) if isinstance(own, dict) else "not a JSON object"
+        if own_sha != sha:
+            replaced = own_sha
+            doc["scanner_calibration_scanner_sha256"] = own_sha
+    doc[CALIBRATION_KEY] = calibration
+    return json.dumps(doc, separators=(",", ":")).encode(), replaced
 
 
 def record_channels(record: bytes) -> int | None:
@@ -203,6 +255,8 @@ class ScanAssembler:
         block_ms: close a DATA block this many ms after its first line (see :meth:`tick`).
         session: the scanner session the data link starts in ("" if not known).
         att_role: the checkpoint's ATT role written into scan-start records, or None.
+        calibration: the scanner's calibration document written into scan-start records
+            (:func:`with_calibration`), or None.
         clock: monotonic seconds, for ``block_ms``.
         wall_clock: this host's wall clock, Unix seconds, to judge device timestamps.
     """
@@ -214,6 +268,7 @@ class ScanAssembler:
         block_ms: float,
         session: str = "",
         att_role: str | None = None,
+        calibration: dict[str, Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -221,6 +276,12 @@ class ScanAssembler:
         self.block_s = block_ms / 1000.0
         self.session = session
         self.att_role = att_role
+        self.calibration = calibration
+        self.calibration_sha256 = ""
+        if calibration is not None:
+            from core.scanner_cal import document_sha256
+
+            self.calibration_sha256 = document_sha256(calibration)
         self._clock = clock
         self._wall = wall_clock
         self.stats = AssemblerStats()
@@ -397,6 +458,18 @@ class ScanAssembler:
             if channels == 0:
                 self._scan.channels = -1  # fixed by the first line instead
             payload = with_att_role(payload, self.att_role)
+            payload, replaced = with_calibration(payload, self.calibration, self.calibration_sha256)
+            if replaced is not None:
+                self.stats.calibration_replaced += 1
+                if self.stats.calibration_replaced == 1:
+                    log.warning(
+                        "scan %s: the scanner's start record carries a calibration "
+                        "(sha256 %s) other than the edge configuration's (sha256 %s): the "
+                        "configuration's is forwarded (logged once)",
+                        p.scan_id,
+                        replaced[:16],
+                        self.calibration_sha256[:16],
+                    )
             kind = BlockKind.SCAN_START
         else:
             self.stats.scans_ended += 1

@@ -205,7 +205,15 @@ class ScannerChannel:
             block_ms=cfg.block_ms,
             session=self.spool.state.link_session,
             att_role=cfg.att_role,
+            calibration=cfg.calibration_doc,
         )
+        if cfg.calibration is not None:
+            log.info(
+                "%s: calibration %s (sha256 %s) goes with every scan-start record",
+                cfg.id,
+                cfg.calibration,
+                self.asm.calibration_sha256[:16],
+            )
         self.stats.asm = self.asm.stats
         self.win = UplinkWindow(
             acked=self.spool.state.acked_seq, stall_s=3 * edge.heartbeat_s, window=WINDOW_BLOCKS

@@ -224,6 +224,8 @@ def cmd_cir(args: argparse.Namespace) -> int:
                 )
         elif args.action == "att":
             _print_att(cir, args.limit, args.json)
+        elif args.action == "calibration":
+            _print_calibration(cir, args.scanner, history=args.all)
         elif args.action == "verify":
             streams = [r["scanner"] for r in cir.db["streams"].rows]
             bad = 0
@@ -276,6 +278,49 @@ def cmd_cir(args: argparse.Namespace) -> int:
     finally:
         cir.close()
     return 0
+
+
+def _print_calibration(cir: Any, scanner: str, *, history: bool) -> None:
+    """A scanner's current calibration as its scans brought it (JSON), or its history.
+
+    Raises:
+        ConfigError: no scanner of that id in the CIR, or none of its scans brought one.
+    """
+    import json
+
+    known = cir.scanner_ids()
+    if scanner not in known:
+        raise ConfigError(
+            f"no scanner {scanner!r} is known to this CIR "
+            f"(known: {', '.join(known) or 'none yet'})",
+            fix="check the id against 'nii cir scans'",
+        )
+    rows = cir.calibrations(scanner)
+    if not rows:
+        raise ConfigError(
+            f"no scan of {scanner} came with a scanner calibration",
+            fix="commission the scanner ('nii sim wedges' or its real step-wedge scan, then "
+            "'nii atr calibrate') and put calibration = FILE in its edge's [[scanner]] table",
+        )
+    if not history:
+        print(json.dumps(json.loads(rows[0]["document"]), indent=2))
+        return
+
+    def when(ns: int | None) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime((ns or 0) / 1e9))
+
+    print(f"{'sha256':<16} {'first seen':<19} {'last seen':<19} {'refs':>13} {'scans':>6}  fit")
+    for i, r in enumerate(rows):
+        doc = json.loads(r["document"])
+        name = doc.get("scanner", "?") if isinstance(doc, dict) else "?"
+        fit = doc.get("fit_error", {}) if isinstance(doc, dict) else {}
+        rho = fit.get("areal_density_rel_rms") if isinstance(fit, dict) else None
+        figure = f"rho {rho:.1%}" if isinstance(rho, int | float) else ""
+        refs = f"{r['first_ref']}-{r['last_ref']}"
+        print(
+            f"{r['sha256'][:16]} {when(r['first_seen_ns'])} {when(r['last_seen_ns'])} "
+            f"{refs:>13} {r['scans']:>6}  {name} {figure}{'  (current)' if i == 0 else ''}"
+        )
 
 
 def _print_att(cir: Any, limit: int, as_json: bool) -> None:
@@ -500,6 +545,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ra.add_argument("--limit", type=_int_at_least(1), default=50)
     ra.add_argument("--json", action="store_true", help="the whole ATT documents, as a JSON list")
+    rc_ = rs.add_parser(
+        "calibration",
+        parents=[cfg_opt],
+        help="a scanner's calibration as its scans brought it (JSON); --all: its history",
+    )
+    rc_.add_argument("scanner", metavar="SCANNER", help="scanner id (see 'nii cir scans')")
+    rc_.add_argument(
+        "--all", action="store_true", help="every calibration its scans brought, current first"
+    )
     rs.add_parser(
         "verify", parents=[cfg_opt], help="verify every chain: signatures, digests, links"
     )

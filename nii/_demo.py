@@ -88,10 +88,62 @@ def prepare(base: Path) -> dict[str, str]:
     }
 
 
-def write_edge_config(
-    base: Path, central: str, status: dict[str, object], mqtt_port: int | None = None
+def commission(
+    folder: Path, model: str | None = None, *, detector_seed: int = 1, seed: int = 0
 ) -> Path:
-    """The demo edge's config; with ``mqtt_port``, site safety over that broker (R5)."""
+    """Commission a simulated scanner: its step-wedge scan and its calibration file.
+
+    What a site does when a scanner is installed, done in this process with the
+    functions behind ``nii sim wedges --model NAME --out DIR`` and ``nii atr
+    calibrate --wedges DIR --out FILE`` (about 1.5 s together). A calibration
+    already in ``folder`` for the same model and detector array is reused.
+
+    Args:
+        folder: where the wedge scan (``<name>-wedges/``) and the calibration
+            (``<name>.json``) go; created if missing.
+        model: the simulator's scanner model (``nii sim models``); None: the default.
+        detector_seed: the unit's detector array, as ``nii sim --detector-seed``.
+        seed: the wedge scan's noise seed.
+
+    Returns:
+        The calibration file, for ``calibration =`` in the edge's ``[[scanner]]``.
+
+    Raises:
+        ConfigError: no scanner model of that name, or ``folder`` cannot be written.
+        CalibrationError: the wedge scan cannot be fitted.
+    """
+    import datetime as dt
+
+    from core.scanner_cal import ScannerCalibration, fit, load_wedges
+    from firmware_sim.physics import scanner_model, write_wedge_scan
+
+    m = scanner_model(model)
+    name = f"{m.name}-d{detector_seed}"
+    out = folder / f"{name}.json"
+    if out.exists():
+        try:
+            ScannerCalibration.load(out)
+            return out
+        except NiiError:
+            pass  # damaged: commission again
+    wedges = write_wedge_scan(folder / f"{name}-wedges", m, seed, detector_seed=detector_seed)
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    cal = fit(load_wedges(wedges), created=created)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cal.to_json(), indent=1) + "\n")
+    tmp.replace(out)
+    return out
+
+
+def write_edge_config(
+    base: Path,
+    central: str,
+    status: dict[str, object],
+    mqtt_port: int | None = None,
+    calibration: Path | None = None,
+) -> Path:
+    """The demo edge's config; with ``mqtt_port``, site safety over that broker (R5); with
+    ``calibration``, every scanner's commissioning calibration (:func:`commission`)."""
     lines = [
         "[edge]",
         f'id = "{EDGE_ID}"',
@@ -109,6 +161,7 @@ def write_edge_config(
             f'serial = "{s["serial"]}"',
             f'data = "{s["data_host"]}:{s["data_port"]}"',
             *(scanner_safety_lines() if mqtt_port else []),
+            *([f'calibration = "{_rel(calibration, base)}"'] if calibration else []),
             "",
         ]
     path = base / "edge.toml"
@@ -208,9 +261,11 @@ def _run_demo(base: Path, seconds: float, scanners: int) -> int:
             "--seed",
             str(int(time.time()) % 100000),
         )
+        # commissioning while the simulator starts: the scanners' calibration (~1.5 s)
+        calibration = commission(base / "commissioning")
         _wait_file(status_file, procs, 30)
         status = json.loads(status_file.read_text())
-        edge_toml = write_edge_config(base, listen, status, site.port)
+        edge_toml = write_edge_config(base, listen, status, site.port, calibration)
         first.append(start("edge", "edge", "--config", str(edge_toml)))
         print(
             f"""
@@ -220,6 +275,7 @@ NII demo running: central aggregator, {scanners} simulated scanners (pty + TCP),
   live feed:             {nii} control-room tail --feed {feed}
   scans in the CIR:      {nii} cir scans --config {_q(paths["central"])}
   verify the evidence:   {nii} cir verify --config {_q(paths["central"])}
+  scanner calibration:   {nii} cir calibration scanner1 --config {_q(paths["central"])}
   scanner availability:  {nii} uptime report --config {_q(paths["central"])}
   site telemetry:        {site.note}{DRILL if site.port else ""}
 Live feed follows (Ctrl-C stops the demo).
@@ -276,8 +332,16 @@ def _stop(procs: list[subprocess.Popen[bytes]], timeout_s: float = 15.0) -> None
             p.wait()
 
 
+def _rel(path: Path, base: Path) -> str:
+    """``path`` as the edge configuration in ``base`` writes it: relative when inside."""
+    try:
+        return path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
 def _q(path: str) -> str:
     return shlex.quote(path)
 
 
-__all__ = ["prepare", "run_demo", "write_edge_config"]
+__all__ = ["commission", "prepare", "run_demo", "write_edge_config"]

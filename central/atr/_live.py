@@ -17,6 +17,15 @@ scanner (or the edge) puts them there: ``pixel_mm`` [along travel, height]
 ``nii atr analyze --gd`` takes).  Without a pixel size the defaults of
 :func:`pixel_size` apply (see docs/atr.md); without a GD the scan is analysed
 for concealments only and the verdict says that the GD checks were skipped.
+
+The scanner's calibration comes the same way: the edge writes the scanner's
+commissioning calibration (``[[scanner]] calibration``) into every scan-start
+record as ``scanner_calibration``, and the ATR reads the scan through it
+(``analyze(..., scanner=cal)``: physical units, ``calibrated: true`` in the
+GD checks).  Parsed calibrations are cached by their SHA-256.  A malformed one
+is no crash: the scan is analysed as the reference scanner's, the verdict's
+notes say why, and a ``bad_calibration`` alarm is raised once per scanner and
+document.
 """
 # ruff: noqa: RUF002
 
@@ -37,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.errors import NiiError, StorageError
+from core.scanner_cal import ScannerCalibration, document_sha256
 
 from ._library import ImageLibrary, live_library
 from ._store import AttStore, VerdictStore
@@ -61,6 +71,46 @@ DEFAULT_SCAN_LENGTH_MM = 16500.0
 MAX_BACKLOG = 16
 
 Publish = Callable[[bytes, dict[str, Any]], None]
+#: Alarm kind of a scan-start record whose scanner calibration cannot be used.
+ALARM_BAD_CALIBRATION = "bad_calibration"
+#: Parsed calibrations kept (by SHA-256): a site has a few scanners, each a few in its life.
+CALIBRATION_CACHE = 64
+
+_cal_cache: dict[str, ScannerCalibration | str] = {}
+_cal_lock = threading.Lock()
+
+
+def live_calibration(record: dict[str, Any]) -> tuple[ScannerCalibration | None, str, str]:
+    """The scanner calibration a scan-start record carries: (calibration, sha256, error).
+
+    ``(None, "", "")`` when the record carries none; ``(None, sha256, why)`` when
+    it carries one that :meth:`ScannerCalibration.from_json` refuses. Parsed
+    documents (and refusals) are cached by their SHA-256
+    (:func:`core.scanner_cal.document_sha256`), so a scanner's calibration is
+    parsed once, and its look-up tables built once, however many scans bring it.
+    """
+    from core.scanner_cal import CalibrationError
+
+    doc = record.get("scanner_calibration")
+    if doc is None:
+        return None, "", ""
+    if not isinstance(doc, dict):
+        return None, "", f"scanner_calibration is a {type(doc).__name__}, not a JSON object"
+    sha = document_sha256(doc)
+    with _cal_lock:
+        hit = _cal_cache.get(sha)
+    if hit is None:
+        try:
+            hit = ScannerCalibration.from_json(doc, "scanner_calibration")
+        except CalibrationError as exc:
+            hit = exc.message
+        with _cal_lock:
+            if len(_cal_cache) >= CALIBRATION_CACHE:
+                _cal_cache.pop(next(iter(_cal_cache)))
+            _cal_cache[sha] = hit
+    if isinstance(hit, str):
+        return None, sha, hit
+    return hit, sha, ""
 
 
 def pixel_size(record: dict[str, Any], channels: int, lines: int) -> tuple[float, float, str]:
@@ -171,7 +221,15 @@ def verdict_doc(
     channels, lines = arrays["image_high"].shape
     line_mm, channel_mm, px_from = pixel_size(start, channels, lines)
     gd = live_gd(start)
+    scanner, cal_sha, cal_error = live_calibration(start)
     notes = []
+    if cal_error:
+        notes.append(
+            f"the scanner calibration in the scan-start record cannot be used ({cal_error}): "
+            "analysed as the reference scanner's image"
+        )
+    elif scanner is None:
+        notes.append("no scanner calibration with the scan: the reference scanner is assumed")
     if gd is None:
         notes.append("no Goods Declaration with the scan: GD consistency checks skipped")
     if px_from == "defaults":
@@ -180,10 +238,20 @@ def verdict_doc(
             f"{channel_mm:.2f} mm used"
         )
     try:
-        scan = f"{row['scanner']}/{row['scan_id']}"
-        v = analyze(a_hi, a_lo, line_mm, channel_mm, gd, scan=scan, library=library)
+        v = analyze(
+            a_hi,
+            a_lo,
+            line_mm,
+            channel_mm,
+            gd,
+            scan=f"{row['scanner']}/{row['scan_id']}",
+            scanner=scanner,
+            library=library,
+        )
     except AtrInputError as exc:
-        return no_verdict(row, exc.message, exc.fix)
+        doc = no_verdict(row, exc.message, exc.fix)
+        doc["scanner_calibration"] = _cal_field(scanner, cal_sha, cal_error)
+        return doc
     d = v.to_dict()
     return {
         **scan_base(row),
@@ -194,12 +262,25 @@ def verdict_doc(
         "container_frame": d["container"],
         "pixel_mm": [round(line_mm, 4), round(channel_mm, 4)],
         "pixel_mm_from": px_from,
+        "scanner_calibration": _cal_field(scanner, cal_sha, cal_error),
         "notes": notes,
         "ms": d["elapsed_ms"],
         "calibration_ms": round(cal_ms, 1),
         "similar": d["similar"],
         "library": d.get("library", {}),
     }
+
+
+def _cal_field(scanner: ScannerCalibration | None, sha: str, error: str) -> dict[str, Any] | None:
+    """The verdict's ``scanner_calibration``: which calibration read the scan (None: none)."""
+    if not sha and not error:
+        return None
+    out: dict[str, Any] = {"sha256": sha, "used": scanner is not None}
+    if scanner is not None:
+        out["scanner"] = scanner.scanner
+    if error:
+        out["error"] = error
+    return out
 
 
 def format_verdict(doc: dict[str, Any], top: int = 3) -> str:
@@ -278,6 +359,7 @@ class LiveAtr:
         self._att: AttStore | None = None
         # the arrays of the scan last read for a verdict: an exit scan's ATT reuses them
         self._last: tuple[int, dict[str, np.ndarray]] | None = None
+        self._bad_cal_alarmed: set[tuple[str, str]] = set()  # (scanner, sha256)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="atr")
         self._pool.submit(self._guard, _warm_up, "warming up the ATR")
 
@@ -354,6 +436,7 @@ class LiveAtr:
                 self._pending -= 1
         if doc is None:
             return
+        self._bad_calibration(doc, loop)
         finished = doc.get("finished_ns")
         if isinstance(finished, int) and finished > 0:
             doc["latency_s"] = round((time.time_ns() - finished) / 1e9, 3)
@@ -394,6 +477,38 @@ class LiveAtr:
             self.transit(ref, loop)
         finally:
             self._last = None
+
+    def _bad_calibration(self, doc: dict[str, Any], loop: asyncio.AbstractEventLoop) -> None:
+        """Alarm ``bad_calibration`` once per scanner and document the ATR could not use."""
+        cal = doc.get("scanner_calibration")
+        if not isinstance(cal, dict) or not cal.get("error"):
+            return
+        key = (str(doc["scanner"]), str(cal.get("sha256", "")))
+        if key in self._bad_cal_alarmed:
+            return
+        self._bad_cal_alarmed.add(key)
+        log.warning(
+            "ATR: scanner %s's calibration (sha256 %s) cannot be used: %s",
+            key[0],
+            key[1][:16] or "-",
+            cal["error"],
+        )
+        if self._alarm is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(
+                    partial(
+                        self._alarm,
+                        key[0],
+                        "",
+                        ALARM_BAD_CALIBRATION,
+                        f"scanner {key[0]}: the calibration its scans bring cannot be used "
+                        f"({cal['error']}); its scans are analysed as the reference scanner's",
+                        ref=doc["ref"],
+                        sha256=key[1],
+                        fix="commission the scanner again ('nii atr calibrate') and put the "
+                        "new file in the edge's [[scanner]] calibration =",
+                    )
+                )
 
     def _send(self, loop: asyncio.AbstractEventLoop, topic: bytes, doc: dict[str, Any]) -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed while this scan was analysed
@@ -480,12 +595,14 @@ class LiveAtr:
 
 
 __all__ = [
+    "ALARM_BAD_CALIBRATION",
     "DEFAULT_FAN_HEIGHT_MM",
     "DEFAULT_SCAN_LENGTH_MM",
     "MODEL",
     "LiveAtr",
     "calibrated",
     "format_verdict",
+    "live_calibration",
     "live_gd",
     "missing_lines",
     "no_verdict",

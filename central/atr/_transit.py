@@ -15,7 +15,10 @@ it looks in the CIR for Scan A and decides (``docs/decisions/0007-att-pairing.md
   without looking at the images.  Without a seal recorded at the entry the
   seal is not checked (the document says so).
 * **Same seal**: both scans are calibrated from their own dark and air lines,
-  each with its own pixel size, B is registered onto A and the SOP's four
+  each with its own pixel size and its own scanner calibration (the
+  ``scanner_calibration`` its scan-start record carries: mapped to the
+  reference scanner's attenuation as ``nii atr compare --scanner-a/-b`` does),
+  B is registered onto A and the SOP's four
   factors decide (``_att.compare``); any factor over its limit → **HOLD**, with
   the place of each difference in mm from A's front wall and floor.
 * **No Scan A** (or no container number on B): *unpaired*, no HOLD, and an
@@ -39,7 +42,7 @@ import numpy as np
 
 from core.errors import NiiError
 
-from ._live import MODEL, calibrated, missing_lines, pixel_size
+from ._live import MODEL, calibrated, live_calibration, missing_lines, pixel_size
 
 if TYPE_CHECKING:
     from central._cir import Cir
@@ -126,16 +129,34 @@ def _result(doc: dict[str, Any], result: str, status: str, reason: str) -> dict[
     return doc
 
 
-def _scan(row: dict[str, Any], read: ReadArrays) -> tuple[Any, Any, float, float]:
-    """(a_hi, a_lo, line_mm, channel_mm) of one scan, calibrated as its live verdict was."""
+def _scan(row: dict[str, Any], read: ReadArrays) -> tuple[tuple[Any, Any, float, float], str]:
+    """One scan as its live verdict read it: ((a_hi, a_lo, line_mm, channel_mm), sha256).
+
+    The attenuations are those of the reference scanner when the scan-start
+    record carries a usable scanner calibration (its SHA-256 is returned, else
+    ""): the two energies are checked as measured (``check_pair``) and then
+    mapped (``to_physical``), as ``nii atr compare --scanner-a/-b`` does.
+
+    Raises:
+        NiiError: the scan cannot be read or calibrated (AtrInputError included).
+    """
+    from ._image import check_pair
+    from ._physical import to_physical
+
     arrays = read(int(row["ref"]))
     missing = missing_lines(arrays)
     if missing is not None:
         raise NiiError(f"scan ref {row['ref']}: {missing[0]}", missing[1])
     a_hi, a_lo = calibrated(arrays)
     channels, lines = arrays["image_high"].shape
-    line_mm, channel_mm, _ = pixel_size(start_record(row), channels, lines)
-    return a_hi, a_lo, line_mm, channel_mm
+    start = start_record(row)
+    line_mm, channel_mm, _ = pixel_size(start, channels, lines)
+    scanner, sha, _ = live_calibration(start)
+    check_pair(a_hi, a_lo)  # as measured: the map leaves A_low no noise of its own
+    if scanner is None:
+        return (a_hi, a_lo, line_mm, channel_mm), ""
+    phys = to_physical(a_hi, a_lo, scanner)
+    return (phys.a_hi, phys.a_lo, line_mm, channel_mm), sha
 
 
 def _over(factors: dict[str, dict[str, Any]]) -> list[str]:
@@ -197,13 +218,19 @@ def att_doc(
     if seal_a is None:
         doc["notes"].append("no seal recorded at the entry: the seal was not checked")
     try:
-        a = _scan(row_a, read)
-        b = _scan(row_b, read)
-        res = compare(a, b)
+        a, cal_a = _scan(row_a, read)
+        b, cal_b = _scan(row_b, read)
+        # both energies were checked as measured: a mapped scan has no noise of its own
+        res = compare(a, b, harmonised=bool(cal_a or cal_b))
     except NiiError as exc:  # AtrInputError included
         doc["error"], doc["fix"] = exc.message, exc.fix
         doc["ms"] = round((time.perf_counter() - t0) * 1000.0, 1)
         return _result(doc, NOT_COMPARED, "not compared", f"not compared: {exc.message}")
+    if bool(cal_a) != bool(cal_b):
+        doc["notes"].append(
+            f"only scan {'A' if cal_a else 'B'} came with its scanner's calibration: the "
+            "other is taken as the reference scanner's image"
+        )
     d = res.to_dict()
     doc.update(
         {
@@ -212,6 +239,8 @@ def att_doc(
             "differences": d["differences"],
             "pixel_mm_a": [round(a[2], 4), round(a[3], 4)],
             "pixel_mm_b": [round(b[2], 4), round(b[3], 4)],
+            "scanner_calibration_a": cal_a or None,
+            "scanner_calibration_b": cal_b or None,
             "ms": round((time.perf_counter() - t0) * 1000.0, 1),
         }
     )

@@ -31,6 +31,22 @@ def _iso(ns: int | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns / 1e9)) + f".{ns % 10**9:09d}Z"
 
 
+def scanner_calibration(start: dict[str, Any]) -> dict[str, Any] | None:
+    """The package's ``scanner_calibration``: the calibration the scan was taken with.
+
+    ``{"sha256", "document"}`` from the scan-start record's ``scanner_calibration``
+    (the edge's ``[[scanner]] calibration``), the document as it came, so the receiver
+    can read the images in physical units (``ScannerCalibration.from_json``); None when
+    the record carries none.
+    """
+    from core.scanner_cal import document_sha256
+
+    doc = start.get("scanner_calibration")
+    if not isinstance(doc, dict) or not doc:
+        return None
+    return {"sha256": document_sha256(doc), "document": doc}
+
+
 def scan_package(cir: Cir, opener: Opener, ref: int) -> UffPackage:
     """Build the package of scan ``ref``; raises :class:`NiiError` if it has no image."""
     row = cir.scan(ref)
@@ -89,6 +105,9 @@ def scan_package(cir: Cir, opener: Opener, ref: int) -> UffPackage:
         },
         "annotations": [],
     }
+    cal = scanner_calibration(start)
+    if cal is not None:
+        metadata["scanner_calibration"] = cal
     return UffPackage(
         metadata=metadata,
         arrays={
@@ -113,4 +132,4 @@ def export_uff(cir: Cir, opener: Opener, ref: int, out: str | Path) -> Path:
     return path
 
 
-__all__ = ["export_uff", "scan_package"]
+__all__ = ["export_uff", "scan_package", "scanner_calibration"]

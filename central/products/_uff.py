@@ -28,7 +28,7 @@ import numpy as np
 from core.errors import IntegrityError, ProtocolError
 
 FORMAT = "nii-uff"
-VERSION = "1.0"
+VERSION = "1.1"  # 1.1: optional metadata key scanner_calibration (docs/uff.md)
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 REQUIRED_METADATA = ("scanner", "scan")

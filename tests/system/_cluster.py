@@ -168,6 +168,15 @@ class Cluster:
             ]
         self.edge_toml.write_text("\n".join(lines))
 
+    def commission(self, model: str | None = None, *, detector_seed: int = 1) -> str:
+        """Commission a simulated scanner model (its wedge scan and calibration file, as
+        ``nii sim wedges`` + ``nii atr calibrate``); the TOML value for ``calibration =``
+        (a path relative to the edge configuration)."""
+        from nii._demo import commission
+
+        path = commission(self.base / "commissioning", model, detector_seed=detector_seed)
+        return json.dumps(path.relative_to(self.base).as_posix())
+
     def start_edge(self) -> None:
         self.start("edge", "edge", "--config", str(self.edge_toml))
 
