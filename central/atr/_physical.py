@@ -117,3 +117,25 @@ def to_physical(
     lo = np.where(d.impenetrable, np.maximum(lo, np.float32(ref.a_lo_max + 0.5)), lo)
     lo = lo.astype(np.float32)
     return PhysicalImage(hi, lo, d.areal_density, d.zeff, d.impenetrable, True, scanner.scanner)
+
+
+Scan = tuple[F32, F32, float, float]
+
+
+def harmonise(scan: Scan, scanner: ScannerCalibration | None) -> Scan:
+    """One scan (a_hi, a_lo, line_mm, channel_mm) as the reference scanner would see it.
+
+    The two energies are checked as measured first (``_image.check_pair``): the map
+    leaves A_low no noise of its own, so afterwards a single-energy export could no
+    longer be told.  Without ``scanner`` the scan is returned as it is (checked).
+
+    Raises:
+        AtrInputError: the pair is not two usable energies of one scan.
+    """
+    from ._image import check_pair
+
+    hi, lo = check_pair(scan[0], scan[1])
+    if scanner is None:
+        return hi, lo, scan[2], scan[3]
+    phys = to_physical(hi, lo, scanner)
+    return phys.a_hi, phys.a_lo, scan[2], scan[3]

@@ -140,8 +140,7 @@ def _scan(row: dict[str, Any], read: ReadArrays) -> tuple[tuple[Any, Any, float,
     Raises:
         NiiError: the scan cannot be read or calibrated (AtrInputError included).
     """
-    from ._image import check_pair
-    from ._physical import to_physical
+    from ._physical import harmonise
 
     arrays = read(int(row["ref"]))
     missing = missing_lines(arrays)
@@ -152,11 +151,7 @@ def _scan(row: dict[str, Any], read: ReadArrays) -> tuple[tuple[Any, Any, float,
     start = start_record(row)
     line_mm, channel_mm, _ = pixel_size(start, channels, lines)
     scanner, sha, _ = live_calibration(start)
-    check_pair(a_hi, a_lo)  # as measured: the map leaves A_low no noise of its own
-    if scanner is None:
-        return (a_hi, a_lo, line_mm, channel_mm), ""
-    phys = to_physical(a_hi, a_lo, scanner)
-    return (phys.a_hi, phys.a_lo, line_mm, channel_mm), sha
+    return harmonise((a_hi, a_lo, line_mm, channel_mm), scanner), sha if scanner else ""
 
 
 def _over(factors: dict[str, dict[str, Any]]) -> list[str]:

@@ -25,9 +25,9 @@ from core.scanner_cal import ScannerCalibration
 from ._analyze import analyze
 from ._att import compare
 from ._calibrate import add_parser as add_calibrate_parser
-from ._image import check_pair, transmission_to_attenuation
+from ._image import transmission_to_attenuation
 from ._model import AtrInputError
-from ._physical import to_physical
+from ._physical import harmonise
 
 F32 = npt.NDArray[np.float32]
 
@@ -189,17 +189,6 @@ def _scan_dir(path: str, pixel_mm: list[float]) -> tuple[F32, F32, float, float]
     )
 
 
-def _harmonised(
-    scan: tuple[F32, F32, float, float], cal: ScannerCalibration | None
-) -> tuple[F32, F32, float, float]:
-    """A scan's attenuations as the reference scanner would see them (unchanged without cal)."""
-    if cal is None:
-        return scan
-    check_pair(scan[0], scan[1])  # as exported, before the map leaves A_low no noise
-    phys = to_physical(scan[0], scan[1], cal)
-    return phys.a_hi, phys.a_lo, scan[2], scan[3]
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     """Print the ATT comparison of Scan A and Scan B; status 3 when the unit is put on HOLD."""
     pa = args.pixel_mm_a or args.pixel_mm
@@ -211,8 +200,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             fix="give both --scanner-a and --scanner-b, or neither",
         )
     res = compare(
-        _harmonised(_scan_dir(args.a, pa), cal_a),
-        _harmonised(_scan_dir(args.b, pb), cal_b),
+        harmonise(_scan_dir(args.a, pa), cal_a),
+        harmonise(_scan_dir(args.b, pb), cal_b),
         harmonised=cal_a is not None,
     )
     print(json.dumps(res.to_dict(), indent=2))
