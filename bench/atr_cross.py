@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.atr import TARGETS, _pin_next
+from bench.atr import METAL_COMMODITIES, TARGETS, _pin_next
 from central.atr import analyze
 from central.atr._att import compare
 from central.atr._declaration import parse_gd
@@ -65,7 +65,13 @@ def plan(n_clean: int, n_kind: int, n_lie: int, n_empty: int, n_att: int) -> lis
     """The cases of one model: kind and, for ATT, the tampering."""
     cases: list[dict[str, Any]] = [{"kind": "clean"} for _ in range(n_clean)]
     for kind in CONCEALMENTS:
-        cases += [{"kind": kind} for _ in range(n_kind)]
+        for j in range(n_kind):
+            c: dict[str, Any] = {"kind": kind}
+            if kind == "organic in metal":  # the concealment of a package among metal goods
+                c["commodity"] = METAL_COMMODITIES[j % len(METAL_COMMODITIES)]
+            if kind == "vehicle":  # a car fits a 40 ft container
+                c["container"] = "40GP" if j % 2 else "40HC"
+            cases.append(c)
     cases += [{"kind": "lie"} for _ in range(n_lie)]
     cases += [{"kind": "empty"} for _ in range(n_empty)]
     cases += [{"kind": "declared empty"} for _ in range(n_empty)]
@@ -121,7 +127,8 @@ def run_case(args: tuple[str, dict[str, Any], int, str, str]) -> dict[str, Any]:
     shutil.rmtree(tmp, ignore_errors=True)
     folders = export_case(
         model, seed, case["id"], tmp, export_kind, pair_model=pair_model,
-        att_tamper=case.get("tamper"),
+        att_tamper=case.get("tamper"), commodity=case.get("commodity"),
+        container=case.get("container"),
     )  # fmt: skip
     cal = ScannerCalibration.load(calibrate(model, root))
     out: dict[str, Any] = {"model": model, "id": case["id"], "kind": kind}

@@ -334,7 +334,11 @@ def _describe(code: str) -> str:
 
 
 def check_weight(
-    declared_gross_kg: float, tare_kg: float, mass_kg: float, mass_sigma_kg: float
+    declared_gross_kg: float,
+    tare_kg: float,
+    mass_kg: float,
+    mass_sigma_kg: float,
+    model_error: float = WEIGHT_MODEL_ERROR,
 ) -> WeightCheck:
     """Compare the declared gross mass with the image's estimate.
 
@@ -342,8 +346,9 @@ def check_weight(
         declared_gross_kg: Gross mass on the GD (goods, packing and container), kg.
         tare_kg: The container's tare, kg.
         mass_kg: The image's estimate of the cargo mass, kg.
-        mass_sigma_kg: Its 1-σ uncertainty, kg; the model error of
-            :data:`WEIGHT_MODEL_ERROR` × mass is added in quadrature.
+        mass_sigma_kg: Its 1-σ uncertainty, kg; ``model_error`` × mass is added in
+            quadrature (0 when ``mass_sigma_kg`` already holds the model's error).
+        model_error: Relative error of the mass model, default :data:`WEIGHT_MODEL_ERROR`.
 
     Returns:
         Level, score (1.0 at :data:`WEIGHT_RED_SIGMA` σ), the reason, the image's gross
@@ -361,7 +366,7 @@ def check_weight(
         if not (math.isfinite(v) and v >= 0.0):
             raise ValueError(f"{name} = {v} must be finite and ≥ 0")
     gross = mass_kg + tare_kg
-    sigma = math.hypot(mass_sigma_kg, WEIGHT_MODEL_ERROR * mass_kg)
+    sigma = math.hypot(mass_sigma_kg, model_error * mass_kg)
     sigma = max(sigma, 1.0)
     z = abs(declared_gross_kg - gross) / sigma
     score = z / WEIGHT_RED_SIGMA

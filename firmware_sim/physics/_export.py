@@ -213,6 +213,8 @@ def export_case(
     att_tamper: str | None = None,
     variety: bool = True,
     detector_seed: int = 1,
+    commodity: str | None = None,
+    container: str | None = None,
 ) -> list[Path]:
     """Simulate one cargo case on ``model`` and write it as a case folder under ``out_dir``.
 
@@ -237,6 +239,8 @@ def export_case(
         att_tamper: what was done to the cargo between Scan A and Scan B.
         variety: draw containers, vehicles and packing with the added variety.
         detector_seed: fixes the detector array of ``model`` (Scan B's is the next seed).
+        commodity, container: fix the load's commodity or the container code (as
+            ``build_scenario`` takes them); None draws them.
 
     Returns:
         The case folders written (two for ``att``).
@@ -264,6 +268,10 @@ def export_case(
     elif what is not None:
         fixed = {"concealment": what, "lie": False, "empty": False}
     rng = np.random.default_rng([seed, case_id])
+    if commodity is not None:
+        fixed["commodity"] = commodity
+    if container is not None:
+        fixed["container"] = container
     sc = build_scenario(rng, case_id, variety=variety, **fixed)
     hi, lo, pitch, length, fan = _scan(
         m, sc.objects, sc.length_mm, m.line_pitch_mm, rng, detector_seed
