@@ -355,6 +355,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         default=100,
         help="cross-scanner: about this many evaluation cases per model (100)",
     )
+    p.add_argument(
+        "--write-thresholds",
+        action="store_true",
+        help="cross-scanner: raise central/atr/_profiles.py's red thresholds on every "
+        "model's clean tuning cases (seed 7200), after scoring",
+    )
     p.set_defaults(func=_main, rescore_only=False)
     return p
 

@@ -202,6 +202,22 @@ def multipliers(tuning: list[dict[str, Any]], margin: float = 1.05) -> dict[str,
     return {c: round(v, 3) for c, v in sorted(k.items())}
 
 
+def raise_thresholds(k: dict[str, float]) -> dict[str, Any]:
+    """``_profiles``' tables with RED_AT raised by the multipliers ``k`` ("category|profile")."""
+    from central.atr import _profiles as pr
+
+    red = {cat: dict(t) for cat, t in pr.RED_AT.items()}
+    for key, mult in k.items():
+        cat, prof = key.split("|", 1)
+        table = red.setdefault(cat, {})
+        table[prof] = round(table.get(prof, table.get("*", 1.0)) * mult, 3)
+    return {
+        "MASS_SCALE_BY_COMMODITY": dict(pr.MASS_SCALE_BY_COMMODITY),
+        "PROFILES": dict(pr.PROFILES),
+        "RED_AT": red,
+    }
+
+
 def score(results: list[dict[str, Any]], k: dict[str, float]) -> dict[str, Any]:
     """Detection, false alarms, localisation and ATT of one model's evaluation cases."""
     det: dict[str, list[int]] = {}
@@ -300,6 +316,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         key: round(float(np.mean([per_model[m]["held_out"][key] for m in models])), 4)
         for key in keys
     }
+    if args.write_thresholds:
+        # the thresholds the ATR ships with: raised on every model's clean tuning cases
+        from bench.atr import write_profiles
+
+        tuned = multipliers([r for r in done if r["_seed"] == TUNE_SEED])
+        write_profiles(raise_thresholds(tuned), Path("central/atr/_profiles.py"))
+        print(f"central/atr/_profiles.py: RED_AT raised by {tuned}", flush=True)
     res = {
         "bench": "atr",
         "protocol": "cross-scanner",
