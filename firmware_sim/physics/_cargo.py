@@ -1,3 +1,4 @@
+# ruff: noqa: RUF002
 """Cargo loading, concealments and Goods Declarations for simulated scans.
 
 Every random choice comes from one ``numpy.random.Generator`` so a scenario is
@@ -9,14 +10,17 @@ undeclared vehicle; each is reported in the ground truth with its box in mm.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from . import _materials as m
+from ._attenuation import Material
 from ._geometry import Box, Extrusion, SceneObject, annulus, polygon, shifted
 from ._scene import COMMODITIES, TRAILER_DECK_Z, Commodity, ContainerSpec
+from ._weapons import weapons
 
 CONCEALMENTS = (
     "false wall",
@@ -268,9 +272,40 @@ def _pistol(y: float, z: float, scale: float) -> list[tuple[float, float]]:
 
 
 def conceal(
-    kind: str, space: Interior, cargo: list[SceneObject], rng: np.random.Generator
+    kind: str,
+    space: Interior,
+    cargo: list[SceneObject],
+    rng: np.random.Generator,
+    *,
+    variety: bool = False,
 ) -> list[SceneObject]:
-    """Objects of one concealment of ``kind``, placed where it makes sense, with truth set."""
+    """Objects of one concealment of ``kind``, placed where it makes sense, with truth set.
+
+    Without ``variety`` the draw is the original one, number for number.  With
+    it, firearms are the weapons of :func:`~._weapons.weapons` (classes, sizes,
+    parts, orientation, count, packing; one truth group per weapon or per
+    packed group) and the other kinds vary in size, place and material
+    (:func:`_varied`); see ``docs/simulator-models.md`` ("Concealments").
+
+    Args:
+        kind: one of :data:`CONCEALMENTS`.
+        space: the container's loadable space, mm.
+        cargo: the load (not used to place anything yet).
+        rng: the scenario's generator.
+        variety: draw the varied concealments.
+
+    Returns:
+        The concealment's objects (``kind`` ``concealment``).
+
+    Raises:
+        ValueError: ``kind`` is not one of :data:`CONCEALMENTS`.
+    """
+    if variety:
+        if kind not in CONCEALMENTS:
+            raise ValueError(f"unknown concealment {kind!r}; one of {', '.join(CONCEALMENTS)}")
+        if kind == "firearms":
+            return weapons(space, rng)[0]
+        return _varied(kind, space, rng)
     y_mid = rng.uniform(space.y0 + 1500, space.y1 - 1500)
     z_mid = rng.uniform(space.z0 + 500, space.z0 + 1400)
     out: list[SceneObject] = []
@@ -492,6 +527,289 @@ def conceal(
     else:
         raise ValueError(f"unknown concealment {kind!r}; one of {', '.join(CONCEALMENTS)}")
     return out
+
+
+#: Dense blocks (``high-density block``): material, share of draws, side range (mm).
+DENSE_BLOCKS: tuple[tuple[Material, float, tuple[float, float]], ...] = (
+    (m.STEEL, 0.6, (50.0, 400.0)),
+    (m.COPPER, 0.25, (50.0, 400.0)),
+    (m.TIN, 0.15, (50.0, 300.0)),
+)
+#: High-Z blocks (``high-Z block``): lead, tungsten, depleted uranium, gold.
+HIGH_Z_BLOCKS: tuple[tuple[Material, float, tuple[float, float]], ...] = (
+    (m.LEAD, 0.4, (50.0, 400.0)),
+    (m.TUNGSTEN, 0.2, (50.0, 250.0)),
+    (m.URANIUM, 0.15, (50.0, 250.0)),
+    (m.GOLD, 0.25, (50.0, 200.0)),
+)
+#: What is hidden behind false walls and under double floors: label, material, density range.
+HIDDEN_GOODS: tuple[tuple[str, Material, tuple[float, float]], ...] = (
+    ("drug packages", m.COCAINE, (0.6, 1.0)),
+    ("tobacco", m.TOBACCO, (0.35, 0.6)),
+    ("banknotes", m.CELLULOSE, (0.5, 0.9)),
+)
+#: Undeclared vehicles: kind, share of draws.
+VEHICLES: tuple[tuple[str, float], ...] = (("car", 0.6), ("motorcycle", 0.25), ("quad", 0.15))
+
+
+def _pick(rng: np.random.Generator, shares: list[float]) -> int:
+    w = np.asarray(shares)
+    return int(rng.choice(len(shares), p=w / w.sum()))
+
+
+def _panel(rng: np.random.Generator) -> tuple[Material, float, float]:
+    """A false panel: steel plate 2–6 mm or plywood 18–28 mm: (material, density, mm)."""
+    if rng.random() < 0.6:
+        return m.STEEL, 7.85, float(rng.uniform(2.0, 6.0))
+    return m.PLYWOOD, 0.7, float(rng.uniform(18.0, 28.0))
+
+
+def _varied(kind: str, space: Interior, rng: np.random.Generator) -> list[SceneObject]:
+    """A concealment of ``kind`` (not firearms) drawn with variety of size, place and material."""
+    out: list[SceneObject] = []
+
+    def add(obj: SceneObject, truth: bool = True) -> None:
+        obj.kind = "concealment"
+        obj.truth = truth
+        out.append(obj)
+
+    def block(table: tuple[tuple[Material, float, tuple[float, float]], ...]) -> None:
+        mat, _, (lo, hi) = table[_pick(rng, [t[1] for t in table])]
+        sx, sy, sz = (float(v) for v in rng.uniform(lo, hi, 3))
+        x0 = float(rng.uniform(space.x0, space.x1 - sx))
+        y0 = float(rng.uniform(space.y0 + 200, space.y1 - 200 - sy))
+        z0 = float(rng.uniform(space.z0, min(space.z1 - sz, space.z0 + 1800)))
+        add(
+            Box(
+                mat,
+                mat.density,
+                f"{mat.name} block",
+                "",
+                False,
+                x0,
+                x0 + sx,
+                y0,
+                y0 + sy,
+                z0,
+                z0 + sz,
+            )
+        )
+
+    def goods() -> tuple[str, Material, float]:
+        label, mat, (lo, hi) = HIDDEN_GOODS[int(rng.integers(len(HIDDEN_GOODS)))]
+        return label, mat, float(rng.uniform(lo, hi))
+
+    if kind == "high-density block":
+        block(DENSE_BLOCKS)
+    elif kind == "high-Z block":
+        block(HIGH_Z_BLOCKS)
+    elif kind == "false wall":
+        depth = float(rng.uniform(200, 900))
+        mat, rho, t = _panel(rng)
+        at_doors = bool(rng.random() < 0.3)
+        y_wall = space.y1 - depth - t if at_doors else space.y0 + 20 + depth
+        ya, yb = (y_wall + t + 20, space.y1 - 10) if at_doors else (space.y0 + 20, y_wall - 20)
+        add(
+            Box(
+                mat,
+                rho,
+                "false wall panel",
+                "",
+                False,
+                space.x0,
+                space.x1,
+                y_wall,
+                y_wall + t,
+                space.z0,
+                space.z1,
+            ),
+            truth=False,
+        )
+        label, gm, grho = goods()
+        top = space.z1 - float(rng.uniform(100, 600))
+        add(
+            Box(
+                gm,
+                grho,
+                f"{label} behind false wall",
+                "",
+                False,
+                space.x0 + 100,
+                space.x1 - 100,
+                ya,
+                yb,
+                space.z0 + 100,
+                top,
+            )
+        )
+    elif kind == "double floor":
+        depth = float(rng.uniform(80, 250))
+        mat, rho, t = _panel(rng)
+        y0 = float(rng.uniform(space.y0, space.y0 + 0.5 * (space.y1 - space.y0) - 1500))
+        y1 = min(space.y1, y0 + float(rng.uniform(1500, 5000)))
+        add(
+            Box(
+                mat,
+                rho,
+                "false floor panel",
+                "",
+                False,
+                space.x0,
+                space.x1,
+                y0,
+                y1,
+                space.z0 + depth,
+                space.z0 + depth + t,
+            ),
+            truth=False,
+        )
+        label, gm, grho = goods()
+        add(
+            Box(
+                gm,
+                grho,
+                f"{label} under false floor",
+                "",
+                False,
+                space.x0 + 50,
+                space.x1 - 50,
+                y0 + 50,
+                y1 - 50,
+                space.z0,
+                space.z0 + depth - 10,
+            )
+        )
+    elif kind == "organic in metal":
+        w, d, h = (
+            float(rng.uniform(600, 1600)),
+            float(rng.uniform(400, 1200)),
+            float(rng.uniform(200, 700)),
+        )
+        x0 = float(rng.uniform(space.x0, space.x1 - w))
+        y0 = float(rng.uniform(space.y0 + 200, space.y1 - 200 - d))
+        z0 = space.z0 + (float(rng.uniform(0, 800)) if rng.random() < 0.4 else 0.0)
+        label, gm, grho = goods()
+        add(
+            Box(
+                gm,
+                grho * float(rng.uniform(1.0, 1.3)),
+                f"{label} in metal cargo",
+                "",
+                False,
+                x0,
+                x0 + w,
+                y0,
+                y0 + d,
+                z0,
+                z0 + h,
+            )
+        )
+    else:  # vehicle
+        add_vehicle(VEHICLES[_pick(rng, [v[1] for v in VEHICLES])][0], space, rng, add)
+    return out
+
+
+def add_vehicle(
+    what: str, space: Interior, rng: np.random.Generator, add: Callable[[SceneObject, bool], None]
+) -> None:
+    """A car, motorcycle or quad of drawn size in ``space``, given to ``add(obj, truth)``.
+
+    The truth object is the vehicle's whole box (smeared bodywork and frame);
+    engine, wheels and seats are drawn inside it without truth.
+    """
+    if what == "car":
+        length, width, height = (
+            float(rng.uniform(a, b)) for a, b in ((3600, 4900), (1600, 1850), (1350, 1600))
+        )
+        r_tyre, tyre_w, shell = float(rng.uniform(290, 340)), 200.0, 7.85 * 0.004
+    elif what == "motorcycle":
+        length, width, height = (
+            float(rng.uniform(a, b)) for a, b in ((1900, 2300), (700, 900), (1050, 1300))
+        )
+        r_tyre, tyre_w, shell = float(rng.uniform(280, 330)), 150.0, 7.85 * 0.008
+    else:
+        length, width, height = (
+            float(rng.uniform(a, b)) for a, b in ((1750, 2100), (1050, 1250), (1050, 1250))
+        )
+        r_tyre, tyre_w, shell = float(rng.uniform(260, 300)), 230.0, 7.85 * 0.008
+    length = min(length, space.y1 - space.y0 - 400)
+    y0 = float(rng.uniform(space.y0 + 200, space.y1 - 200 - length))
+    zf = space.z0
+    xc = float(rng.uniform(space.x0 + width / 2, space.x1 - width / 2))
+    add(
+        Box(
+            m.STEEL,
+            shell,
+            what,
+            "",
+            False,
+            xc - width / 2,
+            xc + width / 2,
+            y0,
+            y0 + length,
+            zf,
+            zf + height,
+        ),
+        True,
+    )
+    ew = min(700.0, width * 0.6)
+    add(
+        Box(
+            m.ALUMINIUM,
+            2.7 * 0.35,
+            f"{what} engine",
+            "",
+            False,
+            xc - ew / 2,
+            xc + ew / 2,
+            y0 + 0.1 * length,
+            y0 + 0.3 * length,
+            zf + 0.25 * height,
+            zf + 0.6 * height,
+        ),
+        False,
+    )
+    wheel_ys = (y0 + r_tyre + 50, y0 + length - r_tyre - 50)
+    sides = (
+        (xc,)
+        if what == "motorcycle"
+        else (xc - width / 2 + tyre_w / 2, xc + width / 2 - tyre_w / 2)
+    )
+    for yw in wheel_ys:
+        for xw in sides:
+            add(
+                Extrusion(
+                    m.RUBBER,
+                    1.15,
+                    f"{what} tyre",
+                    "",
+                    False,
+                    xw - tyre_w / 2,
+                    xw + tyre_w / 2,
+                    yw - r_tyre,
+                    yw + r_tyre,
+                    zf,
+                    zf + 2 * r_tyre,
+                    annulus(yw, zf + r_tyre, r_tyre, r_tyre * 0.62),
+                ),
+                False,
+            )
+    add(
+        Box(
+            m.POLYETHYLENE,
+            0.1,
+            f"{what} seat",
+            "",
+            False,
+            xc - width * 0.4,
+            xc + width * 0.4,
+            y0 + 0.4 * length,
+            y0 + 0.7 * length,
+            zf + 0.4 * height,
+            zf + 0.8 * height,
+        ),
+        False,
+    )
 
 
 def object_mass_kg(obj: SceneObject) -> float:

@@ -177,10 +177,15 @@ def _bbox_mm(boxes: Sequence[tuple[float, ...]], fan: Fan, length_mm: float) -> 
 
 def _truth(sc: Scenario, objects: list[SceneObject], fan: Fan, length: float) -> dict[str, Any]:
     if sc.concealment is not None:
-        boxes = [o.bounds() for o in objects if o.kind == "concealment" and o.truth]
-        bbox = _bbox_mm(boxes, fan, length)
+        # one finding per truth group (each weapon lying alone, or weapons packed
+        # together); objects without a group (0) make one finding together
+        groups: dict[int, list[tuple[float, ...]]] = {}
+        for o in objects:
+            if o.kind == "concealment" and o.truth:
+                groups.setdefault(o.group, []).append(o.bounds())
         cat = CATEGORIES[sc.concealment]
-        return {"kind": cat, "findings": [{"category": cat, "bbox_mm": bbox}] if bbox else []}
+        boxes = [_bbox_mm(groups[g], fan, length) for g in sorted(groups)]
+        return {"kind": cat, "findings": [{"category": cat, "bbox_mm": b} for b in boxes if b]}
     if sc.commodity is None:
         return {"kind": "empty", "findings": []}
     return {"kind": "clean" if sc.gd_truthful else "lie", "findings": []}

@@ -93,7 +93,10 @@ class SceneObject:
     """Something the beam crosses: material, density (g/cm³ as packed) and a label.
 
     ``kind`` is ``structure`` (container, vehicle), ``cargo`` or ``concealment``;
-    ``truth`` marks objects reported in the scan's ground truth.
+    ``truth`` marks objects reported in the scan's ground truth.  ``group``
+    (keyword only, 0: none) numbers the finding a truth object belongs to when
+    one concealment makes several findings (weapons lying apart); objects of
+    one group are reported as one finding.
     """
 
     material: Material
@@ -101,6 +104,7 @@ class SceneObject:
     label: str
     kind: str = "cargo"
     truth: bool = False
+    group: int = field(default=0, kw_only=True)
 
     def bounds(self) -> tuple[float, float, float, float, float, float]:
         raise NotImplementedError

@@ -163,7 +163,7 @@ def build_scenario(
         if spec.length < 7000:
             choices = [k for k in choices if k != "vehicle"]
         hidden = str(rng.choice(choices))
-    extra = conceal(hidden, space, cargo, rng) if hidden else []
+    extra = conceal(hidden, space, cargo, rng, variety=variety) if hidden else []
     if hidden in ("false wall", "double floor", "vehicle"):
         # these take space: cargo overlapping them is not loaded; small items sit among the goods
         for h in extra:
@@ -414,4 +414,5 @@ def _truth_object(obj: SceneObject, raster: Raster) -> dict[str, Any]:
         "density": round(obj.density, 4),
         "box_mm": [round(v, 1) for v in obj.bounds()],
         "pixels": {"line0": l0, "line1": l1, "channel0": c0, "channel1": c1},
+        **({"group": obj.group} if obj.group else {}),
     }
