@@ -181,6 +181,31 @@ def _iou_mm(a: list[float], b: list[float]) -> float:
     return ix * iy / u if u > 0 else 0.0
 
 
+def _inside(box: list[float], t: list[float]) -> float:
+    """Share of ``box``'s area inside ``t``."""
+    ix = max(0.0, min(box[2], t[2]) - max(box[0], t[0]))
+    iy = max(0.0, min(box[3], t[3]) - max(box[1], t[1]))
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    return ix * iy / area if area > 0 else 0.0
+
+
+def _localised(box: list[float], t: list[float], boxes: list[list[float]]) -> bool:
+    """``box`` outlines truth ``t`` (IoU ≥ 0.3), or is one of the findings that together do.
+
+    A carton of pistols or a bundle of rifles is one truth box; the ATR outlines each
+    weapon in it.  Those findings (half or more of each inside ``t``) are taken together:
+    their joint box must outline ``t`` with IoU ≥ 0.3.
+    """
+    if _iou_mm(box, t) >= 0.3:
+        return True
+    if _inside(box, t) < 0.5:
+        return False
+    part = [b for b in boxes if _inside(b, t) >= 0.5]
+    joint = [min(b[0] for b in part), min(b[1] for b in part),
+             max(b[2] for b in part), max(b[3] for b in part)]  # fmt: skip
+    return _iou_mm(joint, t) >= 0.3
+
+
 def _px_to_mm(box: list[int], px: list[float]) -> list[float]:
     return [box[0] * px[0], box[1] * px[1], box[2] * px[0], box[3] * px[1]]
 
@@ -255,11 +280,12 @@ def score(results: list[dict[str, Any]], k: dict[str, float]) -> dict[str, Any]:
         det.setdefault(r["kind"], []).append(red)
         truth = [f["bbox_mm"] for f in r["truth"].get("findings", []) if f.get("bbox_mm")]
         if truth:
-            for f in reds:
-                if f["category"] in LOCATED:
-                    loc_red += 1
-                    box = _px_to_mm(f["bbox_px"], r["pixel_mm"])
-                    loc_ok += int(any(_iou_mm(box, t) >= 0.3 for t in truth))
+            boxes = [
+                _px_to_mm(f["bbox_px"], r["pixel_mm"]) for f in reds if f["category"] in LOCATED
+            ]
+            for box in boxes:
+                loc_red += 1
+                loc_ok += int(any(_localised(box, t, boxes) for t in truth))
     allpos = [x for v in det.values() for x in v]
     p = np.asarray(ms or [0.0])
     return {

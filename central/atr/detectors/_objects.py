@@ -76,7 +76,7 @@ def dense_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
                 f"{'impenetrable' if imp > 0.5 else 'dense'} object {len_mm:.0f} x {hgt_mm:.0f} mm,"
                 f" +{mean_res:.1f} above the cargo around it"
             )
-        out.append(sc.finding(cat, score, why, (x, y, x + w, y + h)))
+        out.append(sc.finding(cat, score, why, _outline(sc, lab, k, mean_res, (x, y, w, h))))
     guns = firearm_shapes(sc)
     # one object, one finding: a blob that a handgun outline explains is that handgun
     out = [
@@ -85,6 +85,38 @@ def dense_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
         if f.category != Category.DENSE_OBJECT or not any(same_object(f, g) for g in guns)
     ]
     return out + guns
+
+
+def _outline(
+    sc: Scene,
+    labels: npt.NDArray[np.generic],
+    label: int,
+    contrast: float,
+    box: tuple[int, int, int, int],
+) -> tuple[int, int, int, int]:
+    """The object's outline: where it stands at least half its contrast above the cargo.
+
+    The blob is what stands above the detection threshold, the object's core; its
+    blurred edges (the fan's penumbra, the detector's crosstalk, the binning) stand
+    above half its contrast, as an object's edge does in any blurred image.  The
+    outline grows from the blob into those pixels, at most half the blob's size
+    each way.
+    """
+    x, y, w, h = box
+    gx, gy = max(1, w // 2), max(1, h // 2)
+    l0, r0 = max(0, x - gx), max(0, y - gy)
+    l1, r1 = min(sc.a.shape[0], x + w + gx), min(sc.a.shape[1], y + h + gy)
+    blob = labels[l0:l1, r0:r1] == label
+    half = ((sc.residual[l0:l1, r0:r1] > 0.5 * contrast) | blob).astype(np.uint8)
+    _, lab, stats, _ = cv2.connectedComponentsWithStats(half, connectivity=8)
+    seed = lab[blob]
+    if seed.size == 0:
+        return (x, y, x + w, y + h)
+    k = int(np.bincount(seed[seed > 0]).argmax()) if np.any(seed > 0) else 0
+    if k == 0:
+        return (x, y, x + w, y + h)
+    cx, cy, cw, ch, _ = (int(v) for v in stats[k])
+    return (l0 + cy, r0 + cx, l0 + cy + ch, r0 + cx + cw)
 
 
 #: Excess area (mm²) that counts once in a dense object's score, and the most it counts:
