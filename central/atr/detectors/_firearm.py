@@ -26,6 +26,32 @@ HANDGUN_OUTLINE_MM = (
 )
 
 
+#: A machine pistol or compact sub-machine gun in side view, mm along travel and down
+#: from its top: receiver and barrel 340 x 45, a magazine 35 wide hanging 150 below it in
+#: front of a raked grip 40 wide and 100 long (the proportions of the Uzi, MP5K and
+#: Skorpion class: overall 270-470 mm long, 200-260 mm high with the magazine, as their
+#: makers' data give them).
+MACHINE_PISTOL_OUTLINE_MM = (
+    (0, 0),
+    (340, 0),
+    (340, 45),
+    (265, 45),
+    (270, 145),
+    (230, 145),
+    (225, 45),
+    (185, 45),
+    (185, 195),
+    (150, 195),
+    (150, 45),
+    (0, 45),
+)
+#: The outlines fitted, each in four facings (as drawn, mirrored along travel, upside
+#: down, both) and turned a quarter (standing on its muzzle or its butt).
+OUTLINES: dict[str, tuple[tuple[int, int], ...]] = {
+    "handgun": HANDGUN_OUTLINE_MM,
+    "machine pistol": MACHINE_PISTOL_OUTLINE_MM,
+}
+
 F64 = npt.NDArray[np.float64]
 
 
@@ -52,12 +78,27 @@ class _ShapeFilter:
     size: tuple[int, int]  # outline box (lines, rows)
 
 
-def _coverage(outline: tuple[tuple[int, int], ...], bl: float, bc: float, mirror: bool) -> F32:
-    """Fraction of each binned pixel the outline covers (rasterised 4 x finer)."""
+def _coverage(
+    outline: tuple[tuple[int, int], ...],
+    bl: float,
+    bc: float,
+    mirror: bool,
+    flip: bool = False,
+    turn: bool = False,
+) -> F32:
+    """Fraction of each binned pixel the outline covers (rasterised 4 x finer).
+
+    ``mirror`` reverses it along travel, ``flip`` turns it upside down, ``turn``
+    stands it up (its length along the height).
+    """
     ss = 4
     pts = np.asarray(outline, dtype=np.float64)
+    if turn:
+        pts = pts[:, ::-1].copy()
     if mirror:
         pts[:, 0] = pts[:, 0].max() - pts[:, 0]
+    if flip:
+        pts[:, 1] = pts[:, 1].max() - pts[:, 1]
     nl = int(np.ceil(pts[:, 0].max() / bl)) + 1
     nr = int(np.ceil(pts[:, 1].max() / bc)) + 1
     img = np.zeros((nl * ss, nr * ss), np.uint8)
@@ -67,11 +108,15 @@ def _coverage(outline: tuple[tuple[int, int], ...], bl: float, bc: float, mirror
     return np.asarray(img.reshape(nl, ss, nr, ss).mean(axis=(1, 3)), dtype=np.float32)
 
 
-@functools.lru_cache(maxsize=8)
-def _handgun_filter(bl: float, bc: float, margin: int = 4) -> _ShapeFilter:
+@functools.lru_cache(maxsize=32)
+def _outline_filter(
+    name: str, bl: float, bc: float, turn: bool = False, margin: int = 4
+) -> _ShapeFilter:
+    """The fit of outline ``name`` (:data:`OUTLINES`) in its four facings, laid or stood."""
     covs = [
-        np.pad(_coverage(HANDGUN_OUTLINE_MM, bl, bc, m).astype(np.float64), margin)
+        np.pad(_coverage(OUTLINES[name], bl, bc, m, f, turn).astype(np.float64), margin)
         for m in (False, True)
+        for f in (False, True)
     ]
     nl, nr = covs[0].shape
     y = np.arange(nl, dtype=np.float64) - (nl - 1) / 2
@@ -83,7 +128,7 @@ def _handgun_filter(bl: float, bc: float, margin: int = 4) -> _ShapeFilter:
     whiten = np.linalg.inv(np.linalg.cholesky(gram))
     basis = np.einsum("ij,jab->iab", whiten, raw)  # orthonormal over the window
     overlap = [np.einsum("iab,ab->i", basis, c) for c in covs]
-    # the same both ways round: the window and its surfaces are symmetric
+    # the same in every facing: the window and its surfaces are symmetric
     energy = float((covs[0] ** 2).sum() - (overlap[0] ** 2).sum())
     # filters anchor a kernel at its centre
     return _ShapeFilter(
@@ -122,7 +167,9 @@ def _shape_fit(img: F32, flt: _ShapeFilter) -> tuple[F64, F64]:
 
 
 def firearm_shapes(sc: Scene) -> list[Finding]:
-    """Handgun outlines: steel in a pistol's shape over whatever cargo lies around it.
+    """Firearm outlines: steel in a pistol's or machine pistol's shape over the cargo around it.
+
+    Each outline of :data:`OUTLINES` is fitted in four facings, lying and standing.
 
     A pistol (about 30 mm of steel: +0.8 to +1.0 of attenuation) adds the same
     whether it lies in textiles or in paper, but in dense or uneven cargo a
@@ -140,43 +187,52 @@ def firearm_shapes(sc: Scene) -> list[Finding]:
     floor's cross members).  Score: the amplitude over :data:`FIREARM_AMPLITUDE`.
     """
     bl, bc = sc.frame.px_mm
-    flt = _handgun_filter(round(bl, 3), round(bc, 3))
     off, cargo = line_offsets(sc)
     lift = np.where(cargo, -np.minimum(off, 0.0)[:, None], 0.0)
-    best = np.zeros(sc.a.shape, np.float64)
-    fits = np.zeros(sc.a.shape, np.float64)
     # the white top-hat keeps what is thinner than a pistol's surroundings: a pistol in a
     # tyre's hole or beside a coil, where the quadratic background cannot follow the edges
     se = cv2.getStructuringElement(
         cv2.MORPH_RECT, (_odd(FIREARM_TOPHAT_MM / bc), _odd(FIREARM_TOPHAT_MM / bl))
     )
     tophat = np.asarray(cv2.morphologyEx(sc.a, cv2.MORPH_TOPHAT, se), dtype=np.float32)
-    for img in (sc.a, np.asarray(sc.a + lift, dtype=np.float32), tophat):
-        amp, fit = _shape_fit(img, flt)
-        take = (fit >= FIREARM_FIT) & (amp > best)
-        best[take] = amp[take]
-        fits[take] = fit[take]
+    images = (sc.a, np.asarray(sc.a + lift, dtype=np.float32), tophat)
     lines = sc.a.shape[0]
-    (ol, orr), (nl, nr) = flt.offset, flt.size
-    # only where the whole window lies in the image and the outline ends above the floor band
-    wl, wr = flt.outlines[0].shape
-    valid = np.zeros_like(best, dtype=bool)
-    valid[wl // 2 : lines - wl + wl // 2, wr // 2 : sc.row_above_floor(200.0) - nr - orr] = True
-    best[~valid] = 0.0
-    peak = best >= cv2.dilate(best, np.ones((nl, nr), np.uint8))
-    cand = np.argwhere(peak & (best >= 0.5 * FIREARM_AMPLITUDE))
-    order = np.argsort(-best[cand[:, 0], cand[:, 1]])
-    taken: list[tuple[int, int]] = []
+    floor = sc.row_above_floor(200.0)
+    cands: list[tuple[float, float, int, int, str, _ShapeFilter]] = []
+    for name in OUTLINES:
+        for turn in (False, True):
+            flt = _outline_filter(name, round(bl, 3), round(bc, 3), turn)
+            best = np.zeros(sc.a.shape, np.float64)
+            fits = np.zeros(sc.a.shape, np.float64)
+            for img in images:
+                amp, fit = _shape_fit(img, flt)
+                take = (fit >= FIREARM_FIT) & (amp > best)
+                best[take] = amp[take]
+                fits[take] = fit[take]
+            (ol, orr), (nl, nr) = flt.offset, flt.size
+            # only where the whole window lies in the image and the outline ends above the
+            # floor band
+            wl, wr = flt.outlines[0].shape
+            valid = np.zeros_like(best, dtype=bool)
+            valid[wl // 2 : lines - wl + wl // 2, wr // 2 : floor - nr - orr] = True
+            best[~valid] = 0.0
+            peak = best >= cv2.dilate(best, np.ones((nl, nr), np.uint8))
+            for li, ri in np.argwhere(peak & (best >= 0.5 * FIREARM_AMPLITUDE)):
+                cands.append(
+                    (float(best[li, ri]), float(fits[li, ri]), int(li) + ol, int(ri) + orr,
+                     name, flt)
+                )  # fmt: skip
+    cands.sort(key=lambda c: -c[0])
+    taken: list[tuple[int, int, int, int]] = []
     out: list[Finding] = []
-    for li, ri in cand[order]:
-        x, y = int(li) + ol, int(ri) + orr
-        if any(abs(x - tx) < nl and abs(y - ty) < nr for tx, ty in taken):
-            continue
-        taken.append((x, y))
-        steel, share = float(best[li, ri]), float(fits[li, ri])
-        why = f"handgun outline {nl * bl:.0f} x {nr * bc:.0f} mm, +{steel:.1f} over its"
-        why += f" surroundings (the shape explains {share:.0%} of them)"
+    for steel, share, x, y, name, flt in cands:
+        nl, nr = flt.size
         box = (x, y, x + nl, y + nr)
+        if any(x < t[2] and t[0] < x + nl and y < t[3] and t[1] < y + nr for t in taken):
+            continue  # one weapon, one finding: the strongest outline on it
+        taken.append(box)
+        why = f"{name} outline {nl * bl:.0f} x {nr * bc:.0f} mm, +{steel:.1f} over its"
+        why += f" surroundings (the shape explains {share:.0%} of them)"
         out.append(sc.finding(Category.FIREARM, steel / FIREARM_AMPLITUDE, why, box))
     return out
 
