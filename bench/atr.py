@@ -365,7 +365,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-TARE = {"20GP": 2200.0, "40GP": 3750.0, "40HC": 3900.0}
 
 
 def tune(results: list[dict[str, Any]], step: str, margin: float = 1.05) -> dict[str, Any]:
@@ -387,7 +386,6 @@ def tune(results: list[dict[str, Any]], step: str, margin: float = 1.05) -> dict
         and r["truth"]["gd_truthful"]
     ]
     out: dict[str, Any] = {
-        "MASS_SCALE_BY_COMMODITY": dict(pr.MASS_SCALE_BY_COMMODITY),
         "PROFILES": dict(pr.PROFILES),
         "RED_AT": dict(pr.RED_AT),
     }
@@ -397,14 +395,6 @@ def tune(results: list[dict[str, Any]], step: str, margin: float = 1.05) -> dict
             if r["truth"]["commodity"]:
                 by.setdefault(r["truth"]["commodity"], []).append(r)
         for c, rs in sorted(by.items()):
-            ratio = [
-                (r["gd"]["gross_weight_kg"] - TARE[r["truth"]["container"]])
-                / max(1.0, r["verdict"]["gd_checks"]["estimated_cargo_kg"])
-                for r in rs
-            ]
-            # the estimate used the commodity's current scale: correct that one (re-tuning)
-            now = pr.MASS_SCALE_BY_COMMODITY.get(c, pr.MASS_SCALE)
-            out["MASS_SCALE_BY_COMMODITY"][c] = round(now * float(np.median(ratio)), 3)
             feats = {
                 "organic": [r["verdict"]["gd_checks"]["material_mix"]["organic"] for r in rs],
                 "metal": [r["verdict"]["gd_checks"]["material_mix"]["metal"] for r in rs],
@@ -438,14 +428,13 @@ def write_profiles(tables: dict[str, Any], path: Path) -> None:
     from central.atr import _profiles as pr
 
     text = path.read_text()
-    head = text.split("MASS_SCALE_BY_COMMODITY")[0]
+    head = text.split("#: Raw detector score")[0].rstrip("\n") + "\n"
     body = [
-        f"MASS_SCALE_BY_COMMODITY: dict[str, float] = {tables['MASS_SCALE_BY_COMMODITY']!r}",
         "#: Raw detector score at which a finding turns red, by category and declared commodity",
         '#: ("*": any other); scores are divided by it so that 1.0 is red everywhere.',
         f"RED_AT: dict[str, dict[str, float]] = {tables['RED_AT']!r}",
         f"PROFILES: dict[str, dict[str, tuple[float, float]]] = {tables['PROFILES']!r}",
         "",
     ]
-    assert pr.MASS_SCALE > 0
+    assert pr.RED_AT
     path.write_text(head + "\n".join(body))

@@ -237,7 +237,6 @@ def raise_thresholds(k: dict[str, float]) -> dict[str, Any]:
         table = red.setdefault(cat, {})
         table[prof] = round(table.get(prof, table.get("*", 1.0)) * mult, 3)
     return {
-        "MASS_SCALE_BY_COMMODITY": dict(pr.MASS_SCALE_BY_COMMODITY),
         "PROFILES": dict(pr.PROFILES),
         "RED_AT": red,
     }

@@ -23,13 +23,9 @@ from ._containers import ContainerModel
 from ._declaration import GoodsDeclaration, parse_gd, resolve
 from ._hs import HsExpectation
 from ._model import Category, Finding, Level, level_of
-from ._profiles import FEATURE_NAMES, MASS_SCALE, PROFILES
+from ._profiles import FEATURE_NAMES, PROFILES
 from .detectors import MU_RHO_HI, Scene
 
-#: Declared commodities whose load is metal (the host of "organic in metal cargo").
-METAL_COMMODITIES = frozenset({"machinery", "scrap steel", "copper wire"})
-#: Attenuation of the empty container's walls, subtracted before integrating.
-WALL_BASE_A = 0.12
 #: Share of the load that is metal or impenetrable from which it is metal cargo (declared
 #: metal: METAL_SHARE_DECLARED; metal loads on the tuning seeds show 0.45 and more, the
 #: false declarations of metal 0.37 and less).
@@ -43,13 +39,15 @@ LOADED_FILL = 0.2
 
 
 def features(sc: Scene) -> dict[str, float]:
-    """Image features of the load: fill, material mix, apparent density, mass."""
-    bl, bc = sc.frame.px_mm
+    """Image features of the load in reference-equivalent attenuation: fill, mix, levels.
+
+    The profiles of ``_profiles.PROFILES`` are in these terms; the GD's physical
+    figures come from :func:`load_features`.
+    """
     occ = sc.occupied
     n = max(1, int(occ.sum()))
     mat = sc.material[occ]
     a_occ = sc.a[occ]
-    mass_sum = float(np.clip(sc.a - WALL_BASE_A, 0.0, None).sum()) * bl * bc / 100.0
     fill = float(occ.mean()) if occ.size else 0.0
     return {
         "fill": fill,
@@ -59,8 +57,6 @@ def features(sc: Scene) -> dict[str, float]:
         "impenetrable": float(np.sum(mat == int(MaterialClass.IMPENETRABLE))) / n,
         "mean_a": float(a_occ.mean()) if a_occ.size else 0.0,
         "p90_a": float(np.percentile(a_occ, 90)) if a_occ.size else 0.0,
-        "mass_kg": mass_sum * MASS_SCALE / 1000.0,
-        "mass_index": mass_sum,
     }
 
 

@@ -1,4 +1,3 @@
-# ruff: noqa: RUF003
 """Reference profiles of declared commodities, learned on tuning seeds (see docs/atr.md).
 
 Written by ``nii bench atr --tune``; each feature is (mean, tolerance).
@@ -7,24 +6,6 @@ Written by ``nii bench atr --tune``; each feature is (mean, tolerance).
 from __future__ import annotations
 
 FEATURE_NAMES: tuple[str, ...] = ("organic", "metal", "mean_a", "p90_a")
-#: kg of cargo per unit of Σ A · cm² (1 / effective μ/ρ at the high energy).
-MASS_SCALE: float = 35.0
-MASS_SCALE_BY_COMMODITY: dict[str, float] = {
-    "aluminium ingots": 23.921,
-    "ceramic tiles": 23.847,
-    "cigarettes": 18.889,
-    "copper wire": 25.14,
-    "electronics": 17.978,
-    "frozen meat": 21.417,
-    "fruit": 20.05,
-    "glass bottles": 19.248,
-    "machinery": 24.278,
-    "paper": 21.786,
-    "rice": 21.957,
-    "scrap steel": 22.638,
-    "textiles": 18.324,
-    "tyres": 19.599,
-}
 #: Raw detector score at which a finding turns red, by category and declared commodity
 #: ("*": any other); scores are divided by it so that 1.0 is red everywhere.
 RED_AT: dict[str, dict[str, float]] = {
