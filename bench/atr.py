@@ -365,8 +365,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-
-
 def tune(results: list[dict[str, Any]], step: str, margin: float = 1.05) -> dict[str, Any]:
     """Learn the reference tables of ``central/atr/_profiles.py`` from tuning-seed results.
 
