@@ -38,10 +38,14 @@ SAME_PITCH = 0.02
 #: distance D and height z_s); between the simulator's fans (D 4.0-5.0 m) the smears of
 #: an edge 1.5 m above the source differ by up to ±120 mm.
 PARALLAX_MM = 120.0
+#: Across scanners a changed region must stand taller than this, mm: what is lower is an
+#: edge of the load that one fan smears wider than the other (a band along the top or
+#: bottom of the goods), not goods; the smallest change simulated is a 250 mm block.
+MIN_CHANGE_HEIGHT_MM = 150.0
 #: Change of the attenuation integrated up a line (relative to A's, after the two scans'
 #: ratio over the whole load) that marks the line as changed, and the shortest run of
 #: such lines that is a change, mm along travel.
-LINE_CHANGE = 0.15
+LINE_CHANGE = 0.2
 LINE_RUN_MM = 400.0
 #: A line is loaded where its integrated attenuation is at least this share of the median
 #: line's, and at least :data:`LOADED_A_MM` (1 m of attenuation 0.3).
@@ -476,7 +480,7 @@ def compare(
     min_area = 40000.0 / (bl * bc)
     for k in range(1, n):
         cx, cy, cw, ch, area = (int(v) for v in stats[k])
-        if area < min_area:
+        if area < min_area or (cross and cw * bc < MIN_CHANGE_HEIGHT_MM):
             continue
         sel = lab[cy : cy + ch, cx : cx + cw] == k
         d = float((cb - ca)[cy : cy + ch, cx : cx + cw][sel].mean())
