@@ -88,7 +88,7 @@ def _line_integrals(
 
 
 def _loaded_length(ca: F32, cb: F32, bl: float, bc: float) -> tuple[float, float]:
-    """Share of the length along travel that is loaded in A and in B (see :func:`_line_integrals`)."""
+    """Share of the length along travel loaded in A and in B (:func:`_line_integrals`)."""
     la, lb, floor, _ = _line_integrals(ca, cb, bl, bc)
     return float(np.mean(la > floor)), float(np.mean(lb > floor))
 
@@ -120,7 +120,6 @@ def _line_changes(
         else:
             i += 1
     return np.asarray(keep[:, None] & occ, np.uint8)
-
 
 
 @dataclass(slots=True)
@@ -411,12 +410,19 @@ def compare(
     )
     scale = lines / max(1, b_lines.shape[0])
     e = max(2, round(150.0 / fa.px_mm[0]))
-    h_a = (fa.floor - (top_a + np.arange(rows))) * fa.px_mm[1]  # mm above A's floor, per row
-    warp = fit_vertical(
-        np.median(ia[e:-e], axis=0),
-        h_a,
-        np.median(ib_full[e:-e], axis=0),
-        (fb.floor - np.arange(ib_full.shape[1])) * fb.px_mm[1],
+    h_a = np.asarray(
+        (fa.floor - (top_a + np.arange(rows))) * fa.px_mm[1], np.float64
+    )  # mm above A's floor, per row
+    cross = harmonised or abs(fa.channel_mm / fb.channel_mm - 1.0) > SAME_PITCH
+    warp = (
+        fit_vertical(
+            np.median(ia[e:-e], axis=0),
+            h_a,
+            np.median(ib_full[e:-e], axis=0),
+            (fb.floor - np.arange(ib_full.shape[1])) * fb.px_mm[1],
+        )
+        if cross
+        else VerticalWarp(1.0, 0.0, 0.0)  # one fan: heights above the floor agree
     )
     b_rows = fb.floor - warp.b_height(h_a) / fb.px_mm[1]
     ib = _resample_rows(ib_full, b_rows)
@@ -425,7 +431,6 @@ def compare(
     ceiling = min(float(ia.max()), float(ib.max()))  # a saturated scanner sees no further
     ia, ib = np.minimum(ia, ceiling), np.minimum(ib, ceiling)
     bl, bc = fa.px_mm
-    cross = harmonised or abs(fa.channel_mm / fb.channel_mm - 1.0) > SAME_PITCH
     limits = CROSS_LIMITS if cross else LIMITS
     reg = {
         "shift_mm": round((fa.front * bl) - (fb.front * fb.px_mm[0]), 1),
@@ -447,15 +452,18 @@ def compare(
     dens = abs(sum_b - sum_a) / max(sum_a, 1.0)
     # the ends are one or two lines of steel: which share of a pixel they fill differs from
     # scan to scan, so the rim is compared over three lines along travel
-    ra, rb = cv2.blur(ia, (1, 3)), cv2.blur(ib, (1, 3))
-    sa = cv2.blur(ca, (5, 5))
-    sb = cv2.blur(cb, (5, 5))
+    ra = np.asarray(cv2.blur(ia, (1, 3)), np.float32)
+    rb = np.asarray(cv2.blur(ib, (1, 3)), np.float32)
+    sa = np.asarray(cv2.blur(ca, (5, 5)), np.float32)
+    sb = np.asarray(cv2.blur(cb, (5, 5)), np.float32)
     if cross:
         # another fan: heights agree only to the parallax, so B is compared with the
         # highest and lowest of A within that tolerance (docs/atr.md, "ATT across scanners")
         tol = np.ones((3, 2 * max(1, round(PARALLAX_MM / bc)) + 1), np.uint8)
         ex_rim = _excess(ra, rb, tol)
-        rim = np.concatenate([ex_rim[:e].ravel(), ex_rim[-e:].ravel(), ex_rim[:, rows - fband :].ravel()])
+        rim = np.concatenate(
+            [ex_rim[:e].ravel(), ex_rim[-e:].ravel(), ex_rim[:, rows - fband :].ravel()]
+        )
         struct = float(np.percentile(rim, 99))
         diff = _signed_excess(sa, sb, tol)
         fill_a, fill_b = _loaded_length(ca, cb, bl, bc)
@@ -470,7 +478,8 @@ def compare(
     mask = np.asarray(
         cv2.morphologyEx(
             (np.abs(diff) > thr).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)
-        )
+        ),
+        np.uint8,
     )
     if cross:
         mask |= _line_changes(ca, cb, occ_a | occ_b, bl, bc)
