@@ -207,6 +207,10 @@ class LevelMap:
         return np.asarray(out, dtype=np.float32)
 
 
+#: The map of two scans already in the same units.
+IDENTITY = LevelMap((0.05, 1.0), (0.05, 1.0), 1.0, 1.0)
+
+
 def _blur3(img: F32) -> F32:
     return np.asarray(cv2.blur(img, (3, 3)), dtype=np.float32)
 
@@ -426,7 +430,14 @@ def compare(
     )
     b_rows = fb.floor - warp.b_height(h_a) / fb.px_mm[1]
     ib = _resample_rows(ib_full, b_rows)
-    lm = level_map(_blur3(ia), _blur3(ib))
+    try:
+        lm = level_map(_blur3(ia), _blur3(ib))
+    except AtrInputError:
+        if not harmonised:
+            raise
+        # both scans are already in reference-equivalent attenuation: a trend outside the
+        # scanners' bounds is the changed goods (a stretch emptied), not the scanners
+        lm = IDENTITY
     ib = lm.apply(ib)
     ceiling = min(float(ia.max()), float(ib.max()))  # a saturated scanner sees no further
     ia, ib = np.minimum(ia, ceiling), np.minimum(ib, ceiling)
