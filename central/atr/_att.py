@@ -38,10 +38,20 @@ SAME_PITCH = 0.02
 #: distance D and height z_s); between the simulator's fans (D 4.0-5.0 m) the smears of
 #: an edge 1.5 m above the source differ by up to ±120 mm.
 PARALLAX_MM = 120.0
+#: Higher up, the smears differ by up to this share of the height above the floor (a load
+#: 2.5 m tall: its top edge's near side 400 mm higher on a 4 m fan than on a 5 m one).
+PARALLAX_SHARE = 0.15
 #: Across scanners a changed region must stand taller than this, mm: what is lower is an
 #: edge of the load that one fan smears wider than the other (a band along the top or
 #: bottom of the goods), not goods; the smallest change simulated is a 250 mm block.
 MIN_CHANGE_HEIGHT_MM = 150.0
+#: A changed band lower than BAND_MM along more than BAND_SHARE of the length is a height
+#: the two fans show differently, not goods changed in a stretch (tampering simulated
+#: changes at most 1.5 m of the 5.9-13.6 m).
+BAND_MM = 500.0
+BAND_SHARE = 0.5
+#: Band under the top of the compared height that is not cargo across scanners, mm.
+ROOF_BAND_MM = 300.0
 #: Change of the attenuation integrated up a line (relative to A's, after the two scans'
 #: ratio over the whole load) that marks the line as changed, and the shortest run of
 #: such lines that is a change, mm along travel.
@@ -51,6 +61,32 @@ LINE_RUN_MM = 400.0
 #: line's, and at least :data:`LOADED_A_MM` (1 m of attenuation 0.3).
 LOADED_SHARE = 0.3
 LOADED_A_MM = 300.0
+
+
+def _fan_artefact(height_mm: float, length_share: float) -> bool:
+    """Whether a changed region is how two fans differ, not goods (across scanners only).
+
+    Lower than :data:`MIN_CHANGE_HEIGHT_MM`: an edge band of the load.  A band lower than
+    :data:`BAND_MM` along more than :data:`BAND_SHARE` of the length: a fixed height seen
+    otherwise by the other fan (roof, rails), where goods are changed in a stretch.
+    """
+    return height_mm < MIN_CHANGE_HEIGHT_MM or (height_mm < BAND_MM and length_share > BAND_SHARE)
+
+
+def _signed_excess_graded(a: F32, b: F32, h_mm: npt.NDArray[np.float64], bc: float) -> F32:
+    """:func:`_signed_excess` with a tolerance per row (``h_mm``: each row's height).
+
+    The tolerance is ``max(PARALLAX_MM, PARALLAX_SHARE x h)``, taken in steps of
+    :data:`PARALLAX_MM`.
+    """
+    tol_mm = np.maximum(PARALLAX_MM, PARALLAX_SHARE * h_mm)
+    steps = np.ceil(tol_mm / PARALLAX_MM - 1e-9).astype(int)
+    out = np.zeros_like(b)
+    for k in np.unique(steps):
+        win = np.ones((3, 2 * max(1, round(k * PARALLAX_MM / bc)) + 1), np.uint8)
+        sel = steps == k
+        out[:, sel] = _signed_excess(a, b, win)[:, sel]
+    return out
 
 
 def _excess(a: F32, b: F32, tol: npt.NDArray[np.uint8]) -> F32:
@@ -457,7 +493,10 @@ def compare(
     }
     # the interior for cargo factors, the rim (ends, floor band) for structure
     fband = max(2, round(250.0 / bc))
-    ca, cb = ia[e:-e, : rows - fband], ib[e:-e, : rows - fband]
+    # across scanners the roof band is left to structure: the top of the crop is where one
+    # fan may end (the roof cut off) while the other shows the roof's edge-on sheets
+    tband = min(rows - fband - 2, round(ROOF_BAND_MM / bc)) if cross else 0
+    ca, cb = ia[e:-e, tband : rows - fband], ib[e:-e, tband : rows - fband]
     occ_a, occ_b = ca > OCCUPIED_A, cb > OCCUPIED_A
     sum_a, sum_b = float(ca.sum()), float(cb.sum())
     dens = abs(sum_b - sum_a) / max(sum_a, 1.0)
@@ -476,7 +515,9 @@ def compare(
             [ex_rim[:e].ravel(), ex_rim[-e:].ravel(), ex_rim[:, rows - fband :].ravel()]
         )
         struct = float(np.percentile(rim, 99))
-        diff = _signed_excess(sa, sb, tol)
+        # the smear of an edge grows with its height above the source: the tolerance too
+        h_c = h_a[tband : rows - fband]
+        diff = _signed_excess_graded(sa, sb, h_c, bc)
         fill_a, fill_b = _loaded_length(ca, cb, bl, bc)
     else:
         rim_a = np.concatenate([ra[:e].ravel(), ra[-e:].ravel(), ra[:, rows - fband :].ravel()])
@@ -500,13 +541,13 @@ def compare(
     min_area = 40000.0 / (bl * bc)
     for k in range(1, n):
         cx, cy, cw, ch, area = (int(v) for v in stats[k])
-        if area < min_area or (cross and cw * bc < MIN_CHANGE_HEIGHT_MM):
+        if area < min_area or (cross and _fan_artefact(cw * bc, ch / max(1, ca.shape[0]))):
             continue
         sel = lab[cy : cy + ch, cx : cx + cw] == k
         d = float((cb - ca)[cy : cy + ch, cx : cx + cw][sel].mean())
         changed += area
         l0 = fa.front + e + cy
-        r0 = top_a + cx
+        r0 = top_a + tband + cx
         mm = fa.to_mm(l0, r0, l0 + ch, r0 + cw)
         diffs.append(
             {
