@@ -28,6 +28,17 @@ BELT_SPEED_RANGE = (0.85, 1.15)
 __all__ = ["build_configs", "inject", "inject_path", "register", "run"]
 
 
+def _natural(text: str) -> int:
+    """A whole number ≥ 0 (seeds and case numbers), or argparse's own usage error."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} is negative: seeds and ids are 0 or more")
+    return v
+
+
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``sim`` subcommand to an argparse ``subparsers`` object.
 
@@ -63,7 +74,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         default=0,
         help="first data port (scanner N gets base+N-1); 0 = free ports",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed (scanner N uses seed+N-1)")
+    p.add_argument("--seed", type=_natural, default=0, help="seed (scanner N uses seed+N-1)")
     p.add_argument(
         "--source",
         choices=("synthetic", "physics"),
@@ -183,8 +194,10 @@ def _register_offline(sub: Any) -> None:
     )
     w.add_argument("--model", required=True, metavar="NAME", help="the scanner model")
     w.add_argument("--out", required=True, metavar="DIR", help="where the files go")
-    w.add_argument("--seed", type=int, default=0, help="noise seed (0)")
-    w.add_argument("--detector-seed", type=int, default=1, help="the unit's detector array (1)")
+    w.add_argument("--seed", type=_natural, default=0, help="noise seed (0)")
+    w.add_argument(
+        "--detector-seed", type=_natural, default=1, help="the unit's detector array (1)"
+    )
     w.set_defaults(func=run_wedges)
     c = sub.add_parser(
         "case",
@@ -196,8 +209,8 @@ def _register_offline(sub: Any) -> None:
         ),
     )
     c.add_argument("--model", required=True, metavar="NAME", help="the scanner model")
-    c.add_argument("--seed", type=int, default=0, help="scenario seed (0)")
-    c.add_argument("--id", type=int, default=0, dest="case_id", help="case number (0)")
+    c.add_argument("--seed", type=_natural, default=0, help="scenario seed (0)")
+    c.add_argument("--id", type=_natural, default=0, dest="case_id", help="case number (0)")
     c.add_argument("--out", required=True, metavar="DIR", help="parent folder of the case")
     c.add_argument(
         "--kind",
@@ -213,7 +226,9 @@ def _register_offline(sub: Any) -> None:
         action="store_true",
         help="draw scenes as the original simulator (no 45 ft, rigid trucks or packing variety)",
     )
-    c.add_argument("--detector-seed", type=int, default=1, help="the unit's detector array (1)")
+    c.add_argument(
+        "--detector-seed", type=_natural, default=1, help="the unit's detector array (1)"
+    )
     c.set_defaults(func=run_case)
 
 
@@ -260,6 +275,11 @@ def run_case(args: argparse.Namespace) -> int:
     from firmware_sim.physics import export_case, scanner_model
 
     try:
+        if args.tamper is not None and args.kind != "att":
+            raise ConfigError(
+                f"--tamper {args.tamper} is for an ATT pair, not a {args.kind or 'drawn'} case",
+                fix="add --kind att, or leave --tamper out",
+            )
         model = scanner_model(args.model)
         folders = export_case(
             model,

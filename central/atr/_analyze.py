@@ -13,7 +13,7 @@ import numpy.typing as npt
 from core.calibration import MaterialCalibration
 from core.scanner_cal import ScannerCalibration
 
-from ._containers import model_for
+from ._containers import declared_size_differs, model_for
 from ._declaration import parse_gd, resolve
 from ._gd import gd_consistency, load_features, tuned_profile
 from ._image import bin_image, binning, check_pair, locate_container
@@ -75,6 +75,15 @@ def analyze(
             fix="check the pixel size (--pixel-mm ALONG_TRAVEL HEIGHT, mm at the container)"
             " and export the full scan",
         )
+    if lines * line_mm > MAX_SCAN_MM[0] or channels * channel_mm > MAX_SCAN_MM[1]:
+        raise AtrInputError(
+            f"at {line_mm:g} x {channel_mm:g} mm a pixel the image is"
+            f" {lines * line_mm / 1000:.1f} m long and {channels * channel_mm / 1000:.1f} m high:"
+            f" no container scanner covers more than {MAX_SCAN_MM[0] / 1000:.0f} x"
+            f" {MAX_SCAN_MM[1] / 1000:.1f} m",
+            fix="give --pixel-mm in mm at the container, along travel first, then height "
+            "(e.g. --pixel-mm 5 4, not 50 40 or 4 5)",
+        )
     phys = to_physical(bin_image(hi, fl, fc), bin_image(lo, fl, fc), scanner, fl * fc)
     return analyze_binned(
         phys.a_hi, phys.a_lo, fl, fc, line_mm, channel_mm, gd, scan=scan, t0=t0, phys=phys,
@@ -109,10 +118,18 @@ def analyze_binned(
         phys = to_physical(b_hi, b_lo, None)
     mm = _materials().classify(b_hi, b_lo, smooth=None)
     frame = locate_container(b_hi, fl, fc, line_mm, channel_mm)
+    if not frame.found:
+        # never a wrong length silently used: every figure hangs on the container's frame
+        raise AtrInputError(
+            f"no container found in the scan: {frame.reason}",
+            fix="check --pixel-mm (mm at the container: along travel first, then height) "
+            "and that the export holds the whole container, front wall to doors",
+        )
     sc = Scene.build(b_hi, mm.material, mm.zeff, frame, rho=phys.areal_density)
     gd = dict(gd or {})
     decl = parse_gd(gd) if gd else None
-    model = model_for(decl.container_model if decl else None, frame.length_mm())
+    declared = decl.container_model if decl else None
+    model = model_for(declared, frame.length_mm())
     load = load_features(sc, calibration_error, phys.calibrated)
     goods = resolve(decl) if decl is not None and not decl.declared_empty else None
     heading = goods.heading if goods is not None and goods.expectation is not None else ""
@@ -122,6 +139,16 @@ def analyze_binned(
         load=load, learned=learned,
     )  # fmt: skip
     checks["scanner"] = phys.scanner
+    if decl is not None and declared_size_differs(declared, frame.length_mm()):
+        gd_findings.append(
+            sc.finding(
+                Category.GD_MISMATCH,
+                0.9,
+                f"declared a {declared} container, the image shows a {frame.size} one"
+                f" ({frame.length_mm():.0f} mm): a wrong declaration, or a wrong --pixel-mm",
+                (0, 0, sc.a.shape[0], sc.a.shape[1]),
+            )
+        )
     findings: list[Finding] = list(gd_findings)
     context = Context(metal_cargo=metal_cargo)
     for detector in DETECTORS:
@@ -169,6 +196,9 @@ def analyze_binned(
 
 #: Fewest working pixels (about 11 mm each) the image must have both ways: 180 mm.
 MIN_WORK_PX = 16
+#: Largest scene a container scanner images, mm (along travel, height): a tractor with
+#: a 45 ft trailer and margins is under 25 m, a high cube on a trailer under 4.5 m high.
+MAX_SCAN_MM = (30000.0, 6500.0)
 
 
 #: Categories of compact objects found by their excess over the cargo around them.

@@ -431,6 +431,12 @@ def compare(
         AtrInputError: a scan is unusable or shows no container (with the reason), or
             the two scans' levels cannot be matched.
     """
+    if np.shape(a[0]) == np.shape(b[0]) and np.array_equal(a[0], b[0]):
+        raise AtrInputError(
+            "Scan A and Scan B are the same image: two scans of a container never are"
+            " (each has its own noise)",
+            fix="give the entry scan as Scan A and the exit scan as Scan B",
+        )
     img_a, fa = _prepare(*a, scan="scan A", energies=not harmonised)
     img_b, fb = _prepare(*b, scan="scan B", energies=not harmonised)
     if fa.size != fb.size:

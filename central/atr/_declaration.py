@@ -144,7 +144,12 @@ class GoodsDeclaration(BaseModel):
             return ""
         code = normalise_hs(v)
         if not _HS_DIGITS.match(code):
-            raise ValueError(f"HS code {v!r} is not 4 to 10 digits")
+            hint = (
+                f" (a leading zero lost? chapters 01-09 are written '0{code}')"
+                if code.isdigit() and len(code) in (3, 5)
+                else ""
+            )
+            raise ValueError(f"HS code {v!r} is not 4 to 10 digits{hint}")
         if code[:2] in ("00", "77"):
             raise ValueError(f"HS code {v!r}: chapter {code[:2]} does not exist in HS 2022")
         return code

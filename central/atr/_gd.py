@@ -7,7 +7,7 @@ apparent density with the declared commodity's reference profile (learned on
 tuning seeds, ``_profiles.PROFILES``) and says which commodity the image looks
 like instead.
 """
-# ruff: noqa: RUF002, RUF003
+# ruff: noqa: RUF001, RUF002, RUF003
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from ._commodity import LoadFeatures, check_commodity, check_weight
 from ._containers import ContainerModel
 from ._declaration import GoodsDeclaration, parse_gd, resolve
 from ._hs import HsExpectation
-from ._model import Category, Finding, Level, level_of
+from ._model import AtrInputError, Category, Finding, Level, level_of
 from ._profiles import FEATURE_NAMES, PROFILES
 from .detectors import MU_RHO_HI, Scene
 
@@ -251,7 +251,15 @@ def gd_consistency(
             )
         return checks, findings, metal_cargo
     _unc = "" if calibrated else " (scanner not calibrated: reference scanner assumed)"
+    if decl.gross_weight_kg is not None and decl.gross_weight_kg < model.tare_kg:
+        raise AtrInputError(
+            f"the GD's gross weight {decl.gross_weight_kg:g} kg is less than the empty"
+            f" {model.code} container's tare ({model.tare_kg:.0f} kg)",
+            fix="give gross_weight_kg in kilograms, goods, packing and container together"
+            " (tonnes × 1000)",
+        )
     checks["goods"] = goods.label
+    checks["goods_reason"] = goods.reason
     checks["goods_found_by"] = str(goods.found)
     if decl.gross_weight_kg is not None:
         cargo = max(0.0, float(decl.gross_weight_kg) - model.tare_kg)
@@ -278,7 +286,6 @@ def gd_consistency(
     checks["commodity_known"] = c.known
     if c.looks_like:
         checks["looks_like_hs"] = list(c.looks_like)
-    checks["looks_like"] = min(PROFILES, key=lambda p: _commodity_distance(feat, p))
     score = c.score
     if not calibrated:
         # the reference scanner's map on another scanner's image: say so, never red

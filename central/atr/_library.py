@@ -620,7 +620,7 @@ def confirm(
     if not store.has_scan(ref):
         raise LibraryError(
             f"scan ref {ref} is not in the CIR {store.path}",
-            fix="check the ref with 'nii cir scans' and the CIR with --cir or --config",
+            fix="check the ref with 'nii cir scans' and which CIR is used (--cir PATH)",
         )
     doc = store.verdict(ref)
     if doc is None:

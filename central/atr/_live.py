@@ -249,7 +249,15 @@ def verdict_doc(
             library=library,
         )
     except AtrInputError as exc:
-        doc = no_verdict(row, exc.message, exc.fix)
+        fix = exc.fix
+        if px_from == "defaults":
+            fix = (
+                "the scan-start record gives no pixel size and the defaults do not fit this "
+                "scanner: have the scanner (or the edge) put pixel_mm [along travel, height] "
+                "in its scan-start records"
+            )
+        doc = no_verdict(row, exc.message, fix)
+        doc["pixel_mm_from"] = px_from
         doc["scanner_calibration"] = _cal_field(scanner, cal_sha, cal_error)
         return doc
     d = v.to_dict()

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from core.errors import NiiError
 from core.scanner_cal import ScannerCalibration
 
 from ._analyze import analyze
@@ -95,11 +96,14 @@ def load_transmission(path: Path) -> F32:
 
     if not path.is_file():
         raise AtrInputError(f"{path}: no such file", fix="give the path of a TIFF or PNG export")
+    # OpenCV and libtiff would print their own lines about a damaged file: one error is ours
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise AtrInputError(
-            f"{path}: not an image OpenCV can read",
-            fix="export as 16-bit single-channel TIFF or PNG",
+            f"{path}: not a readable image (not a TIFF or PNG, or the file is truncated or"
+            " damaged)",
+            fix="copy or export the image again: a 16-bit single-channel TIFF or PNG",
         )
     if img.ndim != 2:
         raise AtrInputError(
@@ -107,9 +111,18 @@ def load_transmission(path: Path) -> F32:
             fix="export one grey-level image per energy",
         )
     if img.dtype != np.uint16:
+        fix = (
+            "convert the transmissions T (0-1) to 16-bit integers T × 65535"
+            if img.dtype.kind == "f"
+            else "export 16-bit images; 8 bits cannot carry the attenuation range of cargo"
+        )
         raise AtrInputError(
-            f"{path}: {img.dtype} pixels, expected 16-bit (transmission × 65535)",
-            fix="export 16-bit images; 8 bits cannot carry the attenuation range of cargo",
+            f"{path}: {img.dtype} pixels, expected 16-bit (transmission × 65535)", fix=fix
+        )
+    if min(img.shape) < 64:
+        raise AtrInputError(
+            f"{path}: {img.shape[1]} x {img.shape[0]} pixels, too small to hold a container",
+            fix="export the full scan (at least 64 lines and 64 channels)",
         )
     if int(img.max()) == 0:
         raise AtrInputError(
@@ -189,19 +202,43 @@ def _scan_dir(path: str, pixel_mm: list[float]) -> tuple[F32, F32, float, float]
     )
 
 
+def _named(what: str, fn: Any, *args: Any) -> Any:
+    """``fn(*args)``; an input error says which of compare's inputs it concerns."""
+    try:
+        return fn(*args)
+    except NiiError as exc:
+        fix = exc.fix.replace("--scanner FILE", f"{what} FILE").replace("(--scanner ", "(")
+        fix = fix.replace("as --high", "as high.tiff").replace("--high", "high.tiff")
+        fix = fix.replace("--low", "low.tiff")
+        raise type(exc)(f"{what}: {exc.message}", fix=fix) from exc
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """Print the ATT comparison of Scan A and Scan B; status 3 when the unit is put on HOLD."""
     pa = args.pixel_mm_a or args.pixel_mm
     pb = args.pixel_mm_b or args.pixel_mm
-    cal_a, cal_b = _load_scanner(args.scanner_a), _load_scanner(args.scanner_b)
+    if pa is None or pb is None:
+        raise AtrInputError(
+            "no pixel size for "
+            + " and ".join(n for n, p in (("scan A", pa), ("scan B", pb)) if p is None),
+            fix="give --pixel-mm X Y for both, or --pixel-mm-a and --pixel-mm-b "
+            "(mm at the container, along travel then height)",
+        )
+    if Path(args.a).resolve() == Path(args.b).resolve():
+        raise AtrInputError(
+            f"Scan A and Scan B are the same folder ({args.a})",
+            fix="give the entry scan's folder first, then the exit scan's",
+        )
+    cal_a = _named("--scanner-a", _load_scanner, args.scanner_a)
+    cal_b = _named("--scanner-b", _load_scanner, args.scanner_b)
     if (cal_a is None) != (cal_b is None):
         raise AtrInputError(
             "only one of the two scans has its scanner's calibration",
             fix="give both --scanner-a and --scanner-b, or neither",
         )
     res = compare(
-        harmonise(_scan_dir(args.a, pa), cal_a),
-        harmonise(_scan_dir(args.b, pb), cal_b),
+        _named("scan A", lambda: harmonise(_scan_dir(args.a, pa), cal_a)),
+        _named("scan B", lambda: harmonise(_scan_dir(args.b, pb), cal_b)),
         harmonised=cal_a is not None,
     )
     print(json.dumps(res.to_dict(), indent=2))
@@ -214,7 +251,10 @@ def cmd_hs(args: argparse.Namespace) -> int:
 
     query = " ".join(args.code).strip()
     is_code = bool(query) and all(ch.isdigit() or ch in ". " for ch in query)
-    goods = resolve(parse_gd({"hs_code": query} if is_code else {"commodity": query}))
+    try:
+        goods = resolve(parse_gd({"hs_code": query} if is_code else {"commodity": query}))
+    except AtrInputError as exc:  # the message speaks of a GD field: here there is no GD
+        raise AtrInputError(exc.message.replace("GD field 'hs_code'", "HS code"), exc.fix) from exc
     exp = goods.expectation
     if exp is None:
         raise AtrInputError(
@@ -432,7 +472,13 @@ def register(sub: Any) -> None:
     c = ps.add_parser("compare", help="ATT: Scan B (exit) against Scan A (entry); HOLD on mismatch")
     c.add_argument("a", help="folder of Scan A with high.tiff and low.tiff (or .png)")
     c.add_argument("b", help="folder of Scan B, the same")
-    c.add_argument("--pixel-mm", nargs=2, type=float, default=[5.5, 2.86], metavar=("X", "Y"))
+    c.add_argument(
+        "--pixel-mm",
+        nargs=2,
+        type=float,
+        metavar=("X", "Y"),
+        help="pixel size of both scans, mm: along travel, height",
+    )
     c.add_argument(
         "--pixel-mm-a", nargs=2, type=float, metavar=("X", "Y"), help="A's, if it differs"
     )

@@ -95,6 +95,11 @@ def ensure_folder(folder: Path) -> None:
     Raises:
         ConfigError: it cannot be made, or it is not a folder one can write in.
     """
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(
+            f"{folder} is a file, not a folder",
+            fix="Give --out a folder (it is created if missing).",
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / ".write-test"
@@ -115,6 +120,11 @@ def write_images(folder: Path, high: U16, low: U16, doc: dict[str, Any], doc_nam
     """
     import cv2  # OpenCV writes 16-bit TIFF; tifffile is not a dependency
 
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(
+            f"{folder} is a file, not a folder",
+            fix="Give --out a folder (it is created if missing).",
+        )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for name, img in (("high.tiff", high), ("low.tiff", low)):

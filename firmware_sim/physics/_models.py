@@ -256,7 +256,7 @@ def scanner_model(model: str | ScannerModel | None = None) -> ScannerModel:
     if isinstance(model, ScannerModel):
         return model
     try:
-        return SCANNER_MODELS[model]
+        return SCANNER_MODELS[model.strip().lower()]
     except KeyError:
         raise ConfigError(
             f"unknown scanner model {model!r}",

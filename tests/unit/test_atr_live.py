@@ -105,8 +105,10 @@ def test_verdict_store_round_trip_in_its_own_transaction(tmp_path: Path) -> None
 
 
 def test_verdict_of_a_scan_without_gd_says_gd_checks_skipped() -> None:
-    arrays, _, _ = _arrays(48, concealment="high-Z block", commodity="textiles", lie=False)
-    doc = verdict_doc(_row(), arrays)
+    arrays, truth, _ = _arrays(48, concealment="high-Z block", commodity="textiles", lie=False)
+    px = [truth["line_pitch_mm"], truth["channel_pitch_mm"]]
+    record = json.dumps({"channels": CH, "lines": LINES, "pixel_mm": px})
+    doc = verdict_doc(_row(start_record=record), arrays)
     assert doc["ref"] == 7 and doc["scanner"] == "scanner1" and doc["scan_id"] == 3
     assert doc["container"] == "MSKU1234565" and doc["model"]
     assert doc["verdict"] == "red"
@@ -114,10 +116,19 @@ def test_verdict_of_a_scan_without_gd_says_gd_checks_skipped() -> None:
         "GD consistency checks skipped" in n for n in doc["notes"]
     )
     assert "declared_commodity" not in doc["gd_checks"]
-    assert doc["pixel_mm_from"] == "defaults" and doc["ms"] > 0
+    assert doc["pixel_mm_from"] == "scan-start record" and doc["ms"] > 0
     f = doc["findings"][0]
     assert {"bbox_mm", "bbox_px", "category", "material", "score", "reason"} <= set(f)
     json.dumps(doc)  # goes on the feed as it is
+
+
+def test_default_pixel_size_that_fits_no_container_gives_no_verdict_and_says_why() -> None:
+    # this scan's length over the default 16.5 m fits no ISO container: no wrong length
+    # is used; the verdict is "none", and the fix names the scan-start record
+    arrays, _, _ = _arrays(48, concealment="high-Z block", commodity="textiles", lie=False)
+    doc = verdict_doc(_row(), arrays)
+    assert doc["verdict"] == "none" and "no container" in doc["error"]
+    assert "pixel_mm" in doc["fix"] and doc["pixel_mm_from"] == "defaults"
 
 
 def test_verdict_uses_pixel_size_and_gd_of_the_start_record() -> None:

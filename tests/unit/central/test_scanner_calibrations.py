@@ -28,6 +28,8 @@ CAL = json.loads(REFERENCE.read_text())
 OTHER = {**CAL, "source": {**CAL["source"], "created": "2027-01-01T00:00:00+00:00"}}
 BROKEN = {**CAL, "a_max": "lots"}
 CH, LINES = 768, 1500
+#: the pixel size the scan-start record of the ``arrays`` scan gives (set by the fixture)
+PX: dict[str, Any] = {}
 
 
 def _row(ref: int, scanner: str = "gate1", record: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -133,6 +135,7 @@ def test_live_calibration_parses_once_and_explains_a_bad_one() -> None:
 @pytest.fixture(scope="module")
 def arrays() -> dict[str, np.ndarray]:
     s = PhysicsSource().simulate(48, 1, CH, LINES, commodity="textiles", lie=False)
+    PX["pixel_mm"] = [s.truth["line_pitch_mm"], s.truth["channel_pitch_mm"]]
     return {
         "image_high": s.img_hi.T.copy(),
         "image_low": s.img_lo.T.copy(),
@@ -144,7 +147,7 @@ def arrays() -> dict[str, np.ndarray]:
 
 
 def test_verdict_reads_the_scan_through_its_calibration(arrays: dict[str, np.ndarray]) -> None:
-    doc = verdict_doc(_row(7, record={"scanner_calibration": CAL}), arrays)
+    doc = verdict_doc(_row(7, record={**PX, "scanner_calibration": CAL}), arrays)
     assert doc["gd_checks"]["calibrated"] is True
     assert doc["scanner_calibration"] == {
         "sha256": document_sha256(CAL),
@@ -152,7 +155,7 @@ def test_verdict_reads_the_scan_through_its_calibration(arrays: dict[str, np.nda
         "scanner": CAL["scanner"],
     }
     assert not any("calibration" in n for n in doc["notes"])
-    plain = verdict_doc(_row(7), arrays)
+    plain = verdict_doc(_row(7, record=PX), arrays)
     assert plain["gd_checks"]["calibrated"] is False and plain["scanner_calibration"] is None
     assert any("reference scanner is assumed" in n for n in plain["notes"])
 
@@ -160,7 +163,7 @@ def test_verdict_reads_the_scan_through_its_calibration(arrays: dict[str, np.nda
 def test_a_malformed_calibration_is_analysed_uncalibrated_and_said(
     arrays: dict[str, np.ndarray],
 ) -> None:
-    doc = verdict_doc(_row(7, record={"scanner_calibration": BROKEN}), arrays)
+    doc = verdict_doc(_row(7, record={**PX, "scanner_calibration": BROKEN}), arrays)
     assert doc["verdict"] in ("green", "yellow", "red")
     assert doc["gd_checks"]["calibrated"] is False
     assert doc["scanner_calibration"]["used"] is False

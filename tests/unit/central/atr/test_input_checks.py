@@ -107,15 +107,25 @@ def test_an_image_without_air_is_refused(tmp_path: Path) -> None:
     assert "crop" in exc.value.fix
 
 
+def test_the_same_scan_twice_is_not_compared() -> None:
+    hi, lo, lm, cm = _scan()
+    with pytest.raises(AtrInputError, match="the same image"):
+        compare((hi, lo, lm, cm), (hi, lo, lm, cm))
+
+
 def test_a_pixel_size_no_container_fits_is_refused() -> None:
     hi, lo, lm, cm = _scan()
     # the line pitch 1.6 x too large: a 20 ft container would be 9.6 m long
     with pytest.raises(AtrInputError, match="fit no ISO 668 length") as exc:
-        compare((hi, lo, lm, cm), (hi, lo, 1.6 * lm, cm))
+        rng = np.random.default_rng(1)  # Scan B: the same container, its own noise
+        hb = hi + rng.normal(0.0, 1e-3, hi.shape).astype(np.float32)
+        lb = lo + rng.normal(0.0, 1e-3, lo.shape).astype(np.float32)
+        compare((hi, lo, lm, cm), (hb, lb, 1.6 * lm, cm))
     assert "line pitch" in exc.value.message and exc.value.fix
-    # for one scan the verdict goes on, and says the container was not found and why
-    v = analyze(hi, lo, 1.6 * lm, cm)
-    assert v.container["found"] is False and "fit no ISO" in v.container["reason"]
+    # nor is one scan analysed with a length no container has: the error says why
+    with pytest.raises(AtrInputError, match="fit no ISO 668 length") as exc:
+        analyze(hi, lo, 1.6 * lm, cm)
+    assert "--pixel-mm" in exc.value.fix
     # a channel pitch that makes the image lower than any container
     with pytest.raises(AtrInputError, match="too low for any container"):
         analyze(hi, lo, lm, cm / 2.5)

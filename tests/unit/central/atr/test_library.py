@@ -223,7 +223,9 @@ def _row(ref: int, heading: str, desc: tuple[float, ...], verdict: str = "green"
 def _scan(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     a_hi = np.full((600, 256), 0.05, dtype=np.float32)
-    a_hi[60:540, 20:230] = 1.2
+    a_hi[60:363, 20:230] = 1.2  # a load in a 20 ft container (303 lines of 20 mm)...
+    a_hi[60:62, 20:230] = 4.0  # ...between its front wall and its doors, seen end-on
+    a_hi[361:363, 20:230] = 4.0
     a_hi += rng.normal(0.0, 0.01, a_hi.shape).astype(np.float32)
     a_lo = 1.15 * a_hi + rng.normal(0.0, 0.012, a_hi.shape).astype(np.float32)
     return a_hi, a_lo
