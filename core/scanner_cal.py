@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -105,7 +106,7 @@ R_RANGE = (0.6, 1.0)
 MAX_ZEFF_LOG_RMS = math.log(2.0)
 #: Correlation of the two energies' pixel noise within the steps above which the low image
 #: is the high one rescaled: each energy's detector counts its own photons (≈ 0 expected).
-MAX_NOISE_CORRELATION = 0.9
+MAX_NOISE_CORRELATION = 0.7
 #: :meth:`ScannerCalibration.misfit`: pixels with material information have A_high above
 #: this; R further than ``MISFIT_SIGMAS`` σ outside the calibrated band counts, σ being the
 #: noise model's plus a systematic floor (the fit's own R scatter between neighbouring
@@ -188,7 +189,10 @@ class WedgeScan:
     digest: str  # SHA-256 of the wedge description and both images
 
 
-_LAYOUT_FIX = "give the test object's description in the documented layout (docs/atr.md, 'Scanner calibration')"
+_LAYOUT_FIX = (
+    "give the test object's description in the documented layout "
+    "(docs/atr.md, 'Scanner calibration')"
+)
 
 #: The fields of ``wedges.json``: top level, per material, per step.
 WEDGES_FIELDS = ("scanner", "pixel_mm", "materials", "steps")
@@ -275,7 +279,7 @@ def parse_wedges(
     _need(
         isinstance(px, list) and len(px) == 2,
         "'pixel_mm' must be [along travel, height]",
-        fix="e.g. \"pixel_mm\": [5.0, 4.0] (line pitch, channel pitch in mm)",
+        fix='e.g. "pixel_mm": [5.0, 4.0] (line pitch, channel pitch in mm)',
     )
     assert isinstance(px, list)
     pixel = (_number(px[0], "pixel_mm[0]"), _number(px[1], "pixel_mm[1]"))
@@ -373,7 +377,7 @@ def parse_wedges(
             fix="[col0, row0, col1, row1] with col1 > col0 and row1 > row0 (end-exclusive)",
         )
         _need(
-            0 <= c0 and c1 <= cols and 0 <= r0 and r1 <= rows,
+            min(c0, r0) >= 0 and c1 <= cols and r1 <= rows,
             f"step {k}: bbox_px {box} lies outside the {cols} × {rows} image",
             fix="columns are scan lines, rows detector channels: check the box against the image",
         )
@@ -580,11 +584,11 @@ class ScannerCalibration:
                 f"material {name!r}: unequal or too short step lists",
             )
             need(
-                rho[0] > 0 and all(b > a for a, b in zip(rho, rho[1:], strict=False)),
+                rho[0] > 0 and all(b > a for a, b in itertools.pairwise(rho)),
                 f"material {name!r}: areal densities must be > 0 and rise step by step",
             )
             need(
-                hi[0] > 0 and all(b > a for a, b in zip(hi, hi[1:], strict=False)),
+                hi[0] > 0 and all(b > a for a, b in itertools.pairwise(hi)),
                 f"material {name!r}: attenuations must be > 0 and rise with thickness",
             )
             for h, lw, r in zip(hi, lo, rho, strict=True):
@@ -721,6 +725,43 @@ class ScannerCalibration:
         sigma_r = r * math.hypot(s_hi / a, s_lo / (a / r))
         return abs(r_metal - r_light) / max(sigma_r, 1e-9)
 
+    def misfit(self, a_hi: npt.ArrayLike, a_lo: npt.ArrayLike, pixels: int = 1) -> float:
+        """Share of material pixels whose R this calibration's materials cannot explain.
+
+        A pixel carries material information when A_high lies between
+        :data:`MISFIT_A_MIN` and :attr:`a_max`.  Its R = A_high / A_low is explained
+        when it lies within the band the calibrated materials span at that A_high
+        (from the lowest to the highest material curve, each flat beyond its steps),
+        give or take :data:`MISFIT_SIGMAS` σ_R, with σ_R the noise model's for means
+        over ``pixels`` pixels combined with :data:`MISFIT_R_FLOOR`.  Another
+        scanner's image read through this calibration gives a large share; the
+        scanner's own, a share near 0.
+
+        Args:
+            a_hi, a_lo: attenuations −ln T at both energies, same shape (any layout).
+            pixels: how many image pixels each value averages (≥ 1).
+
+        Returns:
+            The share in [0, 1]; 0.0 when no pixel carries material information.
+        """
+        hi = np.asarray(a_hi, dtype=np.float64).ravel()
+        lo = np.asarray(a_lo, dtype=np.float64).ravel()
+        with np.errstate(invalid="ignore"):
+            m = np.isfinite(hi) & np.isfinite(lo) & (lo > 0)
+            m &= (hi > MISFIT_A_MIN) & (hi < self.a_max)
+        if not m.any():
+            return 0.0
+        h, lw = hi[m], lo[m]
+        r = h / lw
+        band = np.stack([_r_at(c, h) for c in self.curves])
+        s_hi = self.sigma_a(h, "high", pixels).astype(np.float64)
+        s_lo = self.sigma_a(lw, "low", pixels).astype(np.float64)
+        sigma = np.sqrt(np.square(r * np.hypot(s_hi / h, s_lo / lw)) + MISFIT_R_FLOOR**2)
+        off = (r < band.min(axis=0) - MISFIT_SIGMAS * sigma) | (
+            r > band.max(axis=0) + MISFIT_SIGMAS * sigma
+        )
+        return float(np.mean(off))
+
     @property
     def a_lo_max(self) -> float:
         """Highest usable A_low: the usable steps' largest."""
@@ -795,9 +836,13 @@ def physics_problem(curves: Sequence[MaterialCurve]) -> str | None:
                 continue
             times = float(np.median(mus)) / MU_RHO_TYPICAL
             if times >= 2.0:
-                unit = f"areal densities look {times:.0f}× too small: thickness in cm instead of mm?"
+                unit = (
+                    f"areal densities look {times:.0f}× too small: thickness in cm instead of mm?"
+                )
             elif times <= 0.5:
-                unit = f"areal densities look {1 / times:.0f}× too large: thickness in mm given as cm?"
+                unit = (
+                    f"areal densities look {1 / times:.0f}× too large: thickness in mm given as cm?"
+                )
             else:
                 unit = "that step's areal density or box is wrong"
             return (
@@ -933,6 +978,89 @@ def _step_stats(scan: WedgeScan) -> list[_StepStats]:
     return out
 
 
+_ENERGY_FIX = (
+    "export the commissioning scan's two energies: high.tiff the high-energy (e.g. 6 MV) "
+    "image, low.tiff the low-energy one, each its own 16-bit export"
+)
+
+
+def _check_energies(scan: WedgeScan) -> None:
+    """Refuse one image twice, or a low image that is the high one rescaled.
+
+    Each energy's detector counts its own photons, so within a step the two images'
+    pixel fluctuations are independent; a low image computed from the high one moves
+    with it pixel for pixel (correlation above :data:`MAX_NOISE_CORRELATION`).
+
+    Raises:
+        CalibrationError: identical images, or noise shared between them.
+    """
+    if np.array_equal(scan.t_hi, scan.t_lo):
+        raise CalibrationError(
+            "high.tiff and low.tiff are the same image: one energy given twice", fix=_ENERGY_FIX
+        )
+    dh: list[F64] = []
+    dl: list[F64] = []
+    for s in scan.steps:
+        if s.areal_density <= 0:
+            continue
+        c0, r0, c1, r1 = s.bbox
+        mc, mr = (c1 - c0) // 6, (r1 - r0) // 6
+        th = scan.t_hi[r0 + mr : r1 - mr, c0 + mc : c1 - mc].astype(np.float64)
+        tl = scan.t_lo[r0 + mr : r1 - mr, c0 + mc : c1 - mc].astype(np.float64)
+        if th.size < MIN_STEP_PIXELS or min(float(th.min()), float(tl.min())) <= T_FLOOR:
+            continue
+        ah, al = -np.log(th), -np.log(tl)
+        dh.append((ah - ah.mean()).ravel())
+        dl.append((al - al.mean()).ravel())
+    if not dh:
+        return
+    x, y = np.concatenate(dh), np.concatenate(dl)
+    sx, sy = float(np.sqrt(np.mean(x * x))), float(np.sqrt(np.mean(y * y)))
+    if sx <= 0.0 or sy <= 0.0:
+        return
+    corr = float(np.mean(x * y)) / (sx * sy)
+    if corr > MAX_NOISE_CORRELATION:
+        raise CalibrationError(
+            f"low.tiff moves with high.tiff pixel for pixel (noise correlation {corr:.2f} "
+            f"within the steps, > {MAX_NOISE_CORRELATION}): one energy rescaled, not two "
+            "energies",
+            fix=_ENERGY_FIX,
+        )
+
+
+def _check_ratios(used: Sequence[_StepStats]) -> None:
+    """Refuse steps whose R = A_high / A_low says the energies are swapped or the same.
+
+    Raises:
+        CalibrationError: a median R above 1 (swapped), within 0.02 of 1 (one energy
+            twice), or a step's R outside :data:`R_RANGE`.
+    """
+    rs = [(s, s.a_hi / s.a_lo) for s in used if s.a_lo > 0]
+    if not rs:
+        return
+    med = float(np.median([r for _, r in rs]))
+    if med > 1.02:
+        raise CalibrationError(
+            f"the low-energy image attenuates less than the high-energy one (median A_high / "
+            f"A_low {med:.3f} over the steps): at MeV energies it is the other way round",
+            fix="high.tiff and low.tiff are swapped: exchange the two files",
+        )
+    if med >= 0.98:
+        raise CalibrationError(
+            f"the two images attenuate alike (median A_high / A_low {med:.3f} over the steps; "
+            "R is 0.75–0.98 through matter): one energy given twice",
+            fix=_ENERGY_FIX,
+        )
+    for s, r in rs:
+        if not R_RANGE[0] <= r < R_RANGE[1]:
+            raise CalibrationError(
+                f"step {s.material} at {s.areal_density:g} g/cm²: A_high / A_low = {r:.3f}, "
+                f"outside {R_RANGE[0]:g}–{R_RANGE[1]:g} of a dual-energy scan through matter "
+                "(an image rescaled, or a box on the wrong step)",
+                fix=_ENERGY_FIX + "; check the step's box in wedges.json",
+            )
+
+
 def _noise_fit(a: F64, sd: F64) -> tuple[float, float]:
     """Least squares of σ² = c0 + c1·e^A (both ≥ 0) over the steps."""
     m = np.stack([np.ones_like(a), np.exp(a)], axis=1)
@@ -989,6 +1117,7 @@ def fit(scan: WedgeScan, created: str = "") -> ScannerCalibration:
         CalibrationError: fewer than two materials with ≥ 3 usable steps, air steps
             that are not near full transmission (a dark or flat-field problem).
     """
+    _check_energies(scan)
     stats = _step_stats(scan)
     air = [s for s in stats if s.areal_density == 0.0]
     for s in air:
@@ -997,8 +1126,16 @@ def fit(scan: WedgeScan, created: str = "") -> ScannerCalibration:
                 f"an air step of {s.material} reads A = {s.a_hi:.3f} / {s.a_lo:.3f}, not ~0",
                 fix="flat-field the scan (air must read T ≈ 1) before exporting it",
             )
-    curves = _curves(stats, scan.materials)
     used = [s for s in stats if s.usable and s.areal_density > 0]
+    _check_ratios(used)
+    curves = _curves(stats, scan.materials)
+    problem = physics_problem(curves)
+    if problem is not None:
+        raise CalibrationError(
+            f"commissioning scan: {problem}",
+            fix="check wedges.json against the test object: thickness_mm in mm, "
+            "areal_density_g_cm2 in g/cm², each material's name and composition",
+        )
     a_max = max(max(c.a_hi) for c in curves)
     all_hi = np.array([s.a_hi for s in stats if s.sd_hi > 0])
     noise_hi = _noise_fit(all_hi, np.array([s.sd_hi for s in stats if s.sd_hi > 0]))
@@ -1006,6 +1143,15 @@ def fit(scan: WedgeScan, created: str = "") -> ScannerCalibration:
     noise_lo = _noise_fit(np.array([s.a_lo for s in lo_ok]), np.array([s.sd_lo for s in lo_ok]))
     proto = ScannerCalibration(scan.scanner, curves, a_max, noise_hi, noise_lo, {}, {})
     fit_error = _leave_one_out(proto, scan.materials)
+    z_err = fit_error["zeff_log_rms"]
+    if z_err > MAX_ZEFF_LOG_RMS:
+        raise CalibrationError(
+            f"the fit reads its own steps' Z_eff wrong by a factor {math.exp(z_err):.1f} "
+            f"(leave-one-out RMS of ln Z {z_err:.2f} > ln 2): the calibration could not tell "
+            "the test object's materials apart",
+            fix="check that high.tiff and low.tiff are the two energies of one commissioning "
+            "scan and that each step's material and box in wedges.json match the image",
+        )
     fit_error["steps_used"] = float(len(used))
     source = {
         "wedges_sha256": scan.digest,
@@ -1053,9 +1199,11 @@ __all__ = [
     "ScannerCalibration",
     "WedgeScan",
     "WedgeStep",
+    "check_scanner_name",
     "document_sha256",
     "effective_z",
     "fit",
     "load_wedges",
     "parse_wedges",
+    "physics_problem",
 ]
