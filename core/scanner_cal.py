@@ -531,9 +531,9 @@ class ScannerCalibration:
         def num(v: object, what: str) -> float:
             need(
                 isinstance(v, (int, float)) and not isinstance(v, bool),
-                f"{what} must be a number, got {v!r}",
+                f"malformed field: {what} must be a number, got {v!r}",
             )
-            need(math.isfinite(float(v)), f"{what} must be finite, got {v!r}")  # type: ignore[arg-type]
+            need(math.isfinite(float(v)), f"{what} is not finite ({v!r})")  # type: ignore[arg-type]
             return float(v)  # type: ignore[arg-type]
 
         def nums(v: object, what: str) -> tuple[float, ...]:
