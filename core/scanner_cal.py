@@ -36,7 +36,9 @@ The wedge scan's format (``wedges.json`` beside ``high.tiff`` and
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -83,6 +85,35 @@ FWD_RHO_MAX = 500.0
 FWD_SHAPE = (401, 121)  # (ρt nodes, log Z nodes)
 #: Transmission floor when converting 16-bit images (one count of 65535).
 T_FLOOR = 1.0 / 65535.0
+
+
+#: Mass attenuation A_high / ρt (cm²/g) a step of any element may show in a 2.5–9 MeV
+#: bremsstrahlung spectrum.  NIST XCOM (Berger et al., NBSIR 87-3597, physics.nist.gov/xcom)
+#: gives μ/ρ ≈ 0.02–0.06 cm²/g for Z 1–92 at 1–6 MeV (hydrogen-rich plastics ≈ 0.07 at
+#: 1 MeV); the bounds leave a factor 2 each way for the spectra's soft part, scatter and
+#: beam hardening.  Outside them the areal densities are in the wrong unit.
+MU_RHO_RANGE = (0.01, 0.12)
+#: A typical MeV mass attenuation (cm²/g), to say how many times a unit is off.
+MU_RHO_TYPICAL = 0.04
+#: R = A_high / A_low through matter at MeV energies: below 1 (the low energy attenuates
+#: more), 0.75–0.98 on the scanners seen; outside this range the pair is not two energies.
+R_RANGE = (0.6, 1.0)
+#: Leave-one-out Z_eff error (RMS of ln(Z_read / Z_true)) above which a fit is refused:
+#: ln 2, a factor 2.  The test object's neighbouring materials are a factor 2–3 apart in Z
+#: (polyethylene 5.3, aluminium 13, steel 25.6, lead 82), so beyond it a typical step is
+#: read as its neighbour and the calibration cannot tell materials apart.  Honest scans give
+#: 0.01–0.34; swapped or identical energies give 1.6.
+MAX_ZEFF_LOG_RMS = math.log(2.0)
+#: Correlation of the two energies' pixel noise within the steps above which the low image
+#: is the high one rescaled: each energy's detector counts its own photons (≈ 0 expected).
+MAX_NOISE_CORRELATION = 0.7
+#: :meth:`ScannerCalibration.misfit`: pixels with material information have A_high above
+#: this; R further than ``MISFIT_SIGMAS`` σ outside the calibrated band counts, σ being the
+#: noise model's plus a systematic floor (the fit's own R scatter between neighbouring
+#: steps, ≈ 0.002–0.004 on the scans seen).
+MISFIT_A_MIN = 0.5
+MISFIT_SIGMAS = 4.0
+MISFIT_R_FLOOR = 0.004
 
 
 class CalibrationError(NiiError):
@@ -158,21 +189,67 @@ class WedgeScan:
     digest: str  # SHA-256 of the wedge description and both images
 
 
-def _need(cond: bool, what: str) -> None:
+_LAYOUT_FIX = (
+    "give the test object's description in the documented layout "
+    "(docs/atr.md, 'Scanner calibration')"
+)
+
+#: The fields of ``wedges.json``: top level, per material, per step.
+WEDGES_FIELDS = ("scanner", "pixel_mm", "materials", "steps")
+MATERIAL_FIELDS = ("density_g_cm3", "weight_fractions_by_Z")
+STEP_FIELDS = ("material", "thickness_mm", "areal_density_g_cm2", "bbox_px")
+#: Pixel sizes a cargo scanner has, mm (detector channels 1–10 mm, line pitch 1–15 mm on the
+#: scanners we know; a margin of 2× each way).  Outside: cm or inches instead of mm.
+PIXEL_MM_RANGE = (0.5, 20.0)
+#: Weight fractions of a material must sum to 1 within this (rounded analyses).
+FRACTION_SUM_TOLERANCE = 0.02
+#: Longest scanner name (it travels in every scan record and verdict).
+NAME_MAX = 64
+
+
+def _need(cond: bool, what: str, fix: str = _LAYOUT_FIX) -> None:
     if not cond:
-        raise CalibrationError(
-            f"wedges.json: {what}",
-            fix="give the test object's description in the documented layout "
-            "(docs/atr.md, 'Scanner calibration')",
-        )
+        raise CalibrationError(f"wedges.json: {what}", fix=fix)
 
 
 def _number(v: object, what: str, lo: float = 0.0) -> float:
     _need(
         isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= lo,
         f"{what} must be a number ≥ {lo:g}, got {v!r}",
+        fix=f"write {what} as a plain number (no quotes, no unit) ≥ {lo:g}",
     )
     return float(v)  # type: ignore[arg-type]
+
+
+def _known_fields(obj: Mapping[str, Any], known: Sequence[str], where: str) -> None:
+    """Refuse a field ``known`` does not list, naming the nearest known one."""
+    for key in obj:
+        if key in known:
+            continue
+        near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        _need(
+            False,
+            f"unknown field {key!r} {where}{hint}",
+            fix=f"rename it to {near[0]!r}" if near else "the fields are " + ", ".join(known),
+        )
+
+
+def check_scanner_name(name: object, what: str = "scanner name") -> str:
+    """A scanner name as recorded: 1–:data:`NAME_MAX` printable characters, blanks trimmed.
+
+    Raises:
+        CalibrationError: not a string, empty, too long, or with control characters.
+    """
+    fix = f"name the scanner with 1–{NAME_MAX} printable characters, e.g. 'gate-2-east'"
+    if not isinstance(name, str) or not name.strip():
+        raise CalibrationError(f"{what} is empty", fix=fix)
+    text = name.strip()
+    if len(text) > NAME_MAX:
+        raise CalibrationError(f"{what} has {len(text)} characters, more than {NAME_MAX}", fix=fix)
+    if not text.isprintable():
+        raise CalibrationError(f"{what} {text!r} holds control characters", fix=fix)
+    return text
 
 
 def parse_wedges(
@@ -184,27 +261,58 @@ def parse_wedges(
         scanner name, pixel size (along travel, height) mm, materials (name → Z_eff), steps.
 
     Raises:
-        CalibrationError: a missing or malformed field, a step outside the image, an
-            areal density that disagrees with density × thickness, or too few steps.
+        CalibrationError: a missing, unknown or malformed field, a pixel size outside
+            :data:`PIXEL_MM_RANGE`, weight fractions that do not sum to 1, a step box that
+            is empty, reversed or outside the image, an areal density that disagrees with
+            density × thickness, or a material without steps.
     """
     _need(isinstance(doc, dict), "not a JSON object")
     assert isinstance(doc, dict)
-    scanner = doc.get("scanner", "")
-    _need(isinstance(scanner, str) and bool(scanner.strip()), "'scanner' must name the scanner")
+    _known_fields(doc, WEDGES_FIELDS, "at the top level")
+    for key in WEDGES_FIELDS:
+        _need(key in doc, f"no {key!r} field", fix=f"add {key!r} ({_LAYOUT_FIX})")
+    try:
+        scanner = check_scanner_name(doc.get("scanner"), "wedges.json: 'scanner'")
+    except CalibrationError as exc:
+        raise CalibrationError(exc.message, fix=exc.fix + " (or give --scanner-name)") from exc
     px = doc.get("pixel_mm")
-    _need(isinstance(px, list) and len(px) == 2, "'pixel_mm' must be [along travel, height]")
+    _need(
+        isinstance(px, list) and len(px) == 2,
+        "'pixel_mm' must be [along travel, height]",
+        fix='e.g. "pixel_mm": [5.0, 4.0] (line pitch, channel pitch in mm)',
+    )
     assert isinstance(px, list)
-    pixel = (_number(px[0], "pixel_mm[0]", 0.05), _number(px[1], "pixel_mm[1]", 0.05))
+    pixel = (_number(px[0], "pixel_mm[0]"), _number(px[1], "pixel_mm[1]"))
+    lo_px, hi_px = PIXEL_MM_RANGE
+    for k, v in enumerate(pixel):
+        _need(
+            lo_px <= v <= hi_px,
+            f"pixel_mm[{k}] = {v:g} mm is outside {lo_px:g}–{hi_px:g} mm of any cargo scanner",
+            fix="give pixel_mm in millimetres (cm × 10, inches × 25.4)",
+        )
     mats_doc = doc.get("materials")
-    _need(isinstance(mats_doc, dict) and len(mats_doc) >= 2, "'materials' must name ≥ 2 materials")
+    _need(
+        isinstance(mats_doc, dict) and len(mats_doc) >= 2,
+        "'materials' must name ≥ 2 materials",
+        fix="describe each wedge material: {name: {density_g_cm3, weight_fractions_by_Z}}",
+    )
     assert isinstance(mats_doc, dict)
     materials: dict[str, float] = {}
     density: dict[str, float] = {}
     for name, m in mats_doc.items():
-        _need(isinstance(m, dict), f"material {name!r} must be an object")
+        _need(
+            isinstance(m, dict),
+            f"material {name!r} must be an object",
+            fix='e.g. {"density_g_cm3": 7.85, "weight_fractions_by_Z": {"26": 0.98, "6": 0.02}}',
+        )
+        _known_fields(m, MATERIAL_FIELDS, f"in material {name!r}")
         density[name] = _number(m.get("density_g_cm3"), f"{name}.density_g_cm3", 0.01)
         fr = m.get("weight_fractions_by_Z")
-        _need(isinstance(fr, dict) and bool(fr), f"{name}.weight_fractions_by_Z must be an object")
+        _need(
+            isinstance(fr, dict) and bool(fr),
+            f"{name}.weight_fractions_by_Z must be an object",
+            fix='e.g. "weight_fractions_by_Z": {"26": 0.98, "6": 0.02}',
+        )
         try:
             fractions = {int(z): _number(w, f"{name} fraction of Z={z}") for z, w in fr.items()}
         except ValueError as exc:
@@ -212,36 +320,76 @@ def parse_wedges(
                 f"wedges.json: {name}.weight_fractions_by_Z keys must be atomic numbers",
                 fix='e.g. {"26": 0.98, "6": 0.02}',
             ) from exc
+        total = sum(fractions.values())
+        _need(
+            abs(total - 1.0) <= FRACTION_SUM_TOLERANCE,
+            f"{name}.weight_fractions_by_Z sum to {total:.3g}, not 1",
+            fix=f"give every element of {name} with its weight fraction (they sum to 1 "
+            f"± {FRACTION_SUM_TOLERANCE:g}); percentages ÷ 100",
+        )
         materials[name] = effective_z(fractions)
     steps_doc = doc.get("steps")
-    _need(isinstance(steps_doc, list) and len(steps_doc) >= 6, "'steps' must list the steps")
+    _need(
+        isinstance(steps_doc, list) and len(steps_doc) >= 6,
+        "'steps' must list the steps (≥ 3 per material, air steps included)",
+        fix="list every step: {material, thickness_mm, areal_density_g_cm2, bbox_px}",
+    )
     assert isinstance(steps_doc, list)
     rows, cols = shape
     steps: list[WedgeStep] = []
     for k, s in enumerate(steps_doc):
-        _need(isinstance(s, dict), f"step {k} must be an object")
+        _need(
+            isinstance(s, dict),
+            f"step {k} must be an object",
+            fix="each step is {material, thickness_mm, areal_density_g_cm2, bbox_px}",
+        )
+        _known_fields(s, STEP_FIELDS, f"in step {k}")
+        for key in STEP_FIELDS:
+            _need(key in s, f"step {k} has no {key!r}", fix=f"add {key!r} to step {k}")
         mat = s.get("material")
-        _need(mat in materials, f"step {k}: material {mat!r} is not among 'materials'")
+        _need(
+            isinstance(mat, str) and mat in materials,
+            f"step {k}: material {mat!r} is not among 'materials'",
+            fix="name one of " + ", ".join(repr(m) for m in materials),
+        )
         t = _number(s.get("thickness_mm"), f"step {k} thickness_mm")
         rho_t = _number(s.get("areal_density_g_cm2"), f"step {k} areal_density_g_cm2")
         expect = density[str(mat)] * t / 10.0
         _need(
             abs(rho_t - expect) <= 0.02 * expect + 0.05,
             f"step {k}: areal density {rho_t:g} g/cm² is not density × thickness ({expect:.3g})",
+            fix="areal_density_g_cm2 = density_g_cm3 × thickness_mm / 10; check the step's "
+            "material and thickness",
         )
         box = s.get("bbox_px")
         _need(
-            isinstance(box, list) and len(box) == 4 and all(isinstance(v, int) for v in box),
+            isinstance(box, list)
+            and len(box) == 4
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in box),
             f"step {k}: bbox_px must be four integers [col0, row0, col1, row1]",
+            fix="give the step's box in image pixels, end-exclusive: [col0, row0, col1, row1]",
         )
         assert isinstance(box, list)
         c0, r0, c1, r1 = box
         _need(
-            0 <= c0 < c1 <= cols and 0 <= r0 < r1 <= rows,
+            c0 < c1 and r0 < r1,
+            f"step {k}: bbox_px {box} is empty or reversed",
+            fix="[col0, row0, col1, row1] with col1 > col0 and row1 > row0 (end-exclusive)",
+        )
+        _need(
+            min(c0, r0) >= 0 and c1 <= cols and r1 <= rows,
             f"step {k}: bbox_px {box} lies outside the {cols} × {rows} image",
+            fix="columns are scan lines, rows detector channels: check the box against the image",
         )
         steps.append(WedgeStep(str(mat), t, rho_t, (c0, r0, c1, r1)))
-    return scanner.strip(), pixel, materials, tuple(steps)
+    for name in materials:
+        n = sum(1 for st in steps if st.material == name and st.areal_density > 0)
+        _need(
+            n > 0,
+            f"material {name!r} has no steps of non-zero thickness in 'steps'",
+            fix=f"list {name}'s steps, or drop {name!r} from 'materials'",
+        )
+    return scanner, pixel, materials, tuple(steps)
 
 
 def _read_tiff(path: Path) -> F32:
@@ -364,53 +512,133 @@ class ScannerCalibration:
     def from_json(cls, doc: object, where: str = "scanner calibration") -> ScannerCalibration:
         """Validate and load a document written by :meth:`to_json`.
 
+        Every field is checked before any is used: numbers are JSON numbers (not
+        strings), finite and in range (z_eff in (1, 100]; areal densities > 0 and
+        A_high > 0, both strictly rising; A_low > A_high with R in :data:`R_RANGE`;
+        noise coefficients and fit errors ≥ 0), the steps' mass attenuation is one some
+        element has at MeV (:data:`MU_RHO_RANGE`) and the materials' R order agrees
+        with their Z (:func:`physics_problem`).
+
         Raises:
-            CalibrationError: another format, or a field missing or out of range.
+            CalibrationError: another format, or a field missing, mistyped or out of range.
         """
+        fix = "give a file written by 'nii atr calibrate --wedges DIR --out FILE'"
 
         def need(cond: bool, what: str) -> None:
             if not cond:
-                raise CalibrationError(
-                    f"{where}: {what}",
-                    fix="give a file written by 'nii atr calibrate --wedges DIR --out FILE'",
-                )
+                raise CalibrationError(f"{where}: {what}", fix=fix)
+
+        def num(v: object, what: str) -> float:
+            need(
+                isinstance(v, (int, float)) and not isinstance(v, bool),
+                f"malformed field: {what} must be a number, got {v!r}",
+            )
+            need(math.isfinite(float(v)), f"{what} is not finite ({v!r})")  # type: ignore[arg-type]
+            return float(v)  # type: ignore[arg-type]
+
+        def nums(v: object, what: str) -> tuple[float, ...]:
+            need(isinstance(v, list), f"{what} must be a list of numbers")
+            assert isinstance(v, list)
+            return tuple(num(x, f"{what}[{i}]") for i, x in enumerate(v))
 
         need(isinstance(doc, dict), "not a JSON object")
         assert isinstance(doc, dict)
         need(doc.get("format") == FORMAT, f"format is {doc.get('format')!r}, expected {FORMAT!r}")
+        for key in ("scanner", "a_max", "noise", "materials"):
+            need(key in doc, f"missing or malformed field ({key!r} is missing)")
         try:
-            curves = []
-            for m in doc["materials"]:
-                rho = tuple(float(v) for v in m["areal_density_g_cm2"])
-                hi = tuple(float(v) for v in m["a_high"])
-                lo = tuple(float(v) for v in m["a_low"])
-                need(
-                    len(rho) == len(hi) == len(lo) >= 2,
-                    f"material {m.get('name')!r}: unequal or too short step lists",
-                )
-                need(
-                    all(np.isfinite(rho + hi + lo)) and all(np.diff(hi) > 0) and min(lo) > 0,
-                    f"material {m.get('name')!r}: attenuations must be finite and rise "
-                    "with thickness",
-                )
-                curves.append(MaterialCurve(str(m["name"]), float(m["z_eff"]), rho, hi, lo))
-            need(len(curves) >= 2, "needs at least two materials")
-            cal = cls(
-                scanner=str(doc["scanner"]),
-                curves=tuple(sorted(curves, key=lambda c: c.z)),
-                a_max=float(doc["a_max"]),
-                noise_hi=(float(doc["noise"]["high"][0]), float(doc["noise"]["high"][1])),
-                noise_lo=(float(doc["noise"]["low"][0]), float(doc["noise"]["low"][1])),
-                fit_error={str(k): float(v) for k, v in dict(doc.get("fit_error", {})).items()},
-                source=dict(doc.get("source", {})),
+            scanner = check_scanner_name(doc["scanner"], "'scanner'")
+        except CalibrationError as exc:
+            raise CalibrationError(f"{where}: {exc.message}", fix=fix) from exc
+        a_max = num(doc["a_max"], "a_max")
+        need(0.5 < a_max <= LUT_A_MAX, f"a_max {a_max} is outside 0.5–{LUT_A_MAX}")
+        noise = doc["noise"]
+        need(isinstance(noise, dict), "missing or malformed field ('noise' must be an object)")
+        assert isinstance(noise, dict)
+        coef: dict[str, tuple[float, float]] = {}
+        for energy in ("high", "low"):
+            c = nums(noise.get(energy), f"noise.{energy}")
+            need(len(c) == 2, f"noise.{energy} must be [a, b] of σ² = a + b·e^A")
+            need(min(c) >= 0.0, f"noise.{energy} coefficients must be ≥ 0, got {list(c)}")
+            coef[energy] = (c[0], c[1])
+        mats = doc["materials"]
+        need(isinstance(mats, list) and len(mats) >= 2, "needs at least two materials")
+        assert isinstance(mats, list)
+        curves: list[MaterialCurve] = []
+        for i, m in enumerate(mats):
+            need(isinstance(m, dict), f"materials[{i}] must be an object")
+            assert isinstance(m, dict)
+            name = m.get("name")
+            need(isinstance(name, str) and bool(name.strip()), f"materials[{i}] has no name")
+            assert isinstance(name, str)
+            need(name not in {c.name for c in curves}, f"material {name!r} is given twice")
+            for key in ("z_eff", "areal_density_g_cm2", "a_high", "a_low"):
+                need(key in m, f"missing or malformed field (material {name!r} has no {key!r})")
+            z = num(m["z_eff"], f"{name}.z_eff")
+            need(1.0 < z <= 100.0, f"material {name!r}: z_eff {z:g} is outside (1, 100]")
+            rho = nums(m["areal_density_g_cm2"], f"{name}.areal_density_g_cm2")
+            hi = nums(m["a_high"], f"{name}.a_high")
+            lo = nums(m["a_low"], f"{name}.a_low")
+            need(
+                len(rho) == len(hi) == len(lo) >= 2,
+                f"material {name!r}: unequal or too short step lists",
             )
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise CalibrationError(
-                f"{where}: missing or malformed field ({exc})",
-                fix="give a file written by 'nii atr calibrate --wedges DIR --out FILE'",
-            ) from exc
-        need(0.5 < cal.a_max <= LUT_A_MAX, f"a_max {cal.a_max} is outside 0.5–{LUT_A_MAX}")
-        return cal
+            need(
+                rho[0] > 0 and all(b > a for a, b in itertools.pairwise(rho)),
+                f"material {name!r}: areal densities must be > 0 and rise step by step",
+            )
+            need(
+                hi[0] > 0 and all(b > a for a, b in itertools.pairwise(hi)),
+                f"material {name!r}: attenuations must be > 0 and rise with thickness",
+            )
+            for h, lw, r in zip(hi, lo, rho, strict=True):
+                need(
+                    lw > 0 and R_RANGE[0] <= h / lw < R_RANGE[1],
+                    f"material {name!r} at {r:g} g/cm²: A_high / A_low = "
+                    f"{h / lw if lw > 0 else math.inf:.3g}, outside {R_RANGE[0]:g}–"
+                    f"{R_RANGE[1]:g} (at MeV energies the low energy attenuates more)",
+                )
+            curves.append(MaterialCurve(name, z, rho, hi, lo))
+        curves.sort(key=lambda c: c.z)
+        fit_doc = doc.get("fit_error", {})
+        need(isinstance(fit_doc, dict), "'fit_error' must be an object")
+        assert isinstance(fit_doc, dict)
+        fit_error: dict[str, float] = {}
+        for k, v in fit_doc.items():
+            fit_error[str(k)] = num(v, f"fit_error.{k}")
+            need(fit_error[str(k)] >= 0.0, f"fit_error.{k} must be ≥ 0, got {v!r}")
+        source = doc.get("source", {})
+        need(isinstance(source, dict), "'source' must be an object")
+        assert isinstance(source, dict)
+        if "pixel_mm" in source:
+            px = nums(source["pixel_mm"], "source.pixel_mm")
+            need(
+                len(px) == 2 and all(PIXEL_MM_RANGE[0] <= v <= PIXEL_MM_RANGE[1] for v in px),
+                f"source.pixel_mm {list(px)} must be two sizes in "
+                f"{PIXEL_MM_RANGE[0]:g}–{PIXEL_MM_RANGE[1]:g} mm",
+            )
+        problem = physics_problem(curves)
+        need(problem is None, str(problem))
+        return cls(
+            scanner=scanner,
+            curves=tuple(curves),
+            a_max=a_max,
+            noise_hi=coef["high"],
+            noise_lo=coef["low"],
+            fit_error=fit_error,
+            source=dict(source),
+        )
+
+    @property
+    def channel_mm(self) -> float | None:
+        """The detector channel pitch (mm) of the commissioning scan, ``source.pixel_mm[1]``.
+
+        None for a calibration that does not record it.
+        """
+        px = self.source.get("pixel_mm")
+        if isinstance(px, list) and len(px) == 2 and isinstance(px[1], (int, float)):
+            return float(px[1])
+        return None
 
     @classmethod
     def load(cls, path: str | Path) -> ScannerCalibration:
@@ -497,6 +725,43 @@ class ScannerCalibration:
         sigma_r = r * math.hypot(s_hi / a, s_lo / (a / r))
         return abs(r_metal - r_light) / max(sigma_r, 1e-9)
 
+    def misfit(self, a_hi: npt.ArrayLike, a_lo: npt.ArrayLike, pixels: int = 1) -> float:
+        """Share of material pixels whose R this calibration's materials cannot explain.
+
+        A pixel carries material information when A_high lies between
+        :data:`MISFIT_A_MIN` and :attr:`a_max`.  Its R = A_high / A_low is explained
+        when it lies within the band the calibrated materials span at that A_high
+        (from the lowest to the highest material curve, each flat beyond its steps),
+        give or take :data:`MISFIT_SIGMAS` σ_R, with σ_R the noise model's for means
+        over ``pixels`` pixels combined with :data:`MISFIT_R_FLOOR`.  Another
+        scanner's image read through this calibration gives a large share; the
+        scanner's own, a share near 0.
+
+        Args:
+            a_hi, a_lo: attenuations −ln T at both energies, same shape (any layout).
+            pixels: how many image pixels each value averages (≥ 1).
+
+        Returns:
+            The share in [0, 1]; 0.0 when no pixel carries material information.
+        """
+        hi = np.asarray(a_hi, dtype=np.float64).ravel()
+        lo = np.asarray(a_lo, dtype=np.float64).ravel()
+        with np.errstate(invalid="ignore"):
+            m = np.isfinite(hi) & np.isfinite(lo) & (lo > 0)
+            m &= (hi > MISFIT_A_MIN) & (hi < self.a_max)
+        if not m.any():
+            return 0.0
+        h, lw = hi[m], lo[m]
+        r = h / lw
+        band = np.stack([_r_at(c, h) for c in self.curves])
+        s_hi = self.sigma_a(h, "high", pixels).astype(np.float64)
+        s_lo = self.sigma_a(lw, "low", pixels).astype(np.float64)
+        sigma = np.sqrt(np.square(r * np.hypot(s_hi / h, s_lo / lw)) + MISFIT_R_FLOOR**2)
+        off = (r < band.min(axis=0) - MISFIT_SIGMAS * sigma) | (
+            r > band.max(axis=0) + MISFIT_SIGMAS * sigma
+        )
+        return float(np.mean(off))
+
     @property
     def a_lo_max(self) -> float:
         """Highest usable A_low: the usable steps' largest."""
@@ -541,6 +806,64 @@ class ScannerCalibration:
         return MaterialCalibration.fit(
             samples, z_organic=z_organic, z_metal=z_metal, a_max=min(a_lo_max, 12.0)
         )
+
+
+def _r_at(c: MaterialCurve, a: npt.ArrayLike) -> F64:
+    """R = A_high / A_low of material ``c`` at A_high ``a`` (flat beyond its steps)."""
+    r = np.asarray(c.a_hi, dtype=np.float64) / np.asarray(c.a_lo, dtype=np.float64)
+    return np.asarray(np.interp(np.asarray(a, dtype=np.float64), c.a_hi, r), dtype=np.float64)
+
+
+def physics_problem(curves: Sequence[MaterialCurve]) -> str | None:
+    """What makes measured material curves physically impossible, or None.
+
+    Checks every step's mass attenuation A_high / ρt against :data:`MU_RHO_RANGE`
+    (a wrong unit of thickness or areal density), and that the material nearest Z 26
+    reads heavier (higher R) than the lightest material at the middle of the
+    A_high range both were measured over (names or z_eff swapped, or energies
+    without material contrast).  The heaviest material is not held to it: thin
+    lead can read lighter than steel at low energy.
+
+    Args:
+        curves: the materials' steps (positive, rising areal densities and A_high).
+    """
+    mus = [h / r for c in curves for h, r in zip(c.a_hi, c.areal_density, strict=True)]
+    lo, hi = MU_RHO_RANGE
+    for c in curves:
+        for h, r in zip(c.a_hi, c.areal_density, strict=True):
+            mu = h / r
+            if lo <= mu <= hi:
+                continue
+            times = float(np.median(mus)) / MU_RHO_TYPICAL
+            if times >= 2.0:
+                unit = (
+                    f"areal densities look {times:.0f}× too small: thickness in cm instead of mm?"
+                )
+            elif times <= 0.5:
+                unit = (
+                    f"areal densities look {1 / times:.0f}× too large: thickness in mm given as cm?"
+                )
+            else:
+                unit = "that step's areal density or box is wrong"
+            return (
+                f"{c.name} at {r:g} g/cm² attenuates A_high / ρt = {mu:.3g} cm²/g, outside the "
+                f"{lo:g}–{hi:g} cm²/g any element has at 2.5–9 MeV: {unit}"
+            )
+    light = curves[0]
+    metal = min(curves, key=lambda c: abs(c.z - 26.0))
+    if metal is not light and metal.z > light.z:
+        a0 = max(light.a_hi[0], metal.a_hi[0])
+        a1 = min(light.a_hi[-1], metal.a_hi[-1])
+        if a1 > a0:
+            a = 0.5 * (a0 + a1)
+            r_light, r_metal = float(_r_at(light, a)), float(_r_at(metal, a))
+            if r_metal <= r_light:
+                return (
+                    f"{metal.name} (Z {metal.z:.3g}) reads lighter than {light.name} (Z "
+                    f"{light.z:.3g}) at A_high {a:.2f}: R {r_metal:.4f} ≤ {r_light:.4f}, while R "
+                    "rises with Z at MeV energies (materials' names or z_eff swapped?)"
+                )
+    return None
 
 
 _TABLES: dict[int, tuple[ScannerCalibration, tuple[F32, F32, F32, F32]]] = {}
@@ -655,6 +978,89 @@ def _step_stats(scan: WedgeScan) -> list[_StepStats]:
     return out
 
 
+_ENERGY_FIX = (
+    "export the commissioning scan's two energies: high.tiff the high-energy (e.g. 6 MV) "
+    "image, low.tiff the low-energy one, each its own 16-bit export"
+)
+
+
+def _check_energies(scan: WedgeScan) -> None:
+    """Refuse one image twice, or a low image that is the high one rescaled.
+
+    Each energy's detector counts its own photons, so within a step the two images'
+    pixel fluctuations are independent; a low image computed from the high one moves
+    with it pixel for pixel (correlation above :data:`MAX_NOISE_CORRELATION`).
+
+    Raises:
+        CalibrationError: identical images, or noise shared between them.
+    """
+    if np.array_equal(scan.t_hi, scan.t_lo):
+        raise CalibrationError(
+            "high.tiff and low.tiff are the same image: one energy given twice", fix=_ENERGY_FIX
+        )
+    dh: list[F64] = []
+    dl: list[F64] = []
+    for s in scan.steps:
+        if s.areal_density <= 0:
+            continue
+        c0, r0, c1, r1 = s.bbox
+        mc, mr = (c1 - c0) // 6, (r1 - r0) // 6
+        th = scan.t_hi[r0 + mr : r1 - mr, c0 + mc : c1 - mc].astype(np.float64)
+        tl = scan.t_lo[r0 + mr : r1 - mr, c0 + mc : c1 - mc].astype(np.float64)
+        if th.size < MIN_STEP_PIXELS or min(float(th.min()), float(tl.min())) <= T_FLOOR:
+            continue
+        ah, al = -np.log(th), -np.log(tl)
+        dh.append((ah - ah.mean()).ravel())
+        dl.append((al - al.mean()).ravel())
+    if not dh:
+        return
+    x, y = np.concatenate(dh), np.concatenate(dl)
+    sx, sy = float(np.sqrt(np.mean(x * x))), float(np.sqrt(np.mean(y * y)))
+    if sx <= 0.0 or sy <= 0.0:
+        return
+    corr = float(np.mean(x * y)) / (sx * sy)
+    if corr > MAX_NOISE_CORRELATION:
+        raise CalibrationError(
+            f"low.tiff moves with high.tiff pixel for pixel (noise correlation {corr:.2f} "
+            f"within the steps, > {MAX_NOISE_CORRELATION}): one energy rescaled, not two "
+            "energies",
+            fix=_ENERGY_FIX,
+        )
+
+
+def _check_ratios(used: Sequence[_StepStats]) -> None:
+    """Refuse steps whose R = A_high / A_low says the energies are swapped or the same.
+
+    Raises:
+        CalibrationError: a median R above 1 (swapped), within 0.02 of 1 (one energy
+            twice), or a step's R outside :data:`R_RANGE`.
+    """
+    rs = [(s, s.a_hi / s.a_lo) for s in used if s.a_lo > 0]
+    if not rs:
+        return
+    med = float(np.median([r for _, r in rs]))
+    if med > 1.02:
+        raise CalibrationError(
+            f"the low-energy image attenuates less than the high-energy one (median A_high / "
+            f"A_low {med:.3f} over the steps): at MeV energies it is the other way round",
+            fix="high.tiff and low.tiff are swapped: exchange the two files",
+        )
+    if med >= 0.98:
+        raise CalibrationError(
+            f"the two images attenuate alike (median A_high / A_low {med:.3f} over the steps; "
+            "R is 0.75–0.98 through matter): one energy given twice",
+            fix=_ENERGY_FIX,
+        )
+    for s, r in rs:
+        if not R_RANGE[0] <= r < R_RANGE[1]:
+            raise CalibrationError(
+                f"step {s.material} at {s.areal_density:g} g/cm²: A_high / A_low = {r:.3f}, "
+                f"outside {R_RANGE[0]:g}–{R_RANGE[1]:g} of a dual-energy scan through matter "
+                "(an image rescaled, or a box on the wrong step)",
+                fix=_ENERGY_FIX + "; check the step's box in wedges.json",
+            )
+
+
 def _noise_fit(a: F64, sd: F64) -> tuple[float, float]:
     """Least squares of σ² = c0 + c1·e^A (both ≥ 0) over the steps."""
     m = np.stack([np.ones_like(a), np.exp(a)], axis=1)
@@ -711,6 +1117,7 @@ def fit(scan: WedgeScan, created: str = "") -> ScannerCalibration:
         CalibrationError: fewer than two materials with ≥ 3 usable steps, air steps
             that are not near full transmission (a dark or flat-field problem).
     """
+    _check_energies(scan)
     stats = _step_stats(scan)
     air = [s for s in stats if s.areal_density == 0.0]
     for s in air:
@@ -719,8 +1126,16 @@ def fit(scan: WedgeScan, created: str = "") -> ScannerCalibration:
                 f"an air step of {s.material} reads A = {s.a_hi:.3f} / {s.a_lo:.3f}, not ~0",
                 fix="flat-field the scan (air must read T ≈ 1) before exporting it",
             )
-    curves = _curves(stats, scan.materials)
     used = [s for s in stats if s.usable and s.areal_density > 0]
+    _check_ratios(used)
+    curves = _curves(stats, scan.materials)
+    problem = physics_problem(curves)
+    if problem is not None:
+        raise CalibrationError(
+            f"commissioning scan: {problem}",
+            fix="check wedges.json against the test object: thickness_mm in mm, "
+            "areal_density_g_cm2 in g/cm², each material's name and composition",
+        )
     a_max = max(max(c.a_hi) for c in curves)
     all_hi = np.array([s.a_hi for s in stats if s.sd_hi > 0])
     noise_hi = _noise_fit(all_hi, np.array([s.sd_hi for s in stats if s.sd_hi > 0]))
@@ -728,6 +1143,15 @@ def fit(scan: WedgeScan, created: str = "") -> ScannerCalibration:
     noise_lo = _noise_fit(np.array([s.a_lo for s in lo_ok]), np.array([s.sd_lo for s in lo_ok]))
     proto = ScannerCalibration(scan.scanner, curves, a_max, noise_hi, noise_lo, {}, {})
     fit_error = _leave_one_out(proto, scan.materials)
+    z_err = fit_error["zeff_log_rms"]
+    if z_err > MAX_ZEFF_LOG_RMS:
+        raise CalibrationError(
+            f"the fit reads its own steps' Z_eff wrong by a factor {math.exp(z_err):.1f} "
+            f"(leave-one-out RMS of ln Z {z_err:.2f} > ln 2): the calibration could not tell "
+            "the test object's materials apart",
+            fix="check that high.tiff and low.tiff are the two energies of one commissioning "
+            "scan and that each step's material and box in wedges.json match the image",
+        )
     fit_error["steps_used"] = float(len(used))
     source = {
         "wedges_sha256": scan.digest,
@@ -775,9 +1199,11 @@ __all__ = [
     "ScannerCalibration",
     "WedgeScan",
     "WedgeStep",
+    "check_scanner_name",
     "document_sha256",
     "effective_z",
     "fit",
     "load_wedges",
     "parse_wedges",
+    "physics_problem",
 ]

@@ -3,15 +3,21 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 import pytest
 
+from central.atr._calibrate import write_calibration
+from core import scanner_cal
 from core.scanner_cal import (
     CalibrationError,
     ScannerCalibration,
@@ -30,15 +36,20 @@ MATERIALS = {
 }
 
 
-def _model(rho: float, z: float) -> tuple[float, float]:
+def _model(rho: float, z: float, r0: float = 0.80) -> tuple[float, float]:
     mu = 0.040 + 0.00012 * z
     a_hi = mu * rho * (1.0 - 0.0006 * rho)
-    r = 0.80 + 0.035 * math.log(z) + 0.00005 * rho
+    r = r0 + 0.035 * math.log(z) + 0.00005 * rho
     return a_hi, a_hi / r
 
 
-def write_wedges(d: Path, noise: float = 0.002, seed: int = 1, **change: Any) -> dict[str, Any]:
-    """A synthetic commissioning scan folder; returns the wedges document written."""
+def write_wedges(
+    d: Path, noise: float = 0.002, seed: int = 1, r0: float = 0.80, **change: Any
+) -> dict[str, Any]:
+    """A synthetic commissioning scan folder; returns the wedges document written.
+
+    ``r0`` sets the scanner's R = A_high / A_low (another scanner: another r0).
+    """
     rng = np.random.default_rng(seed)
     steps = []
     col = 10
@@ -53,7 +64,7 @@ def write_wedges(d: Path, noise: float = 0.002, seed: int = 1, **change: Any) ->
         z = effective_z(fr)
         for t in (0, *thick):
             rho = dens * t / 10.0
-            a_hi, a_lo = _model(rho, z)
+            a_hi, a_lo = _model(rho, z, r0)
             box = [col, 30, col + 16, 90]
             hi[30:90, col : col + 16] = math.exp(-a_hi)
             lo[30:90, col : col + 16] = math.exp(-a_lo)
@@ -209,3 +220,254 @@ def test_nii_atr_calibrate_writes_a_loadable_file(tmp_path: Path) -> None:
     assert ScannerCalibration.load(out).scanner == "TEST-1"
     assert main(["atr", "calibrate", "--wedges", str(tmp_path / "none"), "--out", str(out)]) == 2
     assert main(["atr", "calibrate", "--wedges", str(tmp_path / "w"), "--out", str(tmp_path)]) == 2
+
+
+# --- nonsense commissioning scans and calibrations -----------------------------------
+
+
+def _img(d: Path, name: str) -> npt.NDArray[np.float64]:
+    return np.asarray(cv2.imread(str(d / f"{name}.tiff"), cv2.IMREAD_UNCHANGED), dtype=np.float64)
+
+
+def test_swapped_identical_or_rescaled_energies_are_refused(tmp_path: Path) -> None:
+    d = tmp_path / "w"
+    write_wedges(d)
+    hi, lo = (d / "high.tiff").read_bytes(), (d / "low.tiff").read_bytes()
+    (d / "high.tiff").write_bytes(lo)
+    (d / "low.tiff").write_bytes(hi)
+    with pytest.raises(CalibrationError, match="low-energy image attenuates less") as e:
+        fit(load_wedges(d))
+    assert "exchange" in e.value.fix
+    (d / "high.tiff").write_bytes(hi)
+    (d / "low.tiff").write_bytes(hi)
+    with pytest.raises(CalibrationError, match="same image"):
+        fit(load_wedges(d))
+    # low = high rescaled: R in range, but the noise is the high image's own
+    t = _img(d, "high") / 65535.0
+    cv2.imwrite(str(d / "low.tiff"), np.clip(np.rint(t**1.15 * 65535), 0, 65535).astype(np.uint16))
+    with pytest.raises(CalibrationError, match="rescaled"):
+        fit(load_wedges(d))
+    # the same energy exported twice, each with its own noise: R ≈ 1
+    write_wedges(d)
+    t = _img(d, "low")
+    noisy = t + np.random.default_rng(5).normal(0, 30, t.shape)
+    cv2.imwrite(str(d / "high.tiff"), np.clip(noisy, 0, 65535).astype(np.uint16))
+    with pytest.raises(CalibrationError, match="attenuate alike"):
+        fit(load_wedges(d))
+
+
+def test_a_fit_that_cannot_tell_materials_apart_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_wedges(tmp_path / "w")
+    scan = load_wedges(tmp_path / "w")
+    err = fit(scan).fit_error["zeff_log_rms"]
+    assert 0.0 < err < scanner_cal.MAX_ZEFF_LOG_RMS
+    monkeypatch.setattr(scanner_cal, "MAX_ZEFF_LOG_RMS", err / 2)
+    with pytest.raises(CalibrationError, match="tell the test object's materials apart"):
+        fit(scan)
+
+
+@pytest.mark.parametrize(
+    ("factor", "message"), [(0.1, "10× too small: thickness in cm"), (10.0, "10× too large")]
+)
+def test_areal_densities_in_the_wrong_unit_are_refused(
+    tmp_path: Path, factor: float, message: str
+) -> None:
+    d = tmp_path / "w"
+    doc = write_wedges(d)
+    for s in doc["steps"]:
+        s["thickness_mm"] *= factor
+        s["areal_density_g_cm2"] = round(s["areal_density_g_cm2"] * factor, 5)
+    (d / "wedges.json").write_text(json.dumps(doc))
+    with pytest.raises(CalibrationError, match=message):
+        fit(load_wedges(d))
+
+
+def _edit(doc: dict[str, Any], name: str, **values: Any) -> None:
+    m = next(m for m in doc["materials"] if m["name"] == name)
+    for k, v in values.items():
+        m[k] = v(m) if callable(v) else v
+
+
+def _swap_names(doc: dict[str, Any]) -> None:
+    p = next(m for m in doc["materials"] if m["name"] == "plastic")
+    lead = next(m for m in doc["materials"] if m["name"] == "lead")
+    p["name"], lead["name"] = lead["name"], p["name"]
+    p["z_eff"], lead["z_eff"] = lead["z_eff"], p["z_eff"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: _edit(d, "aluminium", z_eff=-13), r"z_eff -13 is outside \(1, 100\]"),
+        (lambda d: _edit(d, "aluminium", z_eff=0.5), "outside"),
+        (lambda d: _edit(d, "aluminium", z_eff="13"), "must be a number"),
+        (
+            lambda d: _edit(
+                d, "steel", areal_density_g_cm2=lambda m: [-v for v in m["areal_density_g_cm2"]]
+            ),
+            "areal densities must be > 0",
+        ),
+        (
+            lambda d: _edit(
+                d, "steel", areal_density_g_cm2=lambda m: m["areal_density_g_cm2"][::-1]
+            ),
+            "rise step by step",
+        ),
+        (
+            lambda d: _edit(
+                d,
+                "steel",
+                a_high=lambda m: [10 * v for v in m["a_high"]],
+                a_low=lambda m: [10 * v for v in m["a_low"]],
+            ),
+            "cm²/g",
+        ),
+        (lambda d: _edit(d, "steel", a_low=lambda m: m["a_high"]), "A_high / A_low"),
+        (lambda d: _edit(d, "steel", a_low=lambda m: [2 * v for v in m["a_high"]]), "0.6"),
+        (
+            lambda d: _edit(
+                d, "steel", a_high=lambda m: [*m["a_high"][:2], "2.07", *m["a_high"][3:]]
+            ),
+            "must be a number, got '2.07'",
+        ),
+        (lambda d: _edit(d, "steel", a_high=lambda m: [math.nan] * len(m["a_high"])), "finite"),
+        (lambda d: d["noise"].update(high=[-1e-4, 1e-5]), "must be ≥ 0"),
+        (lambda d: d["noise"].update(low=[0.0, math.inf]), "finite"),
+        (lambda d: d["fit_error"].update(zeff_log_rms=-0.1), "must be ≥ 0"),
+        (lambda d: d.update(a_max="7"), "must be a number"),
+        (lambda d: d.update(scanner=""), "empty"),
+        (lambda d: d.update(scanner="x" * 65), "more than 64"),
+        (lambda d: d["source"].update(pixel_mm=[50, 40]), "source.pixel_mm"),
+        (_swap_names, "reads lighter than"),
+    ],
+)
+def test_hand_edited_calibrations_are_refused(
+    cal: ScannerCalibration, change: Any, message: str
+) -> None:
+    doc = json.loads(json.dumps(cal.to_json()))
+    change(doc)
+    with pytest.raises(CalibrationError, match=message):
+        ScannerCalibration.from_json(doc)
+
+
+def test_channel_pitch_travels_with_the_calibration(cal: ScannerCalibration) -> None:
+    assert cal.channel_mm == 4.0
+    back = ScannerCalibration.from_json(json.loads(json.dumps(cal.to_json())))
+    assert back.channel_mm == 4.0
+    doc = cal.to_json()
+    del doc["source"]
+    assert ScannerCalibration.from_json(doc).channel_mm is None
+
+
+def test_misfit_tells_another_scanners_image(tmp_path: Path, cal: ScannerCalibration) -> None:
+    write_wedges(tmp_path / "b", r0=0.74)
+    other = fit(load_wedges(tmp_path / "b"))
+    rng = np.random.default_rng(7)
+    rho = rng.uniform(5.0, 150.0, (150, 150)).astype(np.float32)
+    z = rng.choice(np.array([5.0, 9.0, 13.0, 20.0, 26.0, 45.0, 82.0], dtype=np.float32), rho.shape)
+    shares = {}
+    for name, src in (("own", cal), ("other", other)):
+        hi, lo = src.forward(rho, z)
+        hi = hi + src.sigma_a(hi, "high") * rng.standard_normal(hi.shape).astype(np.float32)
+        lo = lo + src.sigma_a(lo, "low") * rng.standard_normal(lo.shape).astype(np.float32)
+        shares[name] = cal.misfit(hi, lo)
+        assert src.misfit(hi, lo) < 0.01  # each scanner's own cargo fits its own calibration
+    assert shares["own"] < 0.01
+    assert shares["other"] > 0.3
+    # no material information: nothing to judge, and no warning for zeros or NaN
+    assert cal.misfit(np.array([0.1, 0.0, math.nan]), np.array([0.12, 0.0, 1.0])) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("change", "message", "fix"),
+    [
+        (
+            lambda d: d["steps"][3].update(materail=d["steps"][3].pop("material")),
+            r"unknown field 'materail' in step 3 \(did you mean 'material'\?\)",
+            "rename",
+        ),
+        (
+            lambda d: d.update(stepz=d.pop("steps")),
+            r"unknown field 'stepz' at the top level \(did you mean 'steps'\?\)",
+            "rename",
+        ),
+        (
+            lambda d: d["materials"]["steel"]["weight_fractions_by_Z"].update({"26": 0.5}),
+            "sum to 0.52",
+            "sum to 1",
+        ),
+        (lambda d: d.update(pixel_mm=[0.5, 0.4]), "pixel_mm.1. = 0.4 mm", "millimetres"),
+        (lambda d: d["steps"][3].update(bbox_px=[50, 30, 40, 90]), "empty or reversed", "col1"),
+        (lambda d: d["steps"][3].update(bbox_px=[50, 30, 50, 90]), "empty or reversed", "col1"),
+        (
+            lambda d: d.update(steps=[s for s in d["steps"] if s["material"] != "lead"]),
+            "'lead' has no steps",
+            "list lead's steps",
+        ),
+        (lambda d: d.update(scanner=" "), "'scanner' is empty", "--scanner-name"),
+    ],
+)
+def test_wedges_mistakes_are_named(tmp_path: Path, change: Any, message: str, fix: str) -> None:
+    d = tmp_path / "w"
+    doc = write_wedges(d)
+    change(doc)
+    (d / "wedges.json").write_text(json.dumps(doc))
+    with pytest.raises(CalibrationError, match=message) as e:
+        load_wedges(d)
+    assert fix in e.value.fix
+
+
+def test_calibrate_does_not_overwrite_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nii.__main__ import main
+
+    write_wedges(tmp_path / "w")
+    out = tmp_path / "scanner.json"
+    argv = ["atr", "calibrate", "--wedges", str(tmp_path / "w"), "--out", str(out)]
+    out.write_text("{}")
+    assert main(argv) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert out.read_text() == "{}"
+    assert main([*argv, "--force"]) == 0
+    assert '"replaced"' in capsys.readouterr().out
+    assert ScannerCalibration.load(out).scanner == "TEST-1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scanner.json", "w"]  # no lock left
+    assert main([*argv, "--force", "--scanner-name", ""]) == 2
+    assert "--scanner-name is empty" in capsys.readouterr().err
+    assert main([*argv, "--force", "--scanner-name", "x" * 65]) == 2
+    assert main([*argv, "--force", "--scanner-name", "gate\n2"]) == 2
+    assert ScannerCalibration.load(out).scanner == "TEST-1"
+
+
+def test_a_second_writer_of_one_out_is_refused(tmp_path: Path, cal: ScannerCalibration) -> None:
+    out = tmp_path / "scanner.json"
+    fd = os.open(tmp_path / ".scanner.json.lock", os.O_CREAT | os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another run holds the lock
+        with pytest.raises(CalibrationError, match="another 'nii atr calibrate' is writing"):
+            write_calibration(cal, out)
+        assert not out.exists()
+    finally:
+        os.close(fd)
+    assert write_calibration(cal, out) is None
+    with pytest.raises(CalibrationError, match="already exists"):
+        write_calibration(cal, out)
+    assert write_calibration(cal, out, force=True) == "the calibration of scanner 'TEST-1'"
+
+
+def test_a_read_only_target_is_named(
+    tmp_path: Path, cal: ScannerCalibration, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "scanner.json"
+
+    def read_only(self: Path, *args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "write_text", read_only)
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with pytest.raises(CalibrationError) as e:
+        write_calibration(cal, out)
+    assert e.value.message == f"{out}: cannot write: Read-only file system"
