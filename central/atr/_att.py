@@ -7,7 +7,9 @@ its figure: volumetric consistency (filled fraction), density discrepancy
 (integrated attenuation), structural integrity (the walls, floor and ends) and
 object substitution/addition (regions that changed, with their coordinates).
 Any factor over its limit declares the container a Contravening Unit and puts
-it on HOLD.
+it on HOLD.  Across scanner models the fans differ (another parallax in height), so
+B's heights are warped onto A's, B is compared with A within the parallax and changed
+stretches are found from the attenuation integrated up each line (docs/atr.md).
 """
 
 from __future__ import annotations
@@ -431,7 +433,11 @@ def compare(
     The scans may come from different scanners at different speeds: each is binned from
     its own pixel size, both containers are cropped from front wall to doors and the same
     height up from the floor, B is resampled onto A's grid and its attenuation mapped onto
-    A's levels (:func:`level_map`) before the four factors are computed.
+    A's levels (:func:`level_map`) before the four factors are computed.  Across scanners
+    (``harmonised``, or channel pitches more than :data:`SAME_PITCH` apart) the fans differ:
+    B's heights are warped onto A's (:func:`fit_vertical`), B is compared with A within
+    the parallax, changed stretches are found from the line integrals and
+    :data:`CROSS_LIMITS` apply (``docs/atr.md``, "ATT across scanners").
 
     Raises:
         AtrInputError: a scan is unusable or shows no container (with the reason), or
