@@ -19,7 +19,7 @@ from ._gd import gd_consistency, load_features, tuned_profile
 from ._image import bin_image, binning, check_pair, locate_container
 from ._library import ImageLibrary, describe
 from ._model import AtrInputError, Category, Finding, Level, Verdict, level_of
-from ._physical import PhysicalImage, to_physical
+from ._physical import PhysicalImage, check_fit, to_physical
 from ._profiles import RED_AT
 from .detectors import DETECTORS, Context, Scene, same_object
 
@@ -84,7 +84,10 @@ def analyze(
             fix="give --pixel-mm in mm at the container, along travel first, then height "
             "(e.g. --pixel-mm 5 4, not 50 40 or 4 5)",
         )
-    phys = to_physical(bin_image(hi, fl, fc), bin_image(lo, fl, fc), scanner, fl * fc)
+    b_hi, b_lo = bin_image(hi, fl, fc), bin_image(lo, fl, fc)
+    if scanner is not None:
+        check_fit(b_hi, b_lo, scanner, fl * fc)
+    phys = to_physical(b_hi, b_lo, scanner, fl * fc)
     return analyze_binned(
         phys.a_hi, phys.a_lo, fl, fc, line_mm, channel_mm, gd, scan=scan, t0=t0, phys=phys,
         calibration_error=scanner.fit_error.get("areal_density_rel_rms", 0.0) if scanner else 0.0,
