@@ -37,6 +37,7 @@ import numpy as np
 
 from bench.atr import METAL_COMMODITIES, TARGETS, _pin_next
 from central.atr import analyze
+from central.atr._analyze import LOCATED_CATEGORIES as LOCATED
 from central.atr._att import compare
 from central.atr._declaration import parse_gd
 from central.atr._gd import tuned_profile
@@ -48,17 +49,6 @@ from firmware_sim.physics._wedges import write_wedge_scan
 
 EVAL_SEED = 7100
 TUNE_SEED = 7200
-#: Categories of findings that have a place in the container (localisation is scored).
-LOCATED = {
-    "false wall",
-    "double floor",
-    "dense object",
-    "high-Z object",
-    "impenetrable object",
-    "firearm-like shape",
-    "organic in metal cargo",
-    "undeclared vehicle",
-}
 
 
 def plan(n_clean: int, n_kind: int, n_lie: int, n_empty: int, n_att: int) -> list[dict[str, Any]]:
