@@ -48,6 +48,8 @@ def dense_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
         x, y, w, h = cy, cx, ch, cw  # lines from x, w of them; rows from y, h of them
         if area < min_area:
             continue
+        if _end_corner(sc, (x, y, x + w, y + h)):
+            continue
         sel = lab[x : x + w, y : y + h] == k
         res = sc.residual[x : x + w, y : y + h][sel]
         exc = excess[x : x + w, y : y + h][sel]
@@ -85,6 +87,25 @@ def dense_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
         if f.category != Category.DENSE_OBJECT or not any(same_object(f, g) for g in guns)
     ]
     return out + guns
+
+
+#: Height of a container's end frame at the floor: corner castings (118 mm, ISO 1161) on
+#: the bottom end rail, with the floor's cross members, mm.
+END_CORNER_MM = 350.0
+
+
+def _end_corner(sc: Scene, box: tuple[int, int, int, int]) -> bool:
+    """Whether a blob is the container's own bottom corner at either end.
+
+    A blob that touches the first or last line of the interior and lies wholly in
+    its lowest :data:`END_CORNER_MM` is the end frame's bottom (corner castings and
+    end rail) showing past the front wall or the doors: it does so wherever the
+    scanner smears the ends along travel (afterglow of a slow detector, a wall
+    between two lines).
+    """
+    l0, r0, l1, _ = box
+    at_end = l0 <= 1 or l1 >= sc.a.shape[0] - 1
+    return at_end and r0 >= sc.row_above_floor(END_CORNER_MM)
 
 
 def _outline(
