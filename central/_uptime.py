@@ -52,6 +52,7 @@ import calendar
 import csv
 import datetime as dt
 import logging
+import shutil
 import sqlite3
 import time
 import tomllib
@@ -819,7 +820,14 @@ class UptimeTracker:
         if self.alarm is not None:
             try:
                 # a bad document is the edge's doing; a store that cannot write is not
-                self.alarm("", edge_id, "uptime_refused" if what == "refused" else "storage", msg)
+                if what == "refused":
+                    self.alarm("", edge_id, "uptime_refused", msg)
+                else:  # like every "storage" alarm: the path that failed and what is free
+                    folder = self.store.path.parent
+                    free = shutil.disk_usage(folder).free if folder.exists() else 0
+                    self.alarm(
+                        "", edge_id, "storage", msg, path=str(self.store.path), free_bytes=free
+                    )
             except Exception as alarm_exc:  # the alarm path must not stop the receive loop
                 log.error("uptime: alarm failed: %s", alarm_exc)
 

@@ -321,11 +321,13 @@ def _warm_up() -> None:
     so the first verdict is as quick as the others."""
     from ._analyze import analyze
 
-    # a block of cargo in an empty tunnel, as two energies with noise of their own (the
-    # ATR refuses one image given twice)
+    # a container with a load, as two energies with noise of their own (the ATR refuses
+    # one image given twice, and a scan without a container)
     rng = np.random.default_rng(0)
     a_hi = np.full((600, 256), 0.05, dtype=np.float32)
-    a_hi[60:540, 20:230] = 1.2
+    a_hi[60:363, 20:230] = 1.2  # a load in a 20 ft container (303 lines of 20 mm)...
+    a_hi[60:62, 20:230] = 4.0  # ...between its front wall and its doors, seen end-on
+    a_hi[361:363, 20:230] = 4.0
     a_hi += rng.normal(0.0, 0.01, a_hi.shape).astype(np.float32)
     a_lo = 1.15 * a_hi + rng.normal(0.0, 0.012, a_hi.shape).astype(np.float32)
     analyze(a_hi, a_lo, 20.0, 10.0, None)
