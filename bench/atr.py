@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from central.atr import analyze
+from central.atr._analyze import LOCATED_CATEGORIES
 from central.atr._att import compare
 from central.atr._physical import reference
 from core.calibration import DetectorCalibration
@@ -188,16 +189,8 @@ def _truth_boxes(t: dict[str, Any]) -> list[list[int]]:
     ]
 
 
-LOCAL = {
-    "false wall",
-    "double floor",
-    "dense object",
-    "high-Z object",
-    "impenetrable object",
-    "firearm-like shape",
-    "organic in metal cargo",
-    "undeclared vehicle",
-}
+#: Findings with a place in the container: the ATR's own list.
+LOCAL = LOCATED_CATEGORIES
 
 
 def score(results: list[dict[str, Any]]) -> dict[str, Any]:
