@@ -113,13 +113,19 @@ def write_calibration(cal: ScannerCalibration, out: Path, force: bool = False) -
 
 def summary(cal: ScannerCalibration) -> dict[str, Any]:
     """What an engineer checks after commissioning: materials, range, fit error."""
-    return {
+    out: dict[str, Any] = {
         "scanner": cal.scanner,
         "materials": {c.name: {"z_eff": round(c.z, 2), "steps": len(c.a_hi)} for c in cal.curves},
         "usable_a_high": round(cal.a_max, 2),
         "areal_density_error": f"{100 * cal.fit_error.get('areal_density_rel_rms', 0.0):.1f} %",
         "zeff_error": f"{100 * cal.fit_error.get('zeff_log_rms', 0.0):.0f} %",
     }
+    if cal.fit_error.get("zeff_ambiguous_steps"):
+        # the energies cannot tell these thin steps' material from another's: a fact of
+        # the scanner's spectra that an engineer should know, not a failed fit
+        out["zeff_ambiguous_below_a_high"] = round(cal.fit_error["zeff_ambiguous_below_a"], 2)
+        out["zeff_ambiguous_steps"] = int(cal.fit_error["zeff_ambiguous_steps"])
+    return out
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
