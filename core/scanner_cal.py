@@ -691,12 +691,9 @@ class ScannerCalibration:
         na, nr = LUT_SHAPE
         da = LUT_A_MAX / (na - 1)
         dr = (LUT_R[1] - LUT_R[0]) / (nr - 1)
+        r = hi / np.maximum(lo, np.float32(1e-4))
         if r_window > 1 and min(hi.shape) > r_window:
-            r = box_smooth(hi, r_window, r_window) / np.maximum(
-                box_smooth(lo, r_window, r_window), np.float32(1e-4)
-            )
-        else:
-            r = hi / np.maximum(lo, np.float32(1e-4))
+            r = self._smooth_ratio(hi, lo, r, r_window)
         my = np.clip(hi / np.float32(da), 0, na - 1).astype(np.float32)
         mx = np.clip((r - np.float32(LUT_R[0])) / np.float32(dr), 0, nr - 1).astype(np.float32)
         zeff = _remap(z_lut, mx, my)
@@ -707,6 +704,38 @@ class ScannerCalibration:
         imp = (hi > np.float32(self.a_max)) | (lo > np.float32(self.a_lo_max))
         zeff[imp] = 0.0
         return Decomposition(rho, zeff, imp)
+
+    def _smooth_ratio(self, hi: F32, lo: F32, r: F32, window: int) -> F32:
+        """R averaged over ``window``² pixels as a material, not as a number.
+
+        R depends on thickness as well as on material (the beam hardens), so the mean R
+        of a thin pixel among thick ones is not the R of the thin pixel's material: in
+        scrap steel the thin pixels would read organic.  Each pixel's R is therefore
+        taken as its place ``t`` between the lightest material's R and steel's at its own
+        A_high, ``t`` is averaged over the box weighted by how surely each pixel tells
+        the two apart ((R_steel − R_light)² / σ_R², so thin and impenetrable pixels count
+        little), and the centre pixel's R is that mean ``t`` at the centre's A_high.
+        """
+        light = self.curves[0]
+        metal = min(self.curves, key=lambda c: abs(c.z - 26.0))
+        a = hi.astype(np.float64)
+        r_l = np.interp(a, *_curve_fns(light)[:2])
+        r_m = np.interp(a, *_curve_fns(metal)[:2])
+        v = r_m - r_l
+        a_c = np.clip(a, 0.05, self.a_max)
+        lo_c = np.maximum(lo.astype(np.float64), 0.05)
+        var_r = np.square(r.astype(np.float64)) * (
+            np.square(self.sigma_a(a_c, "high").astype(np.float64) / a_c)
+            + np.square(self.sigma_a(lo_c, "low").astype(np.float64) / lo_c)
+        )
+        w = np.square(v) / np.maximum(var_r, 1e-12)
+        w[(a > self.a_max) | (lo > self.a_lo_max) | (a < self.a_thin)] = 0.0
+        num = box_smooth((w * (r - r_l) / np.where(v != 0, v, 1.0)).astype(np.float32),
+                         window, window)  # fmt: skip
+        den = box_smooth(w.astype(np.float32), window, window)
+        t = np.where(den > 0, num / np.maximum(den, np.float32(1e-30)), 0.0)
+        smooth = r_l + t * v
+        return np.where(den > 0, smooth, r).astype(np.float32)
 
     def separation(self, a: float = 2.0, pixels: int = 1) -> float:
         """How many noise σ of R part the lightest material from steel-like metal at A_high ``a``.

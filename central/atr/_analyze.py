@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from core.calibration import MaterialCalibration
+from core.calibration import MaterialCalibration, MaterialClass
 from core.scanner_cal import ScannerCalibration
 
 from ._containers import declared_size_differs, model_for
@@ -120,6 +120,10 @@ def analyze_binned(
     if phys is None:
         phys = to_physical(b_hi, b_lo, None)
     mm = _materials().classify(b_hi, b_lo, smooth=None)
+    if phys.opaque is not None and phys.opaque.any():
+        # beyond its own scanner's range a pixel's ratio is noise: nothing is known of its Z
+        mm.material[phys.opaque] = int(MaterialClass.IMPENETRABLE)
+        mm.zeff[phys.opaque] = 0.0
     frame = locate_container(b_hi, fl, fc, line_mm, channel_mm)
     if not frame.found:
         # never a wrong length silently used: every figure hangs on the container's frame
@@ -128,7 +132,9 @@ def analyze_binned(
             fix="check --pixel-mm (mm at the container: along travel first, then height) "
             "and that the export holds the whole container, front wall to doors",
         )
-    sc = Scene.build(b_hi, mm.material, mm.zeff, frame, rho=phys.areal_density)
+    sc = Scene.build(
+        b_hi, mm.material, mm.zeff, frame, rho=phys.areal_density, opaque=phys.opaque
+    )
     gd = dict(gd or {})
     decl = parse_gd(gd) if gd else None
     declared = decl.container_model if decl else None

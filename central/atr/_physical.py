@@ -53,7 +53,11 @@ class PhysicalImage:
 
     All arrays are (lines, channels) float32: ``a_hi``/``a_lo`` the attenuations the
     reference scanner would measure, ``areal_density`` g/cm², ``zeff`` (0 where too thin
-    to tell), ``impenetrable`` where the scanner's own calibration runs out.
+    to tell), ``impenetrable`` where the scanner's own calibration runs out.  ``opaque``
+    marks the pixels mapped from beyond another scanner's usable range: their material is
+    unknown, whatever the mapped attenuations' ratio says, and the material map must call
+    them impenetrable (the reference scanner's own image has none: its material map knows
+    its own range).
     """
 
     a_hi: F32
@@ -63,6 +67,7 @@ class PhysicalImage:
     impenetrable: npt.NDArray[np.bool_]
     calibrated: bool
     scanner: str
+    opaque: npt.NDArray[np.bool_] | None = None
 
 
 #: Largest box (pixels a side) the ratio is averaged over on a scanner that separates
@@ -114,11 +119,23 @@ def to_physical(
         )
     d = scanner.decompose(b_hi, b_lo, r_window(scanner, pixels))
     hi, lo = ref.forward(d.areal_density, d.zeff)
-    # beyond the scanner's usable range the reference sees no less than its own limit
+    # beyond the scanner's usable range the reference sees no less than its own limit, and
+    # the material map calls it impenetrable: its R there is noise (biased low by the
+    # detector's floor, it would read organic)
     hi = np.where(d.impenetrable, np.maximum(hi, np.float32(ref.a_max)), hi).astype(np.float32)
-    lo = np.where(d.impenetrable, np.maximum(lo, np.float32(ref.a_lo_max + 0.5)), lo)
+    lo = np.where(d.impenetrable, np.maximum(lo, np.float32(_opaque_lo())), lo)
     lo = lo.astype(np.float32)
-    return PhysicalImage(hi, lo, d.areal_density, d.zeff, d.impenetrable, True, scanner.scanner)
+    return PhysicalImage(
+        hi, lo, d.areal_density, d.zeff, d.impenetrable, True, scanner.scanner, d.impenetrable
+    )
+
+
+@functools.cache
+def _opaque_lo() -> float:
+    """A_low that both the reference calibration and the ATR's material map take as opaque."""
+    from core.calibration import MaterialCalibration
+
+    return max(reference().a_lo_max, MaterialCalibration.default().a_max) + 0.5
 
 
 Scan = tuple[F32, F32, float, float]

@@ -65,7 +65,13 @@ def dense_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
         mat = sc.material[x : x + w, y : y + h][sel]
         zmed = float(np.median(z[z > 0])) if np.any(z > 0) else 0.0
         imp = float(np.mean(mat == int(MaterialClass.IMPENETRABLE)))
-        if zmed >= 40.0:
+        # on another scanner than the reference, Z_eff read on a few rim pixels of a blob
+        # that is opaque to it is the noise of the beam's last photons, not the material
+        known = 1.0
+        if sc.opaque is not None:
+            opq = sc.opaque[x : x + w, y : y + h][sel]
+            known = float(np.sum(z > 0)) / max(1, int(np.sum(z > 0)) + int(np.sum(opq)))
+        if zmed >= 40.0 and known >= HIGH_Z_KNOWN_SHARE:
             cat = Category.HIGH_Z_OBJECT
             why = f"Z_eff {zmed:.0f} block {len_mm:.0f} x {hgt_mm:.0f} mm,"
             why += f" +{mean_res:.1f} above cargo"
@@ -87,6 +93,12 @@ def dense_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
         if f.category != Category.DENSE_OBJECT or not any(same_object(f, g) for g in guns)
     ]
     return out + guns
+
+
+#: Least share of a blob's pixels whose Z_eff is known, among those it is known on or that
+#: are opaque to the scanner that took the scan (another than the reference), for its
+#: median Z_eff to call it a high-Z object.
+HIGH_Z_KNOWN_SHARE = 0.25
 
 
 #: Height of a container's end frame at the floor: corner castings (118 mm, ISO 1161) on

@@ -49,6 +49,9 @@ class Scene:
     residual: F32
     gaps: tuple[F32, npt.NDArray[np.bool_]] | None = None  # see line_offsets
     rho: F32 | None = None  # areal density g/cm², interior crop (None: from ``a``)
+    #: pixels beyond the usable range of the scanner that took the scan (another than the
+    #: reference): their material is unknown (None: the reference scanner, or none)
+    opaque: npt.NDArray[np.bool_] | None = None
 
     @classmethod
     def build(
@@ -58,11 +61,12 @@ class Scene:
         zeff: F32,
         frame: Frame,
         rho: F32 | None = None,
+        opaque: npt.NDArray[np.bool_] | None = None,
     ) -> Scene:
         """Crop to the interior and estimate the cargo background around every pixel.
 
         ``rho`` is the areal density (g/cm², same shape as ``a``) from the scanner's
-        calibration, when known.
+        calibration, when known; ``opaque`` where the scanner's own range ran out.
         """
         bl, bc = frame.px_mm
         l0 = frame.front + max(1, round(120.0 / bl))
@@ -86,6 +90,7 @@ class Scene:
             bg,
             res,
             rho=None if rho is None else np.ascontiguousarray(rho[l0:l1, r0:r1]),
+            opaque=None if opaque is None else np.ascontiguousarray(opaque[l0:l1, r0:r1]),
         )
 
     def row_above_floor(self, mm: float) -> int:
