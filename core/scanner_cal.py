@@ -671,7 +671,11 @@ class ScannerCalibration:
         return tables
 
     def decompose(
-        self, a_hi: npt.ArrayLike, a_lo: npt.ArrayLike, r_window: int = 1
+        self,
+        a_hi: npt.ArrayLike,
+        a_lo: npt.ArrayLike,
+        r_window: int = 1,
+        lo_limit: float | None = None,
     ) -> Decomposition:
         """Areal density and Z_eff of every pixel.
 
@@ -681,6 +685,10 @@ class ScannerCalibration:
                 averaged before their ratio is taken: a scanner whose energies separate
                 materials less than its noise needs more pixels to tell them
                 (:meth:`separation`); A_high itself is not smoothed.
+            lo_limit: A_low beyond which a pixel is impenetrable (:meth:`usable_lo`);
+                None: beyond the commissioning scan's thickest steps (``a_max`` or
+                :attr:`a_lo_max`).  Between those steps and ``lo_limit`` the material
+                curves are extrapolated.
 
         Returns:
             :class:`Decomposition` of the same shape.
@@ -691,7 +699,7 @@ class ScannerCalibration:
         na, nr = LUT_SHAPE
         da = LUT_A_MAX / (na - 1)
         dr = (LUT_R[1] - LUT_R[0]) / (nr - 1)
-        r = hi / np.maximum(lo, np.float32(1e-4))
+        r: F32 = np.asarray(hi / np.maximum(lo, np.float32(1e-4)), dtype=np.float32)
         if r_window > 1 and min(hi.shape) > r_window:
             r = self._smooth_ratio(hi, lo, r, r_window)
         my = np.clip(hi / np.float32(da), 0, na - 1).astype(np.float32)
@@ -701,7 +709,10 @@ class ScannerCalibration:
         thin = hi < np.float32(self.a_thin)
         zeff[thin] = 0.0
         # beyond the usable range the low-energy image is noise: R says nothing of Z
-        imp = (hi > np.float32(self.a_max)) | (lo > np.float32(self.a_lo_max))
+        if lo_limit is None:
+            imp = (hi > np.float32(self.a_max)) | (lo > np.float32(self.a_lo_max))
+        else:
+            imp = lo > np.float32(lo_limit)
         zeff[imp] = 0.0
         return Decomposition(rho, zeff, imp)
 
@@ -795,6 +806,20 @@ class ScannerCalibration:
     def a_lo_max(self) -> float:
         """Highest usable A_low: the usable steps' largest."""
         return max(max(c.a_lo) for c in self.curves)
+
+    def usable_lo(self, sigma: float, pixels: int = 1) -> float:
+        """A_low at which the low image's noise (means over ``pixels``) reaches ``sigma``.
+
+        Never below :attr:`a_lo_max` (the commissioning scan measured that far) nor above
+        ``LUT_A_MAX``.  With ``sigma`` another scanner's noise at its own limit, this is
+        where this scanner's image is as sure of a pixel's material as that one's at its
+        limit (from the noise model ``σ² = c0 + c1·e^A`` fitted on the steps).
+        """
+        c0, c1 = self.noise_lo
+        need = sigma * sigma * max(1, pixels) - c0
+        if c1 <= 0 or need <= 0:
+            return self.a_lo_max
+        return float(min(max(math.log(need / c1), self.a_lo_max), LUT_A_MAX))
 
     def forward(self, areal_density: npt.ArrayLike, zeff: npt.ArrayLike) -> tuple[F32, F32]:
         """(A_high, A_low) this scanner would measure through ρt g/cm² of Z_eff matter.

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from core.calibration import MaterialCalibration, MaterialClass
+from core.calibration import MaterialCalibration, MaterialClass, MaterialMap
 from core.scanner_cal import ScannerCalibration
 
 from ._containers import declared_size_differs, model_for
@@ -33,6 +33,19 @@ def _materials() -> MaterialCalibration:
     if _MC is None:
         _MC = MaterialCalibration.default()
     return _MC
+
+
+def material_map(phys: PhysicalImage) -> MaterialMap:
+    """The material map of a scan in reference-equivalent attenuation (lines, channels).
+
+    Pixels opaque to the scanner that took the scan (``phys.opaque``) are impenetrable
+    with no Z_eff: beyond its range a pixel's ratio is the noise of its last photons.
+    """
+    mm = _materials().classify(phys.a_hi, phys.a_lo, smooth=None)
+    if phys.opaque is not None and phys.opaque.any():
+        mm.material[phys.opaque] = int(MaterialClass.IMPENETRABLE)
+        mm.zeff[phys.opaque] = 0.0
+    return mm
 
 
 def analyze(
@@ -119,11 +132,7 @@ def analyze_binned(
         t0 = time.perf_counter()
     if phys is None:
         phys = to_physical(b_hi, b_lo, None)
-    mm = _materials().classify(b_hi, b_lo, smooth=None)
-    if phys.opaque is not None and phys.opaque.any():
-        # beyond its own scanner's range a pixel's ratio is noise: nothing is known of its Z
-        mm.material[phys.opaque] = int(MaterialClass.IMPENETRABLE)
-        mm.zeff[phys.opaque] = 0.0
+    mm = material_map(phys)
     frame = locate_container(b_hi, fl, fc, line_mm, channel_mm)
     if not frame.found:
         # never a wrong length silently used: every figure hangs on the container's frame
@@ -133,7 +142,12 @@ def analyze_binned(
             "and that the export holds the whole container, front wall to doors",
         )
     sc = Scene.build(
-        b_hi, mm.material, mm.zeff, frame, rho=phys.areal_density, opaque=phys.opaque
+        b_hi,
+        mm.material,
+        mm.zeff,
+        frame,
+        rho=phys.areal_density,
+        opaque=phys.opaque if phys.short_range else None,
     )
     gd = dict(gd or {})
     decl = parse_gd(gd) if gd else None

@@ -57,7 +57,9 @@ class PhysicalImage:
     marks the pixels mapped from beyond another scanner's usable range: their material is
     unknown, whatever the mapped attenuations' ratio says, and the material map must call
     them impenetrable (the reference scanner's own image has none: its material map knows
-    its own range).
+    its own range).  ``short_range``: the scanner stops short of where the reference's
+    material map does (:func:`short_range`), so what is opaque to it the reference might
+    have seen through.
     """
 
     a_hi: F32
@@ -68,6 +70,7 @@ class PhysicalImage:
     calibrated: bool
     scanner: str
     opaque: npt.NDArray[np.bool_] | None = None
+    short_range: bool = False
 
 
 #: Largest box (pixels a side) the ratio is averaged over on a scanner that separates
@@ -117,7 +120,7 @@ def to_physical(
         return PhysicalImage(
             b_hi, b_lo, d.areal_density, d.zeff, d.impenetrable, scanner is ref, ref.scanner
         )
-    d = scanner.decompose(b_hi, b_lo, r_window(scanner, pixels))
+    d = scanner.decompose(b_hi, b_lo, r_window(scanner, pixels), opaque_lo(scanner, pixels))
     hi, lo = ref.forward(d.areal_density, d.zeff)
     # beyond the scanner's usable range the reference sees no less than its own limit, and
     # the material map calls it impenetrable: its R there is noise (biased low by the
@@ -126,8 +129,62 @@ def to_physical(
     lo = np.where(d.impenetrable, np.maximum(lo, np.float32(_opaque_lo())), lo)
     lo = lo.astype(np.float32)
     return PhysicalImage(
-        hi, lo, d.areal_density, d.zeff, d.impenetrable, True, scanner.scanner, d.impenetrable
+        hi, lo, d.areal_density, d.zeff, d.impenetrable, True, scanner.scanner, d.impenetrable,
+        short_range(scanner, pixels),
+    )  # fmt: skip
+
+
+def opaque_lo(scanner: ScannerCalibration, pixels: int = 1) -> float:
+    """A_low beyond which ``scanner``'s pixels are opaque to the ATR.
+
+    The ATR's material map reads the reference scanner's image up to A_low
+    :data:`REFERENCE_OPAQUE_LO` (``core.calibration.MaterialCalibration``), past its
+    commissioning steps; another scanner's image is read as far as its low-energy noise
+    is no worse than the reference's there (:meth:`ScannerCalibration.usable_lo`), and at
+    least over its own steps: a noisier scanner stops sooner, so its last photons' noise
+    is never read as a material.
+    """
+    from core.calibration import MaterialCalibration
+
+    ref = reference()
+    limit = MaterialCalibration.default().a_max
+    return scanner.usable_lo(float(ref.sigma_a(limit, "low", pixels)), pixels)
+
+
+def reach(scanner: ScannerCalibration, pixels: int = 1) -> tuple[float, float]:
+    """How far ``scanner`` sees: steel's areal density (g/cm²) at its opaque limit
+    (:func:`opaque_lo`), and the A_low the reference scanner would measure through it.
+
+    Steel is the material of the SLA's penetration figure (e.g. 340 mm of steel, R4); its
+    curve is extended linearly beyond the commissioning scan's thickest step.
+    """
+    lim = opaque_lo(scanner, pixels)
+    steel = min(scanner.curves, key=lambda c: abs(c.z - 26.0))
+    lo = np.asarray(steel.a_lo, dtype=np.float64)
+    rho = np.asarray(steel.areal_density, dtype=np.float64)
+    if lim <= lo[-1]:
+        rho_lim = float(np.interp(lim, lo, rho))
+    else:
+        rho_lim = float(rho[-1] + (rho[-1] - rho[-2]) / (lo[-1] - lo[-2]) * (lim - lo[-1]))
+    _, ref_lo = reference().forward(
+        np.array([[rho_lim]], np.float32), np.array([[steel.z]], np.float32)
     )
+    return rho_lim, float(ref_lo[0, 0])
+
+
+#: How far short of the reference's material map (A_low) a scanner may stop and still be
+#: taken to see as far: the reference's own calibration reaches it to 0.01.
+REACH_TOLERANCE = 0.05
+
+
+def short_range(scanner: ScannerCalibration, pixels: int = 1) -> bool:
+    """Whether ``scanner`` stops seeing before the ATR's material map (tuned on the
+    reference scanner) would: a 4 MeV linac with a thin detector is opaque through a
+    pallet of frozen meat that the reference sees through."""
+    from core.calibration import MaterialCalibration
+
+    limit = MaterialCalibration.default().a_max
+    return reach(scanner, pixels)[1] < limit - REACH_TOLERANCE
 
 
 @functools.cache

@@ -49,8 +49,9 @@ class Scene:
     residual: F32
     gaps: tuple[F32, npt.NDArray[np.bool_]] | None = None  # see line_offsets
     rho: F32 | None = None  # areal density g/cm², interior crop (None: from ``a``)
-    #: pixels beyond the usable range of the scanner that took the scan (another than the
-    #: reference): their material is unknown (None: the reference scanner, or none)
+    #: pixels beyond the usable range of the scanner that took the scan, when it sees less
+    #: far than the reference (:func:`.._physical.short_range`): their material is unknown
+    #: and the reference might have seen through them (None: it sees as far)
     opaque: npt.NDArray[np.bool_] | None = None
 
     @classmethod

@@ -38,3 +38,55 @@ def test_truthful_load_weighs_what_it_is_declared(cal: ScannerCalibration) -> No
     assert without.gd_checks["calibrated"] is False
     assert all(f.level != "red" for f in without.findings if f.category == "gd mismatch")
     assert np.isfinite(without.gd_checks["estimated_cargo_kg"])
+
+
+LOW_ENERGY = "l4-cdwo4-15"  # 4/2.5 MeV, 15 mm CdWO4, low dose: the least penetration
+
+
+@pytest.fixture(scope="module")
+def cal_low(tmp_path_factory: pytest.TempPathFactory) -> ScannerCalibration:
+    d: Path = tmp_path_factory.mktemp("wedges") / LOW_ENERGY
+    write_wedge_scan(d, LOW_ENERGY, 3)
+    return fit(load_wedges(d))
+
+
+def test_beyond_a_scanners_range_is_opaque_not_organic(cal_low: ScannerCalibration) -> None:
+    """Thick steel past a 4 MeV scanner's range: its last photons' ratio is noise, biased
+    low by the detector's floor.  The material map calls it impenetrable, with no Z_eff,
+    never organic: scrap steel was red as 'organic in metal cargo' before."""
+    from central.atr._analyze import material_map
+    from central.atr._physical import opaque_lo, to_physical
+    from core.calibration import MaterialClass
+
+    steel = next(c for c in cal_low.curves if c.name == "steel")
+    lim = opaque_lo(cal_low, 9)
+    assert lim >= cal_low.a_lo_max
+    rng = np.random.default_rng(2)
+    a_lo = np.full((60, 60), lim + 0.8, np.float32)
+    # the noisy ratio of a nearly opaque pixel, well below steel's and plastic's
+    r = steel.a_hi[-1] / steel.a_lo[-1] - 0.03 + rng.normal(0, 0.01, a_lo.shape)
+    phys = to_physical((a_lo * r).astype(np.float32), a_lo, cal_low, 9)
+    assert phys.opaque is not None and phys.opaque.all()
+    mm = material_map(phys)
+    assert (mm.material == int(MaterialClass.IMPENETRABLE)).all()
+    assert (mm.zeff == 0).all()
+    # within the scanner's range the same map reads steel as metal
+    inside = np.full((60, 60), 3.0, np.float32)
+    r_steel = float(np.interp(3.0, steel.a_lo, np.divide(steel.a_hi, steel.a_lo)))
+    phys = to_physical(inside * r_steel, inside, cal_low, 9)
+    assert phys.opaque is not None and not phys.opaque.any()
+    assert np.mean(material_map(phys).material == int(MaterialClass.METAL)) > 0.9
+
+
+def test_scrap_steel_on_a_4_mev_scanner_is_not_organic_in_metal(
+    cal_low: ScannerCalibration,
+) -> None:
+    src = PhysicsSource.for_model(LOW_ENERGY)
+    s = src.simulate(17, 3, 900, 2600, commodity="scrap steel", concealment="", lie=False)
+    det = DetectorCalibration.from_lines(s.dark_hi, s.dark_lo, s.air_hi, s.air_lo)
+    hi, lo = det.attenuation(s.img_hi, s.img_lo)
+    px = (s.truth["line_pitch_mm"], s.truth["channel_pitch_mm"])
+    v = analyze(hi, lo, *px, s.gd, scanner=cal_low)
+    organic = [f for f in v.findings if f.category == "organic in metal cargo"]
+    assert all(f.level != "red" for f in organic), [f.reason for f in organic]
+    assert not any(f.category == "high-Z object" for f in v.findings)
