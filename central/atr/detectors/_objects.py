@@ -210,8 +210,8 @@ def _regions(
     ``floor`` of at least half :data:`IMPENETRABLE_MM2`, after a 3 x 3 opening."""
     m = mask.astype(np.uint8)
     m[:, floor:] = 0  # the floor and its cross members
-    m = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    opened = np.asarray(cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)), np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
     out = []
     for k in range(1, n):
         cx, cy, cw, ch, area = (int(v) for v in stats[k])
