@@ -90,3 +90,26 @@ def test_scrap_steel_on_a_4_mev_scanner_is_not_organic_in_metal(
     organic = [f for f in v.findings if f.category == "organic in metal cargo"]
     assert all(f.level != "red" for f in organic), [f.reason for f in organic]
     assert not any(f.category == "high-Z object" for f in v.findings)
+
+
+def test_a_load_opaque_only_to_a_short_range_scanner_is_yellow_not_red(
+    cal_low: ScannerCalibration,
+) -> None:
+    """A 4 MeV scanner with a thin detector does not see through a pallet of frozen meat
+    that the reference scanner sees through: the verdict says the image cannot clear those
+    regions (yellow), and raises no impenetrable-object alarm for them."""
+    from central.atr._physical import reach, reference, short_range
+
+    assert short_range(cal_low, 9)
+    assert not short_range(reference(), 9)
+    assert reach(cal_low)[0] < reach(reference())[0]
+    src = PhysicsSource.for_model(LOW_ENERGY)
+    s = src.simulate(5, 0, 900, 2600, commodity="frozen meat", concealment="", lie=False)
+    det = DetectorCalibration.from_lines(s.dark_hi, s.dark_lo, s.air_hi, s.air_lo)
+    hi, lo = det.attenuation(s.img_hi, s.img_lo)
+    px = (s.truth["line_pitch_mm"], s.truth["channel_pitch_mm"])
+    v = analyze(hi, lo, *px, s.gd, scanner=cal_low)
+    imp = [f for f in v.findings if f.category == "impenetrable object"]
+    assert imp, "the opaque pallets are said"
+    assert all(f.level == "yellow" and "cannot clear" in f.reason for f in imp)
+    assert v.verdict != "red", [f.reason for f in v.findings]
