@@ -102,7 +102,8 @@ R_RANGE = (0.6, 1.0)
 #: ln 2, a factor 2.  The test object's neighbouring materials are a factor 2–3 apart in Z
 #: (polyethylene 5.3, aluminium 13, steel 25.6, lead 82), so beyond it a typical step is
 #: read as its neighbour and the calibration cannot tell materials apart.  Honest scans give
-#: 0.01–0.34; swapped or identical energies give 1.6.
+#: 0.01–0.14 (steps the energies cannot place left out, :func:`_leave_one_out`); swapped or
+#: identical energies give 1.6.
 MAX_ZEFF_LOG_RMS = math.log(2.0)
 #: Correlation of the two energies' pixel noise within the steps above which the low image
 #: is the high one rescaled: each energy's detector counts its own photons (≈ 0 expected).
