@@ -105,7 +105,11 @@ def double_floor(sc: Scene) -> list[Finding]:
     k_c0, k_c1 = round(400.0 / bc), round(900.0 / bc)
     if rows <= k_c1 + 1:
         return []
-    peak = sc.a[:, f - k_band : f].max(axis=1)
+    # the band's densest THIN_MM, not its densest row: a fan whose source is at the floor's
+    # height sees the plywood and cross members edge-on, a line or two far denser than the
+    # reference's fan shows them, while goods under a false floor are 100-150 mm deep
+    k_thin = max(1, round(FLOOR_THIN_MM / bc))
+    peak = np.sort(sc.a[:, f - k_band : f], axis=1)[:, -min(k_thin + 1, k_band)]
     above = np.median(sc.a[:, f - k_c1 : f - k_c0], axis=1)
     empty = above < 0.4
     # the floor seen under empty space; capped, as a long double floor under removed goods
@@ -141,6 +145,8 @@ def double_floor(sc: Scene) -> list[Finding]:
 #: The container floor's peak attenuation under empty space when a scan has too little
 #: empty floor to measure it (tuning seeds, 1536 channels).
 FLOOR_PEAK_A = 1.85
+#: Rows of the floor band skipped from the top of its profile: the floor seen edge-on.
+FLOOR_THIN_MM = 20.0
 #: The highest floor reference a scan may set itself (an empty floor never shows denser).
 FLOOR_PEAK_MAX_A = 2.5
 
