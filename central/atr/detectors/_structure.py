@@ -184,15 +184,20 @@ def double_floor_under_goods(sc: Scene) -> list[Finding]:
     off, cargo = line_offsets(sc)
     b0, b1 = sc.row_above_floor(140.0), sc.row_above_floor(40.0)
     above = sc.row_above_floor(250.0)
-    gaps: list[list[Any]] = []  # [first line, last line, bottom over gap per line] of each gap
+    m0, m1 = sc.row_above_floor(OPEN_ABOVE_MM[1]), sc.row_above_floor(OPEN_ABOVE_MM[0])
+    # [first line, last line, bottom over gap per line, just above the false floor per line]
+    gaps: list[list[Any]] = []
     for line in np.flatnonzero(off < GAP_A):
         lv = int(line)
-        bottom = float(np.median(sc.a[lv, b0:b1])) - float(np.median(sc.a[lv][cargo[lv]]))
+        own = float(np.median(sc.a[lv][cargo[lv]]))
+        bottom = float(np.median(sc.a[lv, b0:b1])) - own
+        mid = float(np.median(sc.a[lv, m0:m1])) - own
         if gaps and lv - gaps[-1][1] <= 2:
             gaps[-1][1] = lv
             gaps[-1][2].append(bottom)
+            gaps[-1][3].append(mid)
         else:
-            gaps.append([lv, lv, [bottom]])
+            gaps.append([lv, lv, [bottom], [mid]])
     if len(gaps) < 6:
         return []
     # the floor itself shows in the bottom of every gap (how much depends on the fan's
@@ -205,9 +210,17 @@ def double_floor_under_goods(sc: Scene) -> list[Finding]:
     fills = [_gap_fill(sc, g[0], g[1], (b0, b1), above) for g in gaps]
     lo_fill, hi_fill = GAP_FILL_SHARE
     narrow = max(1, round(GAP_NARROW_MM / bl))  # lines of a gap between two packages
+    # over a false floor the gap is open again just above the plate; a lower stack of
+    # packages (a "gap" only in its upper part) is filled from the floor up
+    mids = [float(np.median(g[3])) for g in gaps]
     marks = [
-        (g[0], g[1], v > ref + GAP_FILLED_A or (g[1] - g[0] < narrow and lo_fill <= fl <= hi_fill))
-        for g, v, fl in zip(gaps, values, fills, strict=True)
+        (
+            g[0],
+            g[1],
+            (v > ref + GAP_FILLED_A and mv < ref + 0.5 * GAP_FILLED_A)
+            or (g[1] - g[0] < narrow and lo_fill <= fl <= hi_fill),
+        )
+        for g, v, mv, fl in zip(gaps, values, mids, fills, strict=True)
     ]
     best: tuple[float, int, int, int] | None = None
     for i, (first, _, f_i) in enumerate(marks):
@@ -236,6 +249,9 @@ def double_floor_under_goods(sc: Scene) -> list[Finding]:
 #: Attenuation by which the bottom of a gap between packages exceeds that of the scan's
 #: other gaps where something lies under it.
 GAP_FILLED_A = 1.0
+#: Heights above the floor (mm) where a gap over a false floor is open again: above the
+#: plate and the goods hidden under it (150 mm), below any package's top.
+OPEN_ABOVE_MM = (220.0, 360.0)
 #: A line this much lighter than the cargo in its scan (median residual) is a gap.
 GAP_A = -0.8
 #: Share of a gap's depth gone at its bottom that fills it: the gaps of carton loads lose
