@@ -335,6 +335,21 @@ def test_the_two_part_fit_tells_a_pistols_slide_from_its_grip() -> None:
         assert _steel(0.5, 0.35, slide, held, err) == (slide if g else 0.0)
 
 
+def test_a_firearm_box_grows_to_the_weapon_not_into_the_cargo() -> None:
+    from types import SimpleNamespace
+
+    from central.atr.detectors._firearm import _grown
+
+    # 11 mm pixels; a sub-machine gun's receiver (+0.6, 440 x 44 mm) whose rear 200 mm the
+    # handgun outline fitted; then the same with a layer of steel goods (+0.6) under it
+    res = np.zeros((400, 200), np.float32)
+    res[100:140, 50:54] = 0.6
+    sc = SimpleNamespace(residual=res, frame=SimpleNamespace(px_mm=(11.0, 11.0)))
+    assert _grown(sc, (122, 48, 140, 60), 0.6) == (100, 48, 140, 60)  # type: ignore[arg-type]
+    res[:, 54:70] = 0.6
+    assert _grown(sc, (122, 48, 140, 60), 0.6) == (122, 48, 140, 60)  # type: ignore[arg-type]
+
+
 def test_a_false_wall_with_a_vehicle_right_behind_it_is_only_yellow() -> None:
     def wall() -> Finding:
         return _found(Category.FALSE_WALL, 121, 1023, 0, 3100, 2.0, "compartment")

@@ -388,6 +388,7 @@ def firearm_shapes(sc: Scene) -> list[Finding]:
                         )  # fmt: skip
     cands.sort(key=lambda c: -c[0])
     taken: list[tuple[int, int, int, int]] = []
+    boxes: list[tuple[int, int, int, int]] = []
     out: list[Finding] = []
     for steel, grip, share, x, y, name, flt in cands:
         nl, nr = flt.size
@@ -395,13 +396,57 @@ def firearm_shapes(sc: Scene) -> list[Finding]:
         if any(x < t[2] and t[0] < x + nl and y < t[3] and t[1] < y + nr for t in taken):
             continue  # one weapon, one finding: the strongest outline on it
         taken.append(box)
+        grown = _grown(sc, box, steel)
+        if grown != box and any(_within(grown, g) for g in boxes):
+            continue  # a part of a weapon or carton already found whole
+        boxes.append(grown)
         why = f"{name} outline {nl * bl:.0f} x {nr * bc:.0f} mm"
         why += " (polymer frame)" if grip < 1.0 else ""
         why += (
             f", slide +{steel:.1f} over its surroundings (the shape explains {share:.0%} of them)"
         )
-        out.append(sc.finding(Category.FIREARM, steel / FIREARM_AMPLITUDE, why, box))
+        out.append(sc.finding(Category.FIREARM, steel / FIREARM_AMPLITUDE, why, grown))
     return out
+
+
+def _grown(sc: Scene, box: tuple[int, int, int, int], steel: float) -> tuple[int, int, int, int]:
+    """The outline's box grown to the whole object it lies on.
+
+    An outline fits a pistol's or a machine pistol's slide and grip; the
+    weapon may be longer (a rifle's action, a sub-machine gun's receiver) or
+    one of a carton or bundle.  The object is where the residual over the
+    cargo (``Scene.residual``) is at least half the outline's steel, connected
+    to the outline, within :data:`FIREARM_GROW_MM` of it; where that region
+    reaches the edge of the search it is the cargo's own, and the box stays.
+    """
+    l0, r0, l1, r1 = box
+    bl, bc = sc.frame.px_mm
+    lines, rows = sc.residual.shape
+    pl, pr = round(FIREARM_GROW_MM / bl), round(FIREARM_GROW_MM / bc)
+    w0, v0, w1, v1 = max(0, l0 - pl), max(0, r0 - pr), min(lines, l1 + pl), min(rows, r1 + pr)
+    solid = (sc.residual[w0:w1, v0:v1] >= 0.5 * steel).astype(np.uint8)
+    n, lab = cv2.connectedComponents(solid, connectivity=8)
+    core = np.bincount(lab[l0 - w0 : l1 - w0, r0 - v0 : r1 - v0].ravel(), minlength=n)
+    core[0] = 0
+    if n < 2 or core.max() == 0:
+        return box
+    ls, rs = np.nonzero(lab == int(core.argmax()))
+    g0, h0, g1, h1 = int(ls.min()), int(rs.min()), int(ls.max()) + 1, int(rs.max()) + 1
+    if g0 == 0 < w0 or h0 == 0 < v0 or (g1 == w1 - w0 < lines) or (h1 == v1 - v0 < rows):
+        return box  # it runs on beyond the search: the cargo, not a weapon
+    return (min(l0, w0 + g0), min(r0, v0 + h0), max(l1, w0 + g1), max(r1, v0 + h1))
+
+
+def _within(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Whether box ``a`` lies mostly (over half its area) inside box ``b``."""
+    il = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    ir = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    return il * ir > 0.5 * (a[2] - a[0]) * (a[3] - a[1])
+
+
+#: How far (mm) round an outline the object it lies on is looked for: a rifle (up to
+#: 1200 mm) or a carton of pistols (up to 3 x 270 mm) beyond a 200 mm outline.
+FIREARM_GROW_MM = 800.0
 
 
 #: Structuring element (mm, square) of the top-hat the outline is also fitted on: wider
