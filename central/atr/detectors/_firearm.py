@@ -46,7 +46,9 @@ MACHINE_PISTOL_OUTLINE_MM = (
     (0, 45),
 )
 #: The outlines fitted, each in four facings (as drawn, mirrored along travel, upside
-#: down, both) and turned a quarter (standing on its muzzle or its butt).
+#: down, both) and, those of :data:`STANDING`, turned a quarter (standing on its muzzle
+#: or its butt).  The compact handgun is the handgun at 156 mm (subcompact pistols are
+#: 150-170 mm long, e.g. the Glock 26's 165 mm; the simulator draws pistols 150-250 mm).
 OUTLINES: dict[str, tuple[tuple[float, float], ...]] = {
     "handgun": HANDGUN_OUTLINE_MM,
     "compact handgun": tuple((0.78 * u, 0.78 * v) for u, v in HANDGUN_OUTLINE_MM),
@@ -471,8 +473,9 @@ FIREARM_AMPLITUDE = 0.5
 FIREARM_MAX_AMPLITUDE = 2.5
 #: (share of the slide's amplitude, standard errors) the grip of a two-part fit
 #: (:func:`_two_part_fit`) must reach for an all-steel outline to be scored by its slide:
-#: on the tuning seeds (7300) clean loads' outlines had grips of 0.0 to 0.15 of their
-#: slide at under 3 standard errors, pistols 0.2 to 0.5 at 4 to 10.
+#: on the tuning seed (7300) clean loads' candidate outlines had grips of -0.04 to 0.14 of
+#: their slide at -1 to 3 standard errors (10th to 90th percentile), pistols' 0.1 to 0.4
+#: at 2 to 9.
 FIREARM_STEEL_GRIP = (0.3, 5.0)
 #: The same for a polymer frame's outline, stricter: a slide over a faint grip is what
 #: the edges of stacked bottles and cartons look like too, whose grips reached 7
