@@ -244,6 +244,112 @@ def test_the_handgun_outline_is_a_firearm_a_block_or_bar_of_the_same_steel_is_no
                 assert found == [], (seed, name, found)
 
 
+def _weapon(bh: np.ndarray, l0: int, r0: int, wp: Any, px_mm: tuple[float, float]) -> Any:
+    """``bh`` with the simulator's weapon ``wp`` (its box's top left at (l0, r0)), each piece
+    +0.03 of attenuation a mm of steel-equivalent (0.9 for 30 mm), scaled by its density."""
+    import cv2
+
+    bl, bc = px_mm
+    u0, _, _, v1 = wp.extent()
+    out = bh.copy()
+    for pc in wp.pieces:
+        mask = np.zeros(bh.shape, np.uint8)  # OpenCV points are (row, line) here
+        pts = np.array([[r0 + (v1 - v) / bc, l0 + (u - u0) / bl] for u, v in pc.points])
+        cv2.fillPoly(mask, [np.round(pts * 8).astype(np.int32)], 1, shift=3)
+        out[mask.astype(bool)] += 0.03 * pc.thickness_mm * pc.density / 7.85
+    return out
+
+
+def _pistol(length_mm: float, steel_frame: bool) -> Any:
+    """A pistol as the simulator draws it, with a steel or a polymer frame."""
+    from firmware_sim.physics._weapons import WeaponClass, draw_weapon
+
+    for seed in range(100):
+        wp = draw_weapon(WeaponClass.PISTOL, np.random.default_rng(seed), length_mm=length_mm)
+        frame = next(pc for pc in wp.pieces if pc.label.endswith("frame"))
+        if (frame.material.name == "steel") == steel_frame:
+            return wp
+    raise AssertionError("no such pistol drawn")
+
+
+def test_polymer_framed_and_compact_pistols_are_firearms_a_clean_load_is_not() -> None:
+    from central.atr.detectors import firearm_shapes
+
+    # a polymer-framed pistol: only its 20 mm slide (+0.6) and its magazine are steel, the
+    # grip is faint; a compact (160 mm) steel one; a carton of six polymer ones, in rows
+    # 20 mm apart, every other one turned round, as the simulator packs them (the fit of
+    # the outline all steel scored each of them 0.85 to 1.01, the carton 0.91)
+    poly, compact = _pistol(205.0, steel_frame=False), _pistol(160.0, steel_frame=True)
+    u0, u1, v0, v1 = poly.extent()
+    carton = [
+        (iy * (u1 - u0 + 20.0), iz * (v1 - v0 + 15.0), poly.turned(0.0, iz % 2 == 1))
+        for iy in range(3)
+        for iz in range(2)
+    ]
+    sc, *_ = _scene(58, commodity="paper", concealment=None)
+    assert firearm_shapes(sc) == []  # a clean load: nothing of either
+    sc, bh, bl_, fr = _scene(55, commodity="textiles", concealment=None)
+    assert firearm_shapes(sc) == []  # the clean load
+    r0 = fr.floor - round(1000 / fr.px_mm[1])
+    for name, l0 in (("polymer", sc.l0 + 100), ("compact", sc.l0 + 180)):
+        a = _weapon(bh, l0, r0, poly if name == "polymer" else compact, fr.px_mm)
+        mm = MaterialCalibration.default().classify(a, bl_, smooth=None)
+        found = [
+            f
+            for f in firearm_shapes(Scene.build(a, mm.material, mm.zeff, fr))
+            if f.bbox_px[0] <= (l0 + 10) * fr.fl and f.bbox_px[2] >= l0 * fr.fl
+        ]
+        assert len(found) == 1 and found[0].score > 1.0, (name, found)
+    l0 = sc.l0 + 300
+    a = bh
+    for du, dv, wp in carton:
+        a = _weapon(a, l0 + round(du / fr.px_mm[0]), r0 + round(dv / fr.px_mm[1]), wp, fr.px_mm)
+    mm = MaterialCalibration.default().classify(a, bl_, smooth=None)
+    end = l0 + round(3 * (u1 - u0 + 20.0) / fr.px_mm[0])
+    found = [
+        f
+        for f in firearm_shapes(Scene.build(a, mm.material, mm.zeff, fr))
+        if f.bbox_px[0] >= (l0 - 10) * fr.fl and f.bbox_px[2] <= (end + 10) * fr.fl
+    ]
+    # the carton's neighbours crowd each pistol's window: found red once, not each one
+    assert found and max(f.score for f in found) > 1.0, found
+
+
+def test_the_two_part_fit_tells_a_pistols_slide_from_its_grip() -> None:
+    from central.atr.detectors._firearm import _outline_filter, _steel, _two_part_fit
+
+    flt = _outline_filter("handgun", 11.0, 11.5)
+    nl, nr = flt.window
+    solid, grip = flt.parts[1]
+    y, x = np.mgrid[0:nl, 0:nr].astype(np.float64)
+    rng = np.random.default_rng(1)
+    base = 3.0 + 0.02 * y - 0.01 * x + 0.001 * x * x + rng.normal(0.0, 0.02, (nl, nr))
+    img = np.zeros((nl + 10, nr + 10), np.float32)
+    li, ri = 5 + nl // 2, 5 + nr // 2
+    for s, g in ((0.6, 0.2), (0.6, 0.0)):  # a polymer-framed pistol; a bar
+        img[5 : 5 + nl, 5 : 5 + nr] = base + s * solid + g * grip
+        slide, held, err = _two_part_fit(img, flt, 1, li, ri)
+        assert abs(slide - s) < 0.05 and abs(held - g) < 0.05 and err < 0.02
+        # scored by its slide where the grip is there, as a polymer frame's outline or not
+        assert _steel(0.3, 1.0, slide, held, err) == (slide if g else 0.3)
+        assert _steel(0.5, 0.35, slide, held, err) == (slide if g else 0.0)
+
+
+def test_a_firearm_box_grows_to_the_weapon_not_into_the_cargo() -> None:
+    from types import SimpleNamespace
+
+    from central.atr.detectors._firearm import _grown
+
+    # 11 mm pixels; a sub-machine gun's receiver (+0.6, 440 x 44 mm) whose rear 200 mm the
+    # handgun outline fitted; then the same with a layer of steel goods (+0.6) under it
+    res = np.zeros((400, 200), np.float32)
+    res[100:140, 50:54] = 0.6
+    sc = SimpleNamespace(residual=res, frame=SimpleNamespace(px_mm=(11.0, 11.0)))
+    assert _grown(sc, (122, 48, 140, 60), 0.6) == (100, 48, 140, 60)  # type: ignore[arg-type]
+    res[:, 54:70] = 0.6
+    assert _grown(sc, (122, 48, 140, 60), 0.6) == (122, 48, 140, 60)  # type: ignore[arg-type]
+
+
 def test_a_false_wall_with_a_vehicle_right_behind_it_is_only_yellow() -> None:
     def wall() -> Finding:
         return _found(Category.FALSE_WALL, 121, 1023, 0, 3100, 2.0, "compartment")
