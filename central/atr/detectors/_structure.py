@@ -51,9 +51,9 @@ def false_wall(sc: Scene) -> list[Finding]:
         # the wall itself: more telling than the contrast where goods are dense
         score, d = plate / FALSE_WALL_PLATE, p + 2
         seen = f"a plate +{plate:.1f} over the space either side of it under the roof"
-    if plate < FALSE_WALL_PLATE_SEEN:
-        # no sheet across the container: a load standing at the front of an otherwise
-        # empty container (a part load) makes the same contrast
+    if plate < FALSE_WALL_PLATE_SEEN and behind < FALSE_WALL_EMPTY_BEHIND:
+        # no sheet across the container and nothing behind the compartment: a load standing
+        # at the front of an otherwise empty container (a part load) makes the same contrast
         score = min(score, FALSE_WALL_UNSEEN_SCORE)
         seen += ", no wall plate seen under the roof"
     depth = (d + sc.l0 - sc.frame.front) * bl
@@ -92,11 +92,16 @@ def _plate(sc: Scene) -> tuple[float, int]:
 FALSE_WALL_CONTRAST = 2.5
 #: Plate excess under the roof (two lines over the denser side) that scores 1.0.
 FALSE_WALL_PLATE = 0.5
-#: Least plate excess for the compartment's contrast alone to go red: the false walls of
-#: the tuning seeds show +1 to +4, clean loads +0.06 at most; without it the contrast of
-#: a part load at the front of the container is the same, so it stays yellow.
+#: Least plate excess for the compartment's contrast alone to go red where the container
+#: is empty behind it: the false walls of the tuning seeds show +1 to +4, clean loads
+#: +0.06 at most; without it the contrast of a part load at the front of an otherwise
+#: empty container is the same, so it stays yellow.
 FALSE_WALL_PLATE_SEEN = 0.15
 FALSE_WALL_UNSEEN_SCORE = 0.9
+#: Median attenuation behind the compartment under which the container is empty there:
+#: only then is a part load at the front told from a false wall by the plate alone (with
+#: cargo behind, a compartment far denser than it is the false wall's own sign).
+FALSE_WALL_EMPTY_BEHIND = 0.5
 
 
 def double_floor(sc: Scene) -> list[Finding]:
