@@ -16,25 +16,39 @@ from firmware_sim.physics._wedges import write_wedge_scan
 MODEL = "l9-cdwo4-40"  # 9/6 MeV, 40 mm CdWO4: not the reference scanner
 
 
-@pytest.fixture(scope="module")
-def cal(tmp_path_factory: pytest.TempPathFactory) -> ScannerCalibration:
-    d: Path = tmp_path_factory.mktemp("wedges") / MODEL
-    write_wedge_scan(d, MODEL, 3)
+def _commission(tmp_path_factory: pytest.TempPathFactory, model: str) -> ScannerCalibration:
+    """``model``'s calibration, fitted on its simulated commissioning scan."""
+    d: Path = tmp_path_factory.mktemp("wedges") / model
+    write_wedge_scan(d, model, 3)
     return fit(load_wedges(d))
 
 
-def test_truthful_load_weighs_what_it_is_declared(cal: ScannerCalibration) -> None:
-    src = PhysicsSource.for_model(MODEL)
-    s = src.simulate(51, 1, 650, 1600, commodity="paper", concealment="", lie=False)
+def _clean_scan(
+    model: str, seed: int, scan_id: int, commodity: str, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float], dict[str, object]]:
+    """A truthful load of ``commodity`` simulated on ``model`` (channels, lines = ``size``):
+    attenuations, pixel size (mm) and GD."""
+    s = PhysicsSource.for_model(model).simulate(
+        seed, scan_id, *size, commodity=commodity, concealment="", lie=False
+    )
     det = DetectorCalibration.from_lines(s.dark_hi, s.dark_lo, s.air_hi, s.air_lo)
     hi, lo = det.attenuation(s.img_hi, s.img_lo)
-    px = (s.truth["line_pitch_mm"], s.truth["channel_pitch_mm"])
-    with_cal = analyze(hi, lo, *px, s.gd, scanner=cal)
+    return hi, lo, (s.truth["line_pitch_mm"], s.truth["channel_pitch_mm"]), s.gd
+
+
+@pytest.fixture(scope="module")
+def cal(tmp_path_factory: pytest.TempPathFactory) -> ScannerCalibration:
+    return _commission(tmp_path_factory, MODEL)
+
+
+def test_truthful_load_weighs_what_it_is_declared(cal: ScannerCalibration) -> None:
+    hi, lo, px, gd = _clean_scan(MODEL, 51, 1, "paper", (650, 1600))
+    with_cal = analyze(hi, lo, *px, gd, scanner=cal)
     assert with_cal.gd_checks["calibrated"] is True
     assert 0.85 < with_cal.gd_checks["mass_ratio"] < 1.15
     assert with_cal.verdict != "red", [f.reason for f in with_cal.findings]
     # uncalibrated: the reference scanner is assumed and the GD can at most be doubted
-    without = analyze(hi, lo, *px, s.gd)
+    without = analyze(hi, lo, *px, gd)
     assert without.gd_checks["calibrated"] is False
     assert all(f.level != "red" for f in without.findings if f.category == "gd mismatch")
     assert np.isfinite(without.gd_checks["estimated_cargo_kg"])
@@ -45,9 +59,7 @@ LOW_ENERGY = "l4-cdwo4-15"  # 4/2.5 MeV, 15 mm CdWO4, low dose: the least penetr
 
 @pytest.fixture(scope="module")
 def cal_low(tmp_path_factory: pytest.TempPathFactory) -> ScannerCalibration:
-    d: Path = tmp_path_factory.mktemp("wedges") / LOW_ENERGY
-    write_wedge_scan(d, LOW_ENERGY, 3)
-    return fit(load_wedges(d))
+    return _commission(tmp_path_factory, LOW_ENERGY)
 
 
 def test_beyond_a_scanners_range_is_opaque_not_organic(cal_low: ScannerCalibration) -> None:
@@ -81,12 +93,8 @@ def test_beyond_a_scanners_range_is_opaque_not_organic(cal_low: ScannerCalibrati
 def test_scrap_steel_on_a_4_mev_scanner_is_not_organic_in_metal(
     cal_low: ScannerCalibration,
 ) -> None:
-    src = PhysicsSource.for_model(LOW_ENERGY)
-    s = src.simulate(17, 3, 900, 2600, commodity="scrap steel", concealment="", lie=False)
-    det = DetectorCalibration.from_lines(s.dark_hi, s.dark_lo, s.air_hi, s.air_lo)
-    hi, lo = det.attenuation(s.img_hi, s.img_lo)
-    px = (s.truth["line_pitch_mm"], s.truth["channel_pitch_mm"])
-    v = analyze(hi, lo, *px, s.gd, scanner=cal_low)
+    hi, lo, px, gd = _clean_scan(LOW_ENERGY, 17, 3, "scrap steel", (900, 2600))
+    v = analyze(hi, lo, *px, gd, scanner=cal_low)
     organic = [f for f in v.findings if f.category == "organic in metal cargo"]
     assert all(f.level != "red" for f in organic), [f.reason for f in organic]
     assert not any(f.category == "high-Z object" for f in v.findings)
@@ -103,12 +111,8 @@ def test_a_load_opaque_only_to_a_short_range_scanner_is_yellow_not_red(
     assert short_range(cal_low, 9)
     assert not short_range(reference(), 9)
     assert reach(cal_low)[0] < reach(reference())[0]
-    src = PhysicsSource.for_model(LOW_ENERGY)
-    s = src.simulate(5, 0, 900, 2600, commodity="frozen meat", concealment="", lie=False)
-    det = DetectorCalibration.from_lines(s.dark_hi, s.dark_lo, s.air_hi, s.air_lo)
-    hi, lo = det.attenuation(s.img_hi, s.img_lo)
-    px = (s.truth["line_pitch_mm"], s.truth["channel_pitch_mm"])
-    v = analyze(hi, lo, *px, s.gd, scanner=cal_low)
+    hi, lo, px, gd = _clean_scan(LOW_ENERGY, 5, 0, "frozen meat", (900, 2600))
+    v = analyze(hi, lo, *px, gd, scanner=cal_low)
     imp = [f for f in v.findings if f.category == "impenetrable object"]
     assert imp, "the opaque pallets are said"
     assert all(f.level == "yellow" and "cannot clear" in f.reason for f in imp)
