@@ -940,7 +940,7 @@ def _curve_fns(c: MaterialCurve) -> tuple[F64, F64, F64]:
     return hi, r, rho
 
 
-def _extrap(x: F64, xp: F64, fp: F64) -> F64:
+def extrapolate(x: F64, xp: F64, fp: F64) -> F64:
     """Linear interpolation, extended beyond the last node by the last segment's slope."""
     y = np.interp(x, xp, fp)
     slope = (fp[-1] - fp[-2]) / max(xp[-1] - xp[-2], 1e-9)
@@ -956,7 +956,7 @@ def _build_tables(cal: ScannerCalibration) -> tuple[F32, F32, F32, F32]:
     zs = np.array([c.z for c in cal.curves])
     fns = [_curve_fns(c) for c in cal.curves]
     r_at = np.stack([np.interp(a_axis, hi, r) for hi, r, _ in fns])  # R beyond the last step: flat
-    rho_at = np.stack([_extrap(a_axis, hi, rho) for hi, _, rho in fns])
+    rho_at = np.stack([extrapolate(a_axis, hi, rho) for hi, _, rho in fns])
     z_lut = np.empty((na, nr), dtype=np.float32)
     rho_lut = np.empty((na, nr), dtype=np.float32)
     for i in range(na):
@@ -980,7 +980,7 @@ def _build_tables(cal: ScannerCalibration) -> tuple[F32, F32, F32, F32]:
     rho_axis = FWD_RHO_MAX * np.linspace(0.0, 1.0, nrho) ** 2
     lzs = np.log(zs)
     lz_axis = np.linspace(lzs[0], lzs[-1], nz)
-    hi_m = np.stack([_extrap(rho_axis, rho, hi) for hi, _, rho in fns])
+    hi_m = np.stack([extrapolate(rho_axis, rho, hi) for hi, _, rho in fns])
     r_m = np.stack([np.interp(hi_m[k], fns[k][0], fns[k][1]) for k in range(zs.size)])
     pos = np.interp(lz_axis, lzs, np.arange(zs.size, dtype=np.float64))
     k0 = np.clip(np.floor(pos).astype(np.int64), 0, zs.size - 2)
@@ -1289,6 +1289,7 @@ __all__ = [
     "check_scanner_name",
     "document_sha256",
     "effective_z",
+    "extrapolate",
     "fit",
     "load_wedges",
     "parse_wedges",

@@ -29,7 +29,7 @@ from importlib import resources
 import numpy as np
 import numpy.typing as npt
 
-from core.scanner_cal import ScannerCalibration
+from core.scanner_cal import ScannerCalibration, extrapolate
 
 from ._model import AtrInputError
 
@@ -160,12 +160,13 @@ def reach(scanner: ScannerCalibration, pixels: int = 1) -> tuple[float, float]:
     """
     lim = opaque_lo(scanner, pixels)
     steel = min(scanner.curves, key=lambda c: abs(c.z - 26.0))
-    lo = np.asarray(steel.a_lo, dtype=np.float64)
-    rho = np.asarray(steel.areal_density, dtype=np.float64)
-    if lim <= lo[-1]:
-        rho_lim = float(np.interp(lim, lo, rho))
-    else:
-        rho_lim = float(rho[-1] + (rho[-1] - rho[-2]) / (lo[-1] - lo[-2]) * (lim - lo[-1]))
+    rho_lim = float(
+        extrapolate(
+            np.array([lim]),
+            np.asarray(steel.a_lo, dtype=np.float64),
+            np.asarray(steel.areal_density, dtype=np.float64),
+        )[0]
+    )
     _, ref_lo = reference().forward(
         np.array([[rho_lim]], np.float32), np.array([[steel.z]], np.float32)
     )
