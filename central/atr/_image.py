@@ -110,7 +110,7 @@ def check_energies(hi: F32, lo: F32) -> None:
         raise AtrInputError(
             "the high- and low-energy images are identical: one image given twice", fix=fix
         )
-    h, lw = hi[:, ::2], lo[:, ::2]
+    h, lw = hi[:, ::4], lo[:, ::4]  # every 4th channel: a million pixels of a 40 ft scan
     m = (h > 0.1) & (lw > 0.1) & (h < 0.95 * float(h.max()))
     m2 = m[1:] & m[:-1]
     if int(m2.sum()) < 1000:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import cv2
 import numpy as np
+import pytest
 
 from central.atr import Category, Finding, Level, analyze
 from central.atr._analyze import _explain
@@ -333,6 +335,62 @@ def test_the_two_part_fit_tells_a_pistols_slide_from_its_grip() -> None:
         # scored by its slide where the grip is there, as a polymer frame's outline or not
         assert _steel(0.3, 1.0, slide, held, err) == (slide if g else 0.3)
         assert _steel(0.5, 0.35, slide, held, err) == (slide if g else 0.0)
+
+
+def test_the_outline_fit_through_the_dft_is_the_least_squares_fit() -> None:
+    """The fit's shared DFT and summed-area tables give, at every pixel, what a least-squares
+    fit of the outline over a quadratic surface in that window gives."""
+    from central.atr.detectors import _firearm as fa
+
+    flt = fa._outline_filter("handgun", 11.0, 11.5)
+    nl, nr = flt.window
+    rng = np.random.default_rng(3)
+    lines, rows = 160, 90
+    y, x = np.mgrid[0:lines, 0:rows].astype(np.float64)
+    img = 2.0 + 0.01 * y + 0.3 * np.sin(x / 9.0) + rng.normal(0.0, 0.05, (lines, rows))
+    solid, grip = flt.parts[2]
+    img[60 : 60 + nl, 30 : 30 + nr] += 0.8 * (solid + grip)  # a pistol, facing 2
+    img = img.astype(np.float32)
+    shape = fa._dft_shape(img.shape, flt.window)
+    kernels = tuple(fa._spectrum(k, shape) for k in flt.outlines)
+    maps = tuple(np.zeros((2, lines, rows), t) for t in (np.float32, np.int8, np.int8, np.float32))
+    valid = (nl // 2, lines - nl + nl // 2, nr // 2, rows - nr + nr // 2)
+    fa._fit_update(
+        fa._integrals(img),
+        np.stack([fa._correlate(fa._spectrum(img, shape), k, img.shape, (nl // 2, nr // 2))
+                  for k in kernels]),
+        np.stack([cv2.sepFilter2D(img, cv2.CV_32F, v, u) for u, v, _ in flt.slides]),
+        np.stack([o for _, _, o in flt.slides]).astype(np.float32),
+        np.asarray(flt.slide_of, np.int64), flt.whiten, np.asarray(flt.grips, np.float64),
+        np.asarray(flt.energy, np.float64), (nl, nr), valid, 1, -1.0, 1e9, *maps,
+    )  # fmt: skip
+    best, which, source, fits = maps
+    surfaces = np.stack([np.outer(u, v).ravel() for u, v in flt.moments], axis=1)
+    checked = 0
+    for li, ri in [
+        (60 + nl // 2, 30 + nr // 2),
+        *rng.integers((nl, nr), (lines - nl, rows - nr), (25, 2)),
+    ]:
+        win = img[li - nl // 2 : li - nl // 2 + nl, ri - nr // 2 : ri - nr // 2 + nr].ravel()
+        win = win.astype(np.float64)
+        rest = win - surfaces @ np.linalg.lstsq(surfaces, win, rcond=None)[0]
+        for g, w in enumerate(flt.grips):
+            fitted = []
+            for sol, gr in flt.parts:
+                design = np.column_stack([surfaces, (sol + w * gr).ravel()])
+                coef, res, *_ = np.linalg.lstsq(design, win, rcond=None)
+                fitted.append((coef[-1], 1.0 - float(res[0]) / float(rest @ rest)))
+            amp, share = max(fitted)
+            if amp <= 0.0:
+                assert best[g, li, ri] == 0.0
+                continue
+            checked += 1
+            assert best[g, li, ri] == pytest.approx(amp, rel=1e-3, abs=1e-4)
+            assert fits[g, li, ri] == pytest.approx(min(share, 1.0), abs=1e-3)
+            assert which[g, li, ri] == int(np.argmax([f[0] for f in fitted]))
+            assert source[g, li, ri] == 1
+    assert checked >= 20
+    assert which[0, 60 + nl // 2, 30 + nr // 2] == 2 and fits[0, 60 + nl // 2, 30 + nr // 2] > 0.9
 
 
 def test_a_firearm_box_grows_to_the_weapon_not_into_the_cargo() -> None:

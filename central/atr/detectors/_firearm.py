@@ -6,6 +6,7 @@ import functools
 from dataclasses import dataclass
 
 import cv2
+import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -210,51 +211,218 @@ def _outline_filter(
     )
 
 
-def _shape_fit(img: F32, flt: _ShapeFilter) -> list[tuple[F32, npt.NDArray[np.int8], F32]]:
-    """Per grip weighting (all steel, polymer frame): at every pixel the outline's
-    amplitude in its best facing (the added attenuation of its slide), that facing
-    (0 to 3) and the share of the window's variance about its smooth background it
-    explains (0 to 1).
+def _spectrum(img: F32, shape: tuple[int, int]) -> F32:
+    """The image's 2-D DFT (OpenCV's packed real form) zero-padded to ``shape``."""
+    pad = np.zeros(shape, np.float32)
+    pad[: img.shape[0], : img.shape[1]] = img
+    return np.asarray(cv2.dft(pad), dtype=np.float32)
 
-    Single precision: the window sums (about 10⁴) and the variance an outline explains
-    (about 10) are far apart from float32's 10⁻⁷ relative error.
+
+def _dft_shape(image: tuple[int, int], window: tuple[int, int]) -> tuple[int, int]:
+    """A fast DFT size holding ``image`` and a ``window`` beyond it, on a coarse grid (64
+    lines, 32 rows) so that scans of one container length share their outlines' spectra."""
+    return (
+        cv2.getOptimalDFTSize(-(-(image[0] + window[0]) // 64) * 64),
+        cv2.getOptimalDFTSize(-(-(image[1] + window[1]) // 32) * 32),
+    )
+
+
+@functools.lru_cache(maxsize=12)
+def _outline_spectra(
+    name: str, bl: float, bc: float, turn: bool, shape: tuple[int, int]
+) -> tuple[F32, ...]:
+    """The DFTs of outline ``name``'s four net kernels (``_ShapeFilter.outlines``) at the
+    padded ``shape``.  Each is 4 bytes a pixel of ``shape`` (about 1 MB for a 40 ft
+    container); the cache holds the five outline fits of two such shapes."""
+    flt = _outline_filter(name, bl, bc, turn)
+    return tuple(_spectrum(k, shape) for k in flt.outlines)
+
+
+def _correlate(spectrum: F32, kernel: F32, image: tuple[int, int], anchor: tuple[int, int]) -> F32:
+    """What ``cv2.filter2D`` gives with a kernel anchored at ``anchor``, from the image's and
+    the kernel's spectra (:func:`_spectrum`), where the kernel lies wholly in the image;
+    elsewhere 0."""
+    c = cv2.idft(
+        cv2.mulSpectrums(spectrum, kernel, 0, conjB=True),
+        flags=cv2.DFT_SCALE | cv2.DFT_REAL_OUTPUT,
+    )
+    out = np.zeros(image, np.float32)
+    al, ar = anchor
+    out[al:, ar:] = c[: image[0] - al, : image[1] - ar]
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _integrals(img: F32) -> F64:  # pragma: no cover - compiled
+    """Summed-area tables of the image times the window surfaces' monomials: a, a·y, a·x,
+    a·y², a·x², a·y·x and a², (lines + 1, rows + 1, 7), double precision.
+
+    y and x are pixels from the image's centre (lines, rows), which keeps the sums of the
+    squares within 10¹² of a 40 ft container's, far from float64's 10¹⁶.
+    """
+    lines, rows = img.shape
+    out = np.empty((lines + 1, rows + 1, 7))
+    out[0, :, :] = 0.0
+    out[:, 0, :] = 0.0
+    cy, cx = lines / 2.0, rows / 2.0
+    for li in range(lines):
+        y = li - cy
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = 0.0  # this line's sums so far
+        for ri in range(rows):
+            x = ri - cx
+            a = float(img[li, ri])
+            ay, ax = a * y, a * x
+            s0 += a
+            s1 += ay
+            s2 += ax
+            s3 += ay * y
+            s4 += ax * x
+            s5 += ay * x
+            s6 += a * a
+            up, here = out[li, ri + 1], out[li + 1, ri + 1]
+            here[0], here[1], here[2] = up[0] + s0, up[1] + s1, up[2] + s2
+            here[3], here[4], here[5], here[6] = up[3] + s3, up[4] + s4, up[5] + s5, up[6] + s6
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _fit_update(
+    sums: F64,
+    wholes: F32,
+    slides: F32,
+    on: F32,
+    slide_of: npt.NDArray[np.int64],
+    whiten: F32,
+    grips: F64,
+    energy: F64,
+    window: tuple[int, int],
+    valid: tuple[int, int, int, int],
+    src: int,
+    fit_min: float,
+    amp_max: float,
+    best: F32,
+    which: npt.NDArray[np.int8],
+    source: npt.NDArray[np.int8],
+    fits: F32,
+) -> None:  # pragma: no cover - compiled
+    """One pass over the ``valid`` pixels (lines l0..l1, rows r0..r1) of one image's
+    outline fit (see :func:`_shape_fit`).
+
+    The window's six surface moments (1, y, x, y², x², xy about its centre, as
+    ``_ShapeFilter.moments``) and its sum of squares come from the summed-area tables
+    ``sums`` (:func:`_integrals`), the outline's responses from ``wholes`` (per facing)
+    and ``slides`` (per slide, less their surfaces' part, ``on``).
+    """
+    nl, nr = window
+    l0, l1, r0, r1 = valid
+    lines = sums.shape[0] - 1
+    rows = sums.shape[1] - 1
+    facings = wholes.shape[0]
+    n_slides = slides.shape[0]
+    raw = np.empty(6)
+    s = np.empty(7)
+    net = np.empty(n_slides)
+    for li in range(l0, l1):
+        a0 = li - nl // 2
+        a1 = a0 + nl
+        dy = a0 + (nl - 1) / 2.0 - lines / 2.0  # the window's centre, from the image's
+        for ri in range(r0, r1):
+            b0 = ri - nr // 2
+            b1 = b0 + nr
+            dx = b0 + (nr - 1) / 2.0 - rows / 2.0
+            for k in range(7):
+                s[k] = sums[a1, b1, k] - sums[a0, b1, k] - sums[a1, b0, k] + sums[a0, b0, k]
+            raw[0] = s[0]
+            raw[1] = s[1] - dy * s[0]
+            raw[2] = s[2] - dx * s[0]
+            raw[3] = s[3] - 2.0 * dy * s[1] + dy * dy * s[0]
+            raw[4] = s[4] - 2.0 * dx * s[2] + dx * dx * s[0]
+            raw[5] = s[5] - dy * s[2] - dx * s[1] + dy * dx * s[0]
+            rest = s[6]
+            for i in range(6):
+                c = 0.0
+                for j in range(i + 1):  # the inverse of a Cholesky factor: lower triangular
+                    c += whiten[i, j] * raw[j]
+                rest -= c * c
+            rest = max(rest, 1e-9)
+            for q in range(n_slides):
+                v = float(slides[q, li, ri])
+                for m in range(6):
+                    v -= on[q, m] * raw[m]
+                net[q] = v
+            for g in range(grips.shape[0]):
+                w = grips[g]
+                amp = 0.0
+                kb = 0
+                for f in range(facings):
+                    p = float(wholes[f, li, ri])
+                    if w != 1.0:
+                        p = w * p + (1.0 - w) * net[slide_of[f]]
+                    p /= energy[g, f]
+                    if p > amp:
+                        amp = p
+                        kb = f
+                fit = min(max(amp * amp * energy[g, kb] / rest, 0.0), 1.0)
+                if fit >= fit_min and amp > best[g, li, ri] and amp <= amp_max:
+                    best[g, li, ri] = amp
+                    which[g, li, ri] = kb
+                    source[g, li, ri] = src
+                    fits[g, li, ri] = fit
+
+
+def _shape_fit(
+    img: F32,
+    sums: F64,
+    spectrum: F32,
+    kernels: tuple[F32, ...],
+    flt: _ShapeFilter,
+    valid: tuple[int, int, int, int],
+    src: int,
+    maps: tuple[F32, npt.NDArray[np.int8], npt.NDArray[np.int8], F32],
+) -> None:
+    """Fit the outline of ``flt`` at the ``valid`` pixels (lines l0..l1, rows r0..r1) of
+    ``img`` and keep, per grip weighting (all steel, polymer frame), where it beats
+    ``maps`` so far.
+
+    ``sums`` are the image's summed-area tables (:func:`_integrals`), ``spectrum`` its
+    DFT and ``kernels`` its outlines' (:func:`_spectrum`, :func:`_outline_spectra`): each
+    worked out once for all outlines.  At every pixel: the outline's amplitude in its best
+    facing (the added attenuation of its slide), that facing (0 to 3) and the share of
+    the window's variance about its smooth background it explains (0 to 1).  ``maps``
+    are (best amplitude, facing, image ``src``, share), each (grips, lines, rows),
+    updated in place where the share is at least :data:`FIREARM_FIT`, the amplitude at
+    most :data:`FIREARM_MAX_AMPLITUDE` and above the best so far.
+
+    The window sums are double precision; the outlines' responses single: they are
+    about 10, far from float32's 10⁻⁷ relative error of the image's energy.
     """
     a = np.ascontiguousarray(img, dtype=np.float32)
-    border = cv2.BORDER_REPLICATE
     nl, nr = flt.window
-    raw = np.stack(
-        [cv2.sepFilter2D(a, cv2.CV_32F, v, u, borderType=border) for u, v in flt.moments]
+    wholes = np.stack([_correlate(spectrum, k, a.shape, (nl // 2, nr // 2)) for k in kernels])
+    slides = np.asarray(
+        [
+            cv2.sepFilter2D(a, cv2.CV_32F, v, u, borderType=cv2.BORDER_REPLICATE)
+            for u, v, _ in flt.slides
+        ],
+        dtype=np.float32,
     )
-    k = raw.shape[0]
-    flat = raw.reshape(k, -1)
-    coef = (flt.whiten @ flat).reshape(raw.shape)  # on the orthonormal surfaces
-    rest = cv2.boxFilter(a * a, cv2.CV_32F, (nr, nl), normalize=False, borderType=border)
-    rest -= np.einsum("iab,iab->ab", coef, coef)
-    np.maximum(rest, np.float32(1e-9), out=rest)
-    wholes = [cv2.filter2D(a, cv2.CV_32F, c, borderType=border) for c in flt.outlines]
-    slides = []
-    for u, v, on in flt.slides:
-        ps = cv2.sepFilter2D(a, cv2.CV_32F, v, u, borderType=border)
-        for c, r in zip(on, raw, strict=True):  # the surfaces' part of it taken out
-            cv2.scaleAdd(r, -float(c), ps, dst=ps)
-        slides.append(ps)
-    out = []
-    for w, energies in zip(flt.grips, flt.energy, strict=True):
-        amp = np.zeros(a.shape, np.float32)
-        which = np.zeros(a.shape, np.int8)
-        for i, (pw, e) in enumerate(zip(wholes, energies, strict=True)):
-            # the kernel is the slide plus w times the grip: w x whole + (1 - w) x slide
-            p = (
-                pw
-                if w == 1.0
-                else np.float32(w) * pw + np.float32(1.0 - w) * slides[flt.slide_of[i]]
-            )
-            p = p * np.float32(1.0 / e)
-            which = np.where(p > amp, np.int8(i), which)
-            np.maximum(amp, p, out=amp)
-        explained = amp * amp * np.asarray(energies, np.float32)[which]
-        out.append((amp, which, np.clip(explained / rest, 0.0, 1.0)))
-    return out
+    on = np.stack([o for _, _, o in flt.slides]).astype(np.float32)
+    _fit_update(
+        sums,
+        wholes,
+        slides,
+        on,
+        np.asarray(flt.slide_of, np.int64),
+        flt.whiten,
+        np.asarray(flt.grips, np.float64),
+        np.asarray(flt.energy, np.float64),
+        (nl, nr),
+        valid,
+        src,
+        FIREARM_FIT,
+        FIREARM_MAX_AMPLITUDE,
+        *maps,
+    )
 
 
 def _two_part_fit(
@@ -351,32 +519,37 @@ def firearm_shapes(sc: Scene) -> list[Finding]:
     lines = sc.a.shape[0]
     floor = sc.row_above_floor(200.0)
     cands: list[tuple[float, float, float, int, int, str, _ShapeFilter]] = []
+    filters = {
+        (name, turn): _outline_filter(name, round(bl, 3), round(bc, 3), turn)
+        for name in OUTLINES
+        for turn in ((False, True) if name in STANDING else (False,))
+    }
+    shape = _dft_shape(
+        sc.a.shape,
+        (max(f.window[0] for f in filters.values()), max(f.window[1] for f in filters.values())),
+    )
+    spectra = [_spectrum(img, shape) for img in images]
+    sums = [_integrals(np.ascontiguousarray(img, dtype=np.float32)) for img in images]
     for name in OUTLINES:
         for turn in (False, True) if name in STANDING else (False,):
-            flt = _outline_filter(name, round(bl, 3), round(bc, 3), turn)
+            flt = filters[name, turn]
             # per grip weighting (all steel, polymer frame): the best amplitude over the images
-            maps = [
-                (np.zeros(sc.a.shape, np.float32), np.zeros(sc.a.shape, np.int8),
-                 np.zeros(sc.a.shape, np.int8), np.zeros(sc.a.shape, np.float32))
-                for _ in flt.grips
-            ]  # fmt: skip
-            for i, img in enumerate(images):
-                for (best, which, source, fits), (amp, kernel, fit) in zip(
-                    maps, _shape_fit(img, flt), strict=True
-                ):
-                    take = (fit >= FIREARM_FIT) & (amp > best) & (amp <= FIREARM_MAX_AMPLITUDE)
-                    np.copyto(best, amp, where=take)
-                    np.copyto(which, kernel, where=take)
-                    np.copyto(source, np.int8(i), where=take)
-                    np.copyto(fits, fit, where=take)
+            g = len(flt.grips)
+            maps = (
+                np.zeros((g, *sc.a.shape), np.float32),
+                np.zeros((g, *sc.a.shape), np.int8),
+                np.zeros((g, *sc.a.shape), np.int8),
+                np.zeros((g, *sc.a.shape), np.float32),
+            )
+            kernels = _outline_spectra(name, round(bl, 3), round(bc, 3), turn, shape)
             (ol, orr), (nl, nr) = flt.offset, flt.size
             # only where the whole window lies in the image and the outline ends above the
             # floor band
             wl, wr = flt.window
-            valid = np.zeros(sc.a.shape, dtype=bool)
-            valid[wl // 2 : lines - wl + wl // 2, wr // 2 : floor - nr - orr] = True
-            for fam, (best, which, source, fits) in enumerate(maps):
-                best[~valid] = 0.0
+            valid = (wl // 2, lines - wl + wl // 2, wr // 2, floor - nr - orr)
+            for i, img in enumerate(images):
+                _shape_fit(img, sums[i], spectra[i], kernels, flt, valid, i, maps)
+            for fam, (best, which, source, fits) in enumerate(zip(*maps, strict=True)):
                 peak = best >= cv2.dilate(best, np.ones((nl, nr), np.uint8))
                 for li, ri in np.argwhere(peak & (best >= 0.5 * FIREARM_AMPLITUDE)):
                     k, src = int(which[li, ri]), int(source[li, ri])
