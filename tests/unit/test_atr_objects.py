@@ -533,3 +533,54 @@ def test_a_block_standing_free_among_metal_goods_is_an_impenetrable_object() -> 
         for seed in clean:
             sc, *_ = _scene(seed, commodity=commodity)
             assert impenetrable_objects(sc, metal_cargo=True) == [], (commodity, seed)
+
+
+def _rifle(bh: np.ndarray, l0: int, r0: int, px_mm: tuple[float, float], mirror: bool) -> Any:
+    """``bh`` with a rifle-like steel shape, its receiver's top left at (l0, r0): an AK-pattern
+    rifle's receiver 240 x 60 mm (14 mm of steel, +0.42), a barrel 430 x 20 mm in front of it
+    (16 mm, +0.48), a 30-round magazine 60 wide hanging 170 below (10 mm, +0.3) and a
+    polymer stock 230 mm behind (+0.05); muzzle towards later lines, or earlier ones
+    (``mirror``).  Drawn by hand, not by the simulator."""
+    import cv2
+
+    bl, bc = px_mm
+    parts = (  # (mm along travel from the receiver's back, mm down from its top), added
+        (((0, 0), (240, 0), (240, 60), (0, 60)), 0.42),
+        (((240, 14), (670, 14), (670, 34), (240, 34)), 0.48),
+        (((170, 60), (225, 60), (255, 225), (195, 230)), 0.3),
+        (((-230, 10), (0, 5), (0, 55), (-230, 140), (-230, 10)), 0.05),
+    )
+    out = bh.copy()
+    for outline, add in parts:
+        mask = np.zeros(bh.shape, np.uint8)  # OpenCV points are (row, line) here
+        pts = np.array([[r0 + v / bc, l0 + (-u if mirror else u) / bl] for u, v in outline])
+        cv2.fillPoly(mask, [np.round(pts * 8).astype(np.int32)], 1, shift=3)
+        out[mask.astype(bool)] += add
+    return out
+
+
+def test_a_rifle_is_a_firearm_its_receiver_or_barrel_alone_and_a_clean_load_are_not() -> None:
+    from central.atr.detectors import firearm_shapes
+
+    # a rifle's steel is thin (a receiver's shell, a barrel's tube: +0.3 to +0.5), long
+    # (900 mm) and of no pistol's shape; its receiver alone is a block, its barrel a bar
+    for seed, commodity in ((55, "textiles"), (58, "paper")):
+        sc, bh, bl_, fr = _scene(seed, commodity=commodity, concealment=None)
+        assert firearm_shapes(sc) == []  # the clean load
+        r0 = fr.floor - round(1000 / fr.px_mm[1])
+        for mirror in (False, True):
+            l0 = sc.l0 + (280 if mirror else 100)
+            a = _rifle(bh, l0, r0, fr.px_mm, mirror)
+            mm = MaterialCalibration.default().classify(a, bl_, smooth=None)
+            near = [
+                f
+                for f in firearm_shapes(Scene.build(a, mm.material, mm.zeff, fr))
+                if f.bbox_px[0] <= (l0 + 70) * fr.fl and f.bbox_px[2] >= (l0 - 70) * fr.fl
+            ]
+            assert len(near) == 1 and near[0].score > 1.0, (seed, mirror, near)
+            assert near[0].size_mm[0] > 500, near  # the rifle's length, not a pistol's
+        block = _steel(bh, sc.l0 + 60, r0, ((0, 0), (240, 0), (240, 60), (0, 60)), fr.px_mm)
+        bar = _steel(bh, sc.l0 + 160, r0, ((0, 0), (600, 0), (600, 20), (0, 20)), fr.px_mm)
+        for a in (block - 0.5 * (block - bh), bar - 0.5 * (bar - bh)):  # +0.45 each
+            mm = MaterialCalibration.default().classify(a, bl_, smooth=None)
+            assert firearm_shapes(Scene.build(a, mm.material, mm.zeff, fr)) == [], seed

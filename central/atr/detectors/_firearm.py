@@ -46,6 +46,30 @@ MACHINE_PISTOL_OUTLINE_MM = (
     (150, 45),
     (0, 45),
 )
+#: A rifle in side view, mm along travel and down from its top: the receiver 240 x 60 (the
+#: solid part), the barrel 22 across running 360 beyond it near the receiver's top, and a
+#: magazine 55-60 wide hanging 140 below the receiver's front, raked towards the muzzle.
+#: The stock and grip (wood or polymer) add little and are left out.  Proportions of the
+#: AK and AR-15 patterns as their makers give them: AKM 880 mm overall with a 415 mm
+#: barrel, M16A2 1006 mm with a 508 mm barrel, M4 carbine 838 mm with a 368 mm barrel;
+#: receivers about 240 mm long and 55-70 mm high, 30-round magazines 150-200 mm below
+#: them; barrels 20-25 mm across at the muzzle.  A longer barrel runs on beyond the
+#: outline's window.
+RIFLE_OUTLINE_MM = (
+    (0, 0),
+    (240, 0),
+    (240, 12),
+    (600, 12),
+    (600, 34),
+    (240, 34),
+    (240, 60),
+    (215, 60),
+    (245, 190),
+    (190, 200),
+    (160, 60),
+    (0, 60),
+)
+
 #: The outlines fitted, each in four facings (as drawn, mirrored along travel, upside
 #: down, both) and, those of :data:`STANDING`, turned a quarter (standing on its muzzle
 #: or its butt).  The compact handgun is the handgun at 156 mm (subcompact pistols are
@@ -54,6 +78,7 @@ OUTLINES: dict[str, tuple[tuple[float, float], ...]] = {
     "handgun": HANDGUN_OUTLINE_MM,
     "compact handgun": tuple((0.78 * u, 0.78 * v) for u, v in HANDGUN_OUTLINE_MM),
     "machine pistol": MACHINE_PISTOL_OUTLINE_MM,
+    "rifle": RIFLE_OUTLINE_MM,
 }
 #: The outlines also fitted standing.  Not the compact handgun: stood, its 27 mm slide
 #: over a 120 mm grip is a row of bottles' necks and shoulders (on the tuning seeds the
@@ -69,7 +94,13 @@ SLIDES_MM: dict[str, tuple[float, float]] = {
     "handgun": (200.0, 35.0),
     "compact handgun": (156.0, 27.3),
     "machine pistol": (340.0, 45.0),
+    "rifle": (240.0, 60.0),
 }
+#: The outlines fitted as long guns: all steel only (no polymer-frame weighting), scored
+#: against :data:`LONG_GUN_AMPLITUDE` and counted only where their barrel and magazine
+#: (what is not the receiver) are plainly there (:func:`_steel`): a receiver alone is a
+#: block of steel.
+LONG_GUNS = frozenset({"rifle"})
 #: What a polymer-framed pistol's grip adds, as a share of its slide: the steel magazine
 #: (9 mm) in 10 mm of glass-filled polyamide over a 20 mm slide, the magazine narrower than
 #: the grip (the simulator's pistols, :mod:`firmware_sim.physics._weapons`, and the
@@ -191,7 +222,7 @@ def _outline_filter(
             firsts.append(solid)
             same = [len(firsts) - 1]
         slide_of.append(same[0])
-    grips = (1.0, FIREARM_POLYMER_GRIP)
+    grips = (1.0,) if name in LONG_GUNS else (1.0, FIREARM_POLYMER_GRIP)
     energy = tuple(
         tuple(float((net(sol + w * grip) ** 2).sum()) for sol, grip in parts) for w in grips
     )
@@ -379,6 +410,8 @@ def _shape_fit(
     valid: tuple[int, int, int, int],
     src: int,
     maps: tuple[F32, npt.NDArray[np.int8], npt.NDArray[np.int8], F32],
+    least_fit: float,
+    most: float,
 ) -> None:
     """Fit the outline of ``flt`` at the ``valid`` pixels (lines l0..l1, rows r0..r1) of
     ``img`` and keep, per grip weighting (all steel, polymer frame), where it beats
@@ -390,8 +423,8 @@ def _shape_fit(
     facing (the added attenuation of its slide), that facing (0 to 3) and the share of
     the window's variance about its smooth background it explains (0 to 1).  ``maps``
     are (best amplitude, facing, image ``src``, share), each (grips, lines, rows),
-    updated in place where the share is at least :data:`FIREARM_FIT`, the amplitude at
-    most :data:`FIREARM_MAX_AMPLITUDE` and above the best so far.
+    updated in place where the share is at least ``least_fit``, the amplitude at most
+    ``most`` and above the best so far.
 
     The window sums are double precision; the outlines' responses single: they are
     about 10, far from float32's 10⁻⁷ relative error of the image's energy.
@@ -419,8 +452,8 @@ def _shape_fit(
         (nl, nr),
         valid,
         src,
-        FIREARM_FIT,
-        FIREARM_MAX_AMPLITUDE,
+        least_fit,
+        most,
         *maps,
     )
 
@@ -457,7 +490,9 @@ def _two_part_fit(
     return s, g, se
 
 
-def _steel(amp: float, grip: float, slide: float, held: float, se: float) -> float:
+def _steel(
+    amp: float, grip: float, slide: float, held: float, se: float, long_gun: bool = False
+) -> float:
     """What a candidate outline says of the steel in it (its slide's added attenuation),
     0 where it is no firearm.
 
@@ -467,8 +502,14 @@ def _steel(amp: float, grip: float, slide: float, held: float, se: float) -> flo
     the slide's amplitude counts where the grip is plainly there
     (:data:`FIREARM_STEEL_GRIP`); a polymer frame's outline counts only then
     (:data:`FIREARM_POLYMER_GRIP_MIN`) and with no more steel than two layers of
-    such pistols (:data:`FIREARM_POLYMER_MAX`).
+    such pistols (:data:`FIREARM_POLYMER_MAX`).  A long gun's outline (``long_gun``,
+    :data:`LONG_GUNS`) counts only where its barrel and magazine are plainly there, and
+    with no more steel than :data:`LONG_GUN_MAX_AMPLITUDE`.
     """
+    if long_gun:
+        share, t = FIREARM_STEEL_GRIP
+        there = held >= share * slide and held >= t * se
+        return max(amp, slide) if there and 0.0 < slide <= LONG_GUN_MAX_AMPLITUDE else 0.0
     if grip >= 1.0:
         share, t = FIREARM_STEEL_GRIP
         there = held >= share * slide and held >= t * se
@@ -516,57 +557,82 @@ def firearm_shapes(sc: Scene) -> list[Finding]:
     )
     tophat = np.asarray(cv2.morphologyEx(sc.a, cv2.MORPH_TOPHAT, se), dtype=np.float32)
     images = (sc.a, np.asarray(sc.a + lift, dtype=np.float32), tophat)
-    lines = sc.a.shape[0]
+    # long guns are fitted on the images binned LONG_GUN_BIN x LONG_GUN_BIN: their outline
+    # is three times a pistol's, and its window's filters at full size cost a second a scan
+    nb = LONG_GUN_BIN
+    ql, qr = sc.a.shape[0] // nb, sc.a.shape[1] // nb
+    coarse = tuple(
+        np.ascontiguousarray(img[: ql * nb, : qr * nb].reshape(ql, nb, qr, nb).mean(axis=(1, 3)))
+        for img in images
+    )
     floor = sc.row_above_floor(200.0)
-    cands: list[tuple[float, float, float, int, int, str, _ShapeFilter]] = []
+    cands: list[tuple[float, float, float, float, int, int, str, tuple[int, int]]] = []
+    # per resolution (the images, and binned for long guns): the outline fits, and the
+    # images' DFTs and summed-area tables that they all share
+    fine, binned = (1, images, bl, bc), (nb, coarse, bl * nb, bc * nb)
     filters = {
-        (name, turn): _outline_filter(name, round(bl, 3), round(bc, 3), turn)
+        (name, turn): _outline_filter(name, round(pl, 3), round(pc, 3), turn)
         for name in OUTLINES
+        for _, _, pl, pc in [binned if name in LONG_GUNS else fine]
         for turn in ((False, True) if name in STANDING else (False,))
     }
-    shape = _dft_shape(
-        sc.a.shape,
-        (max(f.window[0] for f in filters.values()), max(f.window[1] for f in filters.values())),
-    )
-    spectra = [_spectrum(img, shape) for img in images]
-    sums = [_integrals(np.ascontiguousarray(img, dtype=np.float32)) for img in images]
+    shared: dict[int, tuple[tuple[int, int], list[F32], list[F64]]] = {}
+    for step, imgs, _, _ in (fine, binned):
+        used = [f for (n, _), f in filters.items() if (n in LONG_GUNS) == (step == nb)]
+        if not used:
+            continue
+        dft = _dft_shape(
+            imgs[0].shape, (max(f.window[0] for f in used), max(f.window[1] for f in used))
+        )
+        shared[step] = (
+            dft,
+            [_spectrum(img, dft) for img in imgs],
+            [_integrals(np.ascontiguousarray(img, dtype=np.float32)) for img in imgs],
+        )
     for name in OUTLINES:
+        long_gun = name in LONG_GUNS
+        unit = LONG_GUN_AMPLITUDE if long_gun else FIREARM_AMPLITUDE
+        most = LONG_GUN_MAX_AMPLITUDE if long_gun else FIREARM_MAX_AMPLITUDE
+        least_fit = LONG_GUN_FIT if long_gun else FIREARM_FIT
+        step, imgs, pl, pc = binned if long_gun else fine
+        shape = imgs[0].shape
+        dft, spectra, sums = shared[step]
         for turn in (False, True) if name in STANDING else (False,):
             flt = filters[name, turn]
             # per grip weighting (all steel, polymer frame): the best amplitude over the images
             g = len(flt.grips)
             maps = (
-                np.zeros((g, *sc.a.shape), np.float32),
-                np.zeros((g, *sc.a.shape), np.int8),
-                np.zeros((g, *sc.a.shape), np.int8),
-                np.zeros((g, *sc.a.shape), np.float32),
+                np.zeros((g, *shape), np.float32),
+                np.zeros((g, *shape), np.int8),
+                np.zeros((g, *shape), np.int8),
+                np.zeros((g, *shape), np.float32),
             )
-            kernels = _outline_spectra(name, round(bl, 3), round(bc, 3), turn, shape)
+            kernels = _outline_spectra(name, round(pl, 3), round(pc, 3), turn, dft)
             (ol, orr), (nl, nr) = flt.offset, flt.size
             # only where the whole window lies in the image and the outline ends above the
             # floor band
             wl, wr = flt.window
-            valid = (wl // 2, lines - wl + wl // 2, wr // 2, floor - nr - orr)
-            for i, img in enumerate(images):
-                _shape_fit(img, sums[i], spectra[i], kernels, flt, valid, i, maps)
+            valid = (wl // 2, shape[0] - wl + wl // 2, wr // 2, floor // step - nr - orr)
+            for i, img in enumerate(imgs):
+                _shape_fit(img, sums[i], spectra[i], kernels, flt, valid, i, maps, least_fit, most)
             for fam, (best, which, source, fits) in enumerate(zip(*maps, strict=True)):
                 peak = best >= cv2.dilate(best, np.ones((nl, nr), np.uint8))
-                for li, ri in np.argwhere(peak & (best >= 0.5 * FIREARM_AMPLITUDE)):
+                for li, ri in np.argwhere(peak & (best >= 0.5 * unit)):
                     k, src = int(which[li, ri]), int(source[li, ri])
                     grip = flt.grips[fam]
-                    slide, held, err = _two_part_fit(images[src], flt, k, int(li), int(ri))
-                    steel = _steel(float(best[li, ri]), grip, slide, held, err)
-                    if steel >= 0.5 * FIREARM_AMPLITUDE:
+                    slide, held, err = _two_part_fit(imgs[src], flt, k, int(li), int(ri))
+                    steel = _steel(float(best[li, ri]), grip, slide, held, err, long_gun)
+                    x, y = (int(li) + ol) * step, (int(ri) + orr) * step
+                    if steel >= 0.5 * unit:
                         cands.append(
-                            (steel, grip, float(fits[li, ri]), int(li) + ol, int(ri) + orr,
-                             name, flt)
+                            (steel / unit, steel, grip, float(fits[li, ri]), x, y, name,
+                             (nl * step, nr * step))
                         )  # fmt: skip
     cands.sort(key=lambda c: -c[0])
     taken: list[tuple[int, int, int, int]] = []
     boxes: list[tuple[int, int, int, int]] = []
     out: list[Finding] = []
-    for steel, grip, share, x, y, name, flt in cands:
-        nl, nr = flt.size
+    for score, steel, grip, share, x, y, name, (nl, nr) in cands:
         box = (x, y, x + nl, y + nr)
         if any(x < t[2] and t[0] < x + nl and y < t[3] and t[1] < y + nr for t in taken):
             continue  # one weapon, one finding: the strongest outline on it
@@ -577,10 +643,11 @@ def firearm_shapes(sc: Scene) -> list[Finding]:
         boxes.append(grown)
         why = f"{name} outline {nl * bl:.0f} x {nr * bc:.0f} mm"
         why += " (polymer frame)" if grip < 1.0 else ""
+        part = "receiver" if name in LONG_GUNS else "slide"
         why += (
-            f", slide +{steel:.1f} over its surroundings (the shape explains {share:.0%} of them)"
+            f", {part} +{steel:.1f} over its surroundings (the shape explains {share:.0%} of them)"
         )
-        out.append(sc.finding(Category.FIREARM, steel / FIREARM_AMPLITUDE, why, grown))
+        out.append(sc.finding(Category.FIREARM, score, why, grown))
     return out
 
 
@@ -657,3 +724,17 @@ FIREARM_POLYMER_GRIP_MIN = (0.15, 8.0)
 #: Most steel a polymer-framed outline's slide may add: two layers of pistols with 20 mm
 #: slides across the beam (a carton's most, :mod:`firmware_sim.physics._weapons`), +1.2.
 FIREARM_POLYMER_MAX = 1.3
+#: Outline amplitude that scores 1.0 for a long gun (:data:`LONG_GUNS`): a rifle's
+#: receiver and barrel are a stamped or milled steel shell round the bolt and a tube of
+#: 20-25 mm with a 5.5-8 mm bore, 10-15 mm of steel across the beam, +0.3 to +0.45.
+LONG_GUN_AMPLITUDE = 0.3
+#: Most a long gun's receiver may add: two rifles across the beam, about 30 mm of steel.
+LONG_GUN_MAX_AMPLITUDE = 1.2
+#: Least share of a window's variance a long gun's outline must explain: more than a
+#: pistol's (:data:`FIREARM_FIT`), since its outline is mostly a receiver-sized block and a
+#: thin bar, and the edge of a pallet of frozen meat beside a gap with a plank in it
+#: fitted it at 0.51.
+LONG_GUN_FIT = 0.55
+#: Binning (both ways) of the images a long gun's outline is fitted on: at ~22 mm pixels
+#: its 600 x 200 mm outline is still 27 x 9 pixels, and the filters cost a sixteenth.
+LONG_GUN_BIN = 2
