@@ -35,7 +35,6 @@ from central import Cir
 from core.errors import ConfigError
 from core.keys import CirKey, EdgeKey
 from core.net import free_port
-from core.seal import parse
 
 INTERVAL_S = 0.1  # seconds between scans of one scanner (trucks back to back)
 
@@ -373,7 +372,7 @@ def _analyse(
             for row in cir.stream_blocks(scanner):
                 if row["kind"] != "data":
                     continue
-                b = parse(cir.blob_path(row["hash"]).read_bytes())
+                b = cir.read_block(row["hash"])
                 sid = int(b.meta["scan_id"])
                 for e in b.index:
                     k = (sid, e.line_no, e.flags & 3)

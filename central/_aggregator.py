@@ -45,7 +45,7 @@ import zmq
 import zmq.asyncio
 from zmq.auth.asyncio import AsyncioAuthenticator
 
-from central._cir import Cir, is_storage_error
+from central._cir import central_blobs, is_storage_error, open_cir
 from central._ingest import EnrolledEdge, Ingest, Work
 from central._metrics import serve_metrics
 from central._uptime import Sla, UptimeTracker
@@ -166,7 +166,7 @@ class Central:
     def __init__(self, cfg: CentralConfig) -> None:
         self.cfg = cfg
         self.key = CirKey.load(cfg.key)
-        self.cir = Cir(cfg.state_dir)
+        self.cir = open_cir(cfg)
         self.opener = Opener(self.key.x25519_private)
         self.boot = os.urandom(8).hex()
         self.stats = CentralStats()
@@ -200,6 +200,7 @@ class Central:
                 self._publish,
                 max_backlog=cfg.atr_max_backlog,
                 alarm=self._alarm,
+                open_blobs=lambda: central_blobs(cfg),
             )
             if cfg.atr
             else None

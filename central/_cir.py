@@ -1,45 +1,36 @@
-"""The Central Image Repository (CIR), embedded flavour: SQLite metadata + blob files.
+"""The Central Image Repository (CIR): SQLite metadata and a blob store.
 
 * Metadata lives in SQLite (through sqlite-utils), WAL, ``synchronous=FULL``: a
   commit is durable when it returns.
 * Blobs are the sealed blocks exactly as the edge made them, content-addressed
-  by their block hash under ``blobs/ab/cd/<hash>``. They stay encrypted at rest
-  and their signatures stay verifiable for years.
-* Group commit: a batch of blocks is written to blob files, the file system is
-  synced once (``syncfs``), then one SQLite transaction records them. Only then
+  by their block hash (``central._blobs``: files under ``blobs/ab/cd/<hash>`` by
+  default, or an S3-compatible object store). They stay encrypted at rest and
+  their signatures stay verifiable for years.
+* Group commit: a batch of blocks is written to the blob store and made durable
+  (one ``syncfs`` for files), then one SQLite transaction records them. Only then
   does the aggregator acknowledge them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from core.errors import ConfigError, EnrollmentError, NiiError, StorageError
+from central._blobs import BlobStore, FileBlobStore, open_blob_store
+from core.config import CentralConfig
+from core.errors import ConfigError, EnrollmentError, IntegrityError, NiiError, StorageError
 from core.keys import EdgePublic
 from core.seal import Block, parse
-
-_libc_name = ctypes.util.find_library("c")
-_libc = ctypes.CDLL(_libc_name, use_errno=True) if _libc_name else None
-
-
-def syncfs(fd: int) -> None:
-    """Flush the whole file system holding ``fd`` (one call for a batch of files)."""
-    if _libc is not None and hasattr(_libc, "syncfs") and _libc.syncfs(fd) == 0:
-        return
-    os.sync()
 
 
 @dataclass
@@ -68,8 +59,18 @@ class Staged:
 class Cir:
     """The repository: enrollment, streams, blocks, scans, alarms."""
 
-    def __init__(self, state_dir: Path, *, create: bool = True) -> None:
-        """Open the CIR in ``state_dir``; with ``create=False`` it must exist already."""
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        create: bool = True,
+        blobs: BlobStore | Callable[[], BlobStore] | None = None,
+    ) -> None:
+        """Open the CIR in ``state_dir``; with ``create=False`` it must exist already.
+
+        ``blobs`` is where the blocks are kept (``central._blobs.open_blob_store``), or
+        what opens it once the CIR is found; default the files under ``state_dir/blobs``.
+        """
         self.dir = Path(state_dir)
         if not create and not (self.dir / "cir.sqlite").exists():
             raise ConfigError(
@@ -77,7 +78,7 @@ class Cir:
                 fix="check state_dir in the central configuration (--config)",
             )
         try:
-            (self.dir / "blobs").mkdir(parents=True, exist_ok=True)
+            self.dir.mkdir(parents=True, exist_ok=True)
             path = self.dir / "cir.sqlite"
             # Two connections: readers on the event loop, the writer in the commit thread.
             # WAL lets readers see only committed data while a batch is being written.
@@ -93,12 +94,19 @@ class Cir:
                 f"cannot open the CIR in {self.dir}: {exc}",
                 fix="check state_dir: it must exist, be writable and have free space",
             ) from exc
-        self._blob_fd = os.open(self.dir / "blobs", os.O_RDONLY)
-        self._dirs: set[Path] = set()
+        try:
+            if blobs is None:
+                self.blobs: BlobStore = FileBlobStore(self.dir / "blobs", self.dir)
+            else:
+                self.blobs = blobs() if callable(blobs) else blobs
+        except BaseException:
+            self.wdb.close()
+            self.db.close()
+            raise
         self._schema()
 
     def close(self) -> None:
-        os.close(self._blob_fd)
+        self.blobs.close()
         self.wdb.close()
         self.db.close()
 
@@ -309,31 +317,14 @@ class Cir:
 
     # -- commit --------------------------------------------------------------------------
     def blob_path(self, h: bytes | str) -> Path:
-        hx = h if isinstance(h, str) else h.hex()
-        return self.dir / "blobs" / hx[:2] / hx[2:4] / hx
+        """The file of blob ``h``, where the blobs are files (the embedded CIR).
 
-    def _write_blob(self, h: bytes, raw: bytes | memoryview) -> None:
-        # Written beside its place and renamed when whole: a blob file under its own name
-        # is always complete, so one cut short by a full disk or a crash is never taken
-        # for a committed one. Until the index row commits the block is not acknowledged,
-        # the edge resends it and it is written again.
-        p = self.blob_path(h)
-        if p.parent not in self._dirs:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            self._dirs.add(p.parent)
-        tmp = p.with_name(p.name + ".part")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-        try:
-            view = memoryview(raw)
-            while view:
-                view = view[os.write(fd, view) :]
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        os.close(fd)
-        os.replace(tmp, p)
+        Raises:
+            TypeError: the blobs are in an object store.
+        """
+        if not isinstance(self.blobs, FileBlobStore):
+            raise TypeError(f"the blobs are in {self.blobs.location}, not in files")
+        return self.blobs.path(h)
 
     def free_bytes(self) -> int:
         """Free space for this process on the CIR's file system, bytes; -1 if unknown."""
@@ -374,13 +365,9 @@ class Cir:
             StorageError: A blob or the transaction could not be written (disk full,
                 I/O error): nothing of the batch is in the index, the cause is kept.
         """
-        try:
-            for s in staged:
-                self._write_blob(s.hash, s.block.raw)
-            if staged:
-                syncfs(self._blob_fd)
-        except OSError as exc:
-            raise self.storage_error(exc) from exc
+        # Until the index row commits the block is not acknowledged: the edge resends it
+        # and the same blob is written again under the same name.
+        self.blobs.put([(s.hash, s.block.raw) for s in staged])
         now = time.time_ns()
         rows = []
         for s in staged:
@@ -522,21 +509,43 @@ class Cir:
 
     # -- reading -------------------------------------------------------------------------
     def read_block(self, h: str) -> Block:
-        p = self.blob_path(h)
-        try:
-            raw = p.read_bytes()
-        except OSError as exc:
-            raise NiiError(
-                f"blob {h} is missing from the CIR ({exc.strerror})",
-                fix="restore the blob store from backup; the block index is intact",
-            ) from exc
-        return parse(raw)
+        """The block whose hash is ``h``, checked against its name.
+
+        Raises:
+            central._blobs.BlobMissing: no such blob.
+            IntegrityError: the blob does not parse, or its hash is not ``h`` (it was
+                replaced or damaged).
+        """
+        block = parse(self.blobs.get(h))
+        if block.hash.hex() != str(h).lower():
+            raise IntegrityError(
+                f"blob {h} holds another block (hash {block.hash.hex()}): replaced or damaged",
+                reason="hash",
+            )
+        return block
 
     def scan_blocks(self, scan_ref: int) -> Iterator[dict[str, Any]]:
         yield from self.db.table("blocks").rows_where("scan_ref = ?", [scan_ref], order_by="seq")
 
     def stream_blocks(self, scanner: str) -> Iterator[dict[str, Any]]:
         yield from self.db.table("blocks").rows_where("scanner = ?", [scanner], order_by="seq")
+
+
+def central_blobs(cfg: CentralConfig) -> BlobStore:
+    """The blob store that central's configuration names (``blobs``, ``s3_endpoint``,
+    ``s3_credentials``).
+
+    Raises:
+        ConfigError: it cannot be opened (see ``central._blobs.open_blob_store``).
+    """
+    return open_blob_store(
+        cfg.blobs, cfg.state_dir, endpoint=cfg.s3_endpoint, credentials=cfg.s3_credentials
+    )
+
+
+def open_cir(cfg: CentralConfig, *, create: bool = True) -> Cir:
+    """The CIR of central's configuration: its ``state_dir`` and its blob store."""
+    return Cir(cfg.state_dir, create=create, blobs=lambda: central_blobs(cfg))
 
 
 def is_storage_error(exc: BaseException) -> bool:

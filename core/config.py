@@ -21,6 +21,9 @@ listen = "tcp://127.0.0.1:7600"   # edges connect here (CurveZMQ)
 feed = "tcp://127.0.0.1:7601"     # live feed for control rooms (PUB)
 state_dir = "var/central"         # CIR database and blobs
 key = "keys/cir.key"
+# blobs = "s3://nii-cir/site1"     # the sealed blocks in an S3-compatible store ("file": here)
+# s3_endpoint = "http://127.0.0.1:8333"
+# s3_credentials = "keys/s3.ini"   # [default] aws_access_key_id, aws_secret_access_key
 """
 
 EXAMPLE_EDGE = """\
@@ -155,6 +158,9 @@ class CentralConfig:
     preview_hz: float = 10.0
     atr: bool = True  # live ATR verdicts on completed scans
     atr_max_backlog: int = 8  # scans waiting for ATR before new ones are skipped (alarmed)
+    blobs: str = "file"  # where the sealed blocks go: "file" (state_dir/blobs) or s3://…
+    s3_endpoint: str = ""  # the S3-compatible server's URL (empty: Amazon S3)
+    s3_credentials: Path | None = None  # boto3 INI credentials (None: boto3's own chain)
 
     @classmethod
     def load(cls, path: Path) -> CentralConfig:
@@ -171,8 +177,21 @@ class CentralConfig:
                 "preview_hz",
                 "atr",
                 "atr_max_backlog",
+                "blobs",
+                "s3_endpoint",
+                "s3_credentials",
             }
         )
+        blobs = s.text("blobs", "file")
+        if not (blobs == "file" or (blobs.startswith("s3://") and len(blobs) > 5)):
+            raise s._err(
+                "blobs", f"{blobs!r} is not a blob store", 'use "file" or "s3://bucket/prefix"'
+            )
+        endpoint = str(s.doc.get("s3_endpoint", ""))
+        if endpoint and not endpoint.startswith(("http://", "https://")):
+            raise s._err(
+                "s3_endpoint", f"{endpoint!r} is not a URL", 'write e.g. "http://127.0.0.1:8333"'
+            )
         return cls(
             path=path,
             listen=s.endpoint("listen", "tcp://127.0.0.1:7600"),
@@ -183,6 +202,9 @@ class CentralConfig:
             preview_hz=s.num("preview_hz", 10.0, 0.0, 1000.0),
             atr=s.flag("atr", True),
             atr_max_backlog=int(s.num("atr_max_backlog", 8, 1, 10_000)),
+            blobs=blobs,
+            s3_endpoint=endpoint,
+            s3_credentials=s.path_("s3_credentials") if "s3_credentials" in s.doc else None,
         )
 
 

@@ -119,7 +119,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 # -- central -------------------------------------------------------------------------
 def cmd_central(args: argparse.Namespace) -> int:
-    from central import Cir
+    from central._cir import open_cir
     from core.keys import EdgePublic
 
     cfg = _central_cfg(args)
@@ -150,7 +150,7 @@ def cmd_central(args: argparse.Namespace) -> int:
             fix="check state_dir in the central configuration; on a new installation "
             "start central once, or enroll with --create",
         )
-    cir = Cir(cfg.state_dir, create=create)
+    cir = open_cir(cfg, create=create)
     try:
         if pub is not None:
             cir.enroll(pub, note=args.note or "")
@@ -190,13 +190,13 @@ def cmd_edge(args: argparse.Namespace) -> int:
 
 # -- cir -----------------------------------------------------------------------------
 def cmd_cir(args: argparse.Namespace) -> int:
-    from central import Cir
+    from central._cir import open_cir
     from central._reader import scan_arrays, verify_stream
     from core.keys import CirKey
     from core.seal import Opener
 
     cfg = _central_cfg(args)
-    cir = Cir(cfg.state_dir, create=False)
+    cir = open_cir(cfg, create=False)
     try:
         if args.action == "scans":
             rows = cir.scans(limit=args.limit)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -38,3 +38,41 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     rep = yield
     setattr(item, f"rep_{rep.when}", rep)
     return rep
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    """A SeaweedFS object store of our own on loopback, for the whole session
+    (``nii._local_servers.start_s3``; ``weed`` comes with the dev install)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from nii._local_servers import start_s3
+
+    base = Path(tempfile.mkdtemp(prefix="nii-test-s3-"))
+    server = start_s3(base)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A PostgreSQL server of our own on loopback, for the whole session
+    (``nii._local_servers.start_postgres``; Debian's postgresql, .ci/run installs it)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from nii._local_servers import start_postgres
+
+    base = Path(tempfile.mkdtemp(prefix="nii-test-pg-"))
+    server = start_postgres(base)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
