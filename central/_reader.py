@@ -24,7 +24,7 @@ from central._cir import Cir
 from central._shape import BYTES_PER_CHANNEL, ScanShape, record_channels, record_lines
 from core.errors import IntegrityError, NiiError
 from core.keys import EdgePublic
-from core.seal import BlockKind, Opener, genesis_hash, verify
+from core.seal import Block, BlockKind, Opener, genesis_hash, verify
 
 
 @dataclass
@@ -75,6 +75,68 @@ def verify_stream(cir: Cir, scanner: str) -> ChainReport:
     if stream is not None and stream.last_seq != rep.last_seq:
         rep.problems.append(f"stream head says {stream.last_seq}, blocks end at {rep.last_seq}")
     return rep
+
+
+class ChainKeys:
+    """The enrolled signing key of each scanner's stream, looked up once per read."""
+
+    def __init__(self, cir: Cir) -> None:
+        self.cir = cir
+        self._keys: dict[str, Any] = {}
+
+    def key(self, scanner: str) -> Any:
+        """The Ed25519 public key of the edge that writes ``scanner``'s stream.
+
+        Raises:
+            IntegrityError: the scanner has no stream, or its edge is not enrolled.
+        """
+        if scanner not in self._keys:
+            stream = self.cir.stream(scanner)
+            edge = self.cir.edge(stream.edge) if stream else None
+            if edge is None:
+                raise IntegrityError(
+                    f"scanner {scanner!r} has no enrolled edge in the CIR: its blocks cannot "
+                    "be verified",
+                    reason="edge",
+                )
+            self._keys[scanner] = EdgePublic.from_b64(edge["sign_public"])
+        return self._keys[scanner]
+
+
+def verified_block(cir: Cir, keys: ChainKeys, row: dict[str, Any]) -> Block:
+    """The block of index ``row``, verified as evidence before anything of it is used.
+
+    Checked: the blob is the block the row names (its hash), the enrolled edge signed
+    it, it is the row's scanner, sequence number and kind, and it links to the block
+    before it in the chain (or to the chain's genesis).
+
+    Raises:
+        central._blobs.BlobMissing: the blob is gone.
+        IntegrityError: any check fails; the message says which and where.
+    """
+    where = f"{row['scanner']} seq {row['seq']}"
+    block = cir.read_block(row["hash"])
+    try:
+        verify(block, keys.key(row["scanner"]))
+    except IntegrityError as exc:
+        raise IntegrityError(f"{where}: {exc.message}", reason=exc.reason) from exc
+    if block.scanner != row["scanner"] or block.seq != row["seq"]:
+        raise IntegrityError(
+            f"{where}: the blob is {block.scanner} seq {block.seq}", reason="sequence"
+        )
+    if block.kind.name.lower() != row["kind"]:
+        raise IntegrityError(
+            f"{where}: the index says {row['kind']}, the signed block is {block.kind.name.lower()}",
+            reason="kind",
+        )
+    prev = (
+        genesis_hash(row["scanner"])
+        if row["seq"] == 0
+        else cir.block_hash(row["scanner"], row["seq"] - 1)
+    )
+    if prev is not None and block.prev_hash != prev:
+        raise IntegrityError(f"{where}: chain broken (prev_hash mismatch)", reason="chain")
+    return block
 
 
 @dataclass(frozen=True)
@@ -139,9 +201,13 @@ def scan_arrays(cir: Cir, opener: Opener, ref: int) -> dict[str, np.ndarray]:
         (int64, the image lines' numbers, increasing). Lines off the scan's shape
         are left out (read as missing).
 
+    Every block of the scan, whatever its kind, is verified first
+    (:func:`verified_block`): an export is evidence, and a block that does not verify
+    stops it rather than reading as missing or blank lines.
+
     Raises:
         NiiError: No such scan, or a blob is missing.
-        IntegrityError: A blob does not parse or decrypt.
+        IntegrityError: A block does not verify, parse or decrypt.
     """
     scan = cir.scan(ref)
     if scan is None:
@@ -151,10 +217,11 @@ def scan_arrays(cir: Cir, opener: Opener, ref: int) -> dict[str, np.ndarray]:
     air: list[bytes] = []
     rec = _start_record(scan)
     shape = ScanShape(record_channels(rec), record_lines(rec))
+    keys = ChainKeys(cir)
     for row in cir.scan_blocks(ref):
-        if row["kind"] != "data":
+        block = verified_block(cir, keys, row)
+        if block.kind != BlockKind.DATA:
             continue
-        block = cir.read_block(row["hash"])
         mask, _ = shape.fit(block.meta.get("channels"), block.index, len(block.cipher))
         if not any(mask) or shape.channels is None:
             continue

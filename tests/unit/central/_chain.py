@@ -179,3 +179,24 @@ class Rig:
 
     def scan_rows(self) -> list[dict[str, Any]]:
         return [self.store.scans[r] for r in sorted(self.store.scans)]
+
+
+def committed_cir(state: Any, blobs: Any = None) -> tuple[Any, Rig, list[bytes]]:
+    """A real CIR in folder ``state`` (blob store ``blobs``, default files) holding one
+    complete scan of the Rig's enrolled edge: start, four lines, end.  Returns the CIR,
+    the Rig and the three blocks' hashes."""
+    from central._cir import Cir
+    from core.keys import EdgePublic
+
+    r = Rig()
+    cir = Cir(state, blobs=blobs)
+    cir.enroll(EdgePublic(EDGE, r.sign.public_key(), b"0" * 40))
+    ingest = Ingest(cir, Opener(r.cir).open, r._alarm)
+    hashes = []
+    for seq, raw in (r.start(1, lines=4), r.data(1, [0, 1, 2, 3]), r.end(1)):
+        work = Work()
+        ingest.message(work, IDENT, r.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
+        cir.commit(work.staged, ingest.streams, {k: ingest.scans[k] for k in work.scans}, [])
+        ingest.committed(work)
+        hashes += [s.hash for s in work.staged]
+    return cir, r, hashes

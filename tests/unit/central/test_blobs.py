@@ -15,14 +15,9 @@ from typing import Any
 import pytest
 
 from central._blobs import BlobMissing, BlobStore, FileBlobStore, open_blob_store
-from central._cir import Cir
-from central._ingest import Ingest, Work
 from central._reader import verify_stream
 from core.errors import ConfigError, IntegrityError, StorageError
-from core.keys import EdgePublic
-from core.messages import BlockMsg
-from core.seal import Opener
-from tests.unit.central._chain import EDGE, IDENT, SCANNER, Rig
+from tests.unit.central._chain import SCANNER, committed_cir
 
 
 def _s3(server: Any, prefix: str) -> BlobStore:
@@ -65,21 +60,6 @@ def test_blobs_come_back_bit_for_bit_under_their_names(store: BlobStore) -> None
         store.get("../../etc/passwd")
 
 
-def _committed_cir(state: Path, blobs: BlobStore) -> tuple[Cir, Rig, list[bytes]]:
-    r = Rig()
-    cir = Cir(state, blobs=blobs)
-    cir.enroll(EdgePublic(EDGE, r.sign.public_key(), b"0" * 40))
-    ingest = Ingest(cir, Opener(r.cir).open, r._alarm)
-    hashes = []
-    for seq_raw in (r.start(1, lines=4), r.data(1, [0, 1, 2, 3]), r.end(1)):
-        work = Work()
-        ingest.message(work, IDENT, r.edge, BlockMsg(scanner=SCANNER, seq=seq_raw[0]), [seq_raw[1]])
-        cir.commit(work.staged, ingest.streams, {k: ingest.scans[k] for k in work.scans}, [])
-        ingest.committed(work)
-        hashes += [s.hash for s in work.staged]
-    return cir, r, hashes
-
-
 @pytest.mark.parametrize("kind", ["file", "s3"])
 def test_a_replaced_blob_is_refused_on_read_and_by_verify(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
@@ -89,7 +69,7 @@ def test_a_replaced_blob_is_refused_on_read_and_by_verify(
         if kind == "file"
         else _s3(request.getfixturevalue("s3_server"), f"v-{tmp_path.name}")
     )
-    cir, _, hashes = _committed_cir(tmp_path / "cir", blobs)
+    cir, _, hashes = committed_cir(tmp_path / "cir", blobs)
     try:
         assert verify_stream(cir, SCANNER).ok
         assert cir.read_block(hashes[1].hex()).hash == hashes[1]

@@ -18,11 +18,11 @@ import zmq
 from central._cir import Cir
 from central._ingest import Ingest, Work
 from central._reader import scan_arrays
-from core.keys import CirKey
+from core.keys import CirKey, EdgePublic
 from core.messages import BlockMsg
 from core.seal import BlockKind, Opener
 from nii.__main__ import main
-from tests.unit.central._chain import IDENT, SCANNER, Rig
+from tests.unit.central._chain import EDGE, IDENT, SCANNER, Rig
 
 CH = 256
 _rng = np.random.default_rng(5)
@@ -41,6 +41,8 @@ class CirRig(Rig):
         key = CirKey(self.cir, *reversed(zmq.curve_keypair()))
         key.save(state_dir.parent)
         self.real = Cir(state_dir)
+        # the edge enrolled, as central admits none other: reading a scan verifies its blocks
+        self.real.enroll(EdgePublic(EDGE, self.sign.public_key(), b"0" * 40))
         self.ingest = Ingest(self.real, Opener(self.cir).open, self._alarm)
 
     def send(
