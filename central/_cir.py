@@ -33,6 +33,25 @@ from core.keys import EdgePublic
 from core.seal import Block, parse
 
 
+def signed_fields(b: Block) -> dict[str, Any]:
+    """The columns of a block's index row that its signed bytes fix: what a reader checks
+    a row against (``central._reader.verified_block``).  ``scan_ref`` and
+    ``committed_ns`` are the CIR's own."""
+    m = b.meta
+    return {
+        "scanner": b.scanner,
+        "seq": b.seq,
+        "kind": b.kind.name.lower(),
+        "scan_id": m.get("scan_id"),
+        "n_lines": len(b.index),
+        "link_first": b.index[0].link_seq if b.index else m.get("first_seq"),
+        "link_last": b.index[-1].link_seq if b.index else m.get("last_seq"),
+        "prev_hash": b.prev_hash.hex(),
+        "size": len(b.raw),
+        "created_ns": b.created_ns,
+    }
+
+
 @dataclass
 class StreamState:
     """Where one scanner's chain stands in the CIR."""
@@ -369,27 +388,15 @@ class Cir:
         # and the same blob is written again under the same name.
         self.blobs.put([(s.hash, s.block.raw) for s in staged])
         now = time.time_ns()
-        rows = []
-        for s in staged:
-            b = s.block
-            m = b.meta
-            rows.append(
-                {
-                    "scanner": b.scanner,
-                    "seq": b.seq,
-                    "kind": b.kind.name.lower(),
-                    "scan_ref": m.get("_scan_ref"),
-                    "scan_id": m.get("scan_id"),
-                    "n_lines": len(b.index),
-                    "link_first": b.index[0].link_seq if b.index else m.get("first_seq"),
-                    "link_last": b.index[-1].link_seq if b.index else m.get("last_seq"),
-                    "hash": s.hash.hex(),
-                    "prev_hash": b.prev_hash.hex(),
-                    "size": len(b.raw),
-                    "created_ns": b.created_ns,
-                    "committed_ns": now,
-                }
-            )
+        rows = [
+            {
+                **signed_fields(s.block),
+                "scan_ref": s.block.meta.get("_scan_ref"),
+                "hash": s.hash.hex(),
+                "committed_ns": now,
+            }
+            for s in staged
+        ]
         stream_rows = [
             {
                 "scanner": st.scanner,
@@ -523,6 +530,13 @@ class Cir:
                 reason="hash",
             )
         return block
+
+    def orphan_blobs(self) -> list[str]:
+        """Names of blobs no index row names, sorted: written by a batch whose transaction
+        never committed (a crash or a full disk in between).  Harmless: the edge resent
+        those blocks; ``nii cir verify`` reports them."""
+        indexed = {str(r[0]) for r in self.db.execute("SELECT hash FROM blocks")}
+        return sorted(n for n in self.blobs.names() if n not in indexed)
 
     def scan_blocks(self, scan_ref: int) -> Iterator[dict[str, Any]]:
         yield from self.db.table("blocks").rows_where("scan_ref = ?", [scan_ref], order_by="seq")

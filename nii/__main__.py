@@ -239,10 +239,20 @@ def cmd_cir(args: argparse.Namespace) -> int:
                 for p in rep.problems[:20]:
                     print(f"    {p}")
                 bad += not rep.ok
+            orphans = cir.orphan_blobs()
+            if orphans:
+                print(
+                    f"{len(orphans)} blob(s) in {cir.blobs.location} that no block row names "
+                    "(a batch cut short before its index committed; the edge resent it): "
+                    "harmless, e.g. " + ", ".join(orphans[:3])
+                )
             if bad:
                 print(f"{bad} of {len(streams)} chains failed verification")
                 return 1
-            print(f"all {len(streams)} chains verified: signatures, digests and links intact")
+            print(
+                f"all {len(streams)} chains verified: signatures, digests, links and index "
+                "rows intact"
+            )
         elif args.action == "show":
             png = out_file(args.png, "--png")
             _show_scan(cir, CirKey.load(cfg.key), args.ref, str(png), args.width)

@@ -7,13 +7,18 @@ with a rogue key (the CIR's public key is on every edge) exported as lines with 
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
+import zmq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from central._cir import Cir
 from central._reader import scan_arrays, verify_stream
 from core.errors import IntegrityError
+from core.keys import CirKey
 from core.seal import Opener, Sealer, parse
 from tests.unit.central._chain import SCANNER, committed_cir
 
@@ -59,3 +64,52 @@ def test_a_row_relabelled_gap_is_refused_on_export(tmp_path: Path) -> None:
             scan_arrays(cir, Opener(r.cir), 1)
     finally:
         cir.close()
+
+
+def test_a_modified_row_is_found_by_verify_and_refused_on_export(tmp_path: Path) -> None:
+    cir, r, _ = committed_cir(tmp_path / "cir")
+    try:
+        assert verify_stream(cir, SCANNER).ok
+        cir.wdb.execute("UPDATE blocks SET n_lines = 2 WHERE scanner = ? AND seq = 1", [SCANNER])
+        rep = verify_stream(cir, SCANNER)
+        assert rep.problems == [
+            "s1 seq 1: the index row differs from the signed block: n_lines 2 (signed: 4)"
+        ]
+        with pytest.raises(IntegrityError, match="n_lines 2"):
+            scan_arrays(cir, Opener(r.cir), 1)
+    finally:
+        cir.close()
+
+
+def _cli_cir(tmp_path: Path, r: Any) -> list[str]:
+    key = CirKey(r.cir, *reversed(zmq.curve_keypair()))
+    key.save(tmp_path / "keys")
+    (tmp_path / "central.toml").write_text('[central]\nkey = "keys/cir.key"\nstate_dir = "cir"\n')
+    return ["--config", str(tmp_path / "central.toml")]
+
+
+def test_nii_cir_verify_and_export_say_what_is_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nii.__main__ import main
+
+    cir, r, _ = committed_cir(tmp_path / "cir")
+    cfg = _cli_cir(tmp_path, r)
+    # an orphan: a batch whose blobs were written but whose transaction never committed
+    orphan = hashlib.sha256(b"cut short").digest()
+    cir.blobs.put([(orphan, b"never indexed")])
+    cir.close()
+    assert main(["cir", "verify", *cfg]) == 0
+    out = capsys.readouterr().out
+    assert "1 blob(s)" in out and orphan.hex() in out and "chains verified" in out
+    assert main(["cir", "export", *cfg, "1", "--out", str(tmp_path / "s1.npz")]) == 0
+    capsys.readouterr()
+    cir = Cir(tmp_path / "cir")
+    cir.wdb.execute("UPDATE blocks SET kind = 'gap' WHERE seq = 1")
+    cir.close()
+    assert main(["cir", "verify", *cfg]) == 1
+    assert "the index says gap" in capsys.readouterr().out
+    assert main(["cir", "export", *cfg, "1", "--out", str(tmp_path / "s2.npz")]) != 0
+    err = capsys.readouterr().err
+    assert "the index says gap" in err and "Traceback" not in err
+    assert not (tmp_path / "s2.npz").exists()
