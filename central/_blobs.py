@@ -15,7 +15,7 @@ reports any that stay orphaned.
   ``<prefix>/ab/cd/<hash>``, through boto3 against any S3-compatible server
   (Amazon S3, MinIO, SeaweedFS, Ceph RGW).  A PUT returns once the server has
   stored the object; what "stored" means (replicas, fsync) is the server's
-  setting, ``docs/scale.md``.
+  setting (decision 0016).
 
 The store never judges what it holds: every reader checks a blob against its
 name (``core.seal.parse`` and the block hash) and its signature.

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -27,6 +26,7 @@ from typing import Any
 import sqlite_utils
 
 from central._blobs import BlobStore, FileBlobStore, open_blob_store
+from central._sql import Sql, migrate
 from core.config import CentralConfig
 from core.errors import ConfigError, EnrollmentError, IntegrityError, NiiError, StorageError
 from core.keys import EdgePublic
@@ -84,153 +84,76 @@ class Cir:
         *,
         create: bool = True,
         blobs: BlobStore | Callable[[], BlobStore] | None = None,
+        database: str = "",
     ) -> None:
         """Open the CIR in ``state_dir``; with ``create=False`` it must exist already.
 
+        ``database`` is a PostgreSQL URL for the metadata (default: SQLite in
+        ``state_dir/cir.sqlite``); its schema is brought up to date (``central._sql``).
         ``blobs`` is where the blocks are kept (``central._blobs.open_blob_store``), or
         what opens it once the CIR is found; default the files under ``state_dir/blobs``.
+
+        Raises:
+            ConfigError: no CIR where ``create=False`` wants one, or one that cannot be
+                opened (``central._sql.Sql``).
         """
         self.dir = Path(state_dir)
-        if not create and not (self.dir / "cir.sqlite").exists():
+        self.database = database
+        if not create and not database and not (self.dir / "cir.sqlite").exists():
             raise ConfigError(
                 f"there is no CIR in {self.dir}",
                 fix="check state_dir in the central configuration (--config)",
             )
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            path = self.dir / "cir.sqlite"
-            # Two connections: readers on the event loop, the writer in the commit thread.
-            # WAL lets readers see only committed data while a batch is being written.
-            self.db = sqlite_utils.Database(sqlite3.connect(path, timeout=30))
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.wdb = sqlite_utils.Database(
-                sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
-            )
-            self.wdb.execute("PRAGMA synchronous=FULL")
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise ConfigError(
                 f"cannot open the CIR in {self.dir}: {exc}",
                 fix="check state_dir: it must exist, be writable and have free space",
             ) from exc
+        target = database or str(self.dir / "cir.sqlite")
+        # Two connections: readers on the event loop, the writer in the commit thread.
+        # WAL (SQLite) and MVCC (PostgreSQL) let readers see only committed data while a
+        # batch is being written.
+        self.sql = Sql(target)
         try:
+            self.wsql = Sql(target)
+        except BaseException:
+            self.sql.close()
+            raise
+        self._legacy: sqlite_utils.Database | None = None
+        try:
+            migrate(self.wsql)
             if blobs is None:
                 self.blobs: BlobStore = FileBlobStore(self.dir / "blobs", self.dir)
             else:
                 self.blobs = blobs() if callable(blobs) else blobs
         except BaseException:
-            self.wdb.close()
-            self.db.close()
+            self.wsql.close()
+            self.sql.close()
             raise
-        self._schema()
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        """The SQLite metadata through sqlite-utils, for the modules that still read it so
+        (ATT transits, the verdict and ATT stores).
+
+        Raises:
+            NiiError: the metadata is on PostgreSQL.
+        """
+        if self.sql.postgres:
+            raise NiiError(
+                "this part of the CIR runs on the embedded SQLite CIR only, not yet on PostgreSQL",
+                fix="use the embedded CIR (leave cir out of [central]) for it",
+            )
+        if self._legacy is None:
+            self._legacy = sqlite_utils.Database(self.sql.conn)
+        return self._legacy
 
     def close(self) -> None:
         self.blobs.close()
-        self.wdb.close()
-        self.db.close()
-
-    def _schema(self) -> None:
-        db = self.db
-        if "edges" not in db.table_names():
-            db.table("edges").create(
-                {
-                    "id": str,
-                    "sign_public": str,
-                    "curve_public": str,
-                    "enrolled_ns": int,
-                    "revoked_ns": int,
-                    "note": str,
-                },
-                pk="id",
-            )
-            db.table("edges").create_index(["curve_public"], unique=True)
-        if "streams" not in db.table_names():
-            db.table("streams").create(
-                {
-                    "scanner": str,
-                    "edge": str,
-                    "last_seq": int,
-                    "last_hash": str,
-                    "link_next_seq": int,
-                    "scan_ref": int,
-                    "scan_id": int,
-                    "updated_ns": int,
-                },
-                pk="scanner",
-            )
-        if "blocks" not in db.table_names():
-            db.table("blocks").create(
-                {
-                    "scanner": str,
-                    "seq": int,
-                    "kind": str,
-                    "scan_ref": int,
-                    "scan_id": int,
-                    "n_lines": int,
-                    "link_first": int,
-                    "link_last": int,
-                    "hash": str,
-                    "prev_hash": str,
-                    "size": int,
-                    "created_ns": int,
-                    "committed_ns": int,
-                },
-                pk=("scanner", "seq"),
-            )
-            db.table("blocks").create_index(["scan_ref", "seq"])
-        if "scans" not in db.table_names():
-            db.table("scans").create(
-                {
-                    "ref": int,
-                    "scanner": str,
-                    "scan_id": int,
-                    "container": str,
-                    "status": str,
-                    "started_ns": int,
-                    "finished_ns": int,
-                    "lines_planned": int,
-                    "lines_received": int,
-                    "calib_lines": int,
-                    "lines_emitted": int,
-                    "blocks": int,
-                    "first_seq": int,
-                    "last_seq": int,
-                    "gaps": int,
-                    "start_record": str,
-                    "end_record": str,
-                },
-                pk="ref",
-            )
-            db.table("scans").create_index(["scanner", "scan_id"])
-        if "scanner_calibrations" not in db.table_names():
-            # each scanner's calibrations (R: ATR in physical units), one row per distinct
-            # document, kept as the scan-start records bring them (docs/atr.md)
-            db.table("scanner_calibrations").create(
-                {
-                    "scanner": str,
-                    "sha256": str,
-                    "document": str,
-                    "first_seen_ns": int,
-                    "last_seen_ns": int,
-                    "first_ref": int,
-                    "last_ref": int,
-                    "scans": int,
-                },
-                pk=("scanner", "sha256"),
-            )
-        if "alarms" not in db.table_names():
-            db.table("alarms").create(
-                {
-                    "id": int,
-                    "ts_ns": int,
-                    "scanner": str,
-                    "edge": str,
-                    "kind": str,
-                    "message": str,
-                    "details": str,
-                },
-                pk="id",
-            )
+        self.wsql.close()
+        self.sql.close()
 
     # -- enrollment ----------------------------------------------------------------------
     def enroll(self, pub: EdgePublic, note: str = "") -> None:
@@ -261,39 +184,37 @@ class Cir:
                 f"edge {pub.id!r} is already enrolled with other keys",
                 fix=f"revoke it first ('nii central revoke {pub.id}') if the box was replaced",
             )
-        self.db.table("edges").upsert(row, pk="id")
+        with self.wsql.transaction():
+            self.wsql.upsert("edges", [row], ["id"])
 
     def revoke(self, edge_id: str) -> None:
         if self.edge(edge_id) is None:
             raise EnrollmentError(
                 f"no edge {edge_id!r} is enrolled", fix="list them with 'nii central edges'"
             )
-        self.db.table("edges").update(edge_id, {"revoked_ns": time.time_ns()})
+        self.wsql.execute("UPDATE edges SET revoked_ns = ? WHERE id = ?", [time.time_ns(), edge_id])
 
     def edge(self, edge_id: str) -> dict[str, Any] | None:
-        rows = list(self.db.table("edges").rows_where("id = ?", [edge_id]))
-        return rows[0] if rows else None
+        return self.sql.one("SELECT * FROM edges WHERE id = ?", [edge_id])
 
     def edge_by_curve(self, curve_z85: str) -> dict[str, Any] | None:
-        rows = list(self.db.table("edges").rows_where("curve_public = ?", [curve_z85]))
-        return rows[0] if rows else None
+        return self.sql.one("SELECT * FROM edges WHERE curve_public = ?", [curve_z85])
 
     def edges(self) -> list[dict[str, Any]]:
-        return list(self.db.table("edges").rows_where(order_by="id"))
+        return self.sql.rows("SELECT * FROM edges ORDER BY id")
 
     # -- streams -------------------------------------------------------------------------
     def stream(self, scanner: str) -> StreamState | None:
-        rows = list(self.db.table("streams").rows_where("scanner = ?", [scanner]))
-        if not rows:
+        r = self.sql.one("SELECT * FROM streams WHERE scanner = ?", [scanner])
+        if r is None:
             return None
-        r = rows[0]
-        top = self.db.execute(
-            "SELECT seq, hash FROM blocks WHERE scanner = ? ORDER BY seq DESC LIMIT 1", [scanner]
-        ).fetchone()
-        if top is not None and top[0] != r["last_seq"]:
+        top = self.sql.value(
+            "SELECT seq FROM blocks WHERE scanner = ? ORDER BY seq DESC LIMIT 1", [scanner]
+        )
+        if top is not None and top != r["last_seq"]:
             raise NiiError(
                 f"the CIR index is inconsistent for {scanner}: stream head {r['last_seq']}, "
-                f"last block {top[0]}",
+                f"last block {top}",
                 fix="stop central and run 'nii cir verify'; restore the index from backup",
             )
         return StreamState(
@@ -311,13 +232,13 @@ class Cir:
         (after its last block of another kind, at most ``limit`` looked at), oldest first.
         The cause is read from the GAP block's meta; ``lost`` when its blob is unreadable
         (as an edge that names no cause means)."""
-        rows = self.db.execute(
+        rows = self.sql.rows(
             "SELECT seq, kind, scan_id, hash FROM blocks WHERE scanner = ? "
             "ORDER BY seq DESC LIMIT ?",
             [scanner, limit],
         )
         out: list[tuple[int, int | None, str]] = []
-        for seq, kind, scan_id, h in rows:
+        for seq, kind, scan_id, h in (tuple(r.values()) for r in rows):
             if kind != "gap":
                 break
             try:
@@ -329,10 +250,8 @@ class Cir:
         return out[::-1]
 
     def block_hash(self, scanner: str, seq: int) -> bytes | None:
-        row = self.db.execute(
-            "SELECT hash FROM blocks WHERE scanner = ? AND seq = ?", [scanner, seq]
-        ).fetchone()
-        return None if row is None else bytes.fromhex(row[0])
+        h = self.sql.value("SELECT hash FROM blocks WHERE scanner = ? AND seq = ?", [scanner, seq])
+        return None if h is None else bytes.fromhex(h)
 
     # -- commit --------------------------------------------------------------------------
     def blob_path(self, h: bytes | str) -> Path:
@@ -410,75 +329,53 @@ class Cir:
             }
             for st in streams.values()
         ]
-        # One explicit transaction in plain SQL: sqlite-utils' own write helpers commit
-        # on their own, which would split a group commit (blocks without their stream
-        # head) if the process died in between.
-        conn = self.wdb.conn
-        conn.execute("BEGIN IMMEDIATE")
+        # One explicit transaction: blocks, stream heads, scans, alarms and calibrations
+        # commit together or not at all (blocks without their stream head would be an
+        # index the chain check cannot trust).
+        db = self.wsql
         try:
-            for table, items, replace in (
-                ("blocks", rows, False),
-                ("streams", stream_rows, True),
-                ("scans", list(scans.values()), True),
-                ("alarms", alarms, False),
-            ):
-                if not items:
-                    continue
-                cols = list(items[0])
-                verb = "INSERT OR REPLACE" if replace else "INSERT"
-                conn.executemany(
-                    f"{verb} INTO {table} ({', '.join(cols)}) "
-                    f"VALUES ({', '.join('?' for _ in cols)})",
-                    [tuple(it.get(c) for c in cols) for it in items],
-                )
-            if calibrations:
-                conn.executemany(
-                    "INSERT INTO scanner_calibrations (scanner, sha256, document, "
-                    "first_seen_ns, last_seen_ns, first_ref, last_ref, scans) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, 1) "
-                    "ON CONFLICT (scanner, sha256) DO UPDATE SET "
-                    "last_seen_ns = max(last_seen_ns, excluded.last_seen_ns), "
-                    "last_ref = max(last_ref, excluded.last_ref), scans = scans + 1",
-                    [
-                        (
-                            c["scanner"],
-                            c["sha256"],
-                            c["document"],
-                            c["seen_ns"],
-                            c["seen_ns"],
-                            c["ref"],
-                            c["ref"],
-                        )
-                        for c in calibrations
-                    ],
-                )
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            # SQLite may have rolled back a failed COMMIT itself; a second ROLLBACK would
-            # raise "no transaction is active" and hide the cause.
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError | OSError) and is_storage_error(exc):
+            with db.transaction():
+                db.insert("blocks", rows)
+                db.upsert("streams", stream_rows, ["scanner"])
+                db.upsert("scans", [dict(v) for v in scans.values()], ["ref"])
+                db.insert("alarms", alarms)
+                if calibrations:
+                    db.executemany(
+                        "INSERT INTO scanner_calibrations (scanner, sha256, document, "
+                        "first_seen_ns, last_seen_ns, first_ref, last_ref, scans) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, 1) "
+                        "ON CONFLICT (scanner, sha256) DO UPDATE SET "
+                        "last_seen_ns = "
+                        + db.greatest("scanner_calibrations.last_seen_ns", "excluded.last_seen_ns")
+                        + ", last_ref = "
+                        + db.greatest("scanner_calibrations.last_ref", "excluded.last_ref")
+                        + ", scans = scanner_calibrations.scans + 1",
+                        [
+                            (c["scanner"], c["sha256"], c["document"], c["seen_ns"],
+                             c["seen_ns"], c["ref"], c["ref"])
+                            for c in calibrations
+                        ],
+                    )  # fmt: skip
+        except (sqlite3.OperationalError, OSError) as exc:
+            if is_storage_error(exc):
                 raise self.storage_error(exc) from exc
             raise
 
     def next_scan_ref(self) -> int:
-        row = self.db.execute("SELECT COALESCE(MAX(ref), 0) FROM scans").fetchone()
-        return int(row[0]) + 1
+        return int(self.sql.value("SELECT COALESCE(MAX(ref), 0) AS r FROM scans") or 0) + 1
 
     def scan(self, ref: int) -> dict[str, Any] | None:
-        rows = list(self.db.table("scans").rows_where("ref = ?", [ref]))
-        return rows[0] if rows else None
+        return self.sql.one("SELECT * FROM scans WHERE ref = ?", [ref])
 
     def scans(self, scanner: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        where, args = ("scanner = ?", [scanner]) if scanner else (None, [])
-        return list(
-            self.db.table("scans").rows_where(where, args, order_by="ref desc", limit=limit)
-        )
+        if scanner:
+            return self.sql.rows(
+                "SELECT * FROM scans WHERE scanner = ? ORDER BY ref DESC LIMIT ?", [scanner, limit]
+            )
+        return self.sql.rows("SELECT * FROM scans ORDER BY ref DESC LIMIT ?", [limit])
 
     def alarm_rows(self, limit: int = 50) -> list[dict[str, Any]]:
-        return list(self.db.table("alarms").rows_where(order_by="id desc", limit=limit))
+        return self.sql.rows("SELECT * FROM alarms ORDER BY id DESC LIMIT ?", [limit])
 
     def alarm_row(
         self, scanner: str, edge: str, kind: str, message: str, **details: Any
@@ -501,18 +398,18 @@ class Cir:
         many scans brought it). The current calibration is the one the scanner's latest
         scan brought.
         """
-        return list(
-            self.db.table("scanner_calibrations").rows_where(
-                "scanner = ?", [scanner], order_by="last_ref desc, last_seen_ns desc"
-            )
+        return self.sql.rows(
+            "SELECT * FROM scanner_calibrations WHERE scanner = ? "
+            "ORDER BY last_ref DESC, last_seen_ns DESC",
+            [scanner],
         )
 
     def scanner_ids(self) -> list[str]:
         """Every scanner the CIR has a stream or a scan of, sorted."""
-        rows = self.db.execute(
+        rows = self.sql.rows(
             "SELECT scanner FROM streams UNION SELECT DISTINCT scanner FROM scans ORDER BY 1"
-        ).fetchall()
-        return [str(r[0]) for r in rows]
+        )
+        return [str(r["scanner"]) for r in rows]
 
     # -- reading -------------------------------------------------------------------------
     def read_block(self, h: str) -> Block:
@@ -535,14 +432,14 @@ class Cir:
         """Names of blobs no index row names, sorted: written by a batch whose transaction
         never committed (a crash or a full disk in between).  Harmless: the edge resent
         those blocks; ``nii cir verify`` reports them."""
-        indexed = {str(r[0]) for r in self.db.execute("SELECT hash FROM blocks")}
+        indexed = {str(r["hash"]) for r in self.sql.rows("SELECT hash FROM blocks")}
         return sorted(n for n in self.blobs.names() if n not in indexed)
 
     def scan_blocks(self, scan_ref: int) -> Iterator[dict[str, Any]]:
-        yield from self.db.table("blocks").rows_where("scan_ref = ?", [scan_ref], order_by="seq")
+        yield from self.sql.rows("SELECT * FROM blocks WHERE scan_ref = ? ORDER BY seq", [scan_ref])
 
     def stream_blocks(self, scanner: str) -> Iterator[dict[str, Any]]:
-        yield from self.db.table("blocks").rows_where("scanner = ?", [scanner], order_by="seq")
+        yield from self.sql.rows("SELECT * FROM blocks WHERE scanner = ? ORDER BY seq", [scanner])
 
 
 def central_blobs(cfg: CentralConfig) -> BlobStore:
@@ -559,7 +456,7 @@ def central_blobs(cfg: CentralConfig) -> BlobStore:
 
 def open_cir(cfg: CentralConfig, *, create: bool = True) -> Cir:
     """The CIR of central's configuration: its ``state_dir`` and its blob store."""
-    return Cir(cfg.state_dir, create=create, blobs=lambda: central_blobs(cfg))
+    return Cir(cfg.state_dir, create=create, blobs=lambda: central_blobs(cfg), database=cfg.cir)
 
 
 def is_storage_error(exc: BaseException) -> bool:

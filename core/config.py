@@ -21,6 +21,7 @@ listen = "tcp://127.0.0.1:7600"   # edges connect here (CurveZMQ)
 feed = "tcp://127.0.0.1:7601"     # live feed for control rooms (PUB)
 state_dir = "var/central"         # CIR database and blobs
 key = "keys/cir.key"
+# cir = "postgresql://nii@db.example.org/nii"  # metadata on PostgreSQL (default: SQLite here)
 # blobs = "s3://nii-cir/site1"     # the sealed blocks in an S3-compatible store ("file": here)
 # s3_endpoint = "http://127.0.0.1:8333"
 # s3_credentials = "keys/s3.ini"   # [default] aws_access_key_id, aws_secret_access_key
@@ -158,6 +159,7 @@ class CentralConfig:
     preview_hz: float = 10.0
     atr: bool = True  # live ATR verdicts on completed scans
     atr_max_backlog: int = 8  # scans waiting for ATR before new ones are skipped (alarmed)
+    cir: str = ""  # the metadata's PostgreSQL URL (empty: SQLite in state_dir)
     blobs: str = "file"  # where the sealed blocks go: "file" (state_dir/blobs) or s3://…
     s3_endpoint: str = ""  # the S3-compatible server's URL (empty: Amazon S3)
     s3_credentials: Path | None = None  # boto3 INI credentials (None: boto3's own chain)
@@ -177,11 +179,20 @@ class CentralConfig:
                 "preview_hz",
                 "atr",
                 "atr_max_backlog",
+                "cir",
                 "blobs",
                 "s3_endpoint",
                 "s3_credentials",
             }
         )
+        cir = str(s.doc.get("cir", ""))
+        if cir and not cir.startswith(("postgresql://", "postgres://")):
+            raise s._err(
+                "cir",
+                f"{cir!r} is not a PostgreSQL URL",
+                'write e.g. "postgresql://nii@db.example.org/nii" (the password in ~/.pgpass '
+                "or PGPASSWORD), or leave it out for the embedded SQLite CIR",
+            )
         blobs = s.text("blobs", "file")
         if not (blobs == "file" or (blobs.startswith("s3://") and len(blobs) > 5)):
             raise s._err(
@@ -202,6 +213,7 @@ class CentralConfig:
             preview_hz=s.num("preview_hz", 10.0, 0.0, 1000.0),
             atr=s.flag("atr", True),
             atr_max_backlog=int(s.num("atr_max_backlog", 8, 1, 10_000)),
+            cir=cir,
             blobs=blobs,
             s3_endpoint=endpoint,
             s3_credentials=s.path_("s3_credentials") if "s3_credentials" in s.doc else None,

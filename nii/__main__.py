@@ -227,7 +227,7 @@ def cmd_cir(args: argparse.Namespace) -> int:
         elif args.action == "calibration":
             _print_calibration(cir, args.scanner, history=args.all)
         elif args.action == "verify":
-            streams = [r["scanner"] for r in cir.db["streams"].rows]
+            streams = [r["scanner"] for r in cir.sql.rows("SELECT scanner FROM streams")]
             bad = 0
             for s in streams:
                 rep = verify_stream(cir, s)

@@ -12,10 +12,15 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "install.md"
 
 
 def test_install_examples_load(tmp_path: Path) -> None:
-    central, sla, edge = re.findall(r"```toml\n(.*?)```", DOC.read_text(), re.S)
+    central, national, sla, edge = re.findall(r"```toml\n(.*?)```", DOC.read_text(), re.S)
     (tmp_path / "central.toml").write_text(central)
     c = CentralConfig.load(tmp_path / "central.toml")
     assert c.state_dir == Path("/var/lib/nii/central") and c.key == tmp_path / "cir.key"
+    assert (c.cir, c.blobs) == ("", "file")
+    (tmp_path / "central.toml").write_text(central + national)
+    c = CentralConfig.load(tmp_path / "central.toml")
+    assert c.cir.startswith("postgresql://") and c.blobs == "s3://nii-cir/karachi"
+    assert c.s3_credentials == tmp_path / "s3.ini"
     (tmp_path / "sla.toml").write_text(sla)
     assert Sla.load(tmp_path / "sla.toml").maintenance[0][0] == "kict-1"
     (tmp_path / "edge.toml").write_text(edge)

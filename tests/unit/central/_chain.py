@@ -181,15 +181,17 @@ class Rig:
         return [self.store.scans[r] for r in sorted(self.store.scans)]
 
 
-def committed_cir(state: Any, blobs: Any = None) -> tuple[Any, Rig, list[bytes]]:
-    """A real CIR in folder ``state`` (blob store ``blobs``, default files) holding one
-    complete scan of the Rig's enrolled edge: start, four lines, end.  Returns the CIR,
-    the Rig and the three blocks' hashes."""
+def committed_cir(
+    state: Any, blobs: Any = None, database: str = ""
+) -> tuple[Any, Rig, list[bytes]]:
+    """A real CIR in folder ``state`` (blob store ``blobs``, default files; metadata in
+    ``database``, default SQLite) holding one complete scan of the Rig's enrolled edge:
+    start, four lines, end.  Returns the CIR, the Rig and the three blocks' hashes."""
     from central._cir import Cir
     from core.keys import EdgePublic
 
     r = Rig()
-    cir = Cir(state, blobs=blobs)
+    cir = Cir(state, blobs=blobs, database=database)
     cir.enroll(EdgePublic(EDGE, r.sign.public_key(), b"0" * 40))
     ingest = Ingest(cir, Opener(r.cir).open, r._alarm)
     hashes = []

@@ -130,6 +130,7 @@ def test_central_names_its_blob_store_or_says_what_is_wrong(tmp_path: Path) -> N
         ('blobs = "s3://"', "is not a blob store"),
         ('blobs = "s3://b"\ns3_endpoint = "127.0.0.1:8333"', "is not a URL"),
         ('blobz = "s3://b"', "unknown setting"),
+        ('cir = "mysql://x/y"', "is not a PostgreSQL URL"),
     ):
         cfg = tmp_path / "central.toml"
         cfg.write_text(base + line + "\n")

@@ -46,7 +46,7 @@ def test_a_block_sealed_with_a_rogue_key_is_refused_on_export(tmp_path: Path) ->
             created_ns=real.created_ns,
         )  # fmt: skip
         cir.blobs.put([(h, raw)])
-        cir.wdb.execute(
+        cir.wsql.execute(
             "UPDATE blocks SET hash = ? WHERE scanner = ? AND seq = ?", [h.hex(), SCANNER, 1]
         )
         with pytest.raises(IntegrityError, match="seq 1: bad signature"):
@@ -59,7 +59,7 @@ def test_a_block_sealed_with_a_rogue_key_is_refused_on_export(tmp_path: Path) ->
 def test_a_row_relabelled_gap_is_refused_on_export(tmp_path: Path) -> None:
     cir, r, _ = committed_cir(tmp_path / "cir")
     try:
-        cir.wdb.execute("UPDATE blocks SET kind = 'gap' WHERE scanner = ? AND seq = 1", [SCANNER])
+        cir.wsql.execute("UPDATE blocks SET kind = 'gap' WHERE scanner = ? AND seq = 1", [SCANNER])
         with pytest.raises(IntegrityError, match="the index says gap, the signed block is data"):
             scan_arrays(cir, Opener(r.cir), 1)
     finally:
@@ -70,7 +70,7 @@ def test_a_modified_row_is_found_by_verify_and_refused_on_export(tmp_path: Path)
     cir, r, _ = committed_cir(tmp_path / "cir")
     try:
         assert verify_stream(cir, SCANNER).ok
-        cir.wdb.execute("UPDATE blocks SET n_lines = 2 WHERE scanner = ? AND seq = 1", [SCANNER])
+        cir.wsql.execute("UPDATE blocks SET n_lines = 2 WHERE scanner = ? AND seq = 1", [SCANNER])
         rep = verify_stream(cir, SCANNER)
         assert rep.problems == [
             "s1 seq 1: the index row differs from the signed block: n_lines 2 (signed: 4)"
@@ -105,7 +105,7 @@ def test_nii_cir_verify_and_export_say_what_is_wrong(
     assert main(["cir", "export", *cfg, "1", "--out", str(tmp_path / "s1.npz")]) == 0
     capsys.readouterr()
     cir = Cir(tmp_path / "cir")
-    cir.wdb.execute("UPDATE blocks SET kind = 'gap' WHERE seq = 1")
+    cir.wsql.execute("UPDATE blocks SET kind = 'gap' WHERE seq = 1")
     cir.close()
     assert main(["cir", "verify", *cfg]) == 1
     assert "the index says gap" in capsys.readouterr().out

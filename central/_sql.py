@@ -1,0 +1,322 @@
+"""One SQL connection for the CIR's metadata, on SQLite or PostgreSQL.
+
+The CIR's queries are written once, in the subset of SQL both engines share, with
+``?`` placeholders; :class:`Sql` runs them on either (turning ``?`` into psycopg's
+``%s`` on PostgreSQL).  What differs is behind small helpers: :meth:`Sql.upsert`
+(``INSERT … ON CONFLICT … DO UPDATE``, both engines), :meth:`Sql.greatest`
+(``max(a, b)`` / ``GREATEST(a, b)``) and :meth:`Sql.transaction` (``BEGIN
+IMMEDIATE`` on SQLite, so a writer waits for the lock at the start, not at its
+first write).
+
+Schema versions are explicit: :func:`migrate` applies the numbered steps of
+:data:`MIGRATIONS` that a database has not had (``PRAGMA user_version`` on SQLite,
+the ``schema_version`` table on PostgreSQL), each in its own transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError
+
+SQLITE = "sqlite"
+POSTGRESQL = "postgresql"
+
+
+def is_postgres_url(spec: str | Path) -> bool:
+    """Whether ``spec`` names a PostgreSQL database (``postgresql://`` or ``postgres://``)."""
+    return str(spec).startswith(("postgresql://", "postgres://"))
+
+
+class Sql:
+    """One connection; not shared between threads (open one per thread)."""
+
+    def __init__(self, target: str | Path, *, timeout_s: float = 30.0) -> None:
+        """Connect to ``target``: a PostgreSQL URL, or the path of a SQLite file
+        (made if missing; WAL, ``synchronous=FULL``).
+
+        Raises:
+            ConfigError: the database cannot be opened or reached.
+        """
+        self.target = str(target)
+        if is_postgres_url(target):
+            import psycopg
+            from psycopg.rows import dict_row
+
+            self.dialect = POSTGRESQL
+            try:
+                self.conn: Any = psycopg.connect(
+                    self.target, autocommit=True, row_factory=dict_row, connect_timeout=10
+                )
+            except psycopg.Error as exc:
+                raise ConfigError(
+                    f"cannot reach the CIR's database {_safe(self.target)}: {exc}",
+                    fix="check cir in [central]: the server must be up and the user may log in",
+                ) from exc
+        else:
+            self.dialect = SQLITE
+            try:
+                self.conn = sqlite3.connect(
+                    target, timeout=timeout_s, check_same_thread=False, isolation_level=None
+                )
+                self.conn.row_factory = sqlite3.Row
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error as exc:
+                raise ConfigError(
+                    f"cannot open the CIR's database {target}: {exc}",
+                    fix="check state_dir: it must exist, be writable and have free space",
+                ) from exc
+        self._depth = 0
+
+    @property
+    def postgres(self) -> bool:
+        return self.dialect == POSTGRESQL
+
+    def _sql(self, sql: str) -> str:
+        if not self.postgres:
+            return sql
+        return _PLACEHOLDER.sub("%s", sql.replace("%", "%%"))
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement; the cursor (rows as mappings)."""
+        return self.conn.execute(self._sql(sql), tuple(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for each parameter row."""
+        if not rows:
+            return
+        if self.postgres:
+            with self.conn.cursor() as cur:
+                cur.executemany(self._sql(sql), [tuple(r) for r in rows])
+        else:
+            self.conn.executemany(sql, [tuple(r) for r in rows])
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        """All rows of a query, as dicts."""
+        return [dict(r) for r in self.execute(sql, params).fetchall()]
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        """The first row of a query as a dict, or None."""
+        r = self.execute(sql, params).fetchone()
+        return None if r is None else dict(r)
+
+    def value(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row, or None."""
+        r = self.one(sql, params)
+        return None if r is None else next(iter(r.values()))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Sql]:
+        """All statements inside commit together or not at all (nested: one)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self
+            finally:
+                self._depth -= 1
+            return
+        if self.postgres:
+            self._depth = 1
+            try:
+                with self.conn.transaction():
+                    yield self
+            finally:
+                self._depth = 0
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield self
+            self.conn.execute("COMMIT")
+        except BaseException:
+            # SQLite may have rolled back a failed COMMIT itself; a second ROLLBACK would
+            # raise "no transaction is active" and hide the cause
+            if self.conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+            raise
+        finally:
+            self._depth = 0
+
+    def upsert(self, table: str, rows: Sequence[dict[str, Any]], key: Sequence[str]) -> None:
+        """Insert ``rows`` (dicts with the same keys), replacing the columns they name of
+        a row with the same ``key``."""
+        if not rows:
+            return
+        cols = list(rows[0])
+        sets = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in key)
+        verb = f"DO UPDATE SET {sets}" if sets else "DO NOTHING"
+        self.executemany(
+            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) "
+            f"ON CONFLICT ({', '.join(key)}) {verb}",
+            [[r.get(c) for c in cols] for r in rows],
+        )
+
+    def insert(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert ``rows`` (dicts with the same keys)."""
+        if not rows:
+            return
+        cols = list(rows[0])
+        self.executemany(
+            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+            [[r.get(c) for c in cols] for r in rows],
+        )
+
+    def greatest(self, a: str, b: str) -> str:
+        """SQL for the larger of two expressions."""
+        return f"GREATEST({a}, {b})" if self.postgres else f"max({a}, {b})"
+
+    def tables(self) -> set[str]:
+        """The names of the tables."""
+        if self.postgres:
+            q = "SELECT tablename AS name FROM pg_tables WHERE schemaname = current_schema()"
+        else:
+            q = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        return {str(r["name"]) for r in self.rows(q)}
+
+    def close(self) -> None:
+        """Close the connection."""
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def _safe(url: str) -> str:
+    """A database URL without its password."""
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered schema step, per dialect."""
+
+    version: int
+    what: str
+    sqlite: str
+    postgresql: str
+
+
+# Types: SQLite keeps what it is given; on PostgreSQL nanosecond times and sizes are BIGINT.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "the CIR: edges, streams, blocks, scans, scanner calibrations, alarms",
+        sqlite="""
+CREATE TABLE IF NOT EXISTS edges (
+    id TEXT PRIMARY KEY, sign_public TEXT, curve_public TEXT, enrolled_ns INTEGER,
+    revoked_ns INTEGER, note TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS idx_edges_curve_public ON edges (curve_public);
+CREATE TABLE IF NOT EXISTS streams (
+    scanner TEXT PRIMARY KEY, edge TEXT, last_seq INTEGER, last_hash TEXT,
+    link_next_seq INTEGER, scan_ref INTEGER, scan_id INTEGER, updated_ns INTEGER);
+CREATE TABLE IF NOT EXISTS blocks (
+    scanner TEXT, seq INTEGER, kind TEXT, scan_ref INTEGER, scan_id INTEGER,
+    n_lines INTEGER, link_first INTEGER, link_last INTEGER, hash TEXT, prev_hash TEXT,
+    size INTEGER, created_ns INTEGER, committed_ns INTEGER, PRIMARY KEY (scanner, seq));
+CREATE INDEX IF NOT EXISTS idx_blocks_scan_ref_seq ON blocks (scan_ref, seq);
+CREATE TABLE IF NOT EXISTS scans (
+    ref INTEGER PRIMARY KEY, scanner TEXT, scan_id INTEGER, container TEXT, status TEXT,
+    started_ns INTEGER, finished_ns INTEGER, lines_planned INTEGER, lines_received INTEGER,
+    calib_lines INTEGER, lines_emitted INTEGER, blocks INTEGER, first_seq INTEGER,
+    last_seq INTEGER, gaps INTEGER, start_record TEXT, end_record TEXT);
+CREATE INDEX IF NOT EXISTS idx_scans_scanner_scan_id ON scans (scanner, scan_id);
+CREATE TABLE IF NOT EXISTS scanner_calibrations (
+    scanner TEXT, sha256 TEXT, document TEXT, first_seen_ns INTEGER, last_seen_ns INTEGER,
+    first_ref INTEGER, last_ref INTEGER, scans INTEGER, PRIMARY KEY (scanner, sha256));
+CREATE TABLE IF NOT EXISTS alarms (
+    id INTEGER PRIMARY KEY, ts_ns INTEGER, scanner TEXT, edge TEXT, kind TEXT,
+    message TEXT, details TEXT);
+""",
+        postgresql="""
+CREATE TABLE IF NOT EXISTS edges (
+    id TEXT PRIMARY KEY, sign_public TEXT, curve_public TEXT, enrolled_ns BIGINT,
+    revoked_ns BIGINT, note TEXT);
+CREATE UNIQUE INDEX IF NOT EXISTS idx_edges_curve_public ON edges (curve_public);
+CREATE TABLE IF NOT EXISTS streams (
+    scanner TEXT PRIMARY KEY, edge TEXT, last_seq BIGINT, last_hash TEXT,
+    link_next_seq BIGINT, scan_ref BIGINT, scan_id BIGINT, updated_ns BIGINT);
+CREATE TABLE IF NOT EXISTS blocks (
+    scanner TEXT, seq BIGINT, kind TEXT, scan_ref BIGINT, scan_id BIGINT,
+    n_lines BIGINT, link_first BIGINT, link_last BIGINT, hash TEXT, prev_hash TEXT,
+    size BIGINT, created_ns BIGINT, committed_ns BIGINT, PRIMARY KEY (scanner, seq));
+CREATE INDEX IF NOT EXISTS idx_blocks_scan_ref_seq ON blocks (scan_ref, seq);
+CREATE INDEX IF NOT EXISTS idx_blocks_hash ON blocks (hash);
+CREATE TABLE IF NOT EXISTS scans (
+    ref BIGINT PRIMARY KEY, scanner TEXT, scan_id BIGINT, container TEXT, status TEXT,
+    started_ns BIGINT, finished_ns BIGINT, lines_planned BIGINT, lines_received BIGINT,
+    calib_lines BIGINT, lines_emitted BIGINT, blocks BIGINT, first_seq BIGINT,
+    last_seq BIGINT, gaps BIGINT, start_record TEXT, end_record TEXT);
+CREATE INDEX IF NOT EXISTS idx_scans_scanner_scan_id ON scans (scanner, scan_id);
+CREATE TABLE IF NOT EXISTS scanner_calibrations (
+    scanner TEXT, sha256 TEXT, document TEXT, first_seen_ns BIGINT, last_seen_ns BIGINT,
+    first_ref BIGINT, last_ref BIGINT, scans BIGINT, PRIMARY KEY (scanner, sha256));
+CREATE TABLE IF NOT EXISTS alarms (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, ts_ns BIGINT, scanner TEXT,
+    edge TEXT, kind TEXT, message TEXT, details TEXT);
+""",
+    ),
+)
+
+
+def schema_version(db: Sql) -> int:
+    """The database's schema version (0: none applied)."""
+    if not db.postgres:
+        return int(db.value("PRAGMA user_version") or 0)
+    if "schema_version" not in db.tables():
+        return 0
+    return int(db.value("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version") or 0)
+
+
+def migrate(db: Sql, steps: Sequence[Migration] = MIGRATIONS) -> list[int]:
+    """Apply the steps the database has not had, in order, each in one transaction.
+
+    A CIR made before versions were kept (SQLite, version 0 with its tables there) takes
+    step 1 as it is: every statement of it is ``IF NOT EXISTS``.
+
+    Returns:
+        The versions applied.
+
+    Raises:
+        ConfigError: the database is newer than this program.
+    """
+    have = schema_version(db)
+    newest = max((m.version for m in steps), default=0)
+    if have > newest:
+        raise ConfigError(
+            f"the CIR's database {_safe(db.target)} is at schema version {have}; this "
+            f"program knows up to {newest}",
+            fix="upgrade this installation to the release that wrote it (or restore a backup "
+            "made with this one)",
+        )
+    done = []
+    for m in sorted(steps, key=lambda m: m.version):
+        if m.version <= have:
+            continue
+        script = m.postgresql if db.postgres else m.sqlite
+        with db.transaction():
+            for stmt in (s.strip() for s in script.split(";")):
+                if stmt:
+                    db.execute(stmt)
+            if db.postgres:
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, "
+                    "what TEXT, applied_ns BIGINT)"
+                )
+                db.execute(
+                    "INSERT INTO schema_version (version, what, applied_ns) "
+                    "VALUES (?, ?, (extract(epoch from now()) * 1e9)::bigint)",
+                    [m.version, m.what],
+                )
+            else:
+                db.execute(f"PRAGMA user_version = {int(m.version)}")
+        done.append(m.version)
+    return done

@@ -1,0 +1,82 @@
+"""The CIR's metadata on both engines: the embedded SQLite file and a real PostgreSQL
+server of our own (``nii._local_servers``).  The same chain commits once, reads back
+verified and bit-identical, and a tampered row is found, whichever holds it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from central._cir import Cir
+from central._ingest import Ingest, Work
+from central._reader import scan_arrays, verify_stream
+from central._sql import MIGRATIONS, Sql, migrate, schema_version
+from core.errors import ConfigError
+from core.messages import BlockMsg
+from core.seal import Opener
+from tests.unit.central._chain import IDENT, SCANNER, committed_cir
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> str:
+    return "" if request.param == "sqlite" else str(request.getfixturevalue("pg_database"))
+
+
+def test_a_chain_commits_once_and_reads_back_verified(tmp_path: Path, database: str) -> None:
+    cir, r, hashes = committed_cir(tmp_path / "cir", database=database)
+    try:
+        assert schema_version(cir.sql) == max(m.version for m in MIGRATIONS)
+        assert verify_stream(cir, SCANNER).ok
+        arrays = scan_arrays(cir, Opener(r.cir), 1)
+        assert list(arrays["line_no"]) == [0, 1, 2, 3]
+        assert [cir.block_hash(SCANNER, i) for i in range(3)] == hashes
+        (scan,) = cir.scans()
+        assert (scan["ref"], scan["status"], scan["lines_received"]) == (1, "complete", 4)
+        assert cir.stream(SCANNER) is not None and cir.stream(SCANNER).last_seq == 2  # type: ignore[union-attr]
+        assert cir.next_scan_ref() == 2 and cir.scanner_ids() == [SCANNER]
+        # the same block again: the database itself refuses a second (scanner, seq)
+        ingest = Ingest(cir, Opener(r.cir).open, r._alarm)
+        seq, raw = r.data(1, [4])
+        work = Work()
+        ingest.message(work, IDENT, r.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
+        cir.commit(work.staged, ingest.streams, {k: ingest.scans[k] for k in work.scans}, [])
+        with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+            cir.commit(work.staged, ingest.streams, {}, [])
+        assert len(list(cir.stream_blocks(SCANNER))) == 4
+        cir.wsql.execute("UPDATE blocks SET scan_id = 9 WHERE scanner = ? AND seq = 1", [SCANNER])
+        assert any("scan_id 9" in p for p in verify_stream(cir, SCANNER).problems)
+    finally:
+        cir.close()
+
+
+def test_a_reopened_cir_keeps_its_schema_and_rows(tmp_path: Path, database: str) -> None:
+    cir, _, hashes = committed_cir(tmp_path / "cir", database=database)
+    cir.close()
+    again = Cir(tmp_path / "cir", create=False, database=database)
+    try:
+        assert migrate(again.wsql) == []  # nothing left to apply
+        assert again.block_hash(SCANNER, 2) == hashes[2]
+    finally:
+        again.close()
+
+
+def test_a_database_newer_than_the_program_is_refused(tmp_path: Path, database: str) -> None:
+    target = database or str(tmp_path / "cir.sqlite")
+    db = Sql(target)
+    try:
+        migrate(db)
+        if db.postgres:
+            db.execute("INSERT INTO schema_version (version, what, applied_ns) VALUES (99, 'x', 0)")
+        else:
+            db.execute("PRAGMA user_version = 99")
+        with pytest.raises(ConfigError, match="schema version 99"):
+            migrate(db)
+    finally:
+        db.close()
+
+
+def test_an_unreachable_database_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot reach the CIR's database") as err:
+        Cir(tmp_path / "cir", database="postgresql://nii:secret@127.0.0.1:1/nii")
+    assert "secret" not in err.value.message and err.value.fix
