@@ -52,6 +52,16 @@ def signed_fields(b: Block) -> dict[str, Any]:
     }
 
 
+class LeaseLost(NiiError):
+    """This aggregator no longer holds the lease of a scanner's stream: another took it
+    over (this one was paused, cut off or too slow to renew).  Nothing of the batch was
+    committed; the edge resends it to whichever aggregator holds the lease now."""
+
+    def __init__(self, message: str, scanners: Sequence[str]) -> None:
+        super().__init__(message, fix="nothing to do: the edge fails over by itself")
+        self.scanners = list(scanners)
+
+
 @dataclass
 class StreamState:
     """Where one scanner's chain stands in the CIR."""
@@ -291,6 +301,7 @@ class Cir:
         alarms: list[dict[str, Any]],
         *,
         calibrations: Sequence[Mapping[str, Any]] = (),
+        leases: Mapping[str, tuple[str, int]] | None = None,
     ) -> None:
         """Write blobs, sync, then record everything in one transaction.
 
@@ -299,9 +310,15 @@ class Cir:
         ``scanner_calibrations`` or moves an existing row's last sighting, in the same
         transaction as the scan rows.
 
+        ``leases``: per scanner of the batch, the (holder, token) this aggregator was
+        granted (:meth:`acquire_lease`).  Checked inside the transaction, the lease rows
+        locked: an aggregator whose lease was taken over can never commit (fencing).
+        None: the only aggregator (the embedded CIR).
+
         Raises:
             StorageError: A blob or the transaction could not be written (disk full,
                 I/O error): nothing of the batch is in the index, the cause is kept.
+            LeaseLost: a lease of the batch is another's now; nothing was committed.
         """
         # Until the index row commits the block is not acknowledged: the edge resends it
         # and the same blob is written again under the same name.
@@ -333,8 +350,13 @@ class Cir:
         # commit together or not at all (blocks without their stream head would be an
         # index the chain check cannot trust).
         db = self.wsql
+        touched = sorted(
+            {str(r["scanner"]) for r in rows} | {str(r["scanner"]) for r in stream_rows}
+        )
         try:
             with db.transaction():
+                if leases is not None:
+                    self._check_leases(touched, leases)
                 db.insert("blocks", rows)
                 db.upsert("streams", stream_rows, ["scanner"])
                 db.upsert("scans", [dict(v) for v in scans.values()], ["ref"])
@@ -360,6 +382,89 @@ class Cir:
             if is_storage_error(exc):
                 raise self.storage_error(exc) from exc
             raise
+
+    # -- leases ----------------------------------------------------------------------------
+    def acquire_lease(self, scanner: str, holder: str, ttl_s: float) -> int | None:
+        """Take or renew the lease of ``scanner``'s stream for ``holder`` (an aggregator:
+        host and boot id) for ``ttl_s`` seconds of the database's clock.
+
+        Returns:
+            The fencing token: the same while ``holder`` keeps the lease, one more at
+            each takeover.  None: another holder's lease has not expired.
+        """
+        db = self.wsql
+        with db.transaction():
+            now = db.now_ns()
+            until = now + int(ttl_s * 1e9)
+            row = db.one(
+                "SELECT holder, token, expires_ns FROM stream_leases WHERE scanner = ?"
+                + db.lock_clause(),
+                [scanner],
+            )
+            if row is None:
+                db.execute(
+                    "INSERT INTO stream_leases (scanner, holder, token, expires_ns) "
+                    "VALUES (?, ?, 1, ?)",
+                    [scanner, holder, until],
+                )
+                return 1
+            if row["holder"] == holder:
+                db.execute(
+                    "UPDATE stream_leases SET expires_ns = ? WHERE scanner = ?", [until, scanner]
+                )
+                return int(row["token"])
+            if int(row["expires_ns"]) > now:
+                return None
+            token = int(row["token"]) + 1
+            db.execute(
+                "UPDATE stream_leases SET holder = ?, token = ?, expires_ns = ? WHERE scanner = ?",
+                [holder, token, until, scanner],
+            )
+            return token
+
+    def renew_leases(self, held: Mapping[str, tuple[str, int]], ttl_s: float) -> list[str]:
+        """Extend the leases ``held`` (scanner → (holder, token)) by ``ttl_s``; the
+        scanners whose lease is no longer this holder's and token (taken over)."""
+        db = self.wsql
+        lost = []
+        with db.transaction():
+            until = db.now_ns() + int(ttl_s * 1e9)
+            for scanner, (holder, token) in sorted(held.items()):
+                n = db.rowcount(
+                    "UPDATE stream_leases SET expires_ns = ? "
+                    "WHERE scanner = ? AND holder = ? AND token = ?",
+                    [until, scanner, holder, token],
+                )
+                if n == 0:
+                    lost.append(scanner)
+        return lost
+
+    def release_lease(self, scanner: str, holder: str, token: int) -> None:
+        """Give the lease up at once (a clean shutdown): another may take it now."""
+        with self.wsql.transaction():
+            self.wsql.execute(
+                "UPDATE stream_leases SET expires_ns = 0 "
+                "WHERE scanner = ? AND holder = ? AND token = ?",
+                [scanner, holder, token],
+            )
+
+    def _check_leases(self, scanners: Sequence[str], leases: Mapping[str, tuple[str, int]]) -> None:
+        db = self.wsql
+        lost = []
+        for scanner in scanners:
+            want = leases.get(scanner)
+            row = db.one(
+                "SELECT holder, token FROM stream_leases WHERE scanner = ?" + db.lock_clause(),
+                [scanner],
+            )
+            if want is None or row is None or (row["holder"], int(row["token"])) != want:
+                lost.append(scanner)
+        if lost:
+            raise LeaseLost(
+                f"the stream lease of {', '.join(lost)} is no longer this aggregator's: "
+                "another took it over; nothing of the batch was committed",
+                lost,
+            )
 
     def next_scan_ref(self) -> int:
         return int(self.sql.value("SELECT COALESCE(MAX(ref), 0) AS r FROM scans") or 0) + 1

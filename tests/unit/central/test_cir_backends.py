@@ -4,11 +4,13 @@ verified and bit-identical, and a tampered row is found, whichever holds it."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from central._cir import Cir
+from central._cir import Cir, LeaseLost
 from central._ingest import Ingest, Work
 from central._reader import scan_arrays, verify_stream
 from central._sql import MIGRATIONS, Sql, migrate, schema_version
@@ -80,3 +82,50 @@ def test_an_unreachable_database_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot reach the CIR's database") as err:
         Cir(tmp_path / "cir", database="postgresql://nii:secret@127.0.0.1:1/nii")
     assert "secret" not in err.value.message and err.value.fix
+
+
+def _until(fn: Any, deadline_s: float = 10.0) -> Any:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        got = fn()
+        if got is not None:
+            return got
+        time.sleep(0.02)
+    raise AssertionError("condition not met before the deadline")
+
+
+def test_a_paused_aggregator_whose_lease_was_taken_over_cannot_commit(
+    tmp_path: Path, database: str
+) -> None:
+    """Two aggregators on one CIR (two connections each, as two processes have): A holds
+    scanner s1's lease, stops renewing (SIGSTOP, a network cut), B takes the lease over
+    once it expired; A's next batch commits nothing, B's commits."""
+    a, r, _ = committed_cir(tmp_path / "cir", database=database)
+    b = Cir(tmp_path / "cir", database=database)
+    try:
+        tok_a = a.acquire_lease(SCANNER, "host-a/1", 0.3)
+        assert tok_a is not None
+        assert b.acquire_lease(SCANNER, "host-b/1", 0.3) is None  # A's lease is live
+        assert a.acquire_lease(SCANNER, "host-a/1", 0.3) == tok_a  # renewing keeps the token
+        assert a.renew_leases({SCANNER: ("host-a/1", tok_a)}, 0.3) == []
+        # A is paused: B takes over once A's lease ran out, with a new token
+        tok_b = _until(lambda: b.acquire_lease(SCANNER, "host-b/1", 5.0))
+        assert tok_b == tok_a + 1
+        ingest = Ingest(a, Opener(r.cir).open, r._alarm)
+        seq, raw = r.data(1, [4])
+        work = Work()
+        ingest.message(work, IDENT, r.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
+        before = len(list(a.stream_blocks(SCANNER)))
+        with pytest.raises(LeaseLost, match="no longer this aggregator's") as err:
+            a.commit(work.staged, ingest.streams, {}, [], leases={SCANNER: ("host-a/1", tok_a)})
+        assert err.value.scanners == [SCANNER]
+        assert len(list(b.stream_blocks(SCANNER))) == before
+        assert a.renew_leases({SCANNER: ("host-a/1", tok_a)}, 5.0) == [SCANNER]
+        b.commit(work.staged, ingest.streams, {}, [], leases={SCANNER: ("host-b/1", tok_b)})
+        assert len(list(b.stream_blocks(SCANNER))) == before + 1
+        # a clean shutdown gives the lease up at once
+        b.release_lease(SCANNER, "host-b/1", tok_b)
+        assert a.acquire_lease(SCANNER, "host-a/1", 5.0) == tok_b + 1
+    finally:
+        b.close()
+        a.close()
