@@ -45,7 +45,7 @@ import zmq
 import zmq.asyncio
 from zmq.auth.asyncio import AsyncioAuthenticator
 
-from central._cir import central_blobs, is_storage_error, open_cir
+from central._cir import is_storage_error, open_cir
 from central._ingest import EnrolledEdge, Ingest, Work
 from central._metrics import serve_metrics
 from central._uptime import Sla, UptimeTracker
@@ -200,7 +200,7 @@ class Central:
                 self._publish,
                 max_backlog=cfg.atr_max_backlog,
                 alarm=self._alarm,
-                open_blobs=lambda: central_blobs(cfg),
+                open_cir=lambda: open_cir(cfg),
             )
             if cfg.atr
             else None

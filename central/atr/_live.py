@@ -350,10 +350,10 @@ class LiveAtr:
         *,
         max_backlog: int = 8,
         alarm: Callable[..., None] | None = None,
-        open_blobs: Callable[[], Any] | None = None,
+        open_cir: Callable[[], Any] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
-        self._open_blobs = open_blobs
+        self._open_cir = open_cir
         self.max_backlog = max_backlog
         self.skipped = 0
         self._alarm = alarm
@@ -423,8 +423,8 @@ class LiveAtr:
             from central._cir import Cir
             from core.seal import Opener
 
-            blobs = self._open_blobs() if self._open_blobs is not None else None
-            self._cir = Cir(self.state_dir, blobs=blobs)
+            # central's own CIR (its engines); default the embedded one in state_dir
+            self._cir = self._open_cir() if self._open_cir is not None else Cir(self.state_dir)
             self._opener = Opener(self._private)
             self._store = VerdictStore(self.state_dir / "cir.sqlite")
             self._att = AttStore(self.state_dir / "cir.sqlite")

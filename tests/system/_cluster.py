@@ -37,8 +37,19 @@ def wait_until(cond: Callable[[], Any], timeout: float, what: str, poll: float =
 
 
 class Cluster:
-    def __init__(self, base: Path, *, edge_id: str = "edge-t") -> None:
+    def __init__(
+        self,
+        base: Path,
+        *,
+        edge_id: str = "edge-t",
+        database: str = "",
+        s3: Any = None,
+    ) -> None:
+        """``database`` (a PostgreSQL URL) and ``s3`` (a ``nii._local_servers`` object
+        store) make it a national CIR; default the embedded one (SQLite and files)."""
         self.base = base
+        self.database = database
+        self.s3 = s3
         self.edge_id = edge_id
         self.keys = base / "keys"
         self.cir_key = CirKey.generate()
@@ -48,9 +59,17 @@ class Cluster:
         self.listen = f"tcp://127.0.0.1:{free_port()}"
         self.feed = f"tcp://127.0.0.1:{free_port()}"
         self.central_toml = base / "central.toml"
+        national = ""
+        if database:
+            national += f'cir = "{database}"\n'
+        if s3 is not None:
+            national += (
+                f'blobs = "s3://{s3.extra["bucket"]}/{base.name}"\n'
+                f's3_endpoint = "{s3.url}"\ns3_credentials = "{s3.extra["credentials"]}"\n'
+            )
         self.central_toml.write_text(
             f'[central]\nlisten = "{self.listen}"\nfeed = "{self.feed}"\n'
-            'state_dir = "cir"\nkey = "keys/cir.key"\npreview_hz = 5\n'
+            'state_dir = "cir"\nkey = "keys/cir.key"\npreview_hz = 5\n' + national
         )
         self.logs = base / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -192,8 +211,15 @@ class Cluster:
                 out.append((int(p[0]), int(p[1]), int(p[2]), p[3]))
         return out
 
+    def open_cir(self) -> Cir:
+        """The CIR central writes, on whichever engines this cluster uses."""
+        from central._cir import open_cir
+        from core.config import CentralConfig
+
+        return open_cir(CentralConfig.load(self.central_toml))
+
     def committed(self, scanner: str) -> list[Line]:
-        cir = Cir(self.base / "cir")
+        cir = self.open_cir()
         try:
             return list(iter_lines(cir, Opener(self.cir_key.x25519_private), scanner))
         finally:
@@ -206,6 +232,16 @@ class Cluster:
         ]
 
     def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
+        if self.database:
+            from central._sql import Sql
+
+            pg = Sql(self.database)
+            try:
+                return [tuple(r.values()) for r in pg.rows(query, args)]
+            except Exception:  # not made yet
+                return []
+            finally:
+                pg.close()
         db = self.base / "cir" / "cir.sqlite"
         if not db.exists():
             return []

@@ -20,3 +20,23 @@ def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]
     rep = getattr(request.node, "rep_call", None)
     if rep is not None and rep.failed:
         print(c.log_tail())
+
+
+@pytest.fixture(params=["embedded", "national"])
+def any_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """An enrolled cluster on the embedded CIR (SQLite and files) and on the national one
+    (PostgreSQL and an S3-compatible object store, servers of our own)."""
+    if request.param == "national":
+        c = Cluster(
+            tmp_path,
+            database=request.getfixturevalue("pg_database"),
+            s3=request.getfixturevalue("s3_server"),
+        )
+    else:
+        c = Cluster(tmp_path)
+    c.enroll()
+    yield c
+    c.stop_all()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(c.log_tail())

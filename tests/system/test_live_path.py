@@ -11,7 +11,6 @@ import signal
 
 import pytest
 
-from central import Cir
 from central._reader import verify_stream
 from tests.system._cluster import Cluster, wait_until
 
@@ -30,7 +29,7 @@ def assert_all_lines_in_cir(c: Cluster, scanner: str, scans: int) -> None:
     missing = set(emitted) - set(committed)
     assert not missing, f"{len(missing)} emitted lines are missing from the CIR"
     assert committed == emitted, "CIR lines differ from the emitted ones or are out of order"
-    cir = Cir(c.base / "cir")
+    cir = c.open_cir()
     try:
         rep = verify_stream(cir, scanner)
     finally:
@@ -51,7 +50,8 @@ def run_until_done(c: Cluster, scanners: list[str], scans: int, timeout: float =
         )
 
 
-def test_two_scanners_every_line_bit_identical(cluster: Cluster) -> None:
+def test_two_scanners_every_line_bit_identical(any_cluster: Cluster) -> None:
+    cluster = any_cluster
     sims = cluster.start_sim(
         "--scan-lines",
         str(SCAN_LINES),
