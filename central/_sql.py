@@ -38,9 +38,11 @@ def is_postgres_url(spec: str | Path) -> bool:
 class Sql:
     """One connection; not shared between threads (open one per thread)."""
 
-    def __init__(self, target: str | Path, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, target: str | Path, *, timeout_s: float = 30.0, read_only: bool = False
+    ) -> None:
         """Connect to ``target``: a PostgreSQL URL, or the path of a SQLite file
-        (made if missing; WAL, ``synchronous=FULL``).
+        (made if missing, unless ``read_only``; WAL, ``synchronous=FULL``).
 
         Raises:
             ConfigError: the database cannot be opened or reached.
@@ -63,12 +65,19 @@ class Sql:
         else:
             self.dialect = SQLITE
             try:
-                self.conn = sqlite3.connect(
-                    target, timeout=timeout_s, check_same_thread=False, isolation_level=None
-                )
+                if read_only:
+                    self.conn = sqlite3.connect(
+                        f"file:{target}?mode=ro", uri=True, timeout=timeout_s,
+                        check_same_thread=False, isolation_level=None,
+                    )  # fmt: skip
+                else:
+                    self.conn = sqlite3.connect(
+                        target, timeout=timeout_s, check_same_thread=False, isolation_level=None
+                    )
                 self.conn.row_factory = sqlite3.Row
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=FULL")
+                if not read_only:
+                    self.conn.execute("PRAGMA journal_mode=WAL")
+                    self.conn.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as exc:
                 raise ConfigError(
                     f"cannot open the CIR's database {target}: {exc}",
@@ -186,6 +195,12 @@ class Sql:
         for a write transaction instead)."""
         return " FOR UPDATE" if self.postgres else ""
 
+    def json_text(self, column: str, key: str) -> str:
+        """SQL for the text of top-level ``key`` of the JSON document in ``column``."""
+        if self.postgres:
+            return f"({column}::json ->> '{key}')"
+        return f"json_extract({column}, '$.{key}')"
+
     def greatest(self, a: str, b: str) -> str:
         """SQL for the larger of two expressions."""
         return f"GREATEST({a}, {b})" if self.postgres else f"max({a}, {b})"
@@ -299,7 +314,74 @@ CREATE TABLE IF NOT EXISTS stream_leases (
     expires_ns BIGINT NOT NULL);
 """,
     ),
+    Migration(
+        3,
+        "the live ATR: verdicts, ATT results, officers' confirmations, learned profiles",
+        # as central.atr._store made them before versions were kept; "by" is quoted: it is
+        # a keyword of PostgreSQL's
+        sqlite="""
+CREATE TABLE IF NOT EXISTS verdicts (
+    ref INTEGER PRIMARY KEY, scanner TEXT NOT NULL, scan_id INTEGER, container TEXT,
+    verdict TEXT NOT NULL, findings INTEGER NOT NULL, model TEXT NOT NULL,
+    gd_used INTEGER NOT NULL, atr_ms REAL, latency_s REAL, created_ns INTEGER NOT NULL,
+    doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS att (
+    ref_b INTEGER PRIMARY KEY, ref_a INTEGER, container TEXT, seal_a TEXT, seal_b TEXT,
+    result TEXT NOT NULL, hold INTEGER NOT NULL, factors TEXT NOT NULL,
+    created_ns INTEGER NOT NULL, doc TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS att_ref_a ON att (ref_a);
+CREATE INDEX IF NOT EXISTS att_container ON att (container);
+CREATE TABLE IF NOT EXISTS confirmations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ref INTEGER NOT NULL, verdict TEXT NOT NULL,
+    atr_verdict TEXT NOT NULL, "by" TEXT NOT NULL, created_ns INTEGER NOT NULL,
+    note TEXT NOT NULL, corrects INTEGER REFERENCES confirmations (id),
+    heading TEXT NOT NULL, load TEXT, descriptor TEXT, profile_version INTEGER);
+CREATE INDEX IF NOT EXISTS confirmations_ref ON confirmations (ref);
+CREATE TRIGGER IF NOT EXISTS confirmations_no_update BEFORE UPDATE ON confirmations
+BEGIN SELECT RAISE(ABORT, 'confirmations are history: add a correction'); END;
+CREATE TRIGGER IF NOT EXISTS confirmations_no_delete BEFORE DELETE ON confirmations
+BEGIN SELECT RAISE(ABORT, 'confirmations are history: add a correction'); END;
+CREATE TABLE IF NOT EXISTS profiles (
+    version INTEGER NOT NULL, heading TEXT NOT NULL, n INTEGER NOT NULL,
+    used INTEGER NOT NULL, created_ns INTEGER NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (version, heading));
+""",
+        postgresql="""
+CREATE TABLE IF NOT EXISTS verdicts (
+    ref BIGINT PRIMARY KEY, scanner TEXT NOT NULL, scan_id BIGINT, container TEXT,
+    verdict TEXT NOT NULL, findings BIGINT NOT NULL, model TEXT NOT NULL,
+    gd_used BIGINT NOT NULL, atr_ms DOUBLE PRECISION, latency_s DOUBLE PRECISION,
+    created_ns BIGINT NOT NULL, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS att (
+    ref_b BIGINT PRIMARY KEY, ref_a BIGINT, container TEXT, seal_a TEXT, seal_b TEXT,
+    result TEXT NOT NULL, hold BIGINT NOT NULL, factors TEXT NOT NULL,
+    created_ns BIGINT NOT NULL, doc TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS att_ref_a ON att (ref_a);
+CREATE INDEX IF NOT EXISTS att_container ON att (container);
+CREATE TABLE IF NOT EXISTS confirmations (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, ref BIGINT NOT NULL,
+    verdict TEXT NOT NULL, atr_verdict TEXT NOT NULL, "by" TEXT NOT NULL,
+    created_ns BIGINT NOT NULL, note TEXT NOT NULL,
+    corrects BIGINT REFERENCES confirmations (id), heading TEXT NOT NULL, load TEXT,
+    descriptor TEXT, profile_version BIGINT);
+CREATE INDEX IF NOT EXISTS confirmations_ref ON confirmations (ref);
+CREATE OR REPLACE FUNCTION confirmations_are_history() RETURNS trigger LANGUAGE plpgsql
+AS $$ BEGIN RAISE EXCEPTION 'confirmations are history: add a correction'; END $$;
+CREATE OR REPLACE TRIGGER confirmations_no_change BEFORE UPDATE OR DELETE ON confirmations
+FOR EACH ROW EXECUTE FUNCTION confirmations_are_history();
+CREATE TABLE IF NOT EXISTS profiles (
+    version BIGINT NOT NULL, heading TEXT NOT NULL, n BIGINT NOT NULL,
+    used BIGINT NOT NULL, created_ns BIGINT NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (version, heading));
+""",
+    ),
 )
+
+
+def statements(script: str) -> list[str]:
+    """A migration script's statements: each ends with a semicolon at the end of a line
+    (a trigger's or function's body keeps its own semicolons inside a line)."""
+    return [st.strip() for st in re.split(r";[ \t]*(?:\n|$)", script) if st.strip()]
 
 
 def schema_version(db: Sql) -> int:
@@ -338,9 +420,8 @@ def migrate(db: Sql, steps: Sequence[Migration] = MIGRATIONS) -> list[int]:
             continue
         script = m.postgresql if db.postgres else m.sqlite
         with db.transaction():
-            for stmt in (s.strip() for s in script.split(";")):
-                if stmt:
-                    db.execute(stmt)
+            for stmt in statements(script):
+                db.execute(stmt)
             if db.postgres:
                 db.execute(
                     "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, "

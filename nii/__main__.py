@@ -339,7 +339,7 @@ def _print_att(cir: Any, limit: int, as_json: bool) -> None:
 
     from central.atr._store import att_docs
 
-    docs = att_docs(cir.db.conn, limit)
+    docs = att_docs(cir.sql, limit)
     if as_json:
         print(json.dumps(docs, indent=2))
         return

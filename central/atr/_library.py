@@ -34,8 +34,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from central._sql import Sql
 from core.calibration import MaterialClass
-from core.errors import NiiError
+from core.errors import ConfigError, NiiError
 
 from ._commodity import CLASS_NOISE, DENSITY_SIGMA_FLOOR, WIDTH_FILL_MIN, LoadFeatures
 from ._hs import HS_TABLE, HsExpectation
@@ -532,46 +533,59 @@ def library_of(
     return ImageLibrary(version, profiles, confirmed)
 
 
-_CACHE: dict[Path, tuple[tuple[int, int], ImageLibrary]] = {}
+_CACHE: dict[str, tuple[tuple[int, int], ImageLibrary]] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_library(path: Path) -> ImageLibrary:
-    """The library in the CIR file ``path`` (read-only; an empty library without tables).
+def load_library(path: Path | str) -> ImageLibrary:
+    """The library in the CIR ``path`` (its SQLite file, or a PostgreSQL URL): read-only,
+    an empty library without tables.
 
-    Cached per file until a confirmation or a profile version is added.
+    Cached per CIR until a confirmation or a profile version is added.
 
     Raises:
-        LibraryError: the file cannot be opened as SQLite.
+        LibraryError: the CIR cannot be opened or read.
     """
-    path = Path(path)
+    key = str(path)
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    except sqlite3.Error as exc:
+        db = Sql(path, read_only=True)
+    except ConfigError as exc:
         raise LibraryError(
-            f"cannot open the CIR {path}: {exc}", fix="give the CIR's cir.sqlite with --cir"
+            f"cannot open the CIR {path}: {exc.message}", fix="give the CIR's cir.sqlite with --cir"
         ) from exc
     try:
-        state = library_state(conn)
+        state = library_state(db)
         with _CACHE_LOCK:
-            hit = _CACHE.get(path)
+            hit = _CACHE.get(key)
             if hit is not None and hit[0] == state:
                 return hit[1]
-        version, docs = profile_docs(conn)
-        lib = library_of(confirmation_rows(conn), version, docs)
-    except sqlite3.Error as exc:
+        version, docs = profile_docs(db)
+        lib = library_of(confirmation_rows(db), version, docs)
+    except Exception as exc:  # the engine's own error: sqlite3.Error or psycopg.Error
+        if not _db_error(exc):
+            raise
         raise LibraryError(
             f"cannot read the image library in {path}: {exc}",
             fix="give the CIR's cir.sqlite with --cir (its state_dir holds it)",
         ) from exc
     finally:
-        conn.close()
+        db.close()
     with _CACHE_LOCK:
-        _CACHE[path] = (state, lib)
+        _CACHE[key] = (state, lib)
     return lib
 
 
-def live_library(path: Path) -> ImageLibrary | None:
+def _db_error(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.Error):
+        return True
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - a dependency
+        return False
+    return isinstance(exc, psycopg.Error)
+
+
+def live_library(path: Path | str) -> ImageLibrary | None:
     """:func:`load_library` for the live ATR: None (and a log line) when it cannot be read,
     so a broken library never costs a scan its verdict."""
     try:
@@ -661,7 +675,7 @@ def learn_and_store(store: LibraryStore, now_ns: int | None = None) -> tuple[int
     """
     rows = store.confirmations()
     new = learn(Confirmation.from_row(r) for r in rows)
-    _, docs = profile_docs(store.conn)
+    _, docs = profile_docs(store.db)
     old = {d["heading"]: LearnedProfile.from_doc(d) for d in docs}
     if not new:
         return 0, changes(old, new)

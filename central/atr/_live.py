@@ -426,8 +426,8 @@ class LiveAtr:
             # central's own CIR (its engines); default the embedded one in state_dir
             self._cir = self._open_cir() if self._open_cir is not None else Cir(self.state_dir)
             self._opener = Opener(self._private)
-            self._store = VerdictStore(self.state_dir / "cir.sqlite")
-            self._att = AttStore(self.state_dir / "cir.sqlite")
+            self._store = VerdictStore(self._cir.sql.target)
+            self._att = AttStore(self._cir.sql.target)
         return self._cir, self._opener, self._store
 
     def _close_worker(self) -> None:
@@ -602,7 +602,7 @@ class LiveAtr:
             return no_verdict(row, f"cannot read the scan back: {exc.message}", exc.fix)
         read_ms = (time.perf_counter() - t0) * 1000.0
         self._last = (ref, arrays)
-        doc = verdict_doc(row, arrays, live_library(self.state_dir / "cir.sqlite"))
+        doc = verdict_doc(row, arrays, live_library(cir.sql.target))
         doc["read_ms"] = round(read_ms, 1)
         return doc
 

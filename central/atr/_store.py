@@ -4,9 +4,11 @@
 exit scan (Scan B) of an ATT transit: its Scan A, the seals, HOLD or not and
 the four factors (``central/atr/_transit.py``).
 
-The live ATR writes from its own worker thread, so it keeps its own SQLite
-connections on the CIR file: WAL lets it write beside the aggregator's group
-commits without either waiting long on the other.  Each verdict and each ATT
+The live ATR writes from its own worker thread, so it keeps its own connection
+to the CIR's database (``central._sql``: the SQLite file, WAL, or PostgreSQL):
+it writes beside the aggregator's group commits without either waiting long on
+the other.  The tables are made by the CIR's schema steps (``central._sql.
+MIGRATIONS``, step 3); the schemas below are kept for reference.  Each verdict and each ATT
 result (with its HOLD alarm) is one explicit transaction in plain SQL
 (sqlite-utils' write helpers commit on their own), so it is either wholly in
 the CIR or not at all.  The full document is kept as JSON beside the columns
@@ -15,7 +17,6 @@ an analyst filters on.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sqlite3
@@ -23,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError, StorageError
+from central._sql import Sql, migrate
+from core.errors import StorageError
 
 #: The table, created on first use; ``ref`` is the scan's ref in ``scans``.
 SCHEMA = """
@@ -78,62 +80,53 @@ def _free_bytes(folder: Path) -> int:
 
 
 class _Store:
-    """One SQLite connection on the CIR file, with the tables of ``schema`` created.
+    """One connection to the CIR's database (a SQLite file's path or a PostgreSQL URL),
+    its schema brought up to date.
 
-    One instance per thread that uses it: the connection may be opened in one
-    thread and then used only in another (``check_same_thread`` is off for
-    that hand-over), never from two at once.
+    One instance per thread that uses it: the connection may be opened in one thread
+    and then used only in another, never from two at once.
+
+    Raises:
+        ConfigError: the database cannot be opened.
     """
 
-    def __init__(self, path: Path, schema: tuple[str, ...], what: str) -> None:
-        self.path = Path(path)
+    def __init__(self, target: Path | str) -> None:
+        self.path = target
+        self.db = Sql(target)
         try:
-            self.conn = sqlite3.connect(
-                self.path, timeout=30, isolation_level=None, check_same_thread=False
-            )
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
-            self._transaction([(sql, ()) for sql in schema])
-        except sqlite3.Error as exc:
-            raise ConfigError(
-                f"cannot open the {what} table in {self.path}: {exc}",
-                fix="check state_dir: the CIR must be writable and have free space",
-            ) from exc
+            migrate(self.db)
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
-        self.conn.close()
+        self.db.close()
 
     def _transaction(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
         """Run ``statements`` in one explicit transaction: all of them or none."""
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
-            for sql, args in statements:
-                self.conn.execute(sql, args)
-            self.conn.execute("COMMIT")
-        except BaseException as exc:
-            # SQLite may have rolled back a failed COMMIT itself: a second ROLLBACK would
-            # raise "no transaction is active" and hide the cause.
-            if self.conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    self.conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError) and _is_full(exc):
-                free = _free_bytes(self.path.parent)
-                raise StorageError(
-                    f"cannot write to {self.path}: {exc} ({free} bytes free)",
-                    fix="free space on that file system; the next verdict is stored once "
-                    "it fits (this scan's can be made again with 'nii cir dicos')",
-                    path=str(self.path),
-                    free_bytes=free,
-                ) from exc
-            raise
+            with self.db.transaction():
+                for sql, args in statements:
+                    self.db.execute(sql, args)
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+            free = _free_bytes(Path(self.path).parent)
+            raise StorageError(
+                f"cannot write to {self.path}: {exc} ({free} bytes free)",
+                fix="free space on that file system; the next verdict is stored once "
+                "it fits (this scan's can be made again with 'nii cir dicos')",
+                path=str(self.path),
+                free_bytes=free,
+            ) from exc
 
 
 class VerdictStore(_Store):
     """Reads and writes the ``verdicts`` table of the CIR at ``path`` (``cir.sqlite``)."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, (SCHEMA,), "verdicts")
+    def __init__(self, target: Path | str) -> None:
+        super().__init__(target)
 
     def put(self, doc: dict[str, Any]) -> None:
         """Record one verdict document (as published on the feed); replaces an older one."""
@@ -152,26 +145,22 @@ class VerdictStore(_Store):
             "doc": json.dumps(doc, default=str),
         }
         sql = (
-            f"INSERT OR REPLACE INTO verdicts ({', '.join(_COLUMNS)}) "
-            f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
+            f"INSERT INTO verdicts ({', '.join(_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in _COLUMNS)}) ON CONFLICT (ref) DO UPDATE "
+            f"SET {', '.join(f'{c} = excluded.{c}' for c in _COLUMNS[1:])}"
         )
         self._transaction([(sql, tuple(row[c] for c in _COLUMNS))])
 
     def get(self, ref: int) -> dict[str, Any] | None:
         """The verdict document of scan ``ref``, or None if it has none (yet)."""
-        row = self.conn.execute("SELECT doc FROM verdicts WHERE ref = ?", (ref,)).fetchone()
-        if row is None:
-            return None
-        doc: dict[str, Any] = json.loads(row[0])
-        return doc
+        return _first_doc(self.db, "SELECT doc FROM verdicts WHERE ref = ?", (ref,))
 
     def rows(self, limit: int = 50) -> list[dict[str, Any]]:
         """The latest verdicts' columns (without the document), newest first."""
-        cur = self.conn.execute(
+        return self.db.rows(
             f"SELECT {', '.join(_COLUMNS[:-1])} FROM verdicts ORDER BY ref DESC LIMIT ?",
             (limit,),
         )
-        return [dict(zip(_COLUMNS[:-1], r, strict=True)) for r in cur.fetchall()]
 
 
 #: One row per exit scan the live ATT looked at; an entry scan is Scan A of at most one of
@@ -217,8 +206,8 @@ class AttStore(_Store):
     is written in the same transaction as the ATT result.
     """
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, ATT_SCHEMA, "att")
+    def __init__(self, target: Path | str) -> None:
+        super().__init__(target)
 
     def put(self, doc: dict[str, Any], alarm: dict[str, Any] | None = None) -> None:
         """Record one ATT document and, if given, its alarm row, in one transaction."""
@@ -256,33 +245,30 @@ class AttStore(_Store):
 
     def paired(self, ref_a: int) -> dict[str, Any] | None:
         """The ATT document in which entry scan ``ref_a`` is Scan A, if it was paired."""
-        return _first_doc(self.conn, "SELECT doc FROM att WHERE ref_a = ?", (ref_a,))
+        return _first_doc(self.db, "SELECT doc FROM att WHERE ref_a = ?", (ref_a,))
 
     def get(self, ref_b: int) -> dict[str, Any] | None:
         """The ATT document of exit scan ``ref_b``, or None."""
-        return _first_doc(self.conn, "SELECT doc FROM att WHERE ref_b = ?", (ref_b,))
+        return _first_doc(self.db, "SELECT doc FROM att WHERE ref_b = ?", (ref_b,))
 
 
-def _first_doc(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> dict[str, Any] | None:
-    row = conn.execute(sql, args).fetchone()
-    if row is None:
+def _first_doc(db: Sql, sql: str, args: tuple[Any, ...]) -> dict[str, Any] | None:
+    text = db.value(sql, args)
+    if text is None:
         return None
-    doc: dict[str, Any] = json.loads(row[0])
+    doc: dict[str, Any] = json.loads(text)
     return doc
 
 
-def att_docs(conn: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]]:
+def att_docs(db: Sql, limit: int = 50) -> list[dict[str, Any]]:
     """The latest ATT documents, newest exit scan first; [] when the table does not exist.
 
     For read-only commands (``nii cir att``): creates nothing.
     """
-    exists = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'att'"
-    ).fetchone()
-    if not exists:
+    if "att" not in db.tables():
         return []
-    rows = conn.execute("SELECT doc FROM att ORDER BY ref_b DESC LIMIT ?", (limit,)).fetchall()
-    return [json.loads(r[0]) for r in rows]
+    rows = db.rows("SELECT doc FROM att ORDER BY ref_b DESC LIMIT ?", (limit,))
+    return [json.loads(r["doc"]) for r in rows]
 
 
 #: Officers' confirmations of verdicts (``nii atr confirm``).  Rows are never changed or
@@ -350,18 +336,16 @@ class LibraryStore(_Store):
     tables; rows are plain dicts (columns as named in the schemas, JSON columns decoded).
     """
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path, (SCHEMA, *CONFIRMATIONS_SCHEMA, *PROFILES_SCHEMA), "library")
+    def __init__(self, target: Path | str) -> None:
+        super().__init__(target)
 
     def has_scan(self, ref: int) -> bool:
-        """Whether scan ``ref`` is in the CIR's ``scans`` table (False: no such table)."""
-        if not _table(self.conn, "scans"):
-            return False
-        return self.conn.execute("SELECT 1 FROM scans WHERE ref = ?", (ref,)).fetchone() is not None
+        """Whether scan ``ref`` is in the CIR's ``scans`` table."""
+        return self.db.one("SELECT 1 AS x FROM scans WHERE ref = ?", (ref,)) is not None
 
     def verdict(self, ref: int) -> dict[str, Any] | None:
         """The verdict document of scan ``ref``, or None."""
-        return _first_doc(self.conn, "SELECT doc FROM verdicts WHERE ref = ?", (ref,))
+        return _first_doc(self.db, "SELECT doc FROM verdicts WHERE ref = ?", (ref,))
 
     def add_confirmation(self, row: dict[str, Any]) -> int:
         """Append one confirmation (``id`` is assigned); returns its id."""
@@ -371,19 +355,20 @@ class LibraryStore(_Store):
             else row.get(c)
             for c in cols
         )  # fmt: skip
-        sql = f"INSERT INTO confirmations ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-        self._transaction([(sql, vals)])
-        got = self.conn.execute("SELECT max(id) FROM confirmations WHERE ref = ?", (row["ref"],))
-        return int(got.fetchone()[0])
+        sql = (
+            f"INSERT INTO confirmations ({', '.join(_quoted(cols))}) "
+            f"VALUES ({', '.join('?' * len(cols))}) RETURNING id"
+        )
+        with self.db.transaction():
+            return int(self.db.value(sql, vals))
 
     def confirmations(self, ref: int | None = None) -> list[dict[str, Any]]:
         """Every confirmation (of scan ``ref`` only, when given), oldest first."""
-        return confirmation_rows(self.conn, ref)
+        return confirmation_rows(self.db, ref)
 
     def put_profiles(self, docs: list[dict[str, Any]], now_ns: int) -> int:
         """Write ``docs`` (each with ``heading``, ``n``, ``used``) as a new version; its number."""
-        row = self.conn.execute("SELECT coalesce(max(version), 0) FROM profiles").fetchone()
-        version = int(row[0]) + 1
+        version = int(self.db.value("SELECT coalesce(max(version), 0) AS v FROM profiles")) + 1
         sql = (
             "INSERT INTO profiles (version, heading, n, used, created_ns, doc) "
             "VALUES (?, ?, ?, ?, ?, ?)"
@@ -407,55 +392,52 @@ class LibraryStore(_Store):
         return version
 
 
-def _table(conn: sqlite3.Connection, name: str) -> bool:
-    q = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
-    return conn.execute(q, (name,)).fetchone() is not None
+def _quoted(cols: list[str] | tuple[str, ...]) -> list[str]:
+    """Column names for SQL: ``by`` is a keyword of PostgreSQL's, quoted on both engines."""
+    return [f'"{c}"' if c == "by" else c for c in cols]
 
 
-def confirmation_rows(conn: sqlite3.Connection, ref: int | None = None) -> list[dict[str, Any]]:
+def confirmation_rows(db: Sql, ref: int | None = None) -> list[dict[str, Any]]:
     """The ``confirmations`` rows, oldest first, JSON decoded; [] without the table.
 
     For readers too (the live ATR, ``nii atr analyze --cir``): creates nothing.
     """
-    if not _table(conn, "confirmations"):
+    if "confirmations" not in db.tables():
         return []
     where, args = ("WHERE ref = ?", (ref,)) if ref is not None else ("", ())
-    cur = conn.execute(
-        f"SELECT {', '.join(_CONFIRM_COLUMNS)} FROM confirmations {where} ORDER BY id", args
+    rows = db.rows(
+        f"SELECT {', '.join(_quoted(_CONFIRM_COLUMNS))} FROM confirmations {where} ORDER BY id",
+        args,
     )
     out = []
-    for r in cur.fetchall():
-        d = dict(zip(_CONFIRM_COLUMNS, r, strict=True))
+    for d in rows:
         for c in ("load", "descriptor"):
             d[c] = json.loads(d[c]) if d[c] else None
         out.append(d)
     return out
 
 
-def profile_docs(
-    conn: sqlite3.Connection, version: int | None = None
-) -> tuple[int, list[dict[str, Any]]]:
+def profile_docs(db: Sql, version: int | None = None) -> tuple[int, list[dict[str, Any]]]:
     """The profiles of ``version`` (the latest when None) and its number; (0, []) for none.
 
     Creates nothing.
     """
-    if not _table(conn, "profiles"):
+    if "profiles" not in db.tables():
         return 0, []
     if version is None:
-        version = int(conn.execute("SELECT coalesce(max(version), 0) FROM profiles").fetchone()[0])
-    rows = conn.execute(
-        "SELECT doc FROM profiles WHERE version = ? ORDER BY heading", (version,)
-    ).fetchall()
-    return version, [json.loads(r[0]) for r in rows]
+        version = int(db.value("SELECT coalesce(max(version), 0) AS v FROM profiles"))
+    rows = db.rows("SELECT doc FROM profiles WHERE version = ? ORDER BY heading", (version,))
+    return version, [json.loads(r["doc"]) for r in rows]
 
 
-def library_state(conn: sqlite3.Connection) -> tuple[int, int]:
+def library_state(db: Sql) -> tuple[int, int]:
     """(latest confirmation id, latest profile version): what changes when the library does."""
     c = p = 0
-    if _table(conn, "confirmations"):
-        c = int(conn.execute("SELECT coalesce(max(id), 0) FROM confirmations").fetchone()[0])
-    if _table(conn, "profiles"):
-        p = int(conn.execute("SELECT coalesce(max(version), 0) FROM profiles").fetchone()[0])
+    tables = db.tables()
+    if "confirmations" in tables:
+        c = int(db.value("SELECT coalesce(max(id), 0) AS c FROM confirmations"))
+    if "profiles" in tables:
+        p = int(db.value("SELECT coalesce(max(version), 0) AS p FROM profiles"))
     return c, p
 
 

@@ -83,15 +83,15 @@ def find_scan_a(cir: Cir, row_b: dict[str, Any]) -> dict[str, Any] | None:
     container = _norm(row_b.get("container"))
     if not container:
         return None
-    cur = cir.db.execute(
+    db = cir.sql
+    found = db.value(
         "SELECT ref FROM scans WHERE status = 'complete' AND ref < ? "
         "AND upper(trim(container)) = ? "
-        "AND lower(trim(json_extract(start_record, '$.att_role'))) = 'entry' "
+        f"AND lower(trim({db.json_text('start_record', 'att_role')})) = 'entry' "
         "ORDER BY ref DESC LIMIT 1",
         [int(row_b["ref"]), container],
     )
-    found = cur.fetchone()
-    return None if found is None else cir.scan(int(found[0]))
+    return None if found is None else cir.scan(int(found))
 
 
 def _base(row_b: dict[str, Any], row_a: dict[str, Any] | None) -> dict[str, Any]:

@@ -276,22 +276,29 @@ def cmd_hs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cir_path(args: argparse.Namespace) -> Path:
-    """The CIR file: ``--cir`` (the file or its state_dir), else the central config's state_dir.
+def _cir_path(args: argparse.Namespace) -> Path | str:
+    """The CIR's database: ``--cir`` (the SQLite file or its state_dir, or a PostgreSQL
+    URL), else the central configuration's (its ``cir``, or the file in its state_dir).
 
     Raises:
         ConfigError: no CIR there (or the configuration cannot be read).
     """
+    from central._sql import is_postgres_url
     from core.config import CentralConfig
     from core.errors import ConfigError
 
     if getattr(args, "cir", None):
+        if is_postgres_url(args.cir):
+            return str(args.cir)
         path = Path(args.cir)
         if path.is_dir():
             path = path / "cir.sqlite"
         where = "--cir"
     else:
-        path = CentralConfig.load(Path(args.config)).state_dir / "cir.sqlite"
+        cfg = CentralConfig.load(Path(args.config))
+        if cfg.cir:
+            return cfg.cir
+        path = cfg.state_dir / "cir.sqlite"
         where = f"state_dir of {args.config}"
     if not path.is_file():
         raise ConfigError(
@@ -343,7 +350,7 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return _show_profiles(path, " ".join(args.heading).strip(), args.json)
 
 
-def _show_profiles(path: Path, query: str, as_json: bool) -> int:
+def _show_profiles(path: Path | str, query: str, as_json: bool) -> int:
     from ._commodity import WIDTH_FILL_MIN
     from ._declaration import parse_gd, resolve
     from ._hs import HS_TABLE

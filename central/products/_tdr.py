@@ -173,7 +173,7 @@ def export_dicos(cir: Cir, opener: Opener, ref: int, out_dir: str | Path) -> lis
             f"scan {ref} has no image or calibration lines in the CIR",
             fix="pick a finished scan from 'nii cir scans'",
         )
-    store = VerdictStore(cir.dir / "cir.sqlite")
+    store = VerdictStore(cir.sql.target)
     try:
         verdict = store.get(ref)
     finally:

@@ -21,6 +21,7 @@ import pytest
 
 from central import Cir
 from central._feed import format_event
+from central._sql import Sql
 from central.atr._live import LiveAtr
 from central.atr._store import AttStore, att_docs
 from central.atr._transit import att_alarm, att_doc, att_role, format_att
@@ -348,13 +349,12 @@ def test_nii_cir_att_lists_results_and_creates_nothing(
     assert "there is no CIR" in capsys.readouterr().err and not (tmp_path / "cir").exists()
     Cir(tmp_path / "cir").close()
     assert main(args) == 0 and "no ATT results" in capsys.readouterr().out
-    con = sqlite3.connect(tmp_path / "cir" / "cir.sqlite")
+    db = Sql(tmp_path / "cir" / "cir.sqlite", read_only=True)
     try:
-        assert att_docs(con) == []
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
-        assert "att" not in tables  # a read-only command created no table either
+        assert att_docs(db) == []
+        assert db.value("SELECT count(*) AS n FROM att") == 0  # the command wrote nothing
     finally:
-        con.close()
+        db.close()
     s = AttStore(tmp_path / "cir" / "cir.sqlite")
     try:
         s.put(_doc(seal_a="SL1", seal_b="SL2", factors={}))

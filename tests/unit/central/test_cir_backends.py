@@ -129,3 +129,52 @@ def test_a_paused_aggregator_whose_lease_was_taken_over_cannot_commit(
     finally:
         b.close()
         a.close()
+
+
+def test_the_live_atrs_tables_hold_on_both_engines(tmp_path: Path, database: str) -> None:
+    """Verdicts, ATT results (an entry scan pairs once), officers' confirmations (history:
+    never changed) and learned profiles, through the stores the live ATR and the commands
+    use."""
+    from central.atr._library import load_library
+    from central.atr._store import AttStore, LibraryStore, VerdictStore, att_docs, profile_docs
+
+    cir, _, _ = committed_cir(tmp_path / "cir", database=database)
+    target = cir.sql.target
+    try:
+        v = VerdictStore(target)
+        v.put({"ref": 1, "scanner": SCANNER, "verdict": "green", "findings": []})
+        v.put({"ref": 1, "scanner": SCANNER, "verdict": "red", "findings": [{}]})  # replaces
+        assert v.get(1)["verdict"] == "red" and v.get(2) is None  # type: ignore[index]
+        assert [(r["ref"], r["findings"]) for r in v.rows()] == [(1, 1)]
+        v.close()
+        a = AttStore(target)
+        doc = {"ref_b": 5, "ref_a": 1, "result": "consistent: release", "hold": False}
+        a.put(doc, alarm=cir.alarm_row(SCANNER, "e", "att_hold", "held"))
+        assert a.paired(1)["ref_b"] == 5  # type: ignore[index]
+        with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+            a.put({**doc, "ref_b": 6})  # entry scan 1 is Scan A of exit scan 5 already
+        assert [d["ref_b"] for d in att_docs(cir.sql)] == [5]
+        assert [x["kind"] for x in cir.alarm_rows()] == ["att_hold"]
+        a.close()
+        lib = LibraryStore(target)
+        assert lib.has_scan(1) and not lib.has_scan(99)
+        row = {"ref": 1, "verdict": "green", "atr_verdict": "red", "by": "ana",
+               "created_ns": 1, "note": "", "corrects": None, "heading": "6907"}  # fmt: skip
+        first = lib.add_confirmation(row)
+        second = lib.add_confirmation({**row, "verdict": "red", "corrects": first})
+        assert second > first
+        assert [c["by"] for c in lib.confirmations(1)] == ["ana", "ana"]
+        with pytest.raises(Exception, match="history"):
+            lib.db.execute("UPDATE confirmations SET verdict = 'green'")
+        with pytest.raises(Exception, match="history"):
+            lib.db.execute("DELETE FROM confirmations")
+        assert len(load_library(target).confirmed) == 0  # no confirmation with a descriptor
+        assert lib.put_profiles([{"heading": "6907", "n": 3, "used": False}], 5) == 1
+        assert lib.put_profiles([{"heading": "6907", "n": 4, "used": False}], 6) == 2
+        assert profile_docs(lib.db) == (
+            2,
+            [{"heading": "6907", "n": 4, "used": False, "version": 2}],
+        )
+        lib.close()
+    finally:
+        cir.close()

@@ -252,10 +252,14 @@ def test_verdict_carries_its_snapshot_and_lists_similar_scans() -> None:
 
 
 def _cir(tmp_path: Path, verdicts: dict[int, dict[str, Any]], scans: int = 30) -> Path:
+    from central._cir import Cir
+
+    Cir(tmp_path).close()  # a CIR's schema, then its scans
     path = tmp_path / "cir.sqlite"
     conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE scans (ref INTEGER PRIMARY KEY, scanner TEXT)")
-    conn.executemany("INSERT INTO scans VALUES (?, 'lane-1')", [(r,) for r in range(1, scans + 1)])
+    conn.executemany(
+        "INSERT INTO scans (ref, scanner) VALUES (?, 'lane-1')", [(r,) for r in range(1, scans + 1)]
+    )
     conn.commit()
     conn.close()
     store = VerdictStore(path)
@@ -290,9 +294,9 @@ def test_confirm_corrects_and_keeps_history(tmp_path: Path) -> None:
     assert second.corrects == first.id and second.by  # the OS user
     assert [r["verdict"] for r in store.confirmations(1)] == ["green", "red"]
     with pytest.raises(sqlite3.IntegrityError, match="history"):
-        store.conn.execute("UPDATE confirmations SET verdict = 'green'")
+        store.db.execute("UPDATE confirmations SET verdict = 'green'")
     with pytest.raises(sqlite3.IntegrityError, match="history"):
-        store.conn.execute("DELETE FROM confirmations")
+        store.db.execute("DELETE FROM confirmations")
     store.close()
     lib = load_library(path)
     assert lib.confirmed[1].verdict is Level.RED
