@@ -48,6 +48,7 @@ from zmq.auth.asyncio import AsyncioAuthenticator
 from central._cir import is_storage_error, open_cir
 from central._ingest import EnrolledEdge, Ingest, Work
 from central._metrics import serve_metrics
+from central._sql import is_unreachable
 from central._uptime import Sla, UptimeTracker
 from core.config import CentralConfig
 from core.errors import ConfigError, NiiError, StorageError
@@ -416,7 +417,16 @@ class Central:
                 frames = await router.recv_multipart(copy=False)
                 batch.append(frames)
                 size += sum(len(f) for f in frames)
-            work = self._stage(batch)
+            try:
+                work = self._stage(batch)
+            except Exception as exc:
+                if not is_unreachable(exc):
+                    raise
+                # the database server went away while the batch was checked (the edges'
+                # keys, the stream heads): nothing of it is acknowledged, the edges resend
+                self._storage_trouble(self.cir.unreachable(exc))
+                self._reset_state()
+                continue
             if commit_task is not None:
                 try:  # shielded: a stop lets the commit being written finish (see above)
                     await asyncio.shield(commit_task)
@@ -635,6 +645,8 @@ class Central:
             except Exception as exc:  # last resort: validation missed it, the loop goes on
                 if isinstance(exc, sqlite3.OperationalError | OSError) and is_storage_error(exc):
                     self._storage_trouble(self.cir.storage_error(exc))
+                elif is_unreachable(exc):  # the database server went away: not the sender
+                    self._storage_trouble(self.cir.unreachable(exc))
                 else:
                     self._bad_message(ident, sender, edge_id, exc)
         self.stats.duplicates = self.ingest.duplicates

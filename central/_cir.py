@@ -26,7 +26,7 @@ from typing import Any
 import sqlite_utils
 
 from central._blobs import BlobStore, FileBlobStore, open_blob_store
-from central._sql import Sql, migrate
+from central._sql import Sql, is_unreachable, migrate
 from core.config import CentralConfig
 from core.errors import ConfigError, EnrollmentError, IntegrityError, NiiError, StorageError
 from core.keys import EdgePublic
@@ -382,6 +382,20 @@ class Cir:
             if is_storage_error(exc):
                 raise self.storage_error(exc) from exc
             raise
+        except Exception as exc:
+            if is_unreachable(exc):  # PostgreSQL down or restarting: retried, alarmed
+                raise self.unreachable(exc) from exc
+            raise
+
+    def unreachable(self, exc: BaseException) -> StorageError:
+        """A StorageError for the CIR's database server being down or gone (``exc``)."""
+        return StorageError(
+            f"cannot write the CIR's database {self.wsql.location}: {exc}",
+            fix="check that the PostgreSQL server is up and reachable; central commits "
+            "the waiting blocks by itself once it is",
+            path=self.wsql.location,
+            free_bytes=-1,
+        )
 
     # -- leases ----------------------------------------------------------------------------
     def acquire_lease(self, scanner: str, holder: str, ttl_s: float) -> int | None:

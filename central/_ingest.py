@@ -289,7 +289,7 @@ class Ingest:
         self.streams: dict[str, StreamState] = {}
         self.scans: dict[int, ScanRow] = {}
         self.shapes: dict[int, ScanShape] = {}
-        self.next_ref = store.next_scan_ref()
+        self._next_ref: int | None = store.next_scan_ref()
         self.duplicates = 0
         self.out_of_order = 0
         self.rejected: dict[str, int] = {}
@@ -310,7 +310,16 @@ class Ingest:
         self.streams.clear()
         self.scans.clear()
         self.shapes.clear()
-        self.next_ref = self.store.next_scan_ref()
+        # read again at the next new scan: the CIR (its database) may be out of reach now
+        self._next_ref = None
+
+    def _take_ref(self) -> int:
+        """The next scan ref (the CIR's highest ref + 1, read once after a reset)."""
+        if self._next_ref is None:
+            self._next_ref = self.store.next_scan_ref()
+        ref = self._next_ref
+        self._next_ref += 1
+        return ref
 
     def committed(self, work: Work) -> None:
         """Record that ``work`` is durable: closed scans and in-flight hashes are let go."""
@@ -819,8 +828,7 @@ class Ingest:
         first, last = prev + 1, new_id - 1
         seqs = [g.seq for g in gaps]
         for scan_id in range(first, min(last, first + MAX_LOST_ROWS - 1) + 1):
-            ref = self.next_ref
-            self.next_ref += 1
+            ref = self._take_ref()
             self.scans[ref] = _scan_row(
                 ref, block.scanner, scan_id, "lost", block.created_ns, gaps[0].seq, {}
             )
@@ -854,8 +862,7 @@ class Ingest:
         scan_id = block.meta.get("scan_id")
         pending = self._pending_gaps(block.scanner)
         self._note_lost(work, st, block, scan_id)
-        ref = self.next_ref
-        self.next_ref += 1
+        ref = self._take_ref()
         ts = block.index[0].ts_ns if block.index else block.created_ns
         self.scans[ref] = _scan_row(ref, block.scanner, scan_id, "scanning", ts, block.seq, record)
         # a GAP that cut this very scan before its first block arrived

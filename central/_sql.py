@@ -30,6 +30,16 @@ SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
 
 
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the PostgreSQL server cannot be reached or went away (not a
+    mistake in what was asked of it)."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - a dependency
+        return False
+    return isinstance(exc, psycopg.OperationalError)
+
+
 def is_postgres_url(spec: str | Path) -> bool:
     """Whether ``spec`` names a PostgreSQL database (``postgresql://`` or ``postgres://``)."""
     return str(spec).startswith(("postgresql://", "postgres://"))
@@ -50,13 +60,10 @@ class Sql:
         self.target = str(target)
         if is_postgres_url(target):
             import psycopg
-            from psycopg.rows import dict_row
 
             self.dialect = POSTGRESQL
             try:
-                self.conn: Any = psycopg.connect(
-                    self.target, autocommit=True, row_factory=dict_row, connect_timeout=10
-                )
+                self.conn: Any = self._pg_connect()
             except psycopg.Error as exc:
                 raise ConfigError(
                     f"cannot reach the CIR's database {_safe(self.target)}: {exc}",
@@ -89,19 +96,58 @@ class Sql:
     def postgres(self) -> bool:
         return self.dialect == POSTGRESQL
 
+    def _pg_connect(self) -> Any:
+        import psycopg
+        from psycopg.rows import dict_row
+
+        return psycopg.connect(
+            self.target, autocommit=True, row_factory=dict_row, connect_timeout=10
+        )
+
+    def _ensure(self) -> None:
+        """Connect again after the server closed the connection (a restart, a fail-over):
+        the statement that found it broken failed; the next one tries afresh."""
+        if self.postgres and self._depth == 0 and (self.conn.closed or self.conn.broken):
+            with contextlib.suppress(Exception):
+                self.conn.close()
+            self.conn = self._pg_connect()
+
+    @property
+    def location(self) -> str:
+        """The database, for messages (a PostgreSQL URL without its password, or a path)."""
+        return _safe(self.target)
+
     def _sql(self, sql: str) -> str:
         if not self.postgres:
             return sql
         return _PLACEHOLDER.sub("%s", sql.replace("%", "%%"))
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        """Run one statement; the cursor (rows as mappings)."""
-        return self.conn.execute(self._sql(sql), tuple(params))
+        """Run one statement; the cursor (rows as mappings).
+
+        A query (``SELECT``) outside a transaction that finds the server gone (it
+        restarted since the last one) is tried once more on a fresh connection; anything
+        that writes is not: whether it was applied is unknown.
+        """
+        self._ensure()
+        try:
+            return self.conn.execute(self._sql(sql), tuple(params))
+        except Exception as exc:
+            if not (
+                self.postgres
+                and self._depth == 0
+                and is_unreachable(exc)
+                and sql.lstrip()[:6].upper() == "SELECT"
+            ):
+                raise
+            self._ensure()
+            return self.conn.execute(self._sql(sql), tuple(params))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one statement for each parameter row."""
         if not rows:
             return
+        self._ensure()
         if self.postgres:
             with self.conn.cursor() as cur:
                 cur.executemany(self._sql(sql), [tuple(r) for r in rows])
@@ -133,6 +179,7 @@ class Sql:
                 self._depth -= 1
             return
         if self.postgres:
+            self._ensure()
             self._depth = 1
             try:
                 with self.conn.transaction():

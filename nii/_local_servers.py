@@ -86,11 +86,14 @@ def _own(path: Path) -> None:
             os.chown(p, nobody.pw_uid, nobody.pw_gid)
 
 
-def start_postgres(base: Path, *, database: str = "nii", deadline_s: float = 30.0) -> LocalServer:
+def start_postgres(
+    base: Path, *, database: str = "nii", deadline_s: float = 30.0, port: int | None = None
+) -> LocalServer:
     """Start PostgreSQL with its cluster in ``base`` (made if new) on a free loopback port.
 
     The URL is ``postgresql://nii@127.0.0.1:PORT/<database>`` (trust authentication,
-    loopback only).  ``fsync`` stays on: commits are as durable as in production.
+    loopback only; ``port`` free by default, or given: a restart on the same one).
+    ``fsync`` stays on: commits are as durable as in production.
 
     Raises:
         NiiError: PostgreSQL is not installed, or it did not start (its log says why).
@@ -128,7 +131,7 @@ def start_postgres(base: Path, *, database: str = "nii", deadline_s: float = 30.
                 fix=f"check that {base} is writable by the user PostgreSQL runs as",
             )
     _own(base)
-    port = free_port()
+    port = port or free_port()
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [str(bindir / "postgres"), "-D", str(data), "-p", str(port),

@@ -178,3 +178,37 @@ def test_the_live_atrs_tables_hold_on_both_engines(tmp_path: Path, database: str
         lib.close()
     finally:
         cir.close()
+
+
+def test_a_database_that_restarts_is_a_storage_error_then_commits_again(tmp_path: Path) -> None:
+    """PostgreSQL stopped under a running CIR (a restart, a fail-over): a commit raises
+    StorageError (central alarms and retries the same batch), and once the server is back
+    on its address the same CIR commits again, on fresh connections."""
+    import tempfile
+
+    from core.errors import StorageError
+    from nii._local_servers import start_postgres
+
+    base = Path(tempfile.mkdtemp(prefix="nii-test-pg-restart-"))
+    server = start_postgres(base)
+    cir = None
+    try:
+        cir, r, _ = committed_cir(tmp_path / "cir", database=server.url)
+        ingest = Ingest(cir, Opener(r.cir).open, r._alarm)
+        seq, raw = r.data(1, [4])
+        work = Work()
+        ingest.message(work, IDENT, r.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
+        server.stop()
+        with pytest.raises(StorageError, match="cannot write the CIR's database") as err:
+            cir.commit(work.staged, ingest.streams, {}, [])
+        assert err.value.fix and "nii@127.0.0.1" in err.value.path
+        server = start_postgres(base, port=server.extra["port"])
+        cir.commit(work.staged, ingest.streams, {}, [])
+        assert len(list(cir.stream_blocks(SCANNER))) == 4 and verify_stream(cir, SCANNER).ok
+    finally:
+        if cir is not None:
+            cir.close()
+        server.stop()
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
