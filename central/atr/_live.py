@@ -73,6 +73,10 @@ MAX_BACKLOG = 16
 Publish = Callable[[bytes, dict[str, Any]], None]
 #: Alarm kind of a scan-start record whose scanner calibration cannot be used.
 ALARM_BAD_CALIBRATION = "bad_calibration"
+#: Waits (s) before each new try of a scan whose CIR database could not be reached (a
+#: restart or a fail-over of PostgreSQL): about a minute in all, then the scan is stored
+#: without a live verdict, alarmed (``atr_skipped``).
+DB_RETRY_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 #: Parsed calibrations kept (by SHA-256): a site has a few scanners, each a few in its life.
 CALIBRATION_CACHE = 64
 
@@ -430,6 +434,38 @@ class LiveAtr:
             self._att = AttStore(self._cir.sql.target)
         return self._cir, self._opener, self._store
 
+    def _analyse_retrying(self, ref: int, loop: asyncio.AbstractEventLoop) -> dict[str, Any] | None:
+        """:meth:`analyse`, tried again while the CIR's database cannot be reached
+        (:data:`DB_RETRY_S`); then None, with an ``atr_skipped`` alarm."""
+        for wait_s in (*DB_RETRY_S, None):
+            try:
+                return self.analyse(ref)
+            except Exception as exc:
+                if not _database_gone(exc):
+                    raise
+                self._close_worker()  # connections afresh at the next try
+                if wait_s is None or self._closing:
+                    log.error("ATR gave up on scan ref %d: %s", ref, exc)
+                    if self._alarm is not None:
+                        with contextlib.suppress(RuntimeError):
+                            loop.call_soon_threadsafe(
+                                partial(
+                                    self._alarm, "", "", "atr_skipped",
+                                    f"scan ref {ref} was stored without a live verdict: the "
+                                    f"CIR's database could not be reached ({exc})",
+                                    ref=ref,
+                                )
+                            )  # fmt: skip
+                    return None
+                log.warning(
+                    "ATR: the CIR's database cannot be reached for scan ref %d; trying again "
+                    "in %.0f s",
+                    ref,
+                    wait_s,
+                )
+                time.sleep(wait_s)
+        return None
+
     def _close_worker(self) -> None:
         for store in (self._store, self._att):
             if store is not None:
@@ -443,7 +479,7 @@ class LiveAtr:
         try:
             if self._closing:
                 return
-            doc = self.analyse(ref)
+            doc = self._analyse_retrying(ref, loop)
         finally:
             with self._lock:
                 self._pending -= 1
@@ -605,6 +641,18 @@ class LiveAtr:
         doc = verdict_doc(row, arrays, live_library(cir.sql.target))
         doc["read_ms"] = round(read_ms, 1)
         return doc
+
+
+def _database_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the CIR's database server is out of reach."""
+    from central._sql import is_unreachable
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if is_unreachable(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 __all__ = [

@@ -296,6 +296,12 @@ def test_the_national_cirs_database_restarting_mid_scan_loses_nothing(
         run_until_done(c, ["scanner1", "scanner2"], 2)
         for s in ("scanner1", "scanner2"):
             assert_all_lines_in_cir(c, s, 2)
+        # the live ATR tried again: every scan has its verdict, those that finished while
+        # the database was down too
+        wait_until(
+            lambda: len(c.sql("SELECT ref FROM verdicts")) == 4, 90, "a live verdict per scan"
+        )
+        assert not [a for a in c.sql("SELECT kind FROM alarms") if a[0] == "atr_skipped"]
         assert c.procs["central"].poll() is None, "central kept running"
     except BaseException:
         print(c.log_tail())
