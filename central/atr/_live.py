@@ -376,6 +376,7 @@ class LiveAtr:
         # the arrays of the scan last read for a verdict: an exit scan's ATT reuses them
         self._last: tuple[int, dict[str, np.ndarray]] | None = None
         self._bad_cal_alarmed: set[tuple[str, str]] = set()  # (scanner, sha256)
+        self._stopped = threading.Event()  # wakes a worker waiting out a database restart
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="atr")
         self._pool.submit(self._guard, _warm_up, "warming up the ATR")
 
@@ -411,6 +412,7 @@ class LiveAtr:
         if self._closing:
             return
         self._closing = True
+        self._stopped.set()
         self._pool.submit(self._close_worker)
         self._pool.shutdown(wait=True)
 
@@ -463,7 +465,8 @@ class LiveAtr:
                     ref,
                     wait_s,
                 )
-                time.sleep(wait_s)
+                if self._stopped.wait(wait_s):  # central stops: give up at once
+                    return None
         return None
 
     def _close_worker(self) -> None:
