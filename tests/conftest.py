@@ -40,42 +40,37 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return rep
 
 
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[Any]:
-    """A SeaweedFS object store of our own on loopback, for the whole session
-    (``nii._local_servers.start_s3``; ``weed`` comes with the dev install)."""
+def _local_server(start: Any, prefix: str) -> Iterator[Any]:
+    """A server of ``nii._local_servers`` in a folder of its own, removed afterwards."""
     import shutil
     import tempfile
     from pathlib import Path
 
-    from nii._local_servers import start_s3
-
-    base = Path(tempfile.mkdtemp(prefix="nii-test-s3-"))
-    server = start_s3(base)
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    server = start(base)
     try:
         yield server
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    """A SeaweedFS object store of our own on loopback, for the whole session
+    (``nii._local_servers.start_s3``; ``weed`` comes with the dev install)."""
+    from nii._local_servers import start_s3
+
+    yield from _local_server(start_s3, "nii-test-s3-")
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[Any]:
     """A PostgreSQL server of our own on loopback, for the whole session
     (``nii._local_servers.start_postgres``; Debian's postgresql, .ci/run installs it)."""
-    import shutil
-    import tempfile
-    from pathlib import Path
-
     from nii._local_servers import start_postgres
 
-    base = Path(tempfile.mkdtemp(prefix="nii-test-pg-"))
-    server = start_postgres(base)
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(base, ignore_errors=True)
+    yield from _local_server(start_postgres, "nii-test-pg-")
 
 
 @pytest.fixture

@@ -10,16 +10,20 @@ import pytest
 from tests.system._cluster import Cluster
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    """An enrolled cluster, stopped afterwards; its logs are printed when the test failed."""
-    c = Cluster(tmp_path)
+def _running(c: Cluster, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """``c`` enrolled, stopped afterwards; its logs are printed when the test failed."""
     c.enroll()
     yield c
     c.stop_all()
     rep = getattr(request.node, "rep_call", None)
     if rep is not None and rep.failed:
         print(c.log_tail())
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """An enrolled cluster, stopped afterwards; its logs are printed when the test failed."""
+    yield from _running(Cluster(tmp_path), request)
 
 
 @pytest.fixture(params=["embedded", "national"])
@@ -34,9 +38,4 @@ def any_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Clus
         )
     else:
         c = Cluster(tmp_path)
-    c.enroll()
-    yield c
-    c.stop_all()
-    rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
-        print(c.log_tail())
+    yield from _running(c, request)
