@@ -466,20 +466,43 @@ def migrate(db: Sql, steps: Sequence[Migration] = MIGRATIONS) -> list[int]:
         if m.version <= have:
             continue
         script = m.postgresql if db.postgres else m.sqlite
-        with db.transaction():
-            for stmt in statements(script):
-                db.execute(stmt)
-            if db.postgres:
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, "
-                    "what TEXT, applied_ns BIGINT)"
-                )
-                db.execute(
-                    "INSERT INTO schema_version (version, what, applied_ns) "
-                    "VALUES (?, ?, (extract(epoch from now()) * 1e9)::bigint)",
-                    [m.version, m.what],
-                )
-            else:
-                db.execute(f"PRAGMA user_version = {int(m.version)}")
+        try:
+            _apply(db, m, script)
+        except Exception as exc:
+            if not (isinstance(exc, sqlite3.Error) or _pg_error(exc)):
+                raise
+            raise ConfigError(
+                f"cannot bring the CIR's database {_safe(db.target)} to schema version "
+                f"{m.version}: {exc}",
+                fix="the database must be writable by this user and have free space "
+                "(check state_dir, or cir in [central])",
+            ) from exc
         done.append(m.version)
     return done
+
+
+def _pg_error(exc: BaseException) -> bool:
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - a dependency
+        return False
+    return isinstance(exc, psycopg.Error)
+
+
+def _apply(db: Sql, m: Migration, script: str) -> None:
+    """One schema step in one transaction, its version recorded with it."""
+    with db.transaction():
+        for stmt in statements(script):
+            db.execute(stmt)
+        if db.postgres:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, "
+                "what TEXT, applied_ns BIGINT)"
+            )
+            db.execute(
+                "INSERT INTO schema_version (version, what, applied_ns) "
+                "VALUES (?, ?, (extract(epoch from now()) * 1e9)::bigint)",
+                [m.version, m.what],
+            )
+        else:
+            db.execute(f"PRAGMA user_version = {int(m.version)}")

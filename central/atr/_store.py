@@ -8,7 +8,10 @@ The live ATR writes from its own worker thread, so it keeps its own connection
 to the CIR's database (``central._sql``: the SQLite file, WAL, or PostgreSQL):
 it writes beside the aggregator's group commits without either waiting long on
 the other.  The tables are made by the CIR's schema steps (``central._sql.
-MIGRATIONS``, step 3); the schemas below are kept for reference.  Each verdict and each ATT
+MIGRATIONS``, step 3: an entry scan is Scan A of at most one exit scan, so a rescan
+at the exit cannot replace a HOLD, decision 0007; confirmations are never changed
+or deleted, a correction is a new row naming the one it replaces; each ``nii atr
+profiles learn`` writes a whole new version of the profiles).  Each verdict and each ATT
 result (with its HOLD alarm) is one explicit transaction in plain SQL
 (sqlite-utils' write helpers commit on their own), so it is either wholly in
 the CIR or not at all.  The full document is kept as JSON beside the columns
@@ -26,24 +29,6 @@ from typing import Any
 
 from central._sql import Sql, migrate
 from core.errors import StorageError
-
-#: The table, created on first use; ``ref`` is the scan's ref in ``scans``.
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS verdicts (
-    ref INTEGER PRIMARY KEY,
-    scanner TEXT NOT NULL,
-    scan_id INTEGER,
-    container TEXT,
-    verdict TEXT NOT NULL,
-    findings INTEGER NOT NULL,
-    model TEXT NOT NULL,
-    gd_used INTEGER NOT NULL,
-    atr_ms REAL,
-    latency_s REAL,
-    created_ns INTEGER NOT NULL,
-    doc TEXT NOT NULL
-)
-"""
 
 _COLUMNS = (
     "ref",
@@ -163,27 +148,6 @@ class VerdictStore(_Store):
         )
 
 
-#: One row per exit scan the live ATT looked at; an entry scan is Scan A of at most one of
-#: them (the unique index), so a rescan at the exit cannot replace a HOLD (decision 0007).
-ATT_SCHEMA = (
-    """
-CREATE TABLE IF NOT EXISTS att (
-    ref_b INTEGER PRIMARY KEY,
-    ref_a INTEGER,
-    container TEXT,
-    seal_a TEXT,
-    seal_b TEXT,
-    result TEXT NOT NULL,
-    hold INTEGER NOT NULL,
-    factors TEXT NOT NULL,
-    created_ns INTEGER NOT NULL,
-    doc TEXT NOT NULL
-)
-""",
-    "CREATE UNIQUE INDEX IF NOT EXISTS att_ref_a ON att (ref_a)",
-    "CREATE INDEX IF NOT EXISTS att_container ON att (container)",
-)
-
 _ATT_COLUMNS = (
     "ref_b",
     "ref_a",
@@ -275,29 +239,6 @@ def att_docs(db: Sql, limit: int = 50) -> list[dict[str, Any]]:
 #: deleted (the triggers): a correction is a new row whose ``corrects`` names the row it
 #: replaces.  ``heading``, ``load`` (JSON of ``LoadFeatures``) and ``descriptor`` (JSON
 #: list, ``_library.describe``) are copied from the verdict when the officer confirmed it.
-CONFIRMATIONS_SCHEMA = (
-    """
-CREATE TABLE IF NOT EXISTS confirmations (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    ref INTEGER NOT NULL,
-    verdict TEXT NOT NULL,
-    atr_verdict TEXT NOT NULL,
-    by TEXT NOT NULL,
-    created_ns INTEGER NOT NULL,
-    note TEXT NOT NULL,
-    corrects INTEGER REFERENCES confirmations (id),
-    heading TEXT NOT NULL,
-    load TEXT,
-    descriptor TEXT,
-    profile_version INTEGER
-)
-""",
-    "CREATE INDEX IF NOT EXISTS confirmations_ref ON confirmations (ref)",
-    "CREATE TRIGGER IF NOT EXISTS confirmations_no_update BEFORE UPDATE ON confirmations "
-    "BEGIN SELECT RAISE(ABORT, 'confirmations are history: add a correction'); END",
-    "CREATE TRIGGER IF NOT EXISTS confirmations_no_delete BEFORE DELETE ON confirmations "
-    "BEGIN SELECT RAISE(ABORT, 'confirmations are history: add a correction'); END",
-)
 _CONFIRM_COLUMNS = (
     "id",
     "ref",
@@ -311,21 +252,6 @@ _CONFIRM_COLUMNS = (
     "load",
     "descriptor",
     "profile_version",
-)
-#: Learned profiles, one row per HS heading per version: each ``nii atr profiles learn``
-#: writes a whole new version (also the headings below the minimum count, ``used`` 0).
-PROFILES_SCHEMA = (
-    """
-CREATE TABLE IF NOT EXISTS profiles (
-    version INTEGER NOT NULL,
-    heading TEXT NOT NULL,
-    n INTEGER NOT NULL,
-    used INTEGER NOT NULL,
-    created_ns INTEGER NOT NULL,
-    doc TEXT NOT NULL,
-    PRIMARY KEY (version, heading)
-)
-""",
 )
 
 
@@ -442,10 +368,6 @@ def library_state(db: Sql) -> tuple[int, int]:
 
 
 __all__ = [
-    "ATT_SCHEMA",
-    "CONFIRMATIONS_SCHEMA",
-    "PROFILES_SCHEMA",
-    "SCHEMA",
     "AttStore",
     "LibraryStore",
     "VerdictStore",

@@ -212,3 +212,20 @@ def test_a_database_that_restarts_is_a_storage_error_then_commits_again(tmp_path
         import shutil
 
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_cir_that_cannot_take_its_schema_is_one_clear_error(tmp_path: Path) -> None:
+    """A CIR that cannot be written (here opened read-only; a read-only copy or a full
+    disk alike) gets one ConfigError naming it when its schema is brought up, never a
+    traceback."""
+    import sqlite3 as sq
+
+    path = tmp_path / "cir.sqlite"
+    sq.connect(path).close()  # an empty file at schema version 0
+    db = Sql(path, read_only=True)
+    try:
+        with pytest.raises(ConfigError, match="to schema version 1") as err:
+            migrate(db)
+        assert str(path) in err.value.message and err.value.fix
+    finally:
+        db.close()
