@@ -45,15 +45,16 @@ import zmq
 import zmq.asyncio
 from zmq.auth.asyncio import AsyncioAuthenticator
 
-from central._cir import is_storage_error, open_cir
-from central._ingest import EnrolledEdge, Ingest, Work
+from central._cir import LeaseLost, is_storage_error, open_cir
+from central._ingest import PROBE, EnrolledEdge, Ingest, Work
+from central._leases import LeaseBook, holder_name
 from central._metrics import serve_metrics
 from central._sql import is_unreachable
 from central._uptime import Sla, UptimeTracker
 from core.config import CentralConfig
 from core.errors import ConfigError, NiiError, StorageError
 from core.keys import CirKey
-from core.messages import Ack, Heartbeat, Welcome, decode
+from core.messages import Ack, BlockMsg, Heartbeat, Nack, Welcome, decode
 from core.sdnotify import Notifier, watchdog_loop
 from core.seal import BlockKind, Opener
 
@@ -170,6 +171,10 @@ class Central:
         self.cir = open_cir(cfg)
         self.opener = Opener(self.key.x25519_private)
         self.boot = os.urandom(8).hex()
+        # stream leases: one writer per scanner among the aggregators sharing the CIR
+        self.leases = LeaseBook(holder_name(cfg.name, cfg.listen), self.boot, cfg.lease_s)
+        # the CIR's writer connection serves one thread at a time: commits and leases
+        self._wlock = asyncio.Lock()
         self.stats = CentralStats()
         self.latencies_ms: deque[float] = deque(maxlen=200_000)
         self._edges: dict[str, dict[str, Any] | None] = {}
@@ -310,7 +315,18 @@ class Central:
         if self.atr is not None:
             self.atr.close()
         self.uptime.close()
+        self._release_leases()
         self.cir.close()
+
+    def _release_leases(self) -> None:
+        """A clean stop gives the leases up: another aggregator takes over at once."""
+        for scanner, (holder, token) in self.leases.all_held().items():
+            try:
+                self.cir.release_lease(scanner, holder, token)
+            except Exception as exc:  # the database is gone: the leases expire by themselves
+                log.warning("could not release the stream lease of %s: %s", scanner, exc)
+                break
+        self.leases.held.clear()
 
     def _publish(self, topic: bytes, doc: dict[str, Any], *raw: bytes) -> None:
         if self.pub is None:
@@ -328,6 +344,7 @@ class Central:
             asyncio.create_task(self._beat(), name="loop beat"),
             asyncio.create_task(watchdog_loop(notifier, self.healthy), name="watchdog"),
             asyncio.create_task(self.uptime.watch(), name="sla watch"),
+            asyncio.create_task(self._lease_loop(), name="stream leases"),
         ]
         if self.cfg.metrics and self.metrics_server is None:
             self.metrics_server = serve_metrics(self)
@@ -371,6 +388,77 @@ class Central:
                 )
             n += 1
             await asyncio.sleep(0.5)
+
+    async def _lease_loop(self) -> None:
+        """Renew the leases whose edges are here; let the others go (``central._leases``)."""
+        while True:
+            plan = self.leases.due(self.ingest.last_heard)
+            if plan is not None:
+                renew, release = plan
+                try:
+                    async with self._wlock:
+                        lost = await asyncio.to_thread(self._renew, renew, release)
+                except Exception as exc:
+                    if not is_unreachable(exc):
+                        raise
+                    lost = []  # the commits fail meanwhile; the leases may expire
+                    log.warning("cannot renew the stream leases: %s", exc)
+                if lost:
+                    self._leases_lost(lost)
+            await asyncio.sleep(self.cfg.lease_s / 6)
+
+    def _renew(
+        self, renew: dict[str, tuple[str, int]], release: dict[str, tuple[str, int]]
+    ) -> list[str]:
+        lost = []
+        for scanner, (holder, token) in release.items():
+            if self.cir.release_lease(scanner, holder, token):
+                log.info("let the stream lease of %s go: its edge is no longer here", scanner)
+            else:
+                lost.append(scanner)
+        return lost + (self.cir.renew_leases(renew, self.cfg.lease_s) if renew else [])
+
+    def _leases_lost(self, scanners: list[str]) -> None:
+        """Another aggregator took these streams over: never write them again."""
+        self.leases.lost(scanners)
+        for s in scanners:
+            self.ingest.forget(s)
+        log.warning("another aggregator took over the stream(s) of %s", ", ".join(scanners))
+
+    def _take_leases(self, scanners: list[str]) -> dict[str, int | None]:
+        """Take (or renew) the leases of the scanners that said hello (commit thread)."""
+        return {
+            s: self.cir.acquire_lease(s, self.leases.holder, self.cfg.lease_s) for s in scanners
+        }
+
+    async def _hello_leases(self, work: Work) -> None:
+        """The HELLOs of ``work`` get a WELCOME only where this process holds the lease;
+        the others are told the stream is elsewhere (the edge tries the next aggregator)."""
+        wanted = sorted({s for ident, s in work.hellos if ident.split(b"/")[1:2] != [PROBE]})
+        if not wanted:
+            return
+        try:
+            async with self._wlock:
+                got = await asyncio.to_thread(self._take_leases, wanted)
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
+            self._storage_trouble(self.cir.unreachable(exc))
+            got = {}  # no answer: the edges say hello again
+        hellos = []
+        for ident, scanner in work.hellos:
+            if ident.split(b"/")[1:2] == [PROBE]:
+                hellos.append((ident, scanner))
+                continue
+            token = got.get(scanner)
+            if token is None:
+                if scanner in got:
+                    work.nacks.append((ident, _elsewhere(scanner, -1)))
+                continue
+            if self.leases.took(scanner, token):
+                self.ingest.forget(scanner)  # another aggregator wrote it meanwhile
+            hellos.append((ident, scanner))
+        work.hellos = hellos
 
     def healthy(self) -> bool:
         return time.monotonic() - self._loop_beat < 5.0
@@ -458,18 +546,24 @@ class Central:
         # this one is written in the worker thread
         streams = {s: dataclasses.replace(self.ingest.streams[s]) for s in work.streams_touched}
         scans = {r: dict(self.ingest.scans[r]) for r in work.scans}
+        fencing = self.leases.fencing(streams)
         failed = False
         while True:
             try:
-                await asyncio.to_thread(
-                    self.cir.commit,
-                    work.staged,
-                    streams,
-                    scans,
-                    alarms,
-                    calibrations=work.calibrations,
-                )
+                async with self._wlock:
+                    await asyncio.to_thread(
+                        self.cir.commit,
+                        work.staged,
+                        streams,
+                        scans,
+                        alarms,
+                        calibrations=work.calibrations,
+                        leases=fencing,
+                    )
                 break
+            except LeaseLost as exc:  # fenced off: nothing of the batch was written
+                self._leases_lost(list(exc.scanners))
+                raise
             except StorageError as exc:
                 if self._stopping:
                     raise
@@ -478,6 +572,7 @@ class Central:
                 alarms = alarms + self._pending_alarms
                 self._pending_alarms = []
                 await asyncio.sleep(STORAGE_RETRY_S)
+        await self._hello_leases(work)
         if failed:
             self._storage_alarm_at = -1e9
             log.warning("the CIR writes again; %d block(s) committed", len(work.staged))
@@ -630,6 +725,16 @@ class Central:
             edge_id = edge.id if edge else ""
             try:
                 msg, extra = decode(frames[1:])
+                if (
+                    isinstance(msg, BlockMsg)
+                    and edge is not None
+                    and not self.leases.holds(msg.scanner)
+                ):
+                    # not this aggregator's stream (now): the edge says hello again
+                    work.nacks.append((ident, _elsewhere(msg.scanner, msg.seq)))
+                    continue
+                if isinstance(msg, BlockMsg):
+                    self.leases.touch(msg.scanner)
                 if isinstance(msg, Heartbeat):
                     if edge is not None and not edge.revoked:
                         if self.ingest.heartbeat(work, ident, edge, msg):
@@ -652,6 +757,17 @@ class Central:
         self.stats.duplicates = self.ingest.duplicates
         self.stats.out_of_order = self.ingest.out_of_order
         return work
+
+
+def _elsewhere(scanner: str, seq: int) -> Nack:
+    """The answer to a HELLO (``seq`` -1) or block of a stream whose lease this
+    aggregator does not hold."""
+    why = (
+        f"another aggregator holds the stream of scanner {scanner}"
+        if seq < 0
+        else f"this aggregator does not hold the stream of scanner {scanner}; say hello"
+    )
+    return Nack(scanner=scanner, seq=seq, expected=-1, reason=why, elsewhere=True)
 
 
 def _sla_file(cfg: CentralConfig) -> Path | None:

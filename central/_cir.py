@@ -400,7 +400,8 @@ class Cir:
     # -- leases ----------------------------------------------------------------------------
     def acquire_lease(self, scanner: str, holder: str, ttl_s: float) -> int | None:
         """Take or renew the lease of ``scanner``'s stream for ``holder`` (an aggregator:
-        host and boot id) for ``ttl_s`` seconds of the database's clock.
+        ``NAME#BOOT``, ``central._leases``) for ``ttl_s`` seconds of the database's clock.
+        A holder with the same NAME as the current one takes it over before expiry.
 
         Returns:
             The fencing token: the same while ``holder`` keeps the lease, one more at
@@ -427,7 +428,10 @@ class Cir:
                     "UPDATE stream_leases SET expires_ns = ? WHERE scanner = ?", [until, scanner]
                 )
                 return int(row["token"])
-            if int(row["expires_ns"]) > now:
+            # a holder ``NAME#BOOT`` succeeds its own NAME's earlier process at once
+            # (central._leases: that process is gone); anyone else waits for expiry
+            successor = str(row["holder"]).split("#")[0] == holder.split("#")[0]
+            if int(row["expires_ns"]) > now and not successor:
                 return None
             token = int(row["token"]) + 1
             db.execute(
@@ -453,14 +457,16 @@ class Cir:
                     lost.append(scanner)
         return lost
 
-    def release_lease(self, scanner: str, holder: str, token: int) -> None:
-        """Give the lease up at once (a clean shutdown): another may take it now."""
+    def release_lease(self, scanner: str, holder: str, token: int) -> bool:
+        """Give the lease up at once (a clean shutdown, an edge gone): another may take
+        it now. Returns False if it was no longer ``holder``'s with ``token``."""
         with self.wsql.transaction():
-            self.wsql.execute(
+            n = self.wsql.rowcount(
                 "UPDATE stream_leases SET expires_ns = 0 "
                 "WHERE scanner = ? AND holder = ? AND token = ?",
                 [scanner, holder, token],
             )
+        return n > 0
 
     def _check_leases(self, scanners: Sequence[str], leases: Mapping[str, tuple[str, int]]) -> None:
         db = self.wsql
@@ -480,7 +486,18 @@ class Cir:
                 lost,
             )
 
+    @property
+    def shared_refs(self) -> bool:
+        """Whether several aggregators may share this CIR (PostgreSQL): every
+        :meth:`next_scan_ref` then allocates a ref of its own from the database."""
+        return self.sql.postgres
+
     def next_scan_ref(self) -> int:
+        """The ref for a new scan. SQLite (one aggregator): the highest ref + 1, which the
+        caller counts on from. PostgreSQL: a ref allocated from ``scan_ref_seq`` for this
+        caller alone (a scan whose commit failed leaves a hole in the numbering)."""
+        if self.sql.postgres:
+            return int(self.sql.value("SELECT nextval('scan_ref_seq') AS r"))
         return int(self.sql.value("SELECT COALESCE(MAX(ref), 0) AS r FROM scans") or 0) + 1
 
     def scan(self, ref: int) -> dict[str, Any] | None:

@@ -289,7 +289,9 @@ class Ingest:
         self.streams: dict[str, StreamState] = {}
         self.scans: dict[int, ScanRow] = {}
         self.shapes: dict[int, ScanShape] = {}
-        self._next_ref: int | None = store.next_scan_ref()
+        #: refs allocated one by one by the database (several aggregators share it)
+        self._shared_refs = bool(getattr(store, "shared_refs", False))
+        self._next_ref: int | None = None if self._shared_refs else store.next_scan_ref()
         self.duplicates = 0
         self.out_of_order = 0
         self.rejected: dict[str, int] = {}
@@ -313,8 +315,29 @@ class Ingest:
         # read again at the next new scan: the CIR (its database) may be out of reach now
         self._next_ref = None
 
+    def forget(self, scanner: str) -> None:
+        """Forget what this process knows of ``scanner``'s stream: another aggregator may
+        have written it since (its lease changed hands); it is read from the CIR again."""
+        self.streams.pop(scanner, None)
+        self._fresh.discard(scanner)
+        self._gaps_since_scan.pop(scanner, None)
+        self._last_preview.pop(scanner, None)
+        for ref in [r for r, row in self.scans.items() if row.get("scanner") == scanner]:
+            self.scans.pop(ref, None)
+            self.shapes.pop(ref, None)
+        for key in [k for k in self._inflight_hash if k[0] == scanner]:
+            self._inflight_hash.pop(key, None)
+
+    def last_heard(self, scanner: str) -> float | None:
+        """When (``clock``) the process streaming ``scanner`` was last heard, or None."""
+        w = self._writers.get(scanner)
+        return None if w is None else w.heard
+
     def _take_ref(self) -> int:
-        """The next scan ref (the CIR's highest ref + 1, read once after a reset)."""
+        """The next scan ref (the CIR's highest ref + 1, read once after a reset; or one
+        allocated by the shared database)."""
+        if self._shared_refs:
+            return self.store.next_scan_ref()
         if self._next_ref is None:
             self._next_ref = self.store.next_scan_ref()
         ref = self._next_ref

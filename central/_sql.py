@@ -422,6 +422,16 @@ CREATE TABLE IF NOT EXISTS profiles (
     PRIMARY KEY (version, heading));
 """,
     ),
+    Migration(
+        7,
+        "scan refs from one sequence, for several aggregators on one database",
+        # SQLite: one aggregator per CIR (its state-directory lock); refs follow MAX(ref)
+        sqlite="",
+        postgresql="""
+CREATE SEQUENCE IF NOT EXISTS scan_ref_seq;
+SELECT setval('scan_ref_seq', (SELECT COALESCE(MAX(ref), 0) + 1 FROM scans), false);
+""",
+    ),
 )
 
 

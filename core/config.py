@@ -32,7 +32,7 @@ EXAMPLE_EDGE = """\
 id = "edge-a"
 key = "keys/edge-a.key"
 cir_public = "keys/cir.pub"
-central = "tcp://127.0.0.1:7600"
+central = "tcp://127.0.0.1:7600"  # or a list: the edge fails over between them
 state_dir = "var/edge-a"
 
 [[scanner]]
@@ -163,6 +163,12 @@ class CentralConfig:
     blobs: str = "file"  # where the sealed blocks go: "file" (state_dir/blobs) or s3://…
     s3_endpoint: str = ""  # the S3-compatible server's URL (empty: Amazon S3)
     s3_credentials: Path | None = None  # boto3 INI credentials (None: boto3's own chain)
+    #: this aggregator's name in the stream leases (default: host and listen endpoint);
+    #: unique among the aggregators that share one CIR
+    name: str = ""
+    #: seconds a stream lease lasts without renewal: how long a dead aggregator's
+    #: scanners wait before another may take them over
+    lease_s: float = 3.0
 
     @classmethod
     def load(cls, path: Path) -> CentralConfig:
@@ -183,6 +189,8 @@ class CentralConfig:
                 "blobs",
                 "s3_endpoint",
                 "s3_credentials",
+                "name",
+                "lease_s",
             }
         )
         cir = str(s.doc.get("cir", ""))
@@ -217,6 +225,8 @@ class CentralConfig:
             blobs=blobs,
             s3_endpoint=endpoint,
             s3_credentials=s.path_("s3_credentials") if "s3_credentials" in s.doc else None,
+            name=s.text("name", "") if "name" in s.doc else "",
+            lease_s=s.num("lease_s", 3.0, 0.5, 600.0),
         )
 
 
@@ -263,9 +273,11 @@ class EdgeConfig:
     id: str
     key: Path
     cir_public: Path
-    central: str
+    central: str  # the first of ``centrals``
     state_dir: Path
     heartbeat_s: float = 1.0
+    #: every aggregator endpoint this edge may stream to, tried in turn (failover)
+    centrals: tuple[str, ...] = ()
     scanners: list[ScannerConfig] = field(default_factory=list)
     mqtt: MqttConfig | None = None
     metrics: str = ""
@@ -279,6 +291,7 @@ class EdgeConfig:
             {"id", "key", "cir_public", "central", "state_dir", "heartbeat_s", "mqtt", "metrics"}
         )
         mqtt = _mqtt(path, s.doc.get("mqtt"))
+        centrals = _centrals(s)
         try:
             edge_id = check_id("edge", s.text("id"))
         except KeyFileError as exc:
@@ -350,13 +363,37 @@ class EdgeConfig:
             id=edge_id,
             key=s.path_("key"),
             cir_public=s.path_("cir_public"),
-            central=s.endpoint("central", "tcp://127.0.0.1:7600"),
+            central=centrals[0],
+            centrals=centrals,
             state_dir=s.path_("state_dir", f"var/{edge_id}"),
             heartbeat_s=s.num("heartbeat_s", 1.0, 0.05, 60.0),
             scanners=scanners,
             mqtt=mqtt,
             metrics=_listen_addr(s, "metrics"),
         )
+
+
+def _centrals(s: _Section) -> tuple[str, ...]:
+    """``central``: one aggregator endpoint, or a list of them (the edge fails over)."""
+    val = s.doc.get("central", "tcp://127.0.0.1:7600")
+    if isinstance(val, str):
+        return (s.endpoint("central", "tcp://127.0.0.1:7600"),)
+    if not isinstance(val, list) or not val or not all(isinstance(v, str) for v in val):
+        raise s._err(
+            "central",
+            f"must be an endpoint or a non-empty list of endpoints, got {val!r}",
+            'write central = "tcp://HOST:PORT" or central = ["tcp://A:7600", "tcp://B:7600"]',
+        )
+    out: list[str] = []
+    for v in val:
+        try:
+            ep = check_endpoint(v)
+        except ConfigError as exc:
+            raise s._err("central", exc.message, exc.fix) from exc
+        if ep in out:
+            raise s._err("central", f"{ep} is listed twice", "list each aggregator once")
+        out.append(ep)
+    return tuple(out)
 
 
 def _names(sc: _Section, key: str) -> list[str]:

@@ -263,12 +263,16 @@ class Nack(Message):
         "expected": _SEQ,
         "reason": _text(),
         "fatal": _bool,
+        "elsewhere": _bool,
     }
     scanner: str
     seq: int
     expected: int
     reason: str
     fatal: bool = False  # true for integrity failures: resending will not help
+    #: this aggregator does not hold the scanner's stream lease: say hello again, to the
+    #: next aggregator endpoint if this one keeps answering so (central._leases)
+    elsewhere: bool = False
 
 
 @dataclass(kw_only=True)

@@ -128,6 +128,7 @@ class ChannelStats:
     blocks_resent: int = 0
     blocks_acked: int = 0
     nacks: int = 0
+    failovers: int = 0  # switches to another aggregator endpoint
     task_crashes: int = 0
     storage_pauses: int = 0
     control_outages: int = 0
@@ -221,6 +222,12 @@ class ScannerChannel:
         self.sealer = Sealer(key.sign_private, cir.x25519_public)
         self.sock = ctx.socket(zmq.DEALER)
         self._setup_socket()
+        #: the aggregator endpoints, tried in turn; ``_ep`` is the one connected. The
+        #: edge's scanners start on different ones (by their place in the configuration),
+        #: so the aggregators share the load while all of them are up
+        self._endpoints = list(edge.centrals)
+        place = next((i for i, sc in enumerate(edge.scanners) if sc.id == cfg.id), 0)
+        self._ep = place % len(self._endpoints)
         self._cache: dict[int, bytes] = {}
         self._cache_bytes = 0
         self._wake = asyncio.Event()
@@ -305,7 +312,7 @@ class ScannerChannel:
 
     async def run(self) -> None:
         """Serve until cancelled. Raises only if a task escaped its supervisor (a bug)."""
-        self.sock.connect(self.edge.central)
+        self.sock.connect(self._endpoints[self._ep])
         loops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("receiver", self._receiver),
             ("sender", self._sender),
@@ -327,7 +334,7 @@ class ScannerChannel:
             await cancel_and_wait(list(self._side), f"{self.cfg.id} side jobs", timeout=1.0)
 
     async def _handshake(self) -> None:
-        await watch_handshake(self.sock, self.edge.central, self.edge.id, log)
+        await watch_handshake(self.sock, " or ".join(self._endpoints), self.edge.id, log)
 
     def _crashed(self, name: str, exc: Exception, delay: float) -> None:
         self.stats.task_crashes += 1
@@ -805,11 +812,37 @@ class ScannerChannel:
                 log.warning("%s: central refuses this stream; disarming the scanner", self.cfg.id)
                 self._spawn(self._refuse_new_scans(), "disarm while refused")
             return
+        if n.elsewhere:
+            # this aggregator does not hold the stream's lease: a HELLO settles it; one
+            # refused so (seq -1) means another aggregator holds it: go there
+            self.win.on_elsewhere()
+            if n.seq < 0 and len(self._endpoints) > 1:
+                self._failover(f"it answered: {n.reason}")
+            return
         log.info("%s: central wants block %d (%s)", self.cfg.id, n.expected, n.reason)
         if self.win.on_nack(n.expected, self.spool.state.head_seq):
             self._send_hello()
             return
         self._wake.set()
+
+    def _failover(self, why: str) -> None:
+        """Leave the aggregator in use for the next endpoint; nothing is lost: the
+        spool keeps every block the CIR has not acknowledged, and the next WELCOME
+        says where to resend from."""
+        old = self._endpoints[self._ep]
+        self._ep = (self._ep + 1) % len(self._endpoints)
+        new = self._endpoints[self._ep]
+        with contextlib.suppress(zmq.ZMQError):
+            self.sock.disconnect(old)
+        self.sock.connect(new)
+        self.win.switched()
+        self.stats.failovers += 1
+        log.warning("%s: leaving central %s (%s); trying %s", self.cfg.id, old, why, new)
+        self.alarm(
+            "central_failover",
+            f"edge left central {old} for {new}: {why}",
+            **{"from": old, "to": new},
+        )
 
     def _send_hello(self) -> None:
         st = self.spool.state
@@ -828,6 +861,8 @@ class ScannerChannel:
             if self.win.acked > self.spool.state.acked_seq:
                 self._last_release = time.monotonic()
                 self._release(self.win.acked)
+            if len(self._endpoints) > 1 and self.win.failover_due():
+                self._failover(f"silent for {self.win.stall_s:.1f} s")
             was_welcomed = self.win.welcomed
             what = self.win.tick()
             if was_welcomed and not self.win.welcomed:

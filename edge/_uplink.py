@@ -18,7 +18,11 @@ Rules, each unit-tested in ``tests/unit/edge/test_uplink.py``:
 * blocks in flight with no acknowledgement for ``stall_s`` ask for a new HELLO
   (a resync), and a HELLO not answered is repeated every ``hello_retry_s``,
   so the stream resumes as soon as the network is back;
-* central is ``connected`` while it was heard within ``stall_s``.
+* central is ``connected`` while it was heard within ``stall_s``;
+* failover (several aggregator endpoints): a central silent for ``stall_s`` since
+  the last switch is left for the next endpoint (``failover_due``); a NACK saying
+  the stream's lease is elsewhere asks for a new HELLO (``on_elsewhere``), and the
+  shell moves on when a HELLO is answered so.
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ class UplinkWindow:
         self._last_heard = now - stall_s - 1.0
         self._last_progress = now
         self._last_hello = now - HELLO_RETRY_S - 1.0
+        self._last_switch = now
 
     # -- sending -------------------------------------------------------------------------
     def next_seq(self, head: int) -> int | None:
@@ -144,6 +149,24 @@ class UplinkWindow:
             self.welcomed = False
             return True
         return False
+
+    def on_elsewhere(self) -> None:
+        """Central does not hold this stream (its lease is elsewhere, or lapsed): say
+        hello again before anything else is sent."""
+        self.welcomed = False
+
+    # -- failover between aggregators ------------------------------------------------------
+    def failover_due(self) -> bool:
+        """Whether central (the endpoint in use) was silent for ``stall_s``, counting from
+        the last switch: time to try the next aggregator endpoint."""
+        return self._clock() - max(self._last_heard, self._last_switch) > self.stall_s
+
+    def switched(self) -> None:
+        """The edge connected to another aggregator: nothing is sent before its WELCOME."""
+        self._last_switch = self._clock()
+        self.welcomed = False
+        self.connected = False
+        self._last_hello = self._last_switch - HELLO_RETRY_S - 1.0
 
     # -- time ----------------------------------------------------------------------------
     def tick(self) -> Tick | None:

@@ -59,6 +59,10 @@ class Cluster:
         self.listen = f"tcp://127.0.0.1:{free_port()}"
         self.feed = f"tcp://127.0.0.1:{free_port()}"
         self.central_toml = base / "central.toml"
+        #: aggregator name → (configuration, listen endpoint); the edge lists them all
+        self.aggregators: dict[str, tuple[Path, str]] = {
+            "central": (self.central_toml, self.listen)
+        }
         national = ""
         if database:
             national += f'cir = "{database}"\n'
@@ -67,6 +71,7 @@ class Cluster:
                 f'blobs = "s3://{s3.extra["bucket"]}/{base.name}"\n'
                 f's3_endpoint = "{s3.url}"\ns3_credentials = "{s3.extra["credentials"]}"\n'
             )
+        self._national = national
         self.central_toml.write_text(
             f'[central]\nlisten = "{self.listen}"\nfeed = "{self.feed}"\n'
             'state_dir = "cir"\nkey = "keys/cir.key"\npreview_hz = 5\n' + national
@@ -136,8 +141,23 @@ class Cluster:
         )
         assert r.returncode == 0, r.stderr
 
-    def start_central(self) -> None:
-        self.start("central", "central", "--config", str(self.central_toml))
+    def start_central(self, name: str = "central") -> None:
+        self.start(name, "central", "--config", str(self.aggregators[name][0]))
+
+    def add_aggregator(self, name: str, **settings: Any) -> Path:
+        """Another aggregator on the same national CIR (its own ports and local state);
+        ``settings`` (TOML values) go into its ``[central]`` table."""
+        assert self.database, "aggregators share a CIR only on PostgreSQL"
+        listen, feed = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+        toml = self.base / f"{name}.toml"
+        toml.write_text(
+            f'[central]\nlisten = "{listen}"\nfeed = "{feed}"\nstate_dir = "cir-{name}"\n'
+            'key = "keys/cir.key"\npreview_hz = 5\n'
+            + self._national
+            + "".join(f"{k} = {v}\n" for k, v in settings.items())
+        )
+        self.aggregators[name] = (toml, listen)
+        return toml
 
     def start_sim(self, *args: str, scanners: int = 2, name: str = "sim") -> list[dict[str, Any]]:
         """Start a ``nii sim`` process; ``name`` tells a second one (its own folder) apart."""
@@ -170,7 +190,9 @@ class Cluster:
             f'id = "{self.edge_id}"',
             f'key = "keys/{self.edge_id}.key"',
             'cir_public = "keys/cir.pub"',
-            f'central = "{self.listen}"',
+            "central = " + json.dumps([ep for _, ep in self.aggregators.values()])
+            if len(self.aggregators) > 1
+            else f'central = "{self.listen}"',
             'state_dir = "edge"',
             "heartbeat_s = 0.5",
             "",

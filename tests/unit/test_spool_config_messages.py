@@ -90,6 +90,29 @@ def test_config_resolves_paths_and_rejects_nonsense(tmp_path: Path) -> None:
         assert why in ei.value.message and ei.value.fix
 
 
+def test_an_edge_lists_one_aggregator_or_several(tmp_path: Path) -> None:
+    head = '[edge]\nid = "e1"\nkey = "k"\ncir_public = "p"\n'
+    scanner = '[[scanner]]\nid = "s1"\nserial = "x"\ndata = "h:1"\n'
+    (tmp_path / "e.toml").write_text(head + 'central = "tcp://a:7600"\n' + scanner)
+    e = EdgeConfig.load(tmp_path / "e.toml")
+    assert e.central == "tcp://a:7600" and e.centrals == ("tcp://a:7600",)
+    (tmp_path / "e.toml").write_text(
+        head + 'central = ["tcp://a:7600", "tcp://b:7600"]\n' + scanner
+    )
+    e = EdgeConfig.load(tmp_path / "e.toml")
+    assert e.central == "tcp://a:7600" and e.centrals == ("tcp://a:7600", "tcp://b:7600")
+    for bad, why in [
+        ("central = []", "non-empty list"),
+        ('central = ["tcp://a:7600", "tcp://a:7600"]', "listed twice"),
+        ('central = ["tcp://a:7600", "a:7600"]', "not a ZeroMQ endpoint"),
+        ("central = 7600", "non-empty list"),
+    ]:
+        (tmp_path / "e.toml").write_text(head + bad + "\n" + scanner)
+        with pytest.raises(ConfigError) as ei:
+            EdgeConfig.load(tmp_path / "e.toml")
+        assert why in ei.value.message and ei.value.fix
+
+
 def test_keys_round_trip_and_refuse_overwrite(tmp_path: Path) -> None:
     k = EdgeKey.generate("edge-1")
     priv, pub = k.save(tmp_path)

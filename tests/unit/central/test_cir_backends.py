@@ -124,8 +124,15 @@ def test_a_paused_aggregator_whose_lease_was_taken_over_cannot_commit(
         b.commit(work.staged, ingest.streams, {}, [], leases={SCANNER: ("host-b/1", tok_b)})
         assert len(list(b.stream_blocks(SCANNER))) == before + 1
         # a clean shutdown gives the lease up at once
-        b.release_lease(SCANNER, "host-b/1", tok_b)
+        assert b.release_lease(SCANNER, "host-b/1", tok_b)
+        assert not b.release_lease(SCANNER, "host-b/1", tok_b - 1)  # not its token
         assert a.acquire_lease(SCANNER, "host-a/1", 5.0) == tok_b + 1
+        assert a.release_lease(SCANNER, "host-a/1", tok_b + 1)
+        # a restarted aggregator (same name, new boot) succeeds its dead predecessor at
+        # once, with a new token; another name still waits for the lease to expire
+        assert a.acquire_lease(SCANNER, "agg-a#boot1", 5.0) == tok_b + 2
+        assert b.acquire_lease(SCANNER, "agg-b#boot1", 5.0) is None
+        assert a.acquire_lease(SCANNER, "agg-a#boot2", 5.0) == tok_b + 3
     finally:
         b.close()
         a.close()

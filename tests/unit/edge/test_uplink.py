@@ -118,3 +118,29 @@ def test_idle_without_blocks_in_flight_is_no_resync() -> None:
     w.on_welcome(-1, "b")
     c.t += 100
     assert w.tick() is Tick.HEARTBEAT and w.welcomed
+
+
+def test_failover_is_due_after_a_silence_counted_from_the_last_switch() -> None:
+    w, c = window()
+    # a new window does not leave its first aggregator before it had its chance
+    assert not w.failover_due()
+    c.t += 3.1
+    assert w.failover_due()  # never heard: try the next one
+    w.switched()
+    assert not w.failover_due() and not w.welcomed
+    assert w.tick() is Tick.HELLO  # the new aggregator is greeted at once
+    c.t += 2.0
+    w.heard()
+    w.on_welcome(-1, "b")
+    c.t += 2.0
+    assert not w.failover_due()  # heard 2 s ago
+    c.t += 1.5
+    assert w.failover_due()
+
+
+def test_a_stream_held_elsewhere_asks_for_hello_before_any_block() -> None:
+    w, _ = window()
+    w.on_welcome(-1, "a")
+    assert drain(w, 5) == [0, 1, 2, 3]
+    w.on_elsewhere()
+    assert w.next_seq(5) is None and w.tick() is Tick.HELLO

@@ -1,0 +1,189 @@
+"""Several aggregators on one national CIR: edge failover and lease fencing (issue 15).
+
+Two ``nii central`` processes share a real PostgreSQL server and a real
+S3-compatible object store; one edge streams four simulated scanners and lists
+both aggregators. Killing one aggregator mid-scan (SIGKILL) must move its
+scanners to the other with nothing lost or duplicated; an aggregator paused
+(SIGSTOP) past its leases must find them taken over when it resumes, and write
+nothing more to those streams.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import pytest
+
+from central._reader import verify_stream
+from tests.system._cluster import Cluster, wait_until
+
+pytestmark = pytest.mark.system
+
+SCAN_LINES = 1200
+CALIB = 16  # 8 dark + 8 air lines per scan
+SCANS = 3
+SCANNERS = ["scanner1", "scanner2", "scanner3", "scanner4"]
+
+
+@pytest.fixture
+def national(tmp_path: Any, request: pytest.FixtureRequest) -> Any:
+    c = Cluster(
+        tmp_path,
+        database=request.getfixturevalue("pg_database"),
+        s3=request.getfixturevalue("s3_server"),
+    )
+    c.enroll()
+    c.add_aggregator("central2")
+    yield c
+    c.stop_all()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(c.log_tail(60))
+
+
+def holders(c: Cluster) -> dict[str, str]:
+    """scanner → the listen endpoint of the aggregator holding its lease now."""
+    rows = c.sql("SELECT scanner, holder, expires_ns FROM stream_leases")
+    out = {}
+    for scanner, holder, _ in rows:
+        for _name, (_toml, listen) in c.aggregators.items():
+            if holder.split("#")[0].endswith(listen):
+                out[scanner] = listen
+    return out
+
+
+def start(c: Cluster) -> None:
+    sims = c.start_sim(
+        "--scan-lines",
+        str(SCAN_LINES),
+        "--scans",
+        str(SCANS),
+        "--interval",
+        "0.5",
+        "--line-rate",
+        "400",
+        "--seed",
+        "23",
+        scanners=len(SCANNERS),
+    )
+    c.start_central("central")
+    c.start_central("central2")
+    c.write_edge_config(sims)
+    c.start_edge()
+
+
+def assert_exactly_once(c: Cluster) -> None:
+    """Every emitted line of every scanner is in the CIR once, bit-identical, in order;
+    every chain verifies; every scan is complete."""
+    for scanner in SCANNERS:
+        emitted = c.emitted(scanner)
+        assert len(emitted) == SCANS * (SCAN_LINES + CALIB), f"{scanner}: not all emitted"
+        committed = c.committed_keys(scanner)
+        assert len(committed) == len(set(committed)), f"{scanner}: a line is in the CIR twice"
+        assert committed == emitted, f"{scanner}: CIR lines differ from the emitted ones"
+        cir = c.open_cir()
+        try:
+            rep = verify_stream(cir, scanner)
+        finally:
+            cir.close()
+        assert rep.ok, rep.problems
+        for scan_id, status, received, planned, gaps in c.scans(scanner):
+            assert (status, received, planned, gaps) == ("complete", SCAN_LINES, SCAN_LINES, 0), (
+                f"{scanner} scan {scan_id}: {status} {received}/{planned} gaps {gaps}"
+            )
+
+
+def test_sigkill_of_an_aggregator_mid_scan_moves_its_edges_losing_nothing(
+    national: Cluster,
+) -> None:
+    c = national
+    start(c)
+    a_listen = c.aggregators["central"][1]
+    b_listen = c.aggregators["central2"][1]
+    # the scanners spread over both aggregators
+    wait_until(
+        lambda: set(holders(c).values()) == {a_listen, b_listen} and len(holders(c)) == 4,
+        60,
+        "both aggregators holding stream leases",
+    )
+    on_a = sorted(s for s, ep in holders(c).items() if ep == a_listen)
+    # mid-scan: lines of a running scan of one of A's scanners are committed
+    wait_until(
+        lambda: any(
+            st == "scanning" and got > 100 for s in on_a for _, st, got, _, _ in c.scans(s)
+        ),
+        60,
+        "a scan in progress on the aggregator about to die",
+    )
+    c.kill("central", signal.SIGKILL)
+    wait_until(
+        lambda: all(holders(c).get(s) == b_listen for s in on_a),
+        30,
+        "the other aggregator taking over the dead one's scanners",
+    )
+    for s in SCANNERS:
+        wait_until(
+            lambda s=s: c.finished_scans(s) >= SCANS,  # type: ignore[misc]
+            120,
+            f"{SCANS} finished scans of {s}",
+        )
+    assert_exactly_once(c)
+    failovers = c.alarms("central_failover")
+    assert {f[1] for f in failovers} >= set(on_a), failovers
+    r = c.nii("cir", "verify", "--config", str(c.central_toml))
+    assert r.returncode == 0 and "all 4 chains verified" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_paused_aggregator_finds_its_leases_taken_and_writes_nothing(
+    national: Cluster,
+) -> None:
+    c = national
+    start(c)
+    a_listen = c.aggregators["central"][1]
+    b_listen = c.aggregators["central2"][1]
+    wait_until(lambda: len(holders(c)) == 4, 60, "every scanner's stream leased")
+    on_a = sorted(s for s, ep in holders(c).items() if ep == a_listen)
+    assert on_a
+    wait_until(
+        lambda: any(
+            st == "scanning" and got > 100 for s in on_a for _, st, got, _, _ in c.scans(s)
+        ),
+        60,
+        "a scan in progress on the aggregator about to be paused",
+    )
+    c.procs["central"].send_signal(signal.SIGSTOP)
+    try:
+        wait_until(
+            lambda: all(holders(c).get(s) == b_listen for s in on_a),
+            30,
+            "the other aggregator taking over the paused one's scanners",
+        )
+        # the streams move on under the new holder before the paused one wakes up
+        before = {s: c.sql("SELECT MAX(seq) FROM blocks WHERE scanner = ?", s)[0][0] for s in on_a}
+        wait_until(
+            lambda: all(
+                (c.sql("SELECT MAX(seq) FROM blocks WHERE scanner = ?", s)[0][0] or -1)
+                > (before[s] or -1)
+                for s in on_a
+            ),
+            30,
+            "blocks committed by the new holder",
+        )
+    finally:
+        c.procs["central"].send_signal(signal.SIGCONT)
+    log = c.logs / "central.log"
+    wait_until(
+        lambda: "took over the stream" in log.read_text(errors="replace"),
+        30,
+        "the resumed aggregator noticing its leases were taken over",
+    )
+    for s in SCANNERS:
+        wait_until(
+            lambda s=s: c.finished_scans(s) >= SCANS,  # type: ignore[misc]
+            120,
+            f"{SCANS} finished scans of {s}",
+        )
+    assert_exactly_once(c)
+    # the streams stay with the aggregator that took them over
+    assert all(holders(c).get(s) == b_listen for s in on_a), holders(c)
