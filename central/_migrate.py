@@ -142,8 +142,8 @@ def copy_plan(source: Sql) -> list[tuple[str, TableCopy]]:
         raise ConfigError(
             f"the CIR {source.location} has table(s) this migration does not know how to "
             f"copy: {', '.join(unknown)}; nothing was copied",
-            fix="use the nii release that wrote this CIR (its migration knows its tables), "
-            "or add the table to central._migrate.TABLES",
+            fix="use the release of this platform that wrote this CIR (its migration "
+            "knows its tables), or add the table to central._migrate.TABLES",
         )
     return [(t, c) for t, c in TABLES.items() if c is not None and t in have]
 
@@ -270,7 +270,8 @@ class _Copier:
             raise ConfigError(
                 f"table {table} of the target {self.target.sql.location} has no column(s) "
                 f"{', '.join(missing)} that the source has; nothing of it was copied",
-                fix="bring both to the same nii release (the target's schema is made by it)",
+                fix="bring both to the same release of this platform (it makes the "
+                "target's schema)",
             )
         return src
 
@@ -448,7 +449,7 @@ def copy_cir(
     if have != want:
         raise ConfigError(
             f"the source CIR is at schema version {have}, the target at {want}",
-            fix="bring both to the same nii release before migrating",
+            fix="bring both to the same release of this platform before migrating",
         )
     plan = copy_plan(source.sql)
     copier = _Copier(

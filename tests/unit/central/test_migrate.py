@@ -109,7 +109,7 @@ def _config(path: Path, **settings: str) -> Path:
 
 
 def _national(s3: Any, tmp_path: Path, pg: str) -> tuple[list[str], Path]:
-    """The migrate options for ``pg`` and a fresh prefix of the session's bucket, and a
+    """The migrate options for ``pg`` and a fresh prefix of the test bucket, and a
     ``national.toml`` that names the same."""
     blobs = f"s3://{s3.extra['bucket']}/m-{tmp_path.name}"
     creds = str(s3.extra["credentials"])
