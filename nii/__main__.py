@@ -196,6 +196,16 @@ def cmd_cir(args: argparse.Namespace) -> int:
     from core.seal import Opener
 
     cfg = _central_cfg(args)
+    if args.action == "migrate":
+        from central._migrate import migrate_command
+
+        return migrate_command(
+            cfg,
+            to=args.to,
+            blobs=args.blobs,
+            s3_endpoint=args.s3_endpoint,
+            s3_credentials=Path(args.s3_credentials) if args.s3_credentials else None,
+        )
     cir = open_cir(cfg, create=False)
     try:
         if args.action == "scans":
@@ -566,6 +576,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rs.add_parser(
         "verify", parents=[cfg_opt], help="verify every chain: signatures, digests, links"
+    )
+    rm = rs.add_parser(
+        "migrate",
+        parents=[cfg_opt],
+        help="copy this CIR into a national one (PostgreSQL + object store), then verify it",
+    )
+    rm.add_argument(
+        "--to", required=True, metavar="URL", help="the national database: postgresql://…"
+    )
+    rm.add_argument(
+        "--blobs",
+        metavar="s3://BUCKET/PREFIX",
+        help="the national blob store (default: the blobs stay where they are)",
+    )
+    rm.add_argument(
+        "--s3-endpoint", metavar="URL", help="the S3 server's URL (default: the config's)"
+    )
+    rm.add_argument(
+        "--s3-credentials",
+        metavar="FILE",
+        help="INI file: [default] aws_access_key_id, aws_secret_access_key "
+        "(default: the config's, else boto3's chain)",
     )
     rsh = rs.add_parser("show", parents=[cfg_opt], help="render one scan, material-coloured")
     rsh.add_argument("ref", type=int, help="scan ref (see 'nii cir scans')")
