@@ -380,6 +380,7 @@ class Central:
                     b"central.status",
                     {
                         "boot": self.boot,
+                        "name": self.leases.name,
                         "blocks_committed": st.blocks_committed,
                         "lines_committed": st.lines_committed,
                         "duplicates": st.duplicates,

@@ -6,6 +6,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 import zmq
@@ -42,8 +43,9 @@ def format_event(topic: bytes, doc: dict[str, Any]) -> str:
             f"{doc.get('first_line')}+{doc.get('lines')} mean {doc.get('mean_high', 0):.0f}"
         )
     if topic == b"central.status":
+        who = f" ({doc['name']})" if doc.get("name") else ""
         return (
-            f"{t} central       alive: {doc.get('blocks_committed')} blocks, "
+            f"{t} central       alive{who}: {doc.get('blocks_committed')} blocks, "
             f"{doc.get('lines_committed')} lines committed, {doc.get('rejected')} refused"
         )
     if topic == b"alarm":
@@ -61,7 +63,7 @@ def format_event(topic: bytes, doc: dict[str, Any]) -> str:
 
 
 async def tail(
-    endpoint: str,
+    endpoint: str | Sequence[str],
     *,
     previews: bool = True,
     as_json: bool = False,
@@ -70,7 +72,11 @@ async def tail(
     out: TextIO = sys.stdout,
     stop: asyncio.Event | None = None,
 ) -> int:
-    """Print feed events until ``count`` were printed (0 = forever) or ``stop`` is set."""
+    """Print feed events until ``count`` were printed (0 = forever) or ``stop`` is set.
+
+    ``endpoint``: one aggregator's feed, or every aggregator's of a national CIR (one
+    SUB socket connects to all; their events arrive merged, each in its own order).
+    """
     ctx = zmq.asyncio.Context()
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
@@ -79,7 +85,8 @@ async def tail(
             sock.setsockopt(zmq.SUBSCRIBE, t)
     if status:
         sock.setsockopt(zmq.SUBSCRIBE, b"central.status")
-    sock.connect(endpoint)
+    for ep in [endpoint] if isinstance(endpoint, str) else endpoint:
+        sock.connect(ep)
     printed = 0
     try:
         while count == 0 or printed < count:

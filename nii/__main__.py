@@ -407,14 +407,21 @@ def cmd_control_room(args: argparse.Namespace) -> int:
     from core import runtime
     from core.config import check_endpoint
 
-    check_endpoint(args.feed)
-    _check_host(args.feed)
+    # several aggregators sharing a national CIR each publish their own feed: one SUB
+    # socket connects to all of them (decision 0018)
+    feeds = list(dict.fromkeys(args.feed or ["tcp://127.0.0.1:7601"]))
+    for feed in feeds:
+        check_endpoint(feed)
+        _check_host(feed)
 
     async def main(stop: asyncio.Event) -> None:
-        watch = asyncio.create_task(_watch_feed(args.feed, stop), name="feed watch")
+        watches = [
+            asyncio.create_task(_watch_feed(feed, stop), name=f"feed watch {feed}")
+            for feed in feeds
+        ]
         try:
             await tail(
-                args.feed,
+                feeds,
                 previews=not args.no_previews,
                 as_json=args.json,
                 status=args.status,
@@ -422,8 +429,9 @@ def cmd_control_room(args: argparse.Namespace) -> int:
                 stop=stop,
             )
         finally:
-            watch.cancel()
-            await asyncio.gather(watch, return_exceptions=True)
+            for w in watches:
+                w.cancel()
+            await asyncio.gather(*watches, return_exceptions=True)
 
     runtime.run(main)  # uvloop; SIGINT and SIGTERM end it cleanly
     return 0
@@ -617,7 +625,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     cr = sub.add_parser("control-room", help="control-room tools")
     cr.add_argument("action", choices=["tail"])
-    cr.add_argument("--feed", default="tcp://127.0.0.1:7601", help="central's live feed")
+    cr.add_argument(
+        "--feed",
+        action="append",
+        metavar="ENDPOINT",
+        help="an aggregator's live feed (default tcp://127.0.0.1:7601); give it once per "
+        "aggregator of a national CIR to follow them all",
+    )
     cr.add_argument("--json", action="store_true", help="print events as JSON lines")
     cr.add_argument("--no-previews", action="store_true", help="leave out line-block previews")
     cr.add_argument("--status", action="store_true", help="also central's status every 2 s")

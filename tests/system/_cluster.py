@@ -63,6 +63,7 @@ class Cluster:
         self.aggregators: dict[str, tuple[Path, str]] = {
             "central": (self.central_toml, self.listen)
         }
+        self.feeds = {"central": self.feed}  # aggregator name → its live feed
         national = ""
         if database:
             national += f'cir = "{database}"\n'
@@ -157,6 +158,7 @@ class Cluster:
             + "".join(f"{k} = {v}\n" for k, v in settings.items())
         )
         self.aggregators[name] = (toml, listen)
+        self.feeds[name] = feed
         return toml
 
     def start_sim(self, *args: str, scanners: int = 2, name: str = "sim") -> list[dict[str, Any]]:

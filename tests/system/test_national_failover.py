@@ -10,6 +10,7 @@ nothing more to those streams.
 
 from __future__ import annotations
 
+import json
 import signal
 from typing import Any
 
@@ -98,6 +99,10 @@ def test_sigkill_of_an_aggregator_mid_scan_moves_its_edges_losing_nothing(
     national: Cluster,
 ) -> None:
     c = national
+    # the control room follows both aggregators' feeds at once
+    feeds = [a for f in c.feeds.values() for a in ("--feed", f)]
+    c.start("tail", "control-room", "tail", *feeds, "--json", "--no-previews", "--status")
+    tail_log = c.logs / "tail.log"
     start(c)
     a_listen = c.aggregators["central"][1]
     b_listen = c.aggregators["central2"][1]
@@ -133,6 +138,15 @@ def test_sigkill_of_an_aggregator_mid_scan_moves_its_edges_losing_nothing(
     assert {f[1] for f in failovers} >= set(on_a), failovers
     r = c.nii("cir", "verify", "--config", str(c.central_toml))
     assert r.returncode == 0 and "all 4 chains verified" in r.stdout, r.stdout + r.stderr
+
+    # one live feed: every scan's end reached the control room, whichever aggregator
+    # took it, the scans cut by the kill included
+    def ends() -> set[tuple[str, int]]:
+        docs = [json.loads(x) for x in tail_log.read_text().splitlines() if x.startswith("{")]
+        return {(d["scanner"], d["scan_id"]) for d in docs if d["topic"] == "scan.finished"}
+
+    want = {(s, i) for s in SCANNERS for i, *_ in c.scans(s)}
+    wait_until(lambda: ends() >= want, 20, "every scan's end on the merged feed")
 
 
 def test_a_paused_aggregator_finds_its_leases_taken_and_writes_nothing(
