@@ -506,9 +506,17 @@ async def _watch_feed(endpoint: str, stop: asyncio.Event) -> None:
 
 # -- demo, bench ---------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.national:
+        from nii._demo_national import run_national_demo
+
+        return run_national_demo(
+            Path(args.dir or "var/demo-national"),
+            seconds=args.seconds,
+            kill_after_s=args.kill_after,
+        )
     from nii._demo import run_demo
 
-    return run_demo(Path(args.dir), seconds=args.seconds, scanners=args.scanners)
+    return run_demo(Path(args.dir or "var/demo"), seconds=args.seconds, scanners=args.scanners)
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -641,9 +649,21 @@ def build_parser() -> argparse.ArgumentParser:
     cr.set_defaults(func=cmd_control_room)
 
     d = sub.add_parser("demo", help="central + simulated scanners + edge on loopback")
-    d.add_argument("--dir", default="var/demo", help="where the demo keeps its state")
+    d.add_argument("--dir", help="where the demo keeps its state (var/demo, var/demo-national)")
     d.add_argument("--seconds", type=_seconds, default=0, help="stop after S seconds (0 = Ctrl-C)")
     d.add_argument("--scanners", type=_int_at_least(1), default=2, help="simulated scanners (2)")
+    d.add_argument(
+        "--national",
+        action="store_true",
+        help="two aggregators on PostgreSQL + an S3 object store, four scanners, and a "
+        "failover: one aggregator is killed mid-scan",
+    )
+    d.add_argument(
+        "--kill-after",
+        type=_seconds,
+        default=20.0,
+        help="with --national: seconds before one aggregator is killed (20)",
+    )
     d.set_defaults(func=cmd_demo)
 
     cf = sub.add_parser(

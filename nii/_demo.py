@@ -137,19 +137,20 @@ def commission(
 
 def write_edge_config(
     base: Path,
-    central: str,
+    central: str | list[str],
     status: dict[str, object],
     mqtt_port: int | None = None,
     calibration: Path | None = None,
 ) -> Path:
     """The demo edge's config; with ``mqtt_port``, site safety over that broker (R5); with
-    ``calibration``, every scanner's commissioning calibration (:func:`commission`)."""
+    ``calibration``, every scanner's commissioning calibration (:func:`commission`);
+    ``central`` one aggregator endpoint or several (the edge fails over between them)."""
     lines = [
         "[edge]",
         f'id = "{EDGE_ID}"',
         f'key = "keys/{EDGE_ID}.key"',
         'cir_public = "keys/cir.pub"',
-        f'central = "{central}"',
+        f"central = {json.dumps(central)}",
         'state_dir = "edge"',
         "",
         *(edge_mqtt_lines(mqtt_port) if mqtt_port else []),

@@ -86,6 +86,15 @@ def _own(path: Path) -> None:
             os.chown(p, nobody.pw_uid, nobody.pw_gid)
 
 
+def closed_to_nobody(path: Path) -> Path | None:
+    """When run as root (PostgreSQL then runs as ``nobody``): the first folder above
+    ``path`` that other users cannot pass through, or None (none, or not root)."""
+    if os.geteuid() != 0:
+        return None
+    shut = [p for p in Path(path).absolute().parents if not os.stat(p).st_mode & 0o001]
+    return shut[0] if shut else None
+
+
 def start_postgres(
     base: Path, *, database: str = "nii", deadline_s: float = 30.0, port: int | None = None
 ) -> LocalServer:
@@ -107,13 +116,12 @@ def start_postgres(
     base = Path(base).absolute()
     base.mkdir(parents=True, exist_ok=True)
     os.chmod(base, 0o755)
-    if os.geteuid() == 0:
-        shut = [p for p in base.parents if not os.stat(p).st_mode & 0o001]
-        if shut:
-            raise NiiError(
-                f"PostgreSQL runs as 'nobody', who cannot reach {base} ({shut[0]} is closed)",
-                fix="give a folder that every user can reach, e.g. one made under /tmp",
-            )
+    shut = closed_to_nobody(base)
+    if shut is not None:
+        raise NiiError(
+            f"PostgreSQL runs as 'nobody', who cannot reach {base} ({shut} is closed)",
+            fix="give a folder that every user can reach, e.g. one made under /tmp",
+        )
     data = base / "data"
     log = base / "postgres.log"
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C", "TZ": "UTC"}
