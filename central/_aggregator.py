@@ -33,7 +33,6 @@ import dataclasses
 import json
 import logging
 import os
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
@@ -643,7 +642,7 @@ class Central:
             except NiiError as exc:
                 self._bad_message(ident, sender, edge_id, exc)
             except Exception as exc:  # last resort: validation missed it, the loop goes on
-                if isinstance(exc, sqlite3.OperationalError | OSError) and is_storage_error(exc):
+                if is_storage_error(exc):
                     self._storage_trouble(self.cir.storage_error(exc))
                 elif is_unreachable(exc):  # the database server went away: not the sender
                     self._storage_trouble(self.cir.unreachable(exc))
