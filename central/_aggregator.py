@@ -189,7 +189,9 @@ class Central:
         self.pub: zmq.asyncio.Socket | None = None
         self.auth: AsyncioAuthenticator | None = None
         # R3: scanner state logs replayed by the edges, SLA accounting (central._uptime)
-        self.uptime = UptimeTracker(cfg.state_dir, alarm=self._alarm, sla=Sla.load(_sla_file(cfg)))
+        self.uptime = UptimeTracker(
+            cfg.state_dir, database=cfg.cir, alarm=self._alarm, sla=Sla.load(_sla_file(cfg))
+        )
         self.metrics_server: Any = None
         from central.atr._live import LiveAtr  # here: numba loads only where central runs
 

@@ -469,6 +469,49 @@ CREATE TABLE IF NOT EXISTS profiles (
     PRIMARY KEY (version, heading));
 """,
     ),
+    Migration(
+        4,
+        "reserved: the ATR work queue",
+        # kept for the change that brings the queue, so that versions stay one sequence
+        sqlite="",
+        postgresql="",
+    ),
+    Migration(
+        5,
+        "scanner uptime and SLA records: state entries, acknowledgements, alerts, "
+        "commissioning (decision 0017)",
+        # as central._uptime kept them in state_dir/uptime.sqlite, under an uptime_ prefix;
+        # commissioning's "at" is at_s (epoch seconds)
+        sqlite="""
+CREATE TABLE IF NOT EXISTS uptime_entries (
+    scanner TEXT NOT NULL, log TEXT NOT NULL, seq INTEGER NOT NULL, boot TEXT NOT NULL,
+    mono_ns INTEGER NOT NULL, anchor_ns INTEGER NOT NULL, state TEXT NOT NULL,
+    cause TEXT NOT NULL, recv_ns INTEGER NOT NULL, PRIMARY KEY (scanner, log, seq));
+CREATE TABLE IF NOT EXISTS uptime_logs (
+    scanner TEXT NOT NULL, log TEXT NOT NULL, acked_seq INTEGER NOT NULL,
+    PRIMARY KEY (scanner, log));
+CREATE TABLE IF NOT EXISTS uptime_alerts (
+    scanner TEXT NOT NULL, period TEXT NOT NULL, ts_ns INTEGER NOT NULL,
+    PRIMARY KEY (scanner, period));
+CREATE TABLE IF NOT EXISTS uptime_commissioned (
+    scanner TEXT PRIMARY KEY, at_s REAL NOT NULL, how TEXT NOT NULL, ts_ns INTEGER NOT NULL);
+""",
+        postgresql="""
+CREATE TABLE IF NOT EXISTS uptime_entries (
+    scanner TEXT NOT NULL, log TEXT NOT NULL, seq BIGINT NOT NULL, boot TEXT NOT NULL,
+    mono_ns BIGINT NOT NULL, anchor_ns BIGINT NOT NULL, state TEXT NOT NULL,
+    cause TEXT NOT NULL, recv_ns BIGINT NOT NULL, PRIMARY KEY (scanner, log, seq));
+CREATE TABLE IF NOT EXISTS uptime_logs (
+    scanner TEXT NOT NULL, log TEXT NOT NULL, acked_seq BIGINT NOT NULL,
+    PRIMARY KEY (scanner, log));
+CREATE TABLE IF NOT EXISTS uptime_alerts (
+    scanner TEXT NOT NULL, period TEXT NOT NULL, ts_ns BIGINT NOT NULL,
+    PRIMARY KEY (scanner, period));
+CREATE TABLE IF NOT EXISTS uptime_commissioned (
+    scanner TEXT PRIMARY KEY, at_s DOUBLE PRECISION NOT NULL, how TEXT NOT NULL,
+    ts_ns BIGINT NOT NULL);
+""",
+    ),
 )
 
 
