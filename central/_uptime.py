@@ -239,12 +239,12 @@ class UptimeStore:
         except (OSError, ConfigError) as exc:
             raise _cannot_open(self.target, exc) from exc
         try:
-            migrate(self.db)
+            try:
+                migrate(self.db)
+            except ConfigError as exc:
+                raise _cannot_open(self.target, exc) from exc
             if legacy is not None:
-                import_legacy(self.db, legacy)
-        except ConfigError as exc:
-            self.db.close()
-            raise _cannot_open(self.target, exc) from exc
+                import_legacy(self.db, legacy)  # its errors name the old file and a fix
         except BaseException:
             self.db.close()
             raise
@@ -498,18 +498,28 @@ def import_legacy(db: Sql, path: Path) -> int:
         ) from exc
     finally:
         old.close()
-    with db.transaction():
-        db.insert("uptime_entries", entries, skip_existing=("scanner", "log", "seq"))
-        db.insert("uptime_logs", logs, skip_existing=("scanner", "log"))
-        db.insert("uptime_alerts", alerts, skip_existing=("scanner", "period"))
-        db.insert("uptime_commissioned", commissioned, skip_existing=("scanner",))
-        for c in commissioned:
-            if c["how"] == "explicit":
-                db.execute(
-                    "UPDATE uptime_commissioned SET at_s = ?, how = 'explicit', ts_ns = ? "
-                    "WHERE scanner = ? AND how = 'first heartbeat'",
-                    [c["at_s"], c["ts_ns"], c["scanner"]],
-                )
+    try:
+        with db.transaction():
+            db.insert("uptime_entries", entries, skip_existing=("scanner", "log", "seq"))
+            db.insert("uptime_logs", logs, skip_existing=("scanner", "log"))
+            db.insert("uptime_alerts", alerts, skip_existing=("scanner", "period"))
+            db.insert("uptime_commissioned", commissioned, skip_existing=("scanner",))
+            for c in commissioned:
+                if c["how"] == "explicit":
+                    db.execute(
+                        "UPDATE uptime_commissioned SET at_s = ?, how = 'explicit', ts_ns = ? "
+                        "WHERE scanner = ? AND how = 'first heartbeat'",
+                        [c["at_s"], c["ts_ns"], c["scanner"]],
+                    )
+    except Exception as exc:
+        if not is_sql_error(exc):
+            raise
+        raise ConfigError(
+            f"cannot move the old uptime record {path} into the CIR's database "
+            f"{db.location}: {exc}",
+            fix="the database must be writable and have free space; or move the file "
+            "aside (the uptime accounting then starts afresh)",
+        ) from exc
     done = path.with_name(path.name + ".imported")
     try:
         path.replace(done)

@@ -16,6 +16,7 @@ import pytest
 from central import Cir
 from central._sql import MIGRATIONS, Sql
 from central._uptime import Sla, UptimeStore, UptimeTracker, import_legacy, period
+from core.errors import ConfigError
 from nii.__main__ import main
 
 PKT = dt.timezone(dt.timedelta(hours=5))
@@ -218,6 +219,24 @@ def test_an_older_release_store_is_moved_in_once(tmp_path: Path, database: str) 
         assert import_legacy(db, old) == 0  # renamed: nothing left to read
     finally:
         db.close()
+
+
+def test_an_old_store_that_does_not_fit_is_one_config_error(tmp_path: Path, database: str) -> None:
+    old = tmp_path / "uptime.sqlite"
+    write_legacy(old)
+    con = sqlite3.connect(old)
+    con.execute("UPDATE commissioned SET at = NULL")  # damaged: no time
+    con.commit()
+    con.close()
+    with pytest.raises(ConfigError, match="cannot move the old uptime record") as e:
+        UptimeStore(target(tmp_path, database), legacy=old)
+    assert "move the file aside" in e.value.fix
+    assert old.exists()  # kept where it was, nothing half moved
+    store = UptimeStore(target(tmp_path, database))
+    try:
+        assert store.scanners() == []
+    finally:
+        store.close()
 
 
 def test_an_edge_state_log_is_left_alone(tmp_path: Path) -> None:
