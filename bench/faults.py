@@ -33,7 +33,6 @@ import select
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from central import Sql, is_sql_error
 from core.errors import ConfigError, NiiError
 from core.keys import CirKey, EdgeKey
 from core.net import free_port
@@ -867,19 +867,21 @@ class Installation:
 
     def sql(self, query: str, *args: Any) -> list[tuple[Any, ...]]:
         """Run a read-only query on the CIR's index; [] while it cannot be read."""
-        db = self.cir_dir / "cir.sqlite"
-        if not db.exists():
+        path = self.cir_dir / "cir.sqlite"
+        if not path.exists():
             return []
         try:
-            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        except sqlite3.Error:
+            db = Sql(path, read_only=True, timeout_s=5)
+        except ConfigError:
             return []
         try:
-            return con.execute(query, args).fetchall()
-        except sqlite3.Error:
+            return [tuple(r.values()) for r in db.rows(query, args)]
+        except Exception as exc:
+            if not is_sql_error(exc):
+                raise
             return []
         finally:
-            con.close()
+            db.close()
 
     def committed_lines(self) -> int:
         """Detector lines in the CIR's data blocks (all scanners)."""

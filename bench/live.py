@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from central import Cir
+from central import Cir, Sql, database_target
 from core.errors import ConfigError
 from core.keys import CirKey, EdgeKey
 from core.net import free_port
@@ -344,17 +344,16 @@ def _emitted(emit_dir: Path) -> dict[str, set[tuple[int, int, int]]]:
 
 
 def _committed_count(cir_dir: Path) -> int:
-    import sqlite3
-
-    con = sqlite3.connect(cir_dir / "cir.sqlite", timeout=30)
+    db = Sql(database_target(cir_dir), read_only=True)
     try:  # cheap: per finished scan, not per block
-        row = con.execute(
-            "SELECT COALESCE(SUM(lines_received + calib_lines), 0) FROM scans "
-            "WHERE status != 'scanning'"
-        ).fetchone()
-        return int(row[0])
+        return int(
+            db.value(
+                "SELECT COALESCE(SUM(lines_received + calib_lines), 0) AS n FROM scans "
+                "WHERE status != 'scanning'"
+            )
+        )
     finally:
-        con.close()
+        db.close()
 
 
 def _analyse(

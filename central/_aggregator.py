@@ -33,7 +33,6 @@ import dataclasses
 import json
 import logging
 import os
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
@@ -195,7 +194,9 @@ class Central:
         self.pub: zmq.asyncio.Socket | None = None
         self.auth: AsyncioAuthenticator | None = None
         # R3: scanner state logs replayed by the edges, SLA accounting (central._uptime)
-        self.uptime = UptimeTracker(cfg.state_dir, alarm=self._alarm, sla=Sla.load(_sla_file(cfg)))
+        self.uptime = UptimeTracker(
+            cfg.state_dir, database=cfg.cir, alarm=self._alarm, sla=Sla.load(_sla_file(cfg))
+        )
         self.metrics_server: Any = None
         from central.atr._live import LiveAtr  # here: numba loads only where central runs
 
@@ -749,7 +750,7 @@ class Central:
             except NiiError as exc:
                 self._bad_message(ident, sender, edge_id, exc)
             except Exception as exc:  # last resort: validation missed it, the loop goes on
-                if isinstance(exc, sqlite3.OperationalError | OSError) and is_storage_error(exc):
+                if is_storage_error(exc):
                     self._storage_trouble(self.cir.storage_error(exc))
                 elif is_unreachable(exc):  # the database server went away: not the sender
                     self._storage_trouble(self.cir.unreachable(exc))

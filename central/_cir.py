@@ -1,32 +1,28 @@
 """The Central Image Repository (CIR): SQLite metadata and a blob store.
 
-* Metadata lives in SQLite (through sqlite-utils), WAL, ``synchronous=FULL``: a
-  commit is durable when it returns.
+* Metadata lives in SQLite (WAL, ``synchronous=FULL``) or PostgreSQL, through
+  ``central._sql.Sql``: a commit is durable when it returns.
 * Blobs are the sealed blocks exactly as the edge made them, content-addressed
   by their block hash (``central._blobs``: files under ``blobs/ab/cd/<hash>`` by
   default, or an S3-compatible object store). They stay encrypted at rest and
   their signatures stay verifiable for years.
 * Group commit: a batch of blocks is written to the blob store and made durable
-  (one ``syncfs`` for files), then one SQLite transaction records them. Only then
+  (one ``syncfs`` for files), then one database transaction records them. Only then
   does the aggregator acknowledge them.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from central._blobs import BlobStore, FileBlobStore, open_blob_store
-from central._sql import Sql, is_unreachable, migrate
+from central._sql import Sql, is_storage_error, is_unreachable, migrate
 from core.config import CentralConfig
 from core.errors import ConfigError, EnrollmentError, IntegrityError, NiiError, StorageError
 from core.keys import EdgePublic
@@ -121,7 +117,7 @@ class Cir:
                 f"cannot open the CIR in {self.dir}: {exc}",
                 fix="check state_dir: it must exist, be writable and have free space",
             ) from exc
-        target = database or str(self.dir / "cir.sqlite")
+        target = database_target(self.dir, database)
         # Two connections: readers on the event loop, the writer in the commit thread.
         # WAL (SQLite) and MVCC (PostgreSQL) let readers see only committed data while a
         # batch is being written.
@@ -131,7 +127,6 @@ class Cir:
         except BaseException:
             self.sql.close()
             raise
-        self._legacy: sqlite_utils.Database | None = None
         try:
             migrate(self.wsql)
             if blobs is None:
@@ -142,23 +137,6 @@ class Cir:
             self.wsql.close()
             self.sql.close()
             raise
-
-    @property
-    def db(self) -> sqlite_utils.Database:
-        """The SQLite metadata through sqlite-utils, for the modules that still read it so
-        (ATT transits, the verdict and ATT stores).
-
-        Raises:
-            NiiError: the metadata is on PostgreSQL.
-        """
-        if self.sql.postgres:
-            raise NiiError(
-                "this part of the CIR runs on the embedded SQLite CIR only, not yet on PostgreSQL",
-                fix="use the embedded CIR (leave cir out of [central]) for it",
-            )
-        if self._legacy is None:
-            self._legacy = sqlite_utils.Database(self.sql.conn)
-        return self._legacy
 
     def close(self) -> None:
         self.blobs.close()
@@ -378,11 +356,9 @@ class Cir:
                             for c in calibrations
                         ],
                     )  # fmt: skip
-        except (sqlite3.OperationalError, OSError) as exc:
+        except Exception as exc:
             if is_storage_error(exc):
                 raise self.storage_error(exc) from exc
-            raise
-        except Exception as exc:
             if is_unreachable(exc):  # PostgreSQL down or restarting: retried, alarmed
                 raise self.unreachable(exc) from exc
             raise
@@ -595,12 +571,7 @@ def open_cir(cfg: CentralConfig, *, create: bool = True) -> Cir:
     return Cir(cfg.state_dir, create=create, blobs=lambda: central_blobs(cfg), database=cfg.cir)
 
 
-def is_storage_error(exc: BaseException) -> bool:
-    """Whether an error says the disk is full or failing (not a bug of ours)."""
-    if isinstance(exc, OSError):
-        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS)
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
-        return True
-    text = str(exc).lower()
-    return "full" in text or "disk i/o" in text
+def database_target(state_dir: Path, database: str = "") -> str:
+    """Where the CIR's metadata is, for ``central._sql.Sql``: the PostgreSQL URL
+    ``database``, or (empty) the SQLite file ``state_dir/cir.sqlite``."""
+    return database or str(Path(state_dir) / "cir.sqlite")

@@ -45,12 +45,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from central._sql import Sql, is_postgres_url, is_sql_error
 from central._uptime import Period, _zone, period
 from core.errors import ConfigError
 
@@ -360,31 +360,50 @@ def _text(path: Path, where: str, obj: Any, key: str) -> str:
 
 
 # -- reading the CIR --------------------------------------------------------------------------
-def cir_scans(db_path: Path, containers: set[str]) -> dict[str, list[Scan]]:
-    """Scans of ``containers`` in the CIR's SQLite (opened read-only), by container number."""
-    if not Path(db_path).exists():
+def cir_scans(target: Path | str, containers: set[str]) -> dict[str, list[Scan]]:
+    """Scans of ``containers`` in the CIR, by container number.
+
+    Args:
+        target: the CIR's database: its SQLite file (opened read-only) or a PostgreSQL
+            URL (``central._cir.database_target``).
+        containers: container numbers as :func:`normalise_container` writes them.
+
+    Raises:
+        ConfigError: there is no CIR database at ``target``, or it cannot be read.
+    """
+    if not is_postgres_url(target) and not Path(target).exists():
         raise ConfigError(
-            f"no CIR database at {db_path}",
+            f"no CIR database at {target}",
             fix="point --config at the central configuration whose state_dir holds cir.sqlite",
         )
-    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+    db = Sql(target, read_only=True)
     try:
-        rows = con.execute(
+        rows = db.rows(
             "SELECT ref, scanner, container, status, started_ns FROM scans "
             "WHERE container IS NOT NULL AND container != ''"
-        ).fetchall()
-    except sqlite3.Error as exc:
+        )
+    except Exception as exc:
+        if not is_sql_error(exc):
+            raise
         raise ConfigError(
-            f"cannot read the scans of the CIR at {db_path}: {exc}",
-            fix="check that the file is the CIR database and readable by this user",
+            f"cannot read the scans of the CIR at {db.location}: {exc}",
+            fix="check that it is the CIR's database and readable by this user",
         ) from exc
     finally:
-        con.close()
+        db.close()
     out: dict[str, list[Scan]] = defaultdict(list)
-    for ref, scanner, container, status, started_ns in rows:
-        c = normalise_container(str(container))
+    for r in rows:
+        c = normalise_container(str(r["container"]))
         if c in containers:
-            out[c].append(Scan(int(ref), str(scanner), c, str(status), int(started_ns or 0) / 1e9))
+            out[c].append(
+                Scan(
+                    int(r["ref"]),
+                    str(r["scanner"]),
+                    c,
+                    str(r["status"]),
+                    int(r["started_ns"] or 0) / 1e9,
+                )
+            )
     return out
 
 

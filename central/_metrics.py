@@ -129,7 +129,7 @@ class CentralCollector(Collector):
             "Availability per period (R3 SLA: 0.98)",
             labels=["scanner", "period"],
         )
-        store = UptimeStore(up.store.path)  # this runs in the HTTP thread: its own connection
+        store = UptimeStore(up.store.target)  # this runs in the HTTP thread: its own connection
         try:
             tls = {sid: build_timeline(store.rows(sid), now=now) for sid in store.scanners()}
             since = {sid: store.commissioned(sid) for sid in tls}  # nothing before it counts

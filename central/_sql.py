@@ -3,10 +3,15 @@
 The CIR's queries are written once, in the subset of SQL both engines share, with
 ``?`` placeholders; :class:`Sql` runs them on either (turning ``?`` into psycopg's
 ``%s`` on PostgreSQL).  What differs is behind small helpers: :meth:`Sql.upsert`
-(``INSERT … ON CONFLICT … DO UPDATE``, both engines), :meth:`Sql.greatest`
-(``max(a, b)`` / ``GREATEST(a, b)``) and :meth:`Sql.transaction` (``BEGIN
-IMMEDIATE`` on SQLite, so a writer waits for the lock at the start, not at its
-first write).
+(``INSERT … ON CONFLICT … DO UPDATE``, both engines), :meth:`Sql.greatest` and
+:meth:`Sql.least` (``max(a, b)`` / ``GREATEST(a, b)``) and :meth:`Sql.transaction`
+(``BEGIN IMMEDIATE`` on SQLite, so a writer waits for the lock at the start, not at
+its first write).
+
+This is the one module that opens SQLite: every reader and writer of the CIR's
+tables (aggregator, ``nii cir …``, uptime, coverage, ATR, benchmarks) comes through
+:class:`Sql`, and tells the engines' errors apart with :func:`is_sql_error` and
+:func:`is_storage_error`.
 
 Schema versions are explicit: :func:`migrate` applies the numbered steps of
 :data:`MIGRATIONS` that a database has not had (``PRAGMA user_version`` on SQLite,
@@ -16,6 +21,7 @@ the ``schema_version`` table on PostgreSQL), each in its own transaction.
 from __future__ import annotations
 
 import contextlib
+import errno
 import re
 import sqlite3
 import time
@@ -38,6 +44,27 @@ def is_unreachable(exc: BaseException) -> bool:
     except ImportError:  # pragma: no cover - a dependency
         return False
     return isinstance(exc, psycopg.OperationalError)
+
+
+def is_sql_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database engine's own error (``sqlite3.Error`` or
+    ``psycopg.Error``): the statement failed in the database, not in our code."""
+    return isinstance(exc, sqlite3.Error) or _pg_error(exc)
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk under the database (or a blob) is full or failing,
+    not a bug of ours: an ``OSError`` with ENOSPC, EDQUOT, EIO or EROFS, or SQLite's
+    ``OperationalError`` for a full disk, an I/O error or a file it cannot open."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS)
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
+        return True
+    text = str(exc).lower()
+    return "full" in text or "disk i/o" in text
 
 
 def is_postgres_url(spec: str | Path) -> bool:
@@ -216,13 +243,21 @@ class Sql:
             [[r.get(c) for c in cols] for r in rows],
         )
 
-    def insert(self, table: str, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert ``rows`` (dicts with the same keys)."""
+    def insert(
+        self, table: str, rows: Sequence[dict[str, Any]], *, skip_existing: Sequence[str] = ()
+    ) -> None:
+        """Insert ``rows`` (dicts with the same keys).
+
+        ``skip_existing``: the columns of a unique key; a row whose key is in the table
+        already is left out (``ON CONFLICT … DO NOTHING``), not an error.
+        """
         if not rows:
             return
         cols = list(rows[0])
+        tail = f" ON CONFLICT ({', '.join(skip_existing)}) DO NOTHING" if skip_existing else ""
         self.executemany(
-            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+            + tail,
             [[r.get(c) for c in cols] for r in rows],
         )
 
@@ -251,6 +286,18 @@ class Sql:
     def greatest(self, a: str, b: str) -> str:
         """SQL for the larger of two expressions."""
         return f"GREATEST({a}, {b})" if self.postgres else f"max({a}, {b})"
+
+    def least(self, a: str, b: str) -> str:
+        """SQL for the smaller of two expressions."""
+        return f"LEAST({a}, {b})" if self.postgres else f"min({a}, {b})"
+
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open on this connection (begun and not yet ended)."""
+        if self.postgres:
+            import psycopg
+
+            return bool(self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE)
+        return bool(self.conn.in_transaction)
 
     def tables(self) -> set[str]:
         """The names of the tables."""
@@ -423,7 +470,50 @@ CREATE TABLE IF NOT EXISTS profiles (
 """,
     ),
     Migration(
-        7,
+        4,
+        "reserved: the ATR work queue",
+        # kept for the change that brings the queue, so that versions stay one sequence
+        sqlite="",
+        postgresql="",
+    ),
+    Migration(
+        5,
+        "scanner uptime and SLA records: state entries, acknowledgements, alerts, "
+        "commissioning (decision 0017)",
+        # as central._uptime kept them in state_dir/uptime.sqlite, under an uptime_ prefix;
+        # commissioning's "at" is at_s (epoch seconds)
+        sqlite="""
+CREATE TABLE IF NOT EXISTS uptime_entries (
+    scanner TEXT NOT NULL, log TEXT NOT NULL, seq INTEGER NOT NULL, boot TEXT NOT NULL,
+    mono_ns INTEGER NOT NULL, anchor_ns INTEGER NOT NULL, state TEXT NOT NULL,
+    cause TEXT NOT NULL, recv_ns INTEGER NOT NULL, PRIMARY KEY (scanner, log, seq));
+CREATE TABLE IF NOT EXISTS uptime_logs (
+    scanner TEXT NOT NULL, log TEXT NOT NULL, acked_seq INTEGER NOT NULL,
+    PRIMARY KEY (scanner, log));
+CREATE TABLE IF NOT EXISTS uptime_alerts (
+    scanner TEXT NOT NULL, period TEXT NOT NULL, ts_ns INTEGER NOT NULL,
+    PRIMARY KEY (scanner, period));
+CREATE TABLE IF NOT EXISTS uptime_commissioned (
+    scanner TEXT PRIMARY KEY, at_s REAL NOT NULL, how TEXT NOT NULL, ts_ns INTEGER NOT NULL);
+""",
+        postgresql="""
+CREATE TABLE IF NOT EXISTS uptime_entries (
+    scanner TEXT NOT NULL, log TEXT NOT NULL, seq BIGINT NOT NULL, boot TEXT NOT NULL,
+    mono_ns BIGINT NOT NULL, anchor_ns BIGINT NOT NULL, state TEXT NOT NULL,
+    cause TEXT NOT NULL, recv_ns BIGINT NOT NULL, PRIMARY KEY (scanner, log, seq));
+CREATE TABLE IF NOT EXISTS uptime_logs (
+    scanner TEXT NOT NULL, log TEXT NOT NULL, acked_seq BIGINT NOT NULL,
+    PRIMARY KEY (scanner, log));
+CREATE TABLE IF NOT EXISTS uptime_alerts (
+    scanner TEXT NOT NULL, period TEXT NOT NULL, ts_ns BIGINT NOT NULL,
+    PRIMARY KEY (scanner, period));
+CREATE TABLE IF NOT EXISTS uptime_commissioned (
+    scanner TEXT PRIMARY KEY, at_s DOUBLE PRECISION NOT NULL, how TEXT NOT NULL,
+    ts_ns BIGINT NOT NULL);
+""",
+    ),
+    Migration(
+        6,
         "scan refs from one sequence, for several aggregators on one database",
         # SQLite: one aggregator per CIR (its state-directory lock); refs follow MAX(ref)
         sqlite="",
@@ -479,7 +569,7 @@ def migrate(db: Sql, steps: Sequence[Migration] = MIGRATIONS) -> list[int]:
         try:
             _apply(db, m, script)
         except Exception as exc:
-            if not (isinstance(exc, sqlite3.Error) or _pg_error(exc)):
+            if not is_sql_error(exc):
                 raise
             raise ConfigError(
                 f"cannot bring the CIR's database {_safe(db.target)} to schema version "

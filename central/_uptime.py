@@ -43,6 +43,11 @@ Input: the state entries come from an edge over the network and are checked
 one by one (:func:`parse_uptime`) before anything is stored; a heartbeat with
 one bad entry is refused whole, with an ``uptime_refused`` alarm naming the
 edge, and changes nothing.
+
+Storage: the ``uptime_*`` tables of the CIR's database (SQLite or PostgreSQL,
+through ``central._sql``), so that several aggregators on one PostgreSQL keep one
+record; a store an older release kept in ``state_dir/uptime.sqlite`` is moved in
+once (decision 0017).
 """
 
 from __future__ import annotations
@@ -53,7 +58,6 @@ import csv
 import datetime as dt
 import logging
 import shutil
-import sqlite3
 import time
 import tomllib
 from collections import defaultdict
@@ -63,6 +67,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from central._cir import database_target
+from central._sql import Sql, is_postgres_url, is_sql_error, migrate
 from core.errors import ConfigError, NiiError, ProtocolError
 
 log = logging.getLogger("nii.central.uptime")
@@ -193,49 +199,61 @@ def parse_uptime(doc: Any, now: float) -> UptimeReport:
 
 # -- the store ------------------------------------------------------------------------------------
 class UptimeStore:
-    """Every state entry central has received, per scanner and edge log (SQLite)."""
+    """Every state entry central has received, per scanner and edge log: the ``uptime_*``
+    tables of the CIR's database (``central._sql``, schema step 5; decision 0017), so
+    that every aggregator sharing a PostgreSQL CIR keeps one record.
 
-    def __init__(self, path: Path, *, create: bool = True) -> None:
-        """Open (or with ``create``, create) the store at ``path``.
+    One connection: not shared between threads (open one store per thread).
+    """
+
+    #: seqs read at a time while the acknowledgement walks over stored entries
+    _WALK = 1000
+
+    def __init__(
+        self, target: Path | str, *, create: bool = True, legacy: Path | None = None
+    ) -> None:
+        """Open the uptime record in the CIR's database ``target``: the path of its SQLite
+        file (made if missing, with ``create``) or a PostgreSQL URL; its schema is brought
+        up to date.
+
+        ``legacy``: a store of a release before decision 0017 (``state_dir/uptime.sqlite``),
+        moved into these tables once (:func:`import_legacy`).
 
         Raises:
-            ConfigError: ``create`` is false and there is no store at ``path``
-                (a mistyped ``state_dir``), or it cannot be opened.
+            ConfigError: ``create`` is false and there is no SQLite file at ``target``
+                (a mistyped ``state_dir``), or the database cannot be opened, brought up to
+                date, or ``legacy`` cannot be moved.
         """
-        self.path = Path(path)
-        if not create and not self.path.exists():
+        self.target = str(target)
+        self.path: Path | None = None if is_postgres_url(self.target) else Path(target)
+        if not create and self.path is not None and not self.path.exists():
             raise ConfigError(
-                f"there is no uptime record in {self.path.parent}",
+                f"there is no uptime record in {self.path.parent} (no CIR database there)",
                 fix="check state_dir in the central configuration (--config); central "
                 "creates the record when it first runs",
             )
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            self._schema()
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(
-                f"cannot open the uptime record {self.path}: {exc}",
-                fix="check state_dir: it must exist, be writable and have free space",
-            ) from exc
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = Sql(self.target)
+        except (OSError, ConfigError) as exc:
+            raise _cannot_open(self.target, exc) from exc
+        try:
+            try:
+                migrate(self.db)
+            except ConfigError as exc:
+                raise _cannot_open(self.target, exc) from exc
+            if legacy is not None:
+                import_legacy(self.db, legacy)  # its errors name the old file and a fix
+        except BaseException:
+            self.db.close()
+            raise
         self._acked: dict[tuple[str, str], int] = {}
 
-    def _schema(self) -> None:
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS entries (
-                scanner TEXT, log TEXT, seq INTEGER, boot TEXT, mono_ns INTEGER,
-                anchor_ns INTEGER, state TEXT, cause TEXT, recv_ns INTEGER,
-                PRIMARY KEY (scanner, log, seq));
-            CREATE TABLE IF NOT EXISTS logs (
-                scanner TEXT, log TEXT, acked_seq INTEGER, PRIMARY KEY (scanner, log));
-            CREATE TABLE IF NOT EXISTS alerts (
-                scanner TEXT, period TEXT, ts_ns INTEGER, PRIMARY KEY (scanner, period));
-            CREATE TABLE IF NOT EXISTS commissioned (
-                scanner TEXT PRIMARY KEY, at REAL, how TEXT, ts_ns INTEGER);
-            """
-        )
+    @property
+    def location(self) -> str:
+        """The database, for messages (a path, or a URL without its password)."""
+        return self.db.location
 
     def close(self) -> None:
         self.db.close()
@@ -252,8 +270,9 @@ class UptimeStore:
 
         Raises:
             ProtocolError: the document does not fit; nothing was stored.
-            sqlite3.Error: the store could not commit; nothing was stored and the
-                acknowledgement did not move.
+            Exception: the database's own error (``central._sql.is_sql_error``): the
+                store could not commit; nothing was stored and the acknowledgement did
+                not move.
         """
         recv_ns = recv_ns or time.time_ns()
         return self.ingest_report(parse_uptime(doc, recv_ns / 1e9), recv_ns)
@@ -262,7 +281,17 @@ class UptimeStore:
         """:meth:`ingest` of a report already checked by :func:`parse_uptime`."""
         scanner, log_id = rep.scanner, rep.log
         rows = [
-            (scanner, log_id, e.seq, e.boot, e.mono_ns, e.anchor_ns, e.state, e.cause, recv_ns)
+            {
+                "scanner": scanner,
+                "log": log_id,
+                "seq": e.seq,
+                "boot": e.boot,
+                "mono_ns": e.mono_ns,
+                "anchor_ns": e.anchor_ns,
+                "state": e.state,
+                "cause": e.cause,
+                "recv_ns": recv_ns,
+            }
             for e in rep.entries
         ]
         known = self._acked.get((scanner, log_id))
@@ -271,33 +300,52 @@ class UptimeStore:
             # fsync) on the event loop
             return {"scanner": scanner, "log": log_id, "seq": known}
         db = self.db
-        db.execute("BEGIN")
-        try:
-            db.executemany("INSERT OR IGNORE INTO entries VALUES (?,?,?,?,?,?,?,?,?)", rows)
-            r = db.execute(
-                "SELECT acked_seq FROM logs WHERE scanner = ? AND log = ?", [scanner, log_id]
-            ).fetchone()
-            acked = int(r[0]) if r else self._first_seq(scanner, log_id) - 1
-            while db.execute(
-                "SELECT 1 FROM entries WHERE scanner = ? AND log = ? AND seq = ?",
-                [scanner, log_id, acked + 1],
-            ).fetchone():
-                acked += 1
-            db.execute("INSERT OR REPLACE INTO logs VALUES (?, ?, ?)", [scanner, log_id, acked])
+        with db.transaction():
+            db.insert("uptime_entries", rows, skip_existing=("scanner", "log", "seq"))
+            r = db.value(
+                "SELECT acked_seq FROM uptime_logs WHERE scanner = ? AND log = ?",
+                [scanner, log_id],
+            )
+            acked = int(r) if r is not None else self._first_seq(scanner, log_id) - 1
+            acked = self._walk(scanner, log_id, acked)
+            # two aggregators may answer the same log during a fail-over: the
+            # acknowledgement only moves forward
+            db.execute(
+                "INSERT INTO uptime_logs (scanner, log, acked_seq) VALUES (?, ?, ?) "
+                "ON CONFLICT (scanner, log) DO UPDATE SET acked_seq = "
+                + db.greatest("uptime_logs.acked_seq", "excluded.acked_seq"),
+                [scanner, log_id, acked],
+            )
             if rep.entries:  # the first entry ever heard commissions the scanner
                 first = min(e.at for e in rep.entries)
                 db.execute(
-                    "INSERT INTO commissioned VALUES (?, ?, 'first heartbeat', ?) "
-                    "ON CONFLICT (scanner) DO UPDATE SET at = MIN(at, excluded.at) "
-                    "WHERE how = 'first heartbeat'",
+                    "INSERT INTO uptime_commissioned (scanner, at_s, how, ts_ns) "
+                    "VALUES (?, ?, 'first heartbeat', ?) "
+                    "ON CONFLICT (scanner) DO UPDATE SET at_s = "
+                    + db.least("uptime_commissioned.at_s", "excluded.at_s")
+                    + " WHERE uptime_commissioned.how = 'first heartbeat'",
                     [scanner, first, recv_ns],
                 )
-            db.execute("COMMIT")
-        except BaseException:
-            _rollback(db)
-            raise
         self._acked[(scanner, log_id)] = acked  # only once it is committed
         return {"scanner": scanner, "log": log_id, "seq": acked}
+
+    def _walk(self, scanner: str, log_id: str, acked: int) -> int:
+        """The last seq of the unbroken run of stored entries after ``acked``."""
+        while True:
+            seqs = [
+                int(r["seq"])
+                for r in self.db.rows(
+                    "SELECT seq FROM uptime_entries WHERE scanner = ? AND log = ? AND seq > ? "
+                    "ORDER BY seq LIMIT ?",
+                    [scanner, log_id, acked, self._WALK],
+                )
+            ]
+            for s in seqs:
+                if s != acked + 1:
+                    return acked
+                acked = s
+            if len(seqs) < self._WALK:
+                return acked
 
     def commission(self, scanner: str, at: float) -> None:
         """Record that ``scanner`` was commissioned at ``at`` (epoch s): accounting starts there.
@@ -305,73 +353,188 @@ class UptimeStore:
         An explicit commissioning replaces an earlier one and the one taken from
         the first heartbeat.
         """
-        self.db.execute(
-            "INSERT OR REPLACE INTO commissioned VALUES (?, ?, 'explicit', ?)",
-            [scanner, float(at), time.time_ns()],
-        )
+        with self.db.transaction():
+            self.db.upsert(
+                "uptime_commissioned",
+                [
+                    {
+                        "scanner": scanner,
+                        "at_s": float(at),
+                        "how": "explicit",
+                        "ts_ns": time.time_ns(),
+                    }
+                ],
+                ["scanner"],
+            )
 
     def commissioned(self, scanner: str) -> float | None:
         """When ``scanner`` was commissioned (epoch s), or None if it never was.
 
-        A store written before commissioning was recorded uses the scanner's
+        A record written before commissioning was recorded uses the scanner's
         first entry.
         """
-        r = self.db.execute("SELECT at FROM commissioned WHERE scanner = ?", [scanner]).fetchone()
-        if r is not None:
-            return float(r[0])
-        r = self.db.execute(
-            "SELECT MIN(anchor_ns + mono_ns) FROM entries WHERE scanner = ?", [scanner]
-        ).fetchone()
-        return None if r is None or r[0] is None else int(r[0]) / 1e9
+        at = self.db.value("SELECT at_s FROM uptime_commissioned WHERE scanner = ?", [scanner])
+        if at is not None:
+            return float(at)
+        t = self.db.value(
+            "SELECT MIN(anchor_ns + mono_ns) AS t FROM uptime_entries WHERE scanner = ?",
+            [scanner],
+        )
+        return None if t is None else int(t) / 1e9
 
     def _first_seq(self, scanner: str, log_id: str) -> int:
-        r = self.db.execute(
-            "SELECT MIN(seq) FROM entries WHERE scanner = ? AND log = ?", [scanner, log_id]
-        ).fetchone()
-        return int(r[0]) if r and r[0] is not None else 1
+        r = self.db.value(
+            "SELECT MIN(seq) AS s FROM uptime_entries WHERE scanner = ? AND log = ?",
+            [scanner, log_id],
+        )
+        return int(r) if r is not None else 1
 
     def scanners(self) -> list[str]:
         """Every scanner heard of or commissioned, sorted."""
+        # uptime_logs has a row for every scanner and log with entries: far fewer rows
         return [
-            r[0]
-            for r in self.db.execute(
-                "SELECT scanner FROM entries UNION SELECT scanner FROM commissioned ORDER BY 1"
+            str(r["scanner"])
+            for r in self.db.rows(
+                "SELECT scanner FROM uptime_logs UNION SELECT scanner FROM uptime_commissioned "
+                "ORDER BY 1"
             )
         ]
 
     def rows(self, scanner: str) -> list[tuple[Any, ...]]:
         """``(log, seq, boot, mono_ns, anchor_ns, state, cause)`` of one scanner."""
-        return self.db.execute(
-            "SELECT log, seq, boot, mono_ns, anchor_ns, state, cause FROM entries "
-            "WHERE scanner = ? ORDER BY log, seq",
-            [scanner],
-        ).fetchall()
+        return [
+            tuple(r.values())
+            for r in self.db.rows(
+                "SELECT log, seq, boot, mono_ns, anchor_ns, state, cause FROM uptime_entries "
+                "WHERE scanner = ? ORDER BY log, seq",
+                [scanner],
+            )
+        ]
 
     def alerted(self, scanner: str, period: str) -> bool:
         return (
-            self.db.execute(
-                "SELECT 1 FROM alerts WHERE scanner = ? AND period = ?", [scanner, period]
-            ).fetchone()
+            self.db.one(
+                "SELECT 1 AS x FROM uptime_alerts WHERE scanner = ? AND period = ?",
+                [scanner, period],
+            )
             is not None
         )
 
     def mark_alerted(self, scanner: str, period: str) -> None:
-        self.db.execute(
-            "INSERT OR IGNORE INTO alerts VALUES (?, ?, ?)", [scanner, period, time.time_ns()]
-        )
+        with self.db.transaction():
+            self.db.insert(
+                "uptime_alerts",
+                [{"scanner": scanner, "period": period, "ts_ns": time.time_ns()}],
+                skip_existing=("scanner", "period"),
+            )
+
+    def bound_edge(self, scanner: str) -> str | None:
+        """The edge ``scanner``'s stream in the CIR is bound to, or None (no stream yet)."""
+        edge = self.db.value("SELECT edge FROM streams WHERE scanner = ?", [scanner])
+        return None if edge is None else str(edge)
+
+    def known_scanners(self) -> set[str]:
+        """Every scanner the uptime record or the CIR's streams know of."""
+        rows = self.db.rows("SELECT scanner FROM streams")
+        return set(self.scanners()) | {str(r["scanner"]) for r in rows}
 
 
-def _rollback(db: sqlite3.Connection) -> None:
-    """Roll back what is open, if anything, without hiding the error that led here.
+def _cannot_open(target: str, exc: BaseException) -> ConfigError:
+    # a ConfigError of central._sql names the database already (without its password);
+    # an OSError comes from making the folder of a SQLite file: a path
+    why = exc.message if isinstance(exc, ConfigError) else f"{target}: {exc}"
+    return ConfigError(
+        f"cannot open the uptime record: {why}",
+        fix="check state_dir (it must exist, be writable and have free space), or cir in [central]",
+    )
 
-    SQLite has already rolled back a COMMIT that failed (disk full, I/O error);
-    a second ROLLBACK would raise "no transaction is active" over the real cause.
+
+def import_legacy(db: Sql, path: Path) -> int:
+    """Move a central uptime store of a release before decision 0017 (``path``, i.e.
+    ``state_dir/uptime.sqlite``) into the CIR's ``uptime_*`` tables, once.
+
+    Rows the CIR has already are kept (the import is idempotent: a crash between the
+    commit and the rename only repeats it); an explicit commissioning in the old store
+    replaces one taken from a first heartbeat.  After the commit the file is renamed to
+    ``uptime.sqlite.imported`` (kept as a backup, never read again).  A file that is not
+    central's store (an edge's state log has other tables) is left alone.
+
+    Returns:
+        How many rows were read from the old store (0: none there, or not central's).
+
+    Raises:
+        ConfigError: the old store cannot be read or renamed.
     """
-    if db.in_transaction:
-        try:
-            db.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            log.error("uptime store: rollback failed too: %s", exc)
+    path = Path(path)
+    if not path.exists():
+        return 0
+    try:
+        old = Sql(path, read_only=True)
+    except ConfigError:
+        if not path.exists():  # moved by another process just now
+            return 0
+        raise
+    try:
+        have = old.tables()
+        if not {"entries", "logs"} <= have:
+            return 0
+        entries = old.rows(
+            "SELECT scanner, log, seq, boot, mono_ns, anchor_ns, state, cause, recv_ns FROM entries"
+        )
+        logs = old.rows("SELECT scanner, log, acked_seq FROM logs")
+        alerts = old.rows("SELECT scanner, period, ts_ns FROM alerts") if "alerts" in have else []
+        commissioned = (
+            old.rows("SELECT scanner, at AS at_s, how, ts_ns FROM commissioned")
+            if "commissioned" in have
+            else []
+        )
+    except Exception as exc:
+        if not is_sql_error(exc):
+            raise
+        raise ConfigError(
+            f"cannot read the old uptime record {path}: {exc}",
+            fix="check that the file is readable by this user (or move it aside: the "
+            "uptime accounting then starts afresh)",
+        ) from exc
+    finally:
+        old.close()
+    try:
+        with db.transaction():
+            db.insert("uptime_entries", entries, skip_existing=("scanner", "log", "seq"))
+            db.insert("uptime_logs", logs, skip_existing=("scanner", "log"))
+            db.insert("uptime_alerts", alerts, skip_existing=("scanner", "period"))
+            db.insert("uptime_commissioned", commissioned, skip_existing=("scanner",))
+            for c in commissioned:
+                if c["how"] == "explicit":
+                    db.execute(
+                        "UPDATE uptime_commissioned SET at_s = ?, how = 'explicit', ts_ns = ? "
+                        "WHERE scanner = ? AND how = 'first heartbeat'",
+                        [c["at_s"], c["ts_ns"], c["scanner"]],
+                    )
+    except Exception as exc:
+        if not is_sql_error(exc):
+            raise
+        raise ConfigError(
+            f"cannot move the old uptime record {path} into the CIR's database "
+            f"{db.location}: {exc}",
+            fix="the database must be writable and have free space; or move the file "
+            "aside (the uptime accounting then starts afresh)",
+        ) from exc
+    done = path.with_name(path.name + ".imported")
+    try:
+        path.replace(done)
+        for suffix in ("-wal", "-shm"):  # what SQLite keeps beside it goes with it
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                side.replace(done.with_name(done.name + suffix))
+    except OSError as exc:
+        raise ConfigError(
+            f"moved the uptime record {path} into the CIR but cannot rename it: {exc}",
+            fix=f"rename it to {done.name} by hand (it would be read again, harmlessly)",
+        ) from exc
+    n = len(entries) + len(logs) + len(alerts) + len(commissioned)
+    log.info("uptime: moved %d rows of %s into the CIR's database %s", n, path, db.location)
+    return n
 
 
 # -- timeline -------------------------------------------------------------------------------------
@@ -739,24 +902,33 @@ class UptimeTracker:
         self,
         state_dir: Path,
         *,
+        database: str = "",
         alarm: Callable[..., None] | None = None,
         sla: Sla | None = None,
         clock: Callable[[], float] = time.time,
         owner: Callable[[str], str | None] | None = None,
     ) -> None:
-        """Central's uptime side, its store in ``state_dir/uptime.sqlite``.
+        """Central's uptime side, its store in the CIR's database (:class:`UptimeStore`).
 
         Args:
-            state_dir: central's state directory (the CIR's).
+            state_dir: central's state directory (the CIR's); a store an older release
+                left there (``uptime.sqlite``) is moved into the CIR (:func:`import_legacy`).
+            database: the CIR's PostgreSQL URL (``cir`` in ``[central]``); empty: the
+                SQLite file ``state_dir/cir.sqlite``.
             alarm: ``alarm(scanner, edge, kind, message, **details)``.
             sla: the SLA terms (the defaults if None).
             clock: wall clock, epoch s (injectable).
             owner: the edge a scanner is bound to, or None if it is bound to none
-                yet; by default read from the CIR's streams in ``state_dir``. An
-                edge's uptime entries for a scanner bound to another edge are refused.
+                yet; by default read from the CIR's streams. An edge's uptime entries
+                for a scanner bound to another edge are refused.
+
+        Raises:
+            ConfigError: the store cannot be opened (see :class:`UptimeStore`).
         """
-        self.store = UptimeStore(Path(state_dir) / "uptime.sqlite")
-        self.owner = owner or _CirOwner(Path(state_dir) / "cir.sqlite")
+        self.store = UptimeStore(
+            database_target(Path(state_dir), database), legacy=Path(state_dir) / "uptime.sqlite"
+        )
+        self.owner = owner or self.store.bound_edge
         self.alarm = alarm
         self.sla = sla or Sla()
         self.clock = clock
@@ -770,9 +942,6 @@ class UptimeTracker:
 
     def close(self) -> None:
         self.store.close()
-        close = getattr(self.owner, "close", None)
-        if close is not None:
-            close()
 
     def on_heartbeat(self, ident: bytes, edge_id: str, state: Any) -> None:
         """Store what a scanner channel's heartbeat carries; remember the ack for the reply.
@@ -795,7 +964,9 @@ class UptimeTracker:
             if bound is not None and bound != edge_id:
                 raise ProtocolError(f"scanner {rep.scanner} is bound to edge {bound}")
             ack = self.store.ingest_report(rep, now_ns)
-        except (NiiError, sqlite3.Error, OSError) as exc:
+        except Exception as exc:
+            if not (isinstance(exc, NiiError | OSError) or is_sql_error(exc)):
+                raise
             self._refuse(edge_id, exc)
             return
         sstate, cause = state.get("scanner_state", ""), state.get("state_cause", "")
@@ -822,11 +993,13 @@ class UptimeTracker:
                 # a bad document is the edge's doing; a store that cannot write is not
                 if what == "refused":
                     self.alarm("", edge_id, "uptime_refused", msg)
-                else:  # like every "storage" alarm: the path that failed and what is free
-                    folder = self.store.path.parent
-                    free = shutil.disk_usage(folder).free if folder.exists() else 0
+                else:  # like every "storage" alarm: what failed and what is free there
+                    free = -1  # unknown: a database server's disk
+                    if self.store.path is not None:
+                        folder = self.store.path.parent
+                        free = shutil.disk_usage(folder).free if folder.exists() else 0
                     self.alarm(
-                        "", edge_id, "storage", msg, path=str(self.store.path), free_bytes=free
+                        "", edge_id, "storage", msg, path=self.store.location, free_bytes=free
                     )
             except Exception as alarm_exc:  # the alarm path must not stop the receive loop
                 log.error("uptime: alarm failed: %s", alarm_exc)
@@ -897,30 +1070,6 @@ class UptimeTracker:
                 self.check_projection()
             except Exception as exc:  # an accounting bug must not stop the aggregator
                 log.error("uptime projection check failed: %s", exc)
-
-
-class _CirOwner:
-    """The edge each scanner's stream is bound to, read from the CIR (its own connection)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-
-    def __call__(self, scanner: str) -> str | None:
-        try:
-            if self._db is None:
-                if not self.path.exists():
-                    return None
-                self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
-            r = self._db.execute("SELECT edge FROM streams WHERE scanner = ?", [scanner]).fetchone()
-        except sqlite3.Error:
-            return None  # no CIR or no streams yet: nothing is bound
-        return None if r is None else str(r[0])
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -1127,6 +1276,7 @@ __all__ = [
     "fill",
     "fiscal_year_of",
     "format_table",
+    "import_legacy",
     "parse_uptime",
     "period",
     "report",

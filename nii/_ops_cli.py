@@ -5,18 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from central._uptime import UptimeStore
+    from core.config import CentralConfig
 
 
 def cmd_uptime(args: argparse.Namespace) -> int:
     """Print the availability table; write the CSV and the PNG timeline."""
-    from central._uptime import Sla, UptimeStore, format_table, report
+    from central._uptime import Sla, format_table, report
     from core.config import CentralConfig
 
     cfg = CentralConfig.load(Path(args.config))
     sla_path = Path(args.sla) if args.sla else cfg.path.parent / "sla.toml"
     sla = Sla.load(sla_path if sla_path.exists() or args.sla else None)
-    store = UptimeStore(cfg.state_dir / "uptime.sqlite", create=False)
+    store = _uptime_store(cfg)
     try:
         accounts, csv_path, png_path = report(
             store, sla, spec=args.period, scanners=args.scanner or None, out_dir=Path(args.out)
@@ -33,7 +37,7 @@ def cmd_commission(args: argparse.Namespace) -> int:
     import datetime as dt
     import time
 
-    from central._uptime import Sla, UptimeStore
+    from central._uptime import Sla
     from core.config import CentralConfig
     from core.errors import ConfigError
     from core.keys import check_id
@@ -58,9 +62,9 @@ def cmd_commission(args: argparse.Namespace) -> int:
             raise ConfigError(
                 f"--at {args.at} is in the future", fix="give the time the scanner went into use"
             )
-    store = UptimeStore(cfg.state_dir / "uptime.sqlite", create=False)
+    store = _uptime_store(cfg)
     try:
-        known = set(store.scanners()) | _cir_scanners(cfg.state_dir)
+        known = store.known_scanners()
         if args.scanner not in known and not args.new:
             # a mistyped id would start the accounting of a scanner that does not exist
             raise ConfigError(
@@ -77,24 +81,27 @@ def cmd_commission(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cir_scanners(state_dir: Path) -> set[str]:
-    """Scanners with a stream in the CIR of ``state_dir`` (none if there is no CIR)."""
-    import sqlite3
+def _uptime_store(cfg: CentralConfig) -> UptimeStore:
+    """The uptime record of central's configuration ``cfg``, in the CIR's database (an
+    older release's ``state_dir/uptime.sqlite`` moved in first).
 
-    db = state_dir / "cir.sqlite"
-    if not db.exists():
-        return set()
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return {str(r[0]) for r in con.execute("SELECT scanner FROM streams")}
-    except sqlite3.Error:
-        return set()
-    finally:
-        con.close()
+    Raises:
+        ConfigError: there is no CIR in ``state_dir`` (and no ``cir`` URL), or it cannot
+            be opened.
+    """
+    from central._cir import database_target
+    from central._uptime import UptimeStore
+
+    return UptimeStore(
+        database_target(cfg.state_dir, cfg.cir),
+        create=False,
+        legacy=cfg.state_dir / "uptime.sqlite",
+    )
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
     """Selection coverage per terminal and period: the 30 % cap and 100 % ATT (R6)."""
+    from central._cir import database_target
     from central._coverage import (
         cir_scans,
         coverage,
@@ -107,7 +114,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
 
     cfg = CentralConfig.load(Path(args.config))
     sl = load_selection(Path(args.selection))
-    scans = cir_scans(cfg.state_dir / "cir.sqlite", {s.container for s in sl.selections})
+    scans = cir_scans(database_target(cfg.state_dir, cfg.cir), {s.container for s in sl.selections})
     rows = coverage(
         sl, scans, tolerance_s=float(args.tolerance_min) * 60.0, only_period=args.period
     )

@@ -23,7 +23,6 @@ import getpass
 import itertools
 import logging
 import math
-import sqlite3
 import statistics
 import threading
 import time
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from central._sql import Sql
+from central._sql import Sql, is_sql_error
 from core.calibration import MaterialClass
 from core.errors import ConfigError, NiiError
 
@@ -562,7 +561,7 @@ def load_library(path: Path | str) -> ImageLibrary:
         version, docs = profile_docs(db)
         lib = library_of(confirmation_rows(db), version, docs)
     except Exception as exc:  # the engine's own error: sqlite3.Error or psycopg.Error
-        if not _db_error(exc):
+        if not is_sql_error(exc):
             raise
         raise LibraryError(
             f"cannot read the image library in {path}: {exc}",
@@ -573,16 +572,6 @@ def load_library(path: Path | str) -> ImageLibrary:
     with _CACHE_LOCK:
         _CACHE[key] = (state, lib)
     return lib
-
-
-def _db_error(exc: BaseException) -> bool:
-    if isinstance(exc, sqlite3.Error):
-        return True
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - a dependency
-        return False
-    return isinstance(exc, psycopg.Error)
 
 
 def live_library(path: Path | str) -> ImageLibrary | None:

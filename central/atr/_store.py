@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
-from central._sql import Sql, migrate
+from central._sql import Sql, is_storage_error, migrate
 from core.errors import StorageError
 
 _COLUMNS = (
@@ -44,15 +43,6 @@ _COLUMNS = (
     "created_ns",
     "doc",
 )
-
-
-def _is_full(exc: sqlite3.Error) -> bool:
-    """Whether SQLite says the disk is full or failing."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR):
-        return True
-    text = str(exc).lower()
-    return "full" in text or "disk i/o" in text
 
 
 def _free_bytes(folder: Path) -> int:
@@ -94,8 +84,8 @@ class _Store:
             with self.db.transaction():
                 for sql, args in statements:
                     self.db.execute(sql, args)
-        except sqlite3.OperationalError as exc:
-            if not _is_full(exc):
+        except Exception as exc:
+            if not is_storage_error(exc):
                 raise
             free = _free_bytes(Path(self.path).parent)
             raise StorageError(

@@ -405,20 +405,20 @@ def test_day_one_uptime_and_commissioning(tmp_path: Path) -> None:
         c.start_central()
         c.write_edge_config(sims)
         c.start_edge()
-        up = c.base / "cir" / "uptime.sqlite"
+        up = c.base / "cir" / "cir.sqlite"  # uptime records are in the CIR (decision 0017)
 
         def entries() -> int:
             if not up.exists():
                 return 0
-            import sqlite3
+            from central import Sql
 
-            con = sqlite3.connect(up, timeout=10)
+            db = Sql(up, read_only=True, timeout_s=10)
             try:
-                return int(con.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
-            except sqlite3.OperationalError:
+                return int(db.value("SELECT COUNT(*) AS n FROM uptime_entries"))
+            except Exception:  # not made yet: central is still starting
                 return 0
             finally:
-                con.close()
+                db.close()
 
         wait_until(lambda: entries() >= 2, 30, "the edge's state log to reach central")
         r = c.nii("uptime", "report", "--config", str(c.central_toml), "--out", "rep")

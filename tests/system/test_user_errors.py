@@ -168,7 +168,7 @@ def case_uptime_unknown_scanner(c: Cluster) -> list[str]:
 
     from central._uptime import UptimeStore
 
-    store = UptimeStore(c.base / "cir" / "uptime.sqlite")
+    store = UptimeStore(c.base / "cir" / "cir.sqlite")
     a = int((time.time() - 600) * 1e9)
     store.ingest({"scanner": "scanner1", "log": "L", "entries": [[1, "b", 0, a, "ready", ""]]})
     store.close()
@@ -199,7 +199,7 @@ def case_missing_edge_config(c: Cluster) -> list[str]:
 def case_commission_in_the_future(c: Cluster) -> list[str]:
     from central._uptime import UptimeStore
 
-    UptimeStore(c.base / "cir" / "uptime.sqlite").close()
+    UptimeStore(c.base / "cir" / "cir.sqlite").close()
     return [
         "uptime",
         "commission",
@@ -215,7 +215,7 @@ def case_commission_in_the_future(c: Cluster) -> list[str]:
 def case_commission_unknown_scanner(c: Cluster) -> list[str]:
     from central._uptime import UptimeStore
 
-    UptimeStore(c.base / "cir" / "uptime.sqlite").close()
+    UptimeStore(c.base / "cir" / "cir.sqlite").close()
     return ["uptime", "commission", "--config", str(c.central_toml), "--scanner", "ghost"]
 
 

@@ -18,8 +18,16 @@ from typing import Any
 
 import pytest
 
-from central import Cir
-from central._coverage import cir_scans, coverage, format_table, load_selection
+from central import Cir, database_target
+from central._coverage import (
+    Scan,
+    SelectionList,
+    cir_scans,
+    coverage,
+    format_table,
+    load_selection,
+)
+from core.config import CentralConfig
 from core.errors import ConfigError
 from nii.__main__ import main
 
@@ -96,13 +104,16 @@ SCANS = [
 ]
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> tuple[Path, Path]:
-    """A central.toml whose CIR holds ``SCANS``, and the selection list beside it."""
-    cir = Cir(tmp_path / "cir")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def site(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[Path, Path]:
+    """A central.toml whose CIR holds ``SCANS`` (on SQLite or on PostgreSQL), and the
+    selection list beside it."""
+    database = "" if request.param == "sqlite" else str(request.getfixturevalue("pg_database"))
+    cir = Cir(tmp_path / "cir", database=database)
     try:
-        for ref, (scanner, container, status, started) in enumerate(SCANS, 1):
-            cir.db.table("scans").insert(
+        cir.wsql.insert(
+            "scans",
+            [
                 {
                     "ref": ref,
                     "scanner": scanner,
@@ -111,21 +122,30 @@ def site(tmp_path: Path) -> tuple[Path, Path]:
                     "status": status,
                     "started_ns": started,
                 }
-            )
+                for ref, (scanner, container, status, started) in enumerate(SCANS, 1)
+            ],
+        )
     finally:
         cir.close()
     conf = tmp_path / "central.toml"
-    conf.write_text('[central]\nstate_dir = "cir"\nkey = "keys/cir.key"\n')
+    conf.write_text(
+        '[central]\nstate_dir = "cir"\nkey = "keys/cir.key"\n'
+        + (f'cir = "{database}"\n' if database else "")
+    )
     path = tmp_path / "rms.json"
     path.write_text(json.dumps(SELECTION))
     return conf, path
 
 
+def site_scans(conf: Path, sl: SelectionList) -> dict[str, list[Scan]]:
+    cfg = CentralConfig.load(conf)
+    return cir_scans(database_target(cfg.state_dir, cfg.cir), {s.container for s in sl.selections})
+
+
 def rows(site: tuple[Path, Path]) -> dict[tuple[str, str], Any]:
     conf, path = site
     sl = load_selection(path)
-    scans = cir_scans(conf.parent / "cir" / "cir.sqlite", {s.container for s in sl.selections})
-    return {(r.terminal, r.period): r for r in coverage(sl, scans)}
+    return {(r.terminal, r.period): r for r in coverage(sl, site_scans(conf, sl))}
 
 
 def test_exact_figures(site: tuple[Path, Path]) -> None:
@@ -168,7 +188,7 @@ def test_exact_figures(site: tuple[Path, Path]) -> None:
 def test_tolerance_and_period_filter(site: tuple[Path, Path]) -> None:
     conf, path = site
     sl = load_selection(path)
-    scans = cir_scans(conf.parent / "cir" / "cir.sqlite", {s.container for s in sl.selections})
+    scans = site_scans(conf, sl)
     strict = coverage(sl, scans, tolerance_s=0.0, only_period="2025-07")
     assert [(r.terminal, r.period) for r in strict] == [("KICT", "2025-07"), ("TORKHAM", "2025-07")]
     assert strict[0].risk_scanned == 2  # the scan 10 min early no longer counts

@@ -9,11 +9,19 @@ from typing import Any
 
 import pytest
 
+from central import Cir
 from central._uptime import UptimeStore, UptimeTracker, parse_uptime
 from core.errors import ProtocolError
 
 NOW = time.time()
-FAIL = "CREATE TRIGGER fail BEFORE INSERT ON logs BEGIN SELECT RAISE(ABORT, 'disk full (t)'); END"
+FAIL = (
+    "CREATE TRIGGER fail BEFORE INSERT ON uptime_logs "
+    "BEGIN SELECT RAISE(ABORT, 'disk full (t)'); END"
+)
+
+
+def count(store: UptimeStore) -> int:
+    return int(store.db.value("SELECT COUNT(*) AS n FROM uptime_entries"))
 
 
 def good(n: int = 3, t0: float = NOW - 600) -> dict[str, Any]:
@@ -66,10 +74,10 @@ def test_bad_uptime_is_refused_with_an_alarm_and_changes_nothing(tmp_path: Path,
         tmp_path, alarm=lambda sc, edge, kind, msg, **kw: alarms.append((edge, kind, msg))
     )
     t.on_heartbeat(b"i", "edge-a", {"uptime": good(2)})
-    before = t.store.db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+    before = count(t.store)
     ack = t.reply(b"i")
     t.on_heartbeat(b"i", "edge-bad", {"uptime": BAD[name], "scanner_state": "ready"})
-    assert t.store.db.execute("SELECT COUNT(*) FROM entries").fetchone()[0] == before
+    assert count(t.store) == before
     assert t.reply(b"i") == ack  # the acknowledgement did not move
     assert [(e, k) for e, k, _ in alarms] == [("edge-bad", "uptime_refused")]
     assert "edge-bad" in alarms[0][2]
@@ -113,9 +121,9 @@ def test_failed_commit_keeps_the_cause_and_the_ack(tmp_path: Path) -> None:
     store.db.execute(FAIL)
     with pytest.raises(sqlite3.IntegrityError, match="disk full"):
         store.ingest(good(4))
-    assert not store.db.in_transaction
+    assert not store.db.in_transaction()
     assert store._acked[("scanner1", "L1")] == 2  # in-memory state did not run ahead
-    assert store.db.execute("SELECT COUNT(*) FROM entries").fetchone()[0] == 2
+    assert count(store) == 2
     store.db.execute("DROP TRIGGER fail")
     assert store.ingest(good(4))["seq"] == 4
     store.close()
@@ -133,11 +141,9 @@ def test_store_failure_is_refused_not_raised(tmp_path: Path) -> None:
 
 
 def test_uptime_for_a_scanner_of_another_edge_is_refused(tmp_path: Path) -> None:
-    con = sqlite3.connect(tmp_path / "cir.sqlite")  # the CIR's streams: scanner1 → edge-a
-    con.execute("CREATE TABLE streams (scanner TEXT PRIMARY KEY, edge TEXT)")
-    con.execute("INSERT INTO streams VALUES ('scanner1', 'edge-a')")
-    con.commit()
-    con.close()
+    cir = Cir(tmp_path)  # the CIR's streams: scanner1 → edge-a
+    cir.wsql.insert("streams", [{"scanner": "scanner1", "edge": "edge-a"}])
+    cir.close()
     alarms: list[tuple[str, str]] = []
     t = UptimeTracker(tmp_path, alarm=lambda sc, edge, kind, msg, **kw: alarms.append((edge, msg)))
     t.on_heartbeat(b"i", "edge-b", {"uptime": good(2)})
