@@ -29,7 +29,7 @@ from typing import Any, TextIO
 from central._blobs import BlobStore, open_blob_store
 from central._cir import Cir, open_cir
 from central._reader import ChainReport, verify_stream
-from central._sql import Sql, is_postgres_url, schema_version
+from central._sql import Sql, is_postgres_url, is_sql_error, schema_version
 from core.config import CentralConfig
 from core.errors import ConfigError, NiiError
 
@@ -43,17 +43,20 @@ class TableCopy:
             by when the target holds one already.
         identity: a PostgreSQL identity column whose sequence must move past the copied
             ids (else the target's next insert takes an id the copy used).
+        sequence: ``(name, column)``: a PostgreSQL sequence that hands out the column's
+            values (``scan_ref_seq`` for scan refs), moved past the copied ones.
     """
 
     key: tuple[str, ...]
     identity: str = ""
+    sequence: tuple[str, str] | None = None
 
 
 #: Every table of the CIR's schema: how it is copied, in this order (blocks before the
 #: stream heads that name their last block), or None with the reason it is not.
 TABLES: dict[str, TableCopy | None] = {
     "edges": TableCopy(("id",)),
-    "scans": TableCopy(("ref",)),
+    "scans": TableCopy(("ref",), sequence=("scan_ref_seq", "ref")),
     "blocks": TableCopy(("scanner", "seq")),  # with their blobs, first
     "streams": TableCopy(("scanner",)),
     "scanner_calibrations": TableCopy(("scanner", "sha256")),
@@ -63,6 +66,10 @@ TABLES: dict[str, TableCopy | None] = {
     # history: inserted only, ids kept, so that ``corrects`` still names the right row
     "confirmations": TableCopy(("id",), identity="id"),
     "profiles": TableCopy(("version", "heading")),
+    "uptime_entries": TableCopy(("scanner", "log", "seq")),
+    "uptime_logs": TableCopy(("scanner", "log")),
+    "uptime_alerts": TableCopy(("scanner", "period")),
+    "uptime_commissioned": TableCopy(("scanner",)),
     # who writes a stream now: the national aggregators take leases afresh
     "stream_leases": None,
 }
@@ -344,6 +351,12 @@ class _Copier:
                 f"SELECT setval(pg_get_serial_sequence('{table}', '{col}'), m) "
                 f"FROM (SELECT MAX({_q(col)}) AS m FROM {_q(table)}) t WHERE m IS NOT NULL"
             )
+        if spec.sequence is not None and self.target.sql.postgres:
+            name, col = spec.sequence
+            self.target.wsql.execute(
+                f"SELECT setval('{name}', m + 1, false) "
+                f"FROM (SELECT MAX({_q(col)}) AS m FROM {_q(table)}) t WHERE m IS NOT NULL"
+            )
         self.progress.say(f"{table}: {total:,} rows", force=True)
 
     def _bytes(self) -> str:
@@ -402,15 +415,7 @@ class _Copier:
 
 
 def _db_error(exc: BaseException) -> bool:
-    import sqlite3
-
-    if isinstance(exc, sqlite3.Error):
-        return True
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - a dependency
-        return False
-    return isinstance(exc, psycopg.Error)
+    return is_sql_error(exc)
 
 
 def copy_cir(

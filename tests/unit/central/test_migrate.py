@@ -193,6 +193,8 @@ def test_migrated_cir_verifies_and_exports_as_the_embedded_one(
     try:
         cir.commit([], {}, {}, [cir.alarm_row(SCANNER, EDGE, "test", "after")])
         assert cir.alarm_rows(1)[0]["id"] == SCANS + 1
+        # and the scan refs: a national aggregator's next scan takes a new ref
+        assert cir.next_scan_ref() == SCANS + 1
     finally:
         cir.close()
 
