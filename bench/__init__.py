@@ -6,16 +6,19 @@ import argparse
 from typing import Any
 
 
-def register(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``nii bench`` and its benchmarks."""
+def register(subparsers: Any, local_servers: Any = None) -> argparse.ArgumentParser:
+    """Add ``nii bench`` and its benchmarks; ``local_servers`` (``nii._local_servers``,
+    from the layer above) starts the servers ``nii bench cir`` needs."""
     b: argparse.ArgumentParser = subparsers.add_parser("bench", help="run a benchmark")
     bs = b.add_subparsers(dest="bench", required=True, metavar="BENCH")
     from bench.atr import register as register_atr
+    from bench.cir import register as register_cir
     from bench.faults import register as register_faults
     from bench.live import register as register_live
     from bench.sim import register as register_sim
 
     register_atr(bs)
+    register_cir(bs, local_servers)
     register_faults(bs)
     register_live(bs)
     register_sim(bs)

@@ -361,29 +361,47 @@ def _analyse(
 ) -> dict[str, Any]:
     """Throughput = committed lines / (last commit - first emission); latency per line."""
     cir = Cir(cir_dir)
+    try:
+        return analyse_cir(cir, emitted, line_bytes)
+    finally:
+        cir.close()
+
+
+def analyse_cir(
+    cir: Cir,
+    emitted: dict[str, set[tuple[int, int, int]]],
+    line_bytes: int,
+    on_block: Any = None,
+) -> dict[str, Any]:
+    """Throughput and per-line latency of what ``cir`` committed of the ``emitted`` lines
+    (per scanner: ``(scan_id, line_no, flags & 3)``), each line ``line_bytes`` bytes.
+
+    Throughput = committed lines / (last commit - first emission); latency = a line's
+    block's ``committed_ns`` - the line's emission time, in ms.  ``on_block(scanner,
+    raw)`` sees each committed data block's sealed bytes in chain order.
+    """
     lat: list[float] = []
     committed_lines = 0
     first_ts, last_commit = 2**63, 0
     lost = dup = 0
-    try:
-        for scanner, want in emitted.items():
-            seen: dict[tuple[int, int, int], int] = {}
-            for row in cir.stream_blocks(scanner):
-                if row["kind"] != "data":
-                    continue
-                b = cir.read_block(row["hash"])
-                sid = int(b.meta["scan_id"])
-                for e in b.index:
-                    k = (sid, e.line_no, e.flags & 3)
-                    seen[k] = seen.get(k, 0) + 1
-                    committed_lines += 1
-                    first_ts = min(first_ts, e.ts_ns)
-                    last_commit = max(last_commit, row["committed_ns"])
-                    lat.append((row["committed_ns"] - e.ts_ns) / 1e6)
-            lost += len(want - seen.keys())
-            dup += sum(c - 1 for c in seen.values() if c > 1)
-    finally:
-        cir.close()
+    for scanner, want in emitted.items():
+        seen: dict[tuple[int, int, int], int] = {}
+        for row in cir.stream_blocks(scanner):
+            if row["kind"] != "data":
+                continue
+            b = cir.read_block(row["hash"])
+            if on_block is not None:
+                on_block(scanner, b.raw)
+            sid = int(b.meta["scan_id"])
+            for e in b.index:
+                k = (sid, e.line_no, e.flags & 3)
+                seen[k] = seen.get(k, 0) + 1
+                committed_lines += 1
+                first_ts = min(first_ts, e.ts_ns)
+                last_commit = max(last_commit, row["committed_ns"])
+                lat.append((row["committed_ns"] - e.ts_ns) / 1e6)
+        lost += len(want - seen.keys())
+        dup += sum(c - 1 for c in seen.values() if c > 1)
     secs = max(1e-9, (last_commit - first_ts) / 1e9)
     arr = np.asarray(lat) if lat else np.asarray([float("nan")])
     return {

@@ -93,6 +93,7 @@ class ScanRow(TypedDict):
     scanner: str
     scan_id: int  #: the scanner's scan number; -1 when the blocks named none
     container: str  #: container number from the start record, "" if none
+    gd_number: str | None  #: the start record's ``gd.gd_number`` (a string), else None
     status: str  #: scanning | complete | incomplete | aborted | lost
     started_ns: int  #: first line's (or block's) time, ns since the epoch
     finished_ns: int | None  #: end record's time, or when it was closed; None while open
@@ -1026,6 +1027,14 @@ class Ingest:
         work.feed.append((b"scan.block", doc, (preview.tobytes(),)))
 
 
+def gd_number(record: dict[str, Any]) -> str | None:
+    """The Goods Declaration number a scan-start record carries (``gd.gd_number``, a
+    string, cut to 256 characters), or None: what the CIR indexes for audit queries."""
+    gd = record.get("gd")
+    value = gd.get("gd_number") if isinstance(gd, dict) else None
+    return value[:256] if isinstance(value, str) else None
+
+
 def _scan_row(
     ref: int,
     scanner: str,
@@ -1042,6 +1051,7 @@ def _scan_row(
         "scanner": scanner,
         "scan_id": scan_id if type(scan_id) is int else -1,  # -1: the block named none
         "container": str(record.get("container", ""))[:256],
+        "gd_number": gd_number(record),
         "status": status,
         "started_ns": started_ns,
         "finished_ns": None,

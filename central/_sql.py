@@ -522,6 +522,34 @@ CREATE SEQUENCE IF NOT EXISTS scan_ref_seq;
 SELECT setval('scan_ref_seq', (SELECT COALESCE(MAX(ref), 0) + 1 FROM scans), false);
 """,
     ),
+    Migration(
+        7,
+        "audit queries: scans by GD number, by container, by scanner and period",
+        # The GD number lives inside the start record (JSON: gd.gd_number); the ingest
+        # copies it into its own column from now on, and this step fills it for the rows
+        # already there (a string value only, as the ingest takes it). A start record that
+        # is not valid JSON for the engine (NaN, written by Python's json) is skipped.
+        sqlite="""
+ALTER TABLE scans ADD COLUMN gd_number TEXT;
+UPDATE scans SET gd_number = substr(json_extract(start_record, '$.gd.gd_number'), 1, 256)
+WHERE json_valid(start_record) AND json_type(start_record, '$.gd.gd_number') = 'text';
+CREATE INDEX IF NOT EXISTS idx_scans_gd_number ON scans (gd_number);
+CREATE INDEX IF NOT EXISTS idx_scans_container ON scans (container);
+CREATE INDEX IF NOT EXISTS idx_scans_scanner_started ON scans (scanner, started_ns);
+""",
+        postgresql="""
+ALTER TABLE scans ADD COLUMN IF NOT EXISTS gd_number TEXT;
+CREATE OR REPLACE FUNCTION nii_jsonb_or_null(doc TEXT) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+AS $$ BEGIN RETURN doc::jsonb; EXCEPTION WHEN others THEN RETURN NULL; END $$;
+UPDATE scans SET gd_number = left(nii_jsonb_or_null(start_record) #>> '{gd,gd_number}', 256)
+WHERE start_record LIKE '%gd_number%'
+AND jsonb_typeof(nii_jsonb_or_null(start_record) #> '{gd,gd_number}') = 'string';
+CREATE INDEX IF NOT EXISTS idx_scans_gd_number ON scans (gd_number);
+CREATE INDEX IF NOT EXISTS idx_scans_container ON scans (container);
+CREATE INDEX IF NOT EXISTS idx_scans_scanner_started ON scans (scanner, started_ns);
+""",
+    ),
 )
 
 

@@ -685,8 +685,9 @@ def build_parser() -> argparse.ArgumentParser:
     register_atr(sub)
 
     from bench import register as register_bench
+    from nii import _local_servers
 
-    register_bench(sub)
+    register_bench(sub, _local_servers)
 
     from central.qa import register_qa
     from firmware_sim.physics import qa_simulation

@@ -236,3 +236,66 @@ def test_a_cir_that_cannot_take_its_schema_is_one_clear_error(tmp_path: Path) ->
         assert str(path) in err.value.message and err.value.fix
     finally:
         db.close()
+
+
+def test_audit_queries_find_scans_by_gd_container_and_site_period(
+    tmp_path: Path, database: str
+) -> None:
+    from bench.cir import SITE_SCANNERS, YEAR_START_NS, fill_scans
+
+    cir = Cir(tmp_path / "cir", database=database)
+    try:
+        fill_scans(cir.wsql, 4000, sites=2)
+        (row,) = cir.find_scans(gd_number="GD-000000123")
+        assert (row["ref"], row["scanner"]) == (123, "site1-1")  # 123 mod 2, 123 div 2 mod 4
+        assert {r["container"] for r in cir.find_scans(container=row["container"])} == {
+            row["container"]
+        }
+        day = 86_400 * 10**9
+        week = cir.find_scans(
+            scanners=[f"site0-{k}" for k in range(SITE_SCANNERS)],
+            since_ns=YEAR_START_NS + 10 * day,
+            until_ns=YEAR_START_NS + 17 * day,
+        )
+        assert week and all(r["scanner"].startswith("site0-") for r in week)
+        assert [r["started_ns"] for r in week] == sorted(r["started_ns"] for r in week)
+        assert cir.find_scans(scanners=[]) == []
+        with pytest.raises(ValueError):
+            cir.find_scans()
+    finally:
+        cir.close()
+
+
+def test_schema_step_7_takes_gd_numbers_from_the_scans_already_there(
+    tmp_path: Path, database: str
+) -> None:
+    import json
+
+    db = Sql(database or tmp_path / "cir.sqlite")
+    try:
+        migrate(db, [m for m in MIGRATIONS if m.version < 7])
+        records = [
+            {"gd": {"gd_number": "KAPE-HC-1"}},
+            {"gd": {"gd_number": 7}},  # not a string: not taken
+            {"gd": "KAPE-HC-2"},  # no object: nothing to take
+        ]
+        for ref, rec in enumerate(records, 1):
+            db.execute(
+                "INSERT INTO scans (ref, scanner, start_record) VALUES (?, 's', ?)",
+                [ref, json.dumps(rec)],
+            )
+        db.execute("INSERT INTO scans (ref, scanner, start_record) VALUES (4, 's', 'NaN{')")
+        assert 7 in migrate(db)
+        got = {r["ref"]: r["gd_number"] for r in db.rows("SELECT ref, gd_number FROM scans")}
+        assert got == {1: "KAPE-HC-1", 2: None, 3: None, 4: None}
+    finally:
+        db.close()
+
+
+def test_the_ingest_takes_the_gd_number_of_a_start_record() -> None:
+    from central._ingest import gd_number
+
+    assert gd_number({"gd": {"gd_number": "KAPE-HC-1"}}) == "KAPE-HC-1"
+    assert gd_number({"gd": {"gd_number": "x" * 300}}) == "x" * 256
+    assert gd_number({"gd": {"gd_number": 7}}) is None
+    assert gd_number({"gd": "KAPE"}) is None and gd_number({}) is None
