@@ -547,7 +547,7 @@ class Central:
         # copies: the event loop goes on staging the next batch on the live states while
         # this one is written in the worker thread
         streams = {s: dataclasses.replace(self.ingest.streams[s]) for s in work.streams_touched}
-        scans = {r: dict(self.ingest.scans[r]) for r in work.scans}
+        scans = {r: self.ingest.scans[r].row() for r in work.scans}
         fencing = self.leases.fencing(streams)
         failed = False
         while True:

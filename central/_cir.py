@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from central._blobs import BlobStore, FileBlobStore, open_blob_store
+from central._scanbook import ScanBook
 from central._sql import Sql, is_storage_error, is_unreachable, migrate
 from core.config import CentralConfig
 from core.errors import ConfigError, EnrollmentError, IntegrityError, NiiError, StorageError
@@ -275,7 +276,7 @@ class Cir:
         self,
         staged: list[Staged],
         streams: dict[str, StreamState],
-        scans: Mapping[int, Mapping[str, Any]],
+        scans: Mapping[int, ScanBook | Mapping[str, Any]],
         alarms: list[dict[str, Any]],
         *,
         calibrations: Sequence[Mapping[str, Any]] = (),
@@ -337,7 +338,7 @@ class Cir:
                     self._check_leases(touched, leases)
                 db.insert("blocks", rows)
                 db.upsert("streams", stream_rows, ["scanner"])
-                db.upsert("scans", [dict(v) for v in scans.values()], ["ref"])
+                db.upsert("scans", [_scan_row(v) for v in scans.values()], ["ref"])
                 db.insert("alarms", alarms)
                 if calibrations:
                     db.executemany(
@@ -629,3 +630,7 @@ def database_target(state_dir: Path, database: str = "") -> str:
     """Where the CIR's metadata is, for ``central._sql.Sql``: the PostgreSQL URL
     ``database``, or (empty) the SQLite file ``state_dir/cir.sqlite``."""
     return database or str(Path(state_dir) / "cir.sqlite")
+
+
+def _scan_row(scan: ScanBook | Mapping[str, Any]) -> dict[str, Any]:
+    return scan.row() if isinstance(scan, ScanBook) else dict(scan)

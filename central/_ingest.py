@@ -41,11 +41,12 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypedDict, cast
+from typing import Any, Protocol, TypedDict
 
 import numpy as np
 
 from central._cir import Staged, StreamState
+from central._scanbook import ScanBook
 from central._shape import CALIB_FLAGS, ScanShape, record_channels, record_lines
 from core.errors import IntegrityError, NiiError, ProtocolError
 from core.keys import EdgePublic
@@ -84,29 +85,6 @@ class IngestStore(Protocol):
     def gap_tail(self, scanner: str) -> list[tuple[int, int | None, str]]:
         """``(seq, scan_id, cause)`` of the GAP blocks at the head of a scanner's committed
         chain (those after its last block of another kind), oldest first."""
-
-
-class ScanRow(TypedDict):
-    """A row of the CIR's ``scans`` table, as the ingest keeps it until committed."""
-
-    ref: int  #: the CIR's own number of the scan, 1, 2, ... in arrival order
-    scanner: str
-    scan_id: int  #: the scanner's scan number; -1 when the blocks named none
-    container: str  #: container number from the start record, "" if none
-    gd_number: str | None  #: the start record's ``gd.gd_number`` (a string), else None
-    status: str  #: scanning | complete | incomplete | aborted | lost
-    started_ns: int  #: first line's (or block's) time, ns since the epoch
-    finished_ns: int | None  #: end record's time, or when it was closed; None while open
-    lines_planned: int  #: image lines the start record announced (0: no record)
-    lines_received: int  #: image lines in the CIR that fit the scan's shape
-    calib_lines: int  #: dark and air lines that fit
-    lines_emitted: int | None  #: what the end record says the scanner emitted
-    blocks: int  #: blocks of the chain that belong to the scan
-    first_seq: int  #: chain seq of its first block
-    last_seq: int  #: chain seq of its last block
-    gaps: int  #: GAP blocks that touched it
-    start_record: str  #: the start record, JSON
-    end_record: str | None  #: the end record, JSON; None without one
 
 
 @dataclass(frozen=True)
@@ -288,7 +266,7 @@ class Ingest:
         self.preview_hz = preview_hz
         self.clock = clock
         self.streams: dict[str, StreamState] = {}
-        self.scans: dict[int, ScanRow] = {}
+        self.scans: dict[int, ScanBook] = {}
         self.shapes: dict[int, ScanShape] = {}
         #: refs allocated one by one by the database (several aggregators share it)
         self._shared_refs = bool(getattr(store, "shared_refs", False))
@@ -323,7 +301,7 @@ class Ingest:
         self._fresh.discard(scanner)
         self._gaps_since_scan.pop(scanner, None)
         self._last_preview.pop(scanner, None)
-        for ref in [r for r, row in self.scans.items() if row.get("scanner") == scanner]:
+        for ref in [r for r, book in self.scans.items() if book.scanner == scanner]:
             self.scans.pop(ref, None)
             self.shapes.pop(ref, None)
         for key in [k for k in self._inflight_hash if k[0] == scanner]:
@@ -364,7 +342,7 @@ class Ingest:
                 if st.scan_ref is not None and st.scan_ref not in self.scans:
                     row = self.store.scan(st.scan_ref)
                     if row is not None:
-                        self.scans[st.scan_ref] = cast(ScanRow, row)
+                        self.scans[st.scan_ref] = ScanBook.from_row(row)
         return st
 
     # -- messages --------------------------------------------------------------------------
@@ -727,10 +705,10 @@ class Ingest:
             image_lines, calib = self._data(block, ref)
         if ref is not None and ref in self.scans:
             s = self.scans[ref]
-            s["blocks"] += 1
-            s["last_seq"] = block.seq
-            s["lines_received"] += image_lines
-            s["calib_lines"] += calib
+            s.blocks += 1
+            s.last_seq = block.seq
+            s.lines_received += image_lines
+            s.calib_lines += calib
             work.scans.add(ref)
         if kind == BlockKind.DATA:
             self._maybe_preview(work, block, ref)
@@ -755,7 +733,7 @@ class Ingest:
         if shape is None:
             s = self.scans[ref]
             try:
-                record = json.loads(s.get("start_record") or "{}")
+                record = json.loads(s.start_record or "{}")
             except ValueError:
                 record = {}
             rec = record if isinstance(record, dict) else {}
@@ -781,10 +759,10 @@ class Ingest:
                     block.scanner,
                     block.edge,
                     "shape_violation",
-                    f"scan {s['scan_id']} (ref {ref}) block {block.seq}: {problem}; "
+                    f"scan {s.scan_id} (ref {ref}) block {block.seq}: {problem}; "
                     "its lines that do not fit are stored but treated as missing",
                     seq=block.seq,
-                    scan_id=s["scan_id"],
+                    scan_id=s.scan_id,
                 )
         return image, calib
 
@@ -821,16 +799,16 @@ class Ingest:
             return None
         s = self.scans[ref]
         if cause == "restart":
-            s["gaps"] += 1
+            s.gaps += 1
             self._close_incomplete(
                 work, st, ref, block, f"the scanner restarted (GAP block {block.seq})"
             )
             return None
         if gap_scan is None or gap_scan == st.scan_id:  # it cut this scan, which may go on
-            s["gaps"] += 1
+            s.gaps += 1
             return ref
         if type(gap_scan) is int and gap_scan >= 0:  # it cut a later scan: this one is over
-            s["gaps"] += 1
+            s.gaps += 1
             self._close_incomplete(
                 work, st, ref, block, f"GAP block {block.seq} cut scan {gap_scan}, a later one"
             )
@@ -853,11 +831,11 @@ class Ingest:
         seqs = [g.seq for g in gaps]
         for scan_id in range(first, min(last, first + MAX_LOST_ROWS - 1) + 1):
             ref = self._take_ref()
-            self.scans[ref] = _scan_row(
+            self.scans[ref] = ScanBook.new(
                 ref, block.scanner, scan_id, "lost", block.created_ns, gaps[0].seq, {}
             )
-            self.scans[ref]["gaps"] = len(gaps)
-            self.scans[ref]["finished_ns"] = block.created_ns
+            self.scans[ref].gaps = len(gaps)
+            self.scans[ref].finished_ns = block.created_ns
             work.scans.add(ref)
             work.finished.add(ref)
             work.lost.add(ref)
@@ -888,9 +866,11 @@ class Ingest:
         self._note_lost(work, st, block, scan_id)
         ref = self._take_ref()
         ts = block.index[0].ts_ns if block.index else block.created_ns
-        self.scans[ref] = _scan_row(ref, block.scanner, scan_id, "scanning", ts, block.seq, record)
+        self.scans[ref] = ScanBook.new(
+            ref, block.scanner, scan_id, "scanning", ts, block.seq, record
+        )
         # a GAP that cut this very scan before its first block arrived
-        self.scans[ref]["gaps"] = sum(1 for g in pending if g.scan_id == scan_id)
+        self.scans[ref].gaps = sum(1 for g in pending if g.scan_id == scan_id)
         self.shapes[ref] = ScanShape(record_channels(record), record_lines(record))
         st.scan_ref = ref
         st.scan_id = scan_id if type(scan_id) is int else None
@@ -916,15 +896,15 @@ class Ingest:
         self, work: Work, st: StreamState, ref: int, block: Block, why: str
     ) -> None:
         s = self.scans[ref]
-        s["status"] = "incomplete"
-        s["finished_ns"] = block.created_ns
+        s.status = "incomplete"
+        s.finished_ns = block.created_ns
         self.alarm(
             block.scanner,
             st.edge,
             "scan_incomplete",
-            f"scan {s['scan_id']} (ref {ref}) is incomplete: {why}; {s['lines_received']} of "
-            f"{s['lines_planned']} lines, {s['gaps']} gap(s)",
-            scan_id=s["scan_id"],
+            f"scan {s.scan_id} (ref {ref}) is incomplete: {why}; {s.lines_received} of "
+            f"{s.lines_planned} lines, {s.gaps} gap(s)",
+            scan_id=s.scan_id,
             ref=ref,
         )
         self._finish(work, st, ref)
@@ -940,56 +920,41 @@ class Ingest:
         if s is None:
             return
         record = self._open_record(block)
-        s["end_record"] = json.dumps(record)
-        s["finished_ns"] = block.index[0].ts_ns if block.index else block.created_ns
+        s.end_record = json.dumps(record)
+        s.finished_ns = block.index[0].ts_ns if block.index else block.created_ns
         emitted = record.get("lines_emitted")
-        s["lines_emitted"] = emitted if type(emitted) is int else None
+        s.lines_emitted = emitted if type(emitted) is int else None
         shape = self._shape(ref)
         complete = (
             record.get("status") == "complete"
-            and s["gaps"] == 0
+            and s.gaps == 0
             and shape.violations == 0
-            and s["lines_received"] == s["lines_planned"]
+            and s.lines_received == s.lines_planned
         )
         if complete:
-            s["status"] = "complete"
+            s.status = "complete"
         else:
-            s["status"] = "aborted" if record.get("status") == "aborted" else "incomplete"
+            s.status = "aborted" if record.get("status") == "aborted" else "incomplete"
             reason = record.get("reason")
             self.alarm(
                 block.scanner,
                 st.edge,
                 "scan_incomplete",
-                f"scan {s['scan_id']} (ref {ref}) is {s['status']}: {s['lines_received']} of "
-                f"{s['lines_planned']} lines, {s['gaps']} gap(s)"
+                f"scan {s.scan_id} (ref {ref}) is {s.status}: {s.lines_received} of "
+                f"{s.lines_planned} lines, {s.gaps} gap(s)"
                 + (
                     f", {shape.violations} block(s) off the scan's shape"
                     if shape.violations
                     else ""
                 )
                 + (f", {str(reason)[:200]}" if reason else ""),
-                scan_id=s["scan_id"],
+                scan_id=s.scan_id,
                 ref=ref,
             )
         self._finish(work, st, ref)
 
     def _scan_doc(self, ref: int) -> dict[str, Any]:
-        s = self.scans[ref]
-        return {
-            k: s[k]
-            for k in (
-                "ref",
-                "scanner",
-                "scan_id",
-                "container",
-                "status",
-                "started_ns",
-                "finished_ns",
-                "lines_planned",
-                "lines_received",
-                "gaps",
-            )
-        }
+        return self.scans[ref].feed_doc()
 
     def _maybe_preview(self, work: Work, block: Block, ref: int | None) -> None:
         if self.preview_hz <= 0:
@@ -1025,44 +990,3 @@ class Ingest:
             "mean_high": float(arr.mean()),
         }
         work.feed.append((b"scan.block", doc, (preview.tobytes(),)))
-
-
-def gd_number(record: dict[str, Any]) -> str | None:
-    """The Goods Declaration number a scan-start record carries (``gd.gd_number``, a
-    string, cut to 256 characters), or None: what the CIR indexes for audit queries."""
-    gd = record.get("gd")
-    value = gd.get("gd_number") if isinstance(gd, dict) else None
-    return value[:256] if isinstance(value, str) else None
-
-
-def _scan_row(
-    ref: int,
-    scanner: str,
-    scan_id: Any,
-    status: str,
-    started_ns: int,
-    seq: int,
-    record: dict[str, Any],
-) -> ScanRow:
-    """A new row of the CIR's ``scans`` table."""
-    lines = record.get("lines", 0)
-    return {
-        "ref": ref,
-        "scanner": scanner,
-        "scan_id": scan_id if type(scan_id) is int else -1,  # -1: the block named none
-        "container": str(record.get("container", ""))[:256],
-        "gd_number": gd_number(record),
-        "status": status,
-        "started_ns": started_ns,
-        "finished_ns": None,
-        "lines_planned": lines if type(lines) is int and 0 <= lines < 1 << 40 else 0,
-        "lines_received": 0,
-        "calib_lines": 0,
-        "lines_emitted": None,
-        "blocks": 0,
-        "first_seq": seq,
-        "last_seq": seq,
-        "gaps": 0,
-        "start_record": json.dumps(record),
-        "end_record": None,
-    }

@@ -174,7 +174,7 @@ class Rig:
         for name in work.streams_touched:
             self.store.streams[name] = StreamState(**vars(self.ingest.streams[name]))
         for r in work.scans:
-            self.store.scans[r] = dict(self.ingest.scans[r])
+            self.store.scans[r] = self.ingest.scans[r].row()
         self.ingest.committed(work)
 
     def scan_rows(self) -> list[dict[str, Any]]:

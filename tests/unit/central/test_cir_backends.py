@@ -35,7 +35,8 @@ def test_a_chain_commits_once_and_reads_back_verified(tmp_path: Path, database: 
         assert [cir.block_hash(SCANNER, i) for i in range(3)] == hashes
         (scan,) = cir.scans()
         assert (scan["ref"], scan["status"], scan["lines_received"]) == (1, "complete", 4)
-        assert cir.stream(SCANNER) is not None and cir.stream(SCANNER).last_seq == 2  # type: ignore[union-attr]
+        st = cir.stream(SCANNER)
+        assert st is not None and st.last_seq == 2
         assert cir.next_scan_ref() == 2 and cir.scanner_ids() == [SCANNER]
         # the same block again: the database itself refuses a second (scanner, seq)
         ingest = Ingest(cir, Opener(r.cir).open, r._alarm)
@@ -293,7 +294,7 @@ def test_schema_step_7_takes_gd_numbers_from_the_scans_already_there(
 
 
 def test_the_ingest_takes_the_gd_number_of_a_start_record() -> None:
-    from central._ingest import gd_number
+    from central._scanbook import gd_number
 
     assert gd_number({"gd": {"gd_number": "KAPE-HC-1"}}) == "KAPE-HC-1"
     assert gd_number({"gd": {"gd_number": "x" * 300}}) == "x" * 256
