@@ -63,6 +63,8 @@ TABLES: dict[str, TableCopy | None] = {
     # history: inserted only, ids kept, so that ``corrects`` still names the right row
     "confirmations": TableCopy(("id",), identity="id"),
     "profiles": TableCopy(("version", "heading")),
+    # the live ATR's queue: what was judged, and what still waits for a worker
+    "atr_work": TableCopy(("scan_ref",)),
     # who writes a stream now: the national aggregators take leases afresh
     "stream_leases": None,
 }
