@@ -1,15 +1,19 @@
 """Live verdicts: the ATR runs on every scan central completes and the verdict goes on the feed.
 
-The aggregator hands over the refs of scans whose end block has just been
-committed; one worker thread reads each scan back from the CIR (so the ATR
-sees exactly the evidence), calibrates it from its own dark and air lines,
-analyses it, records the verdict in the CIR's ``verdicts`` table and
-publishes it on the live feed as ``atr.verdict``.  The event loop only
-queues the job and, later, sends the message: receiving, verifying and
-committing blocks go on while the ATR works (about 50–200 ms a scan).  After
-the verdict of an ATT exit scan, the same worker pairs it with its entry scan
-and compares them (``_transit.py``): the result goes into the CIR's ``att``
-table and on the feed as ``atr.att``, a HOLD with an ``att_hold`` alarm.
+The commit that finishes a scan queues it in the CIR (``central._atr_queue``,
+decision 0017).  A worker claims it, reads the scan back from the CIR (so
+the ATR sees exactly the evidence), calibrates it from its own dark and air
+lines, analyses it and stores the verdict in the CIR's ``verdicts`` table;
+for a complete ATT exit scan it also pairs the scan with its entry scan and
+compares them (``_transit.py``): the result goes into the ``att`` table, a
+HOLD with an ``att_hold`` alarm.  Verdict, ATT result, their alarms and
+"done" are one transaction guarded by the claim.  An aggregator then
+publishes them on its live feed (``atr.verdict``, ``atr.att``, ``alarm``).
+The worker is a thread of the aggregator (``[central] atr_workers =
+"embedded"``, the default) or a ``nii atr worker`` process (``"external"``);
+either way the event loop only wakes it and, later, sends the messages:
+receiving, verifying and committing blocks go on while the ATR works (about
+50–200 ms a scan).
 
 Pixel size and Goods Declaration come from the scan-start record when the
 scanner (or the edge) puts them there: ``pixel_mm`` [along travel, height]

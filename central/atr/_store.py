@@ -4,10 +4,12 @@
 exit scan (Scan B) of an ATT transit: its Scan A, the seals, HOLD or not and
 the four factors (``central/atr/_transit.py``).
 
-The live ATR writes from its own worker thread, so it keeps its own connection
-to the CIR's database (``central._sql``: the SQLite file, WAL, or PostgreSQL):
-it writes beside the aggregator's group commits without either waiting long on
-the other.  The tables are made by the CIR's schema steps (``central._sql.
+The live ATR writes from its own worker thread or process, so it keeps its own
+connection to the CIR's database (``central._sql``: the SQLite file, WAL, or
+PostgreSQL): it writes beside the aggregator's group commits without either
+waiting long on the other.  Its verdicts and ATT results are stored with their
+work item (``central._atr_queue``) through :func:`verdict_statement` and
+:func:`att_statements`.  The tables are made by the CIR's schema steps (``central._sql.
 MIGRATIONS``, step 3: an entry scan is Scan A of at most one exit scan, so a rescan
 at the exit cannot replace a HOLD, decision 0007; confirmations are never changed
 or deleted, a correction is a new row naming the one it replaces; each ``nii atr
