@@ -239,7 +239,7 @@ class WorkQueue:
     # -- the live feed -----------------------------------------------------------------------
     def take_unpublished(self, limit: int = 64) -> list[Done]:
         """Take the done items nobody published yet, oldest first: each is handed to one
-        caller only, whichever aggregator asks first."""
+        caller only, whichever aggregator asks first (its ``feed`` is then cleared)."""
         db = self.db
         if db.one(_UNPUBLISHED + " LIMIT 1") is None:  # a read: idle polls lock nothing
             return []
@@ -249,6 +249,12 @@ class WorkQueue:
                 + _UNPUBLISHED
                 + " ORDER BY scan_ref LIMIT ?) RETURNING scan_ref, done_ns, error, feed",
                 [self.clock(), limit],
+            )
+            # the messages were copies of what the CIR keeps (verdicts, att, alarms): a
+            # published item keeps its times only
+            db.executemany(
+                "UPDATE atr_work SET feed = NULL WHERE scan_ref = ?",
+                [(int(r["scan_ref"]),) for r in rows],
             )
         return [
             Done(int(r["scan_ref"]), int(r["done_ns"]), r["error"], _feed_list(r["feed"]))

@@ -228,6 +228,8 @@ def test_each_done_item_is_published_once_by_whichever_aggregator_asks(
     got_b = b.take_unpublished()
     assert [d.ref for d in got_a] == [1, 2] and [d.ref for d in got_b] == [3]
     assert got_a[0].feed == [("atr.verdict", {"ref": 1})]
+    item = a.item(1)
+    assert item is not None and item["feed"] is None  # the CIR keeps them in their tables
     assert a.take_unpublished() == [] and b.take_unpublished() == []
 
 
