@@ -208,6 +208,9 @@ class Central:
                 max_backlog=cfg.atr_max_backlog,
                 alarm=self._alarm,
                 open_cir=lambda: open_cir(cfg),
+                # "external": 'nii atr worker' processes judge the queued scans; this
+                # aggregator only puts their results on its feed (decision 0019)
+                work=cfg.atr_workers == "embedded",
             )
             if cfg.atr
             else None
@@ -349,6 +352,8 @@ class Central:
         ]
         if self.cfg.metrics and self.metrics_server is None:
             self.metrics_server = serve_metrics(self)
+        if self.atr is not None:
+            self.atr.start(asyncio.get_running_loop())
         notifier.ready()
         log.info(
             "central listening on %s, live feed on %s, CIR in %s",
@@ -549,6 +554,8 @@ class Central:
         streams = {s: dataclasses.replace(self.ingest.streams[s]) for s in work.streams_touched}
         scans = {r: self.ingest.scans[r].row() for r in work.scans}
         fencing = self.leases.fencing(streams)
+        # queued for the live ATR in the commit itself; a lost row has no line to analyse
+        atr = work.finished - work.lost if self.atr is not None else set()
         failed = False
         while True:
             try:
@@ -561,6 +568,7 @@ class Central:
                         alarms,
                         calibrations=work.calibrations,
                         leases=fencing,
+                        atr=atr,
                     )
                 break
             except LeaseLost as exc:  # fenced off: nothing of the batch was written
@@ -596,9 +604,8 @@ class Central:
                 for e in s.block.index:
                     self.latencies_ms.append((now_ns - e.ts_ns) / 1e6)
         self.ingest.committed(work)
-        if self.atr is not None:  # ATR verdicts, read back after this commit
-            # a lost row has no line to analyse: never queued, never in the backlog
-            self.atr.scans_committed(work.finished - work.lost)
+        if self.atr is not None and atr:  # the ATR reads them back from the CIR now
+            self.atr.wake()
         self._reply(work)
 
     def _reply(self, work: Work) -> None:

@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from central._atr_queue import enqueue as enqueue_atr
 from central._blobs import BlobStore, FileBlobStore, open_blob_store
 from central._scanbook import ScanBook
 from central._sql import Sql, is_storage_error, is_unreachable, migrate
@@ -281,6 +282,7 @@ class Cir:
         *,
         calibrations: Sequence[Mapping[str, Any]] = (),
         leases: Mapping[str, tuple[str, int]] | None = None,
+        atr: Iterable[int] = (),
     ) -> None:
         """Write blobs, sync, then record everything in one transaction.
 
@@ -293,6 +295,10 @@ class Cir:
         granted (:meth:`acquire_lease`).  Checked inside the transaction, the lease rows
         locked: an aggregator whose lease was taken over can never commit (fencing).
         None: the only aggregator (the embedded CIR).
+
+        ``atr``: refs of the scans this batch finishes that the live ATR is to judge:
+        queued for it (``central._atr_queue``) in the same transaction, so a scan in the
+        CIR is never without its work item, whatever happens to this process after.
 
         Raises:
             StorageError: A blob or the transaction could not be written (disk full,
@@ -340,6 +346,7 @@ class Cir:
                 db.upsert("streams", stream_rows, ["scanner"])
                 db.upsert("scans", [_scan_row(v) for v in scans.values()], ["ref"])
                 db.insert("alarms", alarms)
+                enqueue_atr(db, atr, now)
                 if calibrations:
                     db.executemany(
                         "INSERT INTO scanner_calibrations (scanner, sha256, document, "

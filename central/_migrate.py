@@ -70,6 +70,8 @@ TABLES: dict[str, TableCopy | None] = {
     "uptime_logs": TableCopy(("scanner", "log")),
     "uptime_alerts": TableCopy(("scanner", "period")),
     "uptime_commissioned": TableCopy(("scanner",)),
+    # the live ATR's queue: what was judged, and what still waits for a worker
+    "atr_work": TableCopy(("scan_ref",)),
     # who writes a stream now: the national aggregators take leases afresh
     "stream_leases": None,
 }

@@ -272,10 +272,13 @@ class Sql:
             )
         return time.time_ns()
 
-    def lock_clause(self) -> str:
+    def lock_clause(self, *, skip_locked: bool = False) -> str:
         """``FOR UPDATE`` where the engine locks rows (SQLite locks the whole database
-        for a write transaction instead)."""
-        return " FOR UPDATE" if self.postgres else ""
+        for a write transaction instead); with ``skip_locked``, rows another transaction
+        holds are passed over (``FOR UPDATE SKIP LOCKED``: a work queue's claim)."""
+        if not self.postgres:
+            return ""
+        return " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE"
 
     def json_text(self, column: str, key: str) -> str:
         """SQL for the text of top-level ``key`` of the JSON document in ``column``."""
@@ -471,10 +474,28 @@ CREATE TABLE IF NOT EXISTS profiles (
     ),
     Migration(
         4,
-        "reserved: the ATR work queue",
-        # kept for the change that brings the queue, so that versions stay one sequence
-        sqlite="",
-        postgresql="",
+        "the ATR work queue: one item per finished scan, claimed by one worker at a time",
+        # central._atr_queue: enqueued in the commit that finishes the scan; a claim is a
+        # lease (claimed_until_ns) fenced by attempts; feed holds what goes on the live feed
+        # once done, published_ns says it went
+        sqlite="""
+CREATE TABLE IF NOT EXISTS atr_work (
+    scan_ref INTEGER PRIMARY KEY, enqueued_ns INTEGER NOT NULL, claimed_by TEXT,
+    claimed_until_ns INTEGER, attempts INTEGER NOT NULL DEFAULT 0, done_ns INTEGER,
+    error TEXT, feed TEXT, published_ns INTEGER);
+CREATE INDEX IF NOT EXISTS atr_work_waiting ON atr_work (scan_ref) WHERE done_ns IS NULL;
+CREATE INDEX IF NOT EXISTS atr_work_unpublished ON atr_work (scan_ref)
+    WHERE done_ns IS NOT NULL AND published_ns IS NULL;
+""",
+        postgresql="""
+CREATE TABLE IF NOT EXISTS atr_work (
+    scan_ref BIGINT PRIMARY KEY, enqueued_ns BIGINT NOT NULL, claimed_by TEXT,
+    claimed_until_ns BIGINT, attempts BIGINT NOT NULL DEFAULT 0, done_ns BIGINT,
+    error TEXT, feed TEXT, published_ns BIGINT);
+CREATE INDEX IF NOT EXISTS atr_work_waiting ON atr_work (scan_ref) WHERE done_ns IS NULL;
+CREATE INDEX IF NOT EXISTS atr_work_unpublished ON atr_work (scan_ref)
+    WHERE done_ns IS NOT NULL AND published_ns IS NULL;
+""",
     ),
     Migration(
         5,

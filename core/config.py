@@ -159,6 +159,9 @@ class CentralConfig:
     preview_hz: float = 10.0
     atr: bool = True  # live ATR verdicts on completed scans
     atr_max_backlog: int = 8  # scans waiting for ATR before new ones are skipped (alarmed)
+    #: who judges the queued scans: "embedded" (a thread of the aggregator) or "external"
+    #: ('nii atr worker' processes; the aggregator only publishes their verdicts)
+    atr_workers: str = "embedded"
     cir: str = ""  # the metadata's PostgreSQL URL (empty: SQLite in state_dir)
     blobs: str = "file"  # where the sealed blocks go: "file" (state_dir/blobs) or s3://…
     s3_endpoint: str = ""  # the S3-compatible server's URL (empty: Amazon S3)
@@ -185,6 +188,7 @@ class CentralConfig:
                 "preview_hz",
                 "atr",
                 "atr_max_backlog",
+                "atr_workers",
                 "cir",
                 "blobs",
                 "s3_endpoint",
@@ -206,6 +210,14 @@ class CentralConfig:
             raise s._err(
                 "blobs", f"{blobs!r} is not a blob store", 'use "file" or "s3://bucket/prefix"'
             )
+        atr_workers = s.text("atr_workers", "embedded")
+        if atr_workers not in ("embedded", "external"):
+            raise s._err(
+                "atr_workers",
+                f"{atr_workers!r} is not who runs the live ATR",
+                'use "embedded" (a thread of this aggregator) or "external" (processes of '
+                "'nii atr worker')",
+            )
         endpoint = str(s.doc.get("s3_endpoint", ""))
         if endpoint and not endpoint.startswith(("http://", "https://")):
             raise s._err(
@@ -221,6 +233,7 @@ class CentralConfig:
             preview_hz=s.num("preview_hz", 10.0, 0.0, 1000.0),
             atr=s.flag("atr", True),
             atr_max_backlog=int(s.num("atr_max_backlog", 8, 1, 10_000)),
+            atr_workers=atr_workers,
             cir=cir,
             blobs=blobs,
             s3_endpoint=endpoint,

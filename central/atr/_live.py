@@ -1,15 +1,19 @@
 """Live verdicts: the ATR runs on every scan central completes and the verdict goes on the feed.
 
-The aggregator hands over the refs of scans whose end block has just been
-committed; one worker thread reads each scan back from the CIR (so the ATR
-sees exactly the evidence), calibrates it from its own dark and air lines,
-analyses it, records the verdict in the CIR's ``verdicts`` table and
-publishes it on the live feed as ``atr.verdict``.  The event loop only
-queues the job and, later, sends the message: receiving, verifying and
-committing blocks go on while the ATR works (about 50–200 ms a scan).  After
-the verdict of an ATT exit scan, the same worker pairs it with its entry scan
-and compares them (``_transit.py``): the result goes into the CIR's ``att``
-table and on the feed as ``atr.att``, a HOLD with an ``att_hold`` alarm.
+The commit that finishes a scan queues it in the CIR (``central._atr_queue``,
+decision 0019).  A worker claims it, reads the scan back from the CIR (so
+the ATR sees exactly the evidence), calibrates it from its own dark and air
+lines, analyses it and stores the verdict in the CIR's ``verdicts`` table;
+for a complete ATT exit scan it also pairs the scan with its entry scan and
+compares them (``_transit.py``): the result goes into the ``att`` table, a
+HOLD with an ``att_hold`` alarm.  Verdict, ATT result, their alarms and
+"done" are one transaction guarded by the claim.  An aggregator then
+publishes them on its live feed (``atr.verdict``, ``atr.att``, ``alarm``).
+The worker is a thread of the aggregator (``[central] atr_workers =
+"embedded"``, the default) or a ``nii atr worker`` process (``"external"``);
+either way the event loop only wakes it and, later, sends the messages:
+receiving, verifying and committing blocks go on while the ATR works (about
+50–200 ms a scan).
 
 Pixel size and Goods Declaration come from the scan-start record when the
 scanner (or the edge) puts them there: ``pixel_mm`` [along travel, height]
@@ -35,6 +39,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -45,11 +51,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from central._atr_queue import CLAIM_S, Claim, ClaimLost, Feed, WorkQueue
+from central._sql import Sql, is_storage_error
 from core.errors import NiiError, StorageError
 from core.scanner_cal import ScannerCalibration, document_sha256
 
 from ._library import ImageLibrary, live_library
-from ._store import AttStore, VerdictStore
+from ._store import AttStore, VerdictStore, att_statements, verdict_statement
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -66,17 +74,19 @@ DEFAULT_FAN_HEIGHT_MM = 4400.0
 #: Length of road a scan covers (tractor, 40 ft container, margins), mm: line pitch =
 #: this / lines.
 DEFAULT_SCAN_LENGTH_MM = 16500.0
-#: Scans waiting for the ATR beyond this many get a "none" verdict saying so, rather
-#: than verdicts that arrive minutes late.
-MAX_BACKLOG = 16
-
 Publish = Callable[[bytes, dict[str, Any]], None]
 #: Alarm kind of a scan-start record whose scanner calibration cannot be used.
 ALARM_BAD_CALIBRATION = "bad_calibration"
-#: Waits (s) before each new try of a scan whose CIR database could not be reached (a
-#: restart or a fail-over of PostgreSQL): about a minute in all, then the scan is stored
-#: without a live verdict, alarmed (``atr_skipped``).
-DB_RETRY_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+#: Waits (s) before each new try while the CIR's database cannot be reached (a restart or
+#: a fail-over of PostgreSQL) or written (a full disk), then the last one again until it
+#: can: the scans stay queued in the CIR meanwhile, none is skipped for it.
+DB_RETRY_S = (0.5, 1.0, 2.0, 4.0, 5.0)
+#: How often an idle ATR thread looks at the queue, s (a commit of this process wakes it
+#: at once; this bounds the wait for another's).
+POLL_S = 0.25
+#: Done items older than this (s) are not put on the live feed: an aggregator that
+#: starts after a long stop does not replay old verdicts as live ones.
+FEED_MAX_AGE_S = 60.0
 #: Parsed calibrations kept (by SHA-256): a site has a few scanners, each a few in its life.
 CALIBRATION_CACHE = 64
 
@@ -338,12 +348,34 @@ def _warm_up() -> None:
 
 
 class LiveAtr:
-    """One worker thread that turns completed scans into stored and published verdicts.
+    """The live ATR of one process: a worker on the CIR's ATR queue, the publisher of
+    done items on the aggregator's feed, or both (the embedded default).
 
-    ``publish(topic, doc)`` is the aggregator's feed sender; it is called on the
-    event loop (ZeroMQ sockets belong to one thread).  ``latency`` is the
-    ``nii_atr_latency_seconds`` histogram when metrics are served (set by
-    ``central._metrics.attach``), observed from scan end to verdict.
+    One thread (``atr``) does it all, in turn: it queues what :meth:`scans_committed`
+    handed over, claims the oldest free item (``central._atr_queue``) and judges it
+    (verdict, ATT, their alarms: stored with "done" in one transaction guarded by the
+    claim), then takes the done items nobody published yet, from this worker or any
+    other, and hands them to ``publish(topic, doc)`` on the event loop (ZeroMQ sockets
+    belong to one thread).  A second thread (``atr-claim``, its own connection) renews
+    the claim in hand while the analysis runs.
+
+    Args:
+        state_dir: the embedded CIR's folder (used when ``open_cir`` is None).
+        cir_private: the CIR's X25519 key, to open the sealed blocks.
+        publish: the aggregator's feed sender; ignored with ``feed=False``.
+        max_backlog: items waiting beyond which the newest are skipped (alarmed).
+        alarm: the aggregator's alarm function, for troubles of the worker itself (the
+            CIR cannot be written); the scans' own alarms go with their results.
+        open_cir: opens the CIR the worker reads (central's engines).
+        work: claim and judge items here (False: ``atr_workers = "external"``).
+        feed: publish done items here (False: a ``nii atr worker`` process).
+        worker: this worker's name in the queue (default host/pid).
+        claim_s: how long a claim lasts without renewal, s.
+        poll_s: how often an idle thread looks at the queue, s.
+
+    ``latency`` is the ``nii_atr_latency_seconds`` histogram when metrics are served
+    (set by ``central._metrics.attach``), observed from scan end to verdict as each
+    verdict is published.
     """
 
     def __init__(
@@ -355,10 +387,20 @@ class LiveAtr:
         max_backlog: int = 8,
         alarm: Callable[..., None] | None = None,
         open_cir: Callable[[], Any] | None = None,
+        work: bool = True,
+        feed: bool = True,
+        worker: str = "",
+        claim_s: float = CLAIM_S,
+        poll_s: float = POLL_S,
     ) -> None:
         self.state_dir = Path(state_dir)
         self._open_cir = open_cir
         self.max_backlog = max_backlog
+        self.work = work
+        self.feed = feed
+        self.worker = worker or f"{socket.gethostname()}/{os.getpid()}"
+        self.claim_s = claim_s
+        self.poll_s = poll_s
         self.skipped = 0
         self._alarm = alarm
         self._private = cir_private
@@ -366,55 +408,65 @@ class LiveAtr:
         self.latency: Any = None
         self.verdicts = 0
         self.att_results = 0
-        self._pending = 0
+        self.published = 0
         self._lock = threading.Lock()
+        self._new: list[int] = []
         self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._cir: Cir | None = None
         self._opener: Opener | None = None
         self._store: VerdictStore | None = None
         self._att: AttStore | None = None
+        self._queue: WorkQueue | None = None
+        self._renewer: _Renewer | None = None
         # the arrays of the scan last read for a verdict: an exit scan's ATT reuses them
         self._last: tuple[int, dict[str, np.ndarray]] | None = None
         self._bad_cal_alarmed: set[tuple[str, str]] = set()  # (scanner, sha256)
         self._stopped = threading.Event()  # wakes a worker waiting out a database restart
+        self._wake = threading.Event()
+        self._trouble_alarmed = False
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="atr")
-        self._pool.submit(self._guard, _warm_up, "warming up the ATR")
+        if work:
+            self._pool.submit(self._guard, _warm_up, "warming up the ATR")
 
     # -- event loop side ---------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the thread (after the warm-up); ``loop`` is where ``publish`` runs."""
+        if self._loop is not None or self._closing:
+            return
+        self._loop = loop
+        self._pool.submit(self._guard, self._serve, "the ATR queue")
+
     def scans_committed(self, refs: Iterable[int]) -> None:
-        """Queue the scans whose end block is now in the CIR (called on the event loop)."""
+        """Scans now in the CIR: queue them (if the commit did not) and wake the thread.
+
+        Called on the event loop; the thread starts with the first call if
+        :meth:`start` was not called.
+        """
         if self._closing:
             return
-        loop = asyncio.get_running_loop()
-        for ref in sorted(refs):
-            with self._lock:
-                behind = self._pending >= self.max_backlog
-                if not behind:
-                    self._pending += 1
-            if behind:
-                # Evidence first: storing scans must never wait for analysis. A skipped scan
-                # keeps its images; 'nii cir dicos' analyses it on demand.
-                self.skipped += 1
-                if self._alarm is not None:
-                    self._alarm(
-                        "",
-                        "",
-                        "atr_skipped",
-                        f"ATR is {self.max_backlog} scans behind: scan ref {ref} "
-                        "was stored without a live verdict",
-                        ref=ref,
-                    )
-                continue
-            self._pool.submit(self._guard, partial(self._job, ref, loop), f"scan ref {ref}")
+        self.start(asyncio.get_running_loop())
+        with self._lock:
+            self._new.extend(int(r) for r in refs)
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Look at the queue now (a commit has just queued scans)."""
+        self._wake.set()
 
     def close(self) -> None:
-        """Finish the scan in hand, drop the queue, close the worker's connections."""
+        """Finish the scan in hand, close the worker's connections; what is still queued
+        stays in the CIR for the next worker."""
         if self._closing:
             return
         self._closing = True
         self._stopped.set()
+        self._wake.set()
         self._pool.submit(self._close_worker)
         self._pool.shutdown(wait=True)
+        if self._renewer is not None:
+            self._renewer.close()
+            self._renewer = None
 
     # -- worker side -------------------------------------------------------------------------
     @staticmethod
@@ -434,40 +486,15 @@ class LiveAtr:
             self._opener = Opener(self._private)
             self._store = VerdictStore(self._cir.sql.target)
             self._att = AttStore(self._cir.sql.target)
+            self._queue = WorkQueue(
+                self._cir.wsql, self.worker, claim_s=self.claim_s, max_backlog=self.max_backlog
+            )
         return self._cir, self._opener, self._store
 
-    def _analyse_retrying(self, ref: int, loop: asyncio.AbstractEventLoop) -> dict[str, Any] | None:
-        """:meth:`analyse`, tried again while the CIR's database cannot be reached
-        (:data:`DB_RETRY_S`); then None, with an ``atr_skipped`` alarm."""
-        for wait_s in (*DB_RETRY_S, None):
-            try:
-                return self.analyse(ref)
-            except Exception as exc:
-                if not _database_gone(exc):
-                    raise
-                self._close_worker()  # connections afresh at the next try
-                if wait_s is None or self._closing:
-                    log.error("ATR gave up on scan ref %d: %s", ref, exc)
-                    if self._alarm is not None:
-                        with contextlib.suppress(RuntimeError):
-                            loop.call_soon_threadsafe(
-                                partial(
-                                    self._alarm, "", "", "atr_skipped",
-                                    f"scan ref {ref} was stored without a live verdict: the "
-                                    f"CIR's database could not be reached ({exc})",
-                                    ref=ref,
-                                )
-                            )  # fmt: skip
-                    return None
-                log.warning(
-                    "ATR: the CIR's database cannot be reached for scan ref %d; trying again "
-                    "in %.0f s",
-                    ref,
-                    wait_s,
-                )
-                if self._stopped.wait(wait_s):  # central stops: give up at once
-                    return None
-        return None
+    def _work_queue(self) -> WorkQueue:
+        self._open()
+        assert self._queue is not None
+        return self._queue
 
     def _close_worker(self) -> None:
         for store in (self._store, self._att):
@@ -475,69 +502,182 @@ class LiveAtr:
                 store.close()
         if self._cir is not None:
             self._cir.close()
-        self._cir = self._store = self._att = None
+        self._cir = self._store = self._att = self._queue = None
         self._last = None
 
-    def _job(self, ref: int, loop: asyncio.AbstractEventLoop) -> None:
+    def _serve(self) -> None:
+        """The thread's loop until :meth:`close`: queue, claim and judge, publish."""
+        tries = 0
+        while not self._stopped.is_set():
+            self._wake.clear()
+            try:
+                busy = self._enqueue_new()
+                if self.work:
+                    busy = self._work_one() or busy
+                if self.feed:
+                    busy = self._publish_done() or busy
+            except Exception as exc:
+                why = _trouble(exc)
+                self._close_worker()  # connections afresh at the next try
+                if why is None:
+                    log.exception("ATR queue failed")
+                    self._stopped.wait(1.0)
+                    continue
+                wait_s = DB_RETRY_S[min(tries, len(DB_RETRY_S) - 1)]
+                tries += 1
+                self._trouble(why, exc, wait_s)
+                self._stopped.wait(wait_s)
+                continue
+            if tries:
+                log.info("ATR: the CIR's database answers again")
+                tries = 0
+                self._trouble_alarmed = False
+            if not busy:
+                self._wake.wait(self.poll_s)
+
+    def _trouble(self, why: str, exc: BaseException, wait_s: float) -> None:
+        """The CIR cannot be reached or written: log, alarm once; the queue keeps the work."""
+        log.warning("ATR: %s (%s); the scans stay queued, trying again in %.1f s", why, exc, wait_s)
+        if self._alarm is None or self._trouble_alarmed or why != _STORAGE:
+            return
+        self._trouble_alarmed = True
+        self._call_on_loop(
+            partial(
+                self._alarm,
+                "",
+                "",
+                "storage",
+                f"ATR verdicts cannot be stored: {exc}; the scans stay queued for the ATR",
+            )
+        )
+
+    def _enqueue_new(self) -> bool:
+        with self._lock:
+            refs, self._new = self._new, []
+        if not refs:
+            return False
+        from central._atr_queue import enqueue
+
+        q = self._work_queue()
         try:
-            if self._closing:
-                return
-            doc = self._analyse_retrying(ref, loop)
+            with q.db.transaction():
+                enqueue(q.db, refs, q.clock())
+        except BaseException:
+            with self._lock:  # tried again on the next pass
+                self._new = refs + self._new
+            raise
+        return True
+
+    def _work_one(self) -> bool:
+        """Claim one item and judge it; False when there was none."""
+        q = self._work_queue()
+        claim = q.claim()
+        if claim is None:
+            return False
+        renewer = self._claim_renewer()
+        renewer.hold(claim)
+        try:
+            statements, feed, doc = self._judge(claim.ref)
+        except Exception as exc:
+            renewer.drop()
+            if _trouble(exc) is not None:
+                raise  # the database or the disk: the claim runs out, the item is retried
+            log.exception("ATR failed on scan ref %d", claim.ref)
+            if q.fail(claim, f"{type(exc).__name__}: {exc}"):
+                self.skipped += 1
+            return True
         finally:
-            with self._lock:
-                self._pending -= 1
-        if doc is None:
-            return
-        self._bad_calibration(doc, loop)
-        finished = doc.get("finished_ns")
-        if isinstance(finished, int) and finished > 0:
-            doc["latency_s"] = round((time.time_ns() - finished) / 1e9, 3)
-        _, _, store = self._open()
+            self._last = None
+        renewer.drop()
         try:
-            store.put(doc)
-        except StorageError as exc:  # a full disk: the scan is stored, its verdict is not
-            log.error("ATR verdict for scan ref %d not stored: %s", ref, exc)
-            if self._alarm is not None:  # raised on the event loop's thread, not this one
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(
-                        partial(
-                            self._alarm,
-                            "",
-                            "",
-                            "storage",
-                            f"ATR verdict for scan ref {ref} not stored: {exc.message}",
-                            ref=ref,
-                            path=exc.path,
-                            free_bytes=exc.free_bytes,
-                        )
-                    )
-            return
+            q.complete(claim, statements, feed)
+        except ClaimLost as exc:  # too slow: another worker has it now
+            log.warning("ATR: %s", exc.message)
+            return True
+        if doc is None:
+            return True
         self.verdicts += 1
-        if self.latency is not None and "latency_s" in doc and doc["verdict"] != "none":
-            self.latency.labels(model=MODEL).observe(max(0.0, doc["latency_s"]))
+        self.att_results += sum(1 for t, _ in feed if t == "atr.att")
         log.info(
             "ATR verdict %s for %s scan %s (ref %d): %d finding(s), %.0f ms",
             doc["verdict"],
             doc["scanner"],
             doc["scan_id"],
-            ref,
+            claim.ref,
             len(doc["findings"]),
             doc["ms"],
         )
-        self._send(loop, b"atr.verdict", doc)
-        try:
-            self.transit(ref, loop)
-        finally:
-            self._last = None
+        return True
 
-    def _bad_calibration(self, doc: dict[str, Any], loop: asyncio.AbstractEventLoop) -> None:
-        """Alarm ``bad_calibration`` once per scanner and document the ATR could not use."""
+    def _claim_renewer(self) -> _Renewer:
+        if self._renewer is None:
+            _, _, store = self._open()
+            target = store.db.target
+            self._renewer = _Renewer(
+                lambda: WorkQueue(Sql(target), self.worker, claim_s=self.claim_s),
+                self.claim_s / 3.0,
+            )
+        return self._renewer
+
+    def _judge(self, ref: int) -> tuple[list[tuple[str, Any]], Feed, dict[str, Any] | None]:
+        """Scan ``ref``'s verdict and, for an exit scan, its ATT result, with their alarms:
+        (statements that store them, what goes on the feed, the verdict document)."""
+        doc = self.analyse(ref)
+        if doc is None:  # not in the CIR: nothing to judge
+            return [], [], None
+        finished = doc.get("finished_ns")
+        if isinstance(finished, int) and finished > 0:
+            doc["latency_s"] = round((time.time_ns() - finished) / 1e9, 3)
+        sql, args = verdict_statement(doc)
+        # DO NOTHING: the first verdict of a scan stays (the claim makes a second one moot)
+        statements: list[tuple[str, Any]] = [(sql + " DO NOTHING", args)]
+        feed: Feed = [("atr.verdict", doc)]
+        cir, _, _ = self._open()
+        bad = self.bad_calibration_alarm(doc)
+        if bad is not None:
+            scanner, kind, message, details = bad
+            row = cir.alarm_row(scanner, "", kind, message, **details)
+            statements.append((_ALARM_SQL, tuple(row[c] for c in _ALARM_COLUMNS)))
+            feed.append(("alarm", {**row, "details": details}))
+        att = self._att_result(ref)
+        if att is not None:
+            att_doc, alarm_row, details = att
+            statements += att_statements(att_doc, alarm_row)
+            feed.append(("atr.att", att_doc))
+            if alarm_row is not None:
+                feed.append(("alarm", {**alarm_row, "details": details}))
+        return statements, feed, doc
+
+    def _publish_done(self) -> bool:
+        """Publish the done items nobody published yet (from any worker); False: none."""
+        done = self._work_queue().take_unpublished()
+        if not done:
+            return False
+        now = time.time_ns()
+        for d in done:
+            if now - d.done_ns > FEED_MAX_AGE_S * 1e9:  # the feed is live: old news is not
+                log.info("ATR: scan ref %d was done long ago: not put on the feed", d.ref)
+                continue
+            for topic, doc in d.feed:
+                if topic == "atr.verdict":
+                    self.published += 1
+                    lat = doc.get("latency_s")
+                    if self.latency is not None and doc.get("verdict") != "none" and lat:
+                        self.latency.labels(model=MODEL).observe(max(0.0, float(lat)))
+                self._send(topic.encode(), doc)
+        return True
+
+    def bad_calibration_alarm(
+        self, doc: dict[str, Any]
+    ) -> tuple[str, str, str, dict[str, Any]] | None:
+        """(scanner, kind, message, details) of the ``bad_calibration`` alarm a verdict
+        raises: once per scanner and document the ATR could not use; else None."""
         cal = doc.get("scanner_calibration")
         if not isinstance(cal, dict) or not cal.get("error"):
-            return
+            return None
         key = (str(doc["scanner"]), str(cal.get("sha256", "")))
         if key in self._bad_cal_alarmed:
-            return
+            return None
         self._bad_cal_alarmed.add(key)
         log.warning(
             "ATR: scanner %s's calibration (sha256 %s) cannot be used: %s",
@@ -545,26 +685,28 @@ class LiveAtr:
             key[1][:16] or "-",
             cal["error"],
         )
-        if self._alarm is not None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(
-                    partial(
-                        self._alarm,
-                        key[0],
-                        "",
-                        ALARM_BAD_CALIBRATION,
-                        f"scanner {key[0]}: the calibration its scans bring cannot be used "
-                        f"({cal['error']}); its scans are analysed as the reference scanner's",
-                        ref=doc["ref"],
-                        sha256=key[1],
-                        fix="commission the scanner again ('nii atr calibrate') and put the "
-                        "new file in the edge's [[scanner]] calibration =",
-                    )
-                )
+        return (
+            key[0],
+            ALARM_BAD_CALIBRATION,
+            f"scanner {key[0]}: the calibration its scans bring cannot be used "
+            f"({cal['error']}); its scans are analysed as the reference scanner's",
+            {
+                "ref": doc["ref"],
+                "sha256": key[1],
+                "fix": "commission the scanner again ('nii atr calibrate') and put the "
+                "new file in the edge's [[scanner]] calibration =",
+            },
+        )
 
-    def _send(self, loop: asyncio.AbstractEventLoop, topic: bytes, doc: dict[str, Any]) -> None:
-        with contextlib.suppress(RuntimeError):  # the loop closed while this scan was analysed
-            loop.call_soon_threadsafe(self._publish, topic, doc)
+    def _call_on_loop(self, fn: Callable[[], Any]) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(fn)
+
+    def _send(self, topic: bytes, doc: dict[str, Any]) -> None:
+        self._call_on_loop(partial(self._publish, topic, doc))
 
     def _arrays(self, ref: int) -> dict[str, np.ndarray]:
         from central._reader import scan_arrays
@@ -574,18 +716,13 @@ class LiveAtr:
         cir, opener, _ = self._open()
         return scan_arrays(cir, opener, ref)
 
-    def transit(
-        self, ref: int, loop: asyncio.AbstractEventLoop | None = None
-    ) -> dict[str, Any] | None:
-        """ATT of scan ``ref`` if it is a complete exit scan: stored, alarmed, published.
-
-        Returns the ATT document (None for any other scan).  The document and
-        its alarm are in the CIR (one transaction) before either is published.
-        """
+    def _att_result(
+        self, ref: int
+    ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]] | None:
+        """ATT of scan ``ref`` if it is a complete exit scan: (document, alarm row or
+        None, the alarm's details); None for any other scan."""
         from ._transit import att_alarm, att_doc
 
-        if self._closing:
-            return None
         cir, _, _ = self._open()
         assert self._att is not None
         row = cir.scan(ref)
@@ -598,10 +735,27 @@ class LiveAtr:
         if isinstance(finished, int) and finished > 0:
             doc["latency_s"] = round((time.time_ns() - finished) / 1e9, 3)
         alarm = att_alarm(doc)
-        alarm_row = None
-        if alarm is not None:
-            kind, message, details = alarm
-            alarm_row = cir.alarm_row(row["scanner"], "", kind, message, **details)
+        if alarm is None:
+            return doc, None, {}
+        kind, message, details = alarm
+        return doc, cir.alarm_row(row["scanner"], "", kind, message, **details), details
+
+    def transit(
+        self, ref: int, loop: asyncio.AbstractEventLoop | None = None
+    ) -> dict[str, Any] | None:
+        """ATT of scan ``ref`` if it is a complete exit scan: stored, alarmed, published.
+
+        Returns the ATT document (None for any other scan).  The document and
+        its alarm are in the CIR (one transaction) before either is published.
+        The queue's worker stores it with the scan's verdict instead (:meth:`_judge`).
+        """
+        if self._closing:
+            return None
+        got = self._att_result(ref)
+        if got is None:
+            return None
+        doc, alarm_row, details = got
+        assert self._att is not None
         self._att.put(doc, alarm_row)
         self.att_results += 1
         log.log(
@@ -614,9 +768,12 @@ class LiveAtr:
             doc["reason"],
         )
         if loop is not None:
-            self._send(loop, b"atr.att", doc)
-            if alarm is not None and alarm_row is not None:
-                self._send(loop, b"alarm", {**alarm_row, "details": alarm[2]})
+            self._loop = self._loop or loop
+            for topic, d in [(b"atr.att", doc)] + (
+                [(b"alarm", {**alarm_row, "details": details})] if alarm_row else []
+            ):
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(self._publish, topic, d)
         return doc
 
     def analyse(self, ref: int) -> dict[str, Any] | None:
@@ -628,12 +785,6 @@ class LiveAtr:
         if row is None:
             log.warning("ATR: scan ref %d is not in the CIR", ref)
             return None
-        if self._pending > MAX_BACKLOG:
-            return no_verdict(
-                row,
-                f"ATR backlog of {self._pending} scans: this scan was not analysed live",
-                "analyse it later with 'nii atr analyze' on its export",
-            )
         t0 = time.perf_counter()
         try:
             arrays = scan_arrays(cir, opener, ref)
@@ -644,6 +795,80 @@ class LiveAtr:
         doc = verdict_doc(row, arrays, live_library(cir.sql.target))
         doc["read_ms"] = round(read_ms, 1)
         return doc
+
+
+class _Renewer:
+    """Renews the claim in hand every ``every_s`` from a thread and connection of its own
+    (the analysis keeps the worker's thread busy)."""
+
+    def __init__(self, open_queue: Callable[[], WorkQueue], every_s: float) -> None:
+        self._open = open_queue
+        self._every_s = every_s
+        self._claim: Claim | None = None
+        self._queue: WorkQueue | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="atr-claim", daemon=True)
+        self._thread.start()
+
+    def hold(self, claim: Claim) -> None:
+        with self._lock:
+            self._claim = claim
+
+    def drop(self) -> None:
+        with self._lock:
+            self._claim = None
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self._every_s):
+                with self._lock:
+                    claim = self._claim
+                if claim is None:
+                    continue
+                try:
+                    if self._queue is None:
+                        self._queue = self._open()
+                    renewed = self._queue.renew(claim)
+                except Exception as exc:  # the next tick tries again, on a new connection
+                    log.warning("ATR: cannot renew the claim of scan ref %d: %s", claim.ref, exc)
+                    self._close_queue()
+                    continue
+                with self._lock:
+                    if self._claim is not claim:
+                        continue  # done or dropped meanwhile
+                    if renewed is None:
+                        log.warning("ATR: the claim of scan ref %d was lost", claim.ref)
+                    self._claim = renewed
+        finally:
+            self._close_queue()
+
+    def _close_queue(self) -> None:
+        if self._queue is not None:
+            self._queue.db.close()
+            self._queue = None
+
+
+_STORAGE = "the CIR cannot be written"
+_DATABASE = "the CIR's database cannot be reached"
+_ALARM_COLUMNS = ("ts_ns", "scanner", "edge", "kind", "message", "details")
+_ALARM_SQL = (
+    f"INSERT INTO alarms ({', '.join(_ALARM_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _ALARM_COLUMNS)})"
+)
+
+
+def _trouble(exc: BaseException) -> str | None:
+    """What ``exc`` says is wrong with the CIR's storage (not with a scan), or None."""
+    if _database_gone(exc):
+        return _DATABASE
+    if isinstance(exc, StorageError) or is_storage_error(exc):
+        return _STORAGE
+    return None
 
 
 def _database_gone(exc: BaseException) -> bool:

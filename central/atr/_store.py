@@ -4,10 +4,12 @@
 exit scan (Scan B) of an ATT transit: its Scan A, the seals, HOLD or not and
 the four factors (``central/atr/_transit.py``).
 
-The live ATR writes from its own worker thread, so it keeps its own connection
-to the CIR's database (``central._sql``: the SQLite file, WAL, or PostgreSQL):
-it writes beside the aggregator's group commits without either waiting long on
-the other.  The tables are made by the CIR's schema steps (``central._sql.
+The live ATR writes from its own worker thread or process, so it keeps its own
+connection to the CIR's database (``central._sql``: the SQLite file, WAL, or
+PostgreSQL): it writes beside the aggregator's group commits without either
+waiting long on the other.  Its verdicts and ATT results are stored with their
+work item (``central._atr_queue``) through :func:`verdict_statement` and
+:func:`att_statements`.  The tables are made by the CIR's schema steps (``central._sql.
 MIGRATIONS``, step 3: an entry scan is Scan A of at most one exit scan, so a rescan
 at the exit cannot replace a HOLD, decision 0007; confirmations are never changed
 or deleted, a correction is a new row naming the one it replaces; each ``nii atr
@@ -105,26 +107,9 @@ class VerdictStore(_Store):
 
     def put(self, doc: dict[str, Any]) -> None:
         """Record one verdict document (as published on the feed); replaces an older one."""
-        row = {
-            "ref": int(doc["ref"]),
-            "scanner": str(doc.get("scanner", "")),
-            "scan_id": doc.get("scan_id"),
-            "container": str(doc.get("container", "")),
-            "verdict": str(doc.get("verdict", "none")),
-            "findings": len(doc.get("findings", [])),
-            "model": str(doc.get("model", "")),
-            "gd_used": int(bool(doc.get("gd_used"))),
-            "atr_ms": doc.get("ms"),
-            "latency_s": doc.get("latency_s"),
-            "created_ns": time.time_ns(),
-            "doc": json.dumps(doc, default=str),
-        }
-        sql = (
-            f"INSERT INTO verdicts ({', '.join(_COLUMNS)}) "
-            f"VALUES ({', '.join('?' for _ in _COLUMNS)}) ON CONFLICT (ref) DO UPDATE "
-            f"SET {', '.join(f'{c} = excluded.{c}' for c in _COLUMNS[1:])}"
-        )
-        self._transaction([(sql, tuple(row[c] for c in _COLUMNS))])
+        sql, args = verdict_statement(doc)
+        sql += f" DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _COLUMNS[1:])}"
+        self._transaction([(sql, args)])
 
     def get(self, ref: int) -> dict[str, Any] | None:
         """The verdict document of scan ``ref``, or None if it has none (yet)."""
@@ -136,6 +121,31 @@ class VerdictStore(_Store):
             f"SELECT {', '.join(_COLUMNS[:-1])} FROM verdicts ORDER BY ref DESC LIMIT ?",
             (limit,),
         )
+
+
+def verdict_statement(doc: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    """The SQL that stores one verdict document, ending ``ON CONFLICT (ref)``: add ``DO
+    NOTHING`` (the first verdict of a scan stays: the live ATR's work queue) or an
+    update."""
+    row = {
+        "ref": int(doc["ref"]),
+        "scanner": str(doc.get("scanner", "")),
+        "scan_id": doc.get("scan_id"),
+        "container": str(doc.get("container", "")),
+        "verdict": str(doc.get("verdict", "none")),
+        "findings": len(doc.get("findings", [])),
+        "model": str(doc.get("model", "")),
+        "gd_used": int(bool(doc.get("gd_used"))),
+        "atr_ms": doc.get("ms"),
+        "latency_s": doc.get("latency_s"),
+        "created_ns": time.time_ns(),
+        "doc": json.dumps(doc, default=str),
+    }
+    sql = (
+        f"INSERT INTO verdicts ({', '.join(_COLUMNS)}) "
+        f"VALUES ({', '.join('?' for _ in _COLUMNS)}) ON CONFLICT (ref)"
+    )
+    return sql, tuple(row[c] for c in _COLUMNS)
 
 
 _ATT_COLUMNS = (
@@ -165,37 +175,7 @@ class AttStore(_Store):
 
     def put(self, doc: dict[str, Any], alarm: dict[str, Any] | None = None) -> None:
         """Record one ATT document and, if given, its alarm row, in one transaction."""
-        row = {
-            "ref_b": int(doc["ref_b"]),
-            "ref_a": doc.get("ref_a"),
-            "container": str(doc.get("container", "")),
-            "seal_a": doc.get("seal_a"),
-            "seal_b": doc.get("seal_b"),
-            "result": str(doc["result"]),
-            "hold": int(bool(doc.get("hold"))),
-            "factors": json.dumps(doc.get("factors", {}), default=str),
-            "created_ns": time.time_ns(),
-            "doc": json.dumps(doc, default=str),
-        }
-        statements: list[tuple[str, tuple[Any, ...]]] = [
-            (
-                # a second result for one exit scan replaces the first; an entry scan already
-                # paired with another exit scan is refused (IntegrityError), never replaced
-                f"INSERT INTO att ({', '.join(_ATT_COLUMNS)}) "
-                f"VALUES ({', '.join('?' for _ in _ATT_COLUMNS)}) ON CONFLICT (ref_b) DO UPDATE "
-                f"SET {', '.join(f'{c} = excluded.{c}' for c in _ATT_COLUMNS[1:])}",
-                tuple(row[c] for c in _ATT_COLUMNS),
-            )
-        ]
-        if alarm is not None:
-            statements.append(
-                (
-                    f"INSERT INTO alarms ({', '.join(_ALARM_COLUMNS)}) "
-                    f"VALUES ({', '.join('?' for _ in _ALARM_COLUMNS)})",
-                    tuple(alarm.get(c) for c in _ALARM_COLUMNS),
-                )
-            )
-        self._transaction(statements)
+        self._transaction(att_statements(doc, alarm))
 
     def paired(self, ref_a: int) -> dict[str, Any] | None:
         """The ATT document in which entry scan ``ref_a`` is Scan A, if it was paired."""
@@ -204,6 +184,44 @@ class AttStore(_Store):
     def get(self, ref_b: int) -> dict[str, Any] | None:
         """The ATT document of exit scan ``ref_b``, or None."""
         return _first_doc(self.db, "SELECT doc FROM att WHERE ref_b = ?", (ref_b,))
+
+
+def att_statements(
+    doc: dict[str, Any], alarm: dict[str, Any] | None = None
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """The SQL that stores one ATT document and, if given, its alarm row (to run in one
+    transaction)."""
+    row = {
+        "ref_b": int(doc["ref_b"]),
+        "ref_a": doc.get("ref_a"),
+        "container": str(doc.get("container", "")),
+        "seal_a": doc.get("seal_a"),
+        "seal_b": doc.get("seal_b"),
+        "result": str(doc["result"]),
+        "hold": int(bool(doc.get("hold"))),
+        "factors": json.dumps(doc.get("factors", {}), default=str),
+        "created_ns": time.time_ns(),
+        "doc": json.dumps(doc, default=str),
+    }
+    statements: list[tuple[str, tuple[Any, ...]]] = [
+        (
+            # a second result for one exit scan replaces the first; an entry scan already
+            # paired with another exit scan is refused (IntegrityError), never replaced
+            f"INSERT INTO att ({', '.join(_ATT_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in _ATT_COLUMNS)}) ON CONFLICT (ref_b) DO UPDATE "
+            f"SET {', '.join(f'{c} = excluded.{c}' for c in _ATT_COLUMNS[1:])}",
+            tuple(row[c] for c in _ATT_COLUMNS),
+        )
+    ]
+    if alarm is not None:
+        statements.append(
+            (
+                f"INSERT INTO alarms ({', '.join(_ALARM_COLUMNS)}) "
+                f"VALUES ({', '.join('?' for _ in _ALARM_COLUMNS)})",
+                tuple(alarm.get(c) for c in _ALARM_COLUMNS),
+            )
+        )
+    return statements
 
 
 def _first_doc(db: Sql, sql: str, args: tuple[Any, ...]) -> dict[str, Any] | None:
@@ -362,7 +380,9 @@ __all__ = [
     "LibraryStore",
     "VerdictStore",
     "att_docs",
+    "att_statements",
     "confirmation_rows",
     "library_state",
     "profile_docs",
+    "verdict_statement",
 ]

@@ -2,7 +2,7 @@
 
 ``analyze`` and ``compare`` run the ATR on exported scans; ``confirm`` and
 ``profiles learn|show`` keep the site-learned profiles in the CIR
-(``_library.py``).
+(``_library.py``); ``worker`` judges the CIR's queued scans (live verdicts).
 
 Images are 16-bit single-channel TIFF or PNG, pixel value = transmission ×
 65535, rows = detector channels (top of the container at row 0), columns =
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from central._atr_queue import CLAIM_S
 from core.errors import NiiError
 from core.scanner_cal import ScannerCalibration
 
@@ -435,6 +436,57 @@ def _show_profiles(path: Path | str, query: str, as_json: bool) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Judge the CIR's queued scans until SIGTERM or SIGINT (``nii atr worker``).
+
+    Any number of these, on any host, share the queue of the CIR that the central
+    configuration names (its ``cir`` and blob store, its ``key`` to open the blocks):
+    each takes one scan at a time, stores its verdict (and ATT result) once, and leaves
+    the feed to the aggregators (decision 0019).  A worker stopped cleanly finishes the
+    scan in hand; one killed leaves it to another once its claim runs out (``--claim-s``).
+
+    Raises:
+        ConfigError: the configuration, the key or the CIR cannot be read.
+    """
+    import asyncio
+    import logging
+
+    from central._cir import open_cir
+    from core import runtime
+    from core.config import CentralConfig
+    from core.keys import CirKey
+
+    from ._live import LiveAtr
+
+    cfg = CentralConfig.load(Path(args.config))
+    key = CirKey.load(cfg.key)
+    open_cir(cfg, create=False).close()  # there, reachable, its schema up to date
+    runtime.setup_logging(args.log_level)
+    log = logging.getLogger("nii.central.atr")
+
+    async def main(stop: asyncio.Event) -> None:
+        atr = LiveAtr(
+            cfg.state_dir,
+            key.x25519_private,
+            lambda *_: None,
+            max_backlog=cfg.atr_max_backlog,
+            open_cir=lambda: open_cir(cfg, create=False),
+            feed=False,
+            worker=args.id or "",
+            claim_s=args.claim_s,
+        )
+        atr.start(asyncio.get_running_loop())
+        log.info("ATR worker %s on the CIR of %s", atr.worker, cfg.path)
+        try:
+            await stop.wait()
+        finally:
+            await asyncio.to_thread(atr.close)
+            log.info("ATR worker %s stopped: %d verdict(s) stored", atr.worker, atr.verdicts)
+
+    runtime.run(main)  # uvloop; SIGINT and SIGTERM end it cleanly
+    return 0
+
+
 def _cir_options(p: Any) -> None:
     p.add_argument(
         "--cir", metavar="PATH", help="the CIR: its cir.sqlite, or the state_dir holding it"
@@ -520,6 +572,26 @@ def register(sub: Any) -> None:
     pw.add_argument("--json", action="store_true", help="as JSON")
     _cir_options(pw)
     pw.set_defaults(func=cmd_profiles)
+    w = ps.add_parser("worker", help="judge the CIR's queued scans (live verdicts), until stopped")
+    w.add_argument(
+        "-c",
+        "--config",
+        default="central.toml",
+        help="central configuration (TOML): the CIR, its blob store and its key",
+    )
+    w.add_argument(
+        "--id", metavar="NAME", help="this worker's name in the queue (default: host/pid)"
+    )
+    w.add_argument(
+        "--claim-s",
+        type=float,
+        default=CLAIM_S,
+        metavar="S",
+        help=f"how long a claim lasts without renewal: a killed worker's scan waits this "
+        f"long for another (default {CLAIM_S:g})",
+    )
+    w.add_argument("--log-level", default="INFO")
+    w.set_defaults(func=cmd_worker)
 
 
 __all__ = [
@@ -529,6 +601,7 @@ __all__ = [
     "cmd_confirm",
     "cmd_hs",
     "cmd_profiles",
+    "cmd_worker",
     "load_transmission",
     "register",
 ]

@@ -227,3 +227,71 @@ async def test_worker_stores_then_publishes_on_the_loop(tmp_path: Path) -> None:
     assert all(d["latency_s"] > 0 for _, d in got)
     assert [m for m, _ in hist.seen] == ["classical-1", "classical-1"]
     live.scans_committed({6})  # after close: ignored, no error
+
+
+class _Flaky(_Fake):
+    """Scan ref 13 always makes the ATR fail; the others get a verdict."""
+
+    def analyse(self, ref: int) -> dict[str, Any] | None:
+        if ref == 13:
+            raise ValueError("unlucky scan")
+        return super().analyse(ref)
+
+
+async def test_a_scan_the_atr_keeps_failing_on_is_given_up_on_the_feed(tmp_path: Path) -> None:
+    got: list[tuple[bytes, dict[str, Any]]] = []
+    done = asyncio.Event()
+
+    def publish(topic: bytes, doc: dict[str, Any]) -> None:
+        got.append((topic, doc))
+        if len(got) == 3:
+            done.set()
+
+    live = _Flaky(tmp_path, CirKey.generate().x25519_private, publish)
+    try:
+        live.scans_committed({12, 13, 14})
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        live.close()
+    by_topic = {(t, d.get("ref") or d["details"]["ref"]) for t, d in got}
+    assert by_topic == {(b"atr.verdict", 12), (b"alarm", 13), (b"atr.verdict", 14)}
+    (alarm,) = [d for t, d in got if t == b"alarm"]
+    assert alarm["kind"] == "atr_skipped" and "unlucky scan" in alarm["message"]
+    assert live.verdicts == 2 and live.skipped == 1
+    store = VerdictStore(tmp_path / "cir.sqlite")
+    try:
+        assert store.get(13) is None and store.get(12) is not None
+        kinds = store.db.rows("SELECT kind FROM alarms")
+        assert kinds == [{"kind": "atr_skipped"}]  # in the CIR too, once
+    finally:
+        store.close()
+
+
+async def test_an_external_workers_verdicts_are_published_by_the_aggregator(
+    tmp_path: Path,
+) -> None:
+    """A worker (no feed) stores; an aggregator's ATR thread (no work) publishes each
+    verdict once, with its latency observed."""
+    got: list[tuple[bytes, dict[str, Any]]] = []
+    done = asyncio.Event()
+    key = CirKey.generate().x25519_private
+
+    def publish(topic: bytes, doc: dict[str, Any]) -> None:
+        got.append((topic, doc))
+        if len(got) == 2:
+            done.set()
+
+    worker = _Fake(tmp_path, key, lambda *_: pytest.fail("a worker publishes nothing"), feed=False)
+    central = LiveAtr(tmp_path, key, publish, work=False)
+    hist = _Hist()
+    central.latency = hist
+    try:
+        central.start(asyncio.get_running_loop())
+        worker.scans_committed({21, 22})
+        await asyncio.wait_for(done.wait(), 30)
+    finally:
+        worker.close()
+        central.close()
+    assert [(t, d["ref"]) for t, d in got] == [(b"atr.verdict", 21), (b"atr.verdict", 22)]
+    assert worker.verdicts == 2 and central.verdicts == 0 and central.published == 2
+    assert [m for m, _ in hist.seen] == ["classical-1", "classical-1"]

@@ -153,3 +153,10 @@ def test_central_atr_settings(tmp_path: Path) -> None:
     (tmp_path / "c.toml").write_text('[central]\nkey = "k"\natr = "no"\n')
     with pytest.raises(ConfigError, match="true or false"):
         CentralConfig.load(tmp_path / "c.toml")
+    assert c.atr_workers == "embedded"  # a thread of the aggregator, by default
+    (tmp_path / "c.toml").write_text('[central]\nkey = "k"\natr_workers = "external"\n')
+    assert CentralConfig.load(tmp_path / "c.toml").atr_workers == "external"
+    (tmp_path / "c.toml").write_text('[central]\nkey = "k"\natr_workers = "gpu"\n')
+    with pytest.raises(ConfigError, match="atr_workers") as err:
+        CentralConfig.load(tmp_path / "c.toml")
+    assert "nii atr worker" in err.value.fix

@@ -7,7 +7,6 @@ Simulated scan: physics simulator seed 48 (the live ATR's unit-test seed, docs/a
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -172,34 +171,26 @@ def test_a_malformed_calibration_is_analysed_uncalibrated_and_said(
 
 
 def test_bad_calibration_alarm_once_per_scanner_and_document(tmp_path: Path) -> None:
-    alarms: list[tuple[Any, ...]] = []
-
-    async def run() -> None:
-        atr = LiveAtr(
-            tmp_path,
-            CirKey.generate().x25519_private,
-            lambda *_: None,
-            alarm=lambda *a, **kw: alarms.append((*a, kw)),
+    atr = LiveAtr(tmp_path, CirKey.generate().x25519_private, lambda *_: None, work=False)
+    try:
+        bad = {"sha256": "ab" * 32, "used": False, "error": "malformed"}
+        alarms = [
+            atr.bad_calibration_alarm({"ref": 1, "scanner": s, "scanner_calibration": bad})
+            for s in ("gate1", "gate1", "gate2")
+        ]
+        ok = {"sha256": "cd" * 32, "used": True}
+        assert (
+            atr.bad_calibration_alarm({"ref": 2, "scanner": "gate1", "scanner_calibration": ok})
+            is None
         )
-        try:
-            loop = asyncio.get_running_loop()
-            bad = {"sha256": "ab" * 32, "used": False, "error": "malformed"}
-            for scanner in ("gate1", "gate1", "gate2"):
-                atr._bad_calibration(
-                    {"ref": 1, "scanner": scanner, "scanner_calibration": bad}, loop
-                )
-            ok = {"sha256": "cd" * 32, "used": True}
-            atr._bad_calibration({"ref": 2, "scanner": "gate1", "scanner_calibration": ok}, loop)
-            await asyncio.sleep(0.05)
-        finally:
-            atr.close()
-
-    asyncio.run(run())
-    assert [(a[0], a[2]) for a in alarms] == [
+    finally:
+        atr.close()
+    assert alarms[1] is None
+    assert [(a[0], a[1]) for a in alarms if a is not None] == [
         ("gate1", ALARM_BAD_CALIBRATION),
         ("gate2", ALARM_BAD_CALIBRATION),
     ]
-    assert "nii atr calibrate" in alarms[0][4]["fix"]
+    assert alarms[0] is not None and "nii atr calibrate" in alarms[0][3]["fix"]
 
 
 # -- the UFF package -------------------------------------------------------------------------
