@@ -1,8 +1,9 @@
 """Central aggregator: receives sealed blocks, keeps the CIR, feeds the control rooms."""
 
-from central._aggregator import Central, CentralStats, run_central
+from central._aggregator import Central, run_central
 from central._cir import Cir, StreamState, database_target
 from central._sql import Sql, is_sql_error
+from central._stats import CentralStats
 
 __all__ = [
     "Central",

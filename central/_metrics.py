@@ -1,17 +1,20 @@
 """Prometheus metrics of the central aggregator (``metrics = "127.0.0.1:9100"`` in ``[central]``).
 
-Counts come from :class:`~central._aggregator.CentralStats` on each scrape; line
-latency (scanner emission → durable in the CIR) is observed into a histogram
-as the aggregator records it. ``nii_atr_latency_seconds`` is there from the
-start, so dashboards and alerts need no change when ATR comes in.
+The metrics know the aggregator only through a read-only :class:`CentralView`
+given at construction: its counters (:class:`~central._stats.CentralStats`, read
+on each scrape), the scanners' states as last heard, and where the uptime
+records are. Line latency (scanner emission → durable in the CIR) and ATR
+latency (scan end → verdict) are histograms the aggregator observes into
+(:class:`CentralMetrics`); ``nii_atr_latency_seconds`` is there even with the
+live ATR off, so dashboards need no change when it is switched on.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import (
@@ -22,39 +25,42 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from central._uptime import STATES, UptimeStore, account, build_timeline, period
+from central._stats import CentralStats
+from central._uptime import STATES, Sla, UptimeStore, account, build_timeline, period
 from core.errors import ConfigError
-
-if TYPE_CHECKING:
-    from central._aggregator import Central
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 ATR_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 
-class ObservedDeque(deque[float]):
-    """The aggregator's latency deque (ms), also feeding a histogram (s) on each append."""
+@dataclass(frozen=True)
+class CentralView:
+    """What the metrics may read of a running aggregator; nothing here changes it.
 
-    def __init__(self, hist: Any, maxlen: int) -> None:
-        super().__init__(maxlen=maxlen)
-        self.hist = hist
+    Attributes:
+        stats: the aggregator's counters (its own object: read, never written, here).
+        live_states: scanner id → its state document as last heard (a copy per call).
+        uptime_target: where the uptime records are (``UptimeStore``'s target: the
+            CIR's database, a path or a PostgreSQL URL).
+        sla: the SLA the availability is accounted against.
+    """
 
-    def append(self, x: float) -> None:
-        super().append(x)
-        self.hist.observe(x / 1e3)
+    stats: CentralStats
+    live_states: Callable[[], Mapping[str, Mapping[str, Any]]]
+    uptime_target: Any
+    sla: Sla
 
 
 class CentralCollector(Collector):
-    """Reads the aggregator's counters and the uptime tracker on each scrape."""
+    """Reads the aggregator's counters and the uptime records on each scrape."""
 
-    def __init__(self, central: Central, cache_s: float = 30.0) -> None:
-        self.central = central
+    def __init__(self, view: CentralView, cache_s: float = 30.0) -> None:
+        self.view = view
         self.cache_s = cache_s
         self._acct: tuple[float, list[Metric]] = (0.0, [])
 
     def collect(self) -> Iterator[Metric]:
-        c = self.central
-        st = c.stats
+        st = self.view.stats
         for name, help_, v in (
             ("blocks_committed", "Blocks durably in the CIR", st.blocks_committed),
             ("lines_committed", "Image lines durably in the CIR", st.lines_committed),
@@ -102,7 +108,7 @@ class CentralCollector(Collector):
             "1 for the scanner's state as last heard",
             labels=["scanner", "state"],
         )
-        for sid, live in dict(c.uptime.live).items():
+        for sid, live in self.view.live_states().items():
             for s in STATES:
                 state.add_metric([sid, s], 1.0 if live.get("state") == s else 0.0)
         yield state
@@ -113,7 +119,7 @@ class CentralCollector(Collector):
         now = time.time()
         if now - self._acct[0] < self.cache_s:
             return self._acct[1]
-        up = self.central.uptime
+        sla = self.view.sla
         avail = CounterMetricFamily(
             "nii_scanner_available_seconds",
             "Seconds available this fiscal year, from the edges' logs",
@@ -129,7 +135,7 @@ class CentralCollector(Collector):
             "Availability per period (R3 SLA: 0.98)",
             labels=["scanner", "period"],
         )
-        store = UptimeStore(up.store.target)  # this runs in the HTTP thread: its own connection
+        store = UptimeStore(self.view.uptime_target)  # the HTTP thread's own connection
         try:
             tls = {sid: build_timeline(store.rows(sid), now=now) for sid in store.scanners()}
             since = {sid: store.commissioned(sid) for sid in tls}  # nothing before it counts
@@ -137,8 +143,8 @@ class CentralCollector(Collector):
             store.close()
         for sid, tl in tls.items():
             for spec in ("day", "month", "fiscal"):
-                p = period(spec, now, up.sla.tz)
-                a = account(sid, tl, up.sla, p, now, since=since[sid])
+                p = period(spec, now, sla.tz)
+                a = account(sid, tl, sla, p, now, since=since[sid])
                 if spec == "fiscal":
                     avail.add_metric([sid], a.available_s)
                     obs.add_metric([sid], a.base_s)
@@ -148,48 +154,60 @@ class CentralCollector(Collector):
         return self._acct[1]
 
 
-def attach(central: Central) -> CollectorRegistry:
-    """Make the registry of ``central`` and hook the latency histogram into it."""
-    reg = CollectorRegistry(auto_describe=False)
-    reg.register(CentralCollector(central))
-    lat = Histogram(
-        "nii_central_line_latency_seconds",
-        "From a line's emission at the scanner to its commit in the CIR",
-        buckets=LATENCY_BUCKETS,
-        registry=reg,
-    )
-    atr_latency = Histogram(
-        "nii_atr_latency_seconds",
-        "From scan end to the ATR verdict",
-        ["model"],
-        buckets=ATR_BUCKETS,
-        registry=reg,
-    )
-    if central.atr is not None:  # the family exists even with live ATR switched off
-        central.atr.latency = atr_latency
-    old = central.latencies_ms
-    central.latencies_ms = ObservedDeque(lat, maxlen=old.maxlen or 200_000)
-    central.latencies_ms.extend(old)
-    return reg
+class CentralMetrics:
+    """The registry of one aggregator and the histograms it observes into.
 
+    Attributes:
+        registry: what ``/metrics`` serves.
+        line_latency: ``nii_central_line_latency_seconds``; observe seconds.
+        atr_latency: ``nii_atr_latency_seconds`` with label ``model``; observe seconds.
+    """
 
-def serve_metrics(central: Central) -> Any:
-    """Serve ``central.cfg.metrics`` (HOST:PORT) in a thread; returns the server."""
-    addr = central.cfg.metrics
-    host, _, port = addr.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(
-            f"metrics = {addr!r} is not HOST:PORT",
-            fix='write e.g. metrics = "127.0.0.1:9100" in [central]',
+    def __init__(self, view: CentralView) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(CentralCollector(view))
+        self.line_latency = Histogram(
+            "nii_central_line_latency_seconds",
+            "From a line's emission at the scanner to its commit in the CIR",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
         )
-    try:
-        server, _ = start_http_server(int(port), addr=host.strip("[]"), registry=attach(central))
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot serve metrics on {addr}: {exc.strerror}",
-            fix="choose a free port for metrics in the [central] table",
-        ) from exc
-    return server
+        self.atr_latency = Histogram(
+            "nii_atr_latency_seconds",
+            "From scan end to the ATR verdict",
+            ["model"],
+            buckets=ATR_BUCKETS,
+            registry=self.registry,
+        )
+        self.server: Any = None
+
+    def serve(self, addr: str) -> None:
+        """Serve the registry on ``addr`` (HOST:PORT) in a thread.
+
+        Raises:
+            ConfigError: ``addr`` is not HOST:PORT, or that port cannot be bound.
+        """
+        host, _, port = addr.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(
+                f"metrics = {addr!r} is not HOST:PORT",
+                fix='write e.g. metrics = "127.0.0.1:9100" in [central]',
+            )
+        try:
+            self.server, _ = start_http_server(
+                int(port), addr=host.strip("[]"), registry=self.registry
+            )
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve metrics on {addr}: {exc.strerror}",
+                fix="choose a free port for metrics in the [central] table",
+            ) from exc
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
 
 
-__all__ = ["CentralCollector", "ObservedDeque", "attach", "serve_metrics"]
+__all__ = ["CentralCollector", "CentralMetrics", "CentralView"]

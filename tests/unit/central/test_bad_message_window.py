@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from central._aggregator import BAD_MESSAGE_ALARM_S, AlarmWindow
+from central._aggregator import BAD_MESSAGE_ALARM_S
+from central._alarm_gate import AlarmWindow
 
 
 def test_one_alarm_per_window_and_the_count_of_the_rest() -> None:

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import zmq
 
-from central._aggregator import (
+from central._aggregator import Central
+from central._sockets import (
     TCP_KEEPALIVE_CNT,
     TCP_KEEPALIVE_IDLE_S,
     TCP_KEEPALIVE_INTVL_S,
     ZMQ_HEARTBEAT_IVL_MS,
     ZMQ_HEARTBEAT_TIMEOUT_MS,
     ZMQ_HEARTBEAT_TTL_MS,
-    Central,
 )
 from core.config import CentralConfig
 from core.keys import CirKey

@@ -1,0 +1,293 @@
+"""The commit pipeline of the central aggregator, and the keeper of its stream leases.
+
+:class:`CommitPipeline` makes a staged batch (``central._ingest.Work``) durable:
+blobs, one sync and one transaction (``central._cir.Cir.commit``) in a worker
+thread, so the event loop receives and verifies the next batch meanwhile. A
+batch that cannot be written for want of space, or because the database is out
+of reach (``StorageError``), is alarmed at once (``storage``, at most once a
+minute) and tried again every ``STORAGE_RETRY_S`` until it is written
+(``storage_ok``); nothing is acknowledged before. A batch fenced off because a
+stream's lease was taken over (``LeaseLost``) is written nowhere.
+
+:class:`LeaseKeeper` is the database side of ``central._leases.LeaseBook``:
+it takes the leases of the scanners whose edges say hello, renews those whose
+edges are here, lets the others go and drops what was taken over.
+
+Both share the CIR's writer connection, which serves one thread at a time: they
+take ``wlock`` around every call that uses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from central._cir import Cir, LeaseLost
+from central._ingest import PROBE, Ingest, Work
+from central._leases import LeaseBook
+from central._sql import is_unreachable
+from central._stats import CentralStats
+from core.errors import StorageError
+from core.messages import Nack
+from core.seal import BlockKind
+
+log = logging.getLogger("nii.central")
+
+__all__ = ["STORAGE_ALARM_S", "STORAGE_RETRY_S", "CommitPipeline", "LeaseKeeper", "elsewhere"]
+
+#: a commit that failed for want of space is tried again this often, seconds
+STORAGE_RETRY_S = 1.0
+#: one ``storage`` alarm per this many seconds while the CIR cannot write
+STORAGE_ALARM_S = 60.0
+
+Alarm = Callable[..., None]  # alarm(scanner, edge, kind, message, **details)
+
+
+class CommitPipeline:
+    """Writes batches into the CIR, retrying on storage trouble, and counts them.
+
+    Args:
+        cir: the CIR (its writer connection is used in a worker thread).
+        ingest: the ingest core whose live states the batch is copied from.
+        stats: the aggregator's counters.
+        alarm: raises an alarm (feed now, CIR with the next commit).
+        take_alarms: hands over (and clears) the alarm rows waiting to be committed.
+        wlock: serialises the users of the CIR's writer connection.
+        stopping: whether the aggregator is stopping (a batch waiting for space then
+            gives up, acknowledging nothing).
+    """
+
+    def __init__(
+        self,
+        cir: Cir,
+        ingest: Ingest,
+        stats: CentralStats,
+        *,
+        alarm: Alarm,
+        take_alarms: Callable[[], list[dict[str, Any]]],
+        wlock: asyncio.Lock,
+        stopping: Callable[[], bool],
+    ) -> None:
+        self.cir, self.ingest, self.stats = cir, ingest, stats
+        self.alarm = alarm
+        self.take_alarms = take_alarms
+        self.wlock = wlock
+        self.stopping = stopping
+        #: line latencies (ms, emission → commit), the newest 200 000
+        self.latencies_ms: deque[float] = deque(maxlen=200_000)
+        #: observes each line latency in seconds (the metrics' histogram), if any
+        self.observe_latency: Callable[[float], None] | None = None
+        self._storage_alarm_at = -1e9
+
+    async def write(
+        self, work: Work, *, leases: LeaseBook, atr: set[int], on_lost: Callable[[list[str]], None]
+    ) -> None:
+        """Make ``work`` durable; ``atr`` are the scan refs queued for the live ATR in the
+        same transaction.
+
+        Raises:
+            LeaseLost: a stream's lease was taken over (``on_lost`` ran): nothing written.
+            StorageError: only when stopping while the CIR cannot write.
+        """
+        t0 = time.perf_counter()
+        alarms = self.take_alarms()
+        # copies: the event loop goes on staging the next batch on the live states while
+        # this one is written in the worker thread
+        streams = {s: dataclasses.replace(self.ingest.streams[s]) for s in work.streams_touched}
+        scans = {r: self.ingest.scans[r].row() for r in work.scans}
+        fencing = leases.fencing(streams)
+        failed = False
+        while True:
+            try:
+                async with self.wlock:
+                    await asyncio.to_thread(
+                        self.cir.commit,
+                        work.staged,
+                        streams,
+                        scans,
+                        alarms,
+                        calibrations=work.calibrations,
+                        leases=fencing,
+                        atr=atr,
+                    )
+                break
+            except LeaseLost as exc:  # fenced off: nothing of the batch was written
+                on_lost(list(exc.scanners))
+                raise
+            except StorageError as exc:
+                if self.stopping():
+                    raise
+                failed = True
+                self.storage_trouble(exc)
+                alarms = alarms + self.take_alarms()
+                await asyncio.sleep(STORAGE_RETRY_S)
+        if failed:
+            self._storage_alarm_at = -1e9
+            log.warning("the CIR writes again; %d block(s) committed", len(work.staged))
+            # the control room saw "storage" go up: it sees it end too
+            self.alarm(
+                "",
+                "",
+                "storage_ok",
+                f"the CIR writes again; {len(work.staged)} waiting block(s) committed",
+            )
+        self._count(work, time.perf_counter() - t0)
+
+    def _count(self, work: Work, seconds: float) -> None:
+        now_ns = time.time_ns()
+        st = self.stats
+        st.commits += 1
+        st.commit_seconds += seconds
+        observe = self.observe_latency
+        for s in work.staged:
+            st.blocks_committed += 1
+            st.bytes_committed += len(s.block.raw)
+            if s.block.kind == BlockKind.DATA:
+                st.lines_committed += s.committed_lines
+                for e in s.block.index:
+                    ms = (now_ns - e.ts_ns) / 1e6
+                    self.latencies_ms.append(ms)
+                    if observe is not None:
+                        observe(ms / 1e3)
+
+    def storage_trouble(self, exc: StorageError) -> None:
+        """A write to the CIR failed (no space, I/O, database gone): log and alarm, at
+        most once every ``STORAGE_ALARM_S``."""
+        self.stats.storage_failures += 1
+        now = time.monotonic()
+        if now - self._storage_alarm_at < STORAGE_ALARM_S:
+            return
+        self._storage_alarm_at = now
+        log.error("%s; retrying every %.0f s, acknowledging nothing", exc, STORAGE_RETRY_S)
+        self.alarm(
+            "",
+            "",
+            "storage",
+            f"{exc.message}; central keeps trying and acknowledges nothing meanwhile",
+            path=exc.path,
+            free_bytes=exc.free_bytes,
+        )
+
+
+class LeaseKeeper:
+    """Takes, renews, lets go and drops the stream leases of one aggregator.
+
+    Args:
+        cir: the CIR holding ``stream_leases``.
+        book: this process's leases (``central._leases``).
+        ingest: forgets a stream whose lease changed hands; says when edges were heard.
+        wlock: serialises the users of the CIR's writer connection.
+        storage_trouble: told when the database cannot be reached.
+    """
+
+    def __init__(
+        self,
+        cir: Cir,
+        book: LeaseBook,
+        ingest: Ingest,
+        *,
+        wlock: asyncio.Lock,
+        storage_trouble: Callable[[StorageError], None],
+    ) -> None:
+        self.cir, self.book, self.ingest = cir, book, ingest
+        self.wlock = wlock
+        self.storage_trouble = storage_trouble
+
+    async def loop(self) -> None:
+        """Renew the leases whose edges are here; let the others go. Until cancelled."""
+        while True:
+            plan = self.book.due(self.ingest.last_heard)
+            if plan is not None:
+                renew, release = plan
+                try:
+                    async with self.wlock:
+                        lost = await asyncio.to_thread(self._renew, renew, release)
+                except Exception as exc:
+                    if not is_unreachable(exc):
+                        raise
+                    lost = []  # the commits fail meanwhile; the leases may expire
+                    log.warning("cannot renew the stream leases: %s", exc)
+                if lost:
+                    self.lost(lost)
+            await asyncio.sleep(self.book.ttl_s / 6)
+
+    def _renew(
+        self, renew: dict[str, tuple[str, int]], release: dict[str, tuple[str, int]]
+    ) -> list[str]:
+        lost = []
+        for scanner, (holder, token) in release.items():
+            if self.cir.release_lease(scanner, holder, token):
+                log.info("let the stream lease of %s go: its edge is no longer here", scanner)
+            else:
+                lost.append(scanner)
+        return lost + (self.cir.renew_leases(renew, self.book.ttl_s) if renew else [])
+
+    def lost(self, scanners: list[str]) -> None:
+        """Another aggregator took these streams over: never write them again."""
+        self.book.lost(scanners)
+        for s in scanners:
+            self.ingest.forget(s)
+        log.warning("another aggregator took over the stream(s) of %s", ", ".join(scanners))
+
+    def _take(self, scanners: list[str]) -> dict[str, int | None]:
+        return {s: self.cir.acquire_lease(s, self.book.holder, self.book.ttl_s) for s in scanners}
+
+    async def hellos(self, work: Work) -> None:
+        """The HELLOs of ``work`` get a WELCOME only where this process holds the lease;
+        the others are told the stream is elsewhere (the edge tries the next aggregator).
+        The doctor's probe is welcomed without a lease."""
+        wanted = sorted({s for ident, s in work.hellos if not _probe(ident)})
+        if not wanted:
+            return
+        try:
+            async with self.wlock:
+                got = await asyncio.to_thread(self._take, wanted)
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
+            self.storage_trouble(self.cir.unreachable(exc))
+            got = {}  # no answer: the edges say hello again
+        hellos = []
+        for ident, scanner in work.hellos:
+            if _probe(ident):
+                hellos.append((ident, scanner))
+                continue
+            token = got.get(scanner)
+            if token is None:
+                if scanner in got:
+                    work.nacks.append((ident, elsewhere(scanner, -1)))
+                continue
+            if self.book.took(scanner, token):
+                self.ingest.forget(scanner)  # another aggregator wrote it meanwhile
+            hellos.append((ident, scanner))
+        work.hellos = hellos
+
+    def release_all(self) -> None:
+        """A clean stop gives the leases up: another aggregator takes over at once."""
+        for scanner, (holder, token) in self.book.all_held().items():
+            try:
+                self.cir.release_lease(scanner, holder, token)
+            except Exception as exc:  # the database is gone: the leases expire by themselves
+                log.warning("could not release the stream lease of %s: %s", scanner, exc)
+                break
+        self.book.held.clear()
+
+
+def _probe(ident: bytes) -> bool:
+    return ident.split(b"/")[1:2] == [PROBE]
+
+
+def elsewhere(scanner: str, seq: int) -> Nack:
+    """The answer to a HELLO (``seq`` -1) or block of a stream whose lease this
+    aggregator does not hold."""
+    why = (
+        f"another aggregator holds the stream of scanner {scanner}"
+        if seq < 0
+        else f"this aggregator does not hold the stream of scanner {scanner}; say hello"
+    )
+    return Nack(scanner=scanner, seq=seq, expected=-1, reason=why, elsewhere=True)
