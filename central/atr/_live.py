@@ -40,6 +40,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -541,6 +542,15 @@ class LiveAtr:
         if self._alarm is None or self._trouble_alarmed or why != _STORAGE:
             return
         self._trouble_alarmed = True
+        # like every "storage" alarm: what could not be written, and what is free there
+        if isinstance(exc, StorageError):
+            path, free = exc.path, exc.free_bytes
+        else:
+            path = str(self.state_dir)
+            try:
+                free = shutil.disk_usage(self.state_dir).free
+            except OSError:
+                free = -1
         self._call_on_loop(
             partial(
                 self._alarm,
@@ -548,6 +558,8 @@ class LiveAtr:
                 "",
                 "storage",
                 f"ATR verdicts cannot be stored: {exc}; the scans stay queued for the ATR",
+                path=path,
+                free_bytes=free,
             )
         )
 
