@@ -571,6 +571,10 @@ def ingest(
                 procs[f"central-{j}"].wait(timeout=30)
             spooled = _Spooled(work, edge_ids, load.scanners * load.scans * load.scan_lines)
             wait(spooled, deadline, "the edges to spool every line")
+            # the edges' spools are written back to disk before the aggregators come
+            # back: in the field an edge is another machine, and its writeback is not
+            # the aggregator's to pay (ext4 couples every flush on one file system)
+            os.sync()
             since_ns = time.time_ns()
             start_centrals("-again")
         if kill_one:
