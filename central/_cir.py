@@ -594,7 +594,13 @@ class Cir:
             IntegrityError: the blob does not parse, or its hash is not ``h`` (it was
                 replaced or damaged).
         """
-        block = parse(self.blobs.get(h))
+        try:
+            block = parse(self.blobs.get(h))
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"blob {h} is not a sealed block ({exc.message}): replaced or damaged",
+                reason=exc.reason,
+            ) from exc
         if block.hash.hex() != str(h).lower():
             raise IntegrityError(
                 f"blob {h} holds another block (hash {block.hash.hex()}): replaced or damaged",

@@ -105,7 +105,10 @@ def verified_block(cir: Cir, keys: ChainKeys, row: dict[str, Any]) -> Block:
         IntegrityError: any check fails; the message says which and where.
     """
     where = f"{row['scanner']} seq {row['seq']}"
-    block = cir.read_block(row["hash"])
+    try:
+        block = cir.read_block(row["hash"])
+    except IntegrityError as exc:
+        raise IntegrityError(f"{where}: {exc.message}", reason=exc.reason) from exc
     try:
         verify(block, keys.key(row["scanner"]))
     except IntegrityError as exc:

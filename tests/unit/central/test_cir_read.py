@@ -113,3 +113,59 @@ def test_nii_cir_verify_and_export_say_what_is_wrong(
     err = capsys.readouterr().err
     assert "the index says gap" in err and "Traceback" not in err
     assert not (tmp_path / "s2.npz").exists()
+
+
+def test_nii_cir_verify_on_a_national_cir_finds_a_modified_blob_and_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
+) -> None:
+    """The same evidence checks on PostgreSQL and an S3-compatible store, done behind the
+    CIR's back (an object rewritten through the store's own API, a row through SQL)."""
+    import boto3
+
+    from central._blobs import open_blob_store
+    from central._sql import Sql
+    from nii._local_servers import S3_ACCESS_KEY, S3_SECRET_KEY
+    from nii.__main__ import main
+
+    pg, s3 = request.getfixturevalue("pg_database"), request.getfixturevalue("s3_server")
+    prefix = f"nat-{tmp_path.name}"
+    blobs = open_blob_store(
+        f"s3://{s3.extra['bucket']}/{prefix}", tmp_path,
+        endpoint=s3.url, credentials=s3.extra["credentials"],
+    )  # fmt: skip
+    cir, r, hashes = committed_cir(tmp_path / "cir", blobs, database=pg)
+    cir.close()
+    key = CirKey(r.cir, *reversed(zmq.curve_keypair()))
+    key.save(tmp_path / "keys")
+    (tmp_path / "central.toml").write_text(
+        f'[central]\nkey = "keys/cir.key"\nstate_dir = "cir"\ncir = "{pg}"\n'
+        f'blobs = "s3://{s3.extra["bucket"]}/{prefix}"\ns3_endpoint = "{s3.url}"\n'
+        f's3_credentials = "{s3.extra["credentials"]}"\n'
+    )
+    cfg = ["--config", str(tmp_path / "central.toml")]
+    assert main(["cir", "verify", *cfg]) == 0
+    assert "all 1 chains verified" in capsys.readouterr().out
+    # the data block's object rewritten with other bytes, through S3 itself
+    client = boto3.client(
+        "s3", endpoint_url=s3.url, aws_access_key_id=S3_ACCESS_KEY,
+        aws_secret_access_key=S3_SECRET_KEY,
+    )  # fmt: skip
+    h = hashes[1].hex()
+    client.put_object(
+        Bucket=s3.extra["bucket"], Key=f"{prefix}/{h[:2]}/{h[2:4]}/{h}", Body=b"x" * 100
+    )
+    assert main(["cir", "verify", *cfg]) == 1
+    out = capsys.readouterr().out
+    assert "s1 seq 1: blob" in out and "not a sealed block" in out, out
+    # and a row edited in PostgreSQL (the end block's line count)
+    db = Sql(pg)
+    try:
+        db.execute("UPDATE blocks SET n_lines = 9 WHERE scanner = ? AND seq = 2", [SCANNER])
+    finally:
+        db.close()
+    assert main(["cir", "verify", *cfg]) == 1
+    out = capsys.readouterr().out
+    assert "seq 2: the index row differs from the signed block: n_lines 9" in out, out
+    assert main(["cir", "export", *cfg, "1", "--out", str(tmp_path / "s.npz")]) != 0
+    assert "Traceback" not in capsys.readouterr().err
+    assert not (tmp_path / "s.npz").exists()
