@@ -124,8 +124,8 @@ def test_nii_cir_verify_on_a_national_cir_finds_a_modified_blob_and_row(
 
     from central._blobs import open_blob_store
     from central._sql import Sql
-    from nii._local_servers import S3_ACCESS_KEY, S3_SECRET_KEY
     from nii.__main__ import main
+    from nii._local_servers import S3_ACCESS_KEY, S3_SECRET_KEY
 
     pg, s3 = request.getfixturevalue("pg_database"), request.getfixturevalue("s3_server")
     prefix = f"nat-{tmp_path.name}"
