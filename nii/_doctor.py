@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import getpass
 import grp
 import os
@@ -272,8 +273,20 @@ def _endpoint(url: str) -> tuple[str, int] | None:
 
 
 def check_central(cfg: EdgeConfig, timeout_s: float) -> list[Check]:
-    """Reachability, enrollment (HELLO → WELCOME under CurveZMQ) and the clock offset."""
-    ep = _endpoint(cfg.central)
+    """Reachability, enrollment (HELLO → WELCOME under CurveZMQ) and the clock offset, at
+    every aggregator the edge lists (each check then names its endpoint)."""
+    if len(cfg.centrals) == 1:
+        return _check_central_at(cfg, cfg.central, timeout_s)
+    return [
+        dataclasses.replace(c, name=f"{c.name} {endpoint}")
+        for endpoint in cfg.centrals
+        for c in _check_central_at(cfg, endpoint, timeout_s)
+    ]
+
+
+def _check_central_at(cfg: EdgeConfig, central: str, timeout_s: float) -> list[Check]:
+    """The checks of :func:`check_central` at one aggregator endpoint."""
+    ep = _endpoint(central)
     fix_reach = (
         "check that the aggregator runs on the central host (systemctl status nii-central), "
         f"that central = in {cfg.path} is its listen address, and that the firewall lets this "
@@ -283,14 +296,14 @@ def check_central(cfg: EdgeConfig, timeout_s: float) -> list[Check]:
         why = _tcp(ep[0], ep[1], timeout_s)
         if why is not None:
             return [
-                Check("central", FAIL, f"cannot connect to {cfg.central}: {why}", fix_reach),
+                Check("central", FAIL, f"cannot connect to {central}: {why}", fix_reach),
                 Check("enrollment", FAIL, "not checked: central unreachable", fix_reach),
                 Check("clock", FAIL, "not checked: central unreachable", fix_reach),
             ]
     reached = [
-        Check("central", PASS, f"{cfg.central} accepts TCP connections")
+        Check("central", PASS, f"{central} accepts TCP connections")
         if ep is not None
-        else Check("central", WARN, f"{cfg.central} is not TCP: not checked", fix_reach)
+        else Check("central", WARN, f"{central} is not TCP: not checked", fix_reach)
     ]
     try:
         key, cir = EdgeKey.load(cfg.key), CirPublic.load(cfg.cir_public)
@@ -316,7 +329,7 @@ def check_central(cfg: EdgeConfig, timeout_s: float) -> list[Check]:
             | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
             | zmq.EVENT_HANDSHAKE_SUCCEEDED
         )
-        sock.connect(cfg.central)
+        sock.connect(central)
         scanner = cfg.scanners[0].id
         hello = Hello(edge=cfg.id, scanner=scanner, head_seq=-1, head_hash="", boot="d0c7")
         t_send = time.time_ns()

@@ -83,3 +83,16 @@ def test_disk_counts_every_spool(tmp_path: Path) -> None:
     state, disk = check_disk(small)
     assert state.status == "PASS"
     assert disk.status == "FAIL" and "lower spool_max_mb" in disk.fix
+
+
+def test_every_listed_aggregator_is_checked_by_name(tmp_path: Path) -> None:
+    from core.net import free_port
+    from nii._doctor import check_central
+
+    a, b = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    cfg = edge(tmp_path)
+    cfg.centrals = (a, b)
+    checks = {c.name: c for c in check_central(cfg, 1.0)}
+    assert {f"central {a}", f"central {b}", f"enrollment {a}", f"clock {b}"} <= set(checks)
+    assert checks[f"central {b}"].status == "FAIL"
+    assert "cannot connect to " + b in checks[f"central {b}"].detail
