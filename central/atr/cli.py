@@ -455,6 +455,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from core import runtime
     from core.config import CentralConfig
     from core.keys import CirKey
+    from core.sdnotify import Notifier, watchdog_loop
 
     from ._live import LiveAtr
 
@@ -477,9 +478,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
         )
         atr.start(asyncio.get_running_loop())
         log.info("ATR worker %s on the CIR of %s", atr.worker, cfg.path)
+        # systemd (nii-atr-worker@.service, Type=notify): ready now, and a watchdog
+        # ping from this event loop while it runs
+        notifier = Notifier()
+        notifier.ready()
+        watchdog = asyncio.create_task(watchdog_loop(notifier, lambda: True))
         try:
             await stop.wait()
         finally:
+            notifier.stopping()
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
             await asyncio.to_thread(atr.close)
             log.info("ATR worker %s stopped: %d verdict(s) stored", atr.worker, atr.verdicts)
 

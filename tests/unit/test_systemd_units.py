@@ -21,10 +21,11 @@ UNIT_DIR = Path(__file__).resolve().parents[2] / "systemd"
 VERIFIED = {
     "nii-central.service": "nii-central.service",
     "nii-edge@.service": "nii-edge@scanner1.service",
+    "nii-atr-worker@.service": "nii-atr-worker@1.service",
     "nii.target": "nii.target",
 }
 
-SERVICES = ["nii-central.service", "nii-edge@.service"]
+SERVICES = ["nii-central.service", "nii-edge@.service", "nii-atr-worker@.service"]
 
 # Keys every service must carry, with their exact value.
 COMMON = {
@@ -63,6 +64,11 @@ PER_UNIT = {
         "DevicePolicy": "closed",
         # an absent scanner delays READY=1; a restart cannot bring it back (decision 0009)
         "TimeoutStartSec": "infinity",
+    },
+    "nii-atr-worker@.service": {
+        "ExecStart": "/usr/bin/env nii atr worker --config /etc/nii/central.toml --id %H-%i",
+        "StateDirectory": "nii/atr-%i",
+        "PrivateDevices": "yes",
     },
 }
 
