@@ -20,9 +20,9 @@ KEYS = {
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.skipif(not shutil.which("nats-server") and not Path("/usr/sbin/nats-server").exists(),
-                    reason="needs Debian's nats-server (.ci/run installs it)")  # fmt: skip
 def test_bench_cir_quick_prints_every_figure(tmp_path: Path) -> None:
+    if not shutil.which("nats-server") and not Path("/usr/sbin/nats-server").exists():
+        pytest.fail("nats-server is not installed: apt-get install nats-server (.ci/run does)")
     r = subprocess.run(
         [sys.executable, "-P", "-m", "nii", "bench", "cir", "--quick"],
         cwd=tmp_path, capture_output=True, text=True, timeout=880,
@@ -43,7 +43,7 @@ def test_bench_cir_quick_prints_every_figure(tmp_path: Path) -> None:
         q = doc["queries"][engine]
         for kind in ("gd_number", "container", "site_period"):
             assert q[kind]["p99_ms"] > 0 and q[kind]["rows_per_query"] >= 1, (engine, kind, q)
-    # several aggregators: figures once edges fail over between them, else the reason
-    assert doc["failover_s"] is None or doc["failover_s"] > 0
-    assert doc["failover_s"] is not None or doc["failover"]["error"]
+    # two aggregators, one killed mid-scan: the edges fail over, nothing lost or doubled
+    assert "error" not in doc["failover"], doc["failover"]
+    assert doc["failover_s"] > 0 and doc["failover"]["lost"] == doc["failover"]["duplicated"] == 0
     assert doc["machine"].endswith("cpu")
