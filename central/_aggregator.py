@@ -383,7 +383,8 @@ class Central:
         for ident, nack in work.nacks:
             self._send(ident, nack.frames())
         for ident, scanner in work.hellos:
-            last_seq, last_hash, link_next_seq = self.ingest.welcome(scanner)
+            head = work.heads.get(scanner)
+            last_seq, last_hash, link_next_seq = head or self.ingest.welcome(scanner)
             self._send(
                 ident,
                 Welcome(
@@ -512,6 +513,7 @@ class Central:
                     self.pipeline.storage_trouble(self.cir.unreachable(exc))
                 else:
                     self._bad_message(ident, sender, edge_id, exc)
+        self.ingest.settle(work)
         self.stats.duplicates = self.ingest.duplicates
         self.stats.out_of_order = self.ingest.out_of_order
         return work

@@ -264,6 +264,7 @@ class LeaseKeeper:
                 continue
             if self.book.took(scanner, token):
                 self.ingest.forget(scanner)  # another aggregator wrote it meanwhile
+                work.heads.pop(scanner, None)  # read again from the CIR for the WELCOME
             hellos.append((ident, scanner))
         work.hellos = hellos
 

@@ -157,6 +157,10 @@ class Work:
         feed: ``(topic, document, raw frames)`` for the live feed once durable.
         calibrations: Scanner calibrations that scan-start records of this batch
             brought, for the CIR's ``scanner_calibrations`` table (``Cir.commit``).
+        heads: ``scanner -> (last_seq, last_hash, link_next_seq)`` for the WELCOMEs,
+            as of the end of this batch (:meth:`Ingest.settle`): the next batch is
+            staged on the live states while this one commits, and a WELCOME must not
+            name a block that is not yet durable.
     """
 
     staged: list[Staged] = field(default_factory=list)
@@ -171,6 +175,7 @@ class Work:
     heartbeats: list[bytes] = field(default_factory=list)
     feed: list[tuple[bytes, dict[str, Any], tuple[bytes, ...]]] = field(default_factory=list)
     calibrations: list[CalibrationSeen] = field(default_factory=list)
+    heads: dict[str, tuple[int, bytes, int]] = field(default_factory=dict)
 
     def ack(self, ident: bytes, scanner: str, seq: int) -> None:
         """Acknowledge ``seq`` (and all before it) of ``scanner`` to ``ident``."""
@@ -543,6 +548,13 @@ class Ingest:
         if not probe:
             self._writers[msg.scanner] = _Writer(msg.boot, self.clock(), edge.id)
         work.hellos.append((ident, msg.scanner))
+
+    def settle(self, work: Work) -> None:
+        """Fix the chain heads that ``work``'s WELCOMEs will name: where each stream
+        stands at the end of this batch, which is durable once the batch is."""
+        for _, scanner in work.hellos:
+            if scanner not in work.heads:
+                work.heads[scanner] = self.welcome(scanner)
 
     def welcome(self, scanner: str) -> tuple[int, bytes, int]:
         """``(last_seq, last_hash, link_next_seq)`` of a scanner's chain for a WELCOME."""

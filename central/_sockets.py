@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +28,8 @@ from core.keys import CirKey
 
 __all__ = ["CentralSockets"]
 
+log = logging.getLogger("nii.central")
+
 #: ZeroMQ heartbeats on the ROUTER: a dead or partitioned edge is dropped within seconds
 #: (issue 13, kind 6); TCP keepalive backs them up below ZeroMQ
 ZMQ_HEARTBEAT_IVL_MS = 1000
@@ -36,14 +40,43 @@ TCP_KEEPALIVE_INTVL_S = 1
 TCP_KEEPALIVE_CNT = 3
 
 
-class _Keyring:
-    """The CurveZMQ side of enrollment: ZAP asks it about every connecting key."""
+#: one log line per this many seconds while the keyring cannot answer
+KEYRING_LOG_S = 30.0
 
-    def __init__(self, allow: Callable[[str], bool]) -> None:
+
+class _Keyring:
+    """The CurveZMQ side of enrollment: ZAP asks it about every connecting key.
+
+    The callback never raises: pyzmq's authenticator task ends on the first
+    exception, and every connection after it would hang unanswered. A key that
+    cannot be checked (the CIR's database out of reach) is refused for now; the
+    edge connects again and is let in once the database answers.
+    """
+
+    def __init__(self, allow: Callable[[str], bool], clock: Callable[[], float] = time.monotonic):
         self.allow = allow
+        self.clock = clock
+        self._logged = -1e18
+        self.failures = 0
 
     def callback(self, domain: str, key: bytes) -> bool:
-        return self.allow(key.decode() if isinstance(key, bytes) else str(key))
+        z85 = key.decode() if isinstance(key, bytes) else str(key)
+        try:
+            return bool(self.allow(z85))
+        except Exception as exc:  # the CIR cannot say who is enrolled now
+            self.failures += 1
+            now = self.clock()
+            if now - self._logged >= KEYRING_LOG_S:
+                self._logged = now
+                log.warning(
+                    "cannot check CurveZMQ key %s… against the enrolled edges (%s: %s); "
+                    "refused until the CIR answers (%d such refusal(s) so far)",
+                    z85[:12],
+                    type(exc).__name__,
+                    str(exc)[:200],
+                    self.failures,
+                )
+            return False
 
 
 @dataclass

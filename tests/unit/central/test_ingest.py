@@ -11,7 +11,7 @@ from central._ingest import EnrolledEdge, Work
 from core.errors import ProtocolError
 from core.messages import Ack, Alarm, BlockMsg, Heartbeat, Hello
 from core.seal import BlockKind
-from tests.unit.central._chain import EDGE, IDENT, SCANNER, Rig
+from tests.unit.central._chain import BOOT, EDGE, IDENT, SCANNER, Rig
 
 #: the routing id of a second process of the Rig's edge (another boot id)
 SECOND = f"{EDGE}/{SCANNER}/bb".encode()
@@ -492,3 +492,18 @@ def test_a_line_beyond_the_planned_lines_does_not_fit() -> None:
     assert row["lines_received"] == 4 and row["status"] == "incomplete"
     (msg,) = [m for k, m, _ in r.alarms if k == "shape_violation"]
     assert "beyond the 4 image lines" in msg
+
+
+def test_a_welcome_names_the_head_of_its_own_batch_not_of_the_next() -> None:
+    """Central stages the next batch while one commits: a WELCOME answering a HELLO
+    of the committing batch must name that batch's head, durable when it is sent,
+    never a block of the next batch that may yet fail to commit."""
+    r = Rig()
+    r.send(r.start(1))
+    first = _hello(r, IDENT, BOOT)
+    r.ingest.settle(first)
+    durable = r.ingest.welcome(SCANNER)
+    nxt = r.send(r.data(1, [0, 1]), commit=False)  # the next batch, staged, not durable
+    assert nxt.staged and not nxt.nacks
+    assert r.ingest.welcome(SCANNER)[0] == durable[0] + 1
+    assert first.heads[SCANNER] == durable
