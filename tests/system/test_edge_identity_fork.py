@@ -97,9 +97,15 @@ def test_a_chain_fork_quarantines_alarms_and_the_scanner_goes_on(cluster: Cluste
     # A reaches central first
     (cluster.base / "edge-a").rename(state)
     cluster.start_central()
-    cluster.start_edge()
-    wait_until(lambda: cir_head(cluster) >= head_a, 30, "edge A's blocks in the CIR")
-    cluster.kill("edge", signal.SIGTERM)
+    # the scanner pauses while A uploads: A seals nothing past B (on a slow machine it
+    # otherwise went on sealing past B's head before it was stopped)
+    cluster.procs["sim"].send_signal(signal.SIGSTOP)
+    try:
+        cluster.start_edge()
+        wait_until(lambda: cir_head(cluster) >= head_a, 30, "edge A's blocks in the CIR")
+        cluster.kill("edge", signal.SIGTERM)
+    finally:
+        cluster.procs["sim"].send_signal(signal.SIGCONT)
     c_head = cir_head(cluster)
     state.rename(cluster.base / "edge-a2")
     (cluster.base / "edge-b2").rename(state)
