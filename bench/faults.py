@@ -497,6 +497,7 @@ class Sizing:
         full_s: how long a disk stays full, s.
         partition_s: how long the network partition lasts, s.
         post_s: seconds of scanning after the fault has ended.
+        slack_s: more scanning, s, as room for a slow start (processes, first HELLO).
         wait_s: how long to wait for progress after the fault before calling it none.
         scans: scans per scanner (0: as many as the fault's timeline needs).
         seed: the simulators' seed.
@@ -511,6 +512,7 @@ class Sizing:
     full_s: float = 5.0
     partition_s: float = 20.0
     post_s: float = 6.0
+    slack_s: float = 8.0
     wait_s: float = 60.0
     scans: int = 0
     seed: int = 21
@@ -925,7 +927,7 @@ def _scanner_restart(inst: Installation) -> list[str]:
     inst.hold(inst.sizing.outage_s)
     s = inst.sizing
     inst.say("  starting nii sim again on the same ports (a new session, counters from 0)")
-    inst.start_sim(s.scans_for(s.post_s + 6), s.seed + 1000)
+    inst.start_sim(s.scans_for(s.post_s + s.slack_s), s.seed + 1000)
     return ["scanner1", "scanner2"]
 
 
@@ -936,7 +938,7 @@ def _scanner_restart_edge_down(inst: Installation) -> list[str]:
     inst.hold(s.outage_s)
     inst.say("  nii sim stopped and started again: what the edge had not read is gone")
     inst.stop("sim", signal.SIGTERM)
-    inst.start_sim(s.scans_for(s.post_s + 6), s.seed + 1000)
+    inst.start_sim(s.scans_for(s.post_s + s.slack_s), s.seed + 1000)
     inst.start_edge()
     return ["scanner1", "scanner2"]
 
@@ -1059,7 +1061,8 @@ def run_scenario(
     try:
         inst.start_central()
         # warm-up + fault + scanning after it, with room for a slow start
-        inst.start_sim(sizing.scans_for(sc.length(sizing) + sizing.post_s + 8), sizing.seed)
+        busy_s = sc.length(sizing) + sizing.post_s + sizing.slack_s
+        inst.start_sim(sizing.scans_for(busy_s), sizing.seed)
         inst.start_edge()
         for s in ("scanner1", "scanner2"):
             if not inst.wait_for(partial(inst.has_data, s), 60, f"{s}'s first data block"):

@@ -526,7 +526,67 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_sim(sub: Any) -> None:
+    from firmware_sim.cli import register
+
+    register(sub)
+
+
+def _add_ops(sub: Any) -> None:
+    from nii._ops_cli import register
+
+    register(sub)
+
+
+def _add_atr(sub: Any) -> None:
+    from central.atr.cli import register
+
+    register(sub)
+
+
+def _add_bench(sub: Any) -> None:
+    from bench import register
+    from nii import _local_servers
+
+    register(sub, _local_servers)
+
+
+def _add_qa(sub: Any) -> None:
+    from central.qa import register_qa
+    from firmware_sim.physics import qa_simulation
+
+    register_qa(sub, simulate=qa_simulation)
+
+
+#: the commands other packages add, and who adds them (kept in ``nii --help`` order)
+_REGISTRARS: tuple[tuple[frozenset[str], Any], ...] = (
+    (frozenset({"sim"}), _add_sim),
+    (frozenset({"uptime", "coverage", "doctor", "site-sim"}), _add_ops),
+    (frozenset({"atr"}), _add_atr),
+    (frozenset({"bench"}), _add_bench),
+    (frozenset({"qa"}), _add_qa),
+)
+_OWN = frozenset({"keys", "central", "edge", "cir", "control-room", "demo", "config"})
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` asks for, if it is one ``nii`` knows; None for the help or a
+    command ``nii`` does not know (every command is then registered, for the help or
+    argparse's list of choices); "" for ``--version``."""
+    for a in argv:
+        if a == "--version":
+            return ""  # no other package's command
+        if a in ("-h", "--help"):
+            return None
+        if not a.startswith("-"):
+            known = a in _OWN or any(a in names for names, _ in _REGISTRARS)
+            return a if known else None
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``nii`` parser; with ``command``, only that command's package is imported
+    (the parser then knows the commands of ``nii`` itself and ``command``'s)."""
     p = _Parser(prog="nii", description="Open Non-Intrusive Inspection platform")
     p.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     p.add_argument("--version", action="version", version=f"nii {_version()}")
@@ -672,27 +732,11 @@ def build_parser() -> argparse.ArgumentParser:
     cf.add_argument("kind", choices=["central", "edge"])
     cf.set_defaults(func=cmd_config)
 
-    from firmware_sim.cli import register as register_sim
-
-    register_sim(sub)
-
-    from nii._ops_cli import register as register_ops
-
-    register_ops(sub)
-
-    from central.atr.cli import register as register_atr
-
-    register_atr(sub)
-
-    from bench import register as register_bench
-    from nii import _local_servers
-
-    register_bench(sub, _local_servers)
-
-    from central.qa import register_qa
-    from firmware_sim.physics import qa_simulation
-
-    register_qa(sub, simulate=qa_simulation)
+    # the other packages' commands are imported only when asked for (or for the help
+    # and an unknown command): their imports (numba, the ATR) cost a second a call
+    for names, add in _REGISTRARS:
+        if command is None or command in names:
+            add(sub)
     return p
 
 
@@ -716,7 +760,8 @@ def _quiet_broken_pipe() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
     try:
         rc = args.func(args)

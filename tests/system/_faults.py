@@ -54,6 +54,7 @@ TEST_SIZING = Sizing(
     full_s=4.0,
     partition_s=6.0,
     post_s=3.0,
+    slack_s=4.0,
     wait_s=20.0,
     seed=31,
 )

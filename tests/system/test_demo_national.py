@@ -19,7 +19,7 @@ def test_the_national_demo_fails_over_and_every_chain_verifies(tmp_path: Path) -
     try:
         r = subprocess.run(
             [sys.executable, "-P", "-m", "nii", "demo", "--national", "--dir", str(base / "d"),
-             "--seconds", "40", "--kill-after", "14"],
+             "--seconds", "32", "--kill-after", "10"],
             capture_output=True, text=True, timeout=240,
         )  # fmt: skip
         out = r.stdout

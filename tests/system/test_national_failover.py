@@ -21,7 +21,7 @@ from tests.system._cluster import Cluster, wait_until
 
 pytestmark = pytest.mark.system
 
-SCAN_LINES = 1200
+SCAN_LINES = 800
 CALIB = 16  # 8 dark + 8 air lines per scan
 SCANS = 3
 SCANNERS = ["scanner1", "scanner2", "scanner3", "scanner4"]

@@ -104,3 +104,25 @@ def test_version_is_not_a_usage_error(capsys: Any) -> None:
     with pytest.raises(SystemExit) as e:
         build_parser().parse_args(["--version"])
     assert e.value.code == 0 and capsys.readouterr().out.startswith("nii ")
+
+
+def _commands(p: argparse.ArgumentParser) -> set[str]:
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    return set(sub.choices)
+
+
+def test_a_command_loads_only_its_own_package_yet_every_command_is_known() -> None:
+    from nii.__main__ import _OWN, _REGISTRARS, _command
+
+    every = _commands(build_parser())
+    added = {n for names, _ in _REGISTRARS for n in names}
+    # a command some package adds that the lazy table does not name would vanish
+    assert every == _OWN | added
+    for name in sorted(every):
+        assert _command(["--debug", name]) == _command([name, "--help"]) == name
+        assert name in _commands(build_parser(name))
+    assert _commands(build_parser("sim")) == _OWN | {"sim"}
+    assert _command(["no-such-command"]) is None
+    assert _command([]) is None
+    assert _command(["--help"]) is None  # the list of every command
+    assert _command(["--version"]) == ""
