@@ -73,6 +73,14 @@ class ChainKeys:
     def __init__(self, cir: Cir) -> None:
         self.cir = cir
         self._keys: dict[str, Any] = {}
+        self._scans: dict[int, tuple[str, int] | None] = {}
+
+    def scan_of(self, ref: int) -> tuple[str, int] | None:
+        """``(scanner, scan_id)`` of the scan row ``ref``, or None: there is none."""
+        if ref not in self._scans:
+            row = self.cir.scan(ref)
+            self._scans[ref] = None if row is None else (row["scanner"], row["scan_id"])
+        return self._scans[ref]
 
     def key(self, scanner: str) -> Any:
         """The Ed25519 public key of the edge that writes ``scanner``'s stream.
@@ -97,8 +105,10 @@ def verified_block(cir: Cir, keys: ChainKeys, row: dict[str, Any]) -> Block:
     """The block of index ``row``, verified as evidence before anything of it is used.
 
     Checked: the blob is the block the row names (its hash), the enrolled edge signed
-    it, it is the row's scanner, sequence number and kind, and it links to the block
-    before it in the chain (or to the chain's genesis).
+    it, it is the row's scanner, sequence number and kind, it links to the block
+    before it in the chain (or to the chain's genesis), and the scan the row files a
+    scan's block under (``scan_ref``) is a scan of that scanner with the signed scan
+    id (a GAP block may be filed under the scan it cut, of another id).
 
     Raises:
         central._blobs.BlobMissing: the blob is gone.
@@ -129,6 +139,18 @@ def verified_block(cir: Cir, keys: ChainKeys, row: dict[str, Any]) -> Block:
         raise IntegrityError(
             f"{where}: the index row differs from the signed block: {diff}", reason="row"
         )
+    ref = row.get("scan_ref")
+    if ref is not None and block.kind != BlockKind.GAP:
+        sid = block.meta.get("scan_id")
+        want = (block.scanner, sid if type(sid) is int else -1)
+        got = keys.scan_of(int(ref))
+        if got != want:
+            raise IntegrityError(
+                f"{where}: the index files this block under scan ref {ref} "
+                + ("(no such scan)" if got is None else f"({got[0]} scan {got[1]})")
+                + f"; the signed block is {want[0]} scan {want[1]}",
+                reason="row",
+            )
     prev = (
         genesis_hash(row["scanner"])
         if row["seq"] == 0

@@ -81,6 +81,29 @@ def test_a_modified_row_is_found_by_verify_and_refused_on_export(tmp_path: Path)
         cir.close()
 
 
+def test_a_block_filed_under_another_scan_is_found_by_verify_and_refused(
+    tmp_path: Path,
+) -> None:
+    """``scan_ref`` is the CIR's own, not signed: a block moved to another scan (or a scan
+    row re-numbered) must not pass as that scan's evidence."""
+    cir, r, _ = committed_cir(tmp_path / "cir")
+    try:
+        cir.wsql.execute("UPDATE blocks SET scan_ref = 99 WHERE scanner = ? AND seq = 1", [SCANNER])
+        assert verify_stream(cir, SCANNER).problems == [
+            "s1 seq 1: the index files this block under scan ref 99 (no such scan); "
+            "the signed block is s1 scan 1"
+        ]
+        cir.wsql.execute("UPDATE blocks SET scan_ref = 1 WHERE scanner = ? AND seq = 1", [SCANNER])
+        assert verify_stream(cir, SCANNER).ok
+        cir.wsql.execute("UPDATE scans SET scan_id = 7 WHERE ref = 1")
+        rep = verify_stream(cir, SCANNER)
+        assert rep.problems and all("(s1 scan 7)" in p for p in rep.problems), rep.problems
+        with pytest.raises(IntegrityError, match="scan ref 1"):
+            scan_arrays(cir, Opener(r.cir), 1)
+    finally:
+        cir.close()
+
+
 def _cli_cir(tmp_path: Path, r: Any) -> list[str]:
     key = CirKey(r.cir, *reversed(zmq.curve_keypair()))
     key.save(tmp_path / "keys")
