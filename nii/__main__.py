@@ -11,7 +11,7 @@ import errno
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -559,7 +559,7 @@ def _add_qa(sub: Any) -> None:
 
 
 #: the commands other packages add, and who adds them (kept in ``nii --help`` order)
-_REGISTRARS: tuple[tuple[frozenset[str], Any], ...] = (
+_REGISTRARS: tuple[tuple[frozenset[str], Callable[[Any], None]], ...] = (
     (frozenset({"sim"}), _add_sim),
     (frozenset({"uptime", "coverage", "doctor", "site-sim"}), _add_ops),
     (frozenset({"atr"}), _add_atr),
