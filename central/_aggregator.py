@@ -241,9 +241,12 @@ class Central:
         main = asyncio.create_task(self._receive_loop())
         stopper = asyncio.create_task(stop.wait())
         try:
-            done, _ = await asyncio.wait([main, stopper], return_when=asyncio.FIRST_COMPLETED)
-            if main in done:
-                main.result()
+            waiting = {main, stopper, *aux}
+            while stopper in waiting and main in waiting:
+                done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for t in done:  # a helper that fails stops central now, not at its next stop
+                    if t is not stopper:
+                        t.result()  # (the watchdog returns at once where there is none)
         finally:
             notifier.stopping()
             for t in [main, stopper, *aux]:

@@ -30,7 +30,7 @@ from typing import Any
 from central._cir import Cir, LeaseLost
 from central._ingest import PROBE, Ingest, Work
 from central._leases import LeaseBook
-from central._sql import is_unreachable
+from central._sql import is_storage_error, is_unreachable
 from central._stats import CentralStats
 from core.errors import StorageError
 from core.messages import Nack
@@ -208,7 +208,7 @@ class LeaseKeeper:
                     async with self.wlock:
                         lost = await asyncio.to_thread(self._renew, renew, release)
                 except Exception as exc:
-                    if not is_unreachable(exc):
+                    if not self._trouble(exc):
                         raise
                     lost = []  # the commits fail meanwhile; the leases may expire
                     log.warning("cannot renew the stream leases: %s", exc)
@@ -226,6 +226,17 @@ class LeaseKeeper:
             else:
                 lost.append(scanner)
         return lost + (self.cir.renew_leases(renew, self.book.ttl_s) if renew else [])
+
+    def _trouble(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the CIR's storage failing (database gone, disk full), not
+        a bug; if so it is logged and alarmed like a failed commit."""
+        if is_unreachable(exc):
+            self.storage_trouble(self.cir.unreachable(exc))
+        elif is_storage_error(exc):
+            self.storage_trouble(self.cir.storage_error(exc))
+        else:
+            return False
+        return True
 
     def lost(self, scanners: list[str]) -> None:
         """Another aggregator took these streams over: never write them again."""
@@ -248,9 +259,8 @@ class LeaseKeeper:
             async with self.wlock:
                 got = await asyncio.to_thread(self._take, wanted)
         except Exception as exc:
-            if not is_unreachable(exc):
+            if not self._trouble(exc):
                 raise
-            self.storage_trouble(self.cir.unreachable(exc))
             got = {}  # no answer: the edges say hello again
         hellos = []
         for ident, scanner in work.hellos:

@@ -207,11 +207,12 @@ def test_a_database_that_restarts_is_a_storage_error_then_commits_again(tmp_path
         work = Work()
         ingest.message(work, IDENT, r.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
         server.stop()
+        scans = {k: ingest.scans[k] for k in work.scans}  # as central passes them
         with pytest.raises(StorageError, match="cannot write the CIR's database") as err:
-            cir.commit(work.staged, ingest.streams, {}, [])
+            cir.commit(work.staged, ingest.streams, scans, [])
         assert err.value.fix and "nii@127.0.0.1" in err.value.path
         server = start_postgres(base, port=server.extra["port"])
-        cir.commit(work.staged, ingest.streams, {}, [])
+        cir.commit(work.staged, ingest.streams, scans, [])
         assert len(list(cir.stream_blocks(SCANNER))) == 4 and verify_stream(cir, SCANNER).ok
     finally:
         if cir is not None:
