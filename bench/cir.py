@@ -844,7 +844,7 @@ SELECT i, 'site' || (i % {sites}) || '-' || ((i / {sites}) % {SITE_SCANNERS}), i
   json_build_object('container', c, 'lines', 3000, 'gd',
     json_build_object('gd_number', g, 'container_number', c))::text, '{{}}'
 FROM (SELECT i, 'NIIU' || lpad(((i * 7919) % {containers})::text, 7, '0') AS c,
-  'GD-' || lpad(i::text, 9, '0') AS g FROM generate_series(1, {rows}) AS i) AS t"""
+  'GD-' || lpad(i::text, 9, '0') AS g FROM generate_series(1::bigint, {rows}) AS i) AS t"""
     else:
         sql = f"""
 INSERT INTO scans ({cols})
