@@ -494,6 +494,25 @@ class Cir:
             )
         return self.sql.rows("SELECT * FROM scans ORDER BY ref DESC LIMIT ?", [limit])
 
+    def recent_scans(
+        self, scanners: Sequence[str] | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` scans, of ``scanners`` only (None: every scanner; empty:
+        none), newest first, without the start and end records."""
+        if scanners is not None and not scanners:
+            return []
+        cols = (
+            "ref, scanner, scan_id, container, gd_number, status, started_ns, finished_ns, "
+            "lines_planned, lines_received, gaps"
+        )
+        if scanners is None:
+            return self.sql.rows(f"SELECT {cols} FROM scans ORDER BY ref DESC LIMIT ?", [limit])
+        marks = ", ".join("?" for _ in scanners)
+        return self.sql.rows(
+            f"SELECT {cols} FROM scans WHERE scanner IN ({marks}) ORDER BY ref DESC LIMIT ?",
+            [*scanners, limit],
+        )
+
     def find_scans(
         self,
         *,
@@ -615,8 +634,12 @@ class Cir:
         indexed = {str(r["hash"]) for r in self.sql.rows("SELECT hash FROM blocks")}
         return sorted(n for n in self.blobs.names() if n not in indexed)
 
-    def scan_blocks(self, scan_ref: int) -> Iterator[dict[str, Any]]:
-        yield from self.sql.rows("SELECT * FROM blocks WHERE scan_ref = ? ORDER BY seq", [scan_ref])
+    def scan_blocks(self, scan_ref: int, after_seq: int = -1) -> Iterator[dict[str, Any]]:
+        """The index rows of scan ``scan_ref``'s blocks after ``after_seq``, in order."""
+        yield from self.sql.rows(
+            "SELECT * FROM blocks WHERE scan_ref = ? AND seq > ? ORDER BY seq",
+            [scan_ref, after_seq],
+        )
 
     def stream_blocks(self, scanner: str) -> Iterator[dict[str, Any]]:
         yield from self.sql.rows("SELECT * FROM blocks WHERE scanner = ? ORDER BY seq", [scanner])

@@ -74,6 +74,14 @@ TABLES: dict[str, TableCopy | None] = {
     "atr_work": TableCopy(("scan_ref",)),
     # who writes a stream now: the national aggregators take leases afresh
     "stream_leases": None,
+    # the control room's accounts and its evidence: inserted only, ids kept (decisions
+    # before the annotations that name them)
+    "users": TableCopy(("name",)),
+    "audit_log": TableCopy(("id",), identity="id"),
+    "decisions": TableCopy(("id",), identity="id"),
+    "annotations": TableCopy(("id",), identity="id"),
+    # who is logged in now: users log in afresh to the control room of the national CIR
+    "sessions": None,
 }
 
 #: The engines' own bookkeeping, not the CIR's data.

@@ -79,8 +79,11 @@ def _read(path: Path, kind: str) -> dict[str, Any]:
         "nii-edge-pub": "edge public key",
         "nii-cir-key": "CIR private key",
         "nii-cir-pub": "CIR public key",
+        "nii-service-sign": "service signing key",
     }[kind]
     hint = "create it with 'nii keys " + ("edge" if "edge" in kind else "cir") + "'"
+    if kind == "nii-service-sign":
+        hint = "remove it: the service makes a new one (decisions it signed keep their key id)"
     if not path.exists():
         raise KeyFileError(f"{what} file {path} does not exist", fix=hint)
     try:
@@ -271,3 +274,55 @@ class CirKey:
             force,
         )
         return priv, pub
+
+
+@dataclass(frozen=True)
+class ServiceSignKey:
+    """The Ed25519 key a service (the control room) signs records with: an officer's
+    decision is evidence, and its signature shows it was not changed after the fact.
+
+    ``key_id`` is the first 16 hex digits of the SHA-256 of the raw public key; every
+    signed record names it, and the public key is kept beside the private one
+    (``PATH.pub``) for whoever checks the records.
+    """
+
+    sign_private: Ed25519PrivateKey
+
+    @property
+    def public_b64(self) -> str:
+        return _b64(_raw(self.sign_private.public_key()))
+
+    @property
+    def key_id(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(_raw(self.sign_private.public_key())).hexdigest()[:16]
+
+    def sign(self, data: bytes) -> str:
+        """The base64 Ed25519 signature of ``data``."""
+        return _b64(self.sign_private.sign(data))
+
+    @classmethod
+    def load_or_make(cls, path: Path) -> ServiceSignKey:
+        """The key in ``path``; a new one (mode 0600, and ``PATH.pub``) if there is none.
+
+        Raises:
+            KeyFileError: the file exists but is not such a key, or cannot be written.
+        """
+        path = Path(path)
+        if path.exists():
+            doc = _read(path, "nii-service-sign")
+            return cls(Ed25519PrivateKey.from_private_bytes(_unb64(path, doc, "sign_private", 32)))
+        key = cls(Ed25519PrivateKey.generate())
+        try:
+            _write(path, {"kind": "nii-service-sign", "sign_private": _b64(_raw(key.sign_private))},
+                   True, False)  # fmt: skip
+            _write(path.with_name(path.name + ".pub"),
+                   {"kind": "nii-service-pub", "key_id": key.key_id, "sign_public": key.public_b64},
+                   False, True)  # fmt: skip
+        except OSError as exc:
+            raise KeyFileError(
+                f"cannot write the signing key {path}: {exc}",
+                fix="its folder must exist and be writable by this user",
+            ) from exc
+        return key

@@ -401,6 +401,10 @@ def _show_scan(cir: Any, key: Any, ref: int, png: str, width: int | None) -> Non
 
 # -- control room --------------------------------------------------------------------
 def cmd_control_room(args: argparse.Namespace) -> int:
+    if args.action == "serve":
+        from central.control_room._serve import serve
+
+        return serve(Path(args.config))
     import asyncio
 
     from central._feed import tail
@@ -522,6 +526,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     from core.config import EXAMPLE_CENTRAL, EXAMPLE_EDGE
 
+    if args.kind == "control-room":
+        from central.control_room._config import EXAMPLE
+
+        print(EXAMPLE, end="")
+        return 0
     print(EXAMPLE_CENTRAL if args.kind == "central" else EXAMPLE_EDGE, end="")
     return 0
 
@@ -551,6 +560,12 @@ def _add_bench(sub: Any) -> None:
     register(sub, _local_servers)
 
 
+def _add_users(sub: Any) -> None:
+    from nii._users_cli import register
+
+    register(sub)
+
+
 def _add_qa(sub: Any) -> None:
     from central.qa import register_qa
     from firmware_sim.physics import qa_simulation
@@ -565,6 +580,7 @@ _REGISTRARS: tuple[tuple[frozenset[str], Callable[[Any], None]], ...] = (
     (frozenset({"atr"}), _add_atr),
     (frozenset({"bench"}), _add_bench),
     (frozenset({"qa"}), _add_qa),
+    (frozenset({"users"}), _add_users),
 )
 _OWN = frozenset({"keys", "central", "edge", "cir", "control-room", "demo", "config"})
 
@@ -691,8 +707,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     rd.add_argument("ref", type=int, help="scan ref (see 'nii cir scans')")
     rd.add_argument("--out", required=True, help="output folder (REF-dx.dcm, REF-tdr.dcm)")
 
-    cr = sub.add_parser("control-room", help="control-room tools")
-    cr.add_argument("action", choices=["tail"])
+    cr = sub.add_parser(
+        "control-room", help="the control room in the browser (serve), or the feed as text (tail)"
+    )
+    cr.add_argument("action", choices=["serve", "tail"])
+    cr.add_argument(
+        "--config",
+        default="control-room.toml",
+        help="with serve: the control room's configuration (TOML, default control-room.toml; "
+        "'nii config control-room' prints an example)",
+    )
     cr.add_argument(
         "--feed",
         action="append",
@@ -729,7 +753,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     cf = sub.add_parser(
         "config", help="print an example configuration (nii config edge > edge.toml)"
     )
-    cf.add_argument("kind", choices=["central", "edge"])
+    cf.add_argument("kind", choices=["central", "edge", "control-room"])
     cf.set_defaults(func=cmd_config)
 
     # the other packages' commands are imported only when asked for (or for the help

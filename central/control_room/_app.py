@@ -1,0 +1,629 @@
+"""The control room's web application (Starlette; served by uvicorn).
+
+Every request but the login page and the static files needs a session cookie
+(``nii_session``: HttpOnly, SameSite=Strict); every state-changing request also
+needs the session's CSRF token in the ``X-CSRF-Token`` header. What a user may
+see is checked here, on the server, for every request, images included: a scan
+of a site the user's role does not cover answers 404, exactly as a scan that does
+not exist, so its existence does not leak.
+
+All reads and writes of the CIR and the accounts go through one worker thread
+(``_Db``): SQLite and psycopg connections are not shared between threads, and
+the requests of one control room are few.
+
+Routes (JSON unless said):
+
+* ``GET /login`` (page), ``POST /login`` (form), ``POST /logout``
+* ``GET /`` the live queue (page), ``GET /scan/{ref}`` the viewer (page)
+* ``GET /api/me``: the user, role, sites, CSRF token
+* ``GET /api/queue``: the newest scans the user may see, their ATR verdict and
+  decision, waiting time, who has them open
+* ``GET /api/scans/{ref}``: the scan, its picture's layout, ATR verdict and
+  findings, GD, decisions, marks
+* ``GET /api/scans/{ref}/strip?start=&stop=&view=&w0=&w1=``: columns of the
+  image as PNG (``X-Columns: START-STOP``, ``X-Lines: N``); 204 when there are no
+  columns from ``start`` yet
+* ``POST /api/scans/{ref}/decisions``: ``{"verdict", "reason", "marks": [{"box_px",
+  "category", "note"}], "corrects"}``
+* ``GET /api/events?viewing=REF``: server-sent events of the live feeds
+* ``GET /api/audit?name=&action=&ref=&since=&until=``: the audit log (auditors,
+  administrators)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from central._cir import Cir
+from central.atr._store import VerdictStore
+from central.control_room._accounts import Accounts, Session, User
+from central.control_room._config import ControlRoomConfig, Site
+from central.control_room._decisions import CATEGORIES, DecisionRefused, Decisions
+from central.control_room._feed import FeedHub, Subscriber
+from central.control_room._images import PictureCache, View
+from core.errors import NiiError
+
+log = logging.getLogger("nii.control_room")
+
+__all__ = ["COOKIE", "ControlRoomApp", "make_app"]
+
+COOKIE = "nii_session"
+STATIC = Path(__file__).parent / "static"
+#: the largest request body taken (a decision with its marks is a few kB)
+MAX_BODY = 64 * 1024
+#: how often the audit log records one user's views of one scan
+VIEW_AUDIT_S = 600.0
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
+    "style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'; form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+T = TypeVar("T")
+
+
+class _Db:
+    """One thread for every database call of the application."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="control-room-db")
+
+    async def __call__(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+class MarkIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    box_px: list[int] = Field(min_length=4, max_length=4)
+    category: Literal[CATEGORIES]  # type: ignore[valid-type]
+    note: str = Field(default="", max_length=500)
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    verdict: Literal["green", "yellow", "red"]
+    reason: str = Field(default="", max_length=2000)
+    marks: list[MarkIn] = Field(default_factory=list, max_length=50)
+    corrects: int | None = None
+
+
+@dataclass
+class _Seen:
+    """When each (user, scan) view was last written to the audit log."""
+
+    at: dict[tuple[str, int], float]
+
+
+class ControlRoomApp:
+    """The application's state: the CIR, accounts, decisions, pictures and the feeds."""
+
+    def __init__(
+        self,
+        cfg: ControlRoomConfig,
+        *,
+        cir: Cir,
+        accounts: Accounts,
+        decisions: Decisions,
+        verdicts: VerdictStore,
+        pictures: PictureCache,
+        hub: FeedHub,
+    ) -> None:
+        self.cfg = cfg
+        self.cir, self.accounts, self.decisions, self.verdicts = cir, accounts, decisions, verdicts
+        self.pictures, self.hub = pictures, hub
+        self.db = _Db()
+        self._seen = _Seen({})
+
+    # -- who may see what ------------------------------------------------------------
+    def site(self, scanner: str) -> Site | None:
+        return self.cfg.site_of(scanner)
+
+    def visible_scanners(self, user: User) -> list[str] | None:
+        """The scanners ``user`` may see; None: every scanner (also those no site lists)."""
+        if user.role in ("analyst", "auditor", "admin"):
+            return None
+        return [sc for s in self.cfg.sites if user.can_see(s) for sc in s.scanners]
+
+    def may_see(self, user: User, scanner: str) -> bool:
+        return user.can_see(self.site(scanner))
+
+    # -- sessions --------------------------------------------------------------------
+    async def session(self, request: Request) -> Session | None:
+        token = request.cookies.get(COOKIE, "")
+        if not token or len(token) > 200:
+            return None
+        return await self.db(self.accounts.session, token)
+
+    async def require(self, request: Request) -> Session:
+        """The request's session; for a state-changing request, its CSRF token checked.
+
+        Raises:
+            HTTPException: 401 without a valid session, 403 with a missing or wrong token.
+        """
+        sess = await self.session(request)
+        if sess is None:
+            raise HTTPException(401, "not logged in, or the session expired: log in again")
+        if request.method not in ("GET", "HEAD"):
+            sent = request.headers.get("x-csrf-token", "")
+            if not sent or not hmac.compare_digest(sent.encode(), sess.csrf.encode()):
+                raise HTTPException(403, "missing or stale CSRF token: reload the page")
+        return sess
+
+    async def scan_row(self, user: User, ref: int) -> dict[str, Any]:
+        """The ``scans`` row of ``ref`` if ``user`` may see it.
+
+        Raises:
+            HTTPException: 404 when there is no such scan or the user may not see it.
+        """
+        row = await self.db(self.cir.scan, ref)
+        if row is None or not self.may_see(user, str(row["scanner"])):
+            raise HTTPException(404, f"no scan {ref} for you")
+        return row
+
+    def audit_view(self, user: User, ref: int, client: str) -> None:
+        """Record a view of scan ``ref`` (at most once every VIEW_AUDIT_S per user)."""
+        now = time.monotonic()
+        key = (user.name, ref)
+        if now - self._seen.at.get(key, -1e18) < VIEW_AUDIT_S:
+            return
+        self._seen.at[key] = now
+        self.accounts.audit(user, "view", ref=ref, detail="image", client=client)
+
+    # -- pages -----------------------------------------------------------------------
+    async def login_page(self, request: Request) -> Response:
+        return FileResponse(STATIC / "login.html", headers=_SECURITY_HEADERS)
+
+    async def login(self, request: Request) -> Response:
+        body = await _body(request)
+        try:
+            form = dict(
+                (k, v[0]) for k, v in _parse_form(body.decode("utf-8", errors="strict")).items()
+            )
+        except (UnicodeDecodeError, ValueError):
+            raise HTTPException(400, "the login form could not be read") from None
+        name, password = form.get("name", ""), form.get("password", "")
+        if not (0 < len(name) <= 64 and 0 < len(password) <= 256):
+            return RedirectResponse("/login?failed=1", status_code=303)
+        sess = await self.db(lambda: self.accounts.login(name, password, client=_client(request)))
+        if sess is None:
+            return RedirectResponse("/login?failed=1", status_code=303)
+        resp = RedirectResponse("/", status_code=303)
+        resp.set_cookie(
+            COOKIE,
+            sess.token,
+            max_age=int(self.cfg.session_s),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+        return resp
+
+    async def logout(self, request: Request) -> Response:
+        await self.require(request)
+        token = request.cookies.get(COOKIE, "")
+        await self.db(lambda: self.accounts.logout(token, client=_client(request)))
+        resp = JSONResponse({"ok": True})
+        resp.delete_cookie(COOKIE, path="/")
+        return resp
+
+    async def page(self, request: Request) -> Response:
+        if await self.session(request) is None:
+            return RedirectResponse("/login", status_code=303)
+        name = "viewer.html" if "ref" in request.path_params else "queue.html"
+        return FileResponse(STATIC / name, headers=_SECURITY_HEADERS)
+
+    # -- API -------------------------------------------------------------------------
+    async def me(self, request: Request) -> Response:
+        sess = await self.require(request)
+        u = sess.user
+        return _json(
+            {
+                "name": u.name,
+                "role": u.role,
+                "sites": list(u.sites),
+                "region": u.region,
+                "can_decide": u.can_decide,
+                "csrf": sess.csrf,
+                "categories": list(CATEGORIES),
+                "session_s": self.cfg.session_s,
+            }
+        )
+
+    async def queue(self, request: Request) -> Response:
+        sess = await self.require(request)
+        limit = _int_param(request, "limit", 100, 1, 500)
+        scanners = self.visible_scanners(sess.user)
+
+        def read() -> list[dict[str, Any]]:
+            rows = self.cir.recent_scans(scanners, limit)
+            refs = [int(r["ref"]) for r in rows]
+            decided = self.decisions.latest(refs)
+            out = []
+            for r in rows:
+                v = self.verdicts.get(int(r["ref"]))
+                site = self.site(str(r["scanner"]))
+                out.append(
+                    {
+                        **r,
+                        "site": site.name if site else None,
+                        "atr": _atr_summary(v),
+                        "decision": decided.get(int(r["ref"])),
+                    }
+                )
+            return out
+
+        rows = await self.db(read)
+        now = time.time_ns()
+        for r in rows:
+            r["viewers"] = self.hub.viewers(int(r["ref"]))
+            end = r["decision"]["created_ns"] if r["decision"] else now
+            start = r.get("finished_ns") or r.get("started_ns") or now
+            r["waiting_s"] = round(max(0, end - start) / 1e9, 1)
+        return _json({"scans": rows})
+
+    async def scan(self, request: Request) -> Response:
+        sess = await self.require(request)
+        ref = _ref(request)
+        row = await self.scan_row(sess.user, ref)
+        client = _client(request)
+
+        def read() -> dict[str, Any]:
+            self.audit_view(sess.user, ref, client)
+            with self.pictures.lock:
+                pic = self.pictures.get(ref)
+                info = pic.info() if pic is not None else None
+                gd = pic.record.get("gd") if pic is not None else None
+            return {
+                "picture": info,
+                "verdict": self.verdicts.get(ref),
+                "decisions": self.decisions.for_ref(ref),
+                "annotations": self.decisions.annotations(ref),
+                "gd": gd if isinstance(gd, dict) else None,
+            }
+
+        try:
+            got = await self.db(read)
+        except NiiError as exc:  # a block that does not verify: shown as such, not drawn
+            got = {"picture": None, "error": exc.message}
+        scan = {k: v for k, v in row.items() if k not in ("start_record", "end_record")}
+        site = self.site(str(row["scanner"]))
+        return _json({"scan": {**scan, "site": site.name if site else None}, **got,
+                      "viewers": self.hub.viewers(ref)})  # fmt: skip
+
+    async def strip(self, request: Request) -> Response:
+        sess = await self.require(request)
+        ref = _ref(request)
+        await self.scan_row(sess.user, ref)
+        start = _int_param(request, "start", 0, 0, 10**7)
+        stop = _int_param(request, "stop", 10**7, 1, 10**7)
+        try:
+            view = View(
+                request.query_params.get("view", "material"),
+                _float_param(request, "w0", 0.0),
+                _float_param(request, "w1", 9.0),
+            )
+        except NiiError as exc:
+            raise HTTPException(400, exc.message) from None
+        client = _client(request)
+
+        def draw() -> tuple[bytes, int, int] | None:
+            self.audit_view(sess.user, ref, client)
+            with self.pictures.lock:
+                pic = self.pictures.get(ref)
+                if pic is None or start >= pic.lines:
+                    return None
+                end = min(stop, pic.lines)
+                return pic.strip_png(start, end, view), end, pic.lines
+
+        try:
+            got = await self.db(draw)
+        except NiiError as exc:
+            raise HTTPException(409, exc.message) from None
+        if got is None:
+            return Response(status_code=204, headers={"Cache-Control": "no-store"})
+        png, end, lines = got
+        return Response(
+            png,
+            media_type="image/png",
+            headers={"X-Columns": f"{start}-{end}", "X-Lines": str(lines),
+                     "Cache-Control": "no-store"},
+        )  # fmt: skip
+
+    async def decide(self, request: Request) -> Response:
+        sess = await self.require(request)
+        user = sess.user
+        ref = _ref(request)
+        row = await self.scan_row(user, ref)
+        if not user.can_decide:
+            raise HTTPException(403, f"a {user.role} does not decide on scans")
+        try:
+            body = DecisionIn.model_validate_json(await _body(request))
+        except ValidationError as exc:
+            raise HTTPException(400, _validation_message(exc)) from None
+        client = _client(request)
+
+        def write() -> dict[str, Any]:
+            with self.pictures.lock:
+                pic = self.pictures.get(ref)
+                if pic is None:
+                    raise HTTPException(404, f"no scan {ref} for you")
+                lines, channels = pic.lines, pic.channels
+                pixel_mm = (pic.line_mm, pic.channel_mm)
+                head = pic.last_seq
+            for m in body.marks:
+                c0, r0, c1, r1 = m.box_px
+                if not (0 <= c0 < c1 <= lines and 0 <= r0 < r1 <= channels):
+                    raise HTTPException(
+                        400, f"mark {m.box_px} is not inside the image ({lines} x {channels})"
+                    )
+            sealed = self.cir.block_hash(str(row["scanner"]), head) if head >= 0 else None
+            image_block = sealed.hex() if sealed else ""
+            atr = self.verdicts.get(ref)
+            done = self.decisions.decide(
+                scan=row,
+                name=user.name,
+                role=user.role,
+                verdict=body.verdict,
+                reason=body.reason,
+                marks=[m.model_dump() for m in body.marks],
+                pixel_mm=pixel_mm,
+                atr_verdict=str(atr.get("verdict", "none")) if atr else "none",
+                image_block=image_block,
+                corrects=body.corrects,
+            )
+            self.accounts.audit(
+                user, "decision", ref=ref, client=client,
+                detail=f"{done['kind']} {body.verdict} (decision {done['id']})",
+            )  # fmt: skip
+            return done
+
+        try:
+            done = await self.db(write)
+        except DecisionRefused as exc:
+            raise HTTPException(409, f"{exc.message} ({exc.fix})") from None
+        self.hub.publish(
+            "decision",
+            {"ref": ref, "scanner": row["scanner"], "id": done["id"], "kind": done["kind"],
+             "verdict": body.verdict, "by": user.name},
+        )  # fmt: skip
+        return _json(done, status=201)
+
+    async def events(self, request: Request) -> Response:
+        sess = await self.require(request)
+        user = sess.user
+        viewing = request.query_params.get("viewing")
+        ref = int(viewing) if viewing and viewing.isdigit() and len(viewing) < 19 else None
+        sub = Subscriber(
+            visible=lambda scanner: self.may_see(user, scanner), viewing=ref, name=user.name
+        )
+        self.hub.subscribe(sub)
+
+        async def stream() -> AsyncIterator[bytes]:
+            try:
+                yield b"retry: 1000\n\n"
+                while True:
+                    try:
+                        item = await asyncio.wait_for(sub.queue.get(), 15.0)
+                    except TimeoutError:
+                        yield b": keep-alive\n\n"
+                        continue
+                    if item is None:
+                        return
+                    topic, doc = item
+                    data = json.dumps(doc, default=str)
+                    yield f"event: {topic}\ndata: {data}\n\n".encode()
+            finally:
+                self.hub.unsubscribe(sub)
+
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    async def audit(self, request: Request) -> Response:
+        sess = await self.require(request)
+        if sess.user.role not in ("auditor", "admin", "analyst"):
+            raise HTTPException(403, "only auditors, analysts and administrators read the log")
+        q = request.query_params
+        name = q.get("name") or None
+        action = q.get("action") or None
+        ref = _int_param(request, "ref", -1, -1, 2**62)
+        since = _int_param(request, "since", -1, -1, 2**62)
+        until = _int_param(request, "until", -1, -1, 2**62)
+
+        def read() -> list[dict[str, Any]]:
+            self.accounts.audit(sess.user, "audit_search", detail=str(dict(q))[:500],
+                                client=_client(request))  # fmt: skip
+            return self.accounts.audit_rows(
+                name=name,
+                action=action,
+                ref=None if ref < 0 else ref,
+                since_ns=None if since < 0 else since,
+                until_ns=None if until < 0 else until,
+            )
+
+        return _json({"entries": await self.db(read)})
+
+    def close(self) -> None:
+        self.db.close()
+
+
+# -- helpers ---------------------------------------------------------------------------
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(
+        json.dumps(doc, default=str),
+        status_code=status,
+        media_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def _ref(request: Request) -> int:
+    raw = str(request.path_params.get("ref", ""))
+    if not raw.isdigit() or len(raw) > 18:
+        raise HTTPException(404, "no such scan")
+    return int(raw)
+
+
+def _int_param(request: Request, key: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        raise HTTPException(400, f"{key} must be a whole number, got {raw[:40]!r}") from None
+    if not lo <= v <= hi:
+        raise HTTPException(400, f"{key} {v} is out of range ({lo} to {hi})")
+    return v
+
+
+def _float_param(request: Request, key: str, default: float) -> float:
+    raw = request.query_params.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = float(raw)
+    except ValueError:
+        raise HTTPException(400, f"{key} must be a number, got {raw[:40]!r}") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise HTTPException(400, f"{key} must be a finite number")
+    return v
+
+
+async def _body(request: Request) -> bytes:
+    """The request body, refused (413) above MAX_BODY whatever Content-Length says."""
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+        raise HTTPException(413, f"the request body is larger than {MAX_BODY} bytes")
+    out = bytearray()
+    async for chunk in request.stream():
+        out += chunk
+        if len(out) > MAX_BODY:
+            raise HTTPException(413, f"the request body is larger than {MAX_BODY} bytes")
+    return bytes(out)
+
+
+def _parse_form(text: str) -> dict[str, list[str]]:
+    from urllib.parse import parse_qs
+
+    return parse_qs(text, keep_blank_values=True, strict_parsing=False, max_num_fields=10)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for e in exc.errors()[:5]:
+        where = ".".join(str(x) for x in e.get("loc", ())) or "body"
+        parts.append(f"{where}: {e.get('msg')}")
+    return "the request does not fit: " + "; ".join(parts)
+
+
+def _atr_summary(v: dict[str, Any] | None) -> dict[str, Any] | None:
+    if v is None:
+        return None
+    return {
+        "verdict": v.get("verdict"),
+        "findings": len(v.get("findings") or []),
+        "error": v.get("error"),
+    }
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 401 and not request.url.path.startswith("/api/"):
+        return RedirectResponse("/login", status_code=303)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code,
+                        headers={"Cache-Control": "no-store"})  # fmt: skip
+
+
+async def _nii_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, NiiError)
+    return JSONResponse({"error": exc.message, "fix": exc.fix}, status_code=400)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.error("%s %s failed: %s: %s", request.method, request.url.path,
+              type(exc).__name__, exc)  # fmt: skip
+    return PlainTextResponse("internal error; it is logged", status_code=500)
+
+
+def make_app(app: ControlRoomApp, *, follow: bool = True) -> Starlette:
+    """The Starlette application of ``app``; with ``follow`` it follows the live feeds
+    while it runs."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        task = asyncio.create_task(app.hub.follow(stop)) if follow else None
+        try:
+            yield
+        finally:
+            stop.set()
+            for sub in list(app.hub.subscribers):  # end the event streams
+                with contextlib.suppress(asyncio.QueueFull):
+                    sub.queue.put_nowait(None)
+            if task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 5)
+
+    routes = [
+        Route("/login", app.login_page, methods=["GET"]),
+        Route("/login", app.login, methods=["POST"]),
+        Route("/logout", app.logout, methods=["POST"]),
+        Route("/", app.page, methods=["GET"]),
+        Route("/scan/{ref}", app.page, methods=["GET"]),
+        Route("/api/me", app.me, methods=["GET"]),
+        Route("/api/queue", app.queue, methods=["GET"]),
+        Route("/api/scans/{ref}", app.scan, methods=["GET"]),
+        Route("/api/scans/{ref}/strip", app.strip, methods=["GET"]),
+        Route("/api/scans/{ref}/decisions", app.decide, methods=["POST"]),
+        Route("/api/events", app.events, methods=["GET"]),
+        Route("/api/audit", app.audit, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            HTTPException: _http_error,
+            NiiError: _nii_error,
+            Exception: _server_error,
+        },
+    )

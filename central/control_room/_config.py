@@ -1,0 +1,190 @@
+"""``control-room.toml``: where the control room listens, which CIR it reads, the sites.
+
+Example (``nii config control-room``)::
+
+    [control_room]
+    listen = "127.0.0.1:8080"       # HOST:PORT of the web application
+    central = "central.toml"        # the CIR it reads (state_dir, cir, blobs, key) and its feed
+    # feeds = ["tcp://10.0.0.5:7601", "tcp://10.0.0.6:7601"]  # every aggregator's feed
+    session_minutes = 30            # a session ends this long after its last request
+    signing_key = "keys/control-room.sign"  # Ed25519 key the decisions are signed with
+
+    [[site]]
+    name = "port-a"
+    region = "north"
+    scanners = ["scanner1", "scanner2"]
+
+A scanner belongs to at most one site, a site to one region: a local officer sees
+the scans of the sites bound to the account, a regional supervisor those of the
+region's sites, the central RIAC analysts and auditors every site.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.config import CentralConfig, _load, _Section, _table, check_endpoint
+from core.errors import ConfigError
+
+__all__ = ["EXAMPLE", "ControlRoomConfig", "Site", "check_listen"]
+
+EXAMPLE = """\
+[control_room]
+listen = "127.0.0.1:8080"       # HOST:PORT of the web application
+central = "central.toml"        # the CIR it reads and the feed it follows
+# feeds = ["tcp://10.0.0.5:7601", "tcp://10.0.0.6:7601"]  # every aggregator's feed
+session_minutes = 30            # a session ends this long after its last request
+signing_key = "keys/control-room.sign"  # Ed25519 key decisions are signed with (made if missing)
+
+[[site]]
+name = "port-a"
+region = "north"
+scanners = ["scanner1", "scanner2"]
+"""
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def check_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` of an HTTP listener, as (host, port).
+
+    Raises:
+        ConfigError: not HOST:PORT with a port from 1 to 65535.
+    """
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{value!r} is not HOST:PORT", fix='write it as "127.0.0.1:8080"')
+    return host, int(port)
+
+
+@dataclass(frozen=True)
+class Site:
+    """A customs site: its name, its region and its scanners."""
+
+    name: str
+    region: str
+    scanners: tuple[str, ...]
+
+
+@dataclass
+class ControlRoomConfig:
+    """The control room's settings (see the module docstring)."""
+
+    path: Path
+    host: str
+    port: int
+    central: CentralConfig
+    feeds: tuple[str, ...]
+    session_s: float
+    signing_key: Path
+    sites: tuple[Site, ...]
+
+    @classmethod
+    def load(cls, path: Path) -> ControlRoomConfig:
+        """Read and check ``path``.
+
+        Raises:
+            ConfigError: the file is missing or not TOML, a setting is missing, out of
+                range or unknown, a site is named twice, or a scanner is in two sites.
+        """
+        path = Path(path)
+        doc = _load(path)
+        s = _table(path, doc, "control_room")
+        s.check_unknown({"listen", "central", "feeds", "session_minutes", "signing_key"})
+        for key in doc:
+            if key not in ("control_room", "site"):
+                raise ConfigError(
+                    f"{path}: [{key}]: unknown table",
+                    fix="a control-room file has [control_room] and [[site]] tables",
+                )
+        try:
+            host, port = check_listen(s.text("listen", "127.0.0.1:8080"))
+        except ConfigError as exc:
+            raise s._err("listen", exc.message, exc.fix) from exc
+        central = CentralConfig.load(s.path_("central", "central.toml"))
+        feeds = _feeds(s, central.feed)
+        session_s = s.num("session_minutes", 30, 1, 24 * 60) * 60
+        return cls(
+            path=path,
+            host=host,
+            port=port,
+            central=central,
+            feeds=feeds,
+            session_s=session_s,
+            signing_key=s.path_("signing_key", "keys/control-room.sign"),
+            sites=_sites(path, doc.get("site", [])),
+        )
+
+    def site_of(self, scanner: str) -> Site | None:
+        """The site ``scanner`` belongs to, or None (a scanner no site lists)."""
+        for site in self.sites:
+            if scanner in site.scanners:
+                return site
+        return None
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s.region for s in self.sites))
+
+
+def _feeds(s: _Section, default: str) -> tuple[str, ...]:
+    val = s.doc.get("feeds", [default])
+    if not isinstance(val, list) or not val or not all(isinstance(v, str) for v in val):
+        raise s._err(
+            "feeds",
+            f"must be a list of endpoints, got {val!r}",
+            'write feeds = ["tcp://HOST:7601"]',
+        )
+    out = []
+    for v in val:
+        try:
+            out.append(check_endpoint(v))
+        except ConfigError as exc:
+            raise s._err("feeds", exc.message, exc.fix) from exc
+    return tuple(dict.fromkeys(out))
+
+
+def _sites(path: Path, raw: Any) -> tuple[Site, ...]:
+    if not isinstance(raw, list):
+        raise ConfigError(
+            f"{path}: site must be a list of [[site]] tables",
+            fix="write each site as a [[site]] table",
+        )
+    sites: list[Site] = []
+    owner: dict[str, str] = {}
+    for i, t in enumerate(raw):
+        if not isinstance(t, dict):
+            raise ConfigError(f"{path}: site {i + 1} is not a table", fix="write [[site]]")
+        sec = _Section(path, f"site {i + 1}", t)
+        sec.check_unknown({"name", "region", "scanners"})
+        name, region = sec.text("name"), sec.text("region")
+        for what, v in (("name", name), ("region", region)):
+            if not _NAME.match(v):
+                raise sec._err(
+                    what,
+                    f"{v!r} is not a plain name",
+                    fix="use letters, digits, '.', '_' and '-' (64 at most)",
+                )
+        scanners = t.get("scanners", [])
+        if not isinstance(scanners, list) or not all(isinstance(x, str) for x in scanners):
+            raise sec._err(
+                "scanners",
+                f"must be a list of scanner ids, got {scanners!r}",
+                'write scanners = ["scanner1"]',
+            )
+        if any(x.name == name for x in sites):
+            raise sec._err("name", f"site {name!r} is named twice", "give each site one table")
+        for sc in scanners:
+            if sc in owner:
+                raise sec._err(
+                    "scanners",
+                    f"scanner {sc!r} is already in site {owner[sc]!r}",
+                    "a scanner belongs to one site",
+                )
+            owner[sc] = name
+        sites.append(Site(name, region, tuple(scanners)))
+    return tuple(sites)

@@ -1,0 +1,56 @@
+// What every page shares: who is logged in, the CSRF token, the live feed, errors.
+
+export let me = null;
+
+export async function api(path, options = {}) {
+  const headers = Object.assign({}, options.headers || {});
+  if (options.method && options.method !== "GET") {
+    headers["X-CSRF-Token"] = me ? me.csrf : "";
+    if (options.body && typeof options.body !== "string") {
+      headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(options.body);
+    }
+  }
+  const resp = await fetch(path, Object.assign({}, options, { headers, credentials: "same-origin" }));
+  if (resp.status === 401) {
+    location.href = "/login";
+    throw new Error("logged out");
+  }
+  return resp;
+}
+
+export async function login() {
+  const resp = await api("/api/me");
+  me = await resp.json();
+  document.getElementById("who").textContent = `${me.name} (${me.role})`;
+  document.getElementById("logout").addEventListener("click", async () => {
+    await api("/logout", { method: "POST" });
+    location.href = "/login";
+  });
+  return me;
+}
+
+// Follow the live feed: handlers by event name; the status line says when it is lost.
+export function follow(handlers, viewing) {
+  const status = document.getElementById("feed");
+  const url = viewing === undefined ? "/api/events" : `/api/events?viewing=${viewing}`;
+  const source = new EventSource(url);
+  source.onopen = () => { status.textContent = "feed: live"; if (handlers.open) handlers.open(); };
+  source.onerror = () => { status.textContent = "feed: reconnecting"; };
+  for (const [name, fn] of Object.entries(handlers)) {
+    if (name !== "open") source.addEventListener(name, (e) => fn(JSON.parse(e.data)));
+  }
+  return source;
+}
+
+export function text(tag, content, cls) {
+  const el = document.createElement(tag);
+  el.textContent = content;
+  if (cls) el.className = cls;
+  return el;
+}
+
+export function ago(ns) {
+  if (!ns) return "";
+  return new Date(ns / 1e6).toLocaleTimeString();
+}

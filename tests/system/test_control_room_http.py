@@ -1,0 +1,180 @@
+"""The control room over HTTP, against real processes: simulators → edge → central → CIR,
+and ``nii control-room serve`` reading it. Who may see and decide what is checked on the
+server for every request; bad and malicious requests get a clean 4xx and change nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from central.control_room._decisions import canonical
+from tests.system._cluster import Cluster, wait_until
+from tests.system._control_room import SITES, ControlRoom, start_control_room
+
+pytestmark = pytest.mark.system
+
+
+@pytest.fixture
+def room(cluster: Cluster) -> Iterator[ControlRoom]:
+    cluster.start_central()
+    sims = cluster.start_sim(
+        "--source", "physics", "--scan-lines", "600", "--scans", "2", "--interval", "0.3",
+        "--line-rate", "1500", "--seed", "48", scanners=2,
+    )  # fmt: skip
+    cluster.write_edge_config(sims)
+    cluster.start_edge()
+    r = start_control_room(cluster, SITES)
+    yield r
+    r.close()
+
+
+def _complete(cluster: Cluster, scanner: str) -> int:
+    rows = cluster.sql(
+        "SELECT ref FROM scans WHERE scanner = ? AND status = 'complete' ORDER BY ref", scanner
+    )
+    return int(rows[0][0]) if rows else 0
+
+
+def test_officers_see_their_site_decide_with_marks_and_everything_is_audited(
+    room: ControlRoom,
+) -> None:
+    c = room.cluster
+    ref1 = wait_until(lambda: _complete(c, "scanner1"), 60, "a complete scan of scanner1")
+    ref2 = wait_until(lambda: _complete(c, "scanner2"), 60, "a complete scan of scanner2")
+    anon = room.client()
+    assert anon.get("/api/queue").status_code == 401
+    page = anon.get("/")
+    assert page.status_code == 303 and page.headers["location"] == "/login"
+    bad = anon.post("/login", data={"name": "olga", "password": "wrong password!"})
+    assert bad.headers["location"] == "/login?failed=1"
+
+    olga = room.client("olga")
+    queue = olga.get("/api/queue").json()["scans"]
+    assert queue and {s["scanner"] for s in queue} == {"scanner1"}
+    assert all(s["site"] == "port-a" for s in queue)
+    # another site's scan: not on the page, not by its URL, not its pixels
+    assert olga.get(f"/api/scans/{ref2}").status_code == 404
+    assert olga.get(f"/api/scans/{ref2}/strip?start=0").status_code == 404
+    assert olga.get("/api/scans/999999").status_code == 404
+
+    doc = olga.get(f"/api/scans/{ref1}").json()
+    pic = doc["picture"]
+    assert pic["lines"] == 600 and pic["channels"] > 0 and pic["calibrated"]
+    assert pic["pixel_mm_from"] == "scan-start record"
+    strip = olga.get(f"/api/scans/{ref1}/strip", params={"start": 0, "stop": 600})
+    assert strip.status_code == 200 and strip.headers["x-columns"] == "0-600"
+    img = cv2.imdecode(np.frombuffer(strip.content, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None and img.shape == (pic["channels"], 600, 3)
+    assert img.std() > 10, "the image is blank"
+    assert olga.get(f"/api/scans/{ref1}/strip?start=600").status_code == 204
+    for view in ("grey", "hipen", "edge"):
+        assert olga.get(f"/api/scans/{ref1}/strip?start=0&stop=50&view={view}").status_code == 200
+
+    # a decision: CSRF checked, a Red mandate cites a marked region, the record is signed
+    no_csrf = olga.post(
+        f"/api/scans/{ref1}/decisions", json={"verdict": "green"},
+        headers={"X-CSRF-Token": ""},
+    )  # fmt: skip
+    assert no_csrf.status_code == 403
+    red = olga.post(f"/api/scans/{ref1}/decisions", json={"verdict": "red", "reason": "x"})
+    assert red.status_code == 409 and "mark" in red.json()["error"]
+    mark = {"box_px": [100, 10, 180, 60], "category": "narcotics", "note": "dense block"}
+    made = olga.post(
+        f"/api/scans/{ref1}/decisions",
+        json={"verdict": "red", "reason": "dense block behind the doors", "marks": [mark]},
+    )
+    assert made.status_code == 201, made.text
+    d = made.json()
+    assert d["kind"] == "local" and d["doc"]["mandate"] and d["doc"]["image_block"]
+    pub = json.loads((c.base / "keys" / "control-room.sign.pub").read_text())
+    assert pub["key_id"] == d["key_id"]
+    Ed25519PublicKey.from_public_bytes(base64.b64decode(pub["sign_public"])).verify(
+        base64.b64decode(d["signature"]), canonical(d["doc"])
+    )
+    # the officer may not decide on another site's scan; the auditor may not decide at all
+    assert olga.post(f"/api/scans/{ref2}/decisions", json={"verdict": "green"}).status_code == 404
+    aud = room.client("aud")
+    assert aud.post(f"/api/scans/{ref1}/decisions", json={"verdict": "green"}).status_code == 403
+    # the regional supervisor overrides; the officer can no longer change it
+    sven = room.client("sven")
+    over = sven.post(
+        f"/api/scans/{ref1}/decisions",
+        json={"verdict": "yellow", "reason": "send to assessment", "corrects": d["id"]},
+    )
+    assert over.status_code == 201 and over.json()["kind"] == "override", over.text
+    again = olga.post(f"/api/scans/{ref1}/decisions", json={"verdict": "green"})
+    assert again.status_code == 409 and "supervisor" in again.json()["error"]
+    assert sven.get(f"/api/scans/{ref2}").status_code == 404  # another region
+    history = olga.get(f"/api/scans/{ref1}").json()["decisions"]
+    assert [h["kind"] for h in history] == ["local", "override"]
+    assert history[1]["corrects"] == history[0]["id"]
+
+    # the audit log: the views and the decisions, searchable by the auditor only
+    assert olga.get("/api/audit").status_code == 403
+    log = aud.get("/api/audit", params={"ref": ref1}).json()["entries"]
+    actions = {(e["name"], e["action"]) for e in log}
+    assert {("olga", "view"), ("olga", "decision"), ("sven", "decision")} <= actions
+    fails = aud.get("/api/audit", params={"action": "login_failed"}).json()["entries"]
+    assert fails and "wrong password!" not in json.dumps(fails)
+
+
+def test_bad_and_malicious_requests_get_a_clean_4xx_and_change_nothing(room: ControlRoom) -> None:
+    c = room.cluster
+    ref1 = wait_until(lambda: _complete(c, "scanner1"), 60, "a complete scan of scanner1")
+    olga = room.client("olga")
+    url = f"/api/scans/{ref1}/decisions"
+    cases = [
+        olga.post(url, content=b"{not json", headers={"Content-Type": "application/json"}),
+        olga.post(url, json={"verdict": "purple"}),
+        olga.post(url, json={"verdict": "green", "reason": 5}),
+        olga.post(url, json={"verdict": "green", "extra": 1}),
+        olga.post(
+            url,
+            json={
+                "verdict": "red",
+                "marks": [{"box_px": [0, 0, 10**9, 5], "category": "narcotics"}],
+            },
+        ),
+        olga.post(
+            url,
+            json={"verdict": "red", "marks": [{"box_px": [5, 5, 1, 1], "category": "narcotics"}]},
+        ),
+        olga.post(
+            url,
+            json={
+                "verdict": "red",
+                "marks": [{"box_px": [0, 0, 5, 5], "category": "'; DROP TABLE x;--"}],
+            },
+        ),
+        olga.post(url, json={"verdict": "green", "corrects": 424242}),
+        olga.post(url, content=b"x" * 200_000, headers={"Content-Type": "application/json"}),
+        olga.get(f"/api/scans/{ref1}/strip?start=-1"),
+        olga.get(f"/api/scans/{ref1}/strip?start=abc"),
+        olga.get(f"/api/scans/{ref1}/strip?start=0&view=../../etc/passwd"),
+        olga.get(f"/api/scans/{ref1}/strip?start=0&w0=nan"),
+        olga.get(f"/api/scans/{ref1}/strip?start=0&w0=5&w1=1"),
+        olga.get("/api/scans/1%20OR%201=1"),
+        olga.get("/api/scans/-1"),
+        olga.get("/api/scans/99999999999999999999999"),
+        olga.get("/static/../_app.py"),
+        olga.get("/static/%2e%2e/_app.py"),
+        olga.get("/api/queue?limit=100000"),
+    ]
+    for r in cases:
+        assert 400 <= r.status_code < 500, (r.request.url, r.status_code, r.text[:300])
+        assert "Traceback" not in r.text
+    assert olga.get(f"/api/scans/{ref1}").json()["decisions"] == []
+    # another user's session token, a forged cookie, and a logged-out session
+    forged = room.client()
+    forged.cookies.set("nii_session", "forged-token")
+    assert forged.get("/api/queue").status_code == 401
+    out = room.client("olga")
+    assert out.post("/logout").status_code == 200
+    assert out.get("/api/queue").status_code == 401
+    assert room.proc is not None and room.proc.poll() is None
