@@ -41,10 +41,12 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def room(cluster: Cluster) -> Iterator[ControlRoom]:
     cluster.start_central()
-    # scanner1 scans slowly (a scan fills in over about 4 s); scanner2 is another site's
+    # scanner1 scans slowly (a scan fills in over about 4 s); scanner2 is another site's.
+    # Seed 64 hides something in each of scanner1's scans (a double floor, a false wall,
+    # a dense block), so the ATR has findings to draw
     sims = cluster.start_sim(
         "--source", "physics", "--scan-lines", "1200", "--scans", "3", "--interval", "2",
-        "--line-rate", "300", "--seed", "48", scanners=2,
+        "--line-rate", "300", "--seed", "64", scanners=2,
     )  # fmt: skip
     cluster.write_edge_config(sims)
     cluster.start_edge()
@@ -112,6 +114,7 @@ def test_an_officer_watches_a_scan_fill_in_and_issues_a_mandate(
     # the ATR's verdict arrives; its findings are drawn as boxes over the image
     wait_until(lambda: page.evaluate("!!(window.niiViewer.verdict)"), 30, "the ATR verdict")
     findings = page.evaluate("(window.niiViewer.verdict.findings || []).length")
+    assert findings > 0, page.evaluate("window.niiViewer.verdict")
     if findings:
         page.locator("#showfindings").uncheck()
         frame.screenshot(path=str(shots / "no-boxes.png"))
