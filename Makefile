@@ -25,9 +25,14 @@ demo: $(STAMP)
 	  || echo "no MQTT broker (Mosquitto or amqtt): the demo runs without site telemetry"
 	$(BIN)/nii demo
 
+# The unit tests run on two processes (pytest-xdist): they are CPU-bound and share
+# nothing. The system tests run one at a time: they start real processes and check
+# time limits (recovery within 5 s, verdicts within 1.5 s) that two at once would blur.
 test: $(STAMP)
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/python -m pytest -q
+	@$(BIN)/python -m pytest -q -n 2 tests/unit; unit=$$?; \
+	  $(BIN)/python -m pytest -q tests/system; system=$$?; \
+	  test $$unit -eq 0 && test $$system -eq 0
 
 # Every fuzz target (tests/fuzz/fuzz_*.py) for FUZZ_RUNS inputs each; each prints its
 # inputs/s (libFuzzer's log and any crashing input go to var/fuzz/). A short run of

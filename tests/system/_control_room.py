@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,3 +93,23 @@ name = "port-b"
 region = "south"
 scanners = ["scanner2"]
 """
+
+
+def running_room(base: Path, *sim_args: str) -> Iterator[ControlRoom]:
+    """A cluster in ``base`` (central, ``nii sim`` with ``sim_args`` and two scanners,
+    an edge) and its control room, for all the tests of one module; stopped afterwards
+    (the logs are printed then, for a test that failed)."""
+    c = Cluster(base)
+    c.enroll()
+    room = None
+    try:
+        c.start_central()
+        c.write_edge_config(c.start_sim(*sim_args, scanners=2))
+        c.start_edge()
+        room = start_control_room(c, SITES)
+        yield room
+    finally:
+        if room is not None:
+            room.close()
+        c.stop_all()
+        print(c.log_tail())  # shown by pytest only for a test that failed

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.system._cluster import Cluster, wait_until
-from tests.system._control_room import PASSWORD, SITES, ControlRoom, start_control_room
+from tests.system._cluster import wait_until
+from tests.system._control_room import PASSWORD, ControlRoom, running_room
 
 pytestmark = pytest.mark.system
 
@@ -38,21 +38,16 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
-@pytest.fixture
-def room(cluster: Cluster) -> Iterator[ControlRoom]:
-    cluster.start_central()
+@pytest.fixture(scope="module")
+def room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlRoom]:
     # scanner1 scans slowly (a scan fills in over about 4 s); scanner2 is another site's.
     # Seed 64 hides something in each of scanner1's scans (a double floor, a false wall,
     # a dense block), so the ATR has findings to draw
-    sims = cluster.start_sim(
+    yield from running_room(
+        tmp_path_factory.mktemp("control-room-browser"),
         "--source", "physics", "--scan-lines", "1200", "--scans", "3", "--interval", "2",
-        "--line-rate", "300", "--seed", "64", scanners=2,
+        "--line-rate", "300", "--seed", "64",
     )  # fmt: skip
-    cluster.write_edge_config(sims)
-    cluster.start_edge()
-    r = start_control_room(cluster, SITES)
-    yield r
-    r.close()
 
 
 def _login(page: Any, room: ControlRoom, name: str) -> None:
