@@ -13,12 +13,14 @@ def register(subparsers: Any, local_servers: Any = None) -> argparse.ArgumentPar
     bs = b.add_subparsers(dest="bench", required=True, metavar="BENCH")
     from bench.atr import register as register_atr
     from bench.cir import register as register_cir
+    from bench.control_room import register as register_control_room
     from bench.faults import register as register_faults
     from bench.live import register as register_live
     from bench.sim import register as register_sim
 
     register_atr(bs)
     register_cir(bs, local_servers)
+    register_control_room(bs)
     register_faults(bs)
     register_live(bs)
     register_sim(bs)

@@ -33,6 +33,53 @@ from nii._demo_site import (
 )
 
 EDGE_ID = "edge-demo"
+#: the demo's control-room accounts: login name → (role, password, options)
+DEMO_USERS = {
+    "officer": ("officer", "demo-officer", {"sites": ("demo-port",)}),
+    "supervisor": ("supervisor", "demo-supervisor", {"region": "demo-region"}),
+    "analyst": ("analyst", "demo-analyst", {}),
+    "auditor": ("auditor", "demo-auditor", {}),
+    "admin": ("admin", "demo-admin-pw", {}),
+}
+
+
+def control_room(base: Path, central_toml: Path, feed: str, scanners: int) -> str:
+    """Write the demo's ``control-room.toml`` (one site with every simulated scanner,
+    port 8080 when it is free) and its accounts (:data:`DEMO_USERS`, made once);
+    returns the file's path."""
+    from central._cir import database_target
+    from central.control_room._accounts import Accounts
+
+    port = 8080
+    try:
+        import socket
+
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+    except OSError:
+        port = free_port()
+    toml = base / "control-room.toml"
+    names = ", ".join(f'"scanner{i + 1}"' for i in range(scanners))
+    toml.write_text(
+        "[control_room]\n"
+        f'listen = "127.0.0.1:{port}"\n'
+        f'central = "{central_toml.name}"\n'
+        f'feeds = ["{feed}"]\n'
+        'signing_key = "keys/control-room.sign"\n\n'
+        "[[site]]\n"
+        'name = "demo-port"\n'
+        'region = "demo-region"\n'
+        f"scanners = [{names}]\n"
+    )
+    with Accounts(database_target(base / "cir"), known_sites=["demo-port"],
+                  known_regions=["demo-region"]) as accounts:  # fmt: skip
+        for name, (role, password, opts) in DEMO_USERS.items():
+            if accounts.user(name) is None:
+                accounts.add(name, role, password, **opts)  # type: ignore[arg-type]
+    return str(toml)
+
+
 DRILL = "\n  safety drill:          door-a of scanner1 opens 8 s into the feed, for 3 s"
 
 
@@ -86,6 +133,13 @@ def prepare(base: Path) -> dict[str, str]:
         "feed": f"tcp://127.0.0.1:{feed}",
         "listen": f"tcp://127.0.0.1:{listen}",
     }
+
+
+def _room_url(toml: str) -> str:
+    from central.control_room._config import ControlRoomConfig
+
+    cfg = ControlRoomConfig.load(Path(toml))
+    return f"http://{cfg.host}:{cfg.port}/"
 
 
 def commission(
@@ -231,6 +285,8 @@ def _run_demo(base: Path, seconds: float, scanners: int) -> int:
 
     try:
         start("central", "central", "--config", paths["central"])
+        room = control_room(base, Path(paths["central"]), feed, scanners)
+        start("control-room", "control-room", "serve", "--config", room)
         site = start_broker(base)  # Mosquitto, else amqtt, else none (nii._demo_site)
         procs.extend(site.procs)
         if site.port is not None:
@@ -268,9 +324,14 @@ def _run_demo(base: Path, seconds: float, scanners: int) -> int:
         status = json.loads(status_file.read_text())
         edge_toml = write_edge_config(base, listen, status, site.port, calibration)
         first.append(start("edge", "edge", "--config", str(edge_toml)))
+        accounts = "\n".join(
+            f"    {role:<11} {name:<11} password {pw}" for name, (role, pw, _) in DEMO_USERS.items()
+        )
         print(
             f"""
 NII demo running: central aggregator, {scanners} simulated scanners (pty + TCP), one edge daemon.
+  control room:          {_room_url(room)}  (open it in a browser; demo accounts:)
+{accounts}
   CIR (SQLite + blobs):  {base / "cir"}
   logs:                  {base / "logs"}
   live feed:             {nii} control-room tail --feed {feed}

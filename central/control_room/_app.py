@@ -338,14 +338,15 @@ class ControlRoomApp:
             raise HTTPException(400, exc.message) from None
         client = _client(request)
 
-        def draw() -> tuple[bytes, int, int] | None:
+        def draw() -> tuple[bytes, int, int, str] | None:
             self.audit_view(sess.user, ref, client)
             with self.pictures.lock:
                 pic = self.pictures.get(ref)
                 if pic is None or start >= pic.lines:
                     return None
                 end = min(stop, pic.lines)
-                return pic.strip_png(start, end, view), end, pic.lines
+                commits = ",".join(f"{c}:{ns}" for c, ns in pic.commits_in(start, end)[-64:])
+                return pic.strip_png(start, end, view), end, pic.lines, commits
 
         try:
             got = await self.db(draw)
@@ -353,12 +354,14 @@ class ControlRoomApp:
             raise HTTPException(409, exc.message) from None
         if got is None:
             return Response(status_code=204, headers={"Cache-Control": "no-store"})
-        png, end, lines = got
+        png, end, lines, commits = got
+        # X-Commits: "END:COMMITTED_NS,…" of the blocks whose last line this strip
+        # shows first (the viewer keeps them: the benchmark's commit-to-pixels time)
         return Response(
             png,
             media_type="image/png",
             headers={"X-Columns": f"{start}-{end}", "X-Lines": str(lines),
-                     "Cache-Control": "no-store"},
+                     "X-Commits": commits, "Cache-Control": "no-store"},
         )  # fmt: skip
 
     async def decide(self, request: Request) -> Response:

@@ -100,6 +100,10 @@ class ScanPicture:
         self._a_hi = np.zeros((0, ch), dtype=np.float32)
         self._a_lo = np.zeros((0, ch), dtype=np.float32)
         self.version = 0  # grows with every update that added lines
+        #: (image lines read once the block was read, its committed_ns) per data block
+        #: with image lines: which columns each commit brought (the benchmark's latency)
+        self.commits: list[tuple[int, int]] = []
+        self._seen = 0  # image lines read, calibrated or waiting
 
     @property
     def channels(self) -> int:
@@ -157,6 +161,11 @@ class ScanPicture:
                 else:
                     self._line_nos.append(e.line_no)
                     self._pending.append(payload)
+                    self._seen += 1
+            if self.commits[-1:] != [] and self.commits[-1][0] == self._seen:
+                continue
+            if self._seen and brow.get("committed_ns") is not None:
+                self.commits.append((self._seen, int(brow["committed_ns"])))
         self._calibrate_pending()
         if self.lines != before:
             self.version += 1
@@ -176,6 +185,11 @@ class ScanPicture:
         self._a_lo = np.concatenate([self._a_lo, a_lo])
         self.lines = self._a_hi.shape[0]
         self._pending.clear()
+
+    def commits_in(self, start: int, stop: int) -> list[tuple[int, int]]:
+        """(column end, committed_ns) of the blocks whose last image line is a column
+        in ``start < end <= stop`` (what a strip of those columns shows first)."""
+        return [(c, ns) for c, ns in self.commits if start < c <= min(stop, self.lines)]
 
     # -- drawing ---------------------------------------------------------------------
     def strip_png(self, start: int, stop: int, view: View) -> bytes:

@@ -99,6 +99,11 @@ def test_an_officer_watches_a_scan_fill_in_and_issues_a_mandate(
 
     wait_until(filled, 60, "the viewer to show the whole scan", poll=0.1)
     assert len([n for n in seen if 0 < n < 1200]) >= 3, f"not filled in live: {seen}"
+    # each block's commit time comes with the strip that first shows it (the benchmark's
+    # commit-to-pixels time): drawn within seconds of its commit, never before it
+    draws = page.evaluate("window.niiViewer.draws")
+    lag = [d["t"] - ns / 1e6 for d in draws[1:] for _, ns in d["commits"]]
+    assert lag and all(0 < x < 10_000 for x in lag), lag
     page.screenshot(path=str(shots / "viewer.png"))
     frame = page.locator("#frame")
     frame.screenshot(path=str(shots / "image.png"))

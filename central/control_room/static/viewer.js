@@ -133,7 +133,9 @@ async function fetchNew() {
       layout();
       ictx.drawImage(bitmap, start, 0);
       state.columns = end;
-      state.draws.push({ t: performance.timeOrigin + performance.now(), start, end });
+      const commits = (resp.headers.get("X-Commits") || "").split(",").filter((x) => x)
+        .map((x) => x.split(":").map(Number));
+      state.draws.push({ t: performance.timeOrigin + performance.now(), start, end, commits });
       image.dataset.columns = String(end);
       progress();
       if (end >= lines) break;
