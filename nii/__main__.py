@@ -234,6 +234,8 @@ def cmd_cir(args: argparse.Namespace) -> int:
                 )
         elif args.action == "att":
             _print_att(cir, args.limit, args.json)
+        elif args.action == "verdict":
+            return _print_verdict(cir, args.ref, args.json)
         elif args.action == "calibration":
             _print_calibration(cir, args.scanner, history=args.all)
         elif args.action == "verify":
@@ -341,6 +343,35 @@ def _print_calibration(cir: Any, scanner: str, *, history: bool) -> None:
             f"{r['sha256'][:16]} {when(r['first_seen_ns'])} {when(r['last_seen_ns'])} "
             f"{refs:>13} {r['scans']:>6}  {name} {figure}{'  (current)' if i == 0 else ''}"
         )
+
+
+def _print_verdict(cir: Any, ref: int, as_json: bool) -> int:
+    """The stored ATR verdict of scan ``ref`` and the officers' decisions on it."""
+    import json
+
+    from central.atr._live import format_verdict
+    from central.control_room._decisions import decisions_of
+
+    scan = cir.scan(ref)
+    if scan is None:
+        raise NiiError(f"no scan with ref {ref} in the CIR", fix="list scans with 'nii cir scans'")
+    row = cir.sql.one("SELECT doc FROM verdicts WHERE ref = ?", [ref])
+    doc = json.loads(row["doc"]) if row else None
+    decided = decisions_of(cir.sql, ref)
+    if as_json:
+        print(json.dumps({"ref": ref, "verdict": doc, "decisions": decided}, indent=2))
+        return 0
+    if doc is None:
+        print(f"scan {ref} ({scan['scanner']} scan {scan['scan_id']}, {scan['status']}): "
+              "no ATR verdict stored")  # fmt: skip
+    else:
+        print(format_verdict(doc, top=len(doc.get("findings") or [])))
+    for d in decided:
+        t = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["created_ns"] / 1e9))
+        mandate = " (Physical Examination Mandate)" if d["mandate"] else ""
+        print(f"{t} {d['verdict'].upper()}{mandate} {d['kind']} by {d['by']} ({d['role']}): "
+              f"{d['reason']}; {len(d['marks'])} marked region(s)")  # fmt: skip
+    return 0
 
 
 def _print_att(cir: Any, limit: int, as_json: bool) -> None:
@@ -657,6 +688,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     ra.add_argument("--limit", type=_int_at_least(1), default=50)
     ra.add_argument("--json", action="store_true", help="the whole ATT documents, as a JSON list")
+    rv = rs.add_parser(
+        "verdict", parents=[cfg_opt], help="one scan's ATR verdict and the officers' decisions"
+    )
+    rv.add_argument("ref", type=int, help="scan ref (see 'nii cir scans')")
+    rv.add_argument("--json", action="store_true", help="the documents as JSON")
     rc_ = rs.add_parser(
         "calibration",
         parents=[cfg_opt],

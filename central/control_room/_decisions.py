@@ -42,7 +42,15 @@ from central._sql import Sql
 from core.errors import NiiError
 from core.keys import ServiceSignKey
 
-__all__ = ["CATEGORIES", "KINDS", "VERDICTS", "DecisionRefused", "Decisions", "canonical"]
+__all__ = [
+    "CATEGORIES",
+    "KINDS",
+    "VERDICTS",
+    "DecisionRefused",
+    "Decisions",
+    "canonical",
+    "decisions_of",
+]
 
 VERDICTS = ("green", "yellow", "red")
 KINDS = ("local", "override", "adjudication")
@@ -83,8 +91,7 @@ class Decisions:
 
     def for_ref(self, ref: int) -> list[dict[str, Any]]:
         """Every decision on scan ``ref``, oldest first, each with its document."""
-        rows = self.db.rows("SELECT * FROM decisions WHERE ref = ? ORDER BY id", [ref])
-        return [_public(r) for r in rows]
+        return decisions_of(self.db, ref)
 
     def latest(self, refs: Sequence[int]) -> dict[int, dict[str, Any]]:
         """The newest decision of each of ``refs`` that has one."""
@@ -231,6 +238,15 @@ class Decisions:
                 )  # fmt: skip
         return {"id": did, "kind": kind, "doc": doc, "signature": signature,
                 "key_id": self.key.key_id}  # fmt: skip
+
+
+def decisions_of(db: Sql, ref: int) -> list[dict[str, Any]]:
+    """Every decision on scan ``ref``, oldest first (a CIR made before schema step 8
+    has none)."""
+    if "decisions" not in db.tables():
+        return []
+    rows = db.rows("SELECT * FROM decisions WHERE ref = ? ORDER BY id", [ref])
+    return [_public(r) for r in rows]
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:

@@ -119,6 +119,15 @@ def test_officers_see_their_site_decide_with_marks_and_everything_is_audited(
     fails = aud.get("/api/audit", params={"action": "login_failed"}).json()["entries"]
     assert fails and "wrong password!" not in json.dumps(fails)
 
+    # the same from a terminal: the stored ATR verdict and the decisions
+    r = c.nii("cir", "verdict", "--config", str(c.central_toml), str(ref1))
+    assert r.returncode == 0, r.stderr
+    assert f"(ref {ref1})" in r.stdout and "ATR " in r.stdout, r.stdout
+    assert "RED (Physical Examination Mandate) local by olga" in r.stdout, r.stdout
+    assert "YELLOW override by sven (supervisor)" in r.stdout, r.stdout
+    r = c.nii("cir", "verdict", "--config", str(c.central_toml), "99999")
+    assert r.returncode == 2 and "no scan with ref 99999" in r.stderr
+
 
 def test_bad_and_malicious_requests_get_a_clean_4xx_and_change_nothing(room: ControlRoom) -> None:
     c = room.cluster
