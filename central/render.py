@@ -9,7 +9,9 @@ are detector channels (top of the vehicle up), columns are lines along travel.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -70,13 +72,75 @@ def render(
     return out
 
 
+#: BGR of a finding's box by its level, and of a caption's text
+_BOX = {"red": (40, 40, 230), "yellow": (0, 200, 250)}
+_INK = (30, 30, 30)
+
+
+def annotate(
+    rgb: npt.NDArray[np.uint8],
+    *,
+    line_mm: float,
+    channel_mm: float,
+    findings: Sequence[dict[str, Any]] = (),
+    caption: Sequence[str] = (),
+) -> npt.NDArray[np.uint8]:
+    """A rendered scan (:func:`render`: (channels, lines, 3)) at its true aspect ratio,
+    with the ATR's findings as boxes, a scale in metres and a caption below.
+
+    The columns are stretched (or squeezed) so that a pixel is as long as it is high:
+    ``line_mm`` along travel against ``channel_mm`` up, per pixel of ``rgb``. Each
+    finding's ``bbox_px`` ([col0, row0, col1, row1] of the full-resolution image,
+    ``central.atr._model.Finding``) is scaled to the picture's size.
+
+    Returns:
+        uint8 RGB, (rows + caption band, columns at the true aspect ratio, 3).
+    """
+    h, w = rgb.shape[:2]
+    if line_mm <= 0 or channel_mm <= 0:
+        raise ConfigError("pixel sizes must be positive", fix="check the scan's pixel_mm")
+    true_w = max(1, round(w * line_mm / channel_mm))
+    img = cv2.resize(rgb, (true_w, h), interpolation=cv2.INTER_AREA)
+    img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    sx = true_w / w  # findings are in full-resolution columns: ``w`` of them
+    font, thick = cv2.FONT_HERSHEY_SIMPLEX, max(1, round(h / 500))
+    size = max(0.4, h / 1200)
+    for f in findings:
+        box = f.get("bbox_px") or []
+        if len(box) != 4:
+            continue
+        c0, r0, c1, r1 = (round(box[0] * sx), box[1], round(box[2] * sx), box[3])
+        colour = _BOX.get(str(f.get("level")), _BOX["yellow"])
+        cv2.rectangle(img, (c0, r0), (c1, r1), colour, thick + 1)
+        cv2.putText(img, str(f.get("category", "")), (c0 + 3, max(12, r0 - 4)), font, size,
+                    colour, thick, cv2.LINE_AA)  # fmt: skip
+    band = max(40, round(h * 0.12)) + round(22 * size) * len(caption)
+    out = np.full((h + band, true_w, 3), 255, dtype=np.uint8)
+    out[:h] = img
+    px_per_m = 1000.0 / channel_mm  # pixels are square now
+    metres = max((m for m in (0.5, 1, 2, 5, 10) if m * px_per_m <= true_w / 4), default=0.5)
+    y = h + round(band * 0.25)
+    x1 = 10 + round(metres * px_per_m)
+    cv2.rectangle(out, (10, y), (x1, y + max(3, thick * 3)), _INK, -1)
+    cv2.putText(out, f"{metres:g} m", (x1 + 8, y + max(3, thick * 3)), font, size, _INK, thick,
+                cv2.LINE_AA)  # fmt: skip
+    for i, text in enumerate(caption):
+        cv2.putText(out, text, (10, y + round(30 * size) * (i + 2)), font, size, _INK, thick,
+                    cv2.LINE_AA)  # fmt: skip
+    return np.ascontiguousarray(cv2.cvtColor(out, cv2.COLOR_BGR2RGB))
+
+
 def write_png(
     path: str | Path,
     attenuation: npt.ArrayLike,
     material: npt.ArrayLike | None = None,
+    *,
+    annotate_with: dict[str, Any] | None = None,
     **kw: float | int | None,
 ) -> Path:
     """Render and write a PNG (``nii cir show SCAN --png out.png``); see :func:`render`.
+    ``annotate_with``: the keyword arguments of :func:`annotate` (true aspect ratio,
+    findings, scale, caption).
 
     Raises:
         ConfigError: the file could not be written (missing folder, no space, …),
@@ -85,7 +149,16 @@ def write_png(
     out = Path(path)
     if out.suffix.lower() != ".png":
         raise ConfigError(f"{out} does not end in .png", fix=f"write it as {out.stem}.png")
+    width = kw.pop("width", None)
     rgb = render(attenuation, material, **kw)  # type: ignore[arg-type]
+    if annotate_with is not None:
+        rgb = annotate(rgb, **annotate_with)
+    if width is not None and width != rgb.shape[1]:
+        if not 1 <= int(width) <= 100_000:
+            raise ConfigError(f"width {width} is out of range", fix="give a width from 1 to 100000")
+        hh = max(1, round(rgb.shape[0] * int(width) / rgb.shape[1]))
+        rgb = np.asarray(cv2.resize(rgb, (int(width), hh), interpolation=cv2.INTER_AREA),
+                         dtype=np.uint8)  # fmt: skip
     if not cv2.imwrite(str(out), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
         raise ConfigError(
             f"could not write {out}",

@@ -420,13 +420,42 @@ def _show_scan(cir: Any, key: Any, ref: int, png: str, width: int | None) -> Non
     det = DetectorCalibration.from_lines(
         a["dark_high"].T, a["dark_low"].T, a["air_high"].T, a["air_low"].T
     )
+    import json
+
+    from central.atr._live import pixel_size
+
     cal = calibrate_scan(det, a["image_high"].T, a["image_low"].T)
-    out = write_png(png, cal.a_hi, cal.materials.material, width=width)
     s = cir.scan(ref)
+    channels, lines = a["image_high"].shape
+    try:
+        start = json.loads(s.get("start_record") or "{}")
+    except ValueError:
+        start = {}
+    line_mm, channel_mm, px_from = pixel_size(start if isinstance(start, dict) else {},
+                                              channels, lines)  # fmt: skip
+    row = cir.sql.one("SELECT doc FROM verdicts WHERE ref = ?", [ref])
+    verdict = json.loads(row["doc"]) if row else {}
+    findings = verdict.get("findings") or []
+    incomplete = "" if s["status"] == "complete" else (
+        f" *** {str(s['status']).upper()}: {s['lines_received']}/{s['lines_planned']} lines, "
+        f"{s['gaps']} gap(s) ***"
+    )  # fmt: skip
+    caption = [
+        f"scan {s['scan_id']} of {s['scanner']} (ref {ref}), container {s['container'] or '?'}, "
+        f"GD {s.get('gd_number') or '-'}{incomplete}",
+        f"ATR: {str(verdict.get('verdict') or 'no verdict').upper()}, {len(findings)} finding(s);"
+        f" pixel {line_mm:.1f} x {channel_mm:.1f} mm ({px_from})",
+    ]
+    out = write_png(
+        png, cal.a_hi, cal.materials.material, width=width,
+        annotate_with={"line_mm": line_mm, "channel_mm": channel_mm, "findings": findings,
+                       "caption": caption},
+    )  # fmt: skip
     print(
         f"wrote {out}: scan {s['scan_id']} of {s['scanner']}, container "
-        f"{s['container'] or '?'}, {a['image_high'].shape[1]} lines x "
-        f"{a['image_high'].shape[0]} channels"
+        f"{s['container'] or '?'}, {lines} lines x {channels} channels, "
+        f"{lines * line_mm / 1000:.2f} m x {channels * channel_mm / 1000:.2f} m, "
+        f"{len(findings)} finding(s) boxed"
     )
 
 
