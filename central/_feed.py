@@ -22,8 +22,35 @@ TOPICS = (
 )
 
 
-def format_event(topic: bytes, doc: dict[str, Any]) -> str:
-    """One human line per feed event."""
+#: the sparkline's levels, light to dark (denser cargo is darker in an X-ray image)
+_LEVELS = " ▁▂▃▄▅▆▇█"
+
+
+def preview_shape(preview: bytes, shape: Any, width: int = 32) -> str:
+    """The outline of a ``scan.block`` preview as a line of ``width`` characters: the
+    channels (the top of the vehicle left, its bottom right) in ``width`` bands, each drawn as
+    dark as the block's lines are dense there on average. "" when ``preview`` does not
+    fit ``shape`` ([lines, channels] of uint8, high-energy counts / 256)."""
+    import numpy as np
+
+    if not (isinstance(shape, list) and len(shape) == 2 and all(type(v) is int for v in shape)):
+        return ""
+    lines, ch = shape
+    if lines <= 0 or ch <= 0 or len(preview) != lines * ch:
+        return ""
+    arr = np.frombuffer(preview, dtype=np.uint8).reshape(lines, ch).astype(np.float32)
+    profile = arr.mean(axis=0)  # per channel: mean counts, low = dense
+    bands = np.array_split(profile, min(width, ch))
+    top = max(float(profile.max()), 1.0)
+    out = []
+    for b in bands:
+        dark = 1.0 - float(b.mean()) / top  # 0 = air, 1 = nothing gets through
+        out.append(_LEVELS[min(len(_LEVELS) - 1, int(dark * (len(_LEVELS) - 1) + 0.5))])
+    return "".join(out)
+
+
+def format_event(topic: bytes, doc: dict[str, Any], preview: bytes = b"") -> str:
+    """One human line per feed event; ``preview`` the raw frame of a ``scan.block``."""
     t = time.strftime("%H:%M:%S")
     if topic == b"scan.started":
         return (
@@ -38,9 +65,11 @@ def format_event(topic: bytes, doc: dict[str, Any]) -> str:
             f"{doc.get('lines_planned')} lines, {doc.get('gaps')} gap(s)"
         )
     if topic == b"scan.block":
+        outline = preview_shape(preview, doc.get("shape"))
         return (
             f"{t} preview       {doc.get('scanner')} scan {doc.get('scan_id')} lines "
-            f"{doc.get('first_line')}+{doc.get('lines')} mean {doc.get('mean_high', 0):.0f}"
+            f"{doc.get('first_line')}+{doc.get('lines')} "
+            + (f"|{outline}| (roof to floor)" if outline else "(no picture)")
         )
     if topic == b"central.status":
         who = f" ({doc['name']})" if doc.get("name") else ""
@@ -103,7 +132,7 @@ async def tail(
             if as_json:
                 out.write(json.dumps({"topic": topic.decode(), **doc}) + "\n")
             else:
-                out.write(format_event(topic, doc) + "\n")
+                out.write(format_event(topic, doc, frames[2] if len(frames) > 2 else b"") + "\n")
             out.flush()
             printed += 1
     finally:
