@@ -276,6 +276,8 @@ def cmd_cir(args: argparse.Namespace) -> int:
                     "export needs a scan ref and --out",
                     fix="nii cir export --config central.toml 3 --out scan3.npz",
                 )
+            if args.tiff:
+                return _export_tiff(cir, CirKey.load(cfg.key), args.ref, Path(args.out))
             out_file(args.out, "--out")
             arrays = scan_arrays(cir, Opener(CirKey.load(cfg.key).x25519_private), args.ref)
             np.savez_compressed(args.out, **arrays)  # type: ignore[arg-type]
@@ -343,6 +345,73 @@ def _print_calibration(cir: Any, scanner: str, *, history: bool) -> None:
             f"{r['sha256'][:16]} {when(r['first_seen_ns'])} {when(r['last_seen_ns'])} "
             f"{refs:>13} {r['scans']:>6}  {name} {figure}{'  (current)' if i == 0 else ''}"
         )
+
+
+def _export_tiff(cir: Any, key: Any, ref: int, out: Path) -> int:
+    """Scan ``ref`` as the 16-bit high/low TIFFs that ``nii atr analyze`` reads
+    (transmission T x 65535, calibrated from the scan's own dark and air lines, rows =
+    channels), its GD (``gd.json``) and what it is (``scan.json``: pixel size, container)."""
+    import json
+
+    import cv2
+    import numpy as np
+
+    from central._reader import scan_arrays
+    from central.atr._live import calibrated, live_gd, missing_lines, pixel_size
+    from core.seal import Opener
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(
+            f"--out {out} is a file, not a folder",
+            fix="give a folder for high.tiff and low.tiff (made if missing)",
+        )
+    arrays = scan_arrays(cir, Opener(key.x25519_private), ref)
+    missing = missing_lines(arrays)
+    if missing is not None:
+        fix = missing[1] or "pick a scan with image lines from 'nii cir scans'"
+        raise NiiError(f"scan {ref}: {missing[0]}", fix=fix)
+    a_hi, a_lo = calibrated(arrays)
+    s = cir.scan(ref)
+    try:
+        start = json.loads(s.get("start_record") or "{}")
+    except ValueError:
+        start = {}
+    start = start if isinstance(start, dict) else {}
+    channels, lines = arrays["image_high"].shape
+    line_mm, channel_mm, px_from = pixel_size(start, channels, lines)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, a in (("high", a_hi), ("low", a_lo)):
+            t16 = np.clip(np.exp(-a) * 65535.0 + 0.5, 0, 65535).astype(np.uint16)
+            if not cv2.imwrite(str(out / f"{name}.tiff"), np.ascontiguousarray(t16.T)):
+                raise OSError(f"could not write {out / f'{name}.tiff'}")
+        gd = live_gd(start)
+        if gd is not None:
+            (out / "gd.json").write_text(json.dumps(gd, indent=2) + "\n")
+        (out / "scan.json").write_text(json.dumps({
+            "ref": ref, "scanner": s["scanner"], "scan_id": s["scan_id"],
+            "container": s["container"], "gd_number": s.get("gd_number"),
+            "status": s["status"], "pixel_mm": [line_mm, channel_mm], "pixel_mm_from": px_from,
+        }, indent=2) + "\n")  # fmt: skip
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write into {out}: {exc}",
+            fix="check that the folder is writable and has free space",
+        ) from exc
+    gd_opt = f" --gd {_q(str(out / 'gd.json'))}" if gd is not None else ""
+    print(
+        f"wrote {out}: high.tiff and low.tiff ({lines} lines x {channels} channels, 16-bit "
+        f"transmission), scan.json{', gd.json' if gd is not None else ''}\n"
+        f"analyse it: nii atr analyze --high {_q(str(out / 'high.tiff'))} --low "
+        f"{_q(str(out / 'low.tiff'))} --pixel-mm {line_mm:.4f} {channel_mm:.4f}{gd_opt}"
+    )
+    return 0
+
+
+def _q(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
 
 
 def _print_verdict(cir: Any, ref: int, as_json: bool) -> int:
@@ -707,7 +776,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     r = sub.add_parser("cir", help="look into the Central Image Repository")
     r.add_argument("--config", default="central.toml", help="central configuration (TOML)")
-    r.set_defaults(func=cmd_cir, ref=None, out=None, limit=50, json=False)
+    r.set_defaults(func=cmd_cir, ref=None, out=None, limit=50, json=False, tiff=False)
     rs = r.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, what in (("scans", "list scans"), ("alarms", "list alarms")):
         x = rs.add_parser(name, parents=[cfg_opt], help=what)
@@ -764,7 +833,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     rx = rs.add_parser("export", parents=[cfg_opt], help="decrypt one scan to .npz arrays")
     rx.add_argument("ref", type=int, help="scan ref (see 'nii cir scans')")
-    rx.add_argument("--out", required=True, help="output .npz file")
+    rx.add_argument("--out", required=True, help="output .npz file (with --tiff: a folder)")
+    rx.add_argument(
+        "--tiff",
+        action="store_true",
+        help="write high.tiff and low.tiff (16-bit transmission, as 'nii atr analyze' reads "
+        "them), gd.json and scan.json into the folder --out",
+    )
     ru = rs.add_parser("uff", parents=[cfg_opt], help="one scan as a UFF-style package")
     ru.add_argument("ref", type=int, help="scan ref (see 'nii cir scans')")
     ru.add_argument("--out", required=True, help="output .uff file")

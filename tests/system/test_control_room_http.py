@@ -127,6 +127,15 @@ def test_officers_see_their_site_decide_with_marks_and_everything_is_audited(
     assert "YELLOW override by sven (supervisor)" in r.stdout, r.stdout
     r = c.nii("cir", "verdict", "--config", str(c.central_toml), "99999")
     assert r.returncode == 2 and "no scan with ref 99999" in r.stderr
+    # and the scan as the 16-bit TIFFs 'nii atr analyze' reads, with its GD
+    r = c.nii("cir", "export", "--config", str(c.central_toml), str(ref1), "--tiff",
+              "--out", "tiff1")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    again = r.stdout.splitlines()[-1].removeprefix("analyse it: nii ").split()
+    assert (c.base / "tiff1" / "gd.json").exists()
+    r = c.nii(*again)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["verdict"] in ("green", "yellow", "red")
 
 
 def test_bad_and_malicious_requests_get_a_clean_4xx_and_change_nothing(room: ControlRoom) -> None:
