@@ -105,20 +105,41 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """Print every account: name, role, what it sees, whether it is active."""
+    import time
+
     with _accounts(args) as accounts:
         users = accounts.users()
+        locked = {
+            str(r["name"]): int(r["locked_until_ns"])
+            for r in accounts.db.rows(
+                "SELECT name, locked_until_ns FROM users WHERE locked_until_ns > ?",
+                [time.time_ns()],
+            )
+        }
     if not users:
         print(f"no users yet: add one with nii users add NAME --role ROLE --config {args.config}")
         return 0
     rows = [("NAME", "ROLE", "SEES", "STATE")]
     rows += [
-        (u.name, u.role, _bound(u.role, u.sites, u.region), "disabled" if u.disabled else "active")
+        (u.name, u.role, _bound(u.role, u.sites, u.region), _state(u.disabled, locked.get(u.name)))
         for u in users
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)) + "  " + r[3])
     return 0
+
+
+def _state(disabled: bool, locked_until_ns: int | None) -> str:
+    """An account's state for ``nii users list``: disabled, locked (until when), active."""
+    import time
+
+    if disabled:
+        return "disabled"
+    if locked_until_ns is not None:
+        until = time.strftime("%H:%M:%S", time.localtime(locked_until_ns / 1e9))
+        return f"locked until {until} (wrong passwords; 'nii users enable' lifts it)"
+    return "active"
 
 
 def _bound(role: str, sites: tuple[str, ...], region: str) -> str:

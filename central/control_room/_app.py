@@ -78,6 +78,8 @@ STATIC = Path(__file__).parent / "static"
 MAX_BODY = 64 * 1024
 #: how often the audit log records one user's views of one scan
 VIEW_AUDIT_S = 600.0
+#: how often an event stream with nothing else to send says how the feeds are (s)
+FEED_STATE_S = 2.0
 _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
     "style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
@@ -180,14 +182,20 @@ class ControlRoomApp:
                 raise HTTPException(403, "missing or stale CSRF token: reload the page")
         return sess
 
-    async def scan_row(self, user: User, ref: int) -> dict[str, Any]:
+    async def scan_row(self, user: User, ref: int, request: Request) -> dict[str, Any]:
         """The ``scans`` row of ``ref`` if ``user`` may see it.
 
         Raises:
             HTTPException: 404 when there is no such scan or the user may not see it.
         """
         row = await self.db(self.cir.scan, ref)
-        if row is None or not self.may_see(user, str(row["scanner"])):
+        if row is not None and not self.may_see(user, str(row["scanner"])):
+            # the same answer as a missing scan, but the auditor sees the attempt
+            await self.db(lambda: self.accounts.audit(
+                user, "refused", ref=ref, detail="a scan of a site the account does not cover",
+                client=_client(request)))  # fmt: skip
+            row = None
+        if row is None:
             raise HTTPException(404, f"no scan {ref} for you")
         return row
 
@@ -296,7 +304,7 @@ class ControlRoomApp:
     async def scan(self, request: Request) -> Response:
         sess = await self.require(request)
         ref = _ref(request)
-        row = await self.scan_row(sess.user, ref)
+        row = await self.scan_row(sess.user, ref, request)
         client = _client(request)
 
         def read() -> dict[str, Any]:
@@ -325,9 +333,11 @@ class ControlRoomApp:
     async def strip(self, request: Request) -> Response:
         sess = await self.require(request)
         ref = _ref(request)
-        await self.scan_row(sess.user, ref)
+        await self.scan_row(sess.user, ref, request)
         start = _int_param(request, "start", 0, 0, 10**7)
         stop = _int_param(request, "stop", 10**7, 1, 10**7)
+        if stop <= start:
+            raise HTTPException(400, f"stop {stop} is not after start {start}")
         try:
             view = View(
                 request.query_params.get("view", "material"),
@@ -368,9 +378,12 @@ class ControlRoomApp:
         sess = await self.require(request)
         user = sess.user
         ref = _ref(request)
-        row = await self.scan_row(user, ref)
+        row = await self.scan_row(user, ref, request)
         if not user.can_decide:
-            raise HTTPException(403, f"a {user.role} does not decide on scans")
+            await self.db(lambda: self.accounts.audit(
+                user, "refused", ref=ref, detail="a decision by a role that does not decide",
+                client=_client(request)))  # fmt: skip
+            raise HTTPException(403, f"{_article(user.role)} does not decide on scans")
         try:
             body = DecisionIn.model_validate_json(await _body(request))
         except ValidationError as exc:
@@ -426,10 +439,19 @@ class ControlRoomApp:
     async def events(self, request: Request) -> Response:
         sess = await self.require(request)
         user = sess.user
-        viewing = request.query_params.get("viewing")
-        ref = int(viewing) if viewing and viewing.isdigit() and len(viewing) < 19 else None
+        viewing = request.query_params.get("viewing", "")
+        ref = None
+        if viewing.isascii() and viewing.isdigit() and len(viewing) < 19:
+            ref = int(viewing)
+            try:  # only a scan the user may see counts as open by them
+                await self.scan_row(user, ref, request)
+            except HTTPException:
+                ref = None
         sub = Subscriber(
-            visible=lambda scanner: self.may_see(user, scanner), viewing=ref, name=user.name
+            visible=lambda scanner: self.may_see(user, scanner),
+            viewing=ref,
+            name=user.name,
+            everything=self.visible_scanners(user) is None,
         )
         self.hub.subscribe(sub)
 
@@ -438,9 +460,11 @@ class ControlRoomApp:
                 yield b"retry: 1000\n\n"
                 while True:
                     try:
-                        item = await asyncio.wait_for(sub.queue.get(), 15.0)
+                        item = await asyncio.wait_for(sub.queue.get(), FEED_STATE_S)
                     except TimeoutError:
-                        yield b": keep-alive\n\n"
+                        # how long the aggregators have been silent (central's status comes
+                        # every 2 s): the page says when the feed is lost, not "live"
+                        yield f"event: feed\ndata: {json.dumps(self.hub.state())}\n\n".encode()
                         continue
                     if item is None:
                         return
@@ -458,8 +482,8 @@ class ControlRoomApp:
 
     async def audit(self, request: Request) -> Response:
         sess = await self.require(request)
-        if sess.user.role not in ("auditor", "admin", "analyst"):
-            raise HTTPException(403, "only auditors, analysts and administrators read the log")
+        if sess.user.role not in ("auditor", "admin"):
+            raise HTTPException(403, "only auditors and administrators read the audit log")
         q = request.query_params
         name = q.get("name") or None
         action = q.get("action") or None
@@ -494,13 +518,17 @@ def _json(doc: Any, status: int = 200) -> Response:
     )
 
 
+def _article(role: str) -> str:
+    return f"{'an' if role[:1] in 'aeiou' else 'a'} {role}"
+
+
 def _client(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
 def _ref(request: Request) -> int:
     raw = str(request.path_params.get("ref", ""))
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise HTTPException(404, "no such scan")
     return int(raw)
 

@@ -137,7 +137,7 @@ class Decisions:
                 scan's latest decision.
         """
         if role not in _RANK:
-            raise DecisionRefused(f"a {role} does not decide on scans",
+            raise DecisionRefused(f"{_a(role)} does not decide on scans",
                                   fix="an officer, a supervisor or an analyst decides")  # fmt: skip
         if verdict not in VERDICTS:
             raise DecisionRefused(f"no verdict {verdict!r}", fix="green, yellow or red")
@@ -148,22 +148,27 @@ class Decisions:
             )
         ref = int(scan["ref"])
         with self.db.transaction():
+            if self.db.postgres:  # two control rooms deciding on one scan: one at a time
+                self.db.execute("SELECT pg_advisory_xact_lock(?)", [ref])
             last = self.db.one(
                 "SELECT id, role FROM decisions WHERE ref = ? ORDER BY id DESC LIMIT 1", [ref]
             )
             if last is not None and _RANK.get(str(last["role"]), 0) > _RANK[role]:
                 raise DecisionRefused(
-                    f"scan {ref} was decided by a {last['role']}; a {role} cannot change it",
+                    f"scan {ref} was decided by {_a(str(last['role']))}; {_a(role)} cannot "
+                    "change it",
                     fix="ask the central RIAC" if last["role"] == "analyst" else
                     "ask the regional supervisor",
                 )  # fmt: skip
-            if corrects is not None and (last is None or int(last["id"]) != corrects):
+            # ``corrects`` is the decision the user saw (None: none): one taken meanwhile
+            # by someone else is never replaced unseen
+            if (None if last is None else int(last["id"])) != corrects:
+                seen = "no decision" if corrects is None else f"decision {corrects}"
                 raise DecisionRefused(
-                    f"decision {corrects} is not the latest on scan {ref}",
-                    fix="reload the scan: someone decided meanwhile",
+                    f"scan {ref} was decided meanwhile: you saw {seen}, the latest is "
+                    + ("none" if last is None else f"decision {last['id']}"),
+                    fix="reload the scan and decide on what is there now",
                 )
-            if last is not None and corrects is None:
-                corrects = int(last["id"])  # every later decision says what it replaces
             kind = _KIND[role]
             now = time.time_ns()
             lx, cy = pixel_mm
@@ -238,6 +243,16 @@ class Decisions:
                 )  # fmt: skip
         return {"id": did, "kind": kind, "doc": doc, "signature": signature,
                 "key_id": self.key.key_id}  # fmt: skip
+
+
+def _a(role: str) -> str:
+    """``role`` with its article: "an analyst", "a supervisor"."""
+    return f"{'an' if role[:1] in 'aeiou' else 'a'} {role}"
+
+
+def rank(role: str) -> int:
+    """How far ``role`` decides: -1 never, 0 officer, 1 supervisor, 2 analyst."""
+    return _RANK.get(role, -1)
 
 
 def decisions_of(db: Sql, ref: int) -> list[dict[str, Any]]:

@@ -38,6 +38,8 @@ class Subscriber:
     visible: Callable[[str], bool]
     viewing: int | None = None  # the scan ref its viewer shows (who has a scan open)
     name: str = ""
+    #: sees every site: also gets the events of no scanner (central's status)
+    everything: bool = False
     queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = field(
         default_factory=lambda: asyncio.Queue(QUEUE)
     )
@@ -59,6 +61,12 @@ class FeedHub:
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
 
+    def state(self) -> dict[str, Any]:
+        """How the feeds are: ``silent_s`` since the last event of any aggregator (None:
+        none heard since the control room started)."""
+        silent = None if not self.last_event else round(time.monotonic() - self.last_event, 1)
+        return {"silent_s": silent, "feeds": len(self.endpoints)}
+
     def viewers(self, ref: int) -> list[str]:
         """The users whose viewer shows scan ``ref`` now."""
         return sorted({s.name for s in self.subscribers if s.viewing == ref and s.name})
@@ -68,7 +76,7 @@ class FeedHub:
         without a scanner, such as central's status, goes to all)."""
         scanner = doc.get("scanner")
         for sub in list(self.subscribers):
-            if scanner and not sub.visible(str(scanner)):
+            if (scanner and not sub.visible(str(scanner))) or (not scanner and not sub.everything):
                 continue
             try:
                 sub.queue.put_nowait((topic, doc))

@@ -113,9 +113,18 @@ def test_officers_see_their_site_decide_with_marks_and_everything_is_audited(
 
     # the audit log: the views and the decisions, searchable by the auditor only
     assert olga.get("/api/audit").status_code == 403
+    assert room.client("ana").get("/api/audit").status_code == 403
     log = aud.get("/api/audit", params={"ref": ref1}).json()["entries"]
     actions = {(e["name"], e["action"]) for e in log}
     assert {("olga", "view"), ("olga", "decision"), ("sven", "decision")} <= actions
+    # the attempts on another site's scan answered 404, and the auditor sees them
+    probes = aud.get("/api/audit", params={"ref": ref2, "action": "refused"}).json()["entries"]
+    assert {e["name"] for e in probes} == {"olga", "sven"}, probes
+    # an officer cannot pose as having another site's scan open
+    oscar = room.client("oscar")
+    with oscar.stream("GET", f"/api/events?viewing={ref1}") as stream:
+        next(stream.iter_bytes())
+        assert "oscar" not in olga.get(f"/api/scans/{ref1}").json()["viewers"]
     fails = aud.get("/api/audit", params={"action": "login_failed"}).json()["entries"]
     assert fails and "wrong password!" not in json.dumps(fails)
 
@@ -175,6 +184,10 @@ def test_bad_and_malicious_requests_get_a_clean_4xx_and_change_nothing(room: Con
         olga.get(f"/api/scans/{ref1}/strip?start=0&w0=nan"),
         olga.get(f"/api/scans/{ref1}/strip?start=0&w0=5&w1=1"),
         olga.get("/api/scans/1%20OR%201=1"),
+        olga.get("/api/scans/%C2%B2"),  # a superscript two: a digit to Python, not a ref
+        olga.get("/api/scans/%D9%A1"),  # an Arabic-Indic one
+        olga.post("/api/scans/%C2%B2/decisions", json={"verdict": "green"}),
+        olga.get(f"/api/scans/{ref1}/strip?start=10&stop=5"),
         olga.get("/api/scans/-1"),
         olga.get("/api/scans/99999999999999999999999"),
         olga.get("/static/../_app.py"),
@@ -185,6 +198,15 @@ def test_bad_and_malicious_requests_get_a_clean_4xx_and_change_nothing(room: Con
         assert 400 <= r.status_code < 500, (r.request.url, r.status_code, r.text[:300])
         assert "Traceback" not in r.text
     assert olga.get(f"/api/scans/{ref1}").json()["decisions"] == []
+    # two officers decide on the same undecided scan at once: the second is refused, so a
+    # mandate is never replaced by someone who did not see it
+    olga2 = room.client("olga")
+    mark = {"box_px": [10, 10, 50, 50], "category": "weapon"}
+    first = olga.post(url, json={"verdict": "red", "marks": [mark], "corrects": None})
+    second = olga2.post(url, json={"verdict": "green", "corrects": None})
+    assert first.status_code == 201 and second.status_code == 409, second.text
+    assert "decided meanwhile" in second.json()["error"]
+    assert [d["verdict"] for d in olga.get(f"/api/scans/{ref1}").json()["decisions"]] == ["red"]
     # another user's session token, a forged cookie, and a logged-out session
     forged = room.client()
     forged.cookies.set("nii_session", "forged-token")

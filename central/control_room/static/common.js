@@ -36,7 +36,18 @@ export function follow(handlers, viewing) {
   const url = viewing === undefined ? "/api/events" : `/api/events?viewing=${viewing}`;
   const source = new EventSource(url);
   source.onopen = () => { status.textContent = "feed: live"; if (handlers.open) handlers.open(); };
-  source.onerror = () => { status.textContent = "feed: reconnecting"; };
+  source.onerror = () => { status.textContent = "feed: control room unreachable, reconnecting"; };
+  // every 2 s without events the server says how long the aggregators have been silent
+  source.addEventListener("feed", (e) => {
+    const s = JSON.parse(e.data).silent_s;
+    status.textContent = s === null ? "feed: no aggregator heard yet"
+      : s > 5 ? `feed: central silent for ${Math.round(s)} s` : "feed: live";
+    status.className = "feed" + (s === null || s > 5 ? " error" : "");
+  });
+  source.addEventListener("central.status", () => {
+    status.textContent = "feed: live";
+    status.className = "feed";
+  });
   for (const [name, fn] of Object.entries(handlers)) {
     if (name !== "open") source.addEventListener(name, (e) => fn(JSON.parse(e.data)));
   }

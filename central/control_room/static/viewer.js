@@ -229,6 +229,11 @@ async function load() {
   renderFacts(doc);
   progress();
   drawOverlay();
+  // a decision of a higher role stands: the form is not offered where it would be refused
+  const rank = { officer: 0, supervisor: 1, analyst: 2 };
+  const last = state.decisions[state.decisions.length - 1];
+  const form = document.getElementById("decideform");
+  form.hidden = !state.canDecide || (last && rank[last.role] > rank[state.role]);
   return true;
 }
 
@@ -346,6 +351,7 @@ window.addEventListener("resize", transform);
 
 const me = await login();
 state.canDecide = me.can_decide;
+state.role = me.role;
 document.getElementById("decideform").hidden = !me.can_decide;
 const cat = document.getElementById("category");
 for (const c of me.categories) cat.append(text("option", c));

@@ -392,6 +392,11 @@ def test_nii_users(room: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with Accounts(room.parent / "cir" / "cir.sqlite", hasher=cheap()) as a:
         assert a.login("ana", "a new long password") is not None
         assert a.login("bo", PASSWORD) is not None
+        for _ in range(5):
+            assert a.login("bo", "not the password") is None
+    capsys.readouterr()
+    assert nii_users(room, "list") == 0  # the administrator sees the lock-out
+    assert "locked until" in capsys.readouterr().out.splitlines()[2]
 
 
 def test_nii_users_asks_twice_and_checks_before_asking(
