@@ -140,9 +140,9 @@ def test_officers_see_their_site_decide_with_marks_and_everything_is_audited(
     r = c.nii("cir", "export", "--config", str(c.central_toml), str(ref1), "--tiff",
               "--out", "tiff1")  # fmt: skip
     assert r.returncode == 0, r.stderr
-    again = r.stdout.splitlines()[-1].removeprefix("analyse it: nii ").split()
+    analyze = r.stdout.splitlines()[-1].removeprefix("analyse it: nii ").split()
     assert (c.base / "tiff1" / "gd.json").exists()
-    r = c.nii(*again)
+    r = c.nii(*analyze)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["verdict"] in ("green", "yellow", "red")
 
