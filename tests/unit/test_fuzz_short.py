@@ -1,7 +1,7 @@
 """A short run of every fuzz target (``make fuzz`` runs each for 1 000 000 inputs).
 
 Each target in ``tests/fuzz/fuzz_*.py`` runs in its own process under the same
-runner as ``make fuzz`` for 20 000 inputs or 5 s, whichever comes first; a crash
+runner as ``make fuzz`` for 20 000 inputs or 3 s, whichever comes first; a crash
 (an exception outside ``core.errors``) fails the test with the input and the
 traceback the runner printed.
 """
@@ -32,7 +32,7 @@ def test_targets_are_found() -> None:
 @pytest.mark.parametrize("name", targets())
 def test_short_fuzz_run_finds_no_crash(name: str, tmp_path: Path) -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "tests.fuzz.run", name, "--runs", "20000", "--seconds", "5",
+        [sys.executable, "-m", "tests.fuzz.run", name, "--runs", "20000", "--seconds", "3",
          "--crash-dir", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=90,
     )  # fmt: skip
