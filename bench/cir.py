@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         aggregators=args.aggregators,
         scanners=2 if quick else args.scanners,
-        seconds=2.0 if quick else args.seconds,
+        seconds=3.0 if quick else args.seconds,
         scans_rows=20_000 if quick else args.scans_rows,
         queries=50 if quick else args.queries,
         channels=args.channels,

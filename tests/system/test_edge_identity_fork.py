@@ -50,9 +50,14 @@ def test_crossed_serial_cables_arm_nothing_and_are_alarmed(cluster: Cluster) -> 
     assert set(mism) == {"scanner1", "scanner2"}
     assert "check the serial cable" in mism["scanner1"]
     edge_log = cluster.logs / "edge.log"
-    st = cluster.edge_status().get("scanners", {})
-    assert not st.get("scanner1", {}).get("control_up")
-    assert not st.get("scanner2", {}).get("control_up")
+
+    def both_down() -> bool:
+        # the status file is written every second: one written just before the mismatch
+        # was found may still say the link is up
+        st = cluster.edge_status().get("scanners", {})
+        return not any(st.get(s, {}).get("control_up") for s in ("scanner1", "scanner2"))
+
+    wait_until(both_down, 5, "the status file to show both control links down")
     assert "scanner armed" not in edge_log.read_text()
     assert cluster.finished_scans("scanner1") == 0 and cluster.finished_scans("scanner2") == 0
     # one alarm per scanner, not one per reopen
