@@ -72,6 +72,10 @@ def is_postgres_url(spec: str | Path) -> bool:
     return str(spec).startswith(("postgresql://", "postgres://"))
 
 
+#: PostgreSQL ends a session idle inside a transaction this long (ms): see Sql._pg_connect
+IDLE_IN_TRANSACTION_MS = 10_000
+
+
 class Sql:
     """One connection; not shared between threads (open one per thread)."""
 
@@ -127,8 +131,16 @@ class Sql:
         import psycopg
         from psycopg.rows import dict_row
 
+        # A process stopped inside a transaction (SIGSTOP, a frozen VM, a partition) would
+        # hold its row locks for good, and every other aggregator's lease take or commit on
+        # those rows would wait behind it: the server ends such a session after 10 s idle
+        # in a transaction (nothing here keeps one open between statements for that long)
         return psycopg.connect(
-            self.target, autocommit=True, row_factory=dict_row, connect_timeout=10
+            self.target,
+            autocommit=True,
+            row_factory=dict_row,
+            connect_timeout=10,
+            options=f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
         )
 
     def _ensure(self) -> None:

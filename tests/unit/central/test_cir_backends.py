@@ -301,3 +301,16 @@ def test_the_ingest_takes_the_gd_number_of_a_start_record() -> None:
     assert gd_number({"gd": {"gd_number": "x" * 300}}) == "x" * 256
     assert gd_number({"gd": {"gd_number": 7}}) is None
     assert gd_number({"gd": "KAPE"}) is None and gd_number({}) is None
+
+
+def test_a_session_stopped_inside_a_transaction_is_ended_by_the_server(pg_database: str) -> None:
+    """An aggregator stopped mid-transaction (SIGSTOP, a frozen VM) must not hold its row
+    locks for good: every connection asks the server to end such a session."""
+    from central._sql import IDLE_IN_TRANSACTION_MS, Sql
+
+    db = Sql(pg_database)
+    try:
+        got = db.value("SELECT current_setting('idle_in_transaction_session_timeout') AS v")
+        assert got == f"{IDLE_IN_TRANSACTION_MS // 1000}s"
+    finally:
+        db.close()
