@@ -65,11 +65,15 @@ def render(
         tint = np.clip(level * 3.0, 0.0, 1.0)[..., None]
         base = (1.0 - tint) + tint * colour
         rgb = base * bright[..., None] * 255.0
-    out = np.clip(rgb, 0, 255).astype(np.uint8)
-    if width is not None and width != out.shape[1]:
-        h = max(1, round(out.shape[0] * width / out.shape[1]))
-        out = cv2.resize(out, (width, h), interpolation=cv2.INTER_AREA)
-    return out
+    return _to_width(np.clip(rgb, 0, 255).astype(np.uint8), width)
+
+
+def _to_width(rgb: npt.NDArray[np.uint8], width: int | None) -> npt.NDArray[np.uint8]:
+    """``rgb`` scaled to ``width`` pixels across, its aspect kept (None: as it is)."""
+    if width is None or width == rgb.shape[1]:
+        return rgb
+    h = max(1, round(rgb.shape[0] * width / rgb.shape[1]))
+    return np.asarray(cv2.resize(rgb, (width, h), interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
 #: BGR of a finding's box by its level, and of a caption's text
@@ -149,16 +153,13 @@ def write_png(
     out = Path(path)
     if out.suffix.lower() != ".png":
         raise ConfigError(f"{out} does not end in .png", fix=f"write it as {out.stem}.png")
-    width = kw.pop("width", None)
+    width = kw.pop("width", None)  # after the annotation, which widens the picture
     rgb = render(attenuation, material, **kw)  # type: ignore[arg-type]
     if annotate_with is not None:
         rgb = annotate(rgb, **annotate_with)
-    if width is not None and width != rgb.shape[1]:
-        if not 1 <= int(width) <= 100_000:
-            raise ConfigError(f"width {width} is out of range", fix="give a width from 1 to 100000")
-        hh = max(1, round(rgb.shape[0] * int(width) / rgb.shape[1]))
-        rgb = np.asarray(cv2.resize(rgb, (int(width), hh), interpolation=cv2.INTER_AREA),
-                         dtype=np.uint8)  # fmt: skip
+    if width is not None and not 1 <= int(width) <= 100_000:
+        raise ConfigError(f"width {width} is out of range", fix="give a width from 1 to 100000")
+    rgb = _to_width(rgb, None if width is None else int(width))
     if not cv2.imwrite(str(out), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
         raise ConfigError(
             f"could not write {out}",

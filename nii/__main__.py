@@ -352,6 +352,7 @@ def _export_tiff(cir: Any, key: Any, ref: int, out: Path) -> int:
     (transmission T x 65535, calibrated from the scan's own dark and air lines, rows =
     channels), its GD (``gd.json``) and what it is (``scan.json``: pixel size, container)."""
     import json
+    import shlex
 
     import cv2
     import numpy as np
@@ -398,20 +399,14 @@ def _export_tiff(cir: Any, key: Any, ref: int, out: Path) -> int:
             f"cannot write into {out}: {exc}",
             fix="check that the folder is writable and has free space",
         ) from exc
-    gd_opt = f" --gd {_q(str(out / 'gd.json'))}" if gd is not None else ""
+    gd_opt = f" --gd {shlex.quote(str(out / 'gd.json'))}" if gd is not None else ""
     print(
         f"wrote {out}: high.tiff and low.tiff ({lines} lines x {channels} channels, 16-bit "
         f"transmission), scan.json{', gd.json' if gd is not None else ''}\n"
-        f"analyse it: nii atr analyze --high {_q(str(out / 'high.tiff'))} --low "
-        f"{_q(str(out / 'low.tiff'))} --pixel-mm {line_mm:.4f} {channel_mm:.4f}{gd_opt}"
+        f"analyse it: nii atr analyze --high {shlex.quote(str(out / 'high.tiff'))} --low "
+        f"{shlex.quote(str(out / 'low.tiff'))} --pixel-mm {line_mm:.4f} {channel_mm:.4f}{gd_opt}"
     )
     return 0
-
-
-def _q(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
 
 
 def _print_verdict(cir: Any, ref: int, as_json: bool) -> int:

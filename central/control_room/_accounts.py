@@ -244,7 +244,7 @@ class Accounts:
                 )
         elif sites:
             raise ConfigError(
-                f"{_a(role)} is not bound to sites ({', '.join(sites)})",
+                f"{article(role)} is not bound to sites ({', '.join(sites)})",
                 fix="leave --site out: only an officer's account names sites",
             )
         if role == "supervisor":
@@ -255,7 +255,7 @@ class Accounts:
                 )
         elif region:
             raise ConfigError(
-                f"{_a(role)} has no region ({region})",
+                f"{article(role)} has no region ({region})",
                 fix="leave --region out: only a supervisor's account names a region",
             )
         if self._sites is not None:
@@ -623,7 +623,7 @@ class Accounts:
         return self.db.rows(sql, params)
 
 
-def _a(role: str) -> str:
+def article(role: str) -> str:
     """``role`` with its article: "an officer", "a supervisor"."""
     return f"an {role}" if role[:1] in "aeiou" else f"a {role}"
 

@@ -40,7 +40,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -61,7 +60,7 @@ from starlette.staticfiles import StaticFiles
 
 from central._cir import Cir
 from central.atr._store import VerdictStore
-from central.control_room._accounts import Accounts, Session, User
+from central.control_room._accounts import Accounts, Session, User, article
 from central.control_room._config import ControlRoomConfig, Site
 from central.control_room._decisions import CATEGORIES, DecisionRefused, Decisions
 from central.control_room._feed import FeedHub, Subscriber
@@ -120,13 +119,6 @@ class DecisionIn(BaseModel):
     corrects: int | None = None
 
 
-@dataclass
-class _Seen:
-    """When each (user, scan) view was last written to the audit log."""
-
-    at: dict[tuple[str, int], float]
-
-
 class ControlRoomApp:
     """The application's state: the CIR, accounts, decisions, pictures and the feeds."""
 
@@ -145,7 +137,8 @@ class ControlRoomApp:
         self.cir, self.accounts, self.decisions, self.verdicts = cir, accounts, decisions, verdicts
         self.pictures, self.hub = pictures, hub
         self.db = _Db()
-        self._seen = _Seen({})
+        #: (user, scan ref) → when its view was last written to the audit log
+        self._seen: dict[tuple[str, int], float] = {}
 
     # -- who may see what ------------------------------------------------------------
     def site(self, scanner: str) -> Site | None:
@@ -203,9 +196,9 @@ class ControlRoomApp:
         """Record a view of scan ``ref`` (at most once every VIEW_AUDIT_S per user)."""
         now = time.monotonic()
         key = (user.name, ref)
-        if now - self._seen.at.get(key, -1e18) < VIEW_AUDIT_S:
+        if now - self._seen.get(key, -1e18) < VIEW_AUDIT_S:
             return
-        self._seen.at[key] = now
+        self._seen[key] = now
         self.accounts.audit(user, "view", ref=ref, detail="image", client=client)
 
     # -- pages -----------------------------------------------------------------------
@@ -383,7 +376,7 @@ class ControlRoomApp:
             await self.db(lambda: self.accounts.audit(
                 user, "refused", ref=ref, detail="a decision by a role that does not decide",
                 client=_client(request)))  # fmt: skip
-            raise HTTPException(403, f"{_article(user.role)} does not decide on scans")
+            raise HTTPException(403, f"{article(user.role)} does not decide on scans")
         try:
             body = DecisionIn.model_validate_json(await _body(request))
         except ValidationError as exc:
@@ -516,10 +509,6 @@ def _json(doc: Any, status: int = 200) -> Response:
         media_type="application/json",
         headers={"Cache-Control": "no-store"},
     )
-
-
-def _article(role: str) -> str:
-    return f"{'an' if role[:1] in 'aeiou' else 'a'} {role}"
 
 
 def _client(request: Request) -> str:

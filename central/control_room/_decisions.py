@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from central._sql import Sql
+from central.control_room._accounts import article
 from core.errors import NiiError
 from core.keys import ServiceSignKey
 
@@ -137,7 +138,7 @@ class Decisions:
                 scan's latest decision.
         """
         if role not in _RANK:
-            raise DecisionRefused(f"{_a(role)} does not decide on scans",
+            raise DecisionRefused(f"{article(role)} does not decide on scans",
                                   fix="an officer, a supervisor or an analyst decides")  # fmt: skip
         if verdict not in VERDICTS:
             raise DecisionRefused(f"no verdict {verdict!r}", fix="green, yellow or red")
@@ -155,8 +156,8 @@ class Decisions:
             )
             if last is not None and _RANK.get(str(last["role"]), 0) > _RANK[role]:
                 raise DecisionRefused(
-                    f"scan {ref} was decided by {_a(str(last['role']))}; {_a(role)} cannot "
-                    "change it",
+                    f"scan {ref} was decided by {article(str(last['role']))}; "
+                    f"{article(role)} cannot change it",
                     fix="ask the central RIAC" if last["role"] == "analyst" else
                     "ask the regional supervisor",
                 )  # fmt: skip
@@ -243,11 +244,6 @@ class Decisions:
                 )  # fmt: skip
         return {"id": did, "kind": kind, "doc": doc, "signature": signature,
                 "key_id": self.key.key_id}  # fmt: skip
-
-
-def _a(role: str) -> str:
-    """``role`` with its article: "an analyst", "a supervisor"."""
-    return f"{'an' if role[:1] in 'aeiou' else 'a'} {role}"
 
 
 def rank(role: str) -> int:

@@ -91,7 +91,6 @@ class ScanPicture:
         self.status = str(row.get("status") or "")
         self.last_seq = -1
         self.lines = 0  # image lines held (columns)
-        self._line_nos: list[int] = []
         self._dark: list[bytes] = []
         self._air: list[bytes] = []
         self._pending: list[bytes] = []  # raw image lines waiting for a calibration
@@ -99,7 +98,6 @@ class ScanPicture:
         self._mc = MaterialCalibration.default()
         self._a_hi = np.zeros((0, ch), dtype=np.float32)
         self._a_lo = np.zeros((0, ch), dtype=np.float32)
-        self.version = 0  # grows with every update that added lines
         #: (image lines read once the block was read, its committed_ns) per data block
         #: with image lines: which columns each commit brought (the benchmark's latency)
         self.commits: list[tuple[int, int]] = []
@@ -159,16 +157,12 @@ class ScanPicture:
                 elif e.flags & 2:
                     self._air.append(payload)
                 else:
-                    self._line_nos.append(e.line_no)
                     self._pending.append(payload)
                     self._seen += 1
-            if self.commits[-1:] != [] and self.commits[-1][0] == self._seen:
-                continue
-            if self._seen and brow.get("committed_ns") is not None:
+            brought = not self.commits or self.commits[-1][0] != self._seen
+            if self._seen and brought and brow.get("committed_ns") is not None:
                 self.commits.append((self._seen, int(brow["committed_ns"])))
         self._calibrate_pending()
-        if self.lines != before:
-            self.version += 1
         return self.lines - before
 
     def _calibrate_pending(self) -> None:
