@@ -80,6 +80,9 @@ TABLES: dict[str, TableCopy | None] = {
     "audit_log": TableCopy(("id",), identity="id"),
     "decisions": TableCopy(("id",), identity="id"),
     "annotations": TableCopy(("id",), identity="id"),
+    # TIP: where threats were projected, and how each analyst did
+    "tip": TableCopy(("ref",)),
+    "tip_scores": TableCopy(("id",), identity="id"),
     # who is logged in now: users log in afresh to the control room of the national CIR
     "sessions": None,
 }

@@ -169,6 +169,11 @@ class AttResult:
     registration: dict[str, float]
     factors: dict[str, dict[str, Any]]
     differences: list[dict[str, Any]] = field(default_factory=list)
+    #: the signed difference B - A over its threshold (|value| ≥ 1: changed), on Scan A's
+    #: binned grid (lines, channels) with 0 outside the compared interior; its binning
+    #: factors (lines, channels) map it onto A's full-resolution pixels.  Not in to_dict.
+    difference: F32 | None = None
+    binning: tuple[int, int] = (1, 1)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (what ``nii atr compare`` prints)."""
@@ -558,6 +563,9 @@ def compare(
     )
     if cross:
         mask |= _line_changes(ca, cb, occ_a | occ_b, bl, bc)
+    dmap = np.zeros(img_a.shape, np.float32)  # the viewer's difference map, on A's grid
+    l_at, r_at = fa.front + e, top_a + tband
+    dmap[l_at : l_at + diff.shape[0], r_at : r_at + diff.shape[1]] = diff / thr
     n, lab, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     diffs: list[dict[str, Any]] = []
     changed = 0.0
@@ -607,4 +615,6 @@ def compare(
         registration=reg,
         factors=factors,
         differences=diffs,
+        difference=dmap,
+        binning=(fa.fl, fa.fc),
     )

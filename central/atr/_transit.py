@@ -129,7 +129,9 @@ def _result(doc: dict[str, Any], result: str, status: str, reason: str) -> dict[
     return doc
 
 
-def _scan(row: dict[str, Any], read: ReadArrays) -> tuple[tuple[Any, Any, float, float], str]:
+def scan_input(
+    row: dict[str, Any], read: ReadArrays
+) -> tuple[tuple[Any, Any, float, float], str]:
     """One scan as its live verdict read it: ((a_hi, a_lo, line_mm, channel_mm), sha256).
 
     The attenuations are those of the reference scanner when the scan-start
@@ -213,8 +215,8 @@ def att_doc(
     if seal_a is None:
         doc["notes"].append("no seal recorded at the entry: the seal was not checked")
     try:
-        a, cal_a = _scan(row_a, read)
-        b, cal_b = _scan(row_b, read)
+        a, cal_a = scan_input(row_a, read)
+        b, cal_b = scan_input(row_b, read)
         # both energies were checked as measured: a mapped scan has no noise of its own
         res = compare(a, b, harmonised=bool(cal_a or cal_b))
     except NiiError as exc:  # AtrInputError included

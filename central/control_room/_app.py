@@ -14,15 +14,19 @@ the requests of one control room are few.
 Routes (JSON unless said):
 
 * ``GET /login`` (page), ``POST /login`` (form), ``POST /logout``
-* ``GET /`` the live queue (page), ``GET /scan/{ref}`` the viewer (page)
+* ``GET /`` the live queue (page), ``GET /scan/{ref}`` the viewer (page),
+  ``GET /att/{ref}`` the ATT view of an exit scan (page)
 * ``GET /api/me``: the user, role, sites, CSRF token
 * ``GET /api/queue``: the newest scans the user may see, their ATR verdict and
   decision, waiting time, who has them open
 * ``GET /api/scans/{ref}``: the scan, its picture's layout, ATR verdict and
   findings, GD, decisions, marks
-* ``GET /api/scans/{ref}/strip?start=&stop=&view=&w0=&w1=``: columns of the
+* ``GET /api/scans/{ref}/strip?start=&stop=&view=&w0=&w1=&att=``: columns of the
   image as PNG (``X-Columns: START-STOP``, ``X-Lines: N``); 204 when there are no
-  columns from ``start`` yet
+  columns from ``start`` yet. ``att=REF_B``: scan ``ref`` is the Scan A of exit
+  scan REF_B, which the user may see (the ATT view shows both scans)
+* ``GET /api/scans/{ref}/att``: the ATT document of exit scan ``ref`` and both scans'
+  layouts; ``GET /api/scans/{ref}/att/difference``: its difference map as PNG
 * ``POST /api/scans/{ref}/decisions``: ``{"verdict", "reason", "marks": [{"box_px",
   "category", "note"}], "corrects"}``
 * ``GET /api/events?viewing=REF``: server-sent events of the live feeds
@@ -60,11 +64,13 @@ from starlette.staticfiles import StaticFiles
 
 from central._cir import Cir
 from central.atr._store import VerdictStore
+from central.control_room import _att_view
 from central.control_room._accounts import Accounts, Session, User, article
 from central.control_room._config import ControlRoomConfig, Site
 from central.control_room._decisions import CATEGORIES, DecisionRefused, Decisions
 from central.control_room._feed import FeedHub, Subscriber
 from central.control_room._images import PictureCache, View
+from central.control_room._tip import Tip, display_verdict
 from core.errors import NiiError
 
 log = logging.getLogger("nii.control_room")
@@ -132,11 +138,14 @@ class ControlRoomApp:
         verdicts: VerdictStore,
         pictures: PictureCache,
         hub: FeedHub,
+        tip: Tip,
     ) -> None:
         self.cfg = cfg
         self.cir, self.accounts, self.decisions, self.verdicts = cir, accounts, decisions, verdicts
-        self.pictures, self.hub = pictures, hub
+        self.pictures, self.hub, self.tip = pictures, hub, tip
         self.db = _Db()
+        #: exit scan ref → its ATT difference map (PNG), the few last asked for
+        self._differences: dict[int, bytes] = {}
         #: (user, scan ref) → when its view was last written to the audit log
         self._seen: dict[tuple[str, int], float] = {}
 
@@ -175,13 +184,22 @@ class ControlRoomApp:
                 raise HTTPException(403, "missing or stale CSRF token: reload the page")
         return sess
 
-    async def scan_row(self, user: User, ref: int, request: Request) -> dict[str, Any]:
-        """The ``scans`` row of ``ref`` if ``user`` may see it.
+    async def scan_row(
+        self, user: User, ref: int, request: Request, *, via: int | None = None
+    ) -> dict[str, Any]:
+        """The ``scans`` row of ``ref`` if ``user`` may see it; with ``via``, also when
+        ``ref`` is the Scan A of exit scan ``via`` and the user may see ``via``.
 
         Raises:
             HTTPException: 404 when there is no such scan or the user may not see it.
         """
         row = await self.db(self.cir.scan, ref)
+        if row is not None and via is not None and not self.may_see(user, str(row["scanner"])):
+            b = await self.db(self.cir.scan, via)
+            doc = await self.db(_att_view.att_for, self.cir.sql, via) if b is not None else None
+            pair = doc is not None and doc.get("ref_b") == via and doc.get("ref_a") == ref
+            if b is not None and pair and self.may_see(user, str(b["scanner"])):
+                return row
         if row is not None and not self.may_see(user, str(row["scanner"])):
             # the same answer as a missing scan, but the auditor sees the attempt
             await self.db(lambda: self.accounts.audit(
@@ -242,7 +260,10 @@ class ControlRoomApp:
     async def page(self, request: Request) -> Response:
         if await self.session(request) is None:
             return RedirectResponse("/login", status_code=303)
-        name = "viewer.html" if "ref" in request.path_params else "queue.html"
+        if request.url.path.startswith("/att/"):
+            name = "att.html"
+        else:
+            name = "viewer.html" if "ref" in request.path_params else "queue.html"
         return FileResponse(STATIC / name, headers=_SECURITY_HEADERS)
 
     # -- API -------------------------------------------------------------------------
@@ -267,13 +288,19 @@ class ControlRoomApp:
         limit = _int_param(request, "limit", 100, 1, 500)
         scanners = self.visible_scanners(sess.user)
 
+        user = sess.user
+
         def read() -> list[dict[str, Any]]:
             rows = self.cir.recent_scans(scanners, limit)
             refs = [int(r["ref"]) for r in rows]
             decided = self.decisions.latest(refs)
+            scored = self.tip.scores_of(user.name, refs) if user.can_decide else set()
             out = []
             for r in rows:
-                v = self.verdicts.get(int(r["ref"]))
+                ref = int(r["ref"])
+                v = self.verdicts.get(ref)
+                if user.can_decide and ref not in scored:
+                    v = display_verdict(v, self.tip.get(ref))
                 site = self.site(str(r["scanner"]))
                 out.append(
                     {
@@ -300,18 +327,34 @@ class ControlRoomApp:
         row = await self.scan_row(sess.user, ref, request)
         client = _client(request)
 
+        user = sess.user
+
         def read() -> dict[str, Any]:
-            self.audit_view(sess.user, ref, client)
+            self.audit_view(user, ref, client)
+            verdict = self.verdicts.get(ref)
             with self.pictures.lock:
                 pic = self.pictures.get(ref)
                 info = pic.info() if pic is not None else None
                 gd = pic.record.get("gd") if pic is not None else None
+                if pic is not None:
+                    self.place_tip(row, verdict, pic)
+            decisions = self.decisions.for_ref(ref)
+            if info is not None:
+                # the image as drawn changes once, when the verdict comes (a projection
+                # may be placed then): the viewer draws it again, whether or not it is
+                info["rev"] = "verdict" if verdict is not None else ""
+            att = _att_view.att_for(self.cir.sql, ref)
+            released = any(d["kind"] == "release" for d in decisions)
             return {
                 "picture": info,
-                "verdict": self.verdicts.get(ref),
-                "decisions": self.decisions.for_ref(ref),
+                "verdict": display_verdict(
+                    verdict, self.tip.shown_to(ref, user.name, user.can_decide)
+                ),
+                "decisions": decisions,
                 "annotations": self.decisions.annotations(ref),
                 "gd": gd if isinstance(gd, dict) else None,
+                "att": _att_view.summary(att, ref, released),
+                "tip": self.tip.score_of(ref, user.name),
             }
 
         try:
@@ -326,7 +369,8 @@ class ControlRoomApp:
     async def strip(self, request: Request) -> Response:
         sess = await self.require(request)
         ref = _ref(request)
-        await self.scan_row(sess.user, ref, request)
+        via = _int_param(request, "att", -1, -1, 2**62)
+        await self.scan_row(sess.user, ref, request, via=None if via < 0 else via)
         start = _int_param(request, "start", 0, 0, 10**7)
         stop = _int_param(request, "stop", 10**7, 1, 10**7)
         if stop <= start:
@@ -340,16 +384,18 @@ class ControlRoomApp:
         except NiiError as exc:
             raise HTTPException(400, exc.message) from None
         client = _client(request)
+        user = sess.user
 
         def draw() -> tuple[bytes, int, int, str] | None:
-            self.audit_view(sess.user, ref, client)
+            self.audit_view(user, ref, client)
+            tip = self.tip.shown_to(ref, user.name, user.can_decide)
             with self.pictures.lock:
                 pic = self.pictures.get(ref)
                 if pic is None or start >= pic.lines:
                     return None
                 end = min(stop, pic.lines)
                 commits = ",".join(f"{c}:{ns}" for c, ns in pic.commits_in(start, end)[-64:])
-                return pic.strip_png(start, end, view), end, pic.lines, commits
+                return pic.strip_png(start, end, view, tip), end, pic.lines, commits
 
         try:
             got = await self.db(draw)
@@ -383,7 +429,7 @@ class ControlRoomApp:
             raise HTTPException(400, _validation_message(exc)) from None
         client = _client(request)
 
-        def write() -> dict[str, Any]:
+        def write() -> tuple[int, dict[str, Any]]:
             with self.pictures.lock:
                 pic = self.pictures.get(ref)
                 if pic is None:
@@ -397,9 +443,29 @@ class ControlRoomApp:
                     raise HTTPException(
                         400, f"mark {m.box_px} is not inside the image ({lines} x {channels})"
                     )
+            tip = self.tip.shown_to(ref, user.name, True)
+            if tip is not None:
+                boxes = [list(m.box_px) for m in body.marks]
+                score = self.tip.score(tip, user.name, user.role, boxes)
+                self.accounts.audit(
+                    user, "tip", ref=ref, client=client,
+                    detail=("hit" if score["hit"] else "missed") + f" a projected "
+                    f"{tip.signature}",
+                )  # fmt: skip
+                if score["hit"]:  # a TIP never becomes a decision, let alone a mandate
+                    return 200, {
+                        "tip": {
+                            **score,
+                            "message": f"That was a Threat Image Projection (a "
+                            f"{tip.signature}): well spotted. It is gone from the image now; "
+                            "decide on the real scan.",
+                        }
+                    }
             sealed = self.cir.block_hash(str(row["scanner"]), head) if head >= 0 else None
             image_block = sealed.hex() if sealed else ""
             atr = self.verdicts.get(ref)
+            att = _att_view.att_for(self.cir.sql, ref)
+            hold = att if att is not None and att.get("hold") and att.get("ref_b") == ref else None
             done = self.decisions.decide(
                 scan=row,
                 name=user.name,
@@ -411,23 +477,117 @@ class ControlRoomApp:
                 atr_verdict=str(atr.get("verdict", "none")) if atr else "none",
                 image_block=image_block,
                 corrects=body.corrects,
+                hold=hold,
             )
             self.accounts.audit(
                 user, "decision", ref=ref, client=client,
                 detail=f"{done['kind']} {body.verdict} (decision {done['id']})",
             )  # fmt: skip
-            return done
+            if tip is not None:
+                done["tip"] = {
+                    **self.tip.score_of(ref, user.name),  # type: ignore[dict-item]
+                    "message": f"This scan also showed a Threat Image Projection (a "
+                    f"{tip.signature}) that was not marked: it is shown now, and gone from the "
+                    "image. Your decision on the real scan is recorded.",
+                }
+            return 201, done
 
         try:
-            done = await self.db(write)
+            status, done = await self.db(write)
         except DecisionRefused as exc:
             raise HTTPException(409, f"{exc.message} ({exc.fix})") from None
+        if status != 201:
+            return _json(done, status=status)
         self.hub.publish(
             "decision",
             {"ref": ref, "scanner": row["scanner"], "id": done["id"], "kind": done["kind"],
              "verdict": body.verdict, "by": user.name},
         )  # fmt: skip
         return _json(done, status=201)
+
+    # -- TIP and ATT -----------------------------------------------------------------
+    def place_tip(self, row: dict[str, Any], verdict: dict[str, Any] | None, pic: Any) -> None:
+        """Place scan ``row``'s projection if it is one to show (call under the pictures'
+        lock, on the database thread)."""
+        if not self.tip.chosen(int(row["ref"]), str(row["scanner"])):
+            return
+        if verdict is None or row.get("status") != "complete":
+            return
+        a_hi, a_lo = pic.attenuation()
+        if a_hi.shape[0] == 0:
+            return
+        try:
+            self.tip.place(row, verdict, a_hi, a_lo, pic.line_mm, pic.channel_mm)
+        except Exception as exc:  # a projection that fails leaves the scan as it is
+            log.warning("TIP: no projection in scan ref %s: %s", row.get("ref"), exc)
+
+    def verdict_came(self, ref: int) -> None:
+        """A verdict reached the feed: place the scan's projection before anyone looks."""
+        row = self.cir.scan(ref)
+        if row is None or not self.tip.chosen(ref, str(row["scanner"])):
+            return
+        verdict = self.verdicts.get(ref)
+        if verdict is None:
+            return
+        with self.pictures.lock:
+            pic = self.pictures.get(ref)
+            if pic is not None:
+                self.place_tip(row, verdict, pic)
+
+    async def att(self, request: Request) -> Response:
+        sess = await self.require(request)
+        ref = _ref(request)
+        row_b = await self.scan_row(sess.user, ref, request)
+        client = _client(request)
+
+        def read() -> dict[str, Any]:
+            doc = _att_view.att_for(self.cir.sql, ref)
+            if doc is None or doc.get("ref_b") != ref:
+                raise HTTPException(404, f"scan {ref} is not an ATT exit scan with a result")
+            self.accounts.audit(sess.user, "view", ref=ref, detail="ATT", client=client)
+            out: dict[str, Any] = {"att": doc, "scans": {}}
+            released = any(d["kind"] == "release" for d in self.decisions.for_ref(ref))
+            out["summary"] = _att_view.summary(doc, ref, released)
+            for side, r in (("a", doc.get("ref_a")), ("b", ref)):
+                if r is None:
+                    continue
+                srow = row_b if side == "b" else self.cir.scan(int(r))
+                with self.pictures.lock:
+                    pic = self.pictures.get(int(r))
+                    info = pic.info() if pic is not None else None
+                out["scans"][side] = {
+                    "ref": int(r),
+                    "scanner": srow["scanner"] if srow else None,
+                    "scan_id": srow["scan_id"] if srow else None,
+                    "picture": info,
+                }
+            return out
+
+        return _json(await self.db(read))
+
+    async def att_difference(self, request: Request) -> Response:
+        sess = await self.require(request)
+        ref = _ref(request)
+        await self.scan_row(sess.user, ref, request)
+
+        def draw() -> bytes:
+            if ref in self._differences:
+                return self._differences[ref]
+            doc = _att_view.att_for(self.cir.sql, ref)
+            if doc is None or doc.get("ref_b") != ref:
+                raise HTTPException(404, f"scan {ref} is not an ATT exit scan with a result")
+            with self.pictures.lock:  # one reader of the CIR's connection at a time
+                png = _att_view.difference_png(self.cir, self.pictures.opener, doc)
+            while len(self._differences) >= 8:
+                self._differences.pop(next(iter(self._differences)))
+            self._differences[ref] = png
+            return png
+
+        try:
+            png = await self.db(draw)
+        except NiiError as exc:
+            raise HTTPException(409, exc.message) from None
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
     async def events(self, request: Request) -> Response:
         sess = await self.require(request)
@@ -611,6 +771,12 @@ def make_app(app: ControlRoomApp, *, follow: bool = True) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         stop = asyncio.Event()
+
+        def on_verdict(ref: int) -> None:
+            fut = asyncio.ensure_future(app.db(app.verdict_came, ref))
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+        app.hub.on_verdict = on_verdict
         task = asyncio.create_task(app.hub.follow(stop)) if follow else None
         try:
             yield
@@ -629,15 +795,23 @@ def make_app(app: ControlRoomApp, *, follow: bool = True) -> Starlette:
         Route("/logout", app.logout, methods=["POST"]),
         Route("/", app.page, methods=["GET"]),
         Route("/scan/{ref}", app.page, methods=["GET"]),
+        Route("/att/{ref}", app.page, methods=["GET"]),
         Route("/api/me", app.me, methods=["GET"]),
         Route("/api/queue", app.queue, methods=["GET"]),
         Route("/api/scans/{ref}", app.scan, methods=["GET"]),
         Route("/api/scans/{ref}/strip", app.strip, methods=["GET"]),
         Route("/api/scans/{ref}/decisions", app.decide, methods=["POST"]),
+        Route("/api/scans/{ref}/att", app.att, methods=["GET"]),
+        Route("/api/scans/{ref}/att/difference", app.att_difference, methods=["GET"]),
         Route("/api/events", app.events, methods=["GET"]),
         Route("/api/audit", app.audit, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
+    # the pages and APIs that live in modules of their own add their routes here
+    from central.control_room import _board, _risk, _stats
+
+    for module in (_board, _risk, _stats):
+        routes[-1:-1] = module.routes(app)
     return Starlette(
         routes=routes,
         lifespan=lifespan,

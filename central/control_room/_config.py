@@ -8,6 +8,7 @@ Example (``nii config control-room``)::
     # feeds = ["tcp://10.0.0.5:7601", "tcp://10.0.0.6:7601"]  # every aggregator's feed
     session_minutes = 30            # a session ends this long after its last request
     signing_key = "keys/control-room.sign"  # Ed25519 key the decisions are signed with
+    tip_rate = 0.02                 # share of scans shown with a projected threat (TIP)
 
     [[site]]
     name = "port-a"
@@ -16,7 +17,9 @@ Example (``nii config control-room``)::
 
 A scanner belongs to at most one site, a site to one region: a local officer sees
 the scans of the sites bound to the account, a regional supervisor those of the
-region's sites, the central RIAC analysts and auditors every site.
+region's sites, the central RIAC analysts and auditors every site. A ``[[site]]``
+may set its own ``tip_rate`` (a training site at 0.2, a site without Threat Image
+Projection at 0).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ central = "central.toml"        # the CIR it reads and the feed it follows
 # feeds = ["tcp://10.0.0.5:7601", "tcp://10.0.0.6:7601"]  # every aggregator's feed
 session_minutes = 30            # a session ends this long after its last request
 signing_key = "keys/control-room.sign"  # Ed25519 key decisions are signed with (made if missing)
+tip_rate = 0.02                 # share of scans shown with a projected threat (TIP), 0 to 1
 
 [[site]]
 name = "port-a"
@@ -68,6 +72,8 @@ class Site:
     name: str
     region: str
     scanners: tuple[str, ...]
+    #: this site's share of scans shown with a projected threat (None: the control room's)
+    tip_rate: float | None = None
 
 
 @dataclass
@@ -82,6 +88,8 @@ class ControlRoomConfig:
     session_s: float
     signing_key: Path
     sites: tuple[Site, ...]
+    #: share of scans that show a projected threat to those who decide (R14, TIP)
+    tip_rate: float = 0.0
 
     @classmethod
     def load(cls, path: Path) -> ControlRoomConfig:
@@ -94,7 +102,9 @@ class ControlRoomConfig:
         path = Path(path)
         doc = _load(path)
         s = _table(path, doc, "control_room")
-        s.check_unknown({"listen", "central", "feeds", "session_minutes", "signing_key"})
+        s.check_unknown(
+            {"listen", "central", "feeds", "session_minutes", "signing_key", "tip_rate"}
+        )
         for key in doc:
             if key not in ("control_room", "site"):
                 raise ConfigError(
@@ -117,6 +127,7 @@ class ControlRoomConfig:
             session_s=session_s,
             signing_key=s.path_("signing_key", "keys/control-room.sign"),
             sites=_sites(path, doc.get("site", [])),
+            tip_rate=s.num("tip_rate", 0.0, 0.0, 1.0),
         )
 
     def site_of(self, scanner: str) -> Site | None:
@@ -125,6 +136,11 @@ class ControlRoomConfig:
             if scanner in site.scanners:
                 return site
         return None
+
+    def tip_rate_of(self, scanner: str) -> float:
+        """The share of ``scanner``'s scans shown with a projected threat."""
+        site = self.site_of(scanner)
+        return self.tip_rate if site is None or site.tip_rate is None else site.tip_rate
 
     @property
     def regions(self) -> tuple[str, ...]:
@@ -160,7 +176,7 @@ def _sites(path: Path, raw: Any) -> tuple[Site, ...]:
         if not isinstance(t, dict):
             raise ConfigError(f"{path}: site {i + 1} is not a table", fix="write [[site]]")
         sec = _Section(path, f"site {i + 1}", t)
-        sec.check_unknown({"name", "region", "scanners"})
+        sec.check_unknown({"name", "region", "scanners", "tip_rate"})
         name, region = sec.text("name"), sec.text("region")
         for what, v in (("name", name), ("region", region)):
             if not _NAME.match(v):
@@ -186,5 +202,6 @@ def _sites(path: Path, raw: Any) -> tuple[Site, ...]:
                     "a scanner belongs to one site",
                 )
             owner[sc] = name
-        sites.append(Site(name, region, tuple(scanners)))
+        rate = sec.num("tip_rate", 0.0, 0.0, 1.0) if "tip_rate" in t else None
+        sites.append(Site(name, region, tuple(scanners), rate))
     return tuple(sites)

@@ -12,6 +12,11 @@ regions). Who may decide what:
   officer nor a supervisor may change an adjudicated scan;
 * auditors and administrators never decide.
 
+An exit scan that the ATT comparison put on **HOLD** (a Contravening Unit: seal
+changed or the load differs from the entry scan, ``central.atr._transit``) is
+released only by a central RIAC analyst, with a reason (kind ``release``); until
+then an officer or a supervisor may only order its examination (Red).
+
 Before a Red mandate the officer marks at least one suspect region on the image.
 Each mark is an **annotation** in one documented form (the training-data export
 reads the same):
@@ -54,7 +59,9 @@ __all__ = [
 ]
 
 VERDICTS = ("green", "yellow", "red")
-KINDS = ("local", "override", "adjudication")
+KINDS = ("local", "override", "adjudication", "release")
+#: the fewest characters of reason a HOLD is released with
+RELEASE_REASON = 10
 #: what a marked region is (the ATR's categories, in an officer's words)
 CATEGORIES = (
     "weapon",
@@ -123,11 +130,13 @@ class Decisions:
         atr_verdict: str,
         image_block: str,
         corrects: int | None = None,
+        hold: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Record one decision on ``scan`` (its ``scans`` row) and its marks, signed.
 
         ``marks`` are ``{"box_px", "category", "note"}`` (checked by the caller
-        against the image's size); ``pixel_mm`` is (along travel, height) in mm.
+        against the image's size); ``pixel_mm`` is (along travel, height) in mm;
+        ``hold`` the scan's ATT document when the comparison put it on HOLD.
 
         Returns:
             The stored decision (``id``, ``kind``, ``doc``, ``signature``, ``key_id``).
@@ -171,6 +180,24 @@ class Decisions:
                     fix="reload the scan and decide on what is there now",
                 )
             kind = _KIND[role]
+            held = hold is not None and not self.db.value(
+                "SELECT COUNT(*) FROM decisions WHERE ref = ? AND kind = 'release'", [ref]
+            )
+            if held and verdict != "red":
+                why = str((hold or {}).get("reason") or "the ATT comparison")
+                if role != "analyst":
+                    raise DecisionRefused(
+                        f"scan {ref} is a Contravening Unit on HOLD ({why}): only a central "
+                        "RIAC analyst releases it",
+                        fix="order an examination (Red), or ask the central RIAC",
+                    )
+                if len(reason.strip()) < RELEASE_REASON:
+                    raise DecisionRefused(
+                        f"scan {ref} is on HOLD: a release gives its reason",
+                        fix=f"write why the HOLD is released ({RELEASE_REASON} characters "
+                        "at least)",
+                    )
+                kind = "release"
             now = time.time_ns()
             lx, cy = pixel_mm
             marked = [
@@ -205,6 +232,9 @@ class Decisions:
                 "image_block": image_block,
                 "marks": marked,
             }
+            if hold is not None:
+                doc["hold"] = {"ref_a": hold.get("ref_a"), "status": hold.get("status"),
+                               "reason": hold.get("reason"), "held": held}  # fmt: skip
             signature = self.key.sign(canonical(doc))
             row = {
                 "ref": ref,
@@ -274,6 +304,7 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
         "corrects": row["corrects"],
         "marks": doc.get("marks", []),
         "mandate": bool(doc.get("mandate")),
+        "hold": doc.get("hold"),
         "signature": row["signature"],
         "key_id": row["key_id"],
     }

@@ -54,6 +54,8 @@ class FeedHub:
         self.subscribers: set[Subscriber] = set()
         self.last_event = 0.0  # monotonic time of the last event from any aggregator
         self.events = 0
+        #: called with a scan's ref when its verdict comes (the control room's TIP)
+        self.on_verdict: Callable[[int], None] | None = None
 
     def subscribe(self, sub: Subscriber) -> None:
         self.subscribers.add(sub)
@@ -116,6 +118,12 @@ class FeedHub:
                     doc = {k: doc.get(k) for k in ("scan_ref", "scanner", "scan_id", "seq",
                                                    "first_line", "lines")}  # fmt: skip
                     doc["ref"] = doc.pop("scan_ref")
+                elif topic == "atr.verdict":
+                    # the browser reads the verdict from the CIR, as the user may see it
+                    # (with a Threat Image Projection, or not): the feed says only which
+                    doc = {k: doc.get(k) for k in ("ref", "scanner", "scan_id")}
+                    if self.on_verdict is not None and isinstance(doc.get("ref"), int):
+                        self.on_verdict(int(doc["ref"]))
                 self.publish(topic, doc)
         finally:
             sock.close(linger=0)

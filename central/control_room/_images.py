@@ -36,6 +36,7 @@ from central._cir import Cir
 from central._reader import ChainKeys, verified_block
 from central._shape import BYTES_PER_CHANNEL, ScanShape, record_channels, record_lines
 from central.atr._live import pixel_size
+from central.control_room._tip import Projection
 from central.render import render
 from core.calibration import DetectorCalibration, MaterialCalibration
 from core.errors import NiiError
@@ -186,9 +187,13 @@ class ScanPicture:
         return [(c, ns) for c, ns in self.commits if start < c <= min(stop, self.lines)]
 
     # -- drawing ---------------------------------------------------------------------
-    def strip_png(self, start: int, stop: int, view: View) -> bytes:
+    def attenuation(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """The calibrated attenuations held so far, (lines, channels) each, high and low."""
+        return self._a_hi, self._a_lo
+
+    def strip_png(self, start: int, stop: int, view: View, tip: Projection | None = None) -> bytes:
         """Columns ``start``..``stop`` (end-exclusive, clipped to what is there) as PNG,
-        RGB, (channels rows, columns).
+        RGB, (channels rows, columns); with ``tip``, its threat projected into them.
 
         Raises:
             NiiError: the range is empty or reversed, or nothing is calibrated yet.
@@ -200,11 +205,13 @@ class ScanPicture:
                 fix=f"ask for columns from 0 to {self.lines} ({MAX_STRIP} at most at once)",
             )
         c0, c1 = max(0, start - _CONTEXT), min(self.lines, stop + _CONTEXT)
-        a_hi = self._a_hi[c0:c1]
+        a_hi, a_lo = self._a_hi[c0:c1], self._a_lo[c0:c1]
+        if tip is not None:
+            a_hi, a_lo = tip.add_to(a_hi, a_lo, c0)
         a = np.clip(a_hi - view.w0, 0.0, None)
         span = view.w1 - view.w0
         if view.name == "material":
-            m = self._mc.classify(a_hi, self._a_lo[c0:c1]).material
+            m = self._mc.classify(a_hi, a_lo).material
             rgb = render(a, m, a_max=span)
         elif view.name == "grey":
             rgb = render(a, None, a_max=span)

@@ -13,6 +13,7 @@ from central.control_room._config import ControlRoomConfig
 from central.control_room._decisions import Decisions
 from central.control_room._feed import FeedHub
 from central.control_room._images import PictureCache
+from central.control_room._tip import Tip, load_secret
 from core.errors import ConfigError
 from core.keys import CirKey, ServiceSignKey
 from core.seal import Opener
@@ -42,6 +43,11 @@ def build(cfg: ControlRoomConfig) -> ControlRoomApp:
             known_regions=list(cfg.regions),
         )
         decisions = Decisions(accounts.db, sign)
+        tip = Tip(
+            accounts.db,
+            load_secret(cfg.signing_key.with_name(cfg.signing_key.name + ".tip")),
+            cfg.tip_rate_of,
+        )
         verdicts = VerdictStore(target)
     except BaseException:
         cir.close()
@@ -54,6 +60,7 @@ def build(cfg: ControlRoomConfig) -> ControlRoomApp:
         verdicts=verdicts,
         pictures=PictureCache(cir, Opener(key.x25519_private)),
         hub=FeedHub(cfg.feeds),
+        tip=tip,
     )
 
 

@@ -95,10 +95,10 @@ scanners = ["scanner2"]
 """
 
 
-def running_room(base: Path, *sim_args: str) -> Iterator[ControlRoom]:
+def running_room(base: Path, *sim_args: str, sites: str = SITES) -> Iterator[ControlRoom]:
     """A cluster in ``base`` (central, ``nii sim`` with ``sim_args`` and two scanners,
-    an edge) and its control room, for all the tests of one module; stopped afterwards
-    (the logs are printed then, for a test that failed)."""
+    an edge) and its control room with ``sites``, for all the tests of one module;
+    stopped afterwards (the logs are printed then, for a test that failed)."""
     c = Cluster(base)
     c.enroll()
     room = None
@@ -106,7 +106,7 @@ def running_room(base: Path, *sim_args: str) -> Iterator[ControlRoom]:
         c.start_central()
         c.write_edge_config(c.start_sim(*sim_args, scanners=2))
         c.start_edge()
-        room = start_control_room(c, SITES)
+        room = start_control_room(c, sites)
         yield room
     finally:
         if room is not None:

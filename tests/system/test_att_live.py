@@ -204,3 +204,86 @@ def test_exit_scans_are_paired_compared_and_held_live(cluster: Cluster) -> None:
     table = cluster.nii("cir", "att", "--config", str(cluster.central_toml))
     assert table.returncode == 0, table.stderr
     assert "HOLD" in table.stdout and "MSKU0000004" in table.stdout, table.stdout
+
+    _control_room_holds_and_releases(cluster, tampered["ref_b"], tampered["ref_a"])
+
+
+ATT_SITES = """
+[[site]]
+name = "port-a"
+region = "north"
+scanners = ["entry1"]
+
+[[site]]
+name = "port-b"
+region = "south"
+scanners = ["exit1"]
+"""
+
+
+def _control_room_holds_and_releases(cluster: Cluster, ref_b: int, ref_a: int) -> None:
+    """The control room of the two gates: the HOLD shown, refused to the exit's officer,
+    the ATT view drawn, and the HOLD released by a central analyst with a reason."""
+    import cv2
+    import numpy as np
+    from playwright.sync_api import sync_playwright
+
+    from tests.system._control_room import PASSWORD, start_control_room
+
+    room = start_control_room(cluster, ATT_SITES)
+    try:
+        oscar, ana = room.client("oscar"), room.client("ana")
+        scan = oscar.get(f"/api/scans/{ref_b}").json()
+        assert scan["att"]["held"] and scan["att"]["ref_a"] == ref_a, scan["att"]
+        url = f"/api/scans/{ref_b}/decisions"
+        r = oscar.post(url, json={"verdict": "green", "reason": "looks the same to me"})
+        assert r.status_code == 409 and "HOLD" in r.json()["error"], r.text
+        # Scan A is another site's: the exit's officer sees it only as this pair's Scan A
+        assert oscar.get(f"/api/scans/{ref_a}/strip?start=0").status_code == 404
+        assert oscar.get(f"/api/scans/{ref_a}/strip?start=0&att={ref_b}").status_code == 200
+        assert oscar.get(f"/api/scans/{ref_a}/strip?start=0&att={ref_a}").status_code == 404
+        diff = oscar.get(f"/api/scans/{ref_b}/att/difference")
+        assert diff.status_code == 200, diff.text
+        img = cv2.imdecode(np.frombuffer(diff.content, np.uint8), cv2.IMREAD_COLOR).astype(int)
+        b, g, red = img[..., 0], img[..., 1], img[..., 2]
+        assert ((red - g > 80) | (b - g > 80)).sum() > 100, "no change drawn in the map"
+        short = ana.post(url, json={"verdict": "green", "reason": "ok"})
+        assert short.status_code == 409 and "reason" in short.json()["error"], short.text
+
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path="/usr/bin/chromium", headless=True,
+                args=["--no-sandbox", "--disable-gpu"],
+            )  # fmt: skip
+            try:
+                page = browser.new_page(viewport={"width": 1600, "height": 1100})
+                errors: list[str] = []
+                page.on("pageerror", lambda e: errors.append(str(e)))
+                page.goto(room.url + "/login")
+                page.fill("#name", "ana")
+                page.fill("#password", PASSWORD)
+                page.click("#submit")
+                page.wait_for_url(room.url + "/")
+                page.goto(f"{room.url}/att/{ref_b}")
+                wait_until(lambda: page.evaluate("!!(window.niiAtt && window.niiAtt.ready)"),
+                           30, "the ATT view drawn")  # fmt: skip
+                assert page.inner_text("#status") == "Contravening Unit: HOLD"
+                assert page.locator("#factors tbody tr.bad").count() >= 1
+                shot = cluster.base / "att-view.png"
+                page.screenshot(path=str(shot), full_page=True)
+                for side in ("a", "b", "diff"):
+                    page.locator(f"#{side}").screenshot(path=str(cluster.base / f"{side}.png"))
+                    pic = cv2.imread(str(cluster.base / f"{side}.png"))
+                    assert pic is not None and pic.std() > 10, f"canvas {side} is blank"
+                page.fill("#releasereason", "seal verified by hand; the addition is dunnage")
+                page.click("#releasebutton")
+                wait_until(lambda: page.inner_text("#status").startswith("HOLD released"),
+                           15, "the HOLD released")  # fmt: skip
+                assert not errors, errors
+            finally:
+                browser.close()
+        rows = cluster.sql("SELECT verdict, kind, name FROM decisions WHERE ref = ?", ref_b)
+        assert rows == [("green", "release", "ana")], rows
+        assert oscar.get(f"/api/scans/{ref_b}").json()["att"]["held"] is False
+    finally:
+        room.close()

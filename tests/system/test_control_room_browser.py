@@ -5,7 +5,9 @@ Screenshots go to the test's folder and are checked as images."""
 
 from __future__ import annotations
 
+import json
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import numpy as np
 import pytest
 
 from tests.system._cluster import wait_until
-from tests.system._control_room import PASSWORD, ControlRoom, running_room
+from tests.system._control_room import PASSWORD, SITES, ControlRoom, running_room
 
 pytestmark = pytest.mark.system
 
@@ -40,13 +42,16 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlRoom]:
-    # scanner1 scans slowly (a scan fills in over about 4 s); scanner2 is another site's.
-    # Seed 64 hides something in each of scanner1's scans (a double floor, a false wall,
-    # a dense block), so the ATR has findings to draw
+    # scanner1 scans slowly (a scan fills in over about 4 s); scanner2 is another site's,
+    # where every scan is shown with a projected threat (TIP). Seed 64 hides something in
+    # each of scanner1's scans (a double floor, a false wall, a dense block), so the ATR
+    # has findings to draw
+    sites = SITES.replace('scanners = ["scanner2"]', 'scanners = ["scanner2"]\ntip_rate = 1.0')
+    assert sites != SITES
     yield from running_room(
         tmp_path_factory.mktemp("control-room-browser"),
         "--source", "physics", "--scan-lines", "1200", "--scans", "3", "--interval", "2",
-        "--line-rate", "300", "--seed", "64",
+        "--line-rate", "300", "--seed", "64", sites=sites,
     )  # fmt: skip
 
 
@@ -179,3 +184,157 @@ def test_an_auditor_sees_no_decision_form(room: ControlRoom, browser: Any) -> No
     )
     assert status == 403
     assert shutil.which("chromium") or Path(CHROMIUM).exists()
+
+
+def _screen(page: Any, box_px: list[int]) -> tuple[float, float, float, float]:
+    """Where image pixels [col0, row0, col1, row1] are on the page, as x0, y0, x1, y1."""
+    v = page.evaluate(
+        "(({zoom, tx, ty, info}) => ({zoom, tx, ty, lx: info.line_mm, cy: info.channel_mm}))"
+        "(window.niiViewer)"
+    )
+    f = page.locator("#frame").bounding_box()
+    sx, sy = v["zoom"] * v["lx"], v["zoom"] * v["cy"]
+    c0, r0, c1, r1 = box_px
+    return (f["x"] + c0 * sx + v["tx"], f["y"] + r0 * sy + v["ty"],
+            f["x"] + c1 * sx + v["tx"], f["y"] + r1 * sy + v["ty"])  # fmt: skip
+
+
+def _open_whole(page: Any, room: ControlRoom, ref: int) -> None:
+    page.goto(f"{room.url}/scan/{ref}")
+    wait_until(
+        lambda: page.evaluate(
+            "!!(window.niiViewer && window.niiViewer.verdict && window.niiViewer.info && "
+            "window.niiViewer.columns >= window.niiViewer.info.lines && "
+            "window.niiViewer.info.rev === 'verdict')"
+        ),
+        30, f"scan {ref} drawn whole with its verdict",
+    )  # fmt: skip
+
+
+def test_a_projected_threat_is_shown_marked_scored_and_never_a_mandate(
+    room: ControlRoom, browser: Any, tmp_path: Path
+) -> None:
+    c = room.cluster
+
+    def tipped() -> list[tuple[int, list[int], str]]:
+        rows = c.sql(
+            "SELECT t.ref, t.box_px, t.signature FROM tip t JOIN scans s ON s.ref = t.ref "
+            "WHERE s.scanner = 'scanner2' ORDER BY t.ref"
+        )
+        return [(int(r), json.loads(b), str(sig)) for r, b, sig in rows] if len(rows) >= 2 else []
+
+    (ref, box, signature), (ref2, _, _) = wait_until(
+        tipped, 90, "two scans of scanner2 with a projection"
+    )[:2]
+    oscar, aud = room.client("oscar"), room.client("aud")
+    # the one who decides sees the threat in the pixels; the auditor sees the evidence
+    q = f"/api/scans/{ref}/strip?start={box[0]}&stop={box[2]}"
+    shown, real = oscar.get(q), aud.get(q)
+    assert shown.status_code == real.status_code == 200
+    a = cv2.imdecode(np.frombuffer(shown.content, np.uint8), cv2.IMREAD_COLOR).astype(int)
+    b = cv2.imdecode(np.frombuffer(real.content, np.uint8), cv2.IMREAD_COLOR).astype(int)
+    rows = slice(box[1], box[3])
+    changed = np.abs(a[rows] - b[rows]).sum(axis=2) > 6
+    assert changed.mean() > 0.2, "the projection is not in the image"
+    # outside it (beyond the material map's 3 x 5 smoothing) the image is the scan's own
+    above = slice(0, max(0, box[1] - 4))
+    assert np.abs(a[above] - b[above]).max() == 0, "the image changed outside it"
+    # nothing the officer's browser gets says which threat is projected
+    seen = oscar.get(f"/api/scans/{ref}").text + oscar.get("/api/queue").text
+    assert '"tip": null' in seen and "signature" not in seen
+
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    _login(page, room, "oscar")
+    _open_whole(page, room, ref)
+    x0, y0, x1, y1 = _screen(page, box)
+    page.select_option("#category", "weapon")
+    page.mouse.move(x0 - 4, y0 - 4)
+    page.mouse.down()
+    page.mouse.move(x1 + 4, y1 + 4, steps=5)
+    page.mouse.up()
+    page.fill("#reason", "an object shaped like a weapon")
+    page.click("#red")
+    page.wait_for_selector("#tipmessage:not([hidden])", timeout=15_000)
+    assert "Threat Image Projection" in page.inner_text("#tipmessage")
+    page.screenshot(path=str(tmp_path / "tip-found.png"))
+    _not_blank(tmp_path / "tip-found.png", "the page after a TIP was found")
+    # scored as found; no decision, no mandate, no annotation: nothing for a dataset export
+    assert c.sql("SELECT name, hit, signature FROM tip_scores WHERE ref = ?", ref) == [
+        ("oscar", 1, signature)
+    ]
+    assert c.sql("SELECT COUNT(*) FROM decisions WHERE ref = ?", ref) == [(0,)]
+    assert c.sql("SELECT COUNT(*) FROM annotations WHERE ref = ?", ref) == [(0,)]
+    # from now on the officer sees the real scan, and decides on it
+    assert oscar.get(q).content == aud.get(q).content
+    wait_until(lambda: page.evaluate("window.niiViewer.tip && window.niiViewer.tip.hit"), 10,
+               "the revealed projection")  # fmt: skip
+    page.fill("#reason", "nothing else in the load")
+    page.click("#green")
+    page.wait_for_selector("#history .v-green", timeout=15_000)
+    assert c.sql("SELECT verdict, kind, name FROM decisions WHERE ref = ?", ref) == [
+        ("green", "local", "oscar")
+    ]
+    # an analyst who releases the other projected scan without marking it missed it:
+    # the decision on the real scan stands, the miss is scored
+    ana = room.client("ana")
+    r = ana.post(f"/api/scans/{ref2}/decisions", json={"verdict": "green", "reason": "clean"})
+    assert r.status_code == 201 and r.json()["tip"]["hit"] is False, r.text
+    assert c.sql("SELECT name, hit FROM tip_scores WHERE ref = ?", ref2) == [("ana", 0)]
+    assert not errors, errors
+
+
+def test_a_supervisor_overrides_and_an_analyst_adjudicates(room: ControlRoom, browser: Any) -> None:
+    c = room.cluster
+    ref = wait_until(
+        lambda: next((r for (r,) in c.sql(
+            "SELECT ref FROM scans WHERE scanner = 'scanner1' AND status = 'complete' "
+            "AND ref NOT IN (SELECT ref FROM decisions) ORDER BY ref")), 0),
+        90, "an undecided complete scan of scanner1",
+    )  # fmt: skip
+    olga = room.client("olga")
+    r = olga.post(f"/api/scans/{ref}/decisions", json={"verdict": "green", "reason": "ok"})
+    assert r.status_code == 201, r.text
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    _login(page, room, "sven")
+    _open_whole(page, room, ref)
+    x0, y0, x1, y1 = _screen(page, [100, 100, 300, 300])
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1, steps=4)
+    page.mouse.up()
+    page.fill("#reason", "regional risk profile: examine")
+    page.click("#red")
+    wait_until(
+        lambda: page.locator("#history > div").count() == 2, 15, "the override in the history"
+    )
+    assert "override by sven" in page.inner_text("#history")
+    # the local officer cannot change it back; the central RIAC can
+    last = r.json()["id"] + 1
+    back = olga.post(f"/api/scans/{ref}/decisions", json={"verdict": "green", "corrects": last})
+    assert back.status_code == 409 and "supervisor" in back.json()["error"], back.text
+    ana = room.client("ana")
+    body = {"verdict": "yellow", "reason": "documents first", "corrects": last}
+    adj = ana.post(f"/api/scans/{ref}/decisions", json=body)
+    assert adj.status_code == 201 and adj.json()["kind"] == "adjudication", adj.text
+    sven = room.client("sven")
+    again = sven.post(f"/api/scans/{ref}/decisions",
+                      json={"verdict": "green", "corrects": adj.json()["id"]})  # fmt: skip
+    assert again.status_code == 409
+    assert [k for (k,) in c.sql("SELECT kind FROM decisions WHERE ref = ? ORDER BY id", ref)] == [
+        "local", "override", "adjudication"
+    ]  # fmt: skip
+
+
+def test_an_expired_session_goes_back_to_the_login(room: ControlRoom, browser: Any) -> None:
+    page = browser.new_page()
+    _login(page, room, "olga")
+    assert page.evaluate("fetch('/api/queue').then(r => r.status)") == 200
+    con = sqlite3.connect(room.cluster.base / "cir" / "cir.sqlite", timeout=10)
+    with con:  # the session's time is up (as 30 minutes without a request leave it)
+        con.execute("UPDATE sessions SET expires_ns = 1 WHERE name = 'olga'")
+    con.close()
+    assert page.evaluate("fetch('/api/queue').then(r => r.status)") == 401
+    page.goto(room.url + "/")
+    assert page.url.endswith("/login")

@@ -97,6 +97,12 @@ function drawOverlay(drag) {
     for (const m of d.marks || []) box(ctx, m.box_px, "#8e24aa", `${m.category} (${d.by})`);
   }
   for (const m of state.marks) box(ctx, m.box_px, "#00acc1", m.category);
+  if (state.tip && state.tip.box_px) {
+    ctx.setLineDash([6, 4]);
+    box(ctx, state.tip.box_px, "#ff6f00",
+        `TIP ${state.tip.signature}: ${state.tip.hit ? "found" : "missed"}`);
+    ctx.setLineDash([]);
+  }
   if (drag) box(ctx, drag, "#00acc1", "");
 }
 
@@ -201,6 +207,27 @@ function renderFacts(doc) {
       gd.append(text("div", `${k}: ${typeof val === "object" ? JSON.stringify(val) : val}`));
     }
   }
+  const hold = document.getElementById("hold");
+  hold.replaceChildren();
+  hold.hidden = !doc.att;
+  if (doc.att) {
+    const a = doc.att;
+    const link = document.createElement("a");
+    link.href = `/att/${a.ref_b}`;
+    link.textContent = "open the ATT view";
+    if (a.side === "B") {
+      const head = a.held ? "Contravening Unit: HOLD" :
+        a.hold ? "HOLD released by the central RIAC" : `ATT: ${a.status}`;
+      hold.append(text("strong", head), text("div", a.reason || ""));
+      if (a.held) {
+        hold.append(text("div", "Only a central RIAC analyst releases a HOLD, with a reason."));
+      }
+    } else {
+      hold.append(text("div", `Scan A of exit scan ${a.ref_b}: ${a.status}`));
+    }
+    hold.className = a.held ? "hold held" : "hold";
+    if (a.ref_a !== null) hold.append(link);
+  }
   const hist = document.getElementById("history");
   hist.replaceChildren();
   for (const d of doc.decisions) {
@@ -219,12 +246,17 @@ async function load() {
   const doc = await resp.json();
   state.verdict = doc.verdict;
   state.decisions = doc.decisions;
+  state.att = doc.att;
+  state.tip = doc.tip;
   if (doc.error) showError(doc.error);
   const first = !state.info;
   if (doc.picture) {
+    // the image as drawn changes when the verdict comes: draw it again then
+    const again = !first && state.info.rev !== doc.picture.rev;
     state.info = Object.assign(state.info || {}, doc.picture);
     layout();
     if (first) fit();
+    if (again) redraw();
   }
   renderFacts(doc);
   progress();
@@ -234,6 +266,11 @@ async function load() {
   const last = state.decisions[state.decisions.length - 1];
   const form = document.getElementById("decideform");
   form.hidden = !state.canDecide || (last && rank[last.role] > rank[state.role]);
+  // a HOLD stands until a central analyst releases it: others may only order an examination
+  const held = doc.att && doc.att.held;
+  document.getElementById("green").hidden = held && state.role !== "analyst";
+  document.getElementById("yellow").hidden = held && state.role !== "analyst";
+  document.getElementById("green").textContent = held ? "Green: release the HOLD" : "Green: release";
   return true;
 }
 
@@ -258,14 +295,23 @@ async function decide(verdict) {
     body: { verdict, reason: document.getElementById("reason").value, marks: state.marks,
             corrects: last },
   });
-  if (resp.status !== 201) {
+  if (resp.status !== 201 && resp.status !== 200) {
     err.textContent = (await resp.json()).error;
     err.hidden = false;
     return;
   }
+  const done = await resp.json();
+  const tipNote = document.getElementById("tipmessage");
+  tipNote.hidden = !done.tip;
+  if (done.tip) {
+    tipNote.textContent = done.tip.message;
+    tipNote.className = done.tip.hit ? "tip hit" : "tip missed";
+    state.tipMessage = done.tip.message;
+  }
   state.marks = [];
   marksList();
   await load();
+  if (done.tip) redraw();  // the projection is gone from this user's image
 }
 
 // mouse: drag with Shift (or on a form-less page) pans, plain drag marks a region
