@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import random
 import secrets
@@ -52,6 +53,8 @@ from drivers.lsp.wire import (
 from firmware_sim._source import ImageSource, ScanImage, SyntheticSource
 
 __all__ = ["FAULT_KINDS", "FaultConfig", "SimConfig", "SimScanner"]
+
+log = logging.getLogger("nii.sim")
 
 FAULT_KINDS = (
     "corrupt",
@@ -131,6 +134,8 @@ class SimConfig:
     #: write each line's SHA-256 to the emit log (``-`` instead when off: cheaper, for
     #: benchmarks that only count lines)
     emit_log_hash: bool = True
+    #: append what each scan holds (``ScanImage.truth``) here, one JSON line per scan
+    truth_log: str | os.PathLike[str] | None = None
     """Append ``scan_id line_no flags sha256(payload)`` per LINE packet when first emitted."""
     serial_link: str | os.PathLike[str] | None = None
     """Symlink made to the pty slave, so the driver opens a stable path."""
@@ -563,11 +568,31 @@ class SimScanner:
         if self._prep_abort is not None:
             self._abort(self._prep_abort)
 
+    def _log_truth(self, scan_id: int, image: ScanImage) -> None:
+        """One JSON line for the demo: which scan, and what the simulator put in it."""
+        cfg = self.config
+        doc = {
+            "scanner": cfg.name,
+            "scan_id": scan_id,
+            "container": _renumbered(image.record, cfg.container_base).get("container"),
+            "time_ns": time.time_ns(),
+            **(image.truth or {}),
+        }
+        path = Path(cfg.truth_log or "")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(doc, separators=(",", ":")) + "\n")
+        except OSError as exc:  # the demo's truth is a help, never a reason to stop scanning
+            log.warning("%s: cannot write the truth log %s: %s", cfg.name, path, exc)
+
     def _begin(self, scan_id: int, lines: int, image: ScanImage | None = None) -> None:
         cfg = self.config
         if image is None:
             image = self.source.scan(cfg.seed, scan_id, cfg.channels, lines)
         packed = image.packed()
+        if cfg.truth_log is not None and image.truth is not None:
+            self._log_truth(scan_id, image)
         if packed.shape != (lines, 2 * cfg.channels):
             raise ConfigError(
                 f"image source gave shape {packed.shape} for {lines} lines x {cfg.channels}"

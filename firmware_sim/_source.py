@@ -27,6 +27,9 @@ class ScanImage:
     #: the site's gate system) knows of this scan, e.g. ``pixel_mm`` [along travel,
     #: height] and ``gd`` (the Goods Declaration linked at the gate)
     record: dict[str, Any] = field(default_factory=dict)
+    #: what the simulator put in the scan (the physics source's ground truth, in brief):
+    #: never sent to the edge, only to ``--truth-log`` for a demo officer to judge the ATR
+    truth: dict[str, Any] | None = None
     _packed: np.ndarray | None = field(default=None, repr=False)
 
     @property

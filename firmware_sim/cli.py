@@ -94,6 +94,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--status-file", help="write where each scanner listens, as JSON")
     p.add_argument(
+        "--truth-log",
+        help="append what each scan holds (physics source: load, concealment, objects) to "
+        "this file, one JSON line per scan, for a demo officer to judge the ATR",
+    )
+    p.add_argument(
         "--detector-seed",
         type=int,
         default=1,
@@ -417,6 +422,7 @@ def build_configs(args: argparse.Namespace) -> list[SimConfig]:
                 emit_log=(
                     Path(args.emit_log_dir) / f"{name}.emit.log" if args.emit_log_dir else None
                 ),
+                truth_log=args.truth_log,
                 serial_link=serial_dir / f"{name}.tty",
                 data_host=args.data_host,
                 data_port=args.data_port_base + i - 1 if args.data_port_base else 0,

@@ -66,7 +66,10 @@ def control_room(base: Path, central_toml: Path, feed: str, scanners: int) -> st
         f'listen = "127.0.0.1:{port}"\n'
         f'central = "{central_toml.name}"\n'
         f'feeds = ["{feed}"]\n'
-        'signing_key = "keys/control-room.sign"\n\n'
+        'signing_key = "keys/control-room.sign"\n'
+        "tip_rate = 0.05\n"
+        "# the simulator's record of what it put in each scan: a demo only\n"
+        'demo_truth = "sim/truth.jsonl"\n\n'
         "[[site]]\n"
         'name = "demo-port"\n'
         'region = "demo-region"\n'
@@ -309,6 +312,8 @@ def _run_demo(base: Path, seconds: float, scanners: int) -> int:
             str(base / "sim"),
             "--status-file",
             str(status_file),
+            "--truth-log",
+            str(base / "sim" / "truth.jsonl"),
             "--scan-lines",
             "1500",
             "--interval",

@@ -70,6 +70,7 @@ from central.control_room._config import ControlRoomConfig, Site
 from central.control_room._decisions import CATEGORIES, DecisionRefused, Decisions
 from central.control_room._feed import FeedHub, Subscriber
 from central.control_room._images import PictureCache, View
+from central.control_room._planted import Planted
 from central.control_room._tip import Tip, display_verdict
 from core.errors import NiiError
 
@@ -144,6 +145,8 @@ class ControlRoomApp:
         self.cir, self.accounts, self.decisions, self.verdicts = cir, accounts, decisions, verdicts
         self.pictures, self.hub, self.tip = pictures, hub, tip
         self.db = _Db()
+        #: a demo's "what was planted" (None: a real control room)
+        self.planted = Planted(cfg.demo_truth) if cfg.demo_truth is not None else None
         #: exit scan ref → its ATT difference map (PNG), the few last asked for
         self._differences: dict[int, bytes] = {}
         #: (user, scan ref) → when its view was last written to the audit log
@@ -355,7 +358,9 @@ class ControlRoomApp:
                 "gd": gd if isinstance(gd, dict) else None,
                 "att": _att_view.summary(att, ref, released),
                 "tip": self.tip.score_of(ref, user.name),
-            }
+                "planted": None if self.planted is None else self.planted.of(
+                    str(row["scanner"]), int(row["scan_id"]), row.get("container")),
+            }  # fmt: skip
 
         try:
             got = await self.db(read)

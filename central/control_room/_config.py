@@ -90,6 +90,9 @@ class ControlRoomConfig:
     sites: tuple[Site, ...]
     #: share of scans that show a projected threat to those who decide (R14, TIP)
     tip_rate: float = 0.0
+    #: a demo only: the simulator's ``--truth-log``, shown beside each scan as "what was
+    #: planted" so a person can judge the ATR (never set where scans are real)
+    demo_truth: Path | None = None
 
     @classmethod
     def load(cls, path: Path) -> ControlRoomConfig:
@@ -103,7 +106,8 @@ class ControlRoomConfig:
         doc = _load(path)
         s = _table(path, doc, "control_room")
         s.check_unknown(
-            {"listen", "central", "feeds", "session_minutes", "signing_key", "tip_rate"}
+            {"listen", "central", "feeds", "session_minutes", "signing_key", "tip_rate",
+             "demo_truth"}
         )
         for key in doc:
             if key not in ("control_room", "site"):
@@ -128,6 +132,7 @@ class ControlRoomConfig:
             signing_key=s.path_("signing_key", "keys/control-room.sign"),
             sites=_sites(path, doc.get("site", [])),
             tip_rate=s.num("tip_rate", 0.0, 0.0, 1.0),
+            demo_truth=s.path_("demo_truth", "") if "demo_truth" in s.doc else None,
         )
 
     def site_of(self, scanner: str) -> Site | None:

@@ -88,7 +88,35 @@ class PhysicsScan:
                 ),
                 **({"seal": str(seal)} if seal else {}),
             },
+            truth=self.planted(),
         )
+
+    def planted(self) -> dict[str, Any]:
+        """What was planted, in brief: the load, the concealment, whether the GD tells the
+        truth, and each object of the ground truth with its box in image pixels
+        ``[line0, channel0, line1, channel1]`` (end-exclusive; lines are the viewer's
+        columns, channels its rows)."""
+        t = self.truth
+        return {
+            "commodity": t.get("commodity"),
+            "concealment": t.get("concealment"),
+            "gd_truthful": t.get("gd_truthful"),
+            "discrepancies": list(t.get("discrepancies") or []),
+            "objects": [
+                {
+                    "label": o["label"],
+                    "kind": o["kind"],
+                    "material": o["material"],
+                    "box_px": [
+                        o["pixels"]["line0"],
+                        o["pixels"]["channel0"],
+                        o["pixels"]["line1"],
+                        o["pixels"]["channel1"],
+                    ],
+                }
+                for o in t.get("objects") or []
+            ],
+        }
 
 
 def build_scenario(

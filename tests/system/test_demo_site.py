@@ -95,6 +95,7 @@ def test_ctrl_c_of_the_demo_leaves_a_clean_edge_log(tmp_path: Path) -> None:
     try:
         started = "SCAN STARTED  scanner"
         wait_until(lambda: out.read_text().count(started) >= 2, 90, "both scanners' scans")
+        _demo_officer_sees_what_was_planted(out)
         os.killpg(p.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         assert p.wait(timeout=60) == 0, out.read_text()[-3000:]
     finally:
@@ -105,3 +106,32 @@ def test_ctrl_c_of_the_demo_leaves_a_clean_edge_log(tmp_path: Path) -> None:
     for bad in (" ERROR ", "Traceback", "never retrieved"):
         assert bad not in edge, edge[-4000:]
     assert "demo stopped" in out.read_text()
+
+
+def _demo_officer_sees_what_was_planted(out: Path) -> None:
+    """The banner's control room and officer account work, and a scan with its verdict
+    comes with the simulator's truth, for a person to judge the ATR by."""
+    import re
+
+    import httpx
+
+    from nii._demo import DEMO_USERS
+    from tests.system._cluster import wait_until
+
+    url = re.search(r"control room: +(http://\S+)", out.read_text())
+    assert url, out.read_text()[-2000:]
+    name = "officer"
+    with httpx.Client(base_url=url.group(1).rstrip("/"), timeout=30) as c:
+        r = c.post("/login", data={"name": name, "password": DEMO_USERS[name][1]})
+        assert r.status_code == 303 and r.headers["location"] == "/", r.text
+
+        def judged() -> dict[str, object] | None:
+            for s in c.get("/api/queue").json()["scans"]:
+                if s["atr"] and s["status"] == "complete":
+                    return c.get(f"/api/scans/{s['ref']}").json()  # type: ignore[no-any-return]
+            return None
+
+        doc = wait_until(judged, 90, "a demo scan with its verdict")
+    planted = doc["planted"]
+    assert isinstance(planted, dict) and "concealment" in planted and "objects" in planted, doc
+    assert isinstance(doc["verdict"], dict) and doc["verdict"].get("verdict"), doc["verdict"]

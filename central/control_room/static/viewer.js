@@ -97,6 +97,11 @@ function drawOverlay(drag) {
     for (const m of d.marks || []) box(ctx, m.box_px, "#8e24aa", `${m.category} (${d.by})`);
   }
   for (const m of state.marks) box(ctx, m.box_px, "#00acc1", m.category);
+  if (state.planted && document.getElementById("showplanted").checked) {
+    ctx.setLineDash([2, 3]);
+    for (const o of state.planted.objects || []) box(ctx, o.box_px, "#43a047", `planted: ${o.label}`);
+    ctx.setLineDash([]);
+  }
   if (state.tip && state.tip.box_px) {
     ctx.setLineDash([6, 4]);
     box(ctx, state.tip.box_px, "#ff6f00",
@@ -228,6 +233,17 @@ function renderFacts(doc) {
     hold.className = a.held ? "hold held" : "hold";
     if (a.ref_a !== null) hold.append(link);
   }
+  const planted = document.getElementById("planted");
+  planted.hidden = !doc.planted;
+  if (doc.planted) {
+    const p = doc.planted;
+    const body = document.getElementById("plantedbody");
+    body.replaceChildren(
+      text("div", `load: ${p.commodity || "-"}; concealment: ${p.concealment || "none"}; ` +
+        `GD ${p.gd_truthful ? "truthful" : "false: " + (p.discrepancies || []).join(", ")}`),
+      ...(p.objects || []).map((o) => text("div", `${o.label} (${o.kind}, ${o.material})`)),
+    );
+  }
   const hist = document.getElementById("history");
   hist.replaceChildren();
   for (const d of doc.decisions) {
@@ -248,6 +264,7 @@ async function load() {
   state.decisions = doc.decisions;
   state.att = doc.att;
   state.tip = doc.tip;
+  state.planted = doc.planted;
   if (doc.error) showError(doc.error);
   const first = !state.info;
   if (doc.picture) {
@@ -377,6 +394,7 @@ document.getElementById("zoomin").addEventListener("click", () => zoomBy(1.5));
 document.getElementById("zoomout").addEventListener("click", () => zoomBy(1 / 1.5));
 document.getElementById("fit").addEventListener("click", fit);
 document.getElementById("showfindings").addEventListener("change", () => drawOverlay());
+document.getElementById("showplanted").addEventListener("change", () => drawOverlay());
 for (const id of ["view", "w0", "w1"]) {
   document.getElementById(id).addEventListener("change", () => {
     state.view = document.getElementById("view").value;

@@ -1,0 +1,58 @@
+"""A demo's ground truth beside each scan: what the simulator planted (a demo only).
+
+``nii sim --truth-log FILE`` appends one JSON line per scan (scanner, scan id,
+container, load, concealment, whether the GD tells the truth, and each planted
+object's box in image pixels). With ``demo_truth`` in ``[control_room]`` the
+viewer shows it beside the scan so a person can judge the ATR; a real control
+room has no such file, and no setting shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("nii.control_room")
+
+__all__ = ["Planted"]
+
+#: the most bytes read from the truth log at once (a demo makes a few kB per scan)
+READ_AT_ONCE = 8 * 1024 * 1024
+
+
+class Planted:
+    """Follows the simulator's truth log (appended to while the demo runs)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._offset = 0
+        self._by_scan: dict[tuple[str, int], list[dict[str, Any]]] = {}
+
+    def _read(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                chunk = f.read(READ_AT_ONCE)
+        except OSError:
+            return  # no scan yet: nothing planted to show
+        end = chunk.rfind(b"\n") + 1  # a line being written is read next time
+        for raw in chunk[:end].splitlines():
+            try:
+                doc = json.loads(raw)
+                key = (str(doc["scanner"]), int(doc["scan_id"]))
+            except (ValueError, KeyError, TypeError):
+                log.warning("%s: a line that is not a scan's truth is skipped", self.path)
+                continue
+            self._by_scan.setdefault(key, []).append(doc)
+        self._offset += end
+
+    def of(self, scanner: str, scan_id: int, container: str | None) -> dict[str, Any] | None:
+        """What was planted in ``scanner``'s scan ``scan_id`` of ``container`` (the latest
+        such scan: a restarted simulator counts its scans from 1 again)."""
+        self._read()
+        for doc in reversed(self._by_scan.get((scanner, scan_id), [])):
+            if container is None or doc.get("container") in (None, container):
+                return doc
+        return None
