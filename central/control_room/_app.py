@@ -41,6 +41,7 @@ import contextlib
 import hmac
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -63,6 +64,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from central._cir import Cir
+from central._sql import is_storage_error, is_unreachable
 from central.atr._store import VerdictStore
 from central.control_room import _att_view
 from central.control_room._accounts import Accounts, Session, User, article
@@ -84,6 +86,8 @@ STATIC = Path(__file__).parent / "static"
 MAX_BODY = 64 * 1024
 #: how often the audit log records one user's views of one scan
 VIEW_AUDIT_S = 600.0
+#: how often the decisions of other control rooms on the same CIR are looked for (s)
+DECISIONS_EVERY_S = 1.0
 #: how often an event stream with nothing else to send says how the feeds are (s)
 FEED_STATE_S = 2.0
 _SECURITY_HEADERS = {
@@ -147,6 +151,10 @@ class ControlRoomApp:
         self.db = _Db()
         #: a demo's "what was planted" (None: a real control room)
         self.planted = Planted(cfg.demo_truth) if cfg.demo_truth is not None else None
+        #: the newest decision put on the browsers' feed (those of other control rooms on
+        #: the same CIR are found by :meth:`decisions_since`)
+        self.decision_seen: int | None = None
+        self._published_here: set[int] = set()
         #: exit scan ref → its ATT difference map (PNG), the few last asked for
         self._differences: dict[int, bytes] = {}
         #: (user, scan ref) → when its view was last written to the audit log
@@ -503,12 +511,36 @@ class ControlRoomApp:
             raise HTTPException(409, f"{exc.message} ({exc.fix})") from None
         if status != 201:
             return _json(done, status=status)
+        self._published_here.add(int(done["id"]))
         self.hub.publish(
             "decision",
             {"ref": ref, "scanner": row["scanner"], "id": done["id"], "kind": done["kind"],
              "verdict": body.verdict, "by": user.name},
         )  # fmt: skip
         return _json(done, status=201)
+
+    def decisions_since(self) -> list[dict[str, Any]]:
+        """The decisions recorded since the last call, by any control room on this CIR,
+        as the feed's ``decision`` events (the first call only notes where they stand)."""
+        db = self.decisions.db
+        if self.decision_seen is None:
+            self.decision_seen = int(db.value("SELECT COALESCE(MAX(id), 0) FROM decisions"))
+            return []
+        rows = db.rows(
+            "SELECT d.id, d.ref, d.kind, d.verdict, d.name, s.scanner FROM decisions d "
+            "JOIN scans s ON s.ref = d.ref WHERE d.id > ? ORDER BY d.id LIMIT 500",
+            [self.decision_seen],
+        )
+        if rows:
+            self.decision_seen = int(rows[-1]["id"])
+        out = []
+        for r in rows:
+            if int(r["id"]) in self._published_here:  # put on the feed as it was made
+                self._published_here.discard(int(r["id"]))
+                continue
+            out.append({"ref": int(r["ref"]), "scanner": r["scanner"], "id": int(r["id"]),
+                        "kind": r["kind"], "verdict": r["verdict"], "by": r["name"]})  # fmt: skip
+        return out
 
     # -- TIP and ATT -----------------------------------------------------------------
     def place_tip(self, row: dict[str, Any], verdict: dict[str, Any] | None, pic: Any) -> None:
@@ -766,6 +798,14 @@ async def _nii_error(request: Request, exc: Exception) -> Response:
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.error("%s %s failed: %s: %s", request.method, request.url.path,
               type(exc).__name__, exc)  # fmt: skip
+    if is_unreachable(exc) or is_storage_error(exc) or isinstance(exc, sqlite3.OperationalError):
+        # the CIR's database or its disk, not the request: nothing was recorded; say so
+        return JSONResponse(
+            {"error": "the CIR cannot be read or written just now (its database or disk); "
+                      "nothing was recorded", "fix": "try again in a minute; the "
+                      "administrator sees the cause in the control room's log"},
+            status_code=503, headers={"Retry-After": "30", "Cache-Control": "no-store"},
+        )  # fmt: skip
     return PlainTextResponse("internal error; it is logged", status_code=500)
 
 
@@ -782,7 +822,22 @@ def make_app(app: ControlRoomApp, *, follow: bool = True) -> Starlette:
             fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
         app.hub.on_verdict = on_verdict
-        task = asyncio.create_task(app.hub.follow(stop)) if follow else None
+
+        async def decisions() -> None:
+            # decisions taken in another control room on the same CIR reach these browsers
+            # too (the ones taken here were put on the feed as they were made)
+            while not stop.is_set():
+                try:
+                    for doc in await app.db(app.decisions_since):
+                        app.hub.publish("decision", doc)
+                except Exception as exc:  # the CIR away for a while: the next round tries
+                    log.warning("decisions of other control rooms not read: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), DECISIONS_EVERY_S)
+
+        tasks = [asyncio.create_task(decisions())]
+        if follow:
+            tasks.append(asyncio.create_task(app.hub.follow(stop)))
         try:
             yield
         finally:
@@ -790,7 +845,7 @@ def make_app(app: ControlRoomApp, *, follow: bool = True) -> Starlette:
             for sub in list(app.hub.subscribers):  # end the event streams
                 with contextlib.suppress(asyncio.QueueFull):
                     sub.queue.put_nowait(None)
-            if task is not None:
+            for task in tasks:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(task, 5)
 

@@ -57,8 +57,8 @@ F32 = npt.NDArray[np.float32]
 
 #: share of the projected box a mark must cover for the user to have found the threat
 HIT_COVER = 0.25
-#: the ATR's words for what each signature is (the officer's categories)
-CATEGORY = {"firearm": "weapon", "lead block": "high-Z object", "narcotics": "narcotics"}
+#: how long "no projection in this scan" is believed before the CIR is asked again (s)
+NONE_FOR_S = 5.0
 _LEVELS = {"none": -1, "green": 0, "yellow": 1, "red": 2}
 
 
@@ -149,6 +149,9 @@ class Tip:
     def __init__(self, db: Sql, secret: bytes, rate_of: Callable[[str], float]) -> None:
         self.db, self.secret, self.rate_of = db, secret, rate_of
         self._placed: dict[int, Projection | None] = {}
+        #: scans without a projection, and when that was read (another control room on
+        #: the same CIR may place one: asked again after NONE_FOR_S)
+        self._none: dict[int, float] = {}
 
     def _draw(self, ref: int, what: str) -> float:
         mac = hmac.new(self.secret, f"{what}:{ref}".encode(), hashlib.sha256).digest()
@@ -163,8 +166,14 @@ class Tip:
         """The projection placed in scan ``ref``, if any."""
         if ref in self._placed:
             return self._placed[ref]
+        if time.monotonic() - self._none.get(ref, -1e18) < NONE_FOR_S:
+            return None
         row = self.db.one("SELECT * FROM tip WHERE ref = ?", [ref])
         proj = None
+        if row is None:
+            if len(self._none) > 100_000:
+                self._none.clear()
+            self._none[ref] = time.monotonic()
         if row is not None:
             doc = json.loads(row["doc"])
             proj = Projection(
@@ -226,6 +235,7 @@ class Tip:
                 [ref, sig.name, json.dumps(box), proj.placed_ns, json.dumps(doc)],
             )
         self._placed.pop(ref, None)
+        self._none.pop(ref, None)
         return self.get(ref)
 
     def scores_of(self, name: str, refs: list[int]) -> set[int]:

@@ -143,3 +143,26 @@ def test_planted_follows_the_truth_log(tmp_path: Path) -> None:
     assert p.of("scanner1", 1, "MSKU9")["objects"] == [2]  # type: ignore[index]
     assert p.of("scanner1", 1, "MSKU1") == first
     assert p.of("scanner1", 1, "OTHER") is None
+
+
+def test_a_cir_that_cannot_be_written_is_503_not_a_bug() -> None:
+    import asyncio
+    import errno
+    import sqlite3
+
+    from starlette.requests import Request
+
+    from central.control_room._app import _server_error
+
+    req = Request({"type": "http", "method": "POST", "path": "/api/scans/1/decisions",
+                   "headers": [], "query_string": b""})  # fmt: skip
+    for exc in (
+        sqlite3.OperationalError("database or disk is full"),
+        sqlite3.OperationalError("database is locked"),
+        OSError(errno.ENOSPC, "No space left on device"),
+    ):
+        resp = asyncio.run(_server_error(req, exc))
+        assert resp.status_code == 503 and resp.headers["retry-after"] == "30"
+        assert b"nothing was recorded" in resp.body and b"Traceback" not in resp.body
+    bug = asyncio.run(_server_error(req, KeyError("x")))
+    assert bug.status_code == 500 and b"KeyError" not in bug.body
