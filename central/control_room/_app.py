@@ -86,6 +86,8 @@ STATIC = Path(__file__).parent / "static"
 MAX_BODY = 64 * 1024
 #: how often the audit log records one user's views of one scan
 VIEW_AUDIT_S = 600.0
+#: how long after a scan's end its alarms are still its own (the ATR's, the ATT's), ns
+ALARMS_AFTER_NS = 120 * 1_000_000_000
 #: how often the decisions of other control rooms on the same CIR are looked for (s)
 DECISIONS_EVERY_S = 1.0
 #: how often an event stream with nothing else to send says how the feeds are (s)
@@ -356,6 +358,14 @@ class ControlRoomApp:
                 info["rev"] = "verdict" if verdict is not None else ""
             att = _att_view.att_for(self.cir.sql, ref)
             released = any(d["kind"] == "release" for d in decisions)
+            # the alarms of the scan's scanner while it was scanned, and its verdict's after
+            t0 = int(row.get("started_ns") or 0) - 1_000_000_000
+            t1 = int(row.get("finished_ns") or time.time_ns()) + ALARMS_AFTER_NS
+            alarms = self.cir.sql.rows(
+                "SELECT ts_ns, kind, message FROM alarms WHERE scanner = ? AND ts_ns >= ? "
+                "AND ts_ns <= ? ORDER BY ts_ns LIMIT 50",
+                [row["scanner"], t0, t1],
+            )
             return {
                 "picture": info,
                 "verdict": display_verdict(
@@ -366,6 +376,7 @@ class ControlRoomApp:
                 "gd": gd if isinstance(gd, dict) else None,
                 "att": _att_view.summary(att, ref, released),
                 "tip": self.tip.score_of(ref, user.name),
+                "alarms": alarms,
                 "planted": None if self.planted is None else self.planted.of(
                     str(row["scanner"]), int(row["scan_id"]), row.get("container")),
             }  # fmt: skip

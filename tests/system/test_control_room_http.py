@@ -193,6 +193,12 @@ def test_bad_and_malicious_requests_get_a_clean_4xx_and_change_nothing(room: Con
         olga.get("/static/../_app.py"),
         olga.get("/static/%2e%2e/_app.py"),
         olga.get("/api/queue?limit=100000"),
+        # the ATT endpoints: a scan that is no exit scan, a Scan A named by a bad pair
+        olga.get(f"/api/scans/{ref1}/att"),
+        olga.get(f"/api/scans/{ref1}/att/difference"),
+        olga.get(f"/api/scans/{ref1}/strip?start=0&att=abc"),
+        olga.get(f"/api/scans/{ref1}/strip?start=0&att=-7"),
+        olga.get("/att/../../etc/passwd"),
     ]
     for r in cases:
         assert 400 <= r.status_code < 500, (r.request.url, r.status_code, r.text[:300])

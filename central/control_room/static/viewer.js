@@ -187,6 +187,8 @@ function renderFacts(doc) {
     text("div", `${s.status}: ${s.lines_received}/${s.lines_planned} lines, ${s.gaps} gap(s)`,
          s.status === "complete" || s.status === "scanning" ? "" : "error"),
     text("div", doc.viewers && doc.viewers.length ? `open by ${doc.viewers.join(", ")}` : ""),
+    ...(doc.alarms || []).map((a) => text("div", `alarm ${ago(a.ts_ns)} ${a.kind}: ${a.message}`,
+                                          "error")),
   );
   const atr = document.getElementById("atrbody");
   atr.replaceChildren();
@@ -204,6 +206,17 @@ function renderFacts(doc) {
         "finding " + f.level));
     }
     for (const n of v.notes || []) atr.append(text("div", n, "v-none"));
+    // the image library: the most similar scans of the same HS heading officers confirmed
+    const similar = v.similar || [];
+    if (similar.length) atr.append(text("div", "similar confirmed scans:", "v-none"));
+    for (const s of similar) {
+      const a = document.createElement("a");
+      a.href = `/scan/${s.ref}`;
+      a.textContent = `ref ${s.ref}`;
+      const row = text("div", "");
+      row.append(a, ` confirmed ${s.verdict}, similarity ${s.similarity}`);
+      atr.append(row);
+    }
   }
   const gd = document.getElementById("gdbody");
   gd.replaceChildren();
