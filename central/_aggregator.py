@@ -287,6 +287,8 @@ class Central:
                         "lines_committed": st.lines_committed,
                         "duplicates": st.duplicates,
                         "rejected": sum(st.rejected.values()),
+                        # each scanner this aggregator hears by heartbeat (the board)
+                        "scanners": self.uptime.board(),
                     },
                 )
             n += 1

@@ -67,6 +67,13 @@ def is_storage_error(exc: BaseException) -> bool:
     return "full" in text or "disk i/o" in text
 
 
+def is_temporary(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be used just now (unreachable, its disk
+    full or failing, or SQLite's database locked or busy): a request can be tried again,
+    it is not a mistake in what was asked."""
+    return is_unreachable(exc) or is_storage_error(exc) or isinstance(exc, sqlite3.OperationalError)
+
+
 def is_postgres_url(spec: str | Path) -> bool:
     """Whether ``spec`` names a PostgreSQL database (``postgresql://`` or ``postgres://``)."""
     return str(spec).startswith(("postgresql://", "postgres://"))

@@ -129,6 +129,17 @@ class UptimeReport:
     entries: tuple[Entry, ...]
 
 
+def _count(v: Any) -> int | None:
+    """A non-negative whole number an edge reported, or None (absent or not one)."""
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**62:
+        return None
+    return v
+
+
+def _text_or_none(v: Any) -> str | None:
+    return v[:_MAX_CAUSE] if isinstance(v, str) and v else None
+
+
 def _int(v: Any, what: str, lo: int, hi: int) -> int:
     if isinstance(v, bool) or not isinstance(v, int):
         raise ProtocolError(f"{what} is not an integer: {type(v).__name__}")
@@ -976,6 +987,22 @@ class UptimeTracker:
             "state": sstate if isinstance(sstate, str) and sstate in STATES else "",
             "cause": cause[:_MAX_CAUSE] if isinstance(cause, str) else "",
             "heard": self.clock(),
+            # what the edge says of its channel, for the control room's scanner board
+            **{k: _count(state.get(k)) for k in ("spool_depth", "spool_bytes")},
+            "control_up": up_ if isinstance(up_ := state.get("control_up"), bool) else None,
+            "link_fault": _text_or_none(state.get("link_fault")),
+        }
+
+    def board(self) -> dict[str, dict[str, Any]]:
+        """Each scanner heard by heartbeat: its state, cause, spool and links, and
+        ``heard_s`` (seconds since its last heartbeat), for ``central.status``."""
+        now = self.clock()
+        return {
+            sid: {
+                **{k: v for k, v in st.items() if k != "heard"},
+                "heard_s": round(max(0.0, now - st["heard"]), 1),
+            }
+            for sid, st in self.live.items()
         }
 
     def _refuse(self, edge_id: str, exc: BaseException) -> None:

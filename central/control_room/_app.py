@@ -41,7 +41,6 @@ import contextlib
 import hmac
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -64,7 +63,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from central._cir import Cir
-from central._sql import is_storage_error, is_unreachable
+from central._sql import is_temporary
 from central.atr._store import VerdictStore
 from central.control_room import _att_view
 from central.control_room._accounts import Accounts, Session, User, article
@@ -809,7 +808,7 @@ async def _nii_error(request: Request, exc: Exception) -> Response:
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.error("%s %s failed: %s: %s", request.method, request.url.path,
               type(exc).__name__, exc)  # fmt: skip
-    if is_unreachable(exc) or is_storage_error(exc) or isinstance(exc, sqlite3.OperationalError):
+    if is_temporary(exc):
         # the CIR's database or its disk, not the request: nothing was recorded; say so
         return JSONResponse(
             {"error": "the CIR cannot be read or written just now (its database or disk); "

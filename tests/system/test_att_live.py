@@ -244,7 +244,9 @@ def _control_room_holds_and_releases(cluster: Cluster, ref_b: int, ref_a: int) -
         assert oscar.get(f"/api/scans/{ref_a}/strip?start=0&att={ref_a}").status_code == 404
         diff = oscar.get(f"/api/scans/{ref_b}/att/difference")
         assert diff.status_code == 200, diff.text
-        img = cv2.imdecode(np.frombuffer(diff.content, np.uint8), cv2.IMREAD_COLOR).astype(int)
+        png = cv2.imdecode(np.frombuffer(diff.content, np.uint8), cv2.IMREAD_COLOR)
+        assert png is not None, "the difference map is not a PNG"
+        img = np.asarray(png, dtype=int)
         b, g, red = img[..., 0], img[..., 1], img[..., 2]
         assert ((red - g > 80) | (b - g > 80)).sum() > 100, "no change drawn in the map"
         short = ana.post(url, json={"verdict": "green", "reason": "ok"})

@@ -186,6 +186,12 @@ def test_an_auditor_sees_no_decision_form(room: ControlRoom, browser: Any) -> No
     assert shutil.which("chromium") or Path(CHROMIUM).exists()
 
 
+def _png(data: bytes) -> np.ndarray:
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None, "not a PNG"
+    return np.asarray(img, dtype=int)
+
+
 def _screen(page: Any, box_px: list[int]) -> tuple[float, float, float, float]:
     """Where image pixels [col0, row0, col1, row1] are on the page, as x0, y0, x1, y1."""
     v = page.evaluate(
@@ -231,8 +237,7 @@ def test_a_projected_threat_is_shown_marked_scored_and_never_a_mandate(
     q = f"/api/scans/{ref}/strip?start={box[0]}&stop={box[2]}"
     shown, real = oscar.get(q), aud.get(q)
     assert shown.status_code == real.status_code == 200
-    a = cv2.imdecode(np.frombuffer(shown.content, np.uint8), cv2.IMREAD_COLOR).astype(int)
-    b = cv2.imdecode(np.frombuffer(real.content, np.uint8), cv2.IMREAD_COLOR).astype(int)
+    a, b = (_png(r.content) for r in (shown, real))
     rows = slice(box[1], box[3])
     changed = np.abs(a[rows] - b[rows]).sum(axis=2) > 6
     assert changed.mean() > 0.2, "the projection is not in the image"
@@ -338,3 +343,65 @@ def test_an_expired_session_goes_back_to_the_login(room: ControlRoom, browser: A
     assert page.evaluate("fetch('/api/queue').then(r => r.status)") == 401
     page.goto(room.url + "/")
     assert page.url.endswith("/login")
+
+
+def test_the_scanner_board_and_the_statistics(
+    room: ControlRoom, browser: Any, tmp_path: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    _login(page, room, "ana")
+    page.click("#nav a[href='/board']")
+    page.wait_for_url(room.url + "/board")
+
+    def board() -> Any:
+        return page.evaluate("window.niiBoard && window.niiBoard.data")
+
+    def live() -> bool:
+        data = board()
+        return bool(data) and all(
+            s["link"]["state"] == "live"
+            and s["uptime"]
+            and s["uptime"]["daily"][-1]["availability"]
+            for s in data["scanners"]
+        )
+
+    wait_until(live, 30, "both scanners live on the board, with today's uptime")
+    assert [s["scanner"] for s in board()["scanners"]] == ["scanner1", "scanner2"]
+    # the edges' heartbeats reach the board through central's status: spool and links
+    wait_until(
+        lambda: all(s["spool"] and s["spool"]["depth"] is not None for s in board()["scanners"]),
+        15, "the spool depths from the edges' heartbeats",
+    )  # fmt: skip
+    page.wait_for_timeout(200)  # the plots are drawn on the next animation frame
+    page.screenshot(path=str(tmp_path / "board.png"))
+    _not_blank(tmp_path / "board.png", "the board")
+    canvas = page.locator("article.card[data-scanner='scanner1'] canvas.uptime")
+    canvas.screenshot(path=str(tmp_path / "uptime.png"))
+    shot = cv2.imread(str(tmp_path / "uptime.png"))
+    assert shot is not None
+    b, g, r = (shot[..., k].astype(int) for k in range(3))
+    amber = (r > 200) & (g > 140) & (g < 210) & (b < 80)  # the 98 % line
+    bars = ((g > 100) & (r < 80)) | ((r > 170) & (g < 80))  # green or red days
+    assert amber.sum() > 20 and bars.sum() > 20, "the uptime plot is blank"
+    # an officer's board has her site's scanner only
+    other = browser.new_page()
+    _login(other, room, "olga")
+    other.goto(room.url + "/board")
+    other.wait_for_selector("article.card")
+    assert other.locator("article.card").evaluate_all("cs => cs.map(c => c.dataset.scanner)") == [
+        "scanner1"
+    ]
+    assert other.locator("#nav a[href='/stats']").count() == 0
+    # the statistics: the decisions the tests above made are counted
+    page.click("#nav a[href='/stats']")
+    wait_until(lambda: page.evaluate("!!(window.niiStats && window.niiStats.data)"), 15,
+               "the statistics")  # fmt: skip
+    stats = page.evaluate("window.niiStats.data")
+    decided = room.cluster.sql("SELECT COUNT(DISTINCT ref) FROM decisions")[0][0]
+    assert stats["hits"]["total"]["decided"] == decided and stats["hits"]["total"]["scans"] >= 1
+    page.screenshot(path=str(tmp_path / "stats.png"), full_page=True)
+    _not_blank(tmp_path / "stats.png", "the statistics")
+    assert page.locator("#hits tbody tr").count() >= 2
+    assert not errors, errors

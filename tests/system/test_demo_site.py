@@ -128,7 +128,8 @@ def _demo_officer_sees_what_was_planted(out: Path) -> None:
         def judged() -> dict[str, object] | None:
             for s in c.get("/api/queue").json()["scans"]:
                 if s["atr"] and s["status"] == "complete":
-                    return c.get(f"/api/scans/{s['ref']}").json()  # type: ignore[no-any-return]
+                    doc: dict[str, object] = c.get(f"/api/scans/{s['ref']}").json()
+                    return doc
             return None
 
         doc = wait_until(judged, 90, "a demo scan with its verdict")

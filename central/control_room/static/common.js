@@ -19,10 +19,39 @@ export async function api(path, options = {}) {
   return resp;
 }
 
+// The pages every account may open; the statistics only for the RIAC's roles.
+const PAGES = [
+  ["/", "Queue", null],
+  ["/board", "Board", null],
+  ["/stats", "Statistics", ["supervisor", "analyst", "auditor", "admin"]],
+];
+
+// Links to the other pages, in the header's <nav id="nav"> (made if the page has none).
+export function nav(role) {
+  let el = document.getElementById("nav");
+  if (!el) {
+    const header = document.querySelector("header");
+    if (!header) return;
+    el = document.createElement("nav");
+    el.id = "nav";
+    header.firstElementChild.after(el);
+  }
+  el.replaceChildren();
+  for (const [href, label, roles] of PAGES) {
+    if (roles && !roles.includes(role)) continue;
+    if (el.childNodes.length) el.append(" · ");
+    const a = text("a", label);
+    a.href = href;
+    if (location.pathname === href) a.setAttribute("aria-current", "page");
+    el.append(a);
+  }
+}
+
 export async function login() {
   const resp = await api("/api/me");
   me = await resp.json();
   document.getElementById("who").textContent = `${me.name} (${me.role})`;
+  nav(me.role);
   document.getElementById("logout").addEventListener("click", async () => {
     await api("/logout", { method: "POST" });
     location.href = "/login";
