@@ -83,6 +83,17 @@ TABLES: dict[str, TableCopy | None] = {
     # TIP: where threats were projected, and how each analyst did
     "tip": TableCopy(("ref",)),
     "tip_scores": TableCopy(("id",), identity="id"),
+    # the risk system's GDs as it sent them: inserted only, ids kept (the GDs before the
+    # containers that name them)
+    "risk_gds": TableCopy(("id",), identity="id"),
+    "risk_gd_containers": TableCopy(("gd", "container")),
+    # the risk system's event outbox is made again by the target's own triggers as the
+    # verdicts, ATT results and decisions are copied (its ids are the target's commit
+    # order), so the webhook's cursor into the source's outbox means nothing there: the
+    # webhook starts again from the first event and the RMS drops the ones it has (by
+    # event id, which names the source row and stays the same: docs/risk-api.md)
+    "risk_events": None,
+    "risk_webhook": None,
     # who is logged in now: users log in afresh to the control room of the national CIR
     "sessions": None,
 }

@@ -736,6 +736,139 @@ CREATE OR REPLACE TRIGGER tip_scores_no_truncate BEFORE TRUNCATE ON tip_scores
 FOR EACH STATEMENT EXECUTE FUNCTION tip_is_kept();
 """,
     ),
+    Migration(
+        10,
+        "the risk-system API: submitted GDs, the event outbox, the webhook's cursor",
+        # central.control_room._risk: risk_gds holds every GD version the Risk Management
+        # System submitted (doc: its canonical JSON, sha256 of it; an amendment is a new
+        # version, a new row), risk_gd_containers the containers each names (indexed, for
+        # a scan's selection). risk_events is the outbox the RMS reads and the webhook
+        # sends: the triggers add one row in the same transaction as each ATR verdict
+        # (source 'verdict', result the level, n the findings), ATT result ('att', result,
+        # n = hold, doc the ATT document as stored) and decision ('decision', source_id
+        # its id, result its kind); the rows already there are added once, oldest first.
+        # Its id is the API's cursor: ids are handed out in commit order (SQLite has one
+        # writer at a time), so a reader that saw id N never later finds a row below N.
+        # risk_webhook keeps the last id the webhook delivered. The GDs and the outbox
+        # are evidence of what the RMS sent and was told: added, never changed
+        sqlite="""
+CREATE TABLE IF NOT EXISTS risk_gds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, gd_number TEXT NOT NULL, version INTEGER NOT NULL,
+    received_ns INTEGER NOT NULL, client TEXT NOT NULL, tier TEXT NOT NULL,
+    channel TEXT NOT NULL, att INTEGER NOT NULL, sha256 TEXT NOT NULL, doc TEXT NOT NULL,
+    UNIQUE (gd_number, version));
+CREATE TRIGGER IF NOT EXISTS risk_gds_no_update BEFORE UPDATE ON risk_gds
+BEGIN SELECT RAISE(ABORT, 'submitted GDs are kept as sent: submit an amendment'); END;
+CREATE TRIGGER IF NOT EXISTS risk_gds_no_delete BEFORE DELETE ON risk_gds
+BEGIN SELECT RAISE(ABORT, 'submitted GDs are kept as sent: submit an amendment'); END;
+CREATE TABLE IF NOT EXISTS risk_gd_containers (
+    gd INTEGER NOT NULL REFERENCES risk_gds (id), container TEXT NOT NULL,
+    received_ns INTEGER NOT NULL, PRIMARY KEY (gd, container));
+CREATE INDEX IF NOT EXISTS idx_risk_gd_containers ON risk_gd_containers (container, gd);
+CREATE TRIGGER IF NOT EXISTS risk_gd_containers_no_update BEFORE UPDATE ON risk_gd_containers
+BEGIN SELECT RAISE(ABORT, 'submitted GDs are kept as sent: submit an amendment'); END;
+CREATE TRIGGER IF NOT EXISTS risk_gd_containers_no_delete BEFORE DELETE ON risk_gd_containers
+BEGIN SELECT RAISE(ABORT, 'submitted GDs are kept as sent: submit an amendment'); END;
+CREATE TABLE IF NOT EXISTS risk_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, ref INTEGER NOT NULL,
+    source_id INTEGER NOT NULL, created_ns INTEGER NOT NULL, result TEXT, n INTEGER,
+    doc TEXT);
+CREATE TRIGGER IF NOT EXISTS risk_events_no_update BEFORE UPDATE ON risk_events
+BEGIN SELECT RAISE(ABORT, 'risk-system events are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS risk_events_no_delete BEFORE DELETE ON risk_events
+BEGIN SELECT RAISE(ABORT, 'risk-system events are append-only'); END;
+INSERT INTO risk_events (source, ref, source_id, created_ns, result, n, doc)
+SELECT source, ref, source_id, created_ns, result, n, doc FROM (
+    SELECT 'verdict' AS source, ref, ref AS source_id, created_ns, verdict AS result,
+    findings AS n, NULL AS doc FROM verdicts
+    UNION ALL SELECT 'att', ref_b, ref_b, created_ns, result, hold, doc FROM att
+    UNION ALL SELECT 'decision', ref, id, created_ns, kind, NULL, NULL FROM decisions
+) AS past ORDER BY created_ns, source, source_id;
+CREATE TRIGGER IF NOT EXISTS verdicts_risk_insert AFTER INSERT ON verdicts
+BEGIN INSERT INTO risk_events (source, ref, source_id, created_ns, result, n)
+VALUES ('verdict', NEW.ref, NEW.ref, NEW.created_ns, NEW.verdict, NEW.findings); END;
+CREATE TRIGGER IF NOT EXISTS verdicts_risk_update AFTER UPDATE ON verdicts
+BEGIN INSERT INTO risk_events (source, ref, source_id, created_ns, result, n)
+VALUES ('verdict', NEW.ref, NEW.ref, NEW.created_ns, NEW.verdict, NEW.findings); END;
+CREATE TRIGGER IF NOT EXISTS att_risk_insert AFTER INSERT ON att
+BEGIN INSERT INTO risk_events (source, ref, source_id, created_ns, result, n, doc)
+VALUES ('att', NEW.ref_b, NEW.ref_b, NEW.created_ns, NEW.result, NEW.hold, NEW.doc); END;
+CREATE TRIGGER IF NOT EXISTS att_risk_update AFTER UPDATE ON att
+BEGIN INSERT INTO risk_events (source, ref, source_id, created_ns, result, n, doc)
+VALUES ('att', NEW.ref_b, NEW.ref_b, NEW.created_ns, NEW.result, NEW.hold, NEW.doc); END;
+CREATE TRIGGER IF NOT EXISTS decisions_risk_insert AFTER INSERT ON decisions
+BEGIN INSERT INTO risk_events (source, ref, source_id, created_ns, result)
+VALUES ('decision', NEW.ref, NEW.id, NEW.created_ns, NEW.kind); END;
+CREATE TABLE IF NOT EXISTS risk_webhook (
+    name TEXT PRIMARY KEY, url TEXT NOT NULL, delivered INTEGER NOT NULL,
+    delivered_ns INTEGER, attempts INTEGER NOT NULL, failed_ns INTEGER, error TEXT);
+""",
+        # the same, TRUNCATE refused too; the outbox's writers take one transaction-scoped
+        # advisory lock (keys 1380533075, 10: "RISK", step 10; a key space of its own, apart
+        # from the one-number locks decisions take per scan) before they add a row, so
+        # that on PostgreSQL too ids are handed out in commit order
+        postgresql="""
+CREATE TABLE IF NOT EXISTS risk_gds (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, gd_number TEXT NOT NULL,
+    version BIGINT NOT NULL, received_ns BIGINT NOT NULL, client TEXT NOT NULL,
+    tier TEXT NOT NULL, channel TEXT NOT NULL, att BIGINT NOT NULL, sha256 TEXT NOT NULL,
+    doc TEXT NOT NULL, UNIQUE (gd_number, version));
+CREATE OR REPLACE FUNCTION risk_gds_are_kept() RETURNS trigger LANGUAGE plpgsql
+AS $$ BEGIN RAISE EXCEPTION 'submitted GDs are kept as sent: submit an amendment'; END $$;
+CREATE OR REPLACE TRIGGER risk_gds_no_change BEFORE UPDATE OR DELETE ON risk_gds
+FOR EACH ROW EXECUTE FUNCTION risk_gds_are_kept();
+CREATE OR REPLACE TRIGGER risk_gds_no_truncate BEFORE TRUNCATE ON risk_gds
+FOR EACH STATEMENT EXECUTE FUNCTION risk_gds_are_kept();
+CREATE TABLE IF NOT EXISTS risk_gd_containers (
+    gd BIGINT NOT NULL REFERENCES risk_gds (id), container TEXT NOT NULL,
+    received_ns BIGINT NOT NULL, PRIMARY KEY (gd, container));
+CREATE INDEX IF NOT EXISTS idx_risk_gd_containers ON risk_gd_containers (container, gd);
+CREATE OR REPLACE TRIGGER risk_gd_containers_no_change
+BEFORE UPDATE OR DELETE ON risk_gd_containers
+FOR EACH ROW EXECUTE FUNCTION risk_gds_are_kept();
+CREATE OR REPLACE TRIGGER risk_gd_containers_no_truncate BEFORE TRUNCATE ON risk_gd_containers
+FOR EACH STATEMENT EXECUTE FUNCTION risk_gds_are_kept();
+CREATE TABLE IF NOT EXISTS risk_events (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, source TEXT NOT NULL,
+    ref BIGINT NOT NULL, source_id BIGINT NOT NULL, created_ns BIGINT NOT NULL, result TEXT,
+    n BIGINT, doc TEXT);
+CREATE OR REPLACE FUNCTION risk_events_are_kept() RETURNS trigger LANGUAGE plpgsql
+AS $$ BEGIN RAISE EXCEPTION 'risk-system events are append-only'; END $$;
+CREATE OR REPLACE TRIGGER risk_events_no_change BEFORE UPDATE OR DELETE ON risk_events
+FOR EACH ROW EXECUTE FUNCTION risk_events_are_kept();
+CREATE OR REPLACE TRIGGER risk_events_no_truncate BEFORE TRUNCATE ON risk_events
+FOR EACH STATEMENT EXECUTE FUNCTION risk_events_are_kept();
+INSERT INTO risk_events (source, ref, source_id, created_ns, result, n, doc)
+SELECT source, ref, source_id, created_ns, result, n, doc FROM (
+    SELECT 'verdict' AS source, ref, ref AS source_id, created_ns, verdict AS result,
+    findings AS n, NULL::text AS doc FROM verdicts
+    UNION ALL SELECT 'att', ref_b, ref_b, created_ns, result, hold, doc FROM att
+    UNION ALL SELECT 'decision', ref, id, created_ns, kind, NULL::bigint, NULL::text
+    FROM decisions
+) AS past ORDER BY created_ns, source, source_id;
+CREATE OR REPLACE FUNCTION risk_event_of_verdict() RETURNS trigger LANGUAGE plpgsql
+AS $$ BEGIN PERFORM pg_advisory_xact_lock(1380533075, 10); INSERT INTO risk_events
+(source, ref, source_id, created_ns, result, n) VALUES
+('verdict', NEW.ref, NEW.ref, NEW.created_ns, NEW.verdict, NEW.findings); RETURN NULL; END $$;
+CREATE OR REPLACE TRIGGER verdicts_risk_event AFTER INSERT OR UPDATE ON verdicts
+FOR EACH ROW EXECUTE FUNCTION risk_event_of_verdict();
+CREATE OR REPLACE FUNCTION risk_event_of_att() RETURNS trigger LANGUAGE plpgsql
+AS $$ BEGIN PERFORM pg_advisory_xact_lock(1380533075, 10); INSERT INTO risk_events
+(source, ref, source_id, created_ns, result, n, doc) VALUES
+('att', NEW.ref_b, NEW.ref_b, NEW.created_ns, NEW.result, NEW.hold, NEW.doc); RETURN NULL; END $$;
+CREATE OR REPLACE TRIGGER att_risk_event AFTER INSERT OR UPDATE ON att
+FOR EACH ROW EXECUTE FUNCTION risk_event_of_att();
+CREATE OR REPLACE FUNCTION risk_event_of_decision() RETURNS trigger LANGUAGE plpgsql
+AS $$ BEGIN PERFORM pg_advisory_xact_lock(1380533075, 10); INSERT INTO risk_events
+(source, ref, source_id, created_ns, result) VALUES
+('decision', NEW.ref, NEW.id, NEW.created_ns, NEW.kind); RETURN NULL; END $$;
+CREATE OR REPLACE TRIGGER decisions_risk_event AFTER INSERT ON decisions
+FOR EACH ROW EXECUTE FUNCTION risk_event_of_decision();
+CREATE TABLE IF NOT EXISTS risk_webhook (
+    name TEXT PRIMARY KEY, url TEXT NOT NULL, delivered BIGINT NOT NULL,
+    delivered_ns BIGINT, attempts BIGINT NOT NULL, failed_ns BIGINT, error TEXT);
+""",
+    ),
 )
 
 

@@ -690,6 +690,12 @@ def _add_users(sub: Any) -> None:
     register(sub)
 
 
+def _add_risk(sub: Any) -> None:
+    from nii._risk_cli import register
+
+    register(sub)
+
+
 def _add_qa(sub: Any) -> None:
     from central.qa import register_qa
     from firmware_sim.physics import qa_simulation
@@ -705,6 +711,7 @@ _REGISTRARS: tuple[tuple[frozenset[str], Callable[[Any], None]], ...] = (
     (frozenset({"bench"}), _add_bench),
     (frozenset({"qa"}), _add_qa),
     (frozenset({"users"}), _add_users),
+    (frozenset({"risk"}), _add_risk),
 )
 _OWN = frozenset({"keys", "central", "edge", "cir", "control-room", "demo", "config"})
 

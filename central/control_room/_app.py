@@ -65,7 +65,7 @@ from starlette.staticfiles import StaticFiles
 from central._cir import Cir
 from central._sql import is_temporary
 from central.atr._store import VerdictStore
-from central.control_room import _att_view
+from central.control_room import _att_view, _risk
 from central.control_room._accounts import Accounts, Session, User, article
 from central.control_room._config import ControlRoomConfig, Site
 from central.control_room._decisions import CATEGORIES, DecisionRefused, Decisions
@@ -152,6 +152,8 @@ class ControlRoomApp:
         self.db = _Db()
         #: a demo's "what was planted" (None: a real control room)
         self.planted = Planted(cfg.demo_truth) if cfg.demo_truth is not None else None
+        #: the Risk Management System's webhook (None: none configured; set by ``build``)
+        self.webhook: Any = None
         #: the newest decision put on the browsers' feed (those of other control rooms on
         #: the same CIR are found by :meth:`decisions_since`)
         self.decision_seen: int | None = None
@@ -376,6 +378,7 @@ class ControlRoomApp:
                 "att": _att_view.summary(att, ref, released),
                 "tip": self.tip.score_of(ref, user.name),
                 "alarms": alarms,
+                "selection": _risk.selection_for(self.cir.sql, row),
                 "planted": None if self.planted is None else self.planted.of(
                     str(row["scanner"]), int(row["scan_id"]), row.get("container")),
             }  # fmt: skip
@@ -522,6 +525,8 @@ class ControlRoomApp:
         if status != 201:
             return _json(done, status=status)
         self._published_here.add(int(done["id"]))
+        if self.webhook is not None:
+            self.webhook.wake.set()
         self.hub.publish(
             "decision",
             {"ref": ref, "scanner": row["scanner"], "id": done["id"], "kind": done["kind"],
@@ -828,6 +833,8 @@ def make_app(app: ControlRoomApp, *, follow: bool = True) -> Starlette:
         stop = asyncio.Event()
 
         def on_verdict(ref: int) -> None:
+            if app.webhook is not None:
+                app.webhook.wake.set()
             fut = asyncio.ensure_future(app.db(app.verdict_came, ref))
             fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
@@ -846,6 +853,8 @@ def make_app(app: ControlRoomApp, *, follow: bool = True) -> Starlette:
                     await asyncio.wait_for(stop.wait(), DECISIONS_EVERY_S)
 
         tasks = [asyncio.create_task(decisions())]
+        if app.webhook is not None:  # the RMS is told of verdicts, decisions and HOLDs
+            tasks.append(asyncio.create_task(app.webhook.run(stop)))
         if follow:
             tasks.append(asyncio.create_task(app.hub.follow(stop)))
         try:
@@ -878,7 +887,7 @@ def make_app(app: ControlRoomApp, *, follow: bool = True) -> Starlette:
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     # the pages and APIs that live in modules of their own add their routes here
-    from central.control_room import _board, _risk, _stats
+    from central.control_room import _board, _stats
 
     for module in (_board, _risk, _stats):
         routes[-1:-1] = module.routes(app)

@@ -20,6 +20,14 @@ the scans of the sites bound to the account, a regional supervisor those of the
 region's sites, the central RIAC analysts and auditors every site. A ``[[site]]``
 may set its own ``tip_rate`` (a training site at 0.2, a site without Threat Image
 Projection at 0).
+
+The optional ``[risk_system]`` table opens the API of the customs Risk Management
+System (``central.control_room._risk``, docs/risk-api.md)::
+
+    [risk_system]
+    tokens = "risk-tokens"          # "NAME SHA256" lines: nii risk token add NAME
+    webhook = "https://rms.example.org/nii/events"  # optional: events POSTed here, in order
+    webhook_secret = "keys/risk-webhook.secret"     # the HMAC-SHA256 key shared with the RMS
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from typing import Any
 from core.config import CentralConfig, _load, _Section, _table, check_endpoint
 from core.errors import ConfigError
 
-__all__ = ["EXAMPLE", "ControlRoomConfig", "Site", "check_listen"]
+__all__ = ["EXAMPLE", "ControlRoomConfig", "RiskSystem", "Site", "check_listen"]
 
 EXAMPLE = """\
 [control_room]
@@ -47,6 +55,12 @@ tip_rate = 0.02                 # share of scans shown with a projected threat (
 name = "port-a"
 region = "north"
 scanners = ["scanner1", "scanner2"]
+
+# the customs Risk Management System's API (docs/risk-api.md)
+# [risk_system]
+# tokens = "risk-tokens"          # "NAME SHA256" lines: nii risk token add NAME
+# webhook = "https://rms.example.org/nii/events"  # events POSTed here, in order
+# webhook_secret = "keys/risk-webhook.secret"     # HMAC-SHA256 key shared with the RMS
 """
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -93,6 +107,8 @@ class ControlRoomConfig:
     #: a demo only: the simulator's ``--truth-log``, shown beside each scan as "what was
     #: planted" so a person can judge the ATR (never set where scans are real)
     demo_truth: Path | None = None
+    #: the Risk Management System's API (None: no ``[risk_system]`` table, the API is off)
+    risk: RiskSystem | None = None
 
     @classmethod
     def load(cls, path: Path) -> ControlRoomConfig:
@@ -106,14 +122,21 @@ class ControlRoomConfig:
         doc = _load(path)
         s = _table(path, doc, "control_room")
         s.check_unknown(
-            {"listen", "central", "feeds", "session_minutes", "signing_key", "tip_rate",
-             "demo_truth"}
+            {
+                "listen",
+                "central",
+                "feeds",
+                "session_minutes",
+                "signing_key",
+                "tip_rate",
+                "demo_truth",
+            }
         )
         for key in doc:
-            if key not in ("control_room", "site"):
+            if key not in ("control_room", "site", "risk_system"):
                 raise ConfigError(
                     f"{path}: [{key}]: unknown table",
-                    fix="a control-room file has [control_room] and [[site]] tables",
+                    fix="a control-room file has [control_room], [[site]] and [risk_system] tables",
                 )
         try:
             host, port = check_listen(s.text("listen", "127.0.0.1:8080"))
@@ -133,6 +156,7 @@ class ControlRoomConfig:
             sites=_sites(path, doc.get("site", [])),
             tip_rate=s.num("tip_rate", 0.0, 0.0, 1.0),
             demo_truth=s.path_("demo_truth", "") if "demo_truth" in s.doc else None,
+            risk=_risk_system(path, doc.get("risk_system")),
         )
 
     def site_of(self, scanner: str) -> Site | None:
@@ -210,3 +234,89 @@ def _sites(path: Path, raw: Any) -> tuple[Site, ...]:
         rate = sec.num("tip_rate", 0.0, 0.0, 1.0) if "tip_rate" in t else None
         sites.append(Site(name, region, tuple(scanners), rate))
     return tuple(sites)
+
+
+@dataclass(frozen=True)
+class RiskSystem:
+    """The ``[risk_system]`` table: the customs Risk Management System's API.
+
+    Attributes:
+        tokens: the file of the RMS's API tokens, one ``NAME SHA256HEX`` line each
+            (``nii risk token add NAME``); missing: no token is valid yet.
+        webhook: the URL every event is POSTed to, in order ("": no webhook, the RMS
+            polls); ``https://``, or ``http://`` to a loopback address only.
+        webhook_secret: the file of the key each POST is signed with (HMAC-SHA256; 32
+            characters or more, shared with the RMS); None without a webhook.
+    """
+
+    tokens: Path
+    webhook: str = ""
+    webhook_secret: Path | None = None
+
+
+def _risk_system(path: Path, raw: Any) -> RiskSystem | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: risk_system must be a table", fix="write it as a [risk_system] table"
+        )
+    sec = _Section(path, "risk_system", raw)
+    sec.check_unknown({"tokens", "webhook", "webhook_secret"})
+    tokens = sec.path_("tokens", "risk-tokens")
+    webhook = sec.text("webhook") if "webhook" in raw else ""
+    if webhook:
+        problem = check_webhook(webhook)
+        if problem:
+            raise sec._err(
+                "webhook",
+                f"{webhook!r} {problem}",
+                'write the RMS\'s URL, e.g. "https://rms.example.org/nii/events" (plain http '
+                "only to 127.0.0.1)",
+            )
+    if "webhook_secret" in raw and not webhook:
+        raise sec._err(
+            "webhook_secret",
+            "is set but there is no webhook to sign for",
+            'add webhook = "https://…" or remove webhook_secret',
+        )
+    secret = sec.path_("webhook_secret") if "webhook_secret" in raw else None
+    if webhook and secret is None:
+        raise sec._err(
+            "webhook_secret",
+            "missing: every POST to the webhook is signed",
+            'add webhook_secret = "keys/risk-webhook.secret", a file of 32 or more random '
+            "characters that the RMS also holds",
+        )
+    return RiskSystem(tokens=tokens, webhook=webhook, webhook_secret=secret)
+
+
+def check_webhook(url: str) -> str:
+    """What is wrong with ``url`` as the risk system's webhook ("" when nothing): it must
+    be ``https://HOST[:PORT]/PATH``, or ``http://`` to a loopback address, without a
+    user name, password or fragment, at most 2000 characters."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    if len(url) > 2000 or not url.isascii() or any(c.isspace() for c in url):
+        return "is not a URL (too long, spaces or characters outside ASCII)"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"is not a URL ({exc})"
+    host = parts.hostname or ""
+    if parts.scheme not in ("https", "http") or not host:
+        return "is not an http(s) URL with a host"
+    if parts.username is not None or parts.password is not None or parts.fragment:
+        return "has a user name, password or fragment (the HMAC signature authenticates)"
+    if port == 0:
+        return "has port 0"
+    if parts.scheme == "http":
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            return "is plain http to another host: events would cross the network unencrypted"
+    return ""

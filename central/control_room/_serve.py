@@ -13,6 +13,7 @@ from central.control_room._config import ControlRoomConfig
 from central.control_room._decisions import Decisions
 from central.control_room._feed import FeedHub
 from central.control_room._images import PictureCache
+from central.control_room._risk_webhook import webhook_of
 from central.control_room._tip import Tip, load_secret
 from core.errors import ConfigError
 from core.keys import CirKey, ServiceSignKey
@@ -52,7 +53,7 @@ def build(cfg: ControlRoomConfig) -> ControlRoomApp:
     except BaseException:
         cir.close()
         raise
-    return ControlRoomApp(
+    app = ControlRoomApp(
         cfg,
         cir=cir,
         accounts=accounts,
@@ -62,6 +63,13 @@ def build(cfg: ControlRoomConfig) -> ControlRoomApp:
         hub=FeedHub(cfg.feeds),
         tip=tip,
     )
+    try:  # a bad webhook secret stops the start, before anything listens
+        app.webhook = webhook_of(app)
+    except BaseException:
+        app.close()
+        cir.close()
+        raise
+    return app
 
 
 def serve(config: Path, *, announce: bool = True) -> int:

@@ -5,7 +5,13 @@ server for every request; bad and malicious requests get a clean 4xx and change 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
+import http.server
 import json
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 
 import cv2
@@ -15,17 +21,59 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from central.control_room._decisions import canonical
 from tests.system._cluster import Cluster, wait_until
-from tests.system._control_room import ControlRoom, running_room
+from tests.system._control_room import SITES, ControlRoom, running_room
 
 pytestmark = pytest.mark.system
 
 
+class Rms:
+    """The Risk Management System's webhook receiver: a real HTTP server on loopback."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[dict[str, str], bytes]] = []
+        rms = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                rms.posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self) -> list[dict[str, object]]:
+        return [e for _, body in self.posts for e in json.loads(body)["events"]]
+
+
+WEBHOOK_SECRET = "a shared secret of the RMS and the control room, 32+"
+
+
 @pytest.fixture(scope="module")
-def room(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlRoom]:
+def rms() -> Iterator[Rms]:
+    r = Rms()
+    yield r
+    r.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def room(tmp_path_factory: pytest.TempPathFactory, rms: Rms) -> Iterator[ControlRoom]:
+    base = tmp_path_factory.mktemp("control-room-http")
+    (base / "risk-webhook.secret").write_text(WEBHOOK_SECRET + "\n")
+    risk = (
+        f'\n[risk_system]\ntokens = "risk-tokens"\n'
+        f'webhook = "http://127.0.0.1:{rms.port}/nii/events"\n'
+        'webhook_secret = "risk-webhook.secret"\n'
+    )
     yield from running_room(
-        tmp_path_factory.mktemp("control-room-http"),
+        base,
         "--source", "physics", "--scan-lines", "600", "--scans", "2", "--interval", "0.3",
-        "--line-rate", "1500", "--seed", "48",
+        "--line-rate", "1500", "--seed", "48", sites=SITES + risk,
     )  # fmt: skip
 
 
@@ -221,3 +269,65 @@ def test_bad_and_malicious_requests_get_a_clean_4xx_and_change_nothing(room: Con
     assert out.post("/logout").status_code == 200
     assert out.get("/api/queue").status_code == 401
     assert room.proc is not None and room.proc.poll() is None
+
+
+def test_the_risk_system_sends_gds_and_hears_of_every_decision(room: ControlRoom, rms: Rms) -> None:
+    """Runs after the tests above: their decisions reach the RMS, polled and pushed."""
+    from core.iso6346 import check_digit
+
+    c = room.cluster
+    made = subprocess.run(
+        [sys.executable, "-P", "-m", "nii", "risk", "token", "add", "rms-test",
+         "--config", str(room.toml)],
+        cwd=c.base, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.split()[0]
+    api = room.client()
+    api.headers["Authorization"] = f"Bearer {token}"
+    ref = wait_until(lambda: _complete(c, "scanner1"), 60, "a complete scan of scanner1")
+    gd_number = c.sql("SELECT gd_number FROM scans WHERE ref = ?", ref)[0][0]
+    assert gd_number
+    box = "MSKU000042" + str(check_digit("MSKU000042"))
+    gd = {
+        "gd_number": gd_number, "version": 1, "terminal": "port-a",
+        "declarant": {"name": "A trader", "id": "1234567-8"},
+        "containers": [{"number": box, "size_type": "20GP"}],
+        "items": [{"hs_code": "6907.21", "description": "ceramic tiles",
+                   "gross_weight_kg": 12000}],
+        "selection": {"tier": "targeted", "channel": "red", "criteria": ["route"]},
+        "att": False,
+    }  # fmt: skip
+    r = api.post("/api/risk/v1/gds", json={"declarations": [gd]})
+    assert r.status_code in (200, 201), r.text
+    assert api.post("/api/risk/v1/gds", json={"declarations": [{**gd, "x": 1}]}).status_code == 400
+    assert room.client().get("/api/risk/v1/events").status_code == 401  # no token
+    # the officer sees the RMS's selection beside the GD
+    sel = room.client("olga").get(f"/api/scans/{ref}").json()["selection"]
+    assert sel and sel["channel"] == "red" and sel["gd_number"] == gd_number, sel
+    # every decision so far, polled from the start, each once
+    decided = {int(i) for (i,) in c.sql("SELECT id FROM decisions")}
+    assert decided, "the tests before this one decided nothing"
+    polled: list[dict[str, object]] = []
+    cursor = 0
+    while True:
+        page = api.get(f"/api/risk/v1/events?after={cursor}&limit=50").json()
+        polled += page["events"]
+        cursor = page["cursor"]
+        if not page["more"]:
+            break
+    ids = [e["id"] for e in polled]
+    assert len(ids) == len(set(ids))
+    kinds = {str(e["type"]) for e in polled}
+    assert {"atr.verdict", "decision"} <= kinds, kinds
+    # and pushed to the webhook, signed with the shared secret, in order
+    wait_until(
+        lambda: {e["id"] for e in rms.events() if e["type"] == "decision"}
+        >= {e["id"] for e in polled if e["type"] == "decision"},
+        30, "the decisions at the RMS's webhook",
+    )  # fmt: skip
+    for headers, body in rms.posts:
+        want = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(headers["x-nii-signature"], want)
+    pushed = [int(str(e["cursor"])) for e in rms.events()]
+    assert pushed == sorted(pushed)

@@ -220,6 +220,12 @@ function renderFacts(doc) {
   }
   const gd = document.getElementById("gdbody");
   gd.replaceChildren();
+  const sel = doc.selection;
+  if (sel) {
+    gd.append(text("div", `risk selection: ${sel.channel} channel (${sel.tier})` +
+      `${sel.att ? ", ATT transit" : ""}, GD ${sel.gd_number} version ${sel.version}`,
+      "v-" + sel.channel));
+  }
   if (doc.gd) {
     for (const [k, val] of Object.entries(doc.gd)) {
       gd.append(text("div", `${k}: ${typeof val === "object" ? JSON.stringify(val) : val}`));
