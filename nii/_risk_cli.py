@@ -81,16 +81,11 @@ def register(sub: Any) -> None:
     t = rs.add_parser("token", help="the RMS's API tokens: add, list, revoke")
     ts = t.add_subparsers(dest="action", metavar="ACTION", required=True)
 
+    from nii._users_cli import room_action
+
     def action(name: str, helptext: str, func: Any, *, named: bool = True) -> None:
-        p = ts.add_parser(name, help=helptext)
-        if named:
-            p.add_argument("name", help="the token's name (the RMS client, e.g. weboc-rms)")
-        p.add_argument(
-            "--config",
-            default="control-room.toml",
-            help="control-room configuration (TOML; control-room.toml)",
-        )
-        p.set_defaults(func=func)
+        who = "the token's name (the RMS client, e.g. weboc-rms)"
+        room_action(ts, name, helptext, func, name_help=who if named else None)
 
     action("add", "make a token and print it once (only its SHA-256 is kept)", cmd_add)
     action("list", "the names of the tokens", cmd_list, named=False)

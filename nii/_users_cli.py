@@ -150,6 +150,23 @@ def _bound(role: str, sites: tuple[str, ...], region: str) -> str:
     return "every site"
 
 
+def room_action(
+    subparsers: Any, name: str, helptext: str, func: Any, *, name_help: str | None
+) -> Any:
+    """One action of a control-room command: ``NAME`` (unless ``name_help`` is None) and
+    ``--config`` (control-room.toml); returns its parser."""
+    p = subparsers.add_parser(name, help=helptext)
+    if name_help is not None:
+        p.add_argument("name", help=name_help)
+    p.add_argument(
+        "--config",
+        default="control-room.toml",
+        help="control-room configuration (TOML; control-room.toml)",
+    )
+    p.set_defaults(func=func)
+    return p
+
+
 def register(sub: Any) -> None:
     """Add ``users`` to the ``nii`` command line."""
     from central.control_room._accounts import ROLES
@@ -158,16 +175,7 @@ def register(sub: Any) -> None:
     us = u.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     def action(name: str, helptext: str, func: Any, *, named: bool = True) -> Any:
-        p = us.add_parser(name, help=helptext)
-        if named:
-            p.add_argument("name", help="the login name")
-        p.add_argument(
-            "--config",
-            default="control-room.toml",
-            help="control-room configuration (TOML; control-room.toml)",
-        )
-        p.set_defaults(func=func)
-        return p
+        return room_action(us, name, helptext, func, name_help="the login name" if named else None)
 
     a = action("add", "add an account (the password is asked twice)", cmd_add)
     a.add_argument("--role", required=True, choices=ROLES, help="what the account may do")
@@ -187,4 +195,4 @@ def register(sub: Any) -> None:
     action("list", "every account, its role and what it sees", cmd_list, named=False)
 
 
-__all__ = ["register"]
+__all__ = ["register", "room_action"]

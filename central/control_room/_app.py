@@ -70,6 +70,7 @@ from central.control_room._accounts import Accounts, Session, User, article
 from central.control_room._config import ControlRoomConfig, Site
 from central.control_room._decisions import CATEGORIES, DecisionRefused, Decisions
 from central.control_room._feed import FeedHub, Subscriber
+from central.control_room._http import read_capped
 from central.control_room._images import PictureCache, View
 from central.control_room._planted import Planted
 from central.control_room._tip import Tip, display_verdict
@@ -762,15 +763,10 @@ def _float_param(request: Request, key: str, default: float) -> float:
 
 async def _body(request: Request) -> bytes:
     """The request body, refused (413) above MAX_BODY whatever Content-Length says."""
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+    body = await read_capped(request, MAX_BODY)
+    if body is None:
         raise HTTPException(413, f"the request body is larger than {MAX_BODY} bytes")
-    out = bytearray()
-    async for chunk in request.stream():
-        out += chunk
-        if len(out) > MAX_BODY:
-            raise HTTPException(413, f"the request body is larger than {MAX_BODY} bytes")
-    return bytes(out)
+    return body
 
 
 def _parse_form(text: str) -> dict[str, list[str]]:

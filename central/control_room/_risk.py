@@ -56,6 +56,7 @@ from central._coverage import normalise_container
 from central._sql import Sql
 from central.control_room._accounts import User
 from central.control_room._decisions import canonical
+from central.control_room._http import read_capped
 from central.control_room._risk_models import (
     API,
     EVENTS_MAX,
@@ -643,15 +644,10 @@ def _query(request: Request, model: type[T]) -> T:
 
 
 async def _body(request: Request) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+    body = await read_capped(request, MAX_BODY)
+    if body is None:
         raise Refused(413, f"the request body is larger than {MAX_BODY} bytes")
-    out = bytearray()
-    async for chunk in request.stream():
-        out += chunk
-        if len(out) > MAX_BODY:
-            raise Refused(413, f"the request body is larger than {MAX_BODY} bytes")
-    return bytes(out)
+    return body
 
 
 def _answer(doc: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:

@@ -1,7 +1,7 @@
 // The scanner board: each scanner's state, safety, link, spool, open alarms and uptime
 // against the SLA, with a plot of its daily uptime. Reloaded when the live feed says
 // something changed (at most every 2 s) and every 10 s (silences grow).
-import { api, follow, login, text } from "/static/common.js";
+import { api, follow, login, plotArea, text } from "/static/common.js";
 
 const cards = document.getElementById("cards");
 const summary = document.getElementById("summary");
@@ -76,15 +76,7 @@ function figure(f, target) {
 
 // Daily uptime as bars, the SLA's target as a dashed line; a day without data stays empty.
 export function plot(canvas, daily, target) {
-  const dpr = window.devicePixelRatio || 1;
-  const w = canvas.clientWidth || 320;
-  const h = canvas.clientHeight || 110;
-  canvas.width = Math.round(w * dpr);
-  canvas.height = Math.round(h * dpr);
-  const g = canvas.getContext("2d");
-  g.scale(dpr, dpr);
-  g.fillStyle = "#0c1014";
-  g.fillRect(0, 0, w, h);
+  const [g, w, h] = plotArea(canvas, 320, 110);
   const left = 34, right = 6, top = 8, bottom = 16;
   const values = daily.map((d) => d.availability).filter((v) => v !== null);
   const lowest = values.length ? Math.min(...values, target) : target;

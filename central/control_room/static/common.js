@@ -94,3 +94,18 @@ export function ago(ns) {
   if (!ns) return "";
   return new Date(ns / 1e6).toLocaleTimeString();
 }
+
+// A canvas ready for a plot at the screen's pixel density, cleared to the page's dark:
+// [its 2d context in CSS pixels, width, height] (the sizes given when it has none yet).
+export function plotArea(canvas, width, height) {
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth || width;
+  const h = canvas.clientHeight || height;
+  canvas.width = Math.round(w * dpr);
+  canvas.height = Math.round(h * dpr);
+  const g = canvas.getContext("2d");
+  g.scale(dpr, dpr);
+  g.fillStyle = "#0c1014";
+  g.fillRect(0, 0, w, h);
+  return [g, w, h];
+}

@@ -1,6 +1,6 @@
 // Statistics for the central RIAC: verdicts per site and period, HIT rate, ATR against the
 // officers, TIP detection per analyst, decision times. Read-only; the range is in the URL.
-import { api, login, text } from "/static/common.js";
+import { api, login, plotArea, text } from "/static/common.js";
 
 const form = document.getElementById("filters");
 const error = document.getElementById("error");
@@ -44,15 +44,7 @@ function lastDay(iso) {
 }
 
 function trend(canvas, verdicts) {
-  const dpr = window.devicePixelRatio || 1;
-  const w = canvas.clientWidth || 960;
-  const h = canvas.clientHeight || 180;
-  canvas.width = Math.round(w * dpr);
-  canvas.height = Math.round(h * dpr);
-  const g = canvas.getContext("2d");
-  g.scale(dpr, dpr);
-  g.fillStyle = "#0c1014";
-  g.fillRect(0, 0, w, h);
+  const [g, w, h] = plotArea(canvas, 960, 180);
   const per = new Map();  // period → final decisions over the sites shown
   for (const c of verdicts) {
     const p = per.get(c.period) || { green: 0, yellow: 0, red: 0, undecided: 0 };
