@@ -59,6 +59,7 @@ def rms() -> Iterator[Rms]:
     r = Rms()
     yield r
     r.server.shutdown()
+    r.server.server_close()
 
 
 @pytest.fixture(scope="module")
