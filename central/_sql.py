@@ -67,6 +67,19 @@ def is_storage_error(exc: BaseException) -> bool:
     return "full" in text or "disk i/o" in text
 
 
+def temporary_error_types() -> tuple[type[BaseException], ...]:
+    """The exception classes :func:`is_temporary` looks at (for a web framework's
+    handlers: SQLite's and psycopg's operational errors, and ``OSError``)."""
+    kinds: list[type[BaseException]] = [sqlite3.OperationalError, OSError]
+    try:
+        import psycopg
+
+        kinds.append(psycopg.OperationalError)
+    except ImportError:  # pragma: no cover - a dependency
+        pass
+    return tuple(kinds)
+
+
 def is_temporary(exc: BaseException) -> bool:
     """Whether ``exc`` says the database cannot be used just now (unreachable, its disk
     full or failing, or SQLite's database locked or busy): a request can be tried again,

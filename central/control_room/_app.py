@@ -63,7 +63,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from central._cir import Cir
-from central._sql import is_temporary
+from central._sql import is_temporary, temporary_error_types
 from central.atr._store import VerdictStore
 from central.control_room import _att_view, _risk
 from central.control_room._accounts import Accounts, Session, User, article
@@ -73,7 +73,7 @@ from central.control_room._feed import FeedHub, Subscriber
 from central.control_room._http import read_capped
 from central.control_room._images import PictureCache, View
 from central.control_room._planted import Planted
-from central.control_room._tip import Tip, display_verdict
+from central.control_room._tip import HIT_COVER, Projection, Tip, display_verdict
 from core.errors import NiiError
 
 log = logging.getLogger("nii.control_room")
@@ -315,7 +315,7 @@ class ControlRoomApp:
                 ref = int(r["ref"])
                 v = self.verdicts.get(ref)
                 if user.can_decide and ref not in scored:
-                    v = display_verdict(v, self.tip.get(ref))
+                    v = display_verdict(v, self.judged_tip(r, v))
                 site = self.site(str(r["scanner"]))
                 out.append(
                     {
@@ -352,12 +352,9 @@ class ControlRoomApp:
                 info = pic.info() if pic is not None else None
                 gd = pic.record.get("gd") if pic is not None else None
                 if pic is not None:
-                    self.place_tip(row, verdict, pic)
+                    self.start_tip(row, pic)
             decisions = self.decisions.for_ref(ref)
-            if info is not None:
-                # the image as drawn changes once, when the verdict comes (a projection
-                # may be placed then): the viewer draws it again, whether or not it is
-                info["rev"] = "verdict" if verdict is not None else ""
+            shown = self.tip.shown_to(ref, user.name, user.can_decide)
             att = _att_view.att_for(self.cir.sql, ref)
             released = any(d["kind"] == "release" for d in decisions)
             # the alarms of the scan's scanner while it was scanned, and its verdict's after
@@ -371,7 +368,7 @@ class ControlRoomApp:
             return {
                 "picture": info,
                 "verdict": display_verdict(
-                    verdict, self.tip.shown_to(ref, user.name, user.can_decide)
+                    verdict, self.judged_tip(row, verdict) if shown else None
                 ),
                 "decisions": decisions,
                 "annotations": self.decisions.annotations(ref),
@@ -397,7 +394,7 @@ class ControlRoomApp:
         sess = await self.require(request)
         ref = _ref(request)
         via = _int_param(request, "att", -1, -1, 2**62)
-        await self.scan_row(sess.user, ref, request, via=None if via < 0 else via)
+        row = await self.scan_row(sess.user, ref, request, via=None if via < 0 else via)
         start = _int_param(request, "start", 0, 0, 10**7)
         stop = _int_param(request, "stop", 10**7, 1, 10**7)
         if stop <= start:
@@ -415,11 +412,12 @@ class ControlRoomApp:
 
         def draw() -> tuple[bytes, int, int, str] | None:
             self.audit_view(user, ref, client)
-            tip = self.tip.shown_to(ref, user.name, user.can_decide)
             with self.pictures.lock:
                 pic = self.pictures.get(ref)
                 if pic is None or start >= pic.lines:
                     return None
+                self.start_tip(row, pic)  # placed as the scan started; late if we were down
+                tip = self.tip.shown_to(ref, user.name, user.can_decide)
                 end = min(stop, pic.lines)
                 commits = ",".join(f"{c}:{ns}" for c, ns in pic.commits_in(start, end)[-64:])
                 return pic.strip_png(start, end, view, tip), end, pic.lines, commits
@@ -470,24 +468,27 @@ class ControlRoomApp:
                     raise HTTPException(
                         400, f"mark {m.box_px} is not inside the image ({lines} x {channels})"
                     )
-            tip = self.tip.shown_to(ref, user.name, True)
-            if tip is not None:
-                boxes = [list(m.box_px) for m in body.marks]
+            boxes = [list(m.box_px) for m in body.marks]
+            tip = self.tip.get(ref)
+            if tip is not None and self.tip.score_of(ref, user.name) is not None:
+                # revealed to this user: its region is not in the scan, never a mark
+                if any(tip.covered_by(b) >= HIT_COVER for b in boxes):
+                    raise HTTPException(409, "the region marked is where a Threat Image "
+                                        "Projection was shown: it is not in the scan; mark "
+                                        "only what the real image shows")  # fmt: skip
+                tip = None
+            if tip is not None and any(tip.found_by(b) for b in boxes):
                 score = self.tip.score(tip, user.name, user.role, boxes)
-                self.accounts.audit(
-                    user, "tip", ref=ref, client=client,
-                    detail=("hit" if score["hit"] else "missed") + f" a projected "
-                    f"{tip.signature}",
-                )  # fmt: skip
-                if score["hit"]:  # a TIP never becomes a decision, let alone a mandate
-                    return 200, {
-                        "tip": {
-                            **score,
-                            "message": f"That was a Threat Image Projection (a "
-                            f"{tip.signature}): well spotted. It is gone from the image now; "
-                            "decide on the real scan.",
-                        }
+                self.accounts.audit(user, "tip", ref=ref, client=client,
+                                    detail=f"found a projected {tip.signature}")  # fmt: skip
+                # a TIP never becomes a decision, let alone a mandate
+                return 200, {
+                    "tip": {
+                        **score,
+                        "message": f"That was a Threat Image Projection (a {tip.signature}): "
+                        "well spotted. It is gone from the image now; decide on the real scan.",
                     }
+                }
             sealed = self.cir.block_hash(str(row["scanner"]), head) if head >= 0 else None
             image_block = sealed.hex() if sealed else ""
             atr = self.verdicts.get(ref)
@@ -510,9 +511,12 @@ class ControlRoomApp:
                 user, "decision", ref=ref, client=client,
                 detail=f"{done['kind']} {body.verdict} (decision {done['id']})",
             )  # fmt: skip
-            if tip is not None:
+            if tip is not None:  # the decision stands: the projection was missed
+                score = self.tip.score(tip, user.name, user.role, boxes)
+                self.accounts.audit(user, "tip", ref=ref, client=client,
+                                    detail=f"missed a projected {tip.signature}")  # fmt: skip
                 done["tip"] = {
-                    **self.tip.score_of(ref, user.name),  # type: ignore[dict-item]
+                    **score,
                     "message": f"This scan also showed a Threat Image Projection (a "
                     f"{tip.signature}) that was not marked: it is shown now, and gone from the "
                     "image. Your decision on the real scan is recorded.",
@@ -559,33 +563,83 @@ class ControlRoomApp:
         return out
 
     # -- TIP and ATT -----------------------------------------------------------------
-    def place_tip(self, row: dict[str, Any], verdict: dict[str, Any] | None, pic: Any) -> None:
-        """Place scan ``row``'s projection if it is one to show (call under the pictures'
-        lock, on the database thread)."""
-        if not self.tip.chosen(int(row["ref"]), str(row["scanner"])):
-            return
-        if verdict is None or row.get("status") != "complete":
-            return
-        a_hi, a_lo = pic.attenuation()
-        if a_hi.shape[0] == 0:
-            return
+    def start_tip(self, row: dict[str, Any], pic: Any) -> Projection | None:
+        """Place scan ``row``'s projection, if it is one to show, as it starts (call under
+        the pictures' lock, on the database thread)."""
+        ref, scanner = int(row["ref"]), str(row["scanner"])
+        if not self.tip.chosen(ref, scanner):
+            return None
+        got = self.tip.get(ref)
+        if got is not None:
+            return got
         try:
-            self.tip.place(row, verdict, a_hi, a_lo, pic.line_mm, pic.channel_mm)
+            return self.tip.place(
+                row, self.last_frame(scanner, ref), pic.channels, pic.line_mm, pic.channel_mm,
+                drawn=pic.lines,
+            )  # fmt: skip
         except Exception as exc:  # a projection that fails leaves the scan as it is
-            log.warning("TIP: no projection in scan ref %s: %s", row.get("ref"), exc)
+            log.warning("TIP: no projection in scan ref %s: %s", ref, exc)
+            return None
 
-    def verdict_came(self, ref: int) -> None:
-        """A verdict reached the feed: place the scan's projection before anyone looks."""
+    def last_frame(self, scanner: str, before: int) -> dict[str, Any] | None:
+        """Where the container lay in ``scanner``'s latest scan before ``before`` whose
+        verdict found one (a verdict's ``container_frame``)."""
+        rows = self.cir.sql.rows(
+            "SELECT doc FROM verdicts WHERE scanner = ? AND ref < ? ORDER BY ref DESC LIMIT 5",
+            [scanner, before],
+        )
+        for r in rows:
+            try:
+                frame = json.loads(r["doc"]).get("container_frame")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(frame, dict) and frame.get("found"):
+                return frame
+        return None
+
+    def judged_tip(self, row: dict[str, Any], verdict: dict[str, Any] | None) -> Any:
+        """Scan ``row``'s projection, with what the ATR says of it once the scan's verdict
+        is in (made here the first time; on the database thread)."""
+        ref = int(row["ref"])
+        proj = self.tip.get(ref)
+        if proj is None or proj.judged or verdict is None or verdict.get("error"):
+            return proj
+        with self.pictures.lock:
+            pic = self.pictures.get(ref)
+            if pic is None or pic.status != "complete":
+                return proj
+            a_hi, a_lo = pic.attenuation()
+            try:
+                self.tip.judge(proj, row, verdict, a_hi, a_lo)
+            except Exception as exc:  # shown in the pixels only, as a threat the ATR missed
+                log.warning("TIP: the ATR could not judge the projection in ref %s: %s", ref, exc)
+                proj.judged = True
+        return proj
+
+    def scan_started(self, ref: int) -> None:
+        """A scan started on the feed: place its projection before its lines are drawn."""
         row = self.cir.scan(ref)
         if row is None or not self.tip.chosen(ref, str(row["scanner"])):
-            return
-        verdict = self.verdicts.get(ref)
-        if verdict is None:
             return
         with self.pictures.lock:
             pic = self.pictures.get(ref)
             if pic is not None:
-                self.place_tip(row, verdict, pic)
+                self.start_tip(row, pic)
+
+    def verdict_came(self, ref: int) -> None:
+        """A verdict reached the feed: what the ATR says of the projection, made before
+        anyone asks for the verdict."""
+        row = self.cir.scan(ref)
+        if row is None:
+            return
+        if self.tip.get(ref) is not None:
+            self.judged_tip(row, self.verdicts.get(ref))
+        # the scanner's scan under way may wait for this verdict's container frame
+        for later in self.cir.sql.rows(
+            "SELECT ref FROM scans WHERE scanner = ? AND status = 'scanning' AND ref > ?",
+            [row["scanner"], ref],
+        ):
+            self.scan_started(int(later["ref"]))
 
     async def att(self, request: Request) -> Response:
         sess = await self.require(request)
@@ -807,9 +861,9 @@ async def _nii_error(request: Request, exc: Exception) -> Response:
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    log.error("%s %s failed: %s: %s", request.method, request.url.path,
-              type(exc).__name__, exc)  # fmt: skip
     if is_temporary(exc):
+        log.warning("%s %s: the CIR cannot be used now: %s", request.method,
+                    request.url.path, exc)  # fmt: skip
         # the CIR's database or its disk, not the request: nothing was recorded; say so
         return JSONResponse(
             {"error": "the CIR cannot be read or written just now (its database or disk); "
@@ -817,7 +871,21 @@ async def _server_error(request: Request, exc: Exception) -> Response:
                       "administrator sees the cause in the control room's log"},
             status_code=503, headers={"Retry-After": "30", "Cache-Control": "no-store"},
         )  # fmt: skip
+    log.error("%s %s failed: %s: %s", request.method, request.url.path,
+              type(exc).__name__, exc)  # fmt: skip
     return PlainTextResponse("internal error; it is logged", status_code=500)
+
+
+def exception_handlers() -> dict[Any, Any]:
+    """How the application answers what a route raises (Starlette's handlers)."""
+    return {
+        HTTPException: _http_error,
+        NiiError: _nii_error,
+        # the CIR's database or disk failing: answered 503 where the connection stays
+        # usable (the catch-all below also has uvicorn log a traceback and drop it)
+        **{kind: _server_error for kind in temporary_error_types()},
+        Exception: _server_error,
+    }
 
 
 def make_app(app: ControlRoomApp, *, follow: bool = True) -> Starlette:
@@ -834,7 +902,11 @@ def make_app(app: ControlRoomApp, *, follow: bool = True) -> Starlette:
             fut = asyncio.ensure_future(app.db(app.verdict_came, ref))
             fut.add_done_callback(lambda f: f.cancelled() or f.exception())
 
-        app.hub.on_verdict = on_verdict
+        def on_started(ref: int) -> None:
+            fut = asyncio.ensure_future(app.db(app.scan_started, ref))
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+        app.hub.on_verdict, app.hub.on_started = on_verdict, on_started
 
         async def decisions() -> None:
             # decisions taken in another control room on the same CIR reach these browsers
@@ -890,9 +962,5 @@ def make_app(app: ControlRoomApp, *, follow: bool = True) -> Starlette:
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={
-            HTTPException: _http_error,
-            NiiError: _nii_error,
-            Exception: _server_error,
-        },
+        exception_handlers=exception_handlers(),
     )

@@ -17,7 +17,10 @@ changed or the load differs from the entry scan, ``central.atr._transit``) is
 released only by a central RIAC analyst, with a reason (kind ``release``); until
 then an officer or a supervisor may only order its examination (Red).
 
-Before a Red mandate the officer marks at least one suspect region on the image.
+Release (Green) and assessment (Yellow) wait until the scan is no longer being
+scanned; a Red mandate may be ordered at once. A decision that changes another
+user's gives its reason. Before a Red mandate the officer marks at least one
+suspect region on the image.
 Each mark is an **annotation** in one documented form (the training-data export
 reads the same):
 
@@ -157,11 +160,18 @@ class Decisions:
                 fix="mark the region and its nature on the image first",
             )
         ref = int(scan["ref"])
+        if verdict != "red" and scan.get("status") == "scanning":
+            raise DecisionRefused(
+                f"scan {ref} is still being scanned: release and assessment wait for the "
+                "whole image",
+                fix="decide once the scan is complete; a Red mandate may be ordered now",
+            )
         with self.db.transaction():
             if self.db.postgres:  # two control rooms deciding on one scan: one at a time
                 self.db.execute("SELECT pg_advisory_xact_lock(?)", [ref])
             last = self.db.one(
-                "SELECT id, role FROM decisions WHERE ref = ? ORDER BY id DESC LIMIT 1", [ref]
+                "SELECT id, role, name FROM decisions WHERE ref = ? ORDER BY id DESC LIMIT 1",
+                [ref],
             )
             if last is not None and _RANK.get(str(last["role"]), 0) > _RANK[role]:
                 raise DecisionRefused(
@@ -178,6 +188,12 @@ class Decisions:
                     f"scan {ref} was decided meanwhile: you saw {seen}, the latest is "
                     + ("none" if last is None else f"decision {last['id']}"),
                     fix="reload the scan and decide on what is there now",
+                )
+            if last is not None and str(last["name"]) != name and not reason.strip():
+                raise DecisionRefused(
+                    f"scan {ref} was decided by {last['name']}: a change of another "
+                    "officer's decision gives its reason",
+                    fix="write why in the reason",
                 )
             kind = _KIND[role]
             held = hold is not None and not self.db.value(

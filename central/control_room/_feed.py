@@ -56,6 +56,8 @@ class FeedHub:
         self.events = 0
         #: called with a scan's ref when its verdict comes (the control room's TIP)
         self.on_verdict: Callable[[int], None] | None = None
+        #: called with a scan's ref when it starts (the control room's TIP)
+        self.on_started: Callable[[int], None] | None = None
 
     def subscribe(self, sub: Subscriber) -> None:
         self.subscribers.add(sub)
@@ -118,6 +120,10 @@ class FeedHub:
                     doc = {k: doc.get(k) for k in ("scan_ref", "scanner", "scan_id", "seq",
                                                    "first_line", "lines")}  # fmt: skip
                     doc["ref"] = doc.pop("scan_ref")
+                elif topic == "scan.started" and self.on_started is not None:
+                    ref = doc.get("ref", doc.get("scan_ref"))
+                    if isinstance(ref, int):  # before any browser hears of it
+                        self.on_started(ref)
                 elif topic == "atr.verdict":
                     # the browser reads the verdict from the CIR, as the user may see it
                     # (with a Threat Image Projection, or not): the feed says only which

@@ -11,23 +11,29 @@ looks exactly as a real threat would, in the pixels and in the findings.
 Which scans: an HMAC-SHA256 of the scan's ref under a secret kept beside the
 signing key (``<signing_key>.tip``, made once, mode 0600) decides, and places the
 threat, so the choice holds across restarts and nobody can tell it from the ref.
-A projection is placed once the scan is complete and has its ATR verdict (the
-container must have been found: a threat is put into the cargo, never into the
-air) and is kept in the CIR's ``tip`` table (schema step 9).
+A projection is placed as the scan starts, before any of its lines is drawn, so
+that the threat is in the image from the first strip on, as a real one would be
+(an image that changed once the scan was complete would tell): it rests on the
+floor, in the middle half of where the container lay in the scanner's previous
+scans (no TIP on a scanner without one). It is kept in the CIR's ``tip`` table
+(schema step 9). What the ATR says of it is made once the scan's own verdict is
+in, on the projected image, and merged into the verdict in the ATR's own order.
 
 Scoring: when a user who was shown a projection submits a decision,
 
-* a mark that covers at least :data:`HIT_COVER` of the projected box is a **hit**:
-  no decision is recorded (a TIP never leads to a mandate), the projection is
-  revealed and the user decides again on the real image;
-* otherwise it is a **miss**: the decision is recorded as made (it was made on
-  the real scan's evidence: its marks are the user's own), and the projection is
-  revealed.
+* a mark that covers at least :data:`HIT_COVER` of the projected box, and is at most
+  :data:`HIT_AREA` times its size, is a **hit**: no decision is recorded (a TIP never
+  leads to a mandate), the projection is revealed and the user decides again on
+  the real image;
+* otherwise it is a **miss**, scored once the decision is recorded (a decision
+  refused for another reason scores nothing): it was made on the real scan's
+  evidence, its marks are the user's own; the projection is revealed.
 
 Either way one row goes into ``tip_scores`` (one per user and scan) and the user
-is shown the real image from then on. Auditors and administrators always see the
-real image. Decisions and annotations never hold a projection, so a training-data
-export of the annotations never contains one.
+is shown the real image from then on; a later mark on the revealed projection is
+refused. Auditors and administrators always see the real image. Decisions and
+annotations never hold a projection, so a training-data export of the
+annotations never contains one.
 """
 
 from __future__ import annotations
@@ -57,6 +63,13 @@ F32 = npt.NDArray[np.float32]
 
 #: share of the projected box a mark must cover for the user to have found the threat
 HIT_COVER = 0.25
+#: the largest mark, in multiples of the projected box's area, that can find it
+HIT_AREA = 8.0
+#: lines beyond those already read that a late placement leaves free (the viewer's
+#: strips read a few lines of context on each side)
+LATE_MARGIN = 16
+#: how far above the container's floor a projected threat rests (mm)
+FLOOR_GAP_MM = 20.0
 #: how long "no projection in this scan" is believed before the CIR is asked again (s)
 NONE_FOR_S = 5.0
 _LEVELS = {"none": -1, "green": 0, "yellow": 1, "red": 2}
@@ -106,6 +119,8 @@ class Projection:
     channel_mm: float
     findings: list[dict[str, Any]] = field(default_factory=list)
     placed_ns: int = 0
+    #: whether :attr:`findings` were made (after the scan's own verdict)
+    judged: bool = False
 
     def patch(self) -> Signature:
         for sig in library(self.line_mm, self.channel_mm):
@@ -135,6 +150,14 @@ class Projection:
         w = max(0, min(c1, box[2]) - max(c0, box[0]))
         h = max(0, min(r1, box[3]) - max(r0, box[1]))
         return (w * h) / max(1, (c1 - c0) * (r1 - r0))
+
+    def found_by(self, box: list[int]) -> bool:
+        """Whether a mark ``box`` finds the projection: it covers at least
+        :data:`HIT_COVER` of it and is at most :data:`HIT_AREA` times its size (a mark
+        over the whole image finds nothing)."""
+        c0, r0, c1, r1 = self.box_px
+        area = max(1, (box[2] - box[0]) * (box[3] - box[1]))
+        return self.covered_by(box) >= HIT_COVER and area <= HIT_AREA * (c1 - c0) * (r1 - r0)
 
 
 class Tip:
@@ -182,7 +205,6 @@ class Tip:
                 box_px=[int(v) for v in json.loads(row["box_px"])],
                 line_mm=float(doc["line_mm"]),
                 channel_mm=float(doc["channel_mm"]),
-                findings=list(doc.get("findings", [])),
                 placed_ns=int(row["placed_ns"]),
             )
             self._placed[ref] = proj
@@ -191,52 +213,67 @@ class Tip:
     def place(
         self,
         scan: dict[str, Any],
-        verdict: dict[str, Any] | None,
-        a_hi: F32,
-        a_lo: F32,
+        frame: dict[str, Any] | None,
+        channels: int,
         line_mm: float,
         channel_mm: float,
+        drawn: int = 0,
     ) -> Projection | None:
-        """Place the projection of a chosen, complete scan with a verdict (once).
+        """Place the projection of a chosen scan as it starts (once).
 
-        ``a_hi``/``a_lo`` are the scan's calibrated attenuations (lines, channels).
-        Returns the projection (also one placed before), or None: not chosen, not
-        complete, no verdict yet, or no container found to put a threat into.
+        ``frame`` is where the container lay in the scanner's last scans (a verdict's
+        ``container_frame``: ``front_px``, ``back_px``, ``floor_px``): the threat goes
+        into the middle half of that length, resting on that floor, so that it is in
+        the image from the scan's first lines on, as a real threat would be.
+
+        ``drawn`` is how many of the scan's lines may have been drawn already (a
+        placement after the scan started, when the scanner's last verdict came late):
+        the threat goes only where no line has been shown yet.
+
+        Returns the projection (also one placed before), or None: not chosen, no
+        container frame of this scanner to place it by, or too late in the scan.
         """
         ref = int(scan["ref"])
         got = self.get(ref)
         if got is not None or not self.chosen(ref, str(scan["scanner"])):
             return got
-        frame = (verdict or {}).get("container_frame") or {}
-        if scan.get("status") != "complete" or not frame.get("found"):
+        if not frame or not frame.get("found") or channels <= 0:
             return None
         sigs = library(line_mm, channel_mm)
         sig = sigs[int(self._draw(ref, "signature") * len(sigs)) % len(sigs)]
         nl, nc = sig.a_hi.shape
-        lines, chans = a_hi.shape
         front, back = int(frame["front_px"]), int(frame["back_px"])
-        floor = min(int(frame.get("floor_px") or chans - 1), chans - 1)
+        floor = min(int(frame.get("floor_px") or channels - 1), channels - 1)
         span = back - front
-        lo_c, hi_c = front + span // 6, back - span // 6 - nl
-        top_r = max(0, floor - round(2000 / channel_mm))
-        lo_r, hi_r = top_r, floor - nc - round(150 / channel_mm)
-        if hi_c <= lo_c or hi_r <= lo_r or back > lines:
+        lo_c, hi_c = front + span // 4, back - span // 4 - nl
+        r1 = floor - max(1, round(FLOOR_GAP_MM / channel_mm))  # resting on the floor
+        r0 = r1 - nc
+        if hi_c <= lo_c or r0 < 0:
             return None
         c0 = lo_c + int(self._draw(ref, "column") * (hi_c - lo_c))
-        r0 = lo_r + int(self._draw(ref, "row") * (hi_r - lo_r))
-        box = [c0, r0, c0 + nl, r0 + nc]
-        proj = Projection(ref, sig.name, box, line_mm, channel_mm, placed_ns=time.time_ns())
-        proj.findings = _findings_at(scan, verdict or {}, a_hi, a_lo, proj, sig)
-        doc = {"line_mm": line_mm, "channel_mm": channel_mm, "findings": proj.findings}
+        if c0 < drawn + LATE_MARGIN:
+            return None  # lines there may have been shown without it: none in this scan
+        box = [c0, r0, c0 + nl, r1]
+        doc = {"line_mm": line_mm, "channel_mm": channel_mm, "frame": frame}
         with contextlib.suppress(Exception), self.db.transaction():
             self.db.execute(
                 "INSERT INTO tip (ref, signature, box_px, placed_ns, doc) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (ref) DO NOTHING",
-                [ref, sig.name, json.dumps(box), proj.placed_ns, json.dumps(doc)],
+                [ref, sig.name, json.dumps(box), time.time_ns(), json.dumps(doc)],
             )
         self._placed.pop(ref, None)
         self._none.pop(ref, None)
         return self.get(ref)
+
+    def judge(
+        self, proj: Projection, scan: dict[str, Any], verdict: dict[str, Any], a_hi: F32, a_lo: F32
+    ) -> None:
+        """What the ATR says of the projected image at the projection (once the scan's
+        own verdict is in): kept with the projection (in memory: the same each time)."""
+        if proj.judged:
+            return
+        proj.findings = _findings_at(scan, verdict, a_hi, a_lo, proj, proj.patch())
+        proj.judged = True
 
     def scores_of(self, name: str, refs: list[int]) -> set[int]:
         """Which of ``refs`` user ``name`` was already scored on."""
@@ -270,8 +307,10 @@ class Tip:
         is returned instead.
         """
         cover = max((proj.covered_by(b) for b in marks), default=0.0)
-        hit = cover >= HIT_COVER
-        detail = f"marked {100 * cover:.0f} % of the projected {proj.signature}"
+        hit = any(proj.found_by(b) for b in marks)
+        detail = f"marked {100 * cover:.0f} % of the projected {proj.signature}" + (
+            "" if hit or cover < HIT_COVER else " with a mark far larger than it"
+        )
         with contextlib.suppress(Exception), self.db.transaction():
             self.db.execute(
                 "INSERT INTO tip_scores (ref, name, role, hit, signature, scored_ns, detail) "
@@ -288,7 +327,11 @@ def display_verdict(verdict: dict[str, Any] | None, proj: Projection | None) -> 
     if verdict is None or proj is None or not proj.findings or verdict.get("error"):
         return verdict
     out = dict(verdict)
-    out["findings"] = list(verdict.get("findings") or []) + [dict(f) for f in proj.findings]
+    # in the ATR's own order (the worst level first, then the highest score)
+    out["findings"] = sorted(
+        list(verdict.get("findings") or []) + [dict(f) for f in proj.findings],
+        key=lambda f: (-_LEVELS.get(str(f.get("level")), -1), -float(f.get("score") or 0.0)),
+    )
     worst = max((str(f.get("level")) for f in out["findings"]), key=lambda v: _LEVELS.get(v, -1))
     if _LEVELS.get(worst, -1) > _LEVELS.get(str(verdict.get("verdict")), -1):
         out["verdict"] = worst

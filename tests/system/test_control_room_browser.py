@@ -210,8 +210,8 @@ def _open_whole(page: Any, room: ControlRoom, ref: int) -> None:
     wait_until(
         lambda: page.evaluate(
             "!!(window.niiViewer && window.niiViewer.verdict && window.niiViewer.info && "
-            "window.niiViewer.columns >= window.niiViewer.info.lines && "
-            "window.niiViewer.info.rev === 'verdict')"
+            "window.niiViewer.info.status === 'complete' && "
+            "window.niiViewer.columns >= window.niiViewer.info.lines)"
         ),
         30, f"scan {ref} drawn whole with its verdict",
     )  # fmt: skip
@@ -233,9 +233,19 @@ def test_a_projected_threat_is_shown_marked_scored_and_never_a_mandate(
         tipped, 90, "two scans of scanner2 with a projection"
     )[:2]
     oscar, aud = room.client("oscar"), room.client("aud")
-    # the one who decides sees the threat in the pixels; the auditor sees the evidence
+    # the one who decides sees the threat in the pixels from the first strip that holds
+    # them, while the truck is still in the scanner; the auditor sees the evidence
     q = f"/api/scans/{ref}/strip?start={box[0]}&stop={box[2]}"
+    first = wait_until(
+        lambda: (r := oscar.get(q)).status_code == 200
+        and int(r.headers["X-Columns"].split("-")[1]) >= box[2]
+        and r,
+        60, "the projection's columns drawn",
+    )  # fmt: skip
+    wait_until(lambda: oscar.get(f"/api/scans/{ref}").json()["verdict"], 60, "the verdict")
     shown, real = oscar.get(q), aud.get(q)
+    # nothing changes when the scan is complete and judged (a change would tell)
+    assert shown.content == first.content
     assert shown.status_code == real.status_code == 200
     a, b = (_png(r.content) for r in (shown, real))
     rows = slice(box[1], box[3])
@@ -275,6 +285,10 @@ def test_a_projected_threat_is_shown_marked_scored_and_never_a_mandate(
     assert oscar.get(q).content == aud.get(q).content
     wait_until(lambda: page.evaluate("window.niiViewer.tip && window.niiViewer.tip.hit"), 10,
                "the revealed projection")  # fmt: skip
+    # the revealed projection is never a mark: marking it again is refused
+    on_it = {"verdict": "red", "reason": "x", "marks": [{"box_px": box, "category": "weapon"}]}
+    again = oscar.post(f"/api/scans/{ref}/decisions", json=on_it)
+    assert again.status_code == 409 and "Projection" in again.json()["error"], again.text
     page.fill("#reason", "nothing else in the load")
     page.click("#green")
     page.wait_for_selector("#history .v-green", timeout=15_000)

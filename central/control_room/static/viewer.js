@@ -287,13 +287,14 @@ async function load() {
   if (doc.error) showError(doc.error);
   const first = !state.info;
   if (doc.picture) {
-    // the image as drawn changes when the verdict comes: draw it again then
-    const again = !first && state.info.rev !== doc.picture.rev;
     state.info = Object.assign(state.info || {}, doc.picture);
     layout();
     if (first) fit();
-    if (again) redraw();
   }
+  // the decision the user's next one would correct: set when the page shows it, so
+  // one taken meanwhile by someone else is pointed out before it is replaced
+  const latest = state.decisions.length ? state.decisions[state.decisions.length - 1] : null;
+  if (first) state.base = latest ? latest.id : null;
   renderFacts(doc);
   progress();
   drawOverlay();
@@ -304,8 +305,10 @@ async function load() {
   form.hidden = !state.canDecide || (last && rank[last.role] > rank[state.role]);
   // a HOLD stands until a central analyst releases it: others may only order an examination
   const held = doc.att && doc.att.held;
-  document.getElementById("green").hidden = held && state.role !== "analyst";
-  document.getElementById("yellow").hidden = held && state.role !== "analyst";
+  // release and assessment wait for the whole image; a mandate may be ordered at once
+  const scanning = doc.scan.status === "scanning";
+  document.getElementById("green").hidden = scanning || (held && state.role !== "analyst");
+  document.getElementById("yellow").hidden = scanning || (held && state.role !== "analyst");
   document.getElementById("green").textContent = held ? "Green: release the HOLD" : "Green: release";
   return true;
 }
@@ -325,7 +328,16 @@ function marksList() {
 async function decide(verdict) {
   const err = document.getElementById("decideerror");
   err.hidden = true;
-  const last = state.decisions.length ? state.decisions[state.decisions.length - 1].id : null;
+  const latest = state.decisions.length ? state.decisions[state.decisions.length - 1] : null;
+  const last = latest ? latest.id : null;
+  if (last !== state.base) {
+    // someone decided while this page was open: show it before anything replaces it
+    state.base = last;
+    err.textContent = `${latest.by} (${latest.role}) decided meanwhile: ` +
+      `${latest.verdict.toUpperCase()}, "${latest.reason}". Look at it; press again to decide.`;
+    err.hidden = false;
+    return;
+  }
   const resp = await api(`/api/scans/${ref}/decisions`, {
     method: "POST",
     body: { verdict, reason: document.getElementById("reason").value, marks: state.marks,
@@ -347,6 +359,7 @@ async function decide(verdict) {
   state.marks = [];
   marksList();
   await load();
+  if (done.id !== undefined) state.base = done.id;
   if (done.tip) redraw();  // the projection is gone from this user's image
 }
 

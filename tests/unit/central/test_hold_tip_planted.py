@@ -80,25 +80,31 @@ def test_tip_chooses_places_once_and_scores(db: Sql, tmp_path: Path) -> None:
 
     a_hi, a_lo = _scan_arrays()
     frame = {"found": True, "front_px": 100, "back_px": 1100, "floor_px": 650}
-    verdict = {"verdict": "green", "findings": [], "container_frame": frame}
-    # not complete, or no container found: no projection (never into the air)
-    assert always.place({**SCAN, "status": "scanning"}, verdict, a_hi, a_lo, 5.0, 3.0) is None
-    lost = {**verdict, "container_frame": {"found": False}}
-    assert always.place(SCAN, lost, a_hi, a_lo, 5.0, 3.0) is None
-    proj = always.place(SCAN, verdict, a_hi, a_lo, 5.0, 3.0)
-    assert proj is not None
+    # placed as the scan starts, from where the scanner's last container lay; without
+    # one, none (never into the air)
+    start = {**SCAN, "status": "scanning"}
+    assert always.place(start, None, 700, 5.0, 3.0) is None
+    assert always.place(start, {"found": False}, 700, 5.0, 3.0) is None
+    proj = always.place(start, frame, 700, 5.0, 3.0)
+    assert proj is not None and not proj.judged
     c0, r0, c1, r1 = proj.box_px
-    assert 100 < c0 < c1 < 1100 and 0 <= r0 < r1 < 650
-    assert always.place(SCAN, verdict, a_hi, a_lo, 5.0, 3.0).box_px == proj.box_px  # type: ignore[union-attr]
+    assert 100 + 250 <= c0 < c1 <= 1100 - 250  # the middle half of the container
+    assert 650 - 10 <= r1 < 650  # resting on the floor
+    assert always.place(start, frame, 700, 5.0, 3.0).box_px == proj.box_px  # type: ignore[union-attr]
     assert db.value("SELECT COUNT(*) FROM tip") == 1
     # the pixels: added inside the box only
     hi2, _ = proj.add_to(a_hi, a_lo, 0)
     inside = hi2[c0:c1, r0:r1] - a_hi[c0:c1, r0:r1]
     assert inside.max() > 0.5 and np.array_equal(hi2[:c0], a_hi[:c0])
-    # what the user is shown: the projection's findings merged, the level raised
+    # once the verdict is in, what the ATR says of it, merged in the ATR's own order
+    verdict = {"verdict": "yellow", "findings": [
+        {"level": "yellow", "score": 0.7, "bbox_px": [5, 5, 9, 9]}]}  # fmt: skip
+    always.judge(proj, SCAN, verdict, a_hi, a_lo)
+    assert proj.judged
+    proj.findings = [{"level": "red", "score": 1.2, "bbox_px": [c0, r0, c1, r1]}]
     shown = display_verdict(verdict, proj)
-    if proj.findings:
-        assert len(shown["findings"]) == len(proj.findings)
+    assert [f["level"] for f in shown["findings"]] == ["red", "yellow"]
+    assert shown["verdict"] == "red" and verdict["verdict"] == "yellow"
     assert display_verdict(verdict, None) is verdict
     # scoring: a mark over the box is a hit, shown to nobody afterwards
     assert always.shown_to(7, "olga", decides=True) is not None
@@ -110,11 +116,14 @@ def test_tip_chooses_places_once_and_scores(db: Sql, tmp_path: Path) -> None:
     assert hit["hit"] is True and hit["signature"] == proj.signature
     miss = always.score(proj, "ana", "analyst", [small])
     assert miss["hit"] is False
+    # a mark over the whole image covers it but finds nothing
+    huge = always.score(proj, "sven", "supervisor", [[0, 0, 1200, 700]])
+    assert huge["hit"] is False and "far larger" in huge["detail"]
     again = always.score(proj, "olga", "officer", [])  # one score per user and scan
     assert again["hit"] is True
     assert always.shown_to(7, "olga", decides=True) is None
     rows = db.rows("SELECT name, hit FROM tip_scores ORDER BY id")
-    assert [(r["name"], r["hit"]) for r in rows] == [("olga", 1), ("ana", 0)]
+    assert [(r["name"], r["hit"]) for r in rows] == [("olga", 1), ("ana", 0), ("sven", 0)]
     for sql in ("UPDATE tip_scores SET hit = 1", "DELETE FROM tip", "UPDATE tip SET ref = 9"):
         with pytest.raises(Exception, match=r"kept as placed|append-only"):
             db.execute(sql)
@@ -166,3 +175,66 @@ def test_a_cir_that_cannot_be_written_is_503_not_a_bug() -> None:
         assert b"nothing was recorded" in resp.body and b"Traceback" not in resp.body
     bug = asyncio.run(_server_error(req, KeyError("x")))
     assert bug.status_code == 500 and b"KeyError" not in bug.body
+
+
+def test_a_failing_cir_is_answered_on_a_connection_that_stays_usable() -> None:
+    import asyncio
+    import sqlite3
+
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    from central.control_room._app import exception_handlers
+
+    async def full(request: Any) -> Any:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    app = Starlette(routes=[Route("/x", full)], exception_handlers=exception_handlers())
+
+    async def ask() -> httpx.Response:
+        # raise_app_exceptions: an exception that escaped to the server (which logs a
+        # traceback and drops the connection) would be raised here
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get("/x")
+
+    r = asyncio.run(ask())
+    assert r.status_code == 503 and "nothing was recorded" in r.json()["error"]
+
+
+def test_release_waits_for_the_whole_scan_and_a_change_gives_its_reason(
+    db: Sql, tmp_path: Path
+) -> None:
+    dec = Decisions(db, ServiceSignKey.load_or_make(tmp_path / "k.sign"))
+    live = {**SCAN, "status": "scanning"}
+
+    def decide(scan: dict[str, Any], name: str, verdict: str, reason: str = "",
+               corrects: Any = None, marks: Any = ()) -> dict[str, Any]:  # fmt: skip
+        return dec.decide(
+            scan=scan, name=name, role="officer", verdict=verdict, reason=reason,
+            marks=list(marks), pixel_mm=(5.0, 3.0), atr_verdict="none", image_block="",
+            corrects=corrects,
+        )  # fmt: skip
+
+    for verdict in ("green", "yellow"):
+        with pytest.raises(DecisionRefused, match="still being scanned"):
+            decide(live, "olga", verdict)
+    mark = {"box_px": [1, 1, 9, 9], "category": "weapon"}
+    red = decide(live, "olga", "red", "a pistol in the first metre", marks=[mark])
+    # another officer turning the mandate green: only with a reason
+    with pytest.raises(DecisionRefused, match="gives its reason"):
+        decide(SCAN, "otto", "green", "  ", corrects=red["id"])
+    own = decide(SCAN, "olga", "yellow", corrects=red["id"])  # one's own: no reason needed
+    assert decide(SCAN, "otto", "green", "examined: toys", corrects=own["id"])["kind"] == "local"
+
+
+def test_a_late_projection_goes_only_where_nothing_was_shown(db: Sql, tmp_path: Path) -> None:
+    tip = Tip(db, load_secret(tmp_path / "t.tip"), lambda scanner: 1.0)
+    frame = {"found": True, "front_px": 100, "back_px": 1100, "floor_px": 650}
+    start = {**SCAN, "status": "scanning"}
+    # every line up to the container's end already read: too late for this scan
+    assert tip.place(start, frame, 700, 5.0, 3.0, drawn=1100) is None
+    assert db.value("SELECT COUNT(*) FROM tip") == 0
+    proj = tip.place(start, frame, 700, 5.0, 3.0, drawn=200)
+    assert proj is not None and proj.box_px[0] >= 200 + 16
