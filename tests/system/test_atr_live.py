@@ -20,7 +20,7 @@ import pydicom
 import pytest
 import zmq
 
-from tests.system._cluster import Cluster
+from tests.system._cluster import Cluster, wait_until
 
 pytestmark = pytest.mark.system
 
@@ -51,13 +51,15 @@ def test_each_scan_gets_a_verdict_on_the_feed_within_1_5_s(cluster: Cluster) -> 
     sub.setsockopt(zmq.SUBSCRIBE, b"atr.verdict")
     sub.connect(cluster.feed)
     tail_cmd = [sys.executable, "-P", "-m", "nii", "control-room", "tail"]
-    tail = subprocess.Popen(
-        [*tail_cmd, "--feed", cluster.feed, "--no-previews"],
-        cwd=cluster.base,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    tail_log = cluster.base / "tail.out"
+    with open(tail_log, "w") as out:  # the tail flushes each event it prints
+        tail = subprocess.Popen(
+            [*tail_cmd, "--feed", cluster.feed, "--no-previews"],
+            cwd=cluster.base,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     try:
         sims = cluster.start_sim(
             "--source",
@@ -77,11 +79,15 @@ def test_each_scan_gets_a_verdict_on_the_feed_within_1_5_s(cluster: Cluster) -> 
         cluster.write_edge_config(sims)
         cluster.start_edge()
         got = _receive_verdicts(sub, SCANS, 20)
+        # the tail heard them too (a moment after this test's own socket, maybe)
+        wait_until(lambda: tail_log.read_text().count(" ATR ") >= SCANS, 10,
+                   "the control room's tail to print the verdicts")  # fmt: skip
     finally:
         sub.close(linger=0)
         ctx.term()
         tail.terminate()
-        printed, _ = tail.communicate(timeout=10)
+        tail.wait(timeout=10)
+    printed = tail_log.read_text()
 
     scans = {
         r[0]: r
