@@ -7,6 +7,7 @@ configuration folder can be moved as a whole. Every mistake gives one
 
 from __future__ import annotations
 
+import shlex
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,8 +117,9 @@ class _Section:
 
 
 def _load(path: Path, kind: str = "") -> dict[str, Any]:
-    """The TOML document of a configuration file; ``kind`` ("central" or "edge") names the
-    example command the fix suggests.
+    """The TOML document of a configuration file; ``kind`` ("central", "edge" or
+    "control-room": what ``nii config KIND`` prints) names the example command the fix
+    suggests.
 
     Raises:
         ConfigError: the file is missing, unreadable or not valid TOML.
@@ -125,7 +127,7 @@ def _load(path: Path, kind: str = "") -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         example = (
-            f"'nii config {kind} > {path.name}'"
+            f"'nii config {kind} > {shlex.quote(str(path))}'"  # the very file asked for
             if kind
             else "'nii config central > central.toml' or 'nii config edge > edge.toml'"
         )

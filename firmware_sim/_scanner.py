@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import random
+import re
 import secrets
 import time
 import tty
@@ -26,6 +27,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from core import iso6346
 from core.errors import ConfigError
 from drivers.lsp.wire import (
     ACK,
@@ -154,10 +156,11 @@ class SimConfig:
     high_water_bytes: int = 1 << 20
     """Backlog in a client's socket beyond which the scanner stops writing to it."""
     container_base: int = 0
-    """Added to the serial part of the container number an image source's Goods
-    Declaration gives (``nii sim`` gives its scanner N (N-1) x 1 000 000), so two
-    scanners of one site never scan the same container, while scanner N of an ATT
-    exit simulator still scans the containers of the entry's scanner N."""
+    """Added to the six-digit serial of the container number an image source's Goods
+    Declaration gives, its ISO 6346 check digit made anew (``nii sim`` gives its
+    scanner N (N-1) x 100 000), so two scanners of one site never scan the same
+    container, while scanner N of an ATT exit simulator still scans the containers of
+    the entry's scanner N."""
 
 
 @dataclass(slots=True)
@@ -991,10 +994,14 @@ _OWNERS = ("MSCU", "MAEU", "CMAU", "HLXU", "TCNU", "OOLU")
 
 
 def _renumbered(record: dict[str, Any], base: int) -> dict[str, Any]:
-    """``record`` with its GD's container number (``ABCD1234567``) moved on by ``base``.
+    """``record`` with its GD's container number moved on by ``base``.
 
-    The gate's reading (``container``) follows the declaration it matched; a
-    record without a GD container number is returned as it is.
+    A number of ISO 6346 form (``ABCU`` + six-digit serial + check digit) gets
+    ``base`` added to its serial (modulo 10⁶) and its check digit made anew (right even
+    when the source's was not), so the number is one an RMS can declare; any other
+    ``ABCD`` + digits has ``base`` added to its digits.
+    The gate's reading (``container``) follows the declaration it matched; a record
+    without a GD container number is returned as it is.
     """
     gd = record.get("gd")
     if not base or not isinstance(gd, dict):
@@ -1002,8 +1009,12 @@ def _renumbered(record: dict[str, Any], base: int) -> dict[str, Any]:
     old = gd.get("container_number")
     if not isinstance(old, str) or len(old) < 5 or not old[4:].isdigit():
         return record
-    digits = len(old) - 4
-    new = f"{old[:4]}{(int(old[4:]) + base) % 10**digits:0{digits}d}"
+    if re.fullmatch(iso6346.PATTERN, old):
+        first = f"{old[:4]}{(int(old[4:10]) + base) % 10**6:06d}"
+        new = f"{first}{iso6346.check_digit(first)}"
+    else:
+        digits = len(old) - 4
+        new = f"{old[:4]}{(int(old[4:]) + base) % 10**digits:0{digits}d}"
     out = {**record, "gd": {**gd, "container_number": new}}
     if record.get("container") == old:
         out["container"] = new
@@ -1013,22 +1024,8 @@ def _renumbered(record: dict[str, Any], base: int) -> dict[str, Any]:
 def _container_code(rng: random.Random) -> str:
     """A container number with a valid ISO 6346 check digit."""
     owner = rng.choice(_OWNERS)
-    serial = f"{rng.randrange(10**6):06d}"
-    values = {ch: v for ch, v in zip("ABCDEFGHIJKLMNOPQRSTUVWXYZ", _letter_values(), strict=True)}
-    total = 0
-    for i, ch in enumerate(owner + serial):
-        total += (values[ch] if ch.isalpha() else int(ch)) << i
-    return f"{owner}{serial}{total % 11 % 10}"
-
-
-def _letter_values() -> list[int]:
-    vals, v = [], 10
-    for _ in range(26):
-        if v % 11 == 0:
-            v += 1
-        vals.append(v)
-        v += 1
-    return vals
+    first = f"{owner}{rng.randrange(10**6):06d}"
+    return f"{first}{iso6346.check_digit(first)}"
 
 
 def _validate(cfg: SimConfig) -> None:

@@ -415,7 +415,7 @@ def build_configs(args: argparse.Namespace) -> list[SimConfig]:
                 auto=not args.no_auto,
                 buffer_s=args.buffer,
                 seed=args.seed + i - 1,
-                container_base=(i - 1) * 1_000_000,
+                container_base=(i - 1) * 100_000,  # serials: scanner N from (N-1) x 100 000
                 source=source,
                 faults=faults,
                 emit_log_hash=not args.emit_log_no_hash,

@@ -116,10 +116,11 @@ class ControlRoomConfig:
 
         Raises:
             ConfigError: the file is missing or not TOML, a setting is missing, out of
-                range or unknown, a site is named twice, or a scanner is in two sites.
+                range or unknown, a site is named twice, a scanner is in two sites, or
+                ``demo_truth`` is in a folder that does not exist.
         """
         path = Path(path)
-        doc = _load(path)
+        doc = _load(path, "control-room")
         s = _table(path, doc, "control_room")
         s.check_unknown(
             {
@@ -155,7 +156,7 @@ class ControlRoomConfig:
             signing_key=s.path_("signing_key", "keys/control-room.sign"),
             sites=_sites(path, doc.get("site", [])),
             tip_rate=s.num("tip_rate", 0.0, 0.0, 1.0),
-            demo_truth=s.path_("demo_truth", "") if "demo_truth" in s.doc else None,
+            demo_truth=_demo_truth(s) if "demo_truth" in s.doc else None,
             risk=_risk_system(path, doc.get("risk_system")),
         )
 
@@ -174,6 +175,39 @@ class ControlRoomConfig:
     @property
     def regions(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(s.region for s in self.sites))
+
+
+def _demo_truth(s: _Section) -> Path:
+    """``demo_truth``: the simulator's truth log (``nii sim --truth-log``).
+
+    The file itself may not exist yet: the simulator makes it, and its folders, at its
+    first scan. Its folder must exist, though, unless it is under the configuration's
+    own folder (``nii demo`` writes ``demo_truth = "sim/truth.jsonl"`` before its
+    simulator makes ``sim/``): a path elsewhere whose folder does not exist is a typing
+    mistake that would show nothing, silently. A file that is still missing a minute
+    after the start is logged (``central.control_room._planted``).
+
+    Raises:
+        ConfigError: the setting is not a path, is a folder, or its folder does not
+            exist outside the configuration's folder.
+    """
+    path = s.path_("demo_truth")
+    if path.is_dir():
+        raise s._err(
+            "demo_truth",
+            f"{path} is a folder",
+            'give the file nii sim --truth-log writes, e.g. demo_truth = "sim/truth.jsonl"',
+        )
+    home = s.path.parent.resolve()
+    folder = path.parent.resolve()
+    if not folder.is_dir() and (folder.exists() or not folder.is_relative_to(home)):
+        raise s._err(
+            "demo_truth",
+            f"the folder {path.parent} does not exist (or is a file), so no truth log can be there",
+            "give the path nii sim --truth-log writes to, or remove demo_truth (a demo "
+            "only: it shows what the simulator planted in each scan)",
+        )
+    return path
 
 
 def _feeds(s: _Section, default: str) -> tuple[str, ...]:
@@ -242,7 +276,8 @@ class RiskSystem:
 
     Attributes:
         tokens: the file of the RMS's API tokens, one ``NAME SHA256HEX`` line each
-            (``nii risk token add NAME``); missing: no token is valid yet.
+            (``nii risk token add NAME`` makes it); while it is missing the API
+            answers 503 (logged), since no token can be valid.
         webhook: the URL every event is POSTed to, in order ("": no webhook, the RMS
             polls); ``https://``, or ``http://`` to a loopback address only.
         webhook_secret: the file of the key each POST is signed with (HMAC-SHA256; 32

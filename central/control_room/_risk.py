@@ -9,7 +9,9 @@ add NAME`` appends to). It
   6346 numbers, check digit checked), goods items (HS code, description, weights, as
   the ATR's GD model checks them), the selection tier and channel, and the ATT flag.
   A version is stored once and kept (``risk_gds``, append-only); the same version
-  sent again is ``unchanged``, a different document under a stored version is a 409;
+  sent again is ``unchanged``, a different document under a stored version is a 409,
+  and so is a version that skips one (customs amendments are numbered one after
+  another: version 1, then 2, …; a gap means an amendment the CIR never got);
 * **receives what happened** as an ordered list of events: ``GET
   /api/risk/v1/events?after=CURSOR&limit=N`` (polling), or POSTed to ``[risk_system]
   webhook`` in the same order, each POST signed (HMAC-SHA256 over the body) — ATR
@@ -28,9 +30,11 @@ restart the last batch may come again; receivers drop events whose ``id`` they h
 (``central.control_room._risk_webhook``; docs/risk-api.md, decision 0021). The
 documents and the OpenAPI document are in ``central.control_room._risk_models``.
 
-Every call is written to the audit log as ``risk:NAME`` (role ``risk``); an event
-poll that returns nothing at most once a minute per client. TIP projections never
-reach the RMS: verdicts are the ATR's own, and a projection never becomes a decision.
+Every operation takes only its own query parameters, each at most once (any other is
+a 400 that changes nothing). Every call is written to the audit log as ``risk:NAME``
+(role ``risk``); an event poll that returns nothing at most once a minute per client.
+TIP projections never reach the RMS: verdicts are the ATR's own, and a projection
+never becomes a decision.
 """
 
 from __future__ import annotations
@@ -122,6 +126,9 @@ class TokenFile:
 
     Only the SHA-256 of each token is kept, so the file lets no one in. It is read
     again when it changes, so a token added or revoked counts from the next request.
+    A file that does not exist holds no token: :meth:`names` is [] (``nii risk token
+    list``), :meth:`add` makes it, and :meth:`check` refuses to say (a ConfigError: the
+    API answers 503, since a missing file is a setup mistake, not a revoked token).
     """
 
     def __init__(self, path: Path) -> None:
@@ -129,17 +136,25 @@ class TokenFile:
         self._stamp: tuple[int, int, int] | None = None
         self._entries: list[tuple[str, bytes]] = []
 
-    def _load(self) -> list[tuple[str, bytes]]:
-        """The entries, read again if the file changed; [] when there is no file.
+    def _load(self, *, missing_ok: bool = True) -> list[tuple[str, bytes]]:
+        """The entries, read again if the file changed; [] when there is no file and
+        ``missing_ok``.
 
         Raises:
-            ConfigError: the file cannot be read, or a line is not ``NAME SHA256HEX``.
+            ConfigError: the file is missing (unless ``missing_ok``) or cannot be read,
+                or a line is not ``NAME SHA256HEX``.
         """
         try:
             st = self.path.stat()
         except FileNotFoundError:
             self._stamp, self._entries = None, []
-            return []
+            if missing_ok:
+                return []
+            raise ConfigError(
+                f"the risk-system tokens file {self.path} does not exist: no token is valid",
+                fix="make it with a token for the RMS: nii risk token add NAME --config "
+                "control-room.toml (or correct [risk_system] tokens)",
+            ) from None
         except OSError as exc:
             raise ConfigError(
                 f"cannot read the risk-system tokens {self.path}: {exc}",
@@ -178,9 +193,9 @@ class TokenFile:
         compared, in constant time each (``hmac.compare_digest``).
 
         Raises:
-            ConfigError: the file is unreadable or has a bad line.
+            ConfigError: the file is missing or unreadable, or has a bad line.
         """
-        entries = self._load()
+        entries = self._load(missing_ok=False)
         digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
         found = None
         for name, h in entries:
@@ -286,11 +301,13 @@ def store_gds(db: Sql, gds: Sequence[GdIn], *, client: str, now_ns: int) -> list
         document; its first ``received_ns``).
 
     Raises:
-        Refused: 409 when a version is stored with another document (nothing of the
-            submission is stored then).
+        Refused: 409 when a version is stored with another document, or when a version
+            skips one: version ``n`` is taken when it is 1 or version ``n - 1`` is
+            stored or in the same submission (nothing of the submission is stored then).
     """
     out: list[dict[str, Any]] = []
     with db.transaction():
+        top = _check_sequence(db, gds)
         for gd in gds:
             doc = _gd_doc(gd)
             text = canonical(doc).decode()
@@ -338,7 +355,7 @@ def store_gds(db: Sql, gds: Sequence[GdIn], *, client: str, now_ns: int) -> list
                     409,
                     f"GD {gd.gd_number} version {gd.version} was received before with "
                     "another content; nothing of this submission was stored (an amendment "
-                    f"is version {gd.version + 1} or higher)",
+                    f"is the next version: {top[gd.gd_number] + 1})",
                 )
             first = int(have["received_ns"])
             out.append(
@@ -350,6 +367,36 @@ def store_gds(db: Sql, gds: Sequence[GdIn], *, client: str, now_ns: int) -> list
                 }
             )
     return out
+
+
+def _check_sequence(db: Sql, gds: Sequence[GdIn]) -> dict[str, int]:
+    """The highest version of each GD number once ``gds`` are stored.
+
+    Raises:
+        Refused: 409 when a version of ``gds`` skips one (neither 1, nor one more than
+            a version stored or given before it in ``gds``, in version order).
+    """
+    numbers = sorted({g.gd_number for g in gds})
+    top = {n: 0 for n in numbers}
+    for row in db.rows(
+        "SELECT gd_number, MAX(version) AS v FROM risk_gds "
+        f"WHERE gd_number IN ({_in(len(numbers))}) GROUP BY gd_number",
+        numbers,
+    ):
+        top[str(row["gd_number"])] = int(row["v"])
+    for g in sorted(gds, key=lambda g: (g.gd_number, g.version)):
+        have = top[g.gd_number]
+        if g.version > have + 1:
+            holds = f"versions 1 to {have}" if have else "no version of it"
+            raise Refused(
+                409,
+                f"GD {g.gd_number} version {g.version} skips a version: the next one is "
+                f"version {have + 1} (the CIR holds {holds}); send the versions in "
+                "between first, or in the same submission; nothing of this submission "
+                "was stored",
+            )
+        top[g.gd_number] = max(have, g.version)
+    return top
 
 
 # -- reading events -----------------------------------------------------------------------
@@ -488,7 +535,7 @@ def last_cursor(db: Sql) -> int:
 # -- what the CIR holds for a GD or a scan --------------------------------------------------
 
 
-def _selection_out(row: Mapping[str, Any], matched_by: str) -> dict[str, Any]:
+def _selection_out(row: Mapping[str, Any], matched_by: str, listed: bool | None) -> dict[str, Any]:
     return {
         "gd_number": row["gd_number"],
         "version": int(row["version"]),
@@ -498,6 +545,7 @@ def _selection_out(row: Mapping[str, Any], matched_by: str) -> dict[str, Any]:
         "scan_required": bool(row["att"]) or row["tier"] != "none",
         "received_ns": int(row["received_ns"]),
         "matched_by": matched_by,
+        "container_listed": listed,
     }
 
 
@@ -514,22 +562,39 @@ def selection_for(db: Sql, scan: Mapping[str, Any]) -> dict[str, Any] | None:
         None when the RMS sent no GD for it; else ``{"gd_number", "version", "tier"
         ("high" | "targeted" | "random" | "none"), "channel" ("green" | "yellow" |
         "red"), "att" (bool), "scan_required" (bool), "received_ns",
-        "matched_by" ("gd_number" | "container")}``: the newest version of the GD whose
-        number the scan carries; else of the newest GD naming the scan's container that
-        was received at most :data:`SELECTION_EARLY_S` before the scan started and at
-        most :data:`SELECTION_LATE_S` after (without ``started_ns``: the newest).
+        "matched_by" ("gd_number" | "container"), "container_listed" (bool | None)}``:
+        the newest version of the GD whose number the scan carries; else of the newest
+        GD naming the scan's container that was received at most
+        :data:`SELECTION_EARLY_S` before the scan started and at most
+        :data:`SELECTION_LATE_S` after (without ``started_ns``: the newest).
+
+        ``container_listed`` says whether that version lists the scan's container:
+        always true when matched by container; **false when the GD number the scan
+        carries belongs to a GD that names other containers** (a mistyped GD number at
+        the gate, or a container swapped: the selection shown is another container's,
+        and the officer must be warned); None when the scan has no container number.
     """
+    container = scan.get("container")
+    box = normalise_container(container) if isinstance(container, str) and container else ""
     gd = scan.get("gd_number")
     if isinstance(gd, str) and gd:
         row = db.one(
-            "SELECT gd_number, version, tier, channel, att, received_ns FROM risk_gds "
+            "SELECT id, gd_number, version, tier, channel, att, received_ns FROM risk_gds "
             "WHERE gd_number = ? ORDER BY version DESC LIMIT 1",
             [gd],
         )
         if row is not None:
-            return _selection_out(row, "gd_number")
-    container = scan.get("container")
-    if isinstance(container, str) and container:
+            listed = None
+            if box:
+                listed = bool(
+                    db.value(
+                        "SELECT COUNT(*) AS n FROM risk_gd_containers "
+                        "WHERE gd = ? AND container = ?",
+                        [int(row["id"]), box],
+                    )
+                )
+            return _selection_out(row, "gd_number", listed)
+    if box:
         started = scan.get("started_ns")
         since, until = 0, 2**62
         if isinstance(started, int):
@@ -540,10 +605,10 @@ def selection_for(db: Sql, scan: Mapping[str, Any]) -> dict[str, Any] | None:
             "FROM risk_gd_containers c JOIN risk_gds g ON g.id = c.gd "
             "WHERE c.container = ? AND c.received_ns BETWEEN ? AND ? "
             "ORDER BY c.gd DESC LIMIT 1",
-            [normalise_container(container), since, until],
+            [box, since, until],
         )
         if row is not None:
-            return _selection_out(row, "container")
+            return _selection_out(row, "container", True)
     return None
 
 
@@ -631,14 +696,36 @@ def _problems(exc: ValidationError) -> str:
     return "the request does not fit the schema: " + "; ".join(parts) + tail
 
 
-def _query(request: Request, model: type[T]) -> T:
-    items = request.query_params.multi_items()
-    keys = [k for k, _ in items]
+def _check_query(request: Request, known: frozenset[str]) -> None:
+    """Refuse a query parameter that the operation does not take, or one given twice.
+
+    Raises:
+        Refused: 400, naming them (at most 40 characters of each).
+    """
+    keys = [k for k, _ in request.query_params.multi_items()]
+    unknown = sorted({k[:40] for k in keys if k not in known})
+    if unknown:
+        takes = f"it takes {', '.join(sorted(known))}" if known else "it takes none"
+        raise Refused(
+            400, f"unknown query parameter(s) {', '.join(map(repr, unknown[:5]))}: {takes}"
+        )
     twice = sorted({k for k in keys if keys.count(k) > 1})
     if twice:
         raise Refused(400, f"query parameter(s) given twice: {', '.join(twice)}")
+
+
+def _params_of(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(model.model_fields)
+
+
+def _query(request: Request, model: type[T]) -> T:
+    """The query parameters as ``model`` (checked by :func:`_check_query` before).
+
+    Raises:
+        Refused: 400, a value that does not fit.
+    """
     try:
-        return model.model_validate(dict(items))
+        return model.model_validate(dict(request.query_params.multi_items()))
     except ValidationError as exc:
         raise Refused(400, _problems(exc)) from None
 
@@ -672,6 +759,19 @@ class _Api:
         self.tokens = TokenFile(risk.tokens) if risk is not None else None
         self._quiet: dict[str, float] = {}
         self.spec = openapi()
+        #: what is wrong with the token file, as last logged ("" when nothing)
+        self._token_problem = ""
+
+    def _token_state(self, problem: str, fix: str = "") -> None:
+        """Log the token file's state when it changes (not at every request)."""
+        if problem == self._token_problem:
+            return
+        if problem:
+            log.warning("risk-system API refuses every call (503): %s (%s)", problem, fix)
+        else:
+            path = self.tokens.path if self.tokens is not None else None
+            log.warning("risk-system API: the token file %s is readable again", path)
+        self._token_problem = problem
 
     def _audit(self, user: User, action: str, detail: str, client: str) -> None:
         self.app.accounts.audit(user, action, detail=detail[:500], client=client)
@@ -680,14 +780,17 @@ class _Api:
         self,
         request: Request,
         work: Callable[[User, str], Awaitable[tuple[int, Any]]],
+        params: frozenset[str] = frozenset(),
     ) -> Response:
-        """Authenticate ``request``, run ``work(user, client)``, answer its (status, doc);
-        a refusal is answered ``{"error"}`` and written to the audit log."""
+        """Authenticate ``request``, check that its query parameters are among
+        ``params`` and each given once, run ``work(user, client)``, answer its (status,
+        doc); a refusal is answered ``{"error"}`` and written to the audit log."""
         client = _client_host(request)
         what = f"{request.method} {request.url.path}"
         user: User | None = None
         try:
             user = await self.authenticate(request, client)
+            _check_query(request, params)
             status, doc = await work(user, client)
             return _answer(doc, status)
         except Refused as r:
@@ -702,7 +805,8 @@ class _Api:
 
         Raises:
             Refused: 404 without ``[risk_system]``, 401 without a valid bearer token,
-                503 when the token file is unreadable.
+                503 when the token file is missing, unreadable or has a bad line (logged
+                once each time that changes).
         """
         if self.tokens is None:
             raise Refused(
@@ -721,12 +825,17 @@ class _Api:
             try:
                 name = self.tokens.check(token)
             except ConfigError as exc:
-                log.error("risk-system API: %s (%s)", exc.message, exc.fix)
+                self._token_state(exc.message, exc.fix)
+                missing = not self.tokens.path.exists()
                 raise Refused(
                     503,
-                    "the risk-system API's token file is unreadable; it is "
-                    "logged at the control room",
+                    "the risk-system API has no token file yet: no token is valid until "
+                    "the control room's administrator makes one (nii risk token add)"
+                    if missing
+                    else "the risk-system API's token file is unreadable or has a bad "
+                    "line; it is logged at the control room",
                 ) from None
+            self._token_state("")
         if name is None:
             nobody = User("risk:(unknown token)", "risk", (), "", False)
             what = f"{request.method} {request.url.path}"
@@ -764,7 +873,7 @@ class _Api:
             results = await self.app.db(write)
             return 200, SubmitOut.model_validate({"results": results}).model_dump(mode="json")
 
-        return await self.call(request, work)
+        return await self.call(request, work, frozenset())
 
     async def events(self, request: Request) -> Response:
         async def work(user: User, client: str) -> tuple[int, Any]:
@@ -792,7 +901,7 @@ class _Api:
             doc = await self.app.db(read)
             return 200, EventsOut.model_validate(doc).model_dump(mode="json")
 
-        return await self.call(request, work)
+        return await self.call(request, work, _params_of(EventsQuery))
 
     async def gd(self, request: Request) -> Response:
         async def work(user: User, client: str) -> tuple[int, Any]:
@@ -831,7 +940,7 @@ class _Api:
                 raise Refused(404, f"no GD {number} and no scan of it in the CIR")
             return 200, GdOut.model_validate(doc).model_dump(mode="json")
 
-        return await self.call(request, work)
+        return await self.call(request, work, frozenset())
 
     async def scans(self, request: Request) -> Response:
         async def work(user: User, client: str) -> tuple[int, Any]:
@@ -847,9 +956,13 @@ class _Api:
             doc = await self.app.db(read)
             return 200, ScansOut.model_validate(doc).model_dump(mode="json")
 
-        return await self.call(request, work)
+        return await self.call(request, work, _params_of(ScansQuery))
 
     async def openapi_json(self, request: Request) -> Response:
+        try:
+            _check_query(request, frozenset())
+        except Refused as r:
+            return _answer({"error": r.message}, r.status)
         return _answer(self.spec)
 
 

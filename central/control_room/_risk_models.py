@@ -2,10 +2,16 @@
 made of them (``central.control_room._risk``; docs/risk-api.md).
 
 Every request document is strict (no type coercion: ``"1"`` is not a number, ``true``
-not a 1) and closed (``extra="forbid"``); strings have lengths and patterns. A GD's
-HS codes and container size-types are checked and normalised by the ATR's GD model
-(``central.atr._declaration``), its container numbers by their ISO 6346 check digit
-(``core.iso6346``).
+not a 1) and closed (``extra="forbid"``); strings have lengths and patterns, and free
+text (names, descriptions, criteria) is stored without leading and trailing white
+space and must not be blank. A GD's HS codes and container size-types are checked and
+normalised by the ATR's GD model (``central.atr._declaration``: chapters 01 to 97 of
+HS 2022, and 98 and 99, which the HS Convention leaves to national use), its container
+numbers by their ISO 6346 check digit (``core.iso6346``).
+
+Query parameters are text: an integer one is plain ASCII digits (``^[0-9]{1,19}$``; no
+sign, space, ``_``, ``.`` or other script's digits), so that ``after= 1`` or
+``limit=1_0`` is a 400, not silently read as a number.
 """
 
 from __future__ import annotations
@@ -57,6 +63,32 @@ GD_NUMBER = r"^[A-Z0-9][A-Z0-9.-]{2,47}$"
 _TEXT = r"^[^\x00-\x1f\x7f]*$"
 #: A code (declarant's tax number, seal, terminal): letters, digits, '.', '/', '-'.
 _CODE = r"^[A-Za-z0-9./-]*$"
+#: An integer query parameter: plain ASCII digits (no sign: no parameter is negative).
+_DIGITS = re.compile(r"^[0-9]{1,19}$")
+
+
+def _not_blank(v: str) -> str:
+    """``v`` without leading and trailing white space.
+
+    Raises:
+        ValueError: nothing is left (blank text names or describes nothing).
+    """
+    v = v.strip()
+    if not v:
+        raise ValueError("must not be blank (white space only)")
+    return v
+
+
+def _digits(v: Any) -> Any:
+    """A query parameter's text, refused unless plain ASCII digits (pydantic alone would
+    read ``" 1"``, ``"+1"``, ``"1_0"`` and ``"1.0"`` as numbers).
+
+    Raises:
+        ValueError: text that is not 1 to 19 ASCII digits.
+    """
+    if isinstance(v, str) and not _DIGITS.match(v):
+        raise ValueError(f"must be plain digits 0-9, got {v[:40]!r}")
+    return v
 
 
 class _In(BaseModel):
@@ -130,6 +162,11 @@ class ItemIn(_In):
     def _hs(cls, v: str) -> str:
         return str(_atr_checked("hs_code", v))
 
+    @field_validator("description")
+    @classmethod
+    def _description(cls, v: str) -> str:
+        return _not_blank(v)
+
     @model_validator(mode="after")
     def _net(self) -> ItemIn:
         if self.net_weight_kg is not None and self.net_weight_kg > self.gross_weight_kg:
@@ -147,6 +184,11 @@ class DeclarantIn(_In):
     id: str = Field(
         default="", max_length=40, pattern=_CODE, description="tax or registration number"
     )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _not_blank(v)
 
 
 class SelectionIn(_In):
@@ -168,16 +210,21 @@ class SelectionIn(_In):
     @classmethod
     def _criteria(cls, v: list[str]) -> list[str]:
         for c in v:
-            if not 0 < len(c) <= 200 or not re.fullmatch(_TEXT, c):
-                raise ValueError("each criterion is 1 to 200 characters of text")
-        return v
+            if not 0 < len(c.strip()) <= 200 or not re.fullmatch(_TEXT, c):
+                raise ValueError("each criterion is 1 to 200 characters of text, not blank")
+        return [c.strip() for c in v]
 
 
 class GdIn(_In):
     """One version of a Goods Declaration, with its selection."""
 
     gd_number: str = Field(pattern=GD_NUMBER, description="the GD's number (KAPE-HC-1234)")
-    version: int = Field(ge=1, le=9999, description="1, then each amendment one more")
+    version: int = Field(
+        ge=1,
+        le=9999,
+        description="1, then each amendment one more: a version that skips one (v3 "
+        "before v2 is stored, or a first version other than 1) is refused (409)",
+    )
     declarant: DeclarantIn
     terminal: str = Field(default="", max_length=40, pattern=_CODE)
     containers: list[ContainerIn] = Field(min_length=1, max_length=100)
@@ -313,6 +360,12 @@ class SelectionOut(_Out):
     scan_required: bool
     received_ns: int
     matched_by: Literal["gd_number", "container"]
+    container_listed: bool | None = Field(
+        default=None,
+        description="whether this version of the GD lists the scan's container: false "
+        "when the GD number the scan carries names other containers (warn the officer); "
+        "null when the scan has no container number",
+    )
 
 
 class ScanOut(_Out):
@@ -353,11 +406,21 @@ class EventsQuery(_Out):
     after: int = Field(default=0, ge=0, le=2**62, description="the last cursor you have")
     limit: int = Field(default=EVENTS_DEFAULT, ge=1, le=EVENTS_MAX)
 
+    @field_validator("after", "limit", mode="before")
+    @classmethod
+    def _plain(cls, v: Any) -> Any:
+        return _digits(v)
+
 
 class ScansQuery(_Out):
     gd: str | None = Field(default=None, pattern=GD_NUMBER)
     container: str | None = Field(default=None, pattern=iso6346.PATTERN)
     limit: int = Field(default=50, ge=1, le=SCANS_MAX)
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _plain(cls, v: Any) -> Any:
+        return _digits(v)
 
 
 # -- the OpenAPI document -------------------------------------------------------------------
@@ -408,13 +471,16 @@ def openapi() -> dict[str, Any]:
 
     def errors(*codes: int) -> dict[str, Any]:
         words = {
-            400: "the request does not fit the schema; nothing was changed",
+            400: "the request does not fit the schema, or a query parameter is unknown, "
+            "given twice or malformed; nothing was changed",
             401: "no token, or an unknown or revoked one",
             404: "not found (or the control room has no [risk_system] table)",
-            409: "a conflict; nothing was changed",
+            409: "a conflict (a stored version with other content, a version that "
+            "skips one, a cursor past the last event); nothing was changed",
             413: f"the body is larger than {MAX_BODY} bytes",
             415: "the body is not application/json",
-            503: "the token file is unreadable (logged at the control room)",
+            503: "the token file is missing, unreadable or has a bad line (logged at the "
+            "control room)",
         }
         return {str(c): answer(ErrorOut, words[c]) for c in codes}
 

@@ -16,6 +16,8 @@ Parameters (all optional; any other is refused with 400, as is a malformed value
 * ``until``: the last day counted (a date: through its end) or the instant the count
   ends before (a date-time); default the end of today; at most :data:`MAX_DAYS` days
   after ``since``;
+* both from :data:`FIRST_DAY` to :data:`LAST_DAY` (the CIR's times are ns since 1970
+  in 64 bits, which end in April 2262): another is refused with a 400 that says so;
 * ``site``: one site of the configuration the user may see (403 for another's);
   default every site the user sees;
 * ``period``: ``day`` (default) or ``week`` (ISO weeks, Monday first).
@@ -87,6 +89,8 @@ MAX_DAYS = 400
 #: The days shown without ``since`` (today included).
 DEFAULT_DAYS = 30
 PARAMS = frozenset({"since", "until", "site", "period"})
+#: The days ``since`` and ``until`` may name (the CIR's ns since 1970 fit 64 bits to 2262).
+FIRST_DAY, LAST_DAY = dt.date(1970, 1, 1), dt.date(2261, 12, 31)
 COLOURS = ("green", "yellow", "red")
 ATR = (*COLOURS, "none")
 FINAL = (*COLOURS, "undecided")
@@ -359,7 +363,8 @@ class Stats:
         ``end``: the next midnight, so that the day is included).
 
         Raises:
-            HTTPException: 400, not a date or date-time.
+            HTTPException: 400, not a date or date-time, or one outside :data:`FIRST_DAY`
+                to :data:`LAST_DAY` (the message says the range).
         """
         bad = HTTPException(400, f"{key} must be a date (YYYY-MM-DD) or an ISO 8601 "
                                  f"date-time, got {raw[:40]!r}")  # fmt: skip
@@ -367,12 +372,25 @@ class Stats:
             raise bad
         try:
             if len(raw) == 10:
-                day = dt.date.fromisoformat(raw) + dt.timedelta(days=1 if end else 0)
-                return dt.datetime.combine(day, dt.time(), self.tz)
-            t = dt.datetime.fromisoformat(raw)
+                day = dt.date.fromisoformat(raw)
+                t = dt.datetime.combine(day, dt.time(), self.tz)
+            else:
+                t = dt.datetime.fromisoformat(raw)
+                t = t if t.tzinfo else t.replace(tzinfo=self.tz)
         except (ValueError, OverflowError):
             raise bad from None
-        return t if t.tzinfo else t.replace(tzinfo=self.tz)
+        lo = dt.datetime.combine(FIRST_DAY, dt.time(), self.tz)
+        hi = dt.datetime.combine(LAST_DAY + dt.timedelta(days=1), dt.time(), self.tz)
+        try:
+            inside = lo <= t < hi if len(raw) == 10 else lo <= t <= hi
+        except OverflowError:  # an offset that moves year 1 or 9999 out of range
+            inside = False
+        if not inside:
+            raise HTTPException(
+                400, f"{key} must be from {FIRST_DAY} to {LAST_DAY} (the CIR's time range), "
+                f"got {raw[:40]!r}",
+            )  # fmt: skip
+        return t + dt.timedelta(days=1) if end and len(raw) == 10 else t
 
     async def stats(self, request: Request) -> Response:
         """``GET /api/stats``: the statistics (see the module docstring).

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from core import iso6346
+
 from . import _materials as m
 from ._attenuation import Material
 from ._geometry import Box, Extrusion, SceneObject, annulus, polygon, shifted
@@ -872,7 +874,7 @@ def goods_declaration(
     hs = COMMODITIES[declared].hs_code if declared in COMMODITIES else ""
     gd = {
         "gd_number": f"KPPI-HC-{scan_id:08d}",
-        "container_number": f"MSKU{scan_id % 10_000_000:07d}",
+        "container_number": container_number(scan_id),
         "container_type": spec.code,
         "declared_commodity": declared,
         "hs_code": hs,
@@ -881,6 +883,14 @@ def goods_declaration(
         "seal": f"SL{int(rng.integers(1_000_000, 9_999_999))}",
     }
     return gd, discrepancies
+
+
+def container_number(scan_id: int, owner: str = "MSKU") -> str:
+    """The container number of scan ``scan_id``'s GD: ``owner`` (three letters and the
+    category ``U``), the scan id as the six-digit serial (modulo 10⁶) and the ISO 6346
+    check digit, so an RMS can declare it (``MSKU0000011`` for scan 1)."""
+    first = f"{owner}{scan_id % 10**6:06d}"
+    return f"{first}{iso6346.check_digit(first)}"
 
 
 #: Where a partial load sits in the container (scenes with variety).

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import zmq
 
+from firmware_sim.physics._cargo import container_number
 from tests.system._cluster import Cluster, wait_until
 
 pytestmark = pytest.mark.system
@@ -149,7 +150,7 @@ def test_exit_scans_are_paired_compared_and_held_live(cluster: Cluster) -> None:
     refs = dict(cluster.sql("SELECT scan_id, ref FROM scans WHERE scanner = 'entry1'"))
     for sid in (1, 2, 3):
         d = by_scan[sid]
-        assert d["container"] == f"MSKU{sid:07d}" and d["ref_a"] == refs[sid], d
+        assert d["container"] == container_number(sid) and d["ref_a"] == refs[sid], d
         assert (d["scanner_a"], d["scan_id_a"], d["scanner_b"]) == ("entry1", sid, "exit1")
         assert d["latency_s"] < 5.0, d
     clean, tampered, broken, lone = (by_scan[i] for i in (1, 2, 3, 4))
@@ -167,12 +168,12 @@ def test_exit_scans_are_paired_compared_and_held_live(cluster: Cluster) -> None:
     assert broken["result"] == "hold" and broken["seal_a"] != broken["seal_b"], broken
     assert broken["factors"] == {} and "seal changed" in broken["reason"]
     assert lone["result"] == "unpaired" and lone["ref_a"] is None and not lone["hold"]
-    assert lone["reason"] == "no Scan A for container MSKU0000004"
+    assert lone["reason"] == f"no Scan A for container {container_number(4)}"
 
     # the alarms name the container, the factors over their limits and where B differs
     holds = {a["details"]["ref_b"]: a for a in topics[b"alarm"] if a["kind"] == "att_hold"}
     alarm = holds[tampered["ref_b"]]
-    assert alarm["scanner"] == "exit1" and "MSKU0000002" in alarm["message"]
+    assert alarm["scanner"] == "exit1" and container_number(2) in alarm["message"]
     assert set(alarm["details"]["factors_over"]) == {
         k for k, f in tampered["factors"].items() if not f["ok"]
     }
@@ -194,16 +195,17 @@ def test_exit_scans_are_paired_compared_and_held_live(cluster: Cluster) -> None:
     assert kinds.count("att_hold") == 2 and kinds.count("att_unpaired") == 1
 
     lines = [ln for ln in printed.splitlines() if " ATT " in ln]
-    assert sum("ATT *** HOLD *** container MSKU0000002" in ln for ln in lines) == 1, printed
-    assert any("ATT release container MSKU0000001" in ln for ln in lines), printed
-    assert any("ATT UNPAIRED container MSKU0000004" in ln for ln in lines), printed
+    held = f"ATT *** HOLD *** container {container_number(2)}"
+    assert sum(held in ln for ln in lines) == 1, printed
+    assert any(f"ATT release container {container_number(1)}" in ln for ln in lines), printed
+    assert any(f"ATT UNPAIRED container {container_number(4)}" in ln for ln in lines), printed
 
     listed = cluster.nii("cir", "att", "--config", str(cluster.central_toml), "--json")
     assert listed.returncode == 0, listed.stderr
     assert [d["ref_b"] for d in json.loads(listed.stdout)] == [row[0] for row in reversed(rows)]
     table = cluster.nii("cir", "att", "--config", str(cluster.central_toml))
     assert table.returncode == 0, table.stderr
-    assert "HOLD" in table.stdout and "MSKU0000004" in table.stdout, table.stdout
+    assert "HOLD" in table.stdout and container_number(4) in table.stdout, table.stdout
 
     _control_room_holds_and_releases(cluster, tampered["ref_b"], tampered["ref_a"])
 

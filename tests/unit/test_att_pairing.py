@@ -373,7 +373,7 @@ def test_exit_simulator_scans_the_entry_containers() -> None:
     ex = PhysicsSource(detector_seed=2, exit=ExitScan(broken_seal=frozenset({3}), belt_speed=0.9))
     broken = ex.scan(SEED, 3, 64, 48).record
     intact = ex.scan(SEED, 4, 64, 48).record
-    assert broken["container"] == entry["container"] == "MSKU0000003"
+    assert broken["container"] == entry["container"] == "MSKU0000032"  # ISO 6346 valid
     assert broken["gd"] == entry["gd"] and broken["seal"] != entry["seal"]
     assert intact["seal"] == PhysicsSource().scan(SEED, 4, 64, 48).record["seal"]
     assert broken["pixel_mm"][0] == pytest.approx(0.9 * entry["pixel_mm"][0])

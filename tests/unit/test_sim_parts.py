@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core import iso6346
 from core.errors import ConfigError
 from firmware_sim import (
     FaultConfig,
@@ -138,21 +139,37 @@ def test_physics_scan_record_names_the_declared_container() -> None:
     from firmware_sim.physics import PhysicsSource
 
     rec = PhysicsSource().scan(1, 3, 128, 64).record
-    assert rec["container"] == rec["gd"]["container_number"]
+    assert rec["container"] == rec["gd"]["container_number"] == "MSKU0000032"
+    assert iso6346.is_valid(rec["container"])  # an RMS can declare it
     assert rec["seal"] == rec["gd"]["seal"]
     assert all(v > 0 for v in rec["pixel_mm"])
 
 
 def test_two_scanners_of_one_sim_scan_different_containers() -> None:
-    """Scanner N's GD container number is moved on by (N-1) x 1 000 000; gate reading too."""
+    """Scanner N's GD container serial is moved on by (N-1) x 100 000, its ISO 6346 check
+    digit made anew; gate reading too."""
+    from firmware_sim.physics._cargo import container_number
+
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
-    ns = parser.parse_args(["sim", "--scanners", "2"])
+    ns = parser.parse_args(["sim", "--scanners", "3"])
     bases = [c.container_base for c in build_configs(ns)]
-    assert bases == [0, 1_000_000]
-    rec = {"gd": {"container_number": "MSKU0000003", "seal": "SL1"}, "container": "MSKU0000003"}
+    assert bases == [0, 100_000, 200_000]
+    rec = {"gd": {"container_number": "MSKU0000032", "seal": "SL1"}, "container": "MSKU0000032"}
     out = _renumbered(rec, bases[1])
-    assert out["container"] == out["gd"]["container_number"] == "MSKU1000003"
-    assert out["gd"]["seal"] == "SL1" and rec["container"] == "MSKU0000003"  # a copy
+    assert out["container"] == out["gd"]["container_number"] == "MSKU1000037"
+    assert out["gd"]["seal"] == "SL1" and rec["container"] == "MSKU0000032"  # a copy
     assert _renumbered(rec, 0) is rec
     assert _renumbered({"container": "XYZ"}, 5) == {"container": "XYZ"}
+    # every scanner's numbers are valid and distinct, for as many scans as a demo makes
+    seen = set()
+    for base in bases:
+        for sid in range(1, 2001):
+            number = container_number(sid)
+            r = _renumbered({"gd": {"container_number": number}, "container": number}, base)
+            assert iso6346.is_valid(r["container"]), r
+            seen.add(r["container"])
+    assert len(seen) == 3 * 2000
+    # a source's number of ISO form but a wrong check digit comes out right
+    bad = {"gd": {"container_number": "MSKU0000003"}}
+    assert iso6346.is_valid(_renumbered(bad, 100_000)["gd"]["container_number"])

@@ -130,17 +130,35 @@ function render(d) {
     num(c.final.red, "num v-red"), num(c.final.undecided)])));
 }
 
+// The figures: the range line and every section (hidden under an error, so that no
+// empty or stale table is drawn beside it).
+const figures = [document.getElementById("range"), ...document.querySelectorAll("main section")];
+
+function refused(message, status) {
+  error.textContent = message;
+  error.hidden = false;
+  form.hidden = status === 403;  // no range can help: only the error is shown
+  for (const el of figures) el.hidden = true;
+  window.niiStats.data = null;
+}
+
 async function load() {
   const params = new URLSearchParams(location.search);
   const resp = await api(`/api/stats?${params}`);
-  const data = await resp.json();
-  if (!resp.ok) {
-    error.textContent = data.error || `the statistics could not be read (${resp.status})`;
-    error.hidden = false;
-    form.hidden = resp.status === 403;
+  let data = null;
+  try {
+    data = await resp.json();
+  } catch {
+    data = null;  // not JSON (a proxy's error page): the status says enough
+  }
+  if (!resp.ok || data === null) {
+    refused((data && data.error) || `the statistics could not be read (${resp.status})`,
+      resp.status);
     return;
   }
   error.hidden = true;
+  form.hidden = false;
+  for (const el of figures) el.hidden = false;
   render(data);
   window.niiStats.data = data;
 }

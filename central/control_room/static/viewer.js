@@ -225,6 +225,10 @@ function renderFacts(doc) {
     gd.append(text("div", `risk selection: ${sel.channel} channel (${sel.tier})` +
       `${sel.att ? ", ATT transit" : ""}, GD ${sel.gd_number} version ${sel.version}`,
       "v-" + sel.channel));
+    if (sel.container_listed === false) {
+      gd.append(text("div", `the GD the scan carries does not list container ` +
+        `${doc.scan.container}: check the declaration`, "error"));
+    }
   }
   if (doc.gd) {
     for (const [k, val] of Object.entries(doc.gd)) {

@@ -315,7 +315,7 @@ def test_a_gd_version_is_stored_once_and_an_amendment_is_a_new_row(room: Room) -
     # the same version with other content is refused, and nothing of the batch is stored
     other = gd(selection={"tier": "high", "channel": "red", "criteria": []})
     r = room.submit(gd("KAPE-HC-9999"), other)
-    assert r.status_code == 409 and "version 2 or higher" in r.json()["error"]
+    assert r.status_code == 409 and "the next version: 2" in r.json()["error"]
     assert room.count("risk_gds") == 1
     # the amendment: a new row; the first version is kept as it was
     assert room.submit({**other, "version": 2}).json()["results"][0]["status"] == "stored"
@@ -386,6 +386,24 @@ BAD: list[tuple[str, Any, int, str]] = [
         "tier",
     ),
     ("control characters", {"declarations": [gd(declarant={"name": "a\x00b"})]}, 400, "name"),
+    (
+        "a blank declarant",
+        {"declarations": [gd(declarant={"name": " \u00a0\u2003 "})]},
+        400,
+        "declarant.name: Value error, must not be blank",
+    ),
+    (
+        "a blank description",
+        {"declarations": [gd(items=[{**gd()["items"][0], "description": "   "}])]},
+        400,
+        "description: Value error, must not be blank",
+    ),
+    (
+        "a blank criterion",
+        {"declarations": [gd(selection={"tier": "high", "channel": "red", "criteria": [" "]})]},
+        400,
+        "not blank",
+    ),
     ("a valid GD beside a bad one", {"declarations": [gd("KAPE-HC-1"), gd(att="yes")]}, 400, "att"),
     ("one version twice", {"declarations": [gd(), gd()]}, 400, "given twice"),
     ("no GDs", {"declarations": []}, 400, "declarations"),
@@ -433,6 +451,85 @@ def test_bodies_that_are_not_json_or_too_big_are_refused(room: Room) -> None:
     assert room.count("risk_gds") == 0
 
 
+def test_every_operation_refuses_an_unknown_or_repeated_query_parameter(room: Room) -> None:
+    """The docs' rule, for every operation: 400, naming the parameter, and nothing changed."""
+    stored = room.submit(gd()).json()["results"][0]
+    cases = [
+        ("POST", "/gds?x=1", "'x'"),
+        ("POST", "/gds?version=2", "'version'"),  # a body field is no query parameter
+        ("GET", "/gds/KAPE-HC-1234?x=1", "'x'"),
+        ("GET", "/events?after=0&x", "'x'"),
+        ("GET", "/scans?gd=KAPE-HC-1234&x=1", "'x'"),
+        ("GET", "/scans?gd=KAPE-HC-1234&limit=1&limit=2", "twice"),
+        ("GET", "/events?limit=1&limit=1", "twice"),
+        ("GET", "/openapi.json?x=1", "'x'"),
+    ]
+    for method, path, says in cases:
+        kw: dict[str, Any] = {"headers": room.auth}
+        if method == "POST":
+            kw["json"] = {"declarations": [gd(version=2)]}
+        r = room.http.request(method, API + path, **kw)
+        assert r.status_code == 400 and says in r.json()["error"], (path, r.text)
+        assert r.headers["cache-control"] == "no-store"
+    assert room.count("risk_gds") == 1  # the POSTs stored nothing
+    assert room.get("/gds/KAPE-HC-1234").json()["current"] == stored["version"] == 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["after=%201", "after=1%20", "after=%2B1", "after=1.0", "limit=1_0", "limit=%EF%BC%91",
+     "after=0x1", "after=", "after=00000000000000000001"],
+)  # fmt: skip
+def test_integer_query_parameters_are_plain_ascii_digits(room: Room, query: str) -> None:
+    r = room.get(f"/events?{query}")
+    assert r.status_code == 400, r.text
+    assert "plain digits 0-9" in r.json()["error"], r.json()
+    r = room.get(f"/scans?gd=KAPE-HC-1234&{query.replace('after', 'limit')}")
+    assert r.status_code == 400 and "plain digits" in r.json()["error"], r.text
+    assert room.get("/events?after=0&limit=7").status_code == 200
+
+
+def test_a_version_that_skips_one_is_refused_with_the_next_expected(room: Room) -> None:
+    """Customs amendments are numbered one after another: a gap is an amendment lost."""
+    r = room.submit(gd(version=5))
+    assert r.status_code == 409, r.text
+    assert "next one is version 1" in r.json()["error"] and "holds no version" in r.json()["error"]
+    assert room.submit(gd()).status_code == 200
+    r = room.submit(gd("KAPE-HC-2"), gd(version=3))
+    assert r.status_code == 409 and "version 3 skips a version" in r.json()["error"], r.text
+    assert "next one is version 2 (the CIR holds versions 1 to 1)" in r.json()["error"]
+    assert room.count("risk_gds") == 1  # KAPE-HC-2 was not stored either
+    # the versions in between in the same submission, in any order: all stored
+    r = room.submit(gd(version=3), gd(version=2), gd("KAPE-HC-2"))
+    assert [x["status"] for x in r.json()["results"]] == ["stored"] * 3, r.text
+    assert [v["version"] for v in room.get("/gds/KAPE-HC-1234").json()["versions"]] == [1, 2, 3]
+    # an old version again is still a harmless retry
+    assert room.submit(gd(version=2)).json()["results"][0]["status"] == "unchanged"
+
+
+def test_text_is_stored_stripped_and_national_hs_chapters_are_taken(room: Room) -> None:
+    """HS chapters 98 and 99 are left to national use by the HS Convention (Pakistan's
+    tariff uses both); the ATR's GD model takes them, so the API does too."""
+    item = {**gd()["items"][0], "hs_code": "9801.0000", "description": "  personal effects "}
+    doc = gd(declarant={"name": "  Indus Ceramics  "}, items=[item, {**item, "hs_code": "9901"}])
+    assert room.submit(doc).status_code == 200
+    d = room.get("/gds/KAPE-HC-1234").json()["versions"][0]["declaration"]
+    assert d["declarant"]["name"] == "Indus Ceramics"
+    assert [(i["hs_code"], i["description"]) for i in d["items"]] == [
+        ("98010000", "personal effects"),
+        ("9901", "personal effects"),
+    ]
+    # the same GD with other spacing is the same document: a retry, not a conflict
+    again = gd(
+        declarant={"name": "Indus Ceramics"},
+        items=[
+            {**item, "description": "personal effects"},
+            {**item, "hs_code": "9901", "description": "personal effects"},
+        ],
+    )
+    assert room.submit(again).json()["results"][0]["status"] == "unchanged"
+
+
 # -- tokens and the audit log ---------------------------------------------------------------------
 
 
@@ -467,6 +564,31 @@ def test_only_a_known_token_gets_in_and_every_call_is_audited(room: Room) -> Non
     assert all(r["role"] == "risk" for r in rows if r["name"].startswith("risk:"))
 
 
+def test_a_missing_token_file_is_a_503_logged_once(
+    room: Room, caplog: pytest.LogCaptureFixture
+) -> None:
+    tokens = Path(room.cfg.risk.tokens)  # type: ignore[union-attr]
+    tokens.rename(tokens.with_name("moved"))
+    caplog.set_level("WARNING", logger="nii.control_room.risk")
+    for _ in range(3):
+        r = room.get("/events")
+        assert r.status_code == 503 and "no token file" in r.json()["error"], r.text
+        assert str(tokens) not in r.text  # the path is for the control room's log
+    logged = [r.getMessage() for r in caplog.records if "refuses every call" in r.getMessage()]
+    assert len(logged) == 1 and str(tokens) in logged[0] and "nii risk token add" in logged[0]
+    # a client without a token still learns nothing but 401
+    assert room.http.get(API + "/events").status_code == 401
+    tokens.with_name("moved").rename(tokens)
+    assert room.get("/events").status_code == 200
+    assert any("readable again" in r.getMessage() for r in caplog.records)
+    # a bad line: 503 again, logged once more (a new state)
+    with tokens.open("a") as f:
+        f.write("bad line\n")
+    assert room.get("/events").status_code == 503 and room.get("/events").status_code == 503
+    logged = [r.getMessage() for r in caplog.records if "refuses every call" in r.getMessage()]
+    assert len(logged) == 2 and "SHA256HEX" in logged[1]
+
+
 def test_without_a_risk_system_table_the_api_is_off(tmp_path: Path) -> None:
     room = open_room(tmp_path, risk=None)
     try:
@@ -494,7 +616,10 @@ def test_a_bad_risk_system_table_is_a_clear_config_error(tmp_path: Path) -> None
 
 def test_the_token_file_refuses_bad_lines_and_names(tmp_path: Path) -> None:
     f = _risk.TokenFile(tmp_path / "tokens")
-    assert f.check("anything") is None and f.names() == []
+    assert f.names() == []  # nii risk token list: no token yet
+    with pytest.raises(ConfigError, match="does not exist: no token is valid") as e:
+        f.check("anything")  # the API: a setup mistake (503), not a revoked token (401)
+    assert "nii risk token add" in e.value.fix
     with pytest.raises(ConfigError, match="not a token name"):
         f.add("Weboc RMS")
     token = f.add("weboc")
@@ -665,6 +790,7 @@ def test_what_the_cir_holds_for_a_gd_and_a_container(room: Room) -> None:
         "scan_required": True,
         "received_ns": b["selection"]["received_ns"],
         "matched_by": "gd_number",
+        "container_listed": True,
     }
     assert doc["scans"][2]["selection"]["matched_by"] == "container"
     # by container: both scans of C2, the later one with no selection
@@ -688,6 +814,20 @@ def test_what_the_cir_holds_for_a_gd_and_a_container(room: Room) -> None:
     # the viewer's function, on any connection to the CIR
     assert _risk.selection_for(db, entry)["tier"] == "targeted"  # type: ignore[index]
     assert _risk.selection_for(db, {"gd_number": None, "container": "XXXU0000000"}) is None
+    assert doc["scans"][2]["selection"]["container_listed"] is True
+    # a scan that carries the GD's number but whose container the GD does not list: the
+    # GD's selection, flagged, so that the viewer warns the officer
+    other = add_scan(db, 5, C3, gd_number="KAPE-HC-1234", started_ns=t0)
+    sel = _risk.selection_for(db, other)
+    assert sel is not None and sel["matched_by"] == "gd_number"
+    assert sel["container_listed"] is False
+    looked = room.get("/scans", params={"container": C3}).json()["scans"][0]["selection"]
+    assert looked["container_listed"] is False
+    # written as the gate reads it (lower case, a dash): still the listed container
+    spaced = {**entry, "container": C1[:4].lower() + "-" + C1[4:]}
+    assert _risk.selection_for(db, spaced)["container_listed"] is True  # type: ignore[index]
+    no_box = _risk.selection_for(db, {"gd_number": "KAPE-HC-1234", "container": None})
+    assert no_box is not None and no_box["container_listed"] is None
     assert room.get("/gds/KAPE-HC-0000").status_code == 404
     assert room.get("/scans", params={"container": "MSKU12345"}).status_code == 400
     assert entry["ref"] == 1
