@@ -78,13 +78,15 @@ def test_exit_scans_are_paired_compared_and_held_live(cluster: Cluster) -> None:
         sub.setsockopt(zmq.SUBSCRIBE, t)
     sub.connect(cluster.feed)
     tail_cmd = [sys.executable, "-P", "-m", "nii", "control-room", "tail"]
-    tail = subprocess.Popen(
-        [*tail_cmd, "--feed", cluster.feed, "--no-previews"],
-        cwd=cluster.base,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    tail_log = cluster.base / "tail.out"
+    with open(tail_log, "w") as out:  # the tail flushes each event it prints
+        tail = subprocess.Popen(
+            [*tail_cmd, "--feed", cluster.feed, "--no-previews"],
+            cwd=cluster.base,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     topics: dict[bytes, list[Any]] = {b"atr.att": [], b"alarm": []}
     try:
         entry = cluster.start_sim(*COMMON, "--scans", "3", scanners=1, name="sim-entry")
@@ -139,11 +141,15 @@ def test_exit_scans_are_paired_compared_and_held_live(cluster: Cluster) -> None:
             60,
             "4 ATT results and their 3 alarms on the feed",
         )
+        # the tail heard them too (a moment after this test's own socket, maybe)
+        wait_until(lambda: tail_log.read_text().count(" ATT ") >= 4, 10,
+                   "the control room's tail to print the 4 ATT results")  # fmt: skip
     finally:
         sub.close(linger=0)
         ctx.term()
         tail.terminate()
-        printed, _ = tail.communicate(timeout=10)
+        tail.wait(timeout=10)
+    printed = tail_log.read_text()
 
     by_scan = {d["scan_id_b"]: d for d in topics[b"atr.att"]}
     assert sorted(by_scan) == [1, 2, 3, 4], by_scan
