@@ -14,7 +14,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
-__all__ = ["free_port", "send_nowait", "watch_handshake"]
+__all__ = ["close_monitor", "free_port", "handshake_monitor", "send_nowait", "watch_handshake"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -65,6 +65,7 @@ async def watch_handshake(
     *,
     on_refused: Callable[[str], None] | None = None,
     repeat_s: float = 60.0,
+    monitor: zmq.asyncio.Socket | None = None,
 ) -> None:
     """Log why central refuses this socket's CurveZMQ handshake, until cancelled.
 
@@ -80,8 +81,11 @@ async def watch_handshake(
         log: where to log.
         on_refused: optional callback, see above.
         repeat_s: how often a lasting refusal is logged again, s.
+        monitor: the socket's :func:`handshake_monitor`, made before it connected (else
+            one is made here, and a handshake refused before that is not seen); the
+            caller closes it.
     """
-    mon = sock.get_monitor_socket(_HANDSHAKE)
+    mon = monitor if monitor is not None else sock.get_monitor_socket(_HANDSHAKE)
     refused_at: float | None = None
     try:
         while True:
@@ -113,6 +117,18 @@ async def watch_handshake(
             if on_refused is not None:
                 on_refused(why)
     finally:
-        with contextlib.suppress(zmq.ZMQError):  # the socket may be closed already
-            sock.disable_monitor()
-        mon.close(linger=0)
+        if monitor is None:
+            close_monitor(sock, mon)
+
+
+def handshake_monitor(sock: zmq.asyncio.Socket) -> zmq.asyncio.Socket:
+    """A monitor of ``sock``'s CurveZMQ handshakes, for :func:`watch_handshake`: make it
+    before ``sock`` connects, so that a refusal at the first connection is seen."""
+    return sock.get_monitor_socket(_HANDSHAKE)
+
+
+def close_monitor(sock: zmq.asyncio.Socket, mon: zmq.asyncio.Socket) -> None:
+    """Stop and close a :func:`handshake_monitor` of ``sock``."""
+    with contextlib.suppress(zmq.ZMQError):  # the socket may be closed already
+        sock.disable_monitor()
+    mon.close(linger=0)

@@ -63,7 +63,7 @@ from core.config import EdgeConfig, ScannerConfig
 from core.errors import DriverError, NiiError, ProtocolError, StorageError
 from core.keys import CirPublic, EdgeKey
 from core.messages import Ack, Alarm, BlockMsg, Heartbeat, Hello, Nack, Welcome, decode
-from core.net import send_nowait, watch_handshake
+from core.net import close_monitor, handshake_monitor, send_nowait, watch_handshake
 from core.runtime import Backoff, cancel_and_wait, supervise
 from core.seal import BlockKind, Sealer, genesis_hash
 from drivers import ControlEvent, DataLink, LinkEpoch, LinkGap, Packet, ScannerControl
@@ -312,6 +312,8 @@ class ScannerChannel:
 
     async def run(self) -> None:
         """Serve until cancelled. Raises only if a task escaped its supervisor (a bug)."""
+        # watched from before the first connection: a refusal then is the usual one
+        self._monitor = handshake_monitor(self.sock)
         self.sock.connect(self._endpoints[self._ep])
         loops: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("receiver", self._receiver),
@@ -332,9 +334,12 @@ class ScannerChannel:
                 tg.create_task(self._rounds(), name=f"{self.cfg.id}.rounds")
         finally:
             await cancel_and_wait(list(self._side), f"{self.cfg.id} side jobs", timeout=1.0)
+            close_monitor(self.sock, self._monitor)
 
     async def _handshake(self) -> None:
-        await watch_handshake(self.sock, " or ".join(self._endpoints), self.edge.id, log)
+        await watch_handshake(
+            self.sock, " or ".join(self._endpoints), self.edge.id, log, monitor=self._monitor
+        )
 
     def _crashed(self, name: str, exc: Exception, delay: float) -> None:
         self.stats.task_crashes += 1
