@@ -73,7 +73,7 @@ from central.control_room._feed import FeedHub, Subscriber
 from central.control_room._http import read_capped
 from central.control_room._images import PictureCache, View
 from central.control_room._planted import Planted
-from central.control_room._tip import HIT_COVER, Projection, Tip, display_verdict
+from central.control_room._tip import Projection, Tip, display_verdict
 from core.errors import NiiError
 
 log = logging.getLogger("nii.control_room")
@@ -472,12 +472,25 @@ class ControlRoomApp:
             tip = self.tip.get(ref)
             if tip is not None and self.tip.score_of(ref, user.name) is not None:
                 # revealed to this user: its region is not in the scan, never a mark
-                if any(tip.covered_by(b) >= HIT_COVER for b in boxes):
+                if any(tip.found_by(b) for b in boxes):
                     raise HTTPException(409, "the region marked is where a Threat Image "
                                         "Projection was shown: it is not in the scan; mark "
                                         "only what the real image shows")  # fmt: skip
                 tip = None
+            sealed = self.cir.block_hash(str(row["scanner"]), head) if head >= 0 else None
+            image_block = sealed.hex() if sealed else ""
+            atr = self.verdicts.get(ref)
+            att = _att_view.att_for(self.cir.sql, ref)
+            hold = att if att is not None and att.get("hold") and att.get("ref_b") == ref else None
+            decision: dict[str, Any] = {
+                "scan": row, "name": user.name, "role": user.role, "verdict": body.verdict,
+                "reason": body.reason, "marks": [m.model_dump() for m in body.marks],
+                "pixel_mm": pixel_mm, "image_block": image_block, "corrects": body.corrects,
+                "atr_verdict": str(atr.get("verdict", "none")) if atr else "none", "hold": hold,
+            }  # fmt: skip
             if tip is not None and any(tip.found_by(b) for b in boxes):
+                # only a decision that would be taken finds it: one refused scores nothing
+                self.decisions.decide(**decision, dry_run=True)
                 score = self.tip.score(tip, user.name, user.role, boxes)
                 self.accounts.audit(user, "tip", ref=ref, client=client,
                                     detail=f"found a projected {tip.signature}")  # fmt: skip
@@ -489,24 +502,7 @@ class ControlRoomApp:
                         "well spotted. It is gone from the image now; decide on the real scan.",
                     }
                 }
-            sealed = self.cir.block_hash(str(row["scanner"]), head) if head >= 0 else None
-            image_block = sealed.hex() if sealed else ""
-            atr = self.verdicts.get(ref)
-            att = _att_view.att_for(self.cir.sql, ref)
-            hold = att if att is not None and att.get("hold") and att.get("ref_b") == ref else None
-            done = self.decisions.decide(
-                scan=row,
-                name=user.name,
-                role=user.role,
-                verdict=body.verdict,
-                reason=body.reason,
-                marks=[m.model_dump() for m in body.marks],
-                pixel_mm=pixel_mm,
-                atr_verdict=str(atr.get("verdict", "none")) if atr else "none",
-                image_block=image_block,
-                corrects=body.corrects,
-                hold=hold,
-            )
+            done = self.decisions.decide(**decision)
             self.accounts.audit(
                 user, "decision", ref=ref, client=client,
                 detail=f"{done['kind']} {body.verdict} (decision {done['id']})",
@@ -526,7 +522,11 @@ class ControlRoomApp:
         try:
             status, done = await self.db(write)
         except DecisionRefused as exc:
-            raise HTTPException(409, f"{exc.message} ({exc.fix})") from None
+            why = f"{exc.message} ({exc.fix})"
+            await self.db(lambda: self.accounts.audit(
+                user, "refused", ref=ref, detail=f"decision {body.verdict}: {why}"[:500],
+                client=client))  # fmt: skip
+            raise HTTPException(409, why) from None
         if status != 201:
             return _json(done, status=status)
         self._published_here.add(int(done["id"]))

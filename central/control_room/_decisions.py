@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import time
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -134,12 +135,16 @@ class Decisions:
         image_block: str,
         corrects: int | None = None,
         hold: dict[str, Any] | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """Record one decision on ``scan`` (its ``scans`` row) and its marks, signed.
 
         ``marks`` are ``{"box_px", "category", "note"}`` (checked by the caller
         against the image's size); ``pixel_mm`` is (along travel, height) in mm;
-        ``hold`` the scan's ATT document when the comparison put it on HOLD.
+        ``hold`` the scan's ATT document when the comparison put it on HOLD. With
+        ``dry_run`` every check is made and nothing is written (``{"kind"}`` is
+        returned): what the control room asks before it scores a Threat Image
+        Projection, so that a decision that would be refused scores nothing.
 
         Returns:
             The stored decision (``id``, ``kind``, ``doc``, ``signature``, ``key_id``).
@@ -189,7 +194,7 @@ class Decisions:
                     + ("none" if last is None else f"decision {last['id']}"),
                     fix="reload the scan and decide on what is there now",
                 )
-            if last is not None and str(last["name"]) != name and not reason.strip():
+            if last is not None and str(last["name"]) != name and not meaningful(reason):
                 raise DecisionRefused(
                     f"scan {ref} was decided by {last['name']}: a change of another "
                     "officer's decision gives its reason",
@@ -207,13 +212,15 @@ class Decisions:
                         "RIAC analyst releases it",
                         fix="order an examination (Red), or ask the central RIAC",
                     )
-                if len(reason.strip()) < RELEASE_REASON:
+                if meaningful(reason) < RELEASE_REASON:
                     raise DecisionRefused(
                         f"scan {ref} is on HOLD: a release gives its reason",
                         fix=f"write why the HOLD is released ({RELEASE_REASON} characters "
                         "at least)",
                     )
                 kind = "release"
+            if dry_run:
+                return {"kind": kind}
             now = time.time_ns()
             lx, cy = pixel_mm
             marked = [
@@ -290,6 +297,12 @@ class Decisions:
                 )  # fmt: skip
         return {"id": did, "kind": kind, "doc": doc, "signature": signature,
                 "key_id": self.key.key_id}  # fmt: skip
+
+
+def meaningful(text: str) -> int:
+    """How many characters of ``text`` say something: letters, digits, punctuation and
+    symbols (not white space, nor invisible format characters such as U+200B)."""
+    return sum(1 for ch in text if unicodedata.category(ch)[0] in "LNPS")
 
 
 def rank(role: str) -> int:

@@ -138,10 +138,12 @@ class Projection:
         sig = self.patch()
         out_hi, out_lo = a_hi.copy(), a_lo.copy()
         rows = min(r1, a_hi.shape[1]) - r0
-        out_hi[lo - col0 : hi - col0, r0 : r0 + rows] += sig.a_hi[lo - c0 : hi - c0, :rows]
-        out_lo[lo - col0 : hi - col0, r0 : r0 + rows] += sig.a_lo[lo - c0 : hi - c0, :rows]
-        np.minimum(out_hi, 11.5, out=out_hi)
-        np.minimum(out_lo, 11.5, out=out_lo)
+        # only the box changes (the scanner's range caps what it adds, as in
+        # central.atr._tip.project): a pixel outside it stays as the scan has it
+        for out, patch in ((out_hi, sig.a_hi), (out_lo, sig.a_lo)):
+            box = out[lo - col0 : hi - col0, r0 : r0 + rows]
+            box += patch[lo - c0 : hi - c0, :rows]
+            np.minimum(box, 11.5, out=box)
         return out_hi, out_lo
 
     def covered_by(self, box: list[int]) -> float:

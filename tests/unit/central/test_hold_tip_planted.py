@@ -93,9 +93,13 @@ def test_tip_chooses_places_once_and_scores(db: Sql, tmp_path: Path) -> None:
     assert always.place(start, frame, 700, 5.0, 3.0).box_px == proj.box_px  # type: ignore[union-attr]
     assert db.value("SELECT COUNT(*) FROM tip") == 1
     # the pixels: added inside the box only
+    a_hi[:c0, :5] = 14.0  # beyond the scanner's range: a projection never touches it
     hi2, _ = proj.add_to(a_hi, a_lo, 0)
     inside = hi2[c0:c1, r0:r1] - a_hi[c0:c1, r0:r1]
     assert inside.max() > 0.5 and np.array_equal(hi2[:c0], a_hi[:c0])
+    outside = np.ones(hi2.shape, bool)
+    outside[c0:c1, r0:r1] = False
+    assert np.array_equal(hi2[outside], a_hi[outside])
     # once the verdict is in, what the ATR says of it, merged in the ATR's own order
     verdict = {"verdict": "yellow", "findings": [
         {"level": "yellow", "score": 0.7, "bbox_px": [5, 5, 9, 9]}]}  # fmt: skip
@@ -238,3 +242,19 @@ def test_a_late_projection_goes_only_where_nothing_was_shown(db: Sql, tmp_path: 
     assert db.value("SELECT COUNT(*) FROM tip") == 0
     proj = tip.place(start, frame, 700, 5.0, 3.0, drawn=200)
     assert proj is not None and proj.box_px[0] >= 200 + 16
+
+
+def test_a_dry_run_checks_everything_and_writes_nothing(db: Sql, tmp_path: Path) -> None:
+    dec = Decisions(db, ServiceSignKey.load_or_make(tmp_path / "k.sign"))
+    args: dict[str, Any] = dict(
+        scan=SCAN, name="olga", role="officer", verdict="green", reason="", marks=[],
+        pixel_mm=(5.0, 3.0), atr_verdict="none", image_block="",
+    )  # fmt: skip
+    with pytest.raises(DecisionRefused, match="decided meanwhile"):
+        dec.decide(**args, corrects=999, dry_run=True)
+    assert dec.decide(**args, dry_run=True) == {"kind": "local"}
+    assert db.value("SELECT COUNT(*) FROM decisions") == 0
+    first = dec.decide(**args)
+    # a reason of invisible characters says nothing
+    with pytest.raises(DecisionRefused, match="gives its reason"):
+        dec.decide(**{**args, "name": "otto", "reason": "\u200b \u200b"}, corrects=first["id"])
