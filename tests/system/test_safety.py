@@ -197,7 +197,9 @@ def test_interlock_mid_scan_broker_restart_and_metrics(site: tuple[Cluster, Mosq
         assert trip is not None, "no safety alarm on the live feed"
         assert trip["kind"] == "safety_trip", trip
         assert "door-a" in trip["message"]
-        assert latency < 0.2, f"alarm reached the live feed after {latency * 1e3:.0f} ms"
+        # at once (an event, not the next heartbeat or poll): well under a second even
+        # on a loaded machine; how fast it is, unloaded, is for a benchmark to say
+        assert latency < 1.0, f"alarm reached the live feed after {latency * 1e3:.0f} ms"
     finally:
         sub.close(0)
         ctx.term()
