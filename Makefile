@@ -31,7 +31,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 	@$(BIN)/python -m pytest -q -n 2 tests/unit; unit=$$?; \
-	  $(BIN)/python -m pytest -q -n 2 --dist loadfile tests/system; system=$$?; \
+	  $(BIN)/python -m pytest -q tests/system; system=$$?; \
 	  test $$unit -eq 0 && test $$system -eq 0
 
 # Every fuzz target (tests/fuzz/fuzz_*.py) for FUZZ_RUNS inputs each; each prints its
