@@ -36,6 +36,19 @@ def wait_until(cond: Callable[[], Any], timeout: float, what: str, poll: float =
         time.sleep(poll)
 
 
+def start_tail(cluster: Cluster) -> tuple[subprocess.Popen[str], Path]:
+    """``nii control-room tail`` on the cluster's feed, printing into a file (it flushes
+    each event): the process and the file."""
+    log = cluster.base / "tail.out"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-P", "-m", "nii", "control-room", "tail",
+             "--feed", cluster.feed, "--no-previews"],
+            cwd=cluster.base, stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    return proc, log
+
+
 class Cluster:
     def __init__(
         self,

@@ -11,8 +11,6 @@ verdict as a DICOS DX image and TDR.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -20,7 +18,7 @@ import pydicom
 import pytest
 import zmq
 
-from tests.system._cluster import Cluster, wait_until
+from tests.system._cluster import Cluster, start_tail, wait_until
 
 pytestmark = pytest.mark.system
 
@@ -50,16 +48,7 @@ def test_each_scan_gets_a_verdict_on_the_feed_within_1_5_s(cluster: Cluster) -> 
     sub.setsockopt(zmq.LINGER, 0)
     sub.setsockopt(zmq.SUBSCRIBE, b"atr.verdict")
     sub.connect(cluster.feed)
-    tail_cmd = [sys.executable, "-P", "-m", "nii", "control-room", "tail"]
-    tail_log = cluster.base / "tail.out"
-    with open(tail_log, "w") as out:  # the tail flushes each event it prints
-        tail = subprocess.Popen(
-            [*tail_cmd, "--feed", cluster.feed, "--no-previews"],
-            cwd=cluster.base,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    tail, tail_log = start_tail(cluster)
     try:
         sims = cluster.start_sim(
             "--source",

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +26,7 @@ import pytest
 import zmq
 
 from firmware_sim.physics._cargo import container_number
-from tests.system._cluster import Cluster, wait_until
+from tests.system._cluster import Cluster, start_tail, wait_until
 
 pytestmark = pytest.mark.system
 
@@ -77,16 +75,7 @@ def test_exit_scans_are_paired_compared_and_held_live(cluster: Cluster) -> None:
     for t in (b"atr.att", b"alarm"):
         sub.setsockopt(zmq.SUBSCRIBE, t)
     sub.connect(cluster.feed)
-    tail_cmd = [sys.executable, "-P", "-m", "nii", "control-room", "tail"]
-    tail_log = cluster.base / "tail.out"
-    with open(tail_log, "w") as out:  # the tail flushes each event it prints
-        tail = subprocess.Popen(
-            [*tail_cmd, "--feed", cluster.feed, "--no-previews"],
-            cwd=cluster.base,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+    tail, tail_log = start_tail(cluster)
     topics: dict[bytes, list[Any]] = {b"atr.att": [], b"alarm": []}
     try:
         entry = cluster.start_sim(*COMMON, "--scans", "3", scanners=1, name="sim-entry")
