@@ -27,6 +27,7 @@ import zmq
 
 from firmware_sim.physics._cargo import container_number
 from tests.system._cluster import Cluster, start_tail, wait_until
+from tests.system._control_room import SITES
 
 pytestmark = pytest.mark.system
 
@@ -205,17 +206,8 @@ def test_exit_scans_are_paired_compared_and_held_live(cluster: Cluster) -> None:
     _control_room_holds_and_releases(cluster, tampered["ref_b"], tampered["ref_a"])
 
 
-ATT_SITES = """
-[[site]]
-name = "port-a"
-region = "north"
-scanners = ["entry1"]
-
-[[site]]
-name = "port-b"
-region = "south"
-scanners = ["exit1"]
-"""
+# the control room's two sites, with the entry and exit gates as their scanners
+ATT_SITES = SITES.replace('"scanner1"', '"entry1"').replace('"scanner2"', '"exit1"')
 
 
 def _control_room_holds_and_releases(cluster: Cluster, ref_b: int, ref_a: int) -> None:
