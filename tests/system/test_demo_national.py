@@ -19,7 +19,7 @@ def test_the_national_demo_fails_over_and_every_chain_verifies(tmp_path: Path) -
     try:
         r = subprocess.run(
             [sys.executable, "-P", "-m", "nii", "demo", "--national", "--dir", str(base / "d"),
-             "--seconds", "28", "--kill-after", "9"],
+             "--seconds", "18", "--kill-after", "9"],
             capture_output=True, text=True, timeout=240,
         )  # fmt: skip
         out = r.stdout
