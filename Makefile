@@ -34,8 +34,9 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 	@mkdir -p var; \
-	  nice -n 19 $(BIN)/python -m pytest -q -n 2 -p no:cacheprovider tests/unit \
+	  setsid -w nice -n 19 $(BIN)/python -m pytest -q -n 2 -p no:cacheprovider tests/unit \
 	    >var/unit-tests.log 2>&1 & upid=$$!; \
+	  trap 'kill -TERM -$$upid 2>/dev/null; exit 130' INT TERM HUP; \
 	  $(BIN)/python -m pytest -q tests/system; system=$$?; \
 	  wait $$upid; unit=$$?; \
 	  echo "--- unit tests (run beside the system tests; var/unit-tests.log)"; \
