@@ -46,11 +46,11 @@ from typing import Any, Protocol, TypedDict
 import numpy as np
 
 from central._cir import Staged, StreamState
-from central._scanbook import ScanBook
+from central._scanbook import ScanBook, scan_record
 from central._shape import CALIB_FLAGS, ScanShape, record_channels, record_lines
 from core.errors import IntegrityError, NiiError, ProtocolError
 from core.keys import EdgePublic
-from core.messages import Alarm, BlockMsg, Heartbeat, Hello, Message, Nack, check_doc
+from core.messages import Alarm, BlockMsg, Heartbeat, Hello, Message, Nack
 from core.seal import Block, BlockKind, genesis_hash, parse, verify
 
 #: most ``lost`` rows made for one hole in the scan ids (a wrapped or reset counter
@@ -894,7 +894,7 @@ class Ingest:
 
     def _open_record(self, block: Block) -> dict[str, Any]:
         try:
-            return check_doc("scan record", json.loads(self.open_block(block)))
+            return scan_record(self.open_block(block))
         except (NiiError, ValueError, RecursionError) as exc:
             self.alarm(
                 block.scanner,

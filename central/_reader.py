@@ -21,7 +21,14 @@ from typing import Any
 import numpy as np
 
 from central._cir import Cir, signed_fields
-from central._shape import BYTES_PER_CHANNEL, ScanShape, record_channels, record_lines
+from central._scanbook import ScanBook, scan_record
+from central._shape import (
+    BYTES_PER_CHANNEL,
+    CALIB_FLAGS,
+    ScanShape,
+    record_channels,
+    record_lines,
+)
 from core.errors import IntegrityError, NiiError
 from core.keys import EdgePublic
 from core.seal import Block, BlockKind, Opener, genesis_hash, verify
@@ -41,13 +48,28 @@ class ChainReport:
         return not self.problems
 
 
-def verify_stream(cir: Cir, scanner: str) -> ChainReport:
+def verify_stream(cir: Cir, scanner: str, opener: Opener | None = None) -> ChainReport:
     """Check a scanner's whole chain in the CIR, block by block (:func:`verified_block`):
     continuity, links, digests, signatures, and that each index row says what its signed
-    block says."""
+    block says.
+
+    With ``opener`` (the CIR key), each of the scanner's ``scans`` rows is also checked
+    against its signed blocks (:class:`ScanTally`): container, GD, start and end
+    records, line and block counts and a status of ``complete`` are what the blocks
+    say, so a row edited behind the CIR's back (another container number, a scan made
+    to look complete) does not pass as evidence.
+    """
     stream = cir.stream(scanner)
     rep = ChainReport(scanner, stream.edge if stream else "")
     keys = ChainKeys(cir)
+    tallies: dict[int, ScanTally] = {}
+    # the rows before the blocks: on a live CIR a row is then never newer than the
+    # blocks walked (a scan opened since is not checked; an open one only in part)
+    scans = (
+        cir.sql.rows("SELECT * FROM scans WHERE scanner = ? ORDER BY ref", [scanner])
+        if opener is not None
+        else []
+    )
     expect = 0
     for row in cir.stream_blocks(scanner):
         rep.blocks += 1
@@ -59,12 +81,153 @@ def verify_stream(cir: Cir, scanner: str) -> ChainReport:
             rep.problems.append(f"seq {seq}: expected {expect} (blocks missing)")
         expect = seq + 1
         try:
-            verified_block(cir, keys, row)
+            block = verified_block(cir, keys, row)
         except NiiError as exc:
             rep.problems.append(exc.message)
+            continue
+        ref = row.get("scan_ref")
+        if opener is not None and ref is not None:
+            tally = tallies.setdefault(int(ref), ScanTally(int(ref)))
+            try:
+                tally.add(block, opener)
+            except NiiError as exc:
+                rep.problems.append(f"{scanner} seq {seq}: {exc.message}")
     if stream is not None and stream.last_seq != rep.last_seq:
         rep.problems.append(f"stream head says {stream.last_seq}, blocks end at {rep.last_seq}")
+    for scan in scans:
+        ref = int(scan["ref"])
+        tally = tallies.get(ref) or ScanTally(ref)
+        rep.problems += [f"{scanner} scan ref {ref}: {p}" for p in tally.problems(scan)]
     return rep
+
+
+class ScanTally:
+    """What one scan's signed blocks say of it, gathered in chain order; compared with
+    its ``scans`` row by :meth:`problems`.
+
+    The counts follow the ingest's own rules (``central._ingest``): a scan's first block
+    is its SCAN_START block when it has one (its record fixes the scan's shape), its
+    image and calibration lines are those that fit that shape (``central._shape``),
+    and it is ``complete`` only when its SCAN_END record says so, no GAP touched it,
+    every block fitted and every planned image line arrived.
+    """
+
+    def __init__(self, ref: int) -> None:
+        self.ref = ref
+        self.blocks = 0
+        self.first_seq = -1
+        self.last_seq = -1
+        self.gap_blocks = 0
+        self.start: dict[str, Any] | None = None  # None: no SCAN_START block
+        self.end: dict[str, Any] | None = None  # None: no SCAN_END block
+        self.shape: ScanShape | None = None
+        self.image_lines = 0
+        self.calib_lines = 0
+
+    def add(self, block: Block, opener: Opener) -> list[bool]:
+        """Count one verified block of the scan; for a DATA block, which of its lines fit
+        the scan's shape (one bool per index entry; [] for other kinds).
+
+        Raises:
+            IntegrityError: a SCAN_START block that is not the scan's first, or a record
+                block that does not decrypt.
+        """
+        self.blocks += 1
+        if self.first_seq < 0:
+            self.first_seq = block.seq
+        self.last_seq = block.seq
+        if block.kind == BlockKind.SCAN_START:
+            if self.blocks != 1:
+                raise IntegrityError(
+                    f"a scan-start block filed under scan ref {self.ref} after its first block",
+                    reason="row",
+                )
+            self.start = _record(opener, block)
+        if self.shape is None:
+            rec = self.start or {}
+            self.shape = ScanShape(record_channels(rec), record_lines(rec))
+        if block.kind == BlockKind.SCAN_END:
+            self.end = _record(opener, block)
+        elif block.kind == BlockKind.GAP:
+            self.gap_blocks += 1
+        elif block.kind == BlockKind.DATA:
+            mask, _ = self.shape.fit(block.meta.get("channels"), block.index, len(block.cipher))
+            for e, ok in zip(block.index, mask, strict=True):
+                if ok:
+                    if e.flags & CALIB_FLAGS:
+                        self.calib_lines += 1
+                    else:
+                        self.image_lines += 1
+            return mask
+        return []
+
+    def problems(self, scan: dict[str, Any]) -> list[str]:
+        """How the ``scans`` row ``scan`` differs from what its signed blocks say; [] when
+        it does not."""
+        out: list[str] = []
+        start = self.start if self.start is not None else {}
+        signed = ScanBook.new(
+            self.ref, str(scan["scanner"]), scan["scan_id"], "", 0, self.first_seq, start
+        )
+        if _row_record(scan.get("start_record")) != start:
+            out.append(
+                "its start record differs from the signed scan-start block"
+                if self.start is not None
+                else "it has a start record but no scan-start block"
+            )
+        for name in ("container", "gd_number", "lines_planned"):
+            if scan.get(name) != getattr(signed, name):
+                out.append(f"{name} {scan.get(name)!r} (signed: {getattr(signed, name)!r})")
+        if scan.get("status") == "scanning":
+            # still open: its row was read before the blocks that came since (rows are
+            # read first), so its counts and end are checked once it is closed
+            return out
+        row_end = scan.get("end_record")
+        if self.end is None and row_end is not None:
+            out.append("it has an end record but no scan-end block")
+        elif self.end is not None and (row_end is None or _row_record(row_end) != self.end):
+            out.append("its end record differs from the signed scan-end block")
+        counts = {
+            "blocks": self.blocks,
+            "lines_received": self.image_lines,
+            "calib_lines": self.calib_lines,
+        }
+        if self.blocks:
+            counts.update(first_seq=self.first_seq, last_seq=self.last_seq)
+        for name, want in counts.items():
+            if scan.get(name) != want:
+                out.append(f"{name} {scan.get(name)!r} (signed blocks: {want})")
+        gaps = scan.get("gaps")
+        if type(gaps) is not int or gaps < self.gap_blocks:
+            out.append(f"gaps {gaps!r}, yet {self.gap_blocks} GAP block(s) are filed under it")
+        if scan.get("status") == "complete" and not self._complete(signed.lines_planned):
+            out.append("status 'complete', which its signed blocks do not bear out")
+        return out
+
+    def _complete(self, planned: int) -> bool:
+        return (
+            self.end is not None
+            and self.end.get("status") == "complete"
+            and self.gap_blocks == 0
+            and (self.shape is None or self.shape.violations == 0)
+            and self.image_lines == planned
+        )
+
+
+def _record(opener: Opener, block: Block) -> dict[str, Any]:
+    """A record block's record, as the ingest filed it: {} when it does not decrypt or
+    parse (the ingest alarmed ``bad_record`` then)."""
+    try:
+        return scan_record(opener.open(block))
+    except (NiiError, ValueError, RecursionError):
+        return {}
+
+
+def _row_record(text: Any) -> Any:
+    try:
+        return json.loads(text or "{}")
+    except (TypeError, ValueError):
+        return None
 
 
 class ChainKeys:
@@ -201,14 +364,6 @@ def _block_lines(cir: Cir, opener: Opener, row: dict[str, Any]) -> Iterator[Line
         )
 
 
-def _start_record(scan: dict[str, Any]) -> dict[str, Any]:
-    try:
-        doc = json.loads(scan.get("start_record") or "{}")
-    except ValueError:
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
 def scan_arrays(cir: Cir, opener: Opener, ref: int) -> dict[str, np.ndarray]:
     """Assemble one scan from the lines that fit its shape.
 
@@ -225,11 +380,14 @@ def scan_arrays(cir: Cir, opener: Opener, ref: int) -> dict[str, np.ndarray]:
 
     Every block of the scan, whatever its kind, is verified first
     (:func:`verified_block`): an export is evidence, and a block that does not verify
-    stops it rather than reading as missing or blank lines.
+    stops it rather than reading as missing or blank lines. The shape is the one the
+    signed scan-start record fixes, and the scan's row must say what its blocks say
+    (:class:`ScanTally`): an export names the container and GD of that row.
 
     Raises:
         NiiError: No such scan, or a blob is missing.
-        IntegrityError: A block does not verify, parse or decrypt.
+        IntegrityError: A block does not verify, parse or decrypt, or the scan's row
+            differs from its signed blocks.
     """
     scan = cir.scan(ref)
     if scan is None:
@@ -237,15 +395,18 @@ def scan_arrays(cir: Cir, opener: Opener, ref: int) -> dict[str, np.ndarray]:
     image: dict[int, bytes] = {}
     dark: list[bytes] = []
     air: list[bytes] = []
-    rec = _start_record(scan)
-    shape = ScanShape(record_channels(rec), record_lines(rec))
     keys = ChainKeys(cir)
+    tally = ScanTally(ref)
     for row in cir.scan_blocks(ref):
         block = verified_block(cir, keys, row)
-        if block.kind != BlockKind.DATA:
-            continue
-        mask, _ = shape.fit(block.meta.get("channels"), block.index, len(block.cipher))
-        if not any(mask) or shape.channels is None:
+        try:
+            mask = tally.add(block, opener)
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"{row['scanner']} seq {row['seq']}: {exc.message}", reason=exc.reason
+            ) from exc
+        shape = tally.shape
+        if block.kind != BlockKind.DATA or not any(mask) or shape is None or not shape.channels:
             continue
         plain = opener.open(block)
         size = shape.channels * BYTES_PER_CHANNEL
@@ -259,6 +420,13 @@ def scan_arrays(cir: Cir, opener: Opener, ref: int) -> dict[str, np.ndarray]:
                 air.append(payload)
             else:
                 image[e.line_no] = payload
+    problems = tally.problems(scan)
+    if problems:
+        raise IntegrityError(
+            f"scan ref {ref}: the CIR's row of the scan differs from its signed blocks: "
+            + "; ".join(problems[:5]),
+            reason="row",
+        )
     out: dict[str, np.ndarray] = {}
 
     def stack(lines: list[bytes], name: str) -> None:

@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ScanBook", "gd_number"]
+from core.messages import check_doc
+
+__all__ = ["ScanBook", "gd_number", "scan_record"]
 
 
 @dataclass(slots=True)
@@ -108,3 +110,18 @@ def gd_number(record: Mapping[str, Any]) -> str | None:
     gd = record.get("gd")
     value = gd.get("gd_number") if isinstance(gd, dict) else None
     return value[:256] if isinstance(value, str) else None
+
+
+def scan_record(plain: bytes) -> dict[str, Any]:
+    """A scan-start or scan-end record from its block's decrypted payload (JSON).
+
+    Central files what this returns in the ``scans`` row (``start_record``,
+    ``end_record``); ``nii cir verify`` reads the signed block again through it and
+    compares.
+
+    Raises:
+        ValueError: not JSON (``json.JSONDecodeError``, ``UnicodeDecodeError``).
+        RecursionError: nested too deep.
+        core.errors.ProtocolError: not a JSON object within ``check_doc``'s bounds.
+    """
+    return check_doc("scan record", json.loads(plain))

@@ -16,11 +16,13 @@ import zmq
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from central._cir import Cir
+from central._ingest import Ingest, Work
 from central._reader import scan_arrays, verify_stream
 from core.errors import IntegrityError
-from core.keys import CirKey
+from core.keys import CirKey, EdgePublic
+from core.messages import BlockMsg
 from core.seal import Opener, Sealer, parse
-from tests.unit.central._chain import SCANNER, committed_cir
+from tests.unit.central._chain import EDGE, IDENT, SCANNER, Rig, committed_cir
 
 
 def test_an_untouched_scan_exports_its_lines(tmp_path: Path) -> None:
@@ -104,6 +106,63 @@ def test_a_block_filed_under_another_scan_is_found_by_verify_and_refused(
         cir.close()
 
 
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        # the container number, then the GD a court would read the scan under
+        ("container = 'MSKU9999997'", "container 'MSKU9999997' (signed: 'C1')"),
+        ("gd_number = 'GD-FORGED'", "gd_number 'GD-FORGED' (signed: None)"),
+        (
+            "start_record = json_set(start_record, '$.container', 'MSKU9999997')",
+            "its start record differs from the signed scan-start block",
+        ),
+        ("end_record = NULL", "its end record differs from the signed scan-end block"),
+        ("lines_received = 3", "lines_received 3 (signed blocks: 4)"),
+        ("blocks = 2", "blocks 2 (signed blocks: 3)"),
+        ("gaps = -1", "gaps -1, yet 0 GAP block(s) are filed under it"),
+    ],
+)
+def test_a_scan_row_edited_behind_the_cirs_back_is_found_and_refused(
+    tmp_path: Path, edit: str, problem: str
+) -> None:
+    """A ``scans`` row is the CIR's own index, not signed: what it says of the container,
+    the GD, the records and the counts must be what the scan's signed blocks say."""
+    cir, r, _ = committed_cir(tmp_path / "cir")
+    try:
+        assert verify_stream(cir, SCANNER, Opener(r.cir)).ok
+        cir.wsql.execute(f"UPDATE scans SET {edit} WHERE ref = 1")
+        assert verify_stream(cir, SCANNER).ok  # without the CIR key: chains only
+        rep = verify_stream(cir, SCANNER, Opener(r.cir))
+        assert rep.problems == [f"s1 scan ref 1: {problem}"]
+        with pytest.raises(IntegrityError, match="row of the scan differs from its signed"):
+            scan_arrays(cir, Opener(r.cir), 1)
+    finally:
+        cir.close()
+
+
+def test_an_incomplete_scan_made_to_look_complete_is_found(tmp_path: Path) -> None:
+    """A scan whose end record said ``aborted`` (one line short) cannot be passed off as
+    complete by its row, even with its counts made to agree."""
+    r = Rig()
+    cir = Cir(tmp_path / "cir")
+    try:
+        cir.enroll(EdgePublic(EDGE, r.sign.public_key(), b"0" * 40))
+        ingest = Ingest(cir, Opener(r.cir).open, r._alarm)
+        for seq, raw in (r.start(1, lines=4), r.data(1, [0, 1, 2]), r.end(1, "aborted")):
+            work = Work()
+            ingest.message(work, IDENT, r.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
+            cir.commit(work.staged, ingest.streams, {k: ingest.scans[k] for k in work.scans}, [])
+            ingest.committed(work)
+        assert cir.scan(1)["status"] == "aborted"
+        assert verify_stream(cir, SCANNER, Opener(r.cir)).ok
+        cir.wsql.execute("UPDATE scans SET status = 'complete' WHERE ref = 1")
+        assert verify_stream(cir, SCANNER, Opener(r.cir)).problems == [
+            "s1 scan ref 1: status 'complete', which its signed blocks do not bear out"
+        ]
+    finally:
+        cir.close()
+
+
 def _cli_cir(tmp_path: Path, r: Any) -> list[str]:
     key = CirKey(r.cir, *reversed(zmq.curve_keypair()))
     key.save(tmp_path / "keys")
@@ -125,6 +184,17 @@ def test_nii_cir_verify_and_export_say_what_is_wrong(
     assert main(["cir", "verify", *cfg]) == 0
     out = capsys.readouterr().out
     assert "1 blob(s)" in out and orphan.hex() in out and "chains verified" in out
+    assert "scan rows intact" in out
+    cir = Cir(tmp_path / "cir")
+    cir.wsql.execute("UPDATE scans SET container = 'MSKU9999997' WHERE ref = 1")
+    cir.close()
+    assert main(["cir", "verify", *cfg]) == 1
+    assert "scan ref 1: container 'MSKU9999997' (signed: 'C1')" in capsys.readouterr().out
+    assert main(["cir", "export", *cfg, "1", "--out", str(tmp_path / "s0.npz")]) != 0
+    assert "differs from its signed blocks" in capsys.readouterr().err
+    cir = Cir(tmp_path / "cir")
+    cir.wsql.execute("UPDATE scans SET container = 'C1' WHERE ref = 1")
+    cir.close()
     assert main(["cir", "export", *cfg, "1", "--out", str(tmp_path / "s1.npz")]) == 0
     capsys.readouterr()
     cir = Cir(tmp_path / "cir")
