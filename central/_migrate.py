@@ -32,6 +32,8 @@ from central._reader import ChainReport, verify_stream
 from central._sql import Sql, is_postgres_url, is_sql_error, schema_version
 from core.config import CentralConfig
 from core.errors import ConfigError, NiiError
+from core.keys import CirKey
+from core.seal import Opener
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,8 @@ class MigrationReport:
         rows: table → rows of the source.
         inserted: table → rows this run inserted (the rest were in the target already).
         chains: the target's chains as verified afterwards.
+        scan_rows_checked: whether the scan rows were checked against their blocks too
+            (they need the CIR key).
         seconds: wall time of the whole run.
     """
 
@@ -132,6 +136,7 @@ class MigrationReport:
     blob_bytes: int = 0
     copied_blobs: int = 0
     copied_bytes: int = 0
+    scan_rows_checked: bool = False
     rows: dict[str, int] = field(default_factory=dict)
     inserted: dict[str, int] = field(default_factory=dict)
     chains: list[ChainReport] = field(default_factory=list)
@@ -450,9 +455,11 @@ def copy_cir(
     progress: TextIO | None = None,
     batch_rows: int = BATCH_ROWS,
     batch_bytes: int = BATCH_BYTES,
+    opener: Opener | None = None,
 ) -> MigrationReport:
     """Copy every row and blob of ``source`` into ``target``, then verify every chain of
-    ``target``.  Restartable: a run after one cut short carries on without duplicating.
+    ``target`` (and, with ``opener``, the CIR key, every scan row against its signed
+    blocks).  Restartable: a run after one cut short carries on without duplicating.
 
     Args:
         source: the CIR to copy (nothing else may write it meanwhile).
@@ -494,9 +501,19 @@ def copy_cir(
     rep.scanners = len(source.sql.rows("SELECT scanner FROM streams"))
     for s in sorted(scanners):
         prog.say(f"verifying the chain of {s} on the target", force=True)
-        rep.chains.append(verify_stream(target, s))
+        rep.chains.append(verify_stream(target, s, opener))
+    rep.scan_rows_checked = opener is not None
     rep.seconds = time.monotonic() - t0
     return rep
+
+
+def _opener(cfg: CentralConfig, err: TextIO) -> Opener | None:
+    """The CIR key's opener for checking scan rows, or None (and a line on ``err``)."""
+    try:
+        return Opener(CirKey.load(cfg.key).x25519_private)
+    except NiiError as exc:
+        print(f"scan rows will not be checked (they need the CIR key): {exc.message}", file=err)
+        return None
 
 
 def _safe_url(url: str) -> str:
@@ -602,7 +619,9 @@ def migrate_command(
             file=err,
             flush=True,
         )
-        rep = copy_cir(source, target, copy_blobs=not same_store, progress=err)
+        rep = copy_cir(
+            source, target, copy_blobs=not same_store, progress=err, opener=_opener(cfg, err)
+        )
     finally:
         if target is not None:  # its blob store is the source's or target_blobs
             target.wsql.close()
@@ -641,8 +660,8 @@ def migrate_command(
         )
         return 1
     print(
-        f"all {len(rep.chains)} chains verified on the target: signatures, digests, links "
-        "and index rows intact",
+        f"all {len(rep.chains)} chains verified on the target: signatures, digests, links, "
+        + ("index rows and scan rows intact" if rep.scan_rows_checked else "index rows intact"),
         file=out,
     )
     print(f"now set in [central] of {cfg.path} (and stop using {cfg.state_dir}'s CIR):", file=out)

@@ -163,6 +163,7 @@ def test_migrated_cir_verifies_and_exports_as_the_embedded_one(
     blocks = SCANS * 4 + 1
     assert f"migrated 1 scanner(s), {blocks} blocks" in out
     assert f"{blocks} blobs" in out and "all 1 chains verified on the target" in out
+    assert "index rows and scan rows intact" in out
     assert f'cir = "{pg_database}"' in out and "s3_credentials = " in out
     assert "migrate:" in err and "Traceback" not in err
     _same_rows(tmp_path / "cir" / "cir.sqlite", pg_database)
