@@ -298,6 +298,11 @@ def test_a_projected_threat_is_shown_marked_scored_and_never_a_mandate(
     # an analyst who releases the other projected scan without marking it missed it:
     # the decision on the real scan stands, the miss is scored
     ana = room.client("ana")
+    # release waits for the whole image: the second scan may still be in the scanner
+    wait_until(
+        lambda: c.sql("SELECT status FROM scans WHERE ref = ? AND status != 'scanning'", ref2),
+        90, "the second projected scan to end",
+    )  # fmt: skip
     r = ana.post(f"/api/scans/{ref2}/decisions", json={"verdict": "green", "reason": "clean"})
     assert r.status_code == 201 and r.json()["tip"]["hit"] is False, r.text
     assert c.sql("SELECT name, hit FROM tip_scores WHERE ref = ?", ref2) == [("ana", 0)]
