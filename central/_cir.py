@@ -641,6 +641,19 @@ class Cir:
             [scan_ref, after_seq],
         )
 
+    def scan_data_blocks(self, scan_ref: int) -> Iterator[Block]:
+        """The committed DATA blocks filed under scan ``scan_ref``, in chain order, read
+        again from their blobs (the ingest replays them after a restart to restore the
+        scan's shape, ``central._shape``).
+
+        Raises:
+            central._blobs.BlobMissing: a blob is gone.
+            IntegrityError: a blob is damaged or replaced.
+        """
+        for row in self.scan_blocks(scan_ref):
+            if row["kind"] == "data":
+                yield self.read_block(row["hash"])
+
     def stream_blocks(self, scanner: str) -> Iterator[dict[str, Any]]:
         yield from self.sql.rows("SELECT * FROM blocks WHERE scanner = ? ORDER BY seq", [scanner])
 

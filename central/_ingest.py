@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
 
@@ -85,6 +85,13 @@ class IngestStore(Protocol):
     def gap_tail(self, scanner: str) -> list[tuple[int, int | None, str]]:
         """``(seq, scan_id, cause)`` of the GAP blocks at the head of a scanner's committed
         chain (those after its last block of another kind), oldest first."""
+
+    def scan_data_blocks(self, scan_ref: int) -> Iterable[Block]:
+        """The committed DATA blocks of a scan, in chain order.
+
+        Raises:
+            NiiError: a stored block cannot be read again (gone or damaged).
+        """
 
 
 @dataclass(frozen=True)
@@ -750,7 +757,22 @@ class Ingest:
                 record = {}
             rec = record if isinstance(record, dict) else {}
             shape = self.shapes[ref] = ScanShape(record_channels(rec), record_lines(rec))
+            if s.blocks:
+                self._replay_shape(ref, shape)
         return shape
+
+    def _replay_shape(self, ref: int, shape: ScanShape) -> None:
+        """Bring the shape of scan ``ref``, loaded from the CIR after a restart, to where
+        its committed DATA blocks left it: the lines still to come are judged against
+        every line already stored (line order, the channel count its first block fixed),
+        exactly as the CIR's readers judge them (``central._reader.ScanTally``)."""
+        try:
+            for block in self.store.scan_data_blocks(ref):
+                shape.fit(block.meta.get("channels"), block.index, len(block.cipher))
+        except NiiError as exc:
+            # its lines cannot be judged any more: the scan cannot be proven complete
+            shape.violations += 1
+            shape.problems.append(f"its stored blocks could not be read again: {exc.message}")
 
     def _data(self, block: Block, ref: int) -> tuple[int, int]:
         """Image and calibration lines of a data block that fit its scan's shape."""

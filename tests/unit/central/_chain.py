@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from central._cir import StreamState
 from central._ingest import EnrolledEdge, Ingest, Work
 from core.messages import BlockMsg
-from core.seal import BlockKind, Opener, Sealer, genesis_hash
+from core.seal import Block, BlockKind, Opener, Sealer, genesis_hash
 
 EDGE = "edge-1"
 SCANNER = "s1"
@@ -32,6 +32,8 @@ class MemStore:
     scans: dict[int, dict[str, Any]] = field(default_factory=dict)
     hashes: dict[tuple[str, int], bytes] = field(default_factory=dict)
     kinds: dict[tuple[str, int], tuple[str, int | None, str]] = field(default_factory=dict)
+    #: scan ref -> its committed DATA blocks, in chain order
+    data_blocks: dict[int, list[Block]] = field(default_factory=dict)
 
     def stream(self, scanner: str) -> StreamState | None:
         st = self.streams.get(scanner)
@@ -46,6 +48,9 @@ class MemStore:
 
     def next_scan_ref(self) -> int:
         return max(self.scans, default=0) + 1
+
+    def scan_data_blocks(self, scan_ref: int) -> list[Block]:
+        return list(self.data_blocks.get(scan_ref, []))
 
     def gap_tail(self, scanner: str) -> list[tuple[int, int | None, str]]:
         out: list[tuple[int, int | None, str]] = []
@@ -171,6 +176,9 @@ class Rig:
                 sid if type(sid) is int else None,
                 str(s.block.meta.get("cause", "lost")),
             )
+            ref = s.block.meta.get("_scan_ref")
+            if s.block.kind == BlockKind.DATA and ref is not None:
+                self.store.data_blocks.setdefault(ref, []).append(s.block)
         for name in work.streams_touched:
             self.store.streams[name] = StreamState(**vars(self.ingest.streams[name]))
         for r in work.scans:

@@ -163,6 +163,35 @@ def test_an_incomplete_scan_made_to_look_complete_is_found(tmp_path: Path) -> No
         cir.close()
 
 
+def test_an_honest_scan_broken_before_a_restart_of_central_verifies(tmp_path: Path) -> None:
+    """A scan that broke its shape (a block of another width), then had central restart
+    under it, is counted by the restarted ingest as its readers count it: verify passes
+    and its lines export (before, the restarted ingest counted lines the readers
+    reject, and verify called the honest scan's row tampered)."""
+    r = Rig()
+    cir = Cir(tmp_path / "cir")
+    try:
+        cir.enroll(EdgePublic(EDGE, r.sign.public_key(), b"0" * 40))
+        blocks = [r.start(1, lines=8), r.data(1, [0, 1, 2, 3]), r.data(1, [4, 5], channels=6)]
+        blocks += [r.data(1, [2, 3]), r.data(1, [4, 5, 6, 7]), r.end(1)]
+        ingest = Ingest(cir, Opener(r.cir).open, r._alarm)
+        for i, (seq, raw) in enumerate(blocks):
+            if i == 3:  # central restarts mid-scan
+                cir.close()
+                cir = Cir(tmp_path / "cir")
+                ingest = Ingest(cir, Opener(r.cir).open, r._alarm)
+            work = Work()
+            ingest.message(work, IDENT, r.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
+            cir.commit(work.staged, ingest.streams, {k: ingest.scans[k] for k in work.scans}, [])
+            ingest.committed(work)
+        row = cir.scan(1)
+        assert (row["status"], row["lines_received"]) == ("incomplete", 8)
+        assert verify_stream(cir, SCANNER, Opener(r.cir)).ok
+        assert list(scan_arrays(cir, Opener(r.cir), 1)["line_no"]) == list(range(8))
+    finally:
+        cir.close()
+
+
 def _cli_cir(tmp_path: Path, r: Any) -> list[str]:
     key = CirKey(r.cir, *reversed(zmq.curve_keypair()))
     key.save(tmp_path / "keys")

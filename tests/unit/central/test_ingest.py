@@ -234,6 +234,33 @@ def test_open_scan_survives_a_restart_of_central() -> None:
     assert row["status"] == "complete" and row["lines_received"] == 4
 
 
+def test_a_restart_of_central_keeps_the_open_scans_shape() -> None:
+    """After a restart the open scan is judged against the lines already stored: lines
+    repeated after it are not counted, a block of the wrong width is still wrong, and a
+    scan broken before the restart cannot end complete (before, the shape was rebuilt
+    from the start record alone and counted what the CIR's readers reject)."""
+    r = Rig()
+    for b in (r.start(1, lines=8), r.data(1, [0, 1, 2, 3]), r.data(1, [4, 5], channels=6)):
+        r.send(b)
+    r.ingest = type(r.ingest)(r.store, r.ingest.open_block, r.ingest.alarm)
+    for b in (r.data(1, [2, 3]), r.data(1, [4, 5, 6, 7]), r.end(1)):
+        r.send(b)
+    (row,) = r.scan_rows()
+    assert row["lines_received"] == 8 and row["status"] == "incomplete"
+    assert r.kinds() == ["shape_violation", "scan_incomplete"]
+
+
+def test_a_restart_keeps_the_channel_count_the_first_block_fixed() -> None:
+    r = Rig()
+    for b in (r.data(1, [0, 1], channels=5),):
+        r.send(b)
+    r.ingest = type(r.ingest)(r.store, r.ingest.open_block, r.ingest.alarm)
+    r.send(r.data(1, [2], channels=4))
+    (row,) = r.scan_rows()
+    assert row["lines_received"] == 2
+    assert r.kinds() == ["no_start_record", "shape_violation"]
+
+
 # -- kind 3: the shape fixed by the start record -------------------------------------------
 def test_channel_change_is_stored_but_marks_the_scan() -> None:
     r = Rig()
