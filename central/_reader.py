@@ -94,10 +94,27 @@ def verify_stream(cir: Cir, scanner: str, opener: Opener | None = None) -> Chain
                 rep.problems.append(f"{scanner} seq {seq}: {exc.message}")
     if stream is not None and stream.last_seq != rep.last_seq:
         rep.problems.append(f"stream head says {stream.last_seq}, blocks end at {rep.last_seq}")
+    shut = sum(len(t.shut) for t in tallies.values())
+    if shut and not any(t.opened for t in tallies.values()):
+        held = [
+            s
+            for s in scans
+            if _row_record(s.get("start_record")) not in ({}, None)
+            or _row_record(s.get("end_record")) not in ({}, None)
+        ]
+        if held:  # one problem, not one per scan: every row would look forged
+            rep.problems.append(
+                f"{scanner}: none of its {shut} record block(s) decrypts with the CIR key "
+                f"given, yet {len(held)} scan row(s) hold their records: the key is not this "
+                "CIR's (scan rows not checked)"
+            )
+            return rep
+    newest = max((int(scan["ref"]) for scan in scans), default=0)
     for scan in scans:
         ref = int(scan["ref"])
         tally = tallies.get(ref) or ScanTally(ref)
-        rep.problems += [f"{scanner} scan ref {ref}: {p}" for p in tally.problems(scan)]
+        found = tally.problems(scan, latest=ref == newest)
+        rep.problems += [f"{scanner} scan ref {ref}: {p}" for p in found]
     return rep
 
 
@@ -123,6 +140,9 @@ class ScanTally:
         self.shape: ScanShape | None = None
         self.image_lines = 0
         self.calib_lines = 0
+        #: record blocks ("scan-start", "scan-end") that did not decrypt, and those that did
+        self.shut: list[str] = []
+        self.opened = 0
 
     def add(self, block: Block, opener: Opener) -> list[bool]:
         """Count one verified block of the scan; for a DATA block, which of its lines fit
@@ -142,12 +162,12 @@ class ScanTally:
                     f"a scan-start block filed under scan ref {self.ref} after its first block",
                     reason="row",
                 )
-            self.start = _record(opener, block)
+            self.start = self._record(opener, block, "scan-start")
         if self.shape is None:
             rec = self.start or {}
             self.shape = ScanShape(record_channels(rec), record_lines(rec))
         if block.kind == BlockKind.SCAN_END:
-            self.end = _record(opener, block)
+            self.end = self._record(opener, block, "scan-end")
         elif block.kind == BlockKind.GAP:
             self.gap_blocks += 1
         elif block.kind == BlockKind.DATA:
@@ -161,10 +181,24 @@ class ScanTally:
             return mask
         return []
 
-    def problems(self, scan: dict[str, Any]) -> list[str]:
+    def problems(self, scan: dict[str, Any], *, latest: bool = True) -> list[str]:
         """How the ``scans`` row ``scan`` differs from what its signed blocks say; [] when
-        it does not."""
+        it does not.  ``latest``: the row is its scanner's newest, the only one that may
+        still be open (``scanning``); an open row's counts and end are not checked, as
+        its blocks may have moved on since it was read."""
         out: list[str] = []
+        held = [
+            name
+            for name, col in (("scan-start", "start_record"), ("scan-end", "end_record"))
+            if name in self.shut and _row_record(scan.get(col)) not in ({}, None)
+        ]
+        if held:
+            # the ingest, which filed {} for a record it could not open, opened these:
+            # the key given is not the one the edges seal to (or the row was forged)
+            return [
+                f"its {' and '.join(held)} block does not decrypt with the CIR key given, "
+                "yet its row holds the record: is this the CIR's own key?"
+            ]
         start = self.start if self.start is not None else {}
         signed = ScanBook.new(
             self.ref, str(scan["scanner"]), scan["scan_id"], "", 0, self.first_seq, start
@@ -179,9 +213,11 @@ class ScanTally:
             if scan.get(name) != getattr(signed, name):
                 out.append(f"{name} {scan.get(name)!r} (signed: {getattr(signed, name)!r})")
         if scan.get("status") == "scanning":
-            # still open: its row was read before the blocks that came since (rows are
-            # read first), so its counts and end are checked once it is closed
-            return out
+            if latest:
+                # still open: its row was read before the blocks that came since (rows are
+                # read first), so its counts and end are checked once it is closed
+                return out
+            out.append("status 'scanning', yet a later scan of its scanner has started")
         row_end = scan.get("end_record")
         if self.end is None and row_end is not None:
             out.append("it has an end record but no scan-end block")
@@ -200,8 +236,16 @@ class ScanTally:
         gaps = scan.get("gaps")
         if type(gaps) is not int or gaps < self.gap_blocks:
             out.append(f"gaps {gaps!r}, yet {self.gap_blocks} GAP block(s) are filed under it")
-        if scan.get("status") == "complete" and not self._complete(signed.lines_planned):
+        status = scan.get("status")
+        if status == "complete" and not self._complete(signed.lines_planned):
             out.append("status 'complete', which its signed blocks do not bear out")
+        elif (
+            status not in ("complete", "scanning")
+            and gaps == 0
+            and self._complete(signed.lines_planned)
+        ):
+            # the ingest's own rule (central._ingest): nothing kept such a scan incomplete
+            out.append(f"status {status!r}, yet its signed blocks show it complete")
         return out
 
     def _complete(self, planned: int) -> bool:
@@ -213,14 +257,42 @@ class ScanTally:
             and self.image_lines == planned
         )
 
+    def _record(self, opener: Opener, block: Block, name: str) -> dict[str, Any]:
+        """A record block's record, as the ingest filed it: {} when it does not decrypt
+        or parse (the ingest alarmed ``bad_record`` then)."""
+        try:
+            plain = opener.open(block)
+        except NiiError:
+            self.shut.append(name)
+            return {}
+        self.opened += 1
+        try:
+            return scan_record(plain)
+        except (NiiError, ValueError, RecursionError):
+            return {}
 
-def _record(opener: Opener, block: Block) -> dict[str, Any]:
-    """A record block's record, as the ingest filed it: {} when it does not decrypt or
-    parse (the ingest alarmed ``bad_record`` then)."""
-    try:
-        return scan_record(opener.open(block))
-    except (NiiError, ValueError, RecursionError):
-        return {}
+
+def key_opens(cir: Cir, opener: Opener, tries: int = 16) -> tuple[int, int]:
+    """How many of the CIR's latest record blocks (scan-start and scan-end, up to
+    ``tries``) the CIR key of ``opener`` decrypts: ``(opened, tried)``.  None of several
+    opened means the key is not the one the edges seal to.
+
+    Raises:
+        NiiError: a blob cannot be read.
+    """
+    rows = cir.sql.rows(
+        "SELECT hash FROM blocks WHERE kind IN ('scan_start', 'scan_end') "
+        "ORDER BY committed_ns DESC LIMIT ?",
+        [tries],
+    )
+    opened = 0
+    for row in rows:
+        try:
+            opener.open(cir.read_block(row["hash"]))
+            opened += 1
+        except IntegrityError:
+            continue
+    return opened, len(rows)
 
 
 def _row_record(text: Any) -> Any:
@@ -303,6 +375,11 @@ def verified_block(cir: Cir, keys: ChainKeys, row: dict[str, Any]) -> Block:
             f"{where}: the index row differs from the signed block: {diff}", reason="row"
         )
     ref = row.get("scan_ref")
+    if ref is not None and (type(ref) is not int or ref < 1):
+        raise IntegrityError(
+            f"{where}: the index files this block under scan ref {ref!r}, which is no scan ref",
+            reason="row",
+        )
     if ref is not None and block.kind != BlockKind.GAP:
         sid = block.meta.get("scan_id")
         want = (block.scanner, sid if type(sid) is int else -1)
@@ -408,7 +485,15 @@ def scan_arrays(cir: Cir, opener: Opener, ref: int) -> dict[str, np.ndarray]:
         shape = tally.shape
         if block.kind != BlockKind.DATA or not any(mask) or shape is None or not shape.channels:
             continue
-        plain = opener.open(block)
+        try:
+            plain = opener.open(block)
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"{row['scanner']} seq {row['seq']}: {exc.message} with the CIR key given "
+                "(signed and stored intact: is this the CIR's own key?)",
+                fix="give central's own CIR key (central.toml: key)",
+                reason=exc.reason,
+            ) from exc
         size = shape.channels * BYTES_PER_CHANNEL
         for i, (e, ok) in enumerate(zip(block.index, mask, strict=True)):
             if not ok:
@@ -420,11 +505,16 @@ def scan_arrays(cir: Cir, opener: Opener, ref: int) -> dict[str, np.ndarray]:
                 air.append(payload)
             else:
                 image[e.line_no] = payload
-    problems = tally.problems(scan)
+    later = cir.sql.rows(
+        "SELECT ref FROM scans WHERE scanner = ? AND ref > ? LIMIT 1", [scan["scanner"], ref]
+    )
+    problems = tally.problems(scan, latest=not later)
     if problems:
         raise IntegrityError(
             f"scan ref {ref}: the CIR's row of the scan differs from its signed blocks: "
             + "; ".join(problems[:5]),
+            fix="run 'nii cir verify' for the whole CIR, and report it: a row was changed "
+            "behind the CIR's back, or the key given is not the CIR's",
             reason="row",
         )
     out: dict[str, np.ndarray] = {}

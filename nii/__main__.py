@@ -191,7 +191,7 @@ def cmd_edge(args: argparse.Namespace) -> int:
 # -- cir -----------------------------------------------------------------------------
 def cmd_cir(args: argparse.Namespace) -> int:
     from central._cir import open_cir
-    from central._reader import scan_arrays, verify_stream
+    from central._reader import key_opens, scan_arrays, verify_stream
     from core.keys import CirKey
     from core.seal import Opener
 
@@ -215,12 +215,18 @@ def cmd_cir(args: argparse.Namespace) -> int:
                 f"{'gaps':>4}  started"
             )
             for r in rows:
-                started = time.strftime(
-                    "%Y-%m-%d %H:%M:%S", time.localtime((r["started_ns"] or 0) / 1e9)
+                # a row is the CIR's index, not evidence: whatever it holds (a NULL, a value
+                # edited behind the CIR's back) is listed as it is; `cir verify` judges it
+                t0 = r["started_ns"]
+                started = (
+                    time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0 / 1e9))
+                    if type(t0) is int and 0 <= t0 < 1 << 62
+                    else "-"
                 )
+                v = {k: "-" if r.get(k) is None else str(r[k]) for k in r}
                 print(
-                    f"{r['ref']:>5} {r['scanner']:<12} {r['scan_id']:>6} {r['status']:<11} "
-                    f"{r['lines_received']:>5}/{r['lines_planned']:<5} {r['gaps']:>4}  "
+                    f"{v['ref']:>5} {v['scanner']:<12} {v['scan_id']:>6} {v['status']:<11} "
+                    f"{v['lines_received']:>5}/{v['lines_planned']:<5} {v['gaps']:>4}  "
                     f"{started}"
                 )
         elif args.action == "alarms":
@@ -243,10 +249,22 @@ def cmd_cir(args: argparse.Namespace) -> int:
             # the scan rows' records are sealed to the CIR key: without it (an auditor's
             # copy of the public parts only) the chains are still checked, and it says so
             opener: Opener | None = None
+            unchecked, wrong_key = "", False
             try:
                 opener = Opener(CirKey.load(cfg.key).x25519_private)
             except NiiError as exc:
-                print(f"scan rows not checked (they need the CIR key): {exc.message}")
+                unchecked = f"they need the CIR key: {exc.message}"
+            if opener is not None:
+                opened, tried = key_opens(cir, opener)
+                if tried and not opened:
+                    opener, wrong_key = None, True
+                    unchecked = (
+                        f"the CIR key {cfg.key} opens none of the {tried} latest scan "
+                        "records: it is not the key this CIR's edges seal to"
+                    )
+            if unchecked:
+                print(f"scan rows not checked ({unchecked})")
+                print("  fix: give central's own CIR key (central.toml: key) to check them too")
             bad = 0
             for s in streams:
                 rep = verify_stream(cir, s, opener)
@@ -257,7 +275,21 @@ def cmd_cir(args: argparse.Namespace) -> int:
                 )
                 for p in rep.problems[:20]:
                     print(f"    {p}")
+                if len(rep.problems) > 20:
+                    print(f"    ... and {len(rep.problems) - 20} more problem(s)")
                 bad += not rep.ok
+            # a scan row that no chain backs is no scan the CIR received
+            unbacked = cir.sql.rows(
+                "SELECT ref, scanner FROM scans WHERE scanner IS NULL "
+                "OR scanner NOT IN (SELECT scanner FROM streams) ORDER BY ref"
+            )
+            if unbacked:
+                print(
+                    f"{len(unbacked)} scan row(s) of no scanner's chain in the CIR "
+                    "(written behind the CIR's back): "
+                    + ", ".join(f"ref {u['ref']} ({u['scanner']})" for u in unbacked[:10])
+                )
+                bad += 1
             orphans = cir.orphan_blobs()
             if orphans:
                 print(
@@ -266,12 +298,17 @@ def cmd_cir(args: argparse.Namespace) -> int:
                     "harmless, e.g. " + ", ".join(orphans[:3])
                 )
             if bad:
-                print(f"{bad} of {len(streams)} chains failed verification")
+                print(
+                    f"{bad - bool(unbacked)} of {len(streams)} chains failed verification"
+                    + (", and scan rows stand without a chain" if unbacked else "")
+                )
                 return 1
             print(
                 f"all {len(streams)} chains verified: signatures, digests, links, index "
                 + ("rows and scan rows intact" if opener else "rows intact (scan rows unchecked)")
             )
+            if wrong_key:
+                return 1  # asked to check the scan rows, and could not
         elif args.action == "show":
             png = out_file(args.png, "--png")
             _show_scan(cir, CirKey.load(cfg.key), args.ref, str(png), args.width)

@@ -121,6 +121,7 @@ def _run(base: Path, seconds: float, kill_after_s: float) -> int:
         procs.append(p)
         return p
 
+    verified = True  # until the closing `nii cir verify` says otherwise
     try:
         pg_dir = postgres_dir(base)
         if not pg_dir.is_relative_to(base):
@@ -224,9 +225,13 @@ scanners fail over to {AGGREGATORS[1]}. Live feed follows (Ctrl-C stops the demo
                 cwd=base,
             )
             print(r.stdout.strip() or r.stderr.strip(), flush=True)
+            verified = r.returncode == 0
         for server in reversed(servers):
             server.stop()
     print(f"demo stopped; its CIR's database and objects stay under {base}")
+    if not verified:
+        print("the CIR did not verify across the failover (above): the demo failed")
+        return 1
     return 0
 
 

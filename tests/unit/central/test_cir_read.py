@@ -120,6 +120,9 @@ def test_a_block_filed_under_another_scan_is_found_by_verify_and_refused(
         ("lines_received = 3", "lines_received 3 (signed blocks: 4)"),
         ("blocks = 2", "blocks 2 (signed blocks: 3)"),
         ("gaps = -1", "gaps -1, yet 0 GAP block(s) are filed under it"),
+        # a complete scan made to look broken: a release it earned would look unfounded
+        ("status = 'incomplete'", "status 'incomplete', yet its signed blocks show it complete"),
+        ("status = NULL", "status None, yet its signed blocks show it complete"),
     ],
 )
 def test_a_scan_row_edited_behind_the_cirs_back_is_found_and_refused(
@@ -135,6 +138,33 @@ def test_a_scan_row_edited_behind_the_cirs_back_is_found_and_refused(
         rep = verify_stream(cir, SCANNER, Opener(r.cir))
         assert rep.problems == [f"s1 scan ref 1: {problem}"]
         with pytest.raises(IntegrityError, match="row of the scan differs from its signed"):
+            scan_arrays(cir, Opener(r.cir), 1)
+    finally:
+        cir.close()
+
+
+def test_a_closed_scan_made_to_look_still_open_is_found(tmp_path: Path) -> None:
+    """Only a scanner's newest scan may be ``scanning`` (its counts are not checked yet);
+    an older one said to be open is a row edited behind the CIR's back."""
+    r = Rig()
+    cir = Cir(tmp_path / "cir")
+    try:
+        cir.enroll(EdgePublic(EDGE, r.sign.public_key(), b"0" * 40))
+        ingest = Ingest(cir, Opener(r.cir).open, r._alarm)
+        blocks = (r.start(1, lines=2), r.data(1, [0, 1]), r.end(1), r.start(2, lines=2))
+        for seq, raw in (*blocks, r.data(2, [0])):
+            work = Work()
+            ingest.message(work, IDENT, r.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
+            cir.commit(work.staged, ingest.streams, {k: ingest.scans[k] for k in work.scans}, [])
+            ingest.committed(work)
+        assert [s["status"] for s in cir.scans()] == ["scanning", "complete"]
+        assert verify_stream(cir, SCANNER, Opener(r.cir)).ok
+        cir.wsql.execute("UPDATE scans SET status = 'scanning', lines_received = 1 WHERE ref = 1")
+        assert verify_stream(cir, SCANNER, Opener(r.cir)).problems == [
+            "s1 scan ref 1: status 'scanning', yet a later scan of its scanner has started",
+            "s1 scan ref 1: lines_received 1 (signed blocks: 2)",
+        ]
+        with pytest.raises(IntegrityError, match="a later scan of its scanner"):
             scan_arrays(cir, Opener(r.cir), 1)
     finally:
         cir.close()
@@ -235,6 +265,55 @@ def test_nii_cir_verify_and_export_say_what_is_wrong(
     err = capsys.readouterr().err
     assert "the index says gap" in err and "Traceback" not in err
     assert not (tmp_path / "s2.npz").exists()
+
+
+def test_rows_holding_what_no_row_should_are_reported_not_crashed_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nii.__main__ import main
+
+    cir, r, _ = committed_cir(tmp_path / "cir")
+    cfg = _cli_cir(tmp_path, r)
+    cir.wsql.execute("UPDATE blocks SET scan_ref = 'abc' WHERE seq = 2")
+    cir.wsql.execute("UPDATE scans SET status = NULL, scanner = NULL, started_ns = 'x'")
+    cir.close()
+    assert main(["cir", "scans", *cfg]) == 0
+    out = capsys.readouterr().out
+    assert "    1 -" in out and "Traceback" not in out
+    assert main(["cir", "verify", *cfg]) == 1
+    out = capsys.readouterr().out
+    assert "s1 seq 2: the index files this block under scan ref 'abc', which is no scan ref" in out
+    assert "1 scan row(s) of no scanner's chain in the CIR" in out and "ref 1 (None)" in out
+
+
+def test_a_wrong_cir_key_is_said_to_be_wrong_not_that_every_scan_is_tampered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from nii.__main__ import main
+
+    cir, _, _ = committed_cir(tmp_path / "cir")
+    wrong_key = X25519PrivateKey.from_private_bytes(bytes(range(7, 39)))
+    wrong = Opener(wrong_key)
+    try:
+        rep = verify_stream(cir, SCANNER, wrong)
+        assert len(rep.problems) == 1 and "the key is not this CIR's" in rep.problems[0]
+        with pytest.raises(IntegrityError, match="is this the CIR's own key"):
+            scan_arrays(cir, wrong, 1)
+    finally:
+        cir.close()
+    # the command checks the chains, says the key is wrong, and fails
+    other = Rig()
+    other.cir = wrong_key  # saved where central's own key should be
+    cfg = _cli_cir(tmp_path, other)
+    assert main(["cir", "verify", *cfg]) == 1
+    out = capsys.readouterr().out
+    assert "opens none of the 2 latest scan records" in out and "fix:" in out
+    assert "all 1 chains verified" in out and "tampered" not in out
+    assert main(["cir", "export", *cfg, "1", "--out", str(tmp_path / "s.npz")]) != 0
+    err = capsys.readouterr().err
+    assert "is this the CIR's own key" in err and "Traceback" not in err
 
 
 def test_nii_cir_verify_on_a_national_cir_finds_a_modified_blob_and_row(
