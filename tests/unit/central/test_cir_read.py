@@ -170,6 +170,40 @@ def test_a_closed_scan_made_to_look_still_open_is_found(tmp_path: Path) -> None:
         cir.close()
 
 
+@pytest.mark.parametrize("head", [5, 1, "x"])
+def test_a_stream_head_edited_is_found(tmp_path: Path, head: Any) -> None:
+    cir, _, _ = committed_cir(tmp_path / "cir")
+    try:
+        cir.wsql.execute("UPDATE streams SET last_seq = ?", [head])
+        rep = verify_stream(cir, SCANNER)
+        assert rep.problems == [f"stream head says {head!r}, blocks end at 2"]
+    finally:
+        cir.close()
+
+
+def test_blocks_committed_while_verify_walks_the_chain_are_no_problem(tmp_path: Path) -> None:
+    """verify on a live CIR: a block committed between reading the stream's head and
+    walking its blocks is not a broken chain."""
+    cir, r, _ = committed_cir(tmp_path / "cir")
+    ingest = Ingest(cir, Opener(r.cir).open, r._alarm)
+    walk = cir.stream_blocks
+
+    def committing_walk(scanner: str) -> Any:
+        work = Work()
+        seq, raw = r.start(2, lines=4)
+        ingest.message(work, IDENT, r.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
+        cir.commit(work.staged, ingest.streams, {k: ingest.scans[k] for k in work.scans}, [])
+        ingest.committed(work)
+        return walk(scanner)
+
+    try:
+        cir.stream_blocks = committing_walk  # type: ignore[method-assign]
+        rep = verify_stream(cir, SCANNER, Opener(r.cir))
+        assert rep.ok and rep.last_seq == 3, rep.problems
+    finally:
+        cir.close()
+
+
 def test_an_incomplete_scan_made_to_look_complete_is_found(tmp_path: Path) -> None:
     """A scan whose end record said ``aborted`` (one line short) cannot be passed off as
     complete by its row, even with its counts made to agree."""
