@@ -129,9 +129,7 @@ def _result(doc: dict[str, Any], result: str, status: str, reason: str) -> dict[
     return doc
 
 
-def scan_input(
-    row: dict[str, Any], read: ReadArrays
-) -> tuple[tuple[Any, Any, float, float], str]:
+def scan_input(row: dict[str, Any], read: ReadArrays) -> tuple[tuple[Any, Any, float, float], str]:
     """One scan as its live verdict read it: ((a_hi, a_lo, line_mm, channel_mm), sha256).
 
     The attenuations are those of the reference scanner when the scan-start
