@@ -19,7 +19,7 @@ from tests.system._cluster import Cluster, wait_until
 
 pytestmark = pytest.mark.system
 
-SCAN_LINES = 200
+SCAN_LINES = 400  # a second a scan at 400 lines/s: the kill lands inside one
 CALIB = 16
 SCANS = 8
 
@@ -46,15 +46,20 @@ def test_scans_lost_in_a_gap_are_closed_and_named(cluster: Cluster) -> None:
     cluster.write_edge_config(sims)
     cluster.start_edge()
     wait_until(lambda: cluster.finished_scans("scanner1") >= 1, 60, "the first scan in the CIR")
-    # kill the edge in the middle of a scan, and keep it away for three more scans
+    # kill the edge in the middle of a scan, and keep it away for three more scans.
+    # The kill waits for central to hold the next scan's row: a scan whose every
+    # block is still in the edge when it dies has no row yet and is rightly "lost".
     cut = max(_scan_ids_emitted(cluster))
-    wait_until(
-        lambda: any(e[0] > cut for e in cluster.emitted("scanner1")),
-        30,
-        "the next scan to start",
-    )
+
+    def _next_scan_open() -> int | None:
+        open_ = [s[0] for s in cluster.scans("scanner1") if s[0] > cut and s[1] == "scanning"]
+        return open_[0] if open_ else None
+
+    wait_until(lambda: _next_scan_open() is not None, 30, "central to open the next scan")
     cluster.kill("edge", signal.SIGKILL)
     running = max(_scan_ids_emitted(cluster))
+    opened = _next_scan_open()
+    assert opened == running, f"the scan ended before the kill: {cluster.scans('scanner1')}"
     wait_until(
         lambda: max(_scan_ids_emitted(cluster)) >= running + 4, 60, "four scans without the edge"
     )
