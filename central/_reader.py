@@ -14,12 +14,15 @@ order, no lines at all, no end record).
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from central._blobs import BlobMissing
 from central._cir import Cir, signed_fields
 from central._scanbook import ScanBook, scan_record
 from central._shape import (
@@ -32,6 +35,9 @@ from central._shape import (
 from core.errors import IntegrityError, NiiError
 from core.keys import EdgePublic
 from core.seal import Block, BlockKind, Opener, genesis_hash, verify
+
+#: a blob's name as the index keeps it: the block's SHA-256, 64 lower-case hex digits
+_BLOCK_HASH = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -76,6 +82,12 @@ def verify_stream(cir: Cir, scanner: str, opener: Opener | None = None) -> Chain
     for row in cir.stream_blocks(scanner):
         rep.blocks += 1
         seq = row["seq"]
+        if type(seq) is not int:  # SQLite keeps what is written: text, a real, a NULL
+            rep.problems.append(
+                f"{scanner}: a block row whose seq is {seq!r}, no sequence number (the row "
+                "was edited behind the CIR's back)"
+            )
+            continue
         if rep.first_seq < 0:
             rep.first_seq = seq
         rep.last_seq = seq
@@ -289,6 +301,80 @@ class ScanTally:
             return {}
 
 
+@dataclass
+class OrphanReport:
+    """What the blobs that no index row names are (:func:`judge_orphans`)."""
+
+    #: sealed blocks beyond their chain's head, or another sealing of a sequence number
+    #: the chain holds: a batch cut short before its index committed (harmless)
+    cut_short: list[str] = field(default_factory=list)
+    #: files that are no sealed block (a write cut by a power loss, or foreign): nothing
+    #: refers to them
+    unsealed: list[str] = field(default_factory=list)
+    #: what the blobs prove was deleted from the index, one line per scanner
+    deleted: list[str] = field(default_factory=list)
+
+
+#: how long a batch may take from its blobs being stored to its index committing, ns
+IN_FLIGHT_NS = 600 * 10**9
+
+
+def _row_of(cir: Cir, block: Block) -> Any:
+    return cir.sql.one(
+        "SELECT hash FROM blocks WHERE scanner = ? AND seq = ?", [block.scanner, block.seq]
+    )
+
+
+def judge_orphans(cir: Cir, names: list[str]) -> OrphanReport:
+    """Tell the harmless orphans (a batch whose blobs were stored and whose transaction
+    never committed) from the blobs of committed blocks whose index rows were deleted:
+    a sealed block names its scanner and sequence number, so a blob at or below its
+    chain's head with no row for that number, or of a scanner with no chain at all (a
+    CIR emptied, or one scanner's rows removed), is evidence the index lost.
+
+    Reads each orphan once; a CIR emptied of its rows makes every blob an orphan. A
+    block made less than :data:`IN_FLIGHT_NS` ago (by its edge's clock) may be in a
+    batch still committing, and is not counted as deleted.
+    """
+    rep = OrphanReport()
+    now_ns = time.time_ns()
+    heads = {
+        str(r["scanner"]): r["last_seq"]
+        for r in cir.sql.rows("SELECT scanner, last_seq FROM streams")
+    }
+    gone: dict[str, list[int]] = {}
+    for name in names:
+        try:
+            block = cir.read_block(name)
+        except BlobMissing:
+            continue  # removed since it was listed
+        except IntegrityError:
+            rep.unsealed.append(name)
+            continue
+        head = heads.get(block.scanner)
+        held = block.scanner not in heads or (type(head) is int and block.seq <= head)
+        # on a live CIR a batch's blobs are stored before its transaction commits: a
+        # block made in the last minutes may be on its way in, not deleted
+        if held and _row_of(cir, block) is None and now_ns - block.created_ns > IN_FLIGHT_NS:
+            gone.setdefault(block.scanner, []).append(block.seq)
+            continue
+        rep.cut_short.append(name)
+    for scanner, seqs in sorted(gone.items()):
+        seqs.sort()
+        span = f"seq {seqs[0]}" if len(seqs) == 1 else f"seq {seqs[0]}..{seqs[-1]}"
+        whose = (
+            "the CIR has no chain of that scanner"
+            if scanner not in heads
+            else f"its chain's head is seq {heads[scanner]} and has no row for them"
+        )
+        rep.deleted.append(
+            f"{len(seqs)} committed block(s) of {scanner or '(no scanner)'} ({span}) are in "
+            f"the blob store, but {whose}: their index rows were deleted (or the database "
+            "was restored to a point before them)"
+        )
+    return rep
+
+
 def key_opens(cir: Cir, opener: Opener, tries: int = 16) -> tuple[int, int]:
     """How many of the CIR's latest record blocks (scan-start and scan-end, up to
     ``tries``) the CIR key of ``opener`` decrypts: ``(opened, tried)``.  None of several
@@ -367,8 +453,14 @@ def verified_block(cir: Cir, keys: ChainKeys, row: dict[str, Any]) -> Block:
         IntegrityError: any check fails; the message says which and where.
     """
     where = f"{row['scanner']} seq {row['seq']}"
+    h = row.get("hash")
+    if not isinstance(h, str) or not _BLOCK_HASH.fullmatch(h):
+        raise IntegrityError(
+            f"{where}: the index row names {h!r}, no block hash (the row was edited)",
+            reason="row",
+        )
     try:
-        block = cir.read_block(row["hash"])
+        block = cir.read_block(h)
     except IntegrityError as exc:
         raise IntegrityError(f"{where}: {exc.message}", reason=exc.reason) from exc
     try:
@@ -408,11 +500,14 @@ def verified_block(cir: Cir, keys: ChainKeys, row: dict[str, Any]) -> Block:
                 + f"; the signed block is {want[0]} scan {want[1]}",
                 reason="row",
             )
-    prev = (
-        genesis_hash(row["scanner"])
-        if row["seq"] == 0
-        else cir.block_hash(row["scanner"], row["seq"] - 1)
-    )
+    try:
+        prev = (
+            genesis_hash(row["scanner"])
+            if row["seq"] == 0
+            else cir.block_hash(row["scanner"], row["seq"] - 1)
+        )
+    except (TypeError, ValueError):
+        prev = None  # the row before names no block hash: reported as its own problem
     if prev is not None and block.prev_hash != prev:
         raise IntegrityError(f"{where}: chain broken (prev_hash mismatch)", reason="chain")
     return block

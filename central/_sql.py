@@ -52,6 +52,20 @@ def is_sql_error(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.Error) or _pg_error(exc)
 
 
+def sqlite_fix(exc: BaseException) -> str:
+    """What to do about SQLite error ``exc`` on the CIR's file: a lock held by another
+    process, a damaged file and a full or unwritable disk each have their own remedy."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return (
+            "another process holds the CIR's database locked (a sqlite3 shell or a backup "
+            "tool in exclusive mode): end it, then run this again"
+        )
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+        return "the file is damaged or no CIR: run 'nii cir verify', restore it from its backup"
+    return "check state_dir: it must exist, be writable and have free space"
+
+
 def is_storage_error(exc: BaseException) -> bool:
     """Whether ``exc`` says the disk under the database (or a blob) is full or failing,
     not a bug of ours: an ``OSError`` with ENOSPC, EDQUOT, EIO or EROFS, or SQLite's
@@ -138,8 +152,7 @@ class Sql:
                     self.conn.execute("PRAGMA synchronous=FULL")
             except sqlite3.Error as exc:
                 raise ConfigError(
-                    f"cannot open the CIR's database {target}: {exc}",
-                    fix="check state_dir: it must exist, be writable and have free space",
+                    f"cannot open the CIR's database {target}: {exc}", fix=sqlite_fix(exc)
                 ) from exc
         self._depth = 0
 
@@ -898,6 +911,39 @@ def schema_version(db: Sql) -> int:
     if "schema_version" not in db.tables():
         return 0
     return int(db.value("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version") or 0)
+
+
+def schema_problems(db: Sql, steps: Sequence[Migration] = MIGRATIONS) -> list[str]:
+    """What is wrong with the database itself, for ``nii cir verify``: a table its schema
+    version says it has that is gone (dropped behind the CIR's back), and, on SQLite,
+    what ``PRAGMA quick_check`` finds (a damaged page, a broken index).
+
+    Returns:
+        One line per problem (at most 10 of quick_check's); empty when it is whole.
+
+    Raises:
+        sqlite3.DatabaseError: the file is too damaged to be read at all.
+    """
+    have = schema_version(db)
+    want: set[str] = set()
+    for m in steps:
+        if m.version <= have:
+            script = m.postgresql if db.postgres else m.sqlite
+            want |= {t.lower() for t in _CREATED.findall(script)}
+    there = {t.lower() for t in db.tables()}
+    problems = [
+        f"table {t} is gone from the database (schema version {have} has it): dropped "
+        "behind the CIR's back"
+        for t in sorted(want - there)
+    ]
+    if not db.postgres:
+        found = [str(r[0]) for r in db.conn.execute("PRAGMA quick_check(10)").fetchall()]
+        if found != ["ok"]:
+            problems += [f"the database file is damaged: {f}" for f in found]
+    return problems
+
+
+_CREATED = re.compile(r"CREATE TABLE IF NOT EXISTS\s+(\w+)", re.IGNORECASE)
 
 
 def migrate(db: Sql, steps: Sequence[Migration] = MIGRATIONS) -> list[int]:

@@ -191,9 +191,6 @@ def cmd_edge(args: argparse.Namespace) -> int:
 # -- cir -----------------------------------------------------------------------------
 def cmd_cir(args: argparse.Namespace) -> int:
     from central._cir import open_cir
-    from central._reader import key_opens, scan_arrays, verify_stream
-    from core.keys import CirKey
-    from core.seal import Opener
 
     cfg = _central_cfg(args)
     if args.action == "migrate":
@@ -208,144 +205,242 @@ def cmd_cir(args: argparse.Namespace) -> int:
         )
     cir = open_cir(cfg, create=False)
     try:
-        if args.action == "scans":
-            rows = cir.scans(limit=args.limit)
-            print(
-                f"{'ref':>5} {'scanner':<12} {'scan':>6} {'status':<11} {'lines':>11} "
-                f"{'gaps':>4}  started"
-            )
-            for r in rows:
-                # a row is the CIR's index, not evidence: whatever it holds (a NULL, a value
-                # edited behind the CIR's back) is listed as it is; `cir verify` judges it
-                t0 = r["started_ns"]
-                started = (
-                    time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0 / 1e9))
-                    if type(t0) is int and 0 <= t0 < 1 << 62
-                    else "-"
-                )
-                v = {k: "-" if r.get(k) is None else str(r[k]) for k in r}
-                print(
-                    f"{v['ref']:>5} {v['scanner']:<12} {v['scan_id']:>6} {v['status']:<11} "
-                    f"{v['lines_received']:>5}/{v['lines_planned']:<5} {v['gaps']:>4}  "
-                    f"{started}"
-                )
-        elif args.action == "alarms":
-            for a in cir.alarm_rows(limit=args.limit):
-                t = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a["ts_ns"] / 1e9))
-                # the edge that raised it: an alarm for a scanner is only ever its own edge's,
-                # and an edge-level one (no scanner) is told apart by its sender
-                print(
-                    f"{t} {a['kind']:<18} {a['scanner'] or '-':<12} "
-                    f"{a.get('edge') or '-':<12} {a['message']}"
-                )
-        elif args.action == "att":
-            _print_att(cir, args.limit, args.json)
-        elif args.action == "verdict":
-            return _print_verdict(cir, args.ref, args.json)
-        elif args.action == "calibration":
-            _print_calibration(cir, args.scanner, history=args.all)
-        elif args.action == "verify":
-            streams = [r["scanner"] for r in cir.sql.rows("SELECT scanner FROM streams")]
-            # the scan rows' records are sealed to the CIR key: without it (an auditor's
-            # copy of the public parts only) the chains are still checked, and it says so
-            opener: Opener | None = None
-            unchecked, wrong_key = "", False
-            try:
-                opener = Opener(CirKey.load(cfg.key).x25519_private)
-            except NiiError as exc:
-                unchecked = f"they need the CIR key: {exc.message}"
-            if opener is not None:
-                opened, tried = key_opens(cir, opener)
-                if tried and not opened:
-                    opener, wrong_key = None, True
-                    unchecked = (
-                        f"the CIR key {cfg.key} opens none of the {tried} latest scan "
-                        "records: it is not the key this CIR's edges seal to"
-                    )
-            if unchecked:
-                print(f"scan rows not checked ({unchecked})")
-                print("  fix: give central's own CIR key (central.toml: key) to check them too")
-            bad = 0
-            for s in streams:
-                rep = verify_stream(cir, s, opener)
-                status = "OK" if rep.ok else "FAILED"
-                print(
-                    f"{s:<12} edge {rep.edge:<12} blocks {rep.blocks:>7} "
-                    f"seq {rep.first_seq}..{rep.last_seq}: {status}"
-                )
-                for p in rep.problems[:20]:
-                    print(f"    {p}")
-                if len(rep.problems) > 20:
-                    print(f"    ... and {len(rep.problems) - 20} more problem(s)")
-                bad += not rep.ok
-            # a scan row that no chain backs is no scan the CIR received
-            unbacked = cir.sql.rows(
-                "SELECT ref, scanner FROM scans WHERE scanner IS NULL "
-                "OR scanner NOT IN (SELECT scanner FROM streams) ORDER BY ref"
-            )
-            if unbacked:
-                print(
-                    f"{len(unbacked)} scan row(s) of no scanner's chain in the CIR "
-                    "(written behind the CIR's back): "
-                    + ", ".join(f"ref {u['ref']} ({u['scanner']})" for u in unbacked[:10])
-                )
-                bad += 1
-            orphans = cir.orphan_blobs()
-            if orphans:
-                print(
-                    f"{len(orphans)} blob(s) in {cir.blobs.location} that no block row names "
-                    "(a batch cut short before its index committed; the edge resent it): "
-                    "harmless, e.g. " + ", ".join(orphans[:3])
-                )
-            if bad:
-                print(
-                    f"{bad - bool(unbacked)} of {len(streams)} chains failed verification"
-                    + (", and scan rows stand without a chain" if unbacked else "")
-                )
-                return 1
-            print(
-                f"all {len(streams)} chains verified: signatures, digests, links, index "
-                + ("rows and scan rows intact" if opener else "rows intact (scan rows unchecked)")
-            )
-            if wrong_key:
-                return 1  # asked to check the scan rows, and could not
-        elif args.action == "show":
-            png = out_file(args.png, "--png")
-            _show_scan(cir, CirKey.load(cfg.key), args.ref, str(png), args.width)
-        elif args.action == "export":
-            import numpy as np
+        return _cir_action(args, cfg, cir)
+    except Exception as exc:
+        from central._sql import is_sql_error
 
-            if args.ref is None or not args.out:
-                raise NiiError(
-                    "export needs a scan ref and --out",
-                    fix="nii cir export --config central.toml 3 --out scan3.npz",
-                )
-            if args.tiff:
-                return _export_tiff(cir, CirKey.load(cfg.key), args.ref, Path(args.out))
-            out_file(args.out, "--out")
-            arrays = scan_arrays(cir, Opener(CirKey.load(cfg.key).x25519_private), args.ref)
-            np.savez_compressed(args.out, **arrays)  # type: ignore[arg-type]
-            print(f"wrote {args.out}: " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()))
-        elif args.action == "uff":
-            from central.products._export import export_uff
-
-            out_file(args.out, "--out")
-            out = export_uff(cir, Opener(CirKey.load(cfg.key).x25519_private), args.ref, args.out)
-            print(f"wrote {out}: scan {args.ref} as a UFF-style package (docs/uff.md)")
-        elif args.action == "dicos":
-            from central.products._tdr import export_dicos
-
-            key = CirKey.load(cfg.key)
-            if Path(args.out).exists() and not Path(args.out).is_dir():
-                raise ConfigError(
-                    f"--out {args.out} is a file, not a folder",
-                    fix="give a folder for REF-dx.dcm and REF-tdr.dcm (created if missing)",
-                )
-            for written in export_dicos(cir, Opener(key.x25519_private), args.ref, args.out):
-                print(f"wrote {written}")
+        if not is_sql_error(exc) or getattr(args, "debug", False):
+            raise
+        raise _engine_error(cir, exc) from exc
     finally:
         cir.close()
+
+
+def _cir_action(args: argparse.Namespace, cfg: Any, cir: Any) -> int:
+    from central._reader import scan_arrays
+    from core.keys import CirKey
+    from core.seal import Opener
+
+    if args.action == "scans":
+        rows = cir.scans(limit=args.limit)
+        print(
+            f"{'ref':>5} {'scanner':<12} {'scan':>6} {'status':<11} {'lines':>11} "
+            f"{'gaps':>4}  started"
+        )
+        for r in rows:
+            # a row is the CIR's index, not evidence: whatever it holds (a NULL, a value
+            # edited behind the CIR's back) is listed as it is; `cir verify` judges it
+            t0 = r["started_ns"]
+            started = (
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0 / 1e9))
+                if type(t0) is int and 0 <= t0 < 1 << 62
+                else "-"
+            )
+            v = {k: "-" if r.get(k) is None else str(r[k]) for k in r}
+            print(
+                f"{v['ref']:>5} {v['scanner']:<12} {v['scan_id']:>6} {v['status']:<11} "
+                f"{v['lines_received']:>5}/{v['lines_planned']:<5} {v['gaps']:>4}  "
+                f"{started}"
+            )
+    elif args.action == "alarms":
+        for a in cir.alarm_rows(limit=args.limit):
+            t = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a["ts_ns"] / 1e9))
+            # the edge that raised it: an alarm for a scanner is only ever its own edge's,
+            # and an edge-level one (no scanner) is told apart by its sender
+            print(
+                f"{t} {a['kind']:<18} {a['scanner'] or '-':<12} "
+                f"{a.get('edge') or '-':<12} {a['message']}"
+            )
+    elif args.action == "att":
+        _print_att(cir, args.limit, args.json)
+    elif args.action == "verdict":
+        return _print_verdict(cir, args.ref, args.json)
+    elif args.action == "calibration":
+        _print_calibration(cir, args.scanner, history=args.all)
+    elif args.action == "verify":
+        return _verify_cir(cir, cfg.key)
+    elif args.action == "show":
+        png = out_file(args.png, "--png")
+        _show_scan(cir, CirKey.load(cfg.key), args.ref, str(png), args.width)
+    elif args.action == "export":
+        import numpy as np
+
+        if args.ref is None or not args.out:
+            raise NiiError(
+                "export needs a scan ref and --out",
+                fix="nii cir export --config central.toml 3 --out scan3.npz",
+            )
+        if args.tiff:
+            return _export_tiff(cir, CirKey.load(cfg.key), args.ref, Path(args.out))
+        out_file(args.out, "--out")
+        arrays = scan_arrays(cir, Opener(CirKey.load(cfg.key).x25519_private), args.ref)
+        np.savez_compressed(args.out, **arrays)  # type: ignore[arg-type]
+        print(f"wrote {args.out}: " + ", ".join(f"{k} {v.shape}" for k, v in arrays.items()))
+    elif args.action == "uff":
+        from central.products._export import export_uff
+
+        out_file(args.out, "--out")
+        out = export_uff(cir, Opener(CirKey.load(cfg.key).x25519_private), args.ref, args.out)
+        print(f"wrote {out}: scan {args.ref} as a UFF-style package (docs/uff.md)")
+    elif args.action == "dicos":
+        from central.products._tdr import export_dicos
+
+        key = CirKey.load(cfg.key)
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            raise ConfigError(
+                f"--out {args.out} is a file, not a folder",
+                fix="give a folder for REF-dx.dcm and REF-tdr.dcm (created if missing)",
+            )
+        for written in export_dicos(cir, Opener(key.x25519_private), args.ref, args.out):
+            print(f"wrote {written}")
     return 0
+
+
+class CirDamaged(NiiError):
+    """The CIR's database refused a read: damaged, a table gone, or locked."""
+
+    exit_code = 1
+
+
+def _engine_error(cir: Any, exc: BaseException) -> NiiError:
+    """One clear error for the database engine's own refusal of a ``nii cir`` read (a
+    lock held elsewhere, a damaged file, a table dropped): never 'this is a bug'."""
+    import sqlite3
+
+    from central._sql import is_unreachable, sqlite_fix
+
+    where = getattr(cir, "database", "") or str(cir.dir / "cir.sqlite")
+    if is_unreachable(exc):
+        return ConfigError(
+            f"the CIR's database went away: {exc}",
+            fix="check that the PostgreSQL server is up (cir in [central]), then run again",
+        )
+    text = str(exc).lower()
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return ConfigError(f"the CIR's database {where} is locked: {exc}", fix=sqlite_fix(exc))
+    return CirDamaged(
+        f"the CIR's database {where} cannot be read as a CIR: {exc} (damaged, or edited "
+        "behind the CIR's back)",
+        fix="run 'nii cir verify' to see what is wrong; restore the CIR from its backup "
+        "(docs/scale.md)",
+    )
+
+
+def _verify_cir(cir: Any, key_file: Path) -> int:
+    """``nii cir verify``: the database, every chain, the scan rows against their signed
+    records (with the CIR key), rows of no chain, and the blobs no row names.
+
+    Returns:
+        0 when everything verified; 1 when anything did not, or the CIR key given is
+        unreadable or not this CIR's (a missing key file only leaves the scan rows
+        unchecked, as for an auditor's copy of the public parts).
+    """
+    from central._reader import judge_orphans, key_opens, verify_stream
+    from central._sql import schema_problems
+    from core.keys import CirKey
+    from core.seal import Opener
+
+    bad = 0
+    damaged = schema_problems(cir.sql)
+    for p in damaged:
+        print(p)
+    if damaged:
+        bad += 1
+        if any(f"table {t} " in p for p in damaged for t in ("streams", "blocks", "scans")):
+            print("the chains cannot be walked without their tables: verification failed")
+            return 1
+    streams = [r["scanner"] for r in cir.sql.rows("SELECT scanner FROM streams")]
+    # the scan rows' records are sealed to the CIR key: without it (an auditor's copy
+    # of the public parts only) the chains are still checked, and it says so
+    opener: Opener | None = None
+    unchecked, key_failed = "", False
+    try:
+        opener = Opener(CirKey.load(key_file).x25519_private)
+    except NiiError as exc:
+        unchecked = f"they need the CIR key: {exc.message}"
+        # a key file that is there but is no key is a mistake to fix, not a choice
+        key_failed = os.path.lexists(key_file) and not _unreadable_to_us(key_file)
+    if opener is not None:
+        opened, tried = key_opens(cir, opener)
+        if tried and not opened:
+            opener, key_failed = None, True
+            unchecked = (
+                f"the CIR key {key_file} opens none of the {tried} latest scan records: "
+                "it is not the key this CIR's edges seal to"
+            )
+    if unchecked:
+        print(f"scan rows not checked ({unchecked})")
+        print(
+            f"  fix: key in [central] names {key_file}, which is not this CIR's key: point "
+            "it at central's own cir.key"
+            if key_failed
+            else "  fix: give central's own CIR key (central.toml: key) to check them too"
+        )
+    for s in streams:
+        rep = verify_stream(cir, s, opener)
+        status = "OK" if rep.ok else "FAILED"
+        print(
+            f"{s:<12} edge {rep.edge:<12} blocks {rep.blocks:>7} "
+            f"seq {rep.first_seq}..{rep.last_seq}: {status}"
+        )
+        for p in rep.problems[:20]:
+            print(f"    {p}")
+        if len(rep.problems) > 20:
+            print(f"    ... and {len(rep.problems) - 20} more problem(s)")
+        bad += not rep.ok
+    chains_bad = bad - bool(damaged)
+    # a scan row that no chain backs is no scan the CIR received
+    unbacked = cir.sql.rows(
+        "SELECT ref, scanner FROM scans WHERE scanner IS NULL "
+        "OR scanner NOT IN (SELECT scanner FROM streams) ORDER BY ref"
+    )
+    if unbacked:
+        print(
+            f"{len(unbacked)} scan row(s) of no scanner's chain in the CIR "
+            "(written behind the CIR's back): "
+            + ", ".join(f"ref {u['ref']} ({u['scanner']})" for u in unbacked[:10])
+        )
+        bad += 1
+    orphans = judge_orphans(cir, cir.orphan_blobs())
+    for line in orphans.deleted:
+        print(line)
+    bad += bool(orphans.deleted)
+    if orphans.cut_short:
+        print(
+            f"{len(orphans.cut_short)} blob(s) in {cir.blobs.location} that no block row "
+            "names (a batch cut short before its index committed, or still committing; "
+            "the edge resent it): harmless, e.g. " + ", ".join(orphans.cut_short[:3])
+        )
+    if orphans.unsealed:
+        print(
+            f"{len(orphans.unsealed)} file(s) in {cir.blobs.location} that are no sealed "
+            "block (a write cut by a power loss, or put there by hand); nothing refers to "
+            "them, e.g. " + ", ".join(orphans.unsealed[:3])
+        )
+    if bad:
+        said = [f"{chains_bad} of {len(streams)} chains failed verification"] if chains_bad else []
+        if damaged:
+            said.append("the database itself is damaged")
+        if unbacked:
+            said.append("scan rows stand without a chain")
+        if orphans.deleted:
+            said.append("index rows of committed blocks were deleted")
+        print("verification FAILED: " + "; ".join(said))
+        return 1
+    print(
+        f"all {len(streams)} chains verified: signatures, digests, links, index "
+        + ("rows and scan rows intact" if opener else "rows intact (scan rows unchecked)")
+    )
+    if key_failed:  # asked to check the scan rows, and could not
+        print("verification incomplete: the CIR key given could not check the scan rows")
+        return 1
+    return 0
+
+
+def _unreadable_to_us(path: Path) -> bool:
+    """Whether ``path`` is a file this user may not read (an auditor's account without
+    the CIR key's permission): the key is then absent for us, not broken."""
+    return os.path.isfile(path) and not os.access(path, os.R_OK)
 
 
 def _print_calibration(cir: Any, scanner: str, *, history: bool) -> None:

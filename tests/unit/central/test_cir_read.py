@@ -270,13 +270,14 @@ def test_nii_cir_verify_and_export_say_what_is_wrong(
 
     cir, r, _ = committed_cir(tmp_path / "cir")
     cfg = _cli_cir(tmp_path, r)
-    # an orphan: a batch whose blobs were written but whose transaction never committed
+    # a file in the blob store that is no sealed block (a write cut by a power loss):
+    # nothing refers to it, and it is named
     orphan = hashlib.sha256(b"cut short").digest()
     cir.blobs.put([(orphan, b"never indexed")])
     cir.close()
     assert main(["cir", "verify", *cfg]) == 0
     out = capsys.readouterr().out
-    assert "1 blob(s)" in out and orphan.hex() in out and "chains verified" in out
+    assert "1 file(s)" in out and orphan.hex() in out and "chains verified" in out
     assert "scan rows intact" in out
     cir = Cir(tmp_path / "cir")
     cir.wsql.execute("UPDATE scans SET container = 'MSKU9999997' WHERE ref = 1")
