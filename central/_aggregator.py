@@ -82,6 +82,9 @@ class Central:
         self.boot = os.urandom(8).hex()
         # stream leases: one writer per scanner among the aggregators sharing the CIR
         self.leases = LeaseBook(holder_name(cfg.name, cfg.listen), self.boot, cfg.lease_s)
+        # the writer's session carries the holder's name: another aggregator taking an
+        # expired lease over can end it if it still holds the lease row (Cir.acquire_lease)
+        self.cir.name_writer(self.leases.holder)
         # the CIR's writer connection serves one thread at a time: commits and leases
         self._wlock = asyncio.Lock()
         self.stats = CentralStats()

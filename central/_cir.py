@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -24,11 +25,23 @@ from typing import Any
 from central._atr_queue import enqueue as enqueue_atr
 from central._blobs import BlobStore, FileBlobStore, open_blob_store
 from central._scanbook import ScanBook
-from central._sql import Sql, is_storage_error, is_unreachable, migrate
+from central._sql import (
+    Sql,
+    is_sql_error,
+    is_storage_error,
+    is_unreachable,
+    migrate,
+    session_name,
+)
 from core.config import CentralConfig
 from core.errors import ConfigError, EnrollmentError, IntegrityError, NiiError, StorageError
 from core.keys import EdgePublic
 from core.seal import Block, parse
+
+log = logging.getLogger("nii.central")
+
+#: how long a lease take waits for the lease row's lock before asking why, ms
+LEASE_LOCK_WAIT_MS = 2000
 
 
 def signed_fields(b: Block) -> dict[str, Any]:
@@ -401,9 +414,89 @@ class Cir:
         Returns:
             The fencing token: the same while ``holder`` keeps the lease, one more at
             each takeover.  None: another holder's lease has not expired.
+
+        On PostgreSQL the take waits at most :data:`LEASE_LOCK_WAIT_MS` for the lease
+        row. A holder whose lease expired while its session still holds that row (a
+        process stopped in the middle of a pipeline: the server waits for the rest of
+        it, and its idle-in-transaction timeout never starts) has that session ended
+        (``pg_terminate_backend``, the session found by its ``application_name``, which
+        central sets after the holder: :meth:`name_writer`), and the take is tried
+        once more. Ending it needs the same database role for every aggregator (or
+        ``pg_signal_backend``); without, the take waits as before.
         """
+        if not self.wsql.postgres:
+            return self._acquire_lease(scanner, holder, ttl_s)
+        try:
+            return self._acquire_lease(scanner, holder, ttl_s)
+        except Exception as exc:
+            if not _lock_timeout(exc):
+                raise
+        if not self._end_stuck_holder(scanner, holder):
+            return None
+        try:
+            return self._acquire_lease(scanner, holder, ttl_s)
+        except Exception as exc:
+            if not _lock_timeout(exc):
+                raise
+            return None
+
+    def name_writer(self, holder: str) -> None:
+        """Name the writer's database session after lease holder ``holder``
+        (``NAME#BOOT``): a taker of an expired lease can then end it
+        (:meth:`acquire_lease`)."""
+        self.wsql.name(_session_of(holder))
+
+    def _end_stuck_holder(self, scanner: str, holder: str) -> bool:
+        """End the database session of ``scanner``'s lease holder when its lease has
+        expired (or ``holder`` succeeds it) and it still holds the lease row locked.
+        Returns whether a session was ended."""
+        db = self.wsql
+        row = db.one("SELECT holder, expires_ns FROM stream_leases WHERE scanner = ?", [scanner])
+        if row is None:
+            return False
+        stuck = str(row["holder"])
+        successor = stuck.split("#")[0] == holder.split("#")[0]
+        if stuck == holder or (int(row["expires_ns"]) > db.now_ns() and not successor):
+            return False  # a live lease: its holder is at work
+        # PostgreSQL 14 on waits (here up to 5 s) until the session is gone, locks and all
+        wait = ", 5000" if db.conn.info.server_version >= 140000 else ""
+        try:
+            ended = int(
+                db.value(
+                    f"SELECT count(*) FILTER (WHERE pg_terminate_backend(pid{wait})) AS n "
+                    "FROM pg_stat_activity WHERE application_name = ? "
+                    "AND pid <> pg_backend_pid()",
+                    [_session_of(stuck)],
+                )
+                or 0
+            )
+        except Exception as exc:
+            if not is_sql_error(exc):
+                raise
+            log.warning(
+                "the stream lease of %s expired, but its holder %s still holds it locked, "
+                "and its session cannot be ended: %s (give every aggregator the same "
+                "database role)",
+                scanner,
+                stuck,
+                exc,
+            )
+            return False
+        if ended:
+            log.warning(
+                "ended the CIR session of aggregator %s: its lease of %s had expired while "
+                "the session still held it locked (a process stopped mid-transaction)",
+                stuck,
+                scanner,
+            )
+        return ended > 0
+
+    def _acquire_lease(self, scanner: str, holder: str, ttl_s: float) -> int | None:
+
         db = self.wsql
         with db.transaction():
+            if db.postgres:
+                db.execute(f"SET LOCAL lock_timeout = {int(LEASE_LOCK_WAIT_MS)}")
             now = db.now_ns()
             until = now + int(ttl_s * 1e9)
             row = db.one(
@@ -679,6 +772,19 @@ def central_blobs(cfg: CentralConfig) -> BlobStore:
     return open_blob_store(
         cfg.blobs, cfg.state_dir, endpoint=cfg.s3_endpoint, credentials=cfg.s3_credentials
     )
+
+
+def _session_of(holder: str) -> str:
+    """The ``application_name`` of lease holder ``holder``'s writer session: ``NAME#BOOT``
+    as ``nii BOOT NAME``, so that the cut to 63 bytes takes the long NAME, not the BOOT
+    that tells two processes of one NAME apart."""
+    name, _, boot = holder.rpartition("#")
+    return session_name(f"nii {boot} {name}" if name else f"nii {holder}")
+
+
+def _lock_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` is PostgreSQL's lock_timeout (SQLSTATE 55P03, lock_not_available)."""
+    return getattr(exc, "sqlstate", None) == "55P03"
 
 
 def open_cir(cfg: CentralConfig, *, create: bool = True) -> Cir:

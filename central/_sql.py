@@ -106,6 +106,12 @@ def is_postgres_url(spec: str | Path) -> bool:
     return str(spec).startswith(("postgresql://", "postgres://"))
 
 
+def session_name(name: str) -> str:
+    """``name`` as PostgreSQL keeps an ``application_name``: printable ASCII (others
+    become ``?``), at most 63 bytes."""
+    return "".join(c if " " <= c <= "~" else "?" for c in name)[:63]
+
+
 #: PostgreSQL ends a session idle inside a transaction this long (ms): see Sql._pg_connect
 IDLE_IN_TRANSACTION_MS = 10_000
 
@@ -123,6 +129,8 @@ class Sql:
             ConfigError: the database cannot be opened or reached.
         """
         self.target = str(target)
+        #: this session's name to the server (PostgreSQL's application_name; see name())
+        self.application_name = "nii"
         if is_postgres_url(target):
             import psycopg
 
@@ -167,12 +175,16 @@ class Sql:
         # A process stopped inside a transaction (SIGSTOP, a frozen VM, a partition) would
         # hold its row locks for good, and every other aggregator's lease take or commit on
         # those rows would wait behind it: the server ends such a session after 10 s idle
-        # in a transaction (nothing here keeps one open between statements for that long)
+        # in a transaction (nothing here keeps one open between statements for that long).
+        # One stopped in the middle of a pipeline (psycopg's executemany) is not idle to
+        # the server, which waits for the rest of it: a lease taker ends that session
+        # itself (central._cir.Cir.acquire_lease), found by its application_name.
         return psycopg.connect(
             self.target,
             autocommit=True,
             row_factory=dict_row,
             connect_timeout=10,
+            application_name=self.application_name,
             options=f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
         )
 
@@ -183,6 +195,14 @@ class Sql:
             with contextlib.suppress(Exception):
                 self.conn.close()
             self.conn = self._pg_connect()
+
+    def name(self, name: str) -> None:
+        """Name this session to the server (PostgreSQL's ``application_name``, at most
+        63 bytes: :func:`session_name`), now and after every reconnection; so that
+        another aggregator can tell it among the server's sessions. SQLite: kept only."""
+        self.application_name = session_name(name)
+        if self.postgres:
+            self.value("SELECT set_config('application_name', ?, false)", [self.application_name])
 
     @property
     def location(self) -> str:

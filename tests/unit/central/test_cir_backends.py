@@ -4,6 +4,7 @@ verified and bit-identical, and a tampered row is found, whichever holds it."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,51 @@ def _until(fn: Any, deadline_s: float = 10.0) -> Any:
             return got
         time.sleep(0.02)
     raise AssertionError("condition not met before the deadline")
+
+
+def test_a_holder_stopped_mid_pipeline_is_ended_by_the_taker_of_its_expired_lease(
+    tmp_path: Path, pg_database: str
+) -> None:
+    """A process stopped in the middle of a pipeline (psycopg's executemany) holds the
+    rows it locked for good: the server waits for the rest of the pipeline, so its
+    idle-in-transaction timeout never starts. Once its lease has expired, the taker
+    ends that session and takes the lease; while the lease is live it only waits."""
+    a, _, _ = committed_cir(tmp_path / "cir", database=pg_database)
+    b = Cir(tmp_path / "cir", database=pg_database)
+    a.name_writer("agg-a#boot1")
+    b.name_writer("agg-b#boot1")
+    try:
+        tok_a = a.acquire_lease(SCANNER, "agg-a#boot1", 3.0)
+        assert tok_a is not None
+        # A locks its lease row as a commit does, inside a pipeline it never finishes
+        pg = a.wsql.conn.pgconn
+        pg.send_query(b"BEGIN")
+        while pg.get_result() is not None:
+            pass
+        pg.enter_pipeline_mode()
+        pg.send_query_params(
+            b"SELECT token FROM stream_leases WHERE scanner = $1 FOR UPDATE", [SCANNER.encode()]
+        )
+        pg.flush()
+        # the lease is live: B waits (a bounded wait), and ends nothing
+        t0 = time.monotonic()
+        assert b.acquire_lease(SCANNER, "agg-b#boot1", 5.0) is None
+        assert time.monotonic() - t0 < 10
+        assert b.wsql.value(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = ?",
+            ["nii boot1 agg-a"],
+        )
+        # expired: B ends A's stuck session and takes the lease with a new token
+        tok_b = _until(lambda: b.acquire_lease(SCANNER, "agg-b#boot1", 5.0), 20.0)
+        assert tok_b == tok_a + 1
+        assert not b.wsql.value(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = ?",
+            ["nii boot1 agg-a"],
+        )
+    finally:
+        b.close()
+        with contextlib.suppress(Exception):
+            a.close()
 
 
 def test_a_paused_aggregator_whose_lease_was_taken_over_cannot_commit(
