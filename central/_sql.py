@@ -52,11 +52,17 @@ def is_sql_error(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.Error) or _pg_error(exc)
 
 
+def is_lock_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked" (or busy): another process holds
+    the file, not a fault of the file or of what was asked."""
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
 def sqlite_fix(exc: BaseException) -> str:
     """What to do about SQLite error ``exc`` on the CIR's file: a lock held by another
     process, a damaged file and a full or unwritable disk each have their own remedy."""
-    text = str(exc).lower()
-    if "locked" in text or "busy" in text:
+    if is_lock_error(exc):
         return (
             "another process holds the CIR's database locked (a sqlite3 shell or a backup "
             "tool in exclusive mode): end it, then run this again"

@@ -305,9 +305,7 @@ class CirDamaged(NiiError):
 def _engine_error(cir: Any, exc: BaseException) -> NiiError:
     """One clear error for the database engine's own refusal of a ``nii cir`` read (a
     lock held elsewhere, a damaged file, a table dropped): never 'this is a bug'."""
-    import sqlite3
-
-    from central._sql import is_unreachable, sqlite_fix
+    from central._sql import is_lock_error, is_unreachable, sqlite_fix
 
     where = getattr(cir, "database", "") or str(cir.dir / "cir.sqlite")
     if is_unreachable(exc):
@@ -315,8 +313,7 @@ def _engine_error(cir: Any, exc: BaseException) -> NiiError:
             f"the CIR's database went away: {exc}",
             fix="check that the PostgreSQL server is up (cir in [central]), then run again",
         )
-    text = str(exc).lower()
-    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+    if is_lock_error(exc):
         return ConfigError(f"the CIR's database {where} is locked: {exc}", fix=sqlite_fix(exc))
     return CirDamaged(
         f"the CIR's database {where} cannot be read as a CIR: {exc} (damaged, or edited "
