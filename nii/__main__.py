@@ -1061,10 +1061,25 @@ def _quiet_broken_pipe() -> int:
     return 128 + 13  # as a process ended by SIGPIPE
 
 
+def _stop_cleanly_on_sigterm() -> None:
+    """SIGTERM and SIGHUP end this process as SystemExit (exit 143 / 129), so that the
+    ``finally`` blocks run: the PostgreSQL, object-store and broker servers a benchmark
+    started are stopped and its working folder removed, as on Ctrl-C."""
+    import signal
+
+    def leave(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, leave)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
+    if getattr(args, "bench", None):
+        _stop_cleanly_on_sigterm()  # a benchmark's servers and folders go with it
     try:
         rc = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit

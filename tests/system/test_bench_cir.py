@@ -4,12 +4,17 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.system._cluster import wait_until
 
 pytestmark = pytest.mark.system
 
@@ -47,3 +52,54 @@ def test_bench_cir_quick_prints_every_figure(tmp_path: Path) -> None:
     assert "error" not in doc["failover"], doc["failover"]
     assert doc["failover_s"] > 0 and doc["failover"]["lost"] == doc["failover"]["duplicated"] == 0
     assert doc["machine"].endswith("cpu")
+
+
+def _procs_under(folder: Path) -> list[str]:
+    """The command lines of running processes that name ``folder``."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(folder) in cmd and "pytest" not in cmd:
+            out.append(cmd)
+    return out
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_of_the_bench_stops_its_servers_and_removes_its_folder(tmp_path: Path) -> None:
+    # the bench's PostgreSQL runs as nobody when we are root: its folder must be reachable
+    tmp = Path(tempfile.mkdtemp(prefix="nii-test-bench-"))
+    tmp.chmod(0o755)
+    try:
+        _sigterm_stops_the_bench(tmp, tmp_path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sigterm_stops_the_bench(tmp: Path, cwd: Path) -> None:
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    p = subprocess.Popen(
+        [sys.executable, "-P", "-m", "nii", "bench", "cir", "--quick"],
+        cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_until(
+            lambda: any("postgres" in c for c in _procs_under(tmp)),
+            60,
+            "the bench's PostgreSQL server to start",
+        )
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(60) == 128 + signal.SIGTERM
+    finally:
+        if p.poll() is None:
+            p.kill()
+    wait_until(lambda: not _procs_under(tmp), 20, "no server of the bench left running")
+    assert not list(tmp.glob("nii-bench-cir-*")), list(tmp.iterdir())
+    err = p.stderr.read() if p.stderr else b""
+    if p.stderr:
+        p.stderr.close()
+    assert b"Traceback" not in err, err[-2000:]
