@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from central._cir import Cir, central_blobs, database_target
+from central._cir import database_target, open_cir
 from central.atr._store import VerdictStore
 from central.control_room._accounts import Accounts
 from central.control_room._app import ControlRoomApp, make_app
@@ -33,7 +33,9 @@ def build(cfg: ControlRoomConfig) -> ControlRoomApp:
     """
     central = cfg.central
     target = database_target(central.state_dir, central.cir)
-    cir = Cir(central.state_dir, blobs=central_blobs(central), database=central.cir)
+    # the CIR is central's to make: a state_dir mistyped here is said to be, not filled
+    # with a new, empty CIR that then reads as "no scans yet"
+    cir = open_cir(central, create=False)
     try:
         key = CirKey.load(central.key)
         sign = ServiceSignKey.load_or_make(cfg.signing_key)

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from central._cir import database_target
+from central._cir import Cir, database_target
 from central._sql import Sql
 from central.atr._store import AttStore, VerdictStore
 from central.control_room import _risk, _risk_webhook
@@ -153,6 +153,7 @@ def open_room(base: Path, **kw: Any) -> Room:
     """Build the control room of ``base`` (as ``nii control-room serve`` does) and start
     its ASGI application in-process; an RMS token named weboc."""
     cfg = ControlRoomConfig.load(write_config(base, **kw))
+    Cir(cfg.central.state_dir).close()  # central made it: the control room only opens it
     app = build(cfg)
     http = Http(make_app(app, follow=False))
     token = _risk.TokenFile(cfg.risk.tokens).add("weboc") if cfg.risk else ""
@@ -1117,3 +1118,19 @@ def _wait_until(cond: Callable[[], Any], what: str, timeout: float = 20.0) -> No
     while not cond():
         assert time.monotonic() < end, f"timed out waiting for {what}"
         time.sleep(0.01)
+
+
+def test_the_control_room_opens_centrals_cir_and_makes_none(tmp_path: Path) -> None:
+    """A state_dir mistyped, or a CIR file cut to nothing, is said to be: the control
+    room never fills it with a new, empty CIR that would read as "no scans yet"."""
+    cfg = ControlRoomConfig.load(write_config(tmp_path))
+    with pytest.raises(ConfigError, match="there is no CIR in"):
+        build(cfg)
+    assert not cfg.central.state_dir.exists()
+    cfg.central.state_dir.mkdir()
+    (cfg.central.state_dir / "cir.sqlite").write_bytes(b"")
+    with pytest.raises(ConfigError, match="is empty \\(0 bytes\\)"):
+        build(cfg)
+    with pytest.raises(ConfigError, match="is empty \\(0 bytes\\)"):
+        Cir(cfg.central.state_dir)  # nor does central make one anew in it
+    assert (cfg.central.state_dir / "cir.sqlite").stat().st_size == 0
