@@ -537,6 +537,23 @@ class Accounts:
             )
         return Session(token="", csrf=str(row["csrf"]), user=user, expires_ns=expires)
 
+    def alive(self, token: str) -> bool:
+        """Whether the session of ``token`` still stands (known, not expired, its user
+        not disabled), without moving its expiry: for a stream the session opened,
+        which must end with it (an open stream is no sign of a user at work)."""
+        if not isinstance(token, str) or not token or len(token) > 256:
+            return False
+        row = self.db.one(
+            "SELECT s.expires_ns, u.disabled_ns FROM sessions s "
+            "JOIN users u ON u.name = s.name WHERE s.token_hash = ?",
+            [_token_hash(token)],
+        )
+        return (
+            row is not None
+            and int(row["expires_ns"]) > self._clock()
+            and row["disabled_ns"] is None
+        )
+
     def logout(self, token: str, *, client: str = "") -> None:
         """End the session of ``token`` (audited as ``logout``; an unknown token: nothing)."""
         if not isinstance(token, str) or not token:

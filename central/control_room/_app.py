@@ -92,6 +92,8 @@ ALARMS_AFTER_NS = 120 * 1_000_000_000
 DECISIONS_EVERY_S = 1.0
 #: how often an event stream with nothing else to send says how the feeds are (s)
 FEED_STATE_S = 2.0
+#: how often an open event stream checks that its session still stands, seconds
+SESSION_CHECK_S = 2.0
 _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
     "style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'; "
@@ -713,12 +715,26 @@ class ControlRoomApp:
             name=user.name,
             everything=self.visible_scanners(user) is None,
         )
+        token = request.cookies.get(COOKIE, "")
         self.hub.subscribe(sub)
 
         async def stream() -> AsyncIterator[bytes]:
+            checked = time.monotonic()
             try:
                 yield b"retry: 1000\n\n"
                 while True:
+                    # the stream ends with its session: a user disabled, logged out,
+                    # reset or timed out gets nothing more (the page goes to the login)
+                    if time.monotonic() - checked >= SESSION_CHECK_S:
+                        checked = time.monotonic()
+                        try:
+                            alive = await self.db(self.accounts.alive, token)
+                        except Exception as exc:  # the page reconnects, and is checked
+                            log.warning("event stream of %s ended: %s", user.name, exc)
+                            return
+                        if not alive:
+                            yield b'event: session\ndata: {"ended": true}\n\n'
+                            return
                     try:
                         item = await asyncio.wait_for(sub.queue.get(), FEED_STATE_S)
                     except TimeoutError:

@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import cv2
@@ -332,3 +333,39 @@ def test_the_risk_system_sends_gds_and_hears_of_every_decision(room: ControlRoom
         assert hmac.compare_digest(headers["x-nii-signature"], want)
     pushed = [int(str(e["cursor"])) for e in rms.events()]
     assert pushed == sorted(pushed)
+
+
+def _until_session_ends(chunks: Iterator[bytes], deadline_s: float) -> bytes:
+    """Read an open event stream until the server says its session ended (or it closes)."""
+    got = b""
+    end = time.monotonic() + deadline_s
+    for chunk in chunks:
+        got += chunk
+        if b"event: session" in got or time.monotonic() > end:
+            break
+    return got
+
+
+def test_an_open_live_feed_ends_with_its_session(room: ControlRoom) -> None:
+    """The event stream is checked against its session while open: a user logged out
+    (elsewhere), or disabled by an administrator, gets no more of the live feed."""
+    oscar = room.client("oscar")
+    with oscar.stream("GET", "/api/events") as stream:
+        assert stream.status_code == 200
+        chunks = stream.iter_bytes()
+        next(chunks)
+        assert oscar.post("/logout").status_code in (200, 204, 303)
+        t0 = time.monotonic()
+        got = _until_session_ends(chunks, 20)
+        assert b'event: session\ndata: {"ended": true}' in got, got[-500:]
+        assert time.monotonic() - t0 < 10
+    # an administrator disables a user: the stream that user has open ends too
+    again = room.client("oscar")
+    with again.stream("GET", "/api/events") as stream:
+        chunks = stream.iter_bytes()
+        next(chunks)
+        r = room.cluster.nii("users", "disable", "oscar", "--config", str(room.toml))
+        assert r.returncode == 0, r.stderr
+        got = _until_session_ends(chunks, 20)
+        assert b"event: session" in got, got[-500:]
+    assert room.client().get("/api/events").status_code == 401

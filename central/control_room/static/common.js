@@ -73,6 +73,11 @@ export function follow(handlers, viewing) {
       : s > 5 ? `feed: central silent for ${Math.round(s)} s` : "feed: live";
     status.className = "feed" + (s === null || s > 5 ? " error" : "");
   });
+  // the session ended (logged out elsewhere, disabled, expired): log in again
+  source.addEventListener("session", () => {
+    source.close();
+    location.href = "/login";
+  });
   source.addEventListener("central.status", () => {
     status.textContent = "feed: live";
     status.className = "feed";
