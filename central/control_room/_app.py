@@ -904,6 +904,13 @@ def exception_handlers() -> dict[Any, Any]:
     }
 
 
+def end_streams(app: ControlRoomApp) -> None:
+    """End every open event stream (a stop of the server: the pages reconnect)."""
+    for sub in list(app.hub.subscribers):
+        with contextlib.suppress(asyncio.QueueFull):
+            sub.queue.put_nowait(None)
+
+
 def make_app(app: ControlRoomApp, *, follow: bool = True) -> Starlette:
     """The Starlette application of ``app``; with ``follow`` it follows the live feeds
     while it runs."""
@@ -945,9 +952,7 @@ def make_app(app: ControlRoomApp, *, follow: bool = True) -> Starlette:
             yield
         finally:
             stop.set()
-            for sub in list(app.hub.subscribers):  # end the event streams
-                with contextlib.suppress(asyncio.QueueFull):
-                    sub.queue.put_nowait(None)
+            end_streams(app)
             for task in tasks:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(task, 5)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from central._cir import database_target, open_cir
 from central.atr._store import VerdictStore
 from central.control_room._accounts import Accounts
-from central.control_room._app import ControlRoomApp, make_app
+from central.control_room._app import ControlRoomApp, end_streams, make_app
 from central.control_room._config import ControlRoomConfig
 from central.control_room._decisions import Decisions
 from central.control_room._feed import FeedHub
@@ -97,7 +98,8 @@ def serve(config: Path, *, announce: bool = True) -> int:
             ) from None
     app = build(cfg)
     try:
-        server = uvicorn.Server(
+        server = _server(
+            app,
             uvicorn.Config(
                 make_app(app),
                 host=cfg.host,
@@ -106,7 +108,7 @@ def serve(config: Path, *, announce: bool = True) -> int:
                 access_log=False,
                 lifespan="on",
                 timeout_graceful_shutdown=3,
-            )
+            ),
         )
         if announce:
             print(f"control room on http://{cfg.host}:{cfg.port}/", flush=True)
@@ -117,3 +119,17 @@ def serve(config: Path, *, announce: bool = True) -> int:
         app.verdicts.close()
         app.cir.close()
     return 0
+
+
+def _server(app: ControlRoomApp, config: Any) -> Any:
+    """uvicorn's server for ``config``, that ends the open event streams first when it
+    stops: else each would hold the graceful shutdown for its whole timeout, then be
+    cancelled with a traceback in the log."""
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            end_streams(app)
+            await super().shutdown(sockets)
+
+    return _Server(config)
