@@ -148,6 +148,23 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+#: what an audit line never holds as it is: C0 controls, DEL, and the Unicode controls
+#: that reorder or hide text (bidi embeddings, overrides and isolates; line and
+#: paragraph separators)
+_HIDING = re.compile("[\x00-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def plain(text: str) -> str:
+    """``text`` with every control character written out (``\\x00``, ``\\u202e``): what
+    outsiders send (a request path, a name) is audited as sent, yet cannot split,
+    reorder or hide an audit line, and stores alike on SQLite and PostgreSQL (whose
+    text cannot hold NUL)."""
+    return _HIDING.sub(
+        lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}",
+        str(text),
+    )
+
+
 def _user(row: dict[str, Any]) -> User:
     return User(
         name=str(row["name"]),
@@ -593,7 +610,15 @@ class Accounts:
         self.db.execute(
             "INSERT INTO audit_log (ts_ns, name, role, action, ref, detail, client) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [ts_ns, name, role, action, None if ref is None else int(ref), detail, client],
+            [
+                ts_ns,
+                plain(name),
+                plain(role),
+                plain(action),
+                None if ref is None else int(ref),
+                plain(detail),
+                plain(client),
+            ],
         )
 
     def audit_rows(

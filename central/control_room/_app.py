@@ -41,15 +41,18 @@ import contextlib
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+from urllib.parse import unquote_to_bytes
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -61,6 +64,7 @@ from starlette.responses import (
 )
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from central._cir import Cir
 from central._sql import is_temporary, temporary_error_types
@@ -119,17 +123,22 @@ class _Db:
         self._pool.shutdown(wait=True)
 
 
+#: free text a user types: no control character but tab and line breaks (PostgreSQL's
+#: text cannot hold NUL; a signed decision must read the same everywhere)
+_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+
+
 class MarkIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     box_px: list[int] = Field(min_length=4, max_length=4)
     category: Literal[CATEGORIES]  # type: ignore[valid-type]
-    note: str = Field(default="", max_length=500)
+    note: str = Field(default="", max_length=500, pattern=_TEXT)
 
 
 class DecisionIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     verdict: Literal["green", "yellow", "red"]
-    reason: str = Field(default="", max_length=2000)
+    reason: str = Field(default="", max_length=2000, pattern=_TEXT)
     marks: list[MarkIn] = Field(default_factory=list, max_length=50)
     corrects: int | None = None
 
@@ -849,7 +858,12 @@ def _validation_message(exc: ValidationError) -> str:
     parts = []
     for e in exc.errors()[:5]:
         where = ".".join(str(x) for x in e.get("loc", ())) or "body"
-        parts.append(f"{where}: {e.get('msg')}")
+        msg = (
+            "holds a control character (only tabs and line breaks may be typed)"
+            if e.get("type") == "string_pattern_mismatch"
+            else e.get("msg")
+        )
+        parts.append(f"{where}: {msg}")
     return "the request does not fit: " + "; ".join(parts)
 
 
@@ -984,4 +998,32 @@ def make_app(app: ControlRoomApp, *, follow: bool = True) -> Starlette:
         routes=routes,
         lifespan=lifespan,
         exception_handlers=exception_handlers(),
+        middleware=[Middleware(RefuseControlCharacters)],
     )
+
+
+#: C0 controls and DEL: no path or query of this application holds one, PostgreSQL's
+#: text cannot hold NUL, and a log or audit line must not be split or hidden by one
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class RefuseControlCharacters:
+    """ASGI middleware: a request whose path or query string, percent-decoded, holds a
+    control character (``%00``, ``%0A`` …) is answered 400 before any route sees it, on
+    either CIR backend alike (PostgreSQL refuses NUL in text; SQLite would store it)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = str(scope.get("path", ""))
+            query = unquote_to_bytes(bytes(scope.get("query_string", b"")).replace(b"+", b" "))
+            if _CONTROL.search(path) or _CONTROL.search(query.decode("latin-1")):
+                response = JSONResponse(
+                    {"error": "the request's path or query holds a control character"},
+                    status_code=400,
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

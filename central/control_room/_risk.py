@@ -110,6 +110,11 @@ SELECTION_LATE_S = 6 * 3600.0
 SELECTION_EARLY_S = 45 * 86400.0
 #: How often an event poll that found nothing is written to the audit log, per client (s).
 EMPTY_POLL_AUDIT_S = 60.0
+#: refusals of calls without a valid token written to the audit log per client and
+#: minute; the rest are counted, and the count written once the minute is over
+UNKNOWN_AUDIT_PER_MIN = 20
+#: the clock of those minutes (monotonic seconds)
+_clock = time.monotonic
 #: What a token looks like: a prefix that secret scanners and people recognise, then
 #: 256 random bits (``secrets.token_urlsafe(32)``).
 TOKEN_PREFIX = "nii_rms_"
@@ -758,6 +763,8 @@ class _Api:
         risk = app.cfg.risk
         self.tokens = TokenFile(risk.tokens) if risk is not None else None
         self._quiet: dict[str, float] = {}
+        #: client → (start of its minute, refusals in it) of calls without a valid token
+        self._strangers: dict[str, tuple[float, int]] = {}
         self.spec = openapi()
         #: what is wrong with the token file, as last logged ("" when nothing)
         self._token_problem = ""
@@ -775,6 +782,31 @@ class _Api:
 
     def _audit(self, user: User, action: str, detail: str, client: str) -> None:
         self.app.accounts.audit(user, action, detail=detail[:500], client=client)
+
+    async def _audit_stranger(self, who: str, detail: str, client: str) -> None:
+        """Audit the refusal of a call without a valid token (``who``: what it sent), at
+        most :data:`UNKNOWN_AUDIT_PER_MIN` a minute per client: anyone who reaches the
+        port can send them, and the audit log is append-only. What is left out is
+        counted, and the count written when that client's next minute starts."""
+        now = _clock()
+        start, n = self._strangers.get(client, (now, 0))
+        rows = []
+        if now - start >= 60.0:
+            if n > UNKNOWN_AUDIT_PER_MIN:
+                rows.append(
+                    f"{n - UNKNOWN_AUDIT_PER_MIN} more refusal(s) of calls without a valid "
+                    "token from this client in the minute before, not written one by one"
+                )
+            start, n = now, 0
+        n += 1
+        if n <= UNKNOWN_AUDIT_PER_MIN:
+            rows.append(detail)
+        if len(self._strangers) > 10_000:  # many clients: forget the old minutes
+            self._strangers = {c: v for c, v in self._strangers.items() if now - v[0] < 60.0}
+        self._strangers[client] = (start, n)
+        nobody = User(f"risk:({who})", "risk", (), "", False)
+        for row in rows:
+            await self.app.db(lambda row=row: self._audit(nobody, "risk_refused", row, client))
 
     async def call(
         self,
@@ -818,6 +850,8 @@ class _Api:
         token = token.strip()
         challenge = {"WWW-Authenticate": 'Bearer realm="nii-risk"'}
         if scheme.lower() != "bearer" or not token:
+            what = f"{request.method} {request.url.path}"
+            await self._audit_stranger("no token", f"{what}: no bearer token", client)
             raise Refused(401, "send the RMS's API token: Authorization: Bearer TOKEN", challenge)
         if len(token) > 200 or not token.isascii():
             name = None
@@ -837,11 +871,8 @@ class _Api:
                 ) from None
             self._token_state("")
         if name is None:
-            nobody = User("risk:(unknown token)", "risk", (), "", False)
             what = f"{request.method} {request.url.path}"
-            await self.app.db(
-                lambda: self._audit(nobody, "risk_refused", f"{what}: unknown token", client)
-            )
+            await self._audit_stranger("unknown token", f"{what}: unknown token", client)
             raise Refused(401, "unknown or revoked API token", challenge)
         return User(f"risk:{name}", "risk", (), "", False)
 

@@ -228,6 +228,16 @@ def test_bad_and_malicious_requests_get_a_clean_4xx_and_change_nothing(room: Con
             },
         ),
         olga.post(url, json={"verdict": "green", "corrects": 424242}),
+        # PostgreSQL's text holds no NUL, and a signed decision must read the same anywhere
+        olga.post(url, json={"verdict": "green", "reason": "a\u0000b"}),
+        olga.post(
+            url,
+            json={
+                "verdict": "red",
+                "marks": [{"box_px": [1, 1, 9, 9], "category": "weapon", "note": "x\u001by"}],
+            },
+        ),
+        olga.get("/api/audit?name=%00"),
         olga.post(url, content=b"x" * 200_000, headers={"Content-Type": "application/json"}),
         olga.get(f"/api/scans/{ref1}/strip?start=-1"),
         olga.get(f"/api/scans/{ref1}/strip?start=abc"),

@@ -565,6 +565,35 @@ def test_only_a_known_token_gets_in_and_every_call_is_audited(room: Room) -> Non
     assert all(r["role"] == "risk" for r in rows if r["name"].startswith("risk:"))
 
 
+def test_calls_without_a_valid_token_are_audited_a_few_a_minute_and_counted(
+    room: Room, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone who reaches the port can be refused: the append-only audit log takes a
+    few such refusals a minute per client, and one row counting the rest; what they
+    sent is written out, never stored raw (a NUL, a bidi override)."""
+    now = [1000.0]
+    monkeypatch.setattr(_risk, "_clock", lambda: now[0])
+    monkeypatch.setattr(_risk, "UNKNOWN_AUDIT_PER_MIN", 3)
+    before = len(room.app.accounts.audit_rows(limit=10_000))
+    for i in range(5):
+        headers = {} if i % 2 else {"Authorization": "Bearer nope"}
+        assert room.http.get(API + "/gds/AB\u202eCD", headers=headers).status_code == 401
+    rows = room.app.accounts.audit_rows(limit=10_000)[
+        : len(room.app.accounts.audit_rows(limit=10_000)) - before
+    ]
+    assert len(rows) == 3, rows
+    assert {r["name"] for r in rows} == {"risk:(no token)", "risk:(unknown token)"}
+    assert all("\u202e" not in r["detail"] and "\\u202e" in r["detail"] for r in rows), rows
+    now[0] += 61  # the next minute: the two left out are counted in one row
+    assert room.http.get(API + "/events").status_code == 401
+    rows = room.app.accounts.audit_rows(limit=10_000)
+    assert any("2 more refusal(s)" in r["detail"] for r in rows[:2]), rows[:2]
+    # a control character anywhere in a path or query: 400 before any route, nothing kept
+    for url in (API + "/gds/AB%00CD", "/api/audit?name=%00", "/api/scans/1%0a"):
+        r = room.http.get(url, headers=room.auth)
+        assert r.status_code == 400 and "control character" in r.json()["error"], url
+
+
 def test_a_missing_token_file_is_a_503_logged_once(
     room: Room, caplog: pytest.LogCaptureFixture
 ) -> None:
