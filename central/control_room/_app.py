@@ -250,6 +250,16 @@ class ControlRoomApp:
         return FileResponse(STATIC / "login.html", headers=_SECURITY_HEADERS)
 
     async def login(self, request: Request) -> Response:
+        # a login form posted from another site (login CSRF: the victim's decisions would
+        # be made under the attacker's account) is refused. Browsers say where a request
+        # comes from in Sec-Fetch-Site, and in Origin (but "null" under this
+        # application's no-referrer policy); a client that says neither is no browser
+        origin = request.headers.get("origin", "null")
+        fetch_site = request.headers.get("sec-fetch-site", "").lower()
+        if fetch_site in ("cross-site", "same-site") or (
+            origin != "null" and _host_of(origin) != request.headers.get("host", "").lower()
+        ):
+            raise HTTPException(403, "a login from another site's page is refused")
         body = await _body(request)
         try:
             form = dict(
@@ -852,6 +862,12 @@ def _parse_form(text: str) -> dict[str, list[str]]:
     from urllib.parse import parse_qs
 
     return parse_qs(text, keep_blank_values=True, strict_parsing=False, max_num_fields=10)
+
+
+def _host_of(origin: str) -> str:
+    """The ``host[:port]`` of an Origin header (``null`` and junk: "")."""
+    scheme, sep, rest = origin.strip().lower().partition("://")
+    return rest.split("/")[0] if sep and scheme in ("http", "https") else ""
 
 
 def _validation_message(exc: ValidationError) -> str:

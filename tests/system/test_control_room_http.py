@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from central.control_room._decisions import canonical
 from tests.system._cluster import Cluster, wait_until
-from tests.system._control_room import SITES, ControlRoom, running_room
+from tests.system._control_room import PASSWORD, SITES, ControlRoom, running_room
 
 pytestmark = pytest.mark.system
 
@@ -100,6 +100,16 @@ def test_officers_see_their_site_decide_with_marks_and_everything_is_audited(
     assert page.status_code == 303 and page.headers["location"] == "/login"
     bad = anon.post("/login", data={"name": "olga", "password": "wrong password!"})
     assert bad.headers["location"] == "/login?failed=1"
+    # login CSRF: a login form posted from another site's page is refused
+    login = {"name": "olga", "password": PASSWORD}
+    foreign = anon.post("/login", data=login, headers={"Origin": "http://evil.example"})
+    assert foreign.status_code == 403 and "nii_session" not in foreign.cookies
+    hidden = anon.post(
+        "/login", data=login, headers={"Origin": "null", "Sec-Fetch-Site": "cross-site"}
+    )
+    assert hidden.status_code == 403 and "nii_session" not in hidden.cookies
+    same = anon.post("/login", data=login, headers={"Origin": room.url})
+    assert same.status_code == 303 and same.headers["location"] == "/", same.text
 
     olga = room.client("olga")
     queue = olga.get("/api/queue").json()["scans"]
