@@ -417,30 +417,38 @@ class Cir:
             The fencing token: the same while ``holder`` keeps the lease, one more at
             each takeover.  None: another holder's lease has not expired.
 
-        On PostgreSQL the take waits at most :data:`LEASE_LOCK_WAIT_MS` for the lease
-        row. A holder whose lease expired while its session still holds that row (a
-        process stopped in the middle of a pipeline: the server waits for the rest of
-        it, and its idle-in-transaction timeout never starts) has that session ended
-        (``pg_terminate_backend``, the session found by its ``application_name``, which
-        central sets after the holder: :meth:`name_writer`), and the take is tried
-        once more. Ending it needs the same database role for every aggregator (or
-        ``pg_signal_backend``); without, the take waits as before.
+        On PostgreSQL a process stopped inside a transaction keeps the rows it locked
+        (the lease row, its streams' rows, the index entries of the blocks it was
+        inserting); stopped in the middle of a pipeline, the server waits for the rest
+        of it and its idle-in-transaction timeout never starts. So the take waits at
+        most :data:`LEASE_LOCK_WAIT_MS` for the lease row, and whenever a lease is
+        taken over, or found expired and locked, the old holder's sessions that have
+        been inside one transaction for longer than that are ended
+        (``pg_terminate_backend``; the sessions found by their ``application_name``,
+        which central sets after the holder: :meth:`name_writer`). The old holder has
+        lost the lease, so none of what it was writing could have committed. Ending
+        them needs the same database role for every aggregator (or
+        ``pg_signal_backend``); without, the streams wait for the stopped process.
         """
         if not self.wsql.postgres:
-            return self._acquire_lease(scanner, holder, ttl_s)
+            return self._acquire_lease(scanner, holder, ttl_s)[0]
         try:
-            return self._acquire_lease(scanner, holder, ttl_s)
+            token, taken_from = self._acquire_lease(scanner, holder, ttl_s)
         except Exception as exc:
             if not _lock_timeout(exc):
                 raise
-        if not self._end_stuck_holder(scanner, holder):
-            return None
-        try:
-            return self._acquire_lease(scanner, holder, ttl_s)
-        except Exception as exc:
-            if not _lock_timeout(exc):
-                raise
-            return None
+            stuck = self._expired_holder(scanner, holder)
+            if stuck is None or not self._end_sessions_of(stuck, scanner):
+                return None
+            try:
+                token, taken_from = self._acquire_lease(scanner, holder, ttl_s)
+            except Exception as exc2:
+                if not _lock_timeout(exc2):
+                    raise
+                return None
+        if taken_from is not None:
+            self._end_sessions_of(taken_from, scanner)
+        return token
 
     def name_writer(self, holder: str) -> None:
         """Name the writer's database session after lease holder ``holder``
@@ -448,18 +456,24 @@ class Cir:
         (:meth:`acquire_lease`)."""
         self.wsql.name(_session_of(holder))
 
-    def _end_stuck_holder(self, scanner: str, holder: str) -> bool:
-        """End the database session of ``scanner``'s lease holder when its lease has
-        expired (or ``holder`` succeeds it) and it still holds the lease row locked.
-        Returns whether a session was ended."""
+    def _expired_holder(self, scanner: str, holder: str) -> str | None:
+        """The holder of ``scanner``'s lease if ``holder`` may take it over (it expired,
+        or ``holder`` succeeds it), read without waiting for its row's lock."""
         db = self.wsql
         row = db.one("SELECT holder, expires_ns FROM stream_leases WHERE scanner = ?", [scanner])
-        if row is None:
-            return False
-        stuck = str(row["holder"])
-        successor = stuck.split("#")[0] == holder.split("#")[0]
-        if stuck == holder or (int(row["expires_ns"]) > db.now_ns() and not successor):
-            return False  # a live lease: its holder is at work
+        if row is None or row["holder"] == holder:
+            return None
+        old = str(row["holder"])
+        successor = old.split("#")[0] == holder.split("#")[0]
+        if int(row["expires_ns"]) > db.now_ns() and not successor:
+            return None  # a live lease: its holder is at work
+        return old
+
+    def _end_sessions_of(self, old: str, scanner: str) -> bool:
+        """End the sessions of lease holder ``old`` that have been inside one transaction
+        for longer than :data:`LEASE_LOCK_WAIT_MS` (a healthy aggregator's transactions
+        are shorter); returns whether any was ended."""
+        db = self.wsql
         # PostgreSQL 14 on waits (here up to 5 s) until the session is gone, locks and all
         wait = ", 5000" if db.conn.info.server_version >= 140000 else ""
         try:
@@ -467,8 +481,9 @@ class Cir:
                 db.value(
                     f"SELECT count(*) FILTER (WHERE pg_terminate_backend(pid{wait})) AS n "
                     "FROM pg_stat_activity WHERE application_name = ? "
-                    "AND pid <> pg_backend_pid()",
-                    [_session_of(stuck)],
+                    "AND pid <> pg_backend_pid() AND xact_start < clock_timestamp() - "
+                    f"interval '{int(LEASE_LOCK_WAIT_MS)} milliseconds'",
+                    [_session_of(old)],
                 )
                 or 0
             )
@@ -476,24 +491,27 @@ class Cir:
             if not is_sql_error(exc):
                 raise
             log.warning(
-                "the stream lease of %s expired, but its holder %s still holds it locked, "
-                "and its session cannot be ended: %s (give every aggregator the same "
-                "database role)",
+                "the stream lease of %s was %s's, whose session is stuck in a transaction "
+                "and cannot be ended: %s (give every aggregator the same database role)",
                 scanner,
-                stuck,
+                old,
                 exc,
             )
             return False
         if ended:
             log.warning(
-                "ended the CIR session of aggregator %s: its lease of %s had expired while "
-                "the session still held it locked (a process stopped mid-transaction)",
-                stuck,
+                "ended %d CIR session(s) of aggregator %s, stuck in a transaction after its "
+                "lease of %s expired (a process stopped mid-transaction)",
+                ended,
+                old,
                 scanner,
             )
         return ended > 0
 
-    def _acquire_lease(self, scanner: str, holder: str, ttl_s: float) -> int | None:
+    def _acquire_lease(
+        self, scanner: str, holder: str, ttl_s: float
+    ) -> tuple[int | None, str | None]:
+        """(token or None, the holder it was taken over from or None): one transaction."""
 
         db = self.wsql
         with db.transaction():
@@ -512,23 +530,23 @@ class Cir:
                     "VALUES (?, ?, 1, ?)",
                     [scanner, holder, until],
                 )
-                return 1
+                return 1, None
             if row["holder"] == holder:
                 db.execute(
                     "UPDATE stream_leases SET expires_ns = ? WHERE scanner = ?", [until, scanner]
                 )
-                return int(row["token"])
+                return int(row["token"]), None
             # a holder ``NAME#BOOT`` succeeds its own NAME's earlier process at once
             # (central._leases: that process is gone); anyone else waits for expiry
             successor = str(row["holder"]).split("#")[0] == holder.split("#")[0]
             if int(row["expires_ns"]) > now and not successor:
-                return None
+                return None, None
             token = int(row["token"]) + 1
             db.execute(
                 "UPDATE stream_leases SET holder = ?, token = ?, expires_ns = ? WHERE scanner = ?",
                 [holder, token, until, scanner],
             )
-            return token
+            return token, str(row["holder"])
 
     def renew_leases(self, held: Mapping[str, tuple[str, int]], ttl_s: float) -> list[str]:
         """Extend the leases ``held`` (scanner → (holder, token)) by ``ttl_s``; the

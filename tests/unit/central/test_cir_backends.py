@@ -141,6 +141,48 @@ def test_a_holder_stopped_mid_pipeline_is_ended_by_the_taker_of_its_expired_leas
             a.close()
 
 
+def test_a_takeover_ends_the_old_holders_session_stuck_on_other_rows(
+    tmp_path: Path, pg_database: str
+) -> None:
+    """The old holder stopped mid-pipeline after writing its stream's row, not its
+    lease row: the take succeeds at once, and then ends the stuck session, else the
+    new holder's first commit would wait on that row for good."""
+    a, _, _ = committed_cir(tmp_path / "cir", database=pg_database)
+    b = Cir(tmp_path / "cir", database=pg_database)
+    a.name_writer("agg-a#boot1")
+    b.name_writer("agg-b#boot1")
+    try:
+        tok_a = a.acquire_lease(SCANNER, "agg-a#boot1", 2.5)
+        pg = a.wsql.conn.pgconn
+        pg.send_query(b"BEGIN")
+        while pg.get_result() is not None:
+            pass
+        pg.enter_pipeline_mode()
+        pg.send_query_params(
+            b"UPDATE streams SET updated_ns = updated_ns WHERE scanner = $1", [SCANNER.encode()]
+        )
+        pg.flush()
+        tok_b = _until(lambda: b.acquire_lease(SCANNER, "agg-b#boot1", 5.0), 20.0)
+        assert tok_a is not None and tok_b == tok_a + 1
+        with b.wsql.transaction():  # the stream's row is free for the new holder
+            b.wsql.execute("SET LOCAL lock_timeout = 3000")
+            b.wsql.execute(
+                "UPDATE streams SET updated_ns = updated_ns WHERE scanner = ?", [SCANNER]
+            )
+        # a holder's healthy, idle session is left alone
+        c = Cir(tmp_path / "cir", database=pg_database)
+        c.name_writer("agg-c#boot1")
+        try:
+            tok_c = _until(lambda: c.acquire_lease(SCANNER, "agg-c#boot1", 5.0), 20.0)
+            assert tok_c == tok_b + 1 and b.wsql.value("SELECT 1 AS one") == 1
+        finally:
+            c.close()
+    finally:
+        b.close()
+        with contextlib.suppress(Exception):
+            a.close()
+
+
 def test_a_paused_aggregator_whose_lease_was_taken_over_cannot_commit(
     tmp_path: Path, database: str
 ) -> None:
