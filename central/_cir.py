@@ -127,17 +127,7 @@ class Cir:
                     f"there is no CIR in {self.dir}",
                     fix="check state_dir in the central configuration (--config)",
                 )
-            # SQLite takes an empty file for a new database and would write a schema
-            # into it: a CIR cut to nothing is said to be, and left as it is (a CIR has
-            # its first page from its first moment: WAL mode writes it)
-            if db_file.is_file() and db_file.stat().st_size == 0:
-                raise ConfigError(
-                    f"the CIR's database {db_file} is empty (0 bytes): it holds no CIR "
-                    "(cut short or emptied)",
-                    fix="restore it from its backup (docs/scale.md); a new CIR is made "
-                    "only where there is no file (remove it if this is a first start "
-                    "that was cut short)",
-                )
+            # a file cut to 0 bytes is refused by central._sql.Sql
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -317,6 +317,9 @@ class OrphanReport:
 
 #: how long a batch may take from its blobs being stored to its index committing, ns
 IN_FLIGHT_NS = 600 * 10**9
+#: the most blocks of one scanner that can be on their way in at once: two batches of
+#: central._aggregator.MAX_BATCH_MSGS
+IN_FLIGHT_BLOCKS = 1024
 
 
 def _row_of(cir: Cir, block: Block) -> Any:
@@ -326,15 +329,19 @@ def _row_of(cir: Cir, block: Block) -> Any:
 
 
 def judge_orphans(cir: Cir, names: list[str]) -> OrphanReport:
-    """Tell the harmless orphans (a batch whose blobs were stored and whose transaction
-    never committed) from the blobs of committed blocks whose index rows were deleted:
-    a sealed block names its scanner and sequence number, so a blob at or below its
-    chain's head with no row for that number, or of a scanner with no chain at all (a
-    CIR emptied, or one scanner's rows removed), is evidence the index lost.
+    """Tell the orphans still on their way in from the blobs of committed blocks whose
+    index rows were deleted. A sealed block names its scanner and sequence number:
 
-    Reads each orphan once; a CIR emptied of its rows makes every blob an orphan. A
-    block made less than :data:`IN_FLIGHT_NS` ago (by its edge's clock) may be in a
-    batch still committing, and is not counted as deleted.
+    * at or below its chain's head with no row for that number: a row deleted;
+    * beyond the head (or of a scanner with no chain): a batch still committing if its
+      edge sealed it less than :data:`IN_FLIGHT_NS` ago and there are no more of them
+      than :data:`IN_FLIGHT_BLOCKS`; else the chain's last rows (or the whole chain)
+      were deleted, or a batch was cut short and its edge has not resent it yet
+      (after an outage an edge resends old blocks: verify again once it has);
+    * a block whose sequence number has a row of another hash: a batch cut short and
+      sealed again (harmless).
+
+    Reads each orphan once; a CIR emptied of its rows makes every blob an orphan.
     """
     rep = OrphanReport()
     now_ns = time.time_ns()
@@ -342,7 +349,8 @@ def judge_orphans(cir: Cir, names: list[str]) -> OrphanReport:
         str(r["scanner"]): r["last_seq"]
         for r in cir.sql.rows("SELECT scanner, last_seq FROM streams")
     }
-    gone: dict[str, list[int]] = {}
+    below: dict[str, list[int]] = {}
+    beyond: dict[str, list[tuple[int, int, str]]] = {}
     for name in names:
         try:
             block = cir.read_block(name)
@@ -351,28 +359,46 @@ def judge_orphans(cir: Cir, names: list[str]) -> OrphanReport:
         except IntegrityError:
             rep.unsealed.append(name)
             continue
-        head = heads.get(block.scanner)
-        held = block.scanner not in heads or (type(head) is int and block.seq <= head)
-        # on a live CIR a batch's blobs are stored before its transaction commits: a
-        # block made in the last minutes may be on its way in, not deleted
-        if held and _row_of(cir, block) is None and now_ns - block.created_ns > IN_FLIGHT_NS:
-            gone.setdefault(block.scanner, []).append(block.seq)
+        if _row_of(cir, block) is not None:
+            rep.cut_short.append(name)  # sealed again under the same number
             continue
-        rep.cut_short.append(name)
+        head = heads.get(block.scanner)
+        if block.scanner in heads and (type(head) is not int or block.seq <= head):
+            below.setdefault(block.scanner, []).append(block.seq)
+        else:
+            beyond.setdefault(block.scanner, []).append((block.seq, block.created_ns, name))
+    gone: dict[str, list[int]] = {}
+    for scanner, got in beyond.items():
+        young = all(now_ns - created < IN_FLIGHT_NS for _, created, _ in got)
+        if young and len(got) <= IN_FLIGHT_BLOCKS:
+            rep.cut_short += [name for _, _, name in got]
+        else:
+            gone[scanner] = [seq for seq, _, _ in got]
+    for scanner, seqs in sorted(below.items()):
+        seqs.sort()
+        rep.deleted.append(
+            f"{len(seqs)} committed block(s) of {scanner} ({_span(seqs)}) are in the blob "
+            f"store, but its chain's head is seq {heads[scanner]} and has no row for them: "
+            "their index rows were deleted"
+        )
     for scanner, seqs in sorted(gone.items()):
         seqs.sort()
-        span = f"seq {seqs[0]}" if len(seqs) == 1 else f"seq {seqs[0]}..{seqs[-1]}"
-        whose = (
+        where = (
             "the CIR has no chain of that scanner"
             if scanner not in heads
-            else f"its chain's head is seq {heads[scanner]} and has no row for them"
+            else f"its chain ends at seq {heads[scanner]}"
         )
         rep.deleted.append(
-            f"{len(seqs)} committed block(s) of {scanner or '(no scanner)'} ({span}) are in "
-            f"the blob store, but {whose}: their index rows were deleted (or the database "
-            "was restored to a point before them)"
+            f"{len(seqs)} sealed block(s) of {scanner or '(no scanner)'} ({_span(seqs)}) are "
+            f"in the blob store with no row, and {where}: the rows were deleted (or the "
+            "database restored to an earlier point), unless a batch was cut short and its "
+            "edge has not resent it yet (verify again once central has run with that edge)"
         )
     return rep
+
+
+def _span(seqs: list[int]) -> str:
+    return f"seq {seqs[0]}" if len(seqs) == 1 else f"seq {seqs[0]}..{seqs[-1]}"
 
 
 def key_opens(cir: Cir, opener: Opener, tries: int = 16) -> tuple[int, int]:
@@ -435,7 +461,15 @@ class ChainKeys:
                     "be verified",
                     reason="edge",
                 )
-            self._keys[scanner] = EdgePublic.from_b64(edge["sign_public"])
+            try:
+                self._keys[scanner] = EdgePublic.from_b64(edge["sign_public"])
+            except Exception as exc:  # the row holds no key: edited, or damaged
+                raise IntegrityError(
+                    f"the enrolled signing key of edge {edge.get('id')!r} "
+                    f"(scanner {scanner!r}) is no Ed25519 key ({type(exc).__name__}: {exc}): "
+                    "the edges table was edited or damaged, so its blocks cannot be verified",
+                    reason="edge",
+                ) from None
         return self._keys[scanner]
 
 

@@ -150,6 +150,18 @@ class Sql:
                 ) from exc
         else:
             self.dialect = SQLITE
+            # SQLite takes an empty file for a new database and would write a schema into
+            # it: a CIR cut to nothing is said to be, and left as it is (a CIR has its
+            # first page from its first moment: WAL mode writes it)
+            path = Path(target)
+            if path.is_file() and path.stat().st_size == 0:
+                raise ConfigError(
+                    f"the CIR's database {target} is empty (0 bytes): it holds no CIR "
+                    "(cut short or emptied)",
+                    fix="restore it from its backup (docs/scale.md); a new CIR is made "
+                    "only where there is no file (remove it if this is a first start "
+                    "that was cut short)",
+                )
             try:
                 if read_only:
                     self.conn = sqlite3.connect(

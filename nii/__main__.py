@@ -374,6 +374,10 @@ def _verify_cir(cir: Any, key_file: Path) -> int:
             else "  fix: give central's own CIR key (central.toml: key) to check them too"
         )
     for s in streams:
+        if not isinstance(s, str):  # a stream row edited behind the CIR's back
+            print(f"a stream row names scanner {s!r}, no scanner id: FAILED")
+            bad += 1
+            continue
         rep = verify_stream(cir, s, opener)
         status = "OK" if rep.ok else "FAILED"
         print(

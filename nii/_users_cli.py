@@ -56,8 +56,16 @@ def _password(args: argparse.Namespace, accounts: Accounts) -> str:
                 "... | nii users add NAME --password-stdin",
             )
     else:
-        password = getpass.getpass(f"password for {args.name}: ")
-        if getpass.getpass("the same again: ") != password:
+        try:
+            password = getpass.getpass(f"password for {args.name}: ")
+            again = getpass.getpass("the same again: ")
+        except EOFError:  # no terminal and nothing more on standard input (a script)
+            raise ConfigError(
+                "no password typed: standard input ended",
+                fix="in a script, give the password as one line on standard input with "
+                "--password-stdin",
+            ) from None
+        if again != password:
             raise ConfigError(
                 "the two passwords differ", fix="run it again and type the same password twice"
             )

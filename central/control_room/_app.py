@@ -124,8 +124,9 @@ class _Db:
 
 
 #: free text a user types: no control character but tab and line breaks (PostgreSQL's
-#: text cannot hold NUL; a signed decision must read the same everywhere)
-_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+#: text cannot hold NUL; a signed decision must read the same everywhere), and none of
+#: the Unicode controls that reorder or hide what is shown (bidi overrides, isolates)
+_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069]*$"
 
 
 class MarkIn(BaseModel):
@@ -875,7 +876,7 @@ def _validation_message(exc: ValidationError) -> str:
     for e in exc.errors()[:5]:
         where = ".".join(str(x) for x in e.get("loc", ())) or "body"
         msg = (
-            "holds a control character (only tabs and line breaks may be typed)"
+            "holds a control character (only tabs and line breaks may be typed; no bidi override)"
             if e.get("type") == "string_pattern_mismatch"
             else e.get("msg")
         )

@@ -59,8 +59,9 @@ SCANS_MAX = 200
 
 #: A GD number: capitals, digits, '.', '-' (no '/': it is a path segment), 3 to 48.
 GD_NUMBER = r"^[A-Z0-9][A-Z0-9.-]{2,47}$"
-#: Free text: no control characters.
-_TEXT = r"^[^\x00-\x1f\x7f]*$"
+#: Free text: no control characters, and none of the Unicode controls that reorder or
+#: hide what is shown (bidi embeddings, overrides and isolates; line separators)
+_TEXT = r"^[^\x00-\x1f\x7f\u2028\u2029\u202a-\u202e\u2066-\u2069]*$"
 #: A code (declarant's tax number, seal, terminal): letters, digits, '.', '/', '-'.
 _CODE = r"^[A-Za-z0-9./-]*$"
 #: An integer query parameter: plain ASCII digits (no sign: no parameter is negative).

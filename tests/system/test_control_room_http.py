@@ -240,6 +240,7 @@ def test_bad_and_malicious_requests_get_a_clean_4xx_and_change_nothing(room: Con
         olga.post(url, json={"verdict": "green", "corrects": 424242}),
         # PostgreSQL's text holds no NUL, and a signed decision must read the same anywhere
         olga.post(url, json={"verdict": "green", "reason": "a\u0000b"}),
+        olga.post(url, json={"verdict": "green", "reason": "ok\u202eevil"}),  # reorders text
         olga.post(
             url,
             json={

@@ -427,6 +427,14 @@ def test_nii_users_asks_twice_and_checks_before_asking(
     with pytest.raises(ConfigError, match="shorter"):
         nii_users(room, "reset", "ana", "--password-stdin", stdin="short\n")
 
+    def ended(prompt: str = "") -> str:  # a script: no terminal, standard input at its end
+        raise EOFError
+
+    monkeypatch.setattr("getpass.getpass", ended)
+    with pytest.raises(ConfigError, match="no password typed") as e:
+        nii_users(room, "add", "dee", "--role", "analyst")
+    assert "--password-stdin" in e.value.fix
+
 
 def test_nii_users_without_a_configuration_is_one_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:

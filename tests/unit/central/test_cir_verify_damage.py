@@ -16,6 +16,7 @@ import zmq
 import central._reader
 from central._reader import judge_orphans
 from core.keys import CirKey
+from core.seal import parse
 from tests.unit.central._chain import committed_cir
 
 
@@ -51,7 +52,7 @@ def test_a_cir_emptied_of_its_rows_is_found_by_its_blobs(
     _sql(db, "DELETE FROM blocks; DELETE FROM scans; DELETE FROM streams")
     rc, out = _run(capsys, "cir", "verify", *cfg)
     assert rc == 1, out
-    assert "3 committed block(s) of s1 (seq 0..2)" in out and "no chain of that scanner" in out
+    assert "3 sealed block(s) of s1 (seq 0..2)" in out and "no chain of that scanner" in out
     assert "verification FAILED" in out and "index rows of committed blocks were deleted" in out
     # on a live CIR, blocks made in the last minutes may be a batch still committing
     monkeypatch.setattr(central._reader, "IN_FLIGHT_NS", 10**20)
@@ -59,19 +60,29 @@ def test_a_cir_emptied_of_its_rows_is_found_by_its_blobs(
     assert rc == 0 and "3 blob(s)" in out and "still committing" in out
 
 
-def test_a_block_row_deleted_under_the_head_is_named_by_its_blob(tmp_path: Path) -> None:
-    cir, _, hashes = committed_cir(tmp_path / "cir")
+def test_a_block_row_deleted_under_the_head_is_named_by_its_blob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cir, r, _ = committed_cir(tmp_path / "cir")
     try:
         cir.wsql.execute("DELETE FROM blocks WHERE seq = 1")
         rep = judge_orphans(cir, cir.orphan_blobs())
         assert rep.cut_short == [] and len(rep.deleted) == 1
         assert "1 committed block(s) of s1 (seq 1)" in rep.deleted[0]
         assert "head is seq 2" in rep.deleted[0]
-        central._reader.IN_FLIGHT_NS, keep = 10**20, central._reader.IN_FLIGHT_NS
-        try:  # made a moment ago by its edge's clock: perhaps a batch still committing
-            assert judge_orphans(cir, cir.orphan_blobs()).cut_short == [hashes[1].hex()]
-        finally:
-            central._reader.IN_FLIGHT_NS = keep
+        # a sealed block beyond the head with no row: on its way in while it is young
+        # (one batch at most), else the chain's last rows were deleted
+        _, raw = r.data(1, [4])
+        block = parse(raw)
+        cir.blobs.put([(block.hash, raw)])
+        monkeypatch.setattr(central._reader, "IN_FLIGHT_NS", 10**20)
+        rep = judge_orphans(cir, cir.orphan_blobs())
+        assert rep.cut_short == [block.hash.hex()] and len(rep.deleted) == 1
+        monkeypatch.setattr(central._reader, "IN_FLIGHT_BLOCKS", 0)
+        rep = judge_orphans(cir, cir.orphan_blobs())
+        assert rep.cut_short == [] and len(rep.deleted) == 2
+        assert "1 sealed block(s) of s1 (seq 3)" in rep.deleted[1]
+        assert "its chain ends at seq 2" in rep.deleted[1]
         # a file that is no sealed block is named, and harms nothing
         cir.blobs.put([(b"\x07" * 32, b"not a block")])
         assert judge_orphans(cir, cir.orphan_blobs()).unsealed == ["07" * 32]
@@ -91,6 +102,11 @@ def test_a_cir_file_cut_to_nothing_is_refused_and_left_as_it_is(
         rc, out = _run(capsys, "cir", argv[0], *cfg, *argv[1:])
         assert rc == 2 and "is empty (0 bytes): it holds no CIR" in out, out
     assert db.stat().st_size == 0  # no schema written into what is evidence of a loss
+    toml = db.parent.parent / "control-room.toml"
+    toml.write_text('[control_room]\ncentral = "central.toml"\nsigning_key = "keys/cr.sign"\n')
+    rc, out = _run(capsys, "users", "list", "--config", str(toml))
+    assert rc == 2 and "is empty (0 bytes)" in out, out
+    assert db.stat().st_size == 0
 
 
 @pytest.mark.parametrize(

@@ -387,6 +387,7 @@ BAD: list[tuple[str, Any, int, str]] = [
         "tier",
     ),
     ("control characters", {"declarations": [gd(declarant={"name": "a\x00b"})]}, 400, "name"),
+    ("a bidi override", {"declarations": [gd(declarant={"name": "Evil\u202eCorp"})]}, 400, "name"),
     (
         "a blank declarant",
         {"declarations": [gd(declarant={"name": " \u00a0\u2003 "})]},
