@@ -952,9 +952,10 @@ def schema_version(db: Sql) -> int:
 
 
 def schema_problems(db: Sql, steps: Sequence[Migration] = MIGRATIONS) -> list[str]:
-    """What is wrong with the database itself, for ``nii cir verify``: a table its schema
-    version says it has that is gone (dropped behind the CIR's back), and, on SQLite,
-    what ``PRAGMA quick_check`` finds (a damaged page, a broken index).
+    """What is wrong with the database itself, for ``nii cir verify``: a table or a
+    trigger its schema version says it has that is gone (dropped behind the CIR's
+    back), a trigger it does not have, and, on SQLite, what ``PRAGMA quick_check``
+    finds (a damaged page, a broken index).
 
     Returns:
         One line per problem (at most 10 of quick_check's); empty when it is whole.
@@ -974,6 +975,32 @@ def schema_problems(db: Sql, steps: Sequence[Migration] = MIGRATIONS) -> list[st
         "behind the CIR's back"
         for t in sorted(want - there)
     ]
+    # the triggers keep the evidence tables append-only and feed the risk outbox: one
+    # gone lets rows be changed unseen, one added can change or drop what is written
+    triggers: set[str] = set()
+    for m in steps:
+        if m.version <= have:
+            script = m.postgresql if db.postgres else m.sqlite
+            triggers |= {t.lower() for t in _TRIGGER.findall(script)}
+    if db.postgres:
+        q = (
+            "SELECT t.tgname AS name FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE NOT t.tgisinternal AND n.nspname = current_schema()"
+        )
+    else:
+        q = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+    have_triggers = {str(r["name"]).lower() for r in db.rows(q)}
+    problems += [
+        f"trigger {t} is gone (it keeps evidence append-only or feeds the risk outbox): "
+        "dropped behind the CIR's back"
+        for t in sorted(triggers - have_triggers)
+    ]
+    problems += [
+        f"trigger {t} is no trigger of the CIR's schema: added behind the CIR's back (it may "
+        "change or drop what is written)"
+        for t in sorted(have_triggers - triggers)
+    ]
     if not db.postgres:
         found = [str(r[0]) for r in db.conn.execute("PRAGMA quick_check(10)").fetchall()]
         if found != ["ok"]:
@@ -982,6 +1009,7 @@ def schema_problems(db: Sql, steps: Sequence[Migration] = MIGRATIONS) -> list[st
 
 
 _CREATED = re.compile(r"CREATE TABLE IF NOT EXISTS\s+(\w+)", re.IGNORECASE)
+_TRIGGER = re.compile(r"CREATE (?:OR REPLACE )?TRIGGER (?:IF NOT EXISTS )?(\w+)", re.IGNORECASE)
 
 
 def migrate(db: Sql, steps: Sequence[Migration] = MIGRATIONS) -> list[int]:

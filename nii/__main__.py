@@ -211,7 +211,7 @@ def cmd_cir(args: argparse.Namespace) -> int:
 
         if not is_sql_error(exc) or getattr(args, "debug", False):
             raise
-        raise _engine_error(cir, exc) from exc
+        raise _engine_error(cir, exc, verifying=args.action == "verify") from exc
     finally:
         cir.close()
 
@@ -302,7 +302,7 @@ class CirDamaged(NiiError):
     exit_code = 1
 
 
-def _engine_error(cir: Any, exc: BaseException) -> NiiError:
+def _engine_error(cir: Any, exc: BaseException, *, verifying: bool = False) -> NiiError:
     """One clear error for the database engine's own refusal of a ``nii cir`` read (a
     lock held elsewhere, a damaged file, a table dropped): never 'this is a bug'."""
     from central._sql import is_lock_error, is_unreachable, sqlite_fix
@@ -318,8 +318,8 @@ def _engine_error(cir: Any, exc: BaseException) -> NiiError:
     return CirDamaged(
         f"the CIR's database {where} cannot be read as a CIR: {exc} (damaged, or edited "
         "behind the CIR's back)",
-        fix="run 'nii cir verify' to see what is wrong; restore the CIR from its backup "
-        "(docs/scale.md)",
+        fix=("" if verifying else "run 'nii cir verify' to see what is wrong; ")
+        + "restore the CIR from its backup (docs/scale.md)",
     )
 
 

@@ -119,6 +119,11 @@ def test_a_cir_file_cut_to_nothing_is_refused_and_left_as_it_is(
         ("DROP TABLE blocks", "table blocks is gone"),
         ("DROP TABLE streams", "table streams is gone"),
         ("DROP TABLE verdicts", "table verdicts is gone"),
+        ("DROP TRIGGER decisions_no_delete", "trigger decisions_no_delete is gone"),
+        (
+            "CREATE TRIGGER eat AFTER INSERT ON blocks BEGIN DELETE FROM scans WHERE ref = 1; END",
+            "trigger eat is no trigger of the CIR's schema",
+        ),
     ],
 )
 def test_rows_and_tables_edited_below_the_chain_fail_verify(
