@@ -165,6 +165,10 @@ def plain(text: str) -> str:
     )
 
 
+#: failed logins written to the audit log per client and minute (the rest are counted)
+FAILED_LOGINS_AUDITED = 20
+
+
 def _user(row: dict[str, Any]) -> User:
     return User(
         name=str(row["name"]),
@@ -215,6 +219,8 @@ class Accounts:
             )
         self.session_ns = int(session_s * 1e9)
         self._clock = clock
+        #: client → (start of its minute, failed logins in it), ns (_login_failed)
+        self._failures: dict[str, tuple[int, int]] = {}
         self._sites = None if known_sites is None else frozenset(known_sites)
         self._regions = None if known_regions is None else frozenset(known_regions)
         self._hasher = hasher or PasswordHasher()
@@ -464,7 +470,7 @@ class Accounts:
             self._verify(self._dummy(), password)
             # a password typed into the name field is not written to the audit log
             who = name if isinstance(name, str) and _NAME.match(name) else "(not a user name)"
-            self._insert_audit(now, who, "", "login_failed", None, "no such user", client)
+            self._login_failed(now, who, "", "no such user", client)
             return None
         user = _user(row)
         ok = self._verify(str(row["password"]), password)
@@ -510,7 +516,29 @@ class Accounts:
         return self._dummy_hash
 
     def _failed(self, user: User, reason: str, client: str, now: int) -> None:
-        self._insert_audit(now, user.name, user.role, "login_failed", None, reason, client)
+        self._login_failed(now, user.name, user.role, reason, client)
+
+    def _login_failed(self, now: int, name: str, role: str, reason: str, client: str) -> None:
+        """Audit a failed login, at most :data:`FAILED_LOGINS_AUDITED` a minute per client
+        (anyone who reaches the port can fail to log in, and the audit log is
+        append-only); the rest are counted, and the count written as one row when that
+        client's next minute starts. Lock-out counts every failure all the same."""
+        start, n = self._failures.get(client, (now, 0))
+        if now - start >= 60 * 10**9:
+            if n > FAILED_LOGINS_AUDITED:
+                self._insert_audit(
+                    now, "(many)", "", "login_failed", None,
+                    f"{n - FAILED_LOGINS_AUDITED} more failed login(s) from this client in "
+                    "the minute before, not written one by one",
+                    client,
+                )  # fmt: skip
+            start, n = now, 0
+        n += 1
+        if len(self._failures) > 10_000:  # many clients: forget the old minutes
+            self._failures = {c: v for c, v in self._failures.items() if now - v[0] < 60 * 10**9}
+        self._failures[client] = (start, n)
+        if n <= FAILED_LOGINS_AUDITED:
+            self._insert_audit(now, name, role, "login_failed", None, reason, client)
 
     def _wrong_password(self, user: User, client: str, now: int) -> None:
         """Count a wrong password; the LOCK_AFTER-th in a row locks the account."""

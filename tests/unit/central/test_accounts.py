@@ -189,6 +189,24 @@ def test_wrong_unknown_and_disabled_logins_are_one_answer_and_audited(
     assert PASSWORD not in everything and WRONG not in everything
 
 
+def test_failed_logins_are_audited_a_few_a_minute_per_client_and_counted(
+    acc: Accounts, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone who reaches the port can fail to log in: the append-only audit log takes a
+    few such rows a minute per client, and one counting the rest."""
+    monkeypatch.setattr(_accounts, "FAILED_LOGINS_AUDITED", 3)
+    monkeypatch.setattr(acc, "_verify", lambda hashed, password: False)  # fast
+    for i in range(5):
+        assert acc.login(f"nobody{i}", WRONG, client="10.0.0.9") is None
+    assert acc.login("nobody", WRONG, client="10.0.0.7") is None  # another client
+    rows = acc.audit_rows(action="login_failed")
+    assert sorted(r["client"] for r in rows) == ["10.0.0.7"] + ["10.0.0.9"] * 3
+    clock.advance(61)
+    assert acc.login("nobody", WRONG, client="10.0.0.9") is None
+    newest = acc.audit_rows(action="login_failed")[:2]
+    assert any("2 more failed login(s)" in r["detail"] for r in newest), newest
+
+
 def test_five_failures_lock_for_five_minutes_and_a_success_clears_the_count(
     acc: Accounts, clock: Clock
 ) -> None:
