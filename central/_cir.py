@@ -106,8 +106,11 @@ class Cir:
         create: bool = True,
         blobs: BlobStore | Callable[[], BlobStore] | None = None,
         database: str = "",
+        read_only: bool = False,
     ) -> None:
         """Open the CIR in ``state_dir``; with ``create=False`` it must exist already.
+        ``read_only`` (with ``create=False``): nothing of it is changed, not even its
+        schema brought up to date (``nii cir verify`` of an auditor's copy).
 
         ``database`` is a PostgreSQL URL for the metadata (default: SQLite in
         ``state_dir/cir.sqlite``); its schema is brought up to date (``central._sql``).
@@ -136,6 +139,21 @@ class Cir:
                 fix="check state_dir: it must exist, be writable and have free space",
             ) from exc
         target = database_target(self.dir, database)
+        if read_only:  # one connection that cannot write (nii cir verify)
+            self.sql = self.wsql = Sql(target, read_only=True)
+            try:
+                _newer_than_this_program(self.sql)
+                self.blobs: BlobStore = (
+                    FileBlobStore(self.dir / "blobs", self.dir)
+                    if blobs is None
+                    else blobs()
+                    if callable(blobs)
+                    else blobs
+                )
+            except BaseException:
+                self.sql.close()
+                raise
+            return
         # Two connections: readers on the event loop, the writer in the commit thread.
         # WAL (SQLite) and MVCC (PostgreSQL) let readers see only committed data while a
         # batch is being written.
@@ -148,7 +166,7 @@ class Cir:
         try:
             migrate(self.wsql)
             if blobs is None:
-                self.blobs: BlobStore = FileBlobStore(self.dir / "blobs", self.dir)
+                self.blobs = FileBlobStore(self.dir / "blobs", self.dir)
             else:
                 self.blobs = blobs() if callable(blobs) else blobs
         except BaseException:
@@ -797,9 +815,27 @@ def _lock_timeout(exc: BaseException) -> bool:
     return getattr(exc, "sqlstate", None) == "55P03"
 
 
-def open_cir(cfg: CentralConfig, *, create: bool = True) -> Cir:
+def open_cir(cfg: CentralConfig, *, create: bool = True, read_only: bool = False) -> Cir:
     """The CIR of central's configuration: its ``state_dir`` and its blob store."""
-    return Cir(cfg.state_dir, create=create, blobs=lambda: central_blobs(cfg), database=cfg.cir)
+    return Cir(
+        cfg.state_dir,
+        create=create and not read_only,
+        blobs=lambda: central_blobs(cfg),
+        database=cfg.cir,
+        read_only=read_only,
+    )
+
+
+def _newer_than_this_program(db: Sql) -> None:
+    from central._sql import MIGRATIONS, schema_version
+
+    have, newest = schema_version(db), max(m.version for m in MIGRATIONS)
+    if have > newest:
+        raise ConfigError(
+            f"the CIR's database {db.location} is at schema version {have}; this program "
+            f"knows up to {newest}",
+            fix="use the release that wrote it (or a newer one)",
+        )
 
 
 def database_target(state_dir: Path, database: str = "") -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import re
 import sqlite3
 import time
@@ -57,6 +58,31 @@ def is_lock_error(exc: BaseException) -> bool:
     the file, not a fault of the file or of what was asked."""
     text = str(exc).lower()
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+def _read_only(path: Path, timeout_s: float) -> sqlite3.Connection:
+    """A connection that cannot change ``path`` (``mode=ro``: no write, no checkpoint on
+    close). A WAL database in a folder this user may not write (an auditor's copy, a
+    read-only mount) cannot be opened so, as SQLite would make its ``-shm`` file: it
+    is opened ``immutable`` then, which no one can be writing meanwhile."""
+    from urllib.request import pathname2url
+
+    url = "file:" + pathname2url(str(Path(path).absolute()))
+    conn = sqlite3.connect(
+        url + "?mode=ro", uri=True, timeout=timeout_s, check_same_thread=False,
+        isolation_level=None,
+    )  # fmt: skip
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        if os.access(Path(path).parent, os.W_OK):
+            raise
+        conn.close()
+    return sqlite3.connect(
+        url + "?mode=ro&immutable=1", uri=True, timeout=timeout_s, check_same_thread=False,
+        isolation_level=None,
+    )  # fmt: skip
 
 
 def sqlite_fix(exc: BaseException) -> str:
@@ -164,10 +190,7 @@ class Sql:
                 )
             try:
                 if read_only:
-                    self.conn = sqlite3.connect(
-                        f"file:{target}?mode=ro", uri=True, timeout=timeout_s,
-                        check_same_thread=False, isolation_level=None,
-                    )  # fmt: skip
+                    self.conn = _read_only(path, timeout_s)
                 else:
                     self.conn = sqlite3.connect(
                         target, timeout=timeout_s, check_same_thread=False, isolation_level=None

@@ -203,7 +203,8 @@ def cmd_cir(args: argparse.Namespace) -> int:
             s3_endpoint=args.s3_endpoint,
             s3_credentials=Path(args.s3_credentials) if args.s3_credentials else None,
         )
-    cir = open_cir(cfg, create=False)
+    # verify changes nothing of what it checks (an auditor's copy may be read-only)
+    cir = open_cir(cfg, create=False, read_only=args.action == "verify")
     try:
         return _cir_action(args, cfg, cir)
     except Exception as exc:

@@ -206,3 +206,40 @@ def test_a_locked_cir_says_so_not_that_the_disk_is_full(tmp_path: Path) -> None:
     damaged = sqlite3.DatabaseError("database disk image is malformed")
     err = _engine_error(_Cir(), damaged)
     assert err.exit_code == 1 and "restore" in err.fix
+
+
+def test_verify_changes_nothing_of_the_cir_it_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Evidence is checked as it is: no checkpoint of a pending write-ahead log, no
+    schema step, no journal mode changed."""
+    import hashlib
+    import subprocess
+    import sys
+
+    cfg, db = _cli_cir(tmp_path)
+    # a write left in the WAL, as by a central that was killed (no checkpoint on close)
+    subprocess.run(
+        [sys.executable, "-c",
+         "import os, sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+         "c.execute('PRAGMA wal_autocheckpoint=0'); "
+         "c.execute(\"INSERT INTO alarms (ts_ns, kind, scanner, message) "
+         "VALUES (1, 'x', 's1', 'pending')\"); c.commit(); os._exit(0)", str(db)],
+        check=True,
+    )  # fmt: skip
+    wal = db.with_name(db.name + "-wal")
+    assert wal.exists() and wal.stat().st_size > 0
+
+    def digest() -> tuple[str, ...]:
+        return tuple(hashlib.sha256(p.read_bytes()).hexdigest() for p in (db, wal))
+
+    before = digest()
+    rc, out = _run(capsys, "cir", "verify", *cfg)
+    assert rc == 0, out
+    assert wal.exists() and digest() == before
+    # nor is an older schema brought up to date by a check
+    _sql(db, "PRAGMA user_version = 9")
+    _run(capsys, "cir", "verify", *cfg)
+    c = sqlite3.connect(db)
+    assert c.execute("PRAGMA user_version").fetchone()[0] == 9
+    c.close()
