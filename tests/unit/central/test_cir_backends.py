@@ -318,7 +318,9 @@ def test_a_cir_that_cannot_take_its_schema_is_one_clear_error(tmp_path: Path) ->
     import sqlite3 as sq
 
     path = tmp_path / "cir.sqlite"
-    sq.connect(path).close()  # an empty file at schema version 0
+    c = sq.connect(path)  # a database at schema version 0 (not an empty file: refused)
+    c.execute("CREATE TABLE unrelated (x)")
+    c.close()
     db = Sql(path, read_only=True)
     try:
         with pytest.raises(ConfigError, match="to schema version 1") as err:
