@@ -96,6 +96,19 @@ def _until(fn: Any, deadline_s: float = 10.0) -> Any:
     raise AssertionError("condition not met before the deadline")
 
 
+def _stop_mid_pipeline(cir: Cir, statement: bytes) -> None:
+    """Leave ``cir``'s writer session inside a transaction, in the middle of a pipeline
+    that ran ``statement`` (for SCANNER) and is never finished: as a process stopped
+    there (SIGSTOP) leaves it. The server waits for the rest; its locks stay."""
+    pg = cir.wsql.conn.pgconn
+    pg.send_query(b"BEGIN")
+    while pg.get_result() is not None:
+        pass
+    pg.enter_pipeline_mode()
+    pg.send_query_params(statement, [SCANNER.encode()])
+    pg.flush()
+
+
 def test_a_holder_stopped_mid_pipeline_is_ended_by_the_taker_of_its_expired_lease(
     tmp_path: Path, pg_database: str
 ) -> None:
@@ -111,15 +124,7 @@ def test_a_holder_stopped_mid_pipeline_is_ended_by_the_taker_of_its_expired_leas
         tok_a = a.acquire_lease(SCANNER, "agg-a#boot1", 3.0)
         assert tok_a is not None
         # A locks its lease row as a commit does, inside a pipeline it never finishes
-        pg = a.wsql.conn.pgconn
-        pg.send_query(b"BEGIN")
-        while pg.get_result() is not None:
-            pass
-        pg.enter_pipeline_mode()
-        pg.send_query_params(
-            b"SELECT token FROM stream_leases WHERE scanner = $1 FOR UPDATE", [SCANNER.encode()]
-        )
-        pg.flush()
+        _stop_mid_pipeline(a, b"SELECT token FROM stream_leases WHERE scanner = $1 FOR UPDATE")
         # the lease is live: B waits (a bounded wait), and ends nothing
         t0 = time.monotonic()
         assert b.acquire_lease(SCANNER, "agg-b#boot1", 5.0) is None
@@ -153,15 +158,7 @@ def test_a_takeover_ends_the_old_holders_session_stuck_on_other_rows(
     b.name_writer("agg-b#boot1")
     try:
         tok_a = a.acquire_lease(SCANNER, "agg-a#boot1", 2.5)
-        pg = a.wsql.conn.pgconn
-        pg.send_query(b"BEGIN")
-        while pg.get_result() is not None:
-            pass
-        pg.enter_pipeline_mode()
-        pg.send_query_params(
-            b"UPDATE streams SET updated_ns = updated_ns WHERE scanner = $1", [SCANNER.encode()]
-        )
-        pg.flush()
+        _stop_mid_pipeline(a, b"UPDATE streams SET updated_ns = updated_ns WHERE scanner = $1")
         tok_b = _until(lambda: b.acquire_lease(SCANNER, "agg-b#boot1", 5.0), 20.0)
         assert tok_a is not None and tok_b == tok_a + 1
         with b.wsql.transaction():  # the stream's row is free for the new holder

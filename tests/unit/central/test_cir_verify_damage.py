@@ -35,6 +35,16 @@ def _sql(db: Path, script: str) -> None:
     c.close()
 
 
+def _checkpoint(db: Path) -> int:
+    """Move the write-ahead log into ``db`` itself (so that its bytes are the whole
+    database); returns its page size."""
+    c = sqlite3.connect(db)
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page = int(c.execute("PRAGMA page_size").fetchone()[0])
+    c.close()
+    return page
+
+
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     from nii.__main__ import main
 
@@ -94,9 +104,7 @@ def test_a_cir_file_cut_to_nothing_is_refused_and_left_as_it_is(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg, db = _cli_cir(tmp_path)
-    c = sqlite3.connect(db)
-    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    c.close()
+    _checkpoint(db)
     db.write_bytes(b"")
     for argv in (["verify"], ["scans"], ["verdict", "1"]):
         rc, out = _run(capsys, "cir", argv[0], *cfg, *argv[1:])
@@ -150,10 +158,7 @@ def test_a_page_overwritten_in_the_database_fails_verify(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg, db = _cli_cir(tmp_path)
-    c = sqlite3.connect(db)
-    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    page = int(c.execute("PRAGMA page_size").fetchone()[0])
-    c.close()
+    page = _checkpoint(db)
     raw = bytearray(db.read_bytes())
     assert len(raw) > 3 * page
     raw[2 * page : 3 * page] = b"\xa5" * page
