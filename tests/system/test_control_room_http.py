@@ -408,5 +408,7 @@ def test_a_stop_with_live_feeds_open_ends_them_at_once_and_cleanly(room: Control
         assert room.proc.wait(15) in (0, -signal.SIGTERM)
         took = time.monotonic() - t0
     log = (room.cluster.logs / "control-room.log").read_text(errors="replace")
+    # uvicorn logs it when an open stream held the stop for its whole 3 s graceful
+    # timeout; the time itself only has to show no hang (a loaded machine exits slowly)
     assert "Traceback" not in log and "graceful shutdown exceeded" not in log, log[-3000:]
-    assert took < 2.5, took
+    assert took < 10, took
