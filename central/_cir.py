@@ -27,6 +27,7 @@ from central._blobs import BlobStore, FileBlobStore, open_blob_store
 from central._scanbook import ScanBook
 from central._sql import (
     Sql,
+    check_not_newer,
     is_sql_error,
     is_storage_error,
     is_unreachable,
@@ -142,14 +143,8 @@ class Cir:
         if read_only:  # one connection that cannot write (nii cir verify)
             self.sql = self.wsql = Sql(target, read_only=True)
             try:
-                _newer_than_this_program(self.sql)
-                self.blobs: BlobStore = (
-                    FileBlobStore(self.dir / "blobs", self.dir)
-                    if blobs is None
-                    else blobs()
-                    if callable(blobs)
-                    else blobs
-                )
+                check_not_newer(self.sql)
+                self.blobs: BlobStore = self._open_blobs(blobs)
             except BaseException:
                 self.sql.close()
                 raise
@@ -165,14 +160,17 @@ class Cir:
             raise
         try:
             migrate(self.wsql)
-            if blobs is None:
-                self.blobs = FileBlobStore(self.dir / "blobs", self.dir)
-            else:
-                self.blobs = blobs() if callable(blobs) else blobs
+            self.blobs = self._open_blobs(blobs)
         except BaseException:
             self.wsql.close()
             self.sql.close()
             raise
+
+    def _open_blobs(self, blobs: BlobStore | Callable[[], BlobStore] | None) -> BlobStore:
+        """The blob store ``blobs`` names (see __init__); default the CIR folder's files."""
+        if blobs is None:
+            return FileBlobStore(self.dir / "blobs", self.dir)
+        return blobs() if callable(blobs) else blobs
 
     def close(self) -> None:
         self.blobs.close()
@@ -472,10 +470,7 @@ class Cir:
         if row is None or row["holder"] == holder:
             return None
         old = str(row["holder"])
-        successor = old.split("#")[0] == holder.split("#")[0]
-        if int(row["expires_ns"]) > db.now_ns() and not successor:
-            return None  # a live lease: its holder is at work
-        return old
+        return old if _may_take(old, int(row["expires_ns"]), holder, db.now_ns()) else None
 
     def _end_sessions_of(self, old: str, scanner: str) -> bool:
         """End the sessions of lease holder ``old`` that have been inside one transaction
@@ -520,7 +515,6 @@ class Cir:
         self, scanner: str, holder: str, ttl_s: float
     ) -> tuple[int | None, str | None]:
         """(token or None, the holder it was taken over from or None): one transaction."""
-
         db = self.wsql
         with db.transaction():
             if db.postgres:
@@ -544,10 +538,7 @@ class Cir:
                     "UPDATE stream_leases SET expires_ns = ? WHERE scanner = ?", [until, scanner]
                 )
                 return int(row["token"]), None
-            # a holder ``NAME#BOOT`` succeeds its own NAME's earlier process at once
-            # (central._leases: that process is gone); anyone else waits for expiry
-            successor = str(row["holder"]).split("#")[0] == holder.split("#")[0]
-            if int(row["expires_ns"]) > now and not successor:
+            if not _may_take(str(row["holder"]), int(row["expires_ns"]), holder, now):
                 return None, None
             token = int(row["token"]) + 1
             db.execute(
@@ -802,6 +793,13 @@ def central_blobs(cfg: CentralConfig) -> BlobStore:
     )
 
 
+def _may_take(current: str, expires_ns: int, holder: str, now_ns: int) -> bool:
+    """Whether ``holder`` may take a lease ``current`` holds until ``expires_ns``: once it
+    expired, or at once when ``holder`` (``NAME#BOOT``) succeeds its own NAME's earlier
+    process (central._leases: that process is gone)."""
+    return expires_ns <= now_ns or current.split("#")[0] == holder.split("#")[0]
+
+
 def _session_of(holder: str) -> str:
     """The ``application_name`` of lease holder ``holder``'s writer session: ``NAME#BOOT``
     as ``nii BOOT NAME``, so that the cut to 63 bytes takes the long NAME, not the BOOT
@@ -824,18 +822,6 @@ def open_cir(cfg: CentralConfig, *, create: bool = True, read_only: bool = False
         database=cfg.cir,
         read_only=read_only,
     )
-
-
-def _newer_than_this_program(db: Sql) -> None:
-    from central._sql import MIGRATIONS, schema_version
-
-    have, newest = schema_version(db), max(m.version for m in MIGRATIONS)
-    if have > newest:
-        raise ConfigError(
-            f"the CIR's database {db.location} is at schema version {have}; this program "
-            f"knows up to {newest}",
-            fix="use the release that wrote it (or a newer one)",
-        )
 
 
 def database_target(state_dir: Path, database: str = "") -> str:

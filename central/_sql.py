@@ -1035,14 +1035,8 @@ _CREATED = re.compile(r"CREATE TABLE IF NOT EXISTS\s+(\w+)", re.IGNORECASE)
 _TRIGGER = re.compile(r"CREATE (?:OR REPLACE )?TRIGGER (?:IF NOT EXISTS )?(\w+)", re.IGNORECASE)
 
 
-def migrate(db: Sql, steps: Sequence[Migration] = MIGRATIONS) -> list[int]:
-    """Apply the steps the database has not had, in order, each in one transaction.
-
-    A CIR made before versions were kept (SQLite, version 0 with its tables there) takes
-    step 1 as it is: every statement of it is ``IF NOT EXISTS``.
-
-    Returns:
-        The versions applied.
+def check_not_newer(db: Sql, steps: Sequence[Migration] = MIGRATIONS) -> int:
+    """The database's schema version, checked to be one this program knows.
 
     Raises:
         ConfigError: the database is newer than this program.
@@ -1056,6 +1050,22 @@ def migrate(db: Sql, steps: Sequence[Migration] = MIGRATIONS) -> list[int]:
             fix="upgrade this installation to the release that wrote it (or restore a backup "
             "made with this one)",
         )
+    return have
+
+
+def migrate(db: Sql, steps: Sequence[Migration] = MIGRATIONS) -> list[int]:
+    """Apply the steps the database has not had, in order, each in one transaction.
+
+    A CIR made before versions were kept (SQLite, version 0 with its tables there) takes
+    step 1 as it is: every statement of it is ``IF NOT EXISTS``.
+
+    Returns:
+        The versions applied.
+
+    Raises:
+        ConfigError: the database is newer than this program.
+    """
+    have = check_not_newer(db, steps)
     done = []
     for m in sorted(steps, key=lambda m: m.version):
         if m.version <= have:

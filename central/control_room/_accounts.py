@@ -165,6 +165,30 @@ def plain(text: str) -> str:
     )
 
 
+class PerMinute:
+    """How many events each client caused in its current minute, for an audit log that
+    anyone who reaches the port could otherwise fill: the first ``limit`` of a minute are
+    written, the rest counted, and the count written once when that client's next
+    minute starts. Forgets old minutes past 10 000 clients."""
+
+    def __init__(self) -> None:
+        #: client → (start of its minute, events in it), seconds
+        self._seen: dict[str, tuple[float, int]] = {}
+
+    def note(self, client: str, now_s: float, limit: int) -> tuple[bool, int]:
+        """One more event of ``client`` at ``now_s``: (write it, how many of the
+        client's previous minute were left out and are to be written as one count)."""
+        start, n = self._seen.get(client, (now_s, 0))
+        left_out = 0
+        if now_s - start >= 60.0:
+            left_out, start, n = max(0, n - limit), now_s, 0
+        n += 1
+        if len(self._seen) > 10_000:
+            self._seen = {c: v for c, v in self._seen.items() if now_s - v[0] < 60.0}
+        self._seen[client] = (start, n)
+        return n <= limit, left_out
+
+
 #: failed logins written to the audit log per client and minute (the rest are counted)
 FAILED_LOGINS_AUDITED = 20
 
@@ -219,8 +243,8 @@ class Accounts:
             )
         self.session_ns = int(session_s * 1e9)
         self._clock = clock
-        #: client → (start of its minute, failed logins in it), ns (_login_failed)
-        self._failures: dict[str, tuple[int, int]] = {}
+        #: failed logins per client and minute (_login_failed)
+        self._failures = PerMinute()
         self._sites = None if known_sites is None else frozenset(known_sites)
         self._regions = None if known_regions is None else frozenset(known_regions)
         self._hasher = hasher or PasswordHasher()
@@ -521,23 +545,16 @@ class Accounts:
     def _login_failed(self, now: int, name: str, role: str, reason: str, client: str) -> None:
         """Audit a failed login, at most :data:`FAILED_LOGINS_AUDITED` a minute per client
         (anyone who reaches the port can fail to log in, and the audit log is
-        append-only); the rest are counted, and the count written as one row when that
-        client's next minute starts. Lock-out counts every failure all the same."""
-        start, n = self._failures.get(client, (now, 0))
-        if now - start >= 60 * 10**9:
-            if n > FAILED_LOGINS_AUDITED:
-                self._insert_audit(
-                    now, "(many)", "", "login_failed", None,
-                    f"{n - FAILED_LOGINS_AUDITED} more failed login(s) from this client in "
-                    "the minute before, not written one by one",
-                    client,
-                )  # fmt: skip
-            start, n = now, 0
-        n += 1
-        if len(self._failures) > 10_000:  # many clients: forget the old minutes
-            self._failures = {c: v for c, v in self._failures.items() if now - v[0] < 60 * 10**9}
-        self._failures[client] = (start, n)
-        if n <= FAILED_LOGINS_AUDITED:
+        append-only; :class:`PerMinute`). Lock-out counts every failure all the same."""
+        write, left_out = self._failures.note(client, now / 1e9, FAILED_LOGINS_AUDITED)
+        if left_out:
+            self._insert_audit(
+                now, "(many)", "", "login_failed", None,
+                f"{left_out} more failed login(s) from this client in the minute before, "
+                "not written one by one",
+                client,
+            )  # fmt: skip
+        if write:
             self._insert_audit(now, name, role, "login_failed", None, reason, client)
 
     def _wrong_password(self, user: User, client: str, now: int) -> None:

@@ -58,7 +58,7 @@ from starlette.routing import BaseRoute, Route
 
 from central._coverage import normalise_container
 from central._sql import Sql
-from central.control_room._accounts import User
+from central.control_room._accounts import PerMinute, User
 from central.control_room._decisions import canonical
 from central.control_room._http import read_capped
 from central.control_room._risk_models import (
@@ -763,8 +763,8 @@ class _Api:
         risk = app.cfg.risk
         self.tokens = TokenFile(risk.tokens) if risk is not None else None
         self._quiet: dict[str, float] = {}
-        #: client → (start of its minute, refusals in it) of calls without a valid token
-        self._strangers: dict[str, tuple[float, int]] = {}
+        #: refusals of calls without a valid token per client and minute
+        self._strangers = PerMinute()
         self.spec = openapi()
         #: what is wrong with the token file, as last logged ("" when nothing)
         self._token_problem = ""
@@ -787,23 +787,16 @@ class _Api:
         """Audit the refusal of a call without a valid token (``who``: what it sent), at
         most :data:`UNKNOWN_AUDIT_PER_MIN` a minute per client: anyone who reaches the
         port can send them, and the audit log is append-only. What is left out is
-        counted, and the count written when that client's next minute starts."""
-        now = _clock()
-        start, n = self._strangers.get(client, (now, 0))
-        rows = []
-        if now - start >= 60.0:
-            if n > UNKNOWN_AUDIT_PER_MIN:
-                rows.append(
-                    f"{n - UNKNOWN_AUDIT_PER_MIN} more refusal(s) of calls without a valid "
-                    "token from this client in the minute before, not written one by one"
-                )
-            start, n = now, 0
-        n += 1
-        if n <= UNKNOWN_AUDIT_PER_MIN:
-            rows.append(detail)
-        if len(self._strangers) > 10_000:  # many clients: forget the old minutes
-            self._strangers = {c: v for c, v in self._strangers.items() if now - v[0] < 60.0}
-        self._strangers[client] = (start, n)
+        counted, and the count written when that client's next minute starts
+        (:class:`PerMinute`)."""
+        write, left_out = self._strangers.note(client, _clock(), UNKNOWN_AUDIT_PER_MIN)
+        rows = [detail] if write else []
+        if left_out:
+            rows.insert(
+                0,
+                f"{left_out} more refusal(s) of calls without a valid token from this "
+                "client in the minute before, not written one by one",
+            )
         nobody = User(f"risk:({who})", "risk", (), "", False)
         for row in rows:
             await self.app.db(lambda row=row: self._audit(nobody, "risk_refused", row, client))

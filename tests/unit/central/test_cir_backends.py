@@ -109,6 +109,16 @@ def _stop_mid_pipeline(cir: Cir, statement: bytes) -> None:
     pg.flush()
 
 
+def _two_aggregators(tmp_path: Path, database: str) -> tuple[Cir, Cir]:
+    """Aggregators agg-a (its CIR holding one scan) and agg-b on one CIR, their writer
+    sessions named as central names them."""
+    a, _, _ = committed_cir(tmp_path / "cir", database=database)
+    b = Cir(tmp_path / "cir", database=database)
+    a.name_writer("agg-a#boot1")
+    b.name_writer("agg-b#boot1")
+    return a, b
+
+
 def test_a_holder_stopped_mid_pipeline_is_ended_by_the_taker_of_its_expired_lease(
     tmp_path: Path, pg_database: str
 ) -> None:
@@ -116,10 +126,7 @@ def test_a_holder_stopped_mid_pipeline_is_ended_by_the_taker_of_its_expired_leas
     rows it locked for good: the server waits for the rest of the pipeline, so its
     idle-in-transaction timeout never starts. Once its lease has expired, the taker
     ends that session and takes the lease; while the lease is live it only waits."""
-    a, _, _ = committed_cir(tmp_path / "cir", database=pg_database)
-    b = Cir(tmp_path / "cir", database=pg_database)
-    a.name_writer("agg-a#boot1")
-    b.name_writer("agg-b#boot1")
+    a, b = _two_aggregators(tmp_path, pg_database)
     try:
         tok_a = a.acquire_lease(SCANNER, "agg-a#boot1", 3.0)
         assert tok_a is not None
@@ -152,10 +159,7 @@ def test_a_takeover_ends_the_old_holders_session_stuck_on_other_rows(
     """The old holder stopped mid-pipeline after writing its stream's row, not its
     lease row: the take succeeds at once, and then ends the stuck session, else the
     new holder's first commit would wait on that row for good."""
-    a, _, _ = committed_cir(tmp_path / "cir", database=pg_database)
-    b = Cir(tmp_path / "cir", database=pg_database)
-    a.name_writer("agg-a#boot1")
-    b.name_writer("agg-b#boot1")
+    a, b = _two_aggregators(tmp_path, pg_database)
     try:
         tok_a = a.acquire_lease(SCANNER, "agg-a#boot1", 2.5)
         _stop_mid_pipeline(a, b"UPDATE streams SET updated_ns = updated_ns WHERE scanner = $1")
