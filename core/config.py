@@ -167,7 +167,7 @@ class CentralConfig:
     cir: str = ""  # the metadata's PostgreSQL URL (empty: SQLite in state_dir)
     blobs: str = "file"  # where the sealed blocks go: "file" (state_dir/blobs) or s3://…
     s3_endpoint: str = ""  # the S3-compatible server's URL (empty: Amazon S3)
-    s3_credentials: Path | None = None  # boto3 INI credentials (None: boto3's own chain)
+    s3_credentials: Path | None = None  # AWS INI credentials (None: the environment's)
     #: this aggregator's name in the stream leases (default: host and listen endpoint);
     #: unique among the aggregators that share one CIR
     name: str = ""

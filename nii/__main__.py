@@ -966,7 +966,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "--s3-credentials",
         metavar="FILE",
         help="INI file: [default] aws_access_key_id, aws_secret_access_key "
-        "(default: the config's, else boto3's chain)",
+        "(default: the config's, else AWS_ACCESS_KEY_ID … in the environment)",
     )
     rsh = rs.add_parser("show", parents=[cfg_opt], help="render one scan, material-coloured")
     rsh.add_argument("ref", type=int, help="scan ref (see 'nii cir scans')")
