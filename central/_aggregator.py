@@ -44,6 +44,7 @@ import zmq
 import zmq.asyncio
 
 from central._alarm_gate import AlarmWindow, BurstLimit
+from central._batching import BatchBudget
 from central._cir import is_storage_error, open_cir
 from central._commit import CommitPipeline, LeaseKeeper, elsewhere
 from central._ingest import EnrolledEdge, Ingest, Work
@@ -63,6 +64,8 @@ from core.seal import Opener
 log = logging.getLogger("nii.central")
 
 MAX_BATCH_MSGS = 512
+#: the most bytes of one batch; fewer where staging or committing is slow
+#: (``central._batching``)
 MAX_BATCH_BYTES = 64 * 1024 * 1024
 #: one ``bad_message`` alarm per sender at most this often, seconds (the rest are counted)
 BAD_MESSAGE_ALARM_S = 10.0
@@ -99,6 +102,7 @@ class Central:
         self._pending_alarms: list[dict[str, Any]] = []
         self.ingest = Ingest(self.cir, self.opener.open, self._alarm, preview_hz=cfg.preview_hz)
         self.stats.rejected = self.ingest.rejected
+        self.budget = BatchBudget(MAX_BATCH_BYTES)
         self.pipeline = CommitPipeline(
             self.cir,
             self.ingest,
@@ -107,6 +111,7 @@ class Central:
             take_alarms=self._take_alarms,
             wlock=self._wlock,
             stopping=lambda: self._stopping,
+            budget=self.budget,
         )
         self.latencies_ms = self.pipeline.latencies_ms
         self.keeper = LeaseKeeper(
@@ -213,6 +218,7 @@ class Central:
         if self.atr is not None:
             self.atr.close()
         self.uptime.close()
+        self.pipeline.close()
         self.keeper.release_all()
         self.cir.close()
 
@@ -337,15 +343,19 @@ class Central:
             # what is queued already is taken without waiting: a non-blocking receive
             # skips the event registration of an awaited one (a fifth of the loop's time
             # when the edges resend a backlog)
-            while len(batch) < MAX_BATCH_MSGS and size < MAX_BATCH_BYTES:
+            limit = self.budget.limit()
+            while len(batch) < MAX_BATCH_MSGS and size < limit:
                 try:
                     frames = await router.recv_multipart(flags=zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
                 batch.append(frames)
                 size += sum(len(f) for f in frames)
+            t_stage = time.perf_counter()
             try:
                 work = self._stage(batch)
+                self.budget.stage.observe(size, time.perf_counter() - t_stage)
+                self.pipeline.write_ahead(work)
             except Exception as exc:
                 if not is_unreachable(exc):
                     raise
@@ -363,8 +373,18 @@ class Central:
                     work = Work()
                 self._commit_task = None
             if work.needs_commit or self._pending_alarms or work.hellos:
+                # heartbeats are answered now, not after the commit: they say central is
+                # alive, and the uptime entries they acknowledge are stored already
+                # (``UptimeTracker.on_heartbeat``); a slow commit is then never taken
+                # for a dead aggregator by edges that could fail over
+                self._answer_heartbeats(work.heartbeats)
+                work.heartbeats = []
                 self._commit_task = asyncio.create_task(self._commit(work))
-                # let the next batch be received and verified while this one commits
+                # let the next batch be received and verified while this one commits; the
+                # commit's first step (handing the batch to its thread) runs now: awaiting
+                # a poll that is ready does not yield, and the next batch's staging would
+                # hold the commit back for as long as it takes
+                await asyncio.sleep(0)
             else:
                 self._reply(work)
 
@@ -403,7 +423,12 @@ class Central:
                     boot=self.boot,
                 ).frames(),
             )
-        for ident in work.heartbeats:
+        self._answer_heartbeats(work.heartbeats)
+        for topic, doc, raw in work.feed:
+            self._publish(topic, doc, *raw)
+
+    def _answer_heartbeats(self, idents: list[bytes]) -> None:
+        for ident in idents:
             self._send(
                 ident,
                 Heartbeat(
@@ -412,8 +437,6 @@ class Central:
                     state={"blocks": self.stats.blocks_committed, **self.uptime.reply(ident)},
                 ).frames(),
             )
-        for topic, doc, raw in work.feed:
-            self._publish(topic, doc, *raw)
 
     def _send(self, ident: bytes, frames: list[Any]) -> None:
         assert self.sockets is not None

@@ -315,6 +315,7 @@ class Cir:
         calibrations: Sequence[Mapping[str, Any]] = (),
         leases: Mapping[str, tuple[str, int]] | None = None,
         atr: Iterable[int] = (),
+        blobs_written: bool = False,
     ) -> None:
         """Write blobs, sync, then record everything in one transaction.
 
@@ -332,6 +333,9 @@ class Cir:
         queued for it (``central._atr_queue``) in the same transaction, so a scan in the
         CIR is never without its work item, whatever happens to this process after.
 
+        ``blobs_written``: the caller has stored the blobs of ``staged`` already (and
+        they are durable): only the transaction is left.
+
         Raises:
             StorageError: A blob or the transaction could not be written (disk full,
                 I/O error): nothing of the batch is in the index, the cause is kept.
@@ -339,7 +343,8 @@ class Cir:
         """
         # Until the index row commits the block is not acknowledged: the edge resends it
         # and the same blob is written again under the same name.
-        self.blobs.put([(s.hash, s.block.raw) for s in staged])
+        if not blobs_written:
+            self.blobs.put([(s.hash, s.block.raw) for s in staged])
         now = time.time_ns()
         rows = [
             {

@@ -25,8 +25,10 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from central._batching import BatchBudget
 from central._cir import Cir, LeaseLost
 from central._ingest import PROBE, Ingest, Work
 from central._leases import LeaseBook
@@ -60,6 +62,7 @@ class CommitPipeline:
         wlock: serialises the users of the CIR's writer connection.
         stopping: whether the aggregator is stopping (a batch waiting for space then
             gives up, acknowledging nothing).
+        budget: told how long each commit took, for the size of the next batches.
     """
 
     def __init__(
@@ -72,8 +75,10 @@ class CommitPipeline:
         take_alarms: Callable[[], list[dict[str, Any]]],
         wlock: asyncio.Lock,
         stopping: Callable[[], bool],
+        budget: BatchBudget | None = None,
     ) -> None:
         self.cir, self.ingest, self.stats = cir, ingest, stats
+        self.budget = budget
         self.alarm = alarm
         self.take_alarms = take_alarms
         self.wlock = wlock
@@ -83,6 +88,21 @@ class CommitPipeline:
         #: observes each line latency in seconds (the metrics' histogram), if any
         self.observe_latency: Callable[[float], None] | None = None
         self._storage_alarm_at = -1e9
+        # one batch's blobs are written while the one before commits (its blobs done)
+        self._ahead = ThreadPoolExecutor(2, thread_name_prefix="nii-blobs")
+
+    def write_ahead(self, work: Work) -> None:
+        """Start writing the blobs of ``work``'s staged blocks now, in a thread of their
+        own, while the batch before it commits: :meth:`write` then waits for them before
+        the transaction.  A blob is named by its hash and harmless without its row (the
+        module docstring of ``central._blobs``), so nothing waits for the batch's fate."""
+        if work.staged and work.blobs_ahead is None:
+            blobs = [(s.hash, s.block.raw) for s in work.staged]
+            work.blobs_ahead = self._ahead.submit(self.cir.blobs.put, blobs)
+
+    def close(self) -> None:
+        """Wait for the blobs being written ahead."""
+        self._ahead.shutdown(wait=True)
 
     async def write(
         self, work: Work, *, leases: LeaseBook, atr: set[int], on_lost: Callable[[list[str]], None]
@@ -102,9 +122,13 @@ class CommitPipeline:
         scans = {r: self.ingest.scans[r].row() for r in work.scans}
         fencing = leases.fencing(streams)
         failed = False
+        ahead = work.blobs_ahead
         while True:
             try:
+                if ahead is not None:  # raises its StorageError; the retry writes them
+                    await asyncio.wrap_future(ahead)
                 async with self.wlock:
+                    t_commit = time.perf_counter()
                     await asyncio.to_thread(
                         self.cir.commit,
                         work.staged,
@@ -114,12 +138,17 @@ class CommitPipeline:
                         calibrations=work.calibrations,
                         leases=fencing,
                         atr=atr,
+                        blobs_written=ahead is not None,
                     )
+                if self.budget is not None:
+                    nbytes = sum(len(s.block.raw) for s in work.staged)
+                    self.budget.commit.observe(nbytes, time.perf_counter() - t_commit)
                 break
             except LeaseLost as exc:  # fenced off: nothing of the batch was written
                 on_lost(list(exc.scanners))
                 raise
             except StorageError as exc:
+                ahead = None
                 if self.stopping():
                     raise
                 failed = True

@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict
 
@@ -153,6 +154,8 @@ class Work:
     Attributes:
         staged: Verified blocks for the next group commit, in arrival order.
         staged_hash: ``(scanner, seq) -> block hash`` of the staged blocks.
+        blobs_ahead: the staged blocks' blobs being written ahead of the commit
+            (``central._commit.CommitPipeline.write_ahead``), if they are.
         streams_touched: Scanners whose stream head moved.
         scans: Refs of scan rows to write.
         finished: Refs of scans that closed (any status) in this batch.
@@ -172,6 +175,7 @@ class Work:
 
     staged: list[Staged] = field(default_factory=list)
     staged_hash: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    blobs_ahead: Future[None] | None = None
     streams_touched: set[str] = field(default_factory=set)
     scans: set[int] = field(default_factory=set)
     finished: set[int] = field(default_factory=set)

@@ -9,15 +9,23 @@ Rules, each unit-tested in ``tests/unit/edge/test_uplink.py``:
 * nothing is sent before central's WELCOME, nor after a fatal NACK (``refused``);
 * at most ``window`` blocks are in flight past the last acknowledged one;
 * a WELCOME moves the acknowledged block up to central's head and the cursor
-  just past it: what central lacks is sent (again) from there;
+  just past it: what central lacks is sent (again) from there; a WELCOME from
+  the same central while welcomed (the answer to an older HELLO) only
+  acknowledges;
 * an ACK moves ``acked`` forward (never back) and the cursor past it;
 * a NACK moves the cursor back to what central expects (never below ``acked``
   + 1), or, when central expects a block this edge never sealed, asks for a
   new HELLO;
 * a heartbeat from a central with another boot id asks for a new HELLO;
-* blocks in flight with no acknowledgement for ``stall_s`` ask for a new HELLO
-  (a resync), and a HELLO not answered is repeated every ``hello_retry_s``,
-  so the stream resumes as soon as the network is back;
+* blocks in flight with no acknowledgement for ``ack_timeout_s`` ask for a new
+  HELLO (a resync), and a HELLO not answered is repeated every ``hello_retry_s``,
+  so the stream resumes as soon as the network is back.  ``ack_timeout_s`` is
+  TCP's retransmission timeout (RFC 6298: the smoothed round trip from a
+  block's send to its ACK plus four times its variation), never below
+  ``stall_s`` nor above ``MAX_ACK_TIMEOUT_S``: a central that works through a
+  deep backlog (an edge's spool after an outage, a slow object store) answers
+  each block late but steadily, and resending the whole window to it every
+  ``stall_s`` only buried it under duplicates;
 * central is ``connected`` while it was heard within ``stall_s``;
 * failover (several aggregator endpoints): a central silent for ``stall_s`` since
   the last switch is left for the next endpoint (``failover_due``); a NACK saying
@@ -31,10 +39,13 @@ import enum
 import time
 from collections.abc import Callable
 
-__all__ = ["HELLO_RETRY_S", "WINDOW_BLOCKS", "Tick", "UplinkWindow"]
+__all__ = ["HELLO_RETRY_S", "MAX_ACK_TIMEOUT_S", "WINDOW_BLOCKS", "Tick", "UplinkWindow"]
 
 WINDOW_BLOCKS = 256
 """Blocks in flight past the last acknowledged one (ZeroMQ SNDHWM is 1000 messages)."""
+
+MAX_ACK_TIMEOUT_S = 30.0
+"""The longest wait for an acknowledgement, however slow central was lately (s)."""
 
 HELLO_RETRY_S = 0.25
 """How often an unanswered HELLO is repeated (s): after a partition heals, the
@@ -82,6 +93,17 @@ class UplinkWindow:
         self._last_progress = now
         self._last_hello = now - HELLO_RETRY_S - 1.0
         self._last_switch = now
+        #: when each block in flight was first sent since the last WELCOME
+        self._sent_at: dict[int, float] = {}
+        self._srtt: float | None = None
+        self._rttvar = 0.0
+
+    @property
+    def ack_timeout_s(self) -> float:
+        """How long blocks in flight may wait for an acknowledgement before a resync."""
+        if self._srtt is None:
+            return self.stall_s
+        return min(MAX_ACK_TIMEOUT_S, max(self.stall_s, self._srtt + 4 * self._rttvar))
 
     # -- sending -------------------------------------------------------------------------
     def next_seq(self, head: int) -> int | None:
@@ -96,6 +118,7 @@ class UplinkWindow:
         """Block ``seq`` went out (or is gone from the spool: acknowledged meanwhile)."""
         if self.cursor == seq:
             self.cursor = seq + 1
+            self._sent_at.setdefault(seq, self._clock())
 
     @property
     def in_flight(self) -> int:
@@ -109,13 +132,24 @@ class UplinkWindow:
         self.connected = True
 
     def on_welcome(self, last_seq: int, boot: str) -> None:
-        """Central holds blocks up to ``last_seq`` (its WELCOME, after our HELLO)."""
+        """Central holds blocks up to ``last_seq`` (its WELCOME, after our HELLO).
+
+        Every HELLO that asks for a resync first ends the welcome (``welcomed`` False),
+        so a WELCOME from the same central while welcomed answers an older HELLO (an
+        outage queues one every ``HELLO_RETRY_S``, and central answers each): it only
+        acknowledges up to ``last_seq``.  Moving the cursor back to it would send the
+        whole window again, once per HELLO queued.
+        """
+        if self.welcomed and self.refused is None and boot == self.central_boot:
+            self.on_ack(last_seq)
+            return
         self.central_boot = boot
         self.refused = None
         self.acked = max(self.acked, last_seq)
         self.cursor = self.acked + 1
         self.welcomed = True
         self._last_progress = self._clock()
+        self._sent_at.clear()
 
     def refuse(self, reason: str) -> None:
         """Stop sending for good (a chain fork, a fatal NACK) until the next WELCOME."""
@@ -125,11 +159,25 @@ class UplinkWindow:
         """Central committed blocks up to ``seq``. Returns whether that was progress."""
         if seq <= self.acked:
             return False
+        now = self._clock()
+        sent = self._sent_at.get(seq)
+        if sent is not None:
+            self._round_trip(now - sent)
+        for s in [s for s in self._sent_at if s <= seq]:
+            del self._sent_at[s]
         self.acked = seq
-        self._last_progress = self._clock()
+        self._last_progress = now
         if self.cursor <= seq:
             self.cursor = seq + 1
         return True
+
+    def _round_trip(self, r: float) -> None:
+        """One block's send-to-ACK time (RFC 6298, section 2)."""
+        if self._srtt is None:
+            self._srtt, self._rttvar = r, r / 2
+        else:
+            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - r)
+            self._srtt = 0.875 * self._srtt + 0.125 * r
 
     def on_nack(self, expected: int, head: int) -> bool:
         """Central wants block ``expected`` next. Returns whether a new HELLO is needed.
@@ -141,6 +189,9 @@ class UplinkWindow:
             self.welcomed = False
             return True
         self.cursor = max(expected, self.acked + 1)
+        # what is sent again times nothing (Karn's rule: an ACK could be the first copy's)
+        for s in [s for s in self._sent_at if s >= self.cursor]:
+            del self._sent_at[s]
         return False
 
     def on_heartbeat(self, boot: str) -> bool:
@@ -174,7 +225,7 @@ class UplinkWindow:
         now = self._clock()
         if now - self._last_heard > self.stall_s:
             self.connected = False
-        if self.welcomed and self.in_flight and now - self._last_progress > self.stall_s:
+        if self.welcomed and self.in_flight and now - self._last_progress > self.ack_timeout_s:
             self.welcomed = False
             self.resyncs += 1
         if not self.welcomed:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge._uplink import HELLO_RETRY_S, Tick, UplinkWindow
+from edge._uplink import HELLO_RETRY_S, MAX_ACK_TIMEOUT_S, Tick, UplinkWindow
 
 
 class Clock:
@@ -144,3 +144,70 @@ def test_a_stream_held_elsewhere_asks_for_hello_before_any_block() -> None:
     assert drain(w, 5) == [0, 1, 2, 3]
     w.on_elsewhere()
     assert w.next_seq(5) is None and w.tick() is Tick.HELLO
+
+
+def test_a_welcome_answering_an_older_hello_only_acknowledges() -> None:
+    # an outage queues a HELLO every HELLO_RETRY_S; central answers each one when it is
+    # back: only the first may move the cursor, or the window is sent once per HELLO
+    w, _ = window(acked=-1, size=10)
+    w.on_welcome(-1, "b")
+    assert drain(w, 20) == list(range(10))
+    w.on_welcome(-1, "b")  # stale: answers an older HELLO
+    assert w.cursor == 10 and w.in_flight == 10
+    w.on_welcome(4, "b")  # stale, and central has committed up to 4 meanwhile
+    assert (w.acked, w.cursor) == (4, 10)
+    assert drain(w, 20) == [10, 11, 12, 13, 14]
+    # another central (a restart, a fail-over) is a new start: from its head
+    w.on_welcome(2, "c")
+    assert (w.acked, w.cursor) == (4, 5)
+
+
+def test_the_ack_timeout_follows_the_round_trip_of_a_slow_central() -> None:
+    w, c = window(size=100)
+    w.on_welcome(-1, "b")
+    w.heard()
+    assert w.ack_timeout_s == 3.0  # nothing measured yet: stall_s
+    # a central that works through a backlog answers each block 6 s after it was sent,
+    # steadily: each ACK is progress, but 6 s > stall_s
+    for k in range(20):
+        drain(w, 1000)
+        c.t += 0.5
+        w.heard()
+        if k >= 12:
+            assert w.on_ack(k - 12)
+    assert w.ack_timeout_s > 6.0
+    c.t += 5.0  # a pause of 5 s with blocks in flight: slow, not stuck
+    w.heard()
+    assert w.tick() is Tick.HEARTBEAT and w.welcomed and w.resyncs == 0
+    # but a stuck one is still found, within the bound
+    c.t += 30.0
+    assert w.tick() is Tick.HELLO and w.resyncs == 1
+
+
+def test_the_ack_timeout_never_goes_below_stall_nor_above_its_bound() -> None:
+    w, c = window(size=10)
+    w.on_welcome(-1, "b")
+    drain(w, 5)
+    c.t += 0.01
+    assert w.on_ack(5)
+    assert w.ack_timeout_s == 3.0  # a quick central: stall_s
+    w2, c2 = window(size=10)
+    w2.on_welcome(-1, "b")
+    drain(w2, 5)
+    c2.t += 500.0
+    assert w2.on_ack(5)
+    assert w2.ack_timeout_s == MAX_ACK_TIMEOUT_S
+
+
+def test_blocks_sent_again_after_a_nack_are_not_timed() -> None:
+    # Karn's rule: the ACK after a rewind may be the first copy's; timing it would
+    # take the first send for the second's round trip
+    w, c = window(size=10)
+    w.on_welcome(-1, "b")
+    drain(w, 5)
+    c.t += 20.0
+    assert not w.on_nack(2, 5)
+    drain(w, 5)
+    c.t += 0.01
+    assert w.on_ack(5)
+    assert w.ack_timeout_s == 3.0

@@ -1,0 +1,76 @@
+"""A commit held up does not silence central: heartbeats are answered meanwhile.
+
+An edge takes a central that does not answer for ``stall_s`` for a dead one and,
+with several aggregators, fails over. A commit can take seconds (an object store
+under load, a database lock), so central answers heartbeats as soon as it has
+read them, and acknowledges blocks only once they are committed. Here the CIR's
+SQLite file is locked by another process while a block waits for its commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+import zmq.asyncio
+
+from core.messages import Ack, BlockMsg, Heartbeat, Hello, Welcome, decode
+from core.seal import genesis_hash
+from tests.system._cluster import Cluster
+from tests.system.test_forgery import SCANNER, FakeEdge
+
+pytestmark = pytest.mark.system
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path)
+    c.enroll()
+    c.start_central()
+    yield c
+    c.stop_all()
+
+
+async def test_heartbeats_are_answered_while_a_commit_waits(cluster: Cluster) -> None:
+    ctx = zmq.asyncio.Context()
+    lock = sqlite3.connect(cluster.base / "cir" / "cir.sqlite", isolation_level=None)
+    try:
+        edge = FakeEdge(cluster, cluster.edge_key, ctx)
+        hello = Hello(edge=edge.key.id, scanner=SCANNER, head_seq=-1, head_hash="", boot="7e")
+        w = await edge.request(hello.frames(), timeout=10)
+        assert isinstance(w, Welcome)
+        boot = w.boot
+
+        lock.execute("BEGIN IMMEDIATE")  # another writer holds the CIR
+        raw, _ = edge.seal(0, genesis_hash(SCANNER))
+        await edge.sock.send_multipart(BlockMsg(scanner=SCANNER, seq=0).frames(raw))
+        sent = time.monotonic()
+        hb = Heartbeat(sender=f"{edge.key.id}/{SCANNER}", boot="7e", state={})
+        await edge.sock.send_multipart(hb.frames())
+        got: list[object] = []
+        while time.monotonic() - sent < 1.5 and not any(isinstance(m, Heartbeat) for m in got):
+            if await edge.sock.poll(100):
+                got.append(decode(await edge.sock.recv_multipart())[0])
+        beats = [m for m in got if isinstance(m, Heartbeat)]
+        assert beats, f"no heartbeat answered within 1.5 s while the commit waits: {got!r}"
+        assert beats[0].boot == boot
+        assert not any(isinstance(m, Ack) for m in got), "a block acknowledged uncommitted"
+        assert cluster.sql("SELECT seq FROM blocks") == []
+
+        lock.execute("ROLLBACK")  # the lock goes: the block is committed and acknowledged
+        deadline = time.monotonic() + 15
+        acks: list[Ack] = []
+        while time.monotonic() < deadline and not acks:
+            if await edge.sock.poll(200):
+                m = decode(await edge.sock.recv_multipart())[0]
+                if isinstance(m, Ack):
+                    acks.append(m)
+        assert acks and acks[0].seq == 0
+        assert cluster.sql("SELECT seq FROM blocks") == [(0,)]
+    finally:
+        lock.close()
+        ctx.destroy(linger=0)
