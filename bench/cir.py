@@ -13,6 +13,10 @@ In one run (``docs/performance.md``, section "The CIR's engines"):
   publishers as there were scanners, each with as many acknowledgements in flight
   as an edge's window; its acknowledged MB/s is the yardstick of
   ``ratio_to_jetstream``.
+* **The object store alone** (``--backend postgres``): the same sealed blocks PUT
+  into SeaweedFS through the CIR's own blob store, nothing else running: the
+  ceiling of the national CIR's capacity on this machine
+  (``ratio_to_object_store``).
 * **Audit queries**: a CIR pre-filled with ``--scans-rows`` synthetic scans (one
   million by default, generated inside the database) is asked for scans by GD
   number, by container number and by site and period, a few hundred times each;
@@ -30,6 +34,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
+import itertools
 import json
 import os
 import platform
@@ -288,6 +294,9 @@ def _measure(
     embedded = config("sqlite", 1, national=False)
     configs = [embedded]
     jet = _guarded_peer(work / "jetstream", blocks, load.scanners)
+    store: dict[str, Any] = {}
+    if backend == "postgres":
+        store = _guarded_store(work, servers, blocks)
     blocks.clear()
     headline = embedded
     failover: dict[str, Any] = {"failover_s": None, "error": "needs two aggregators or more"}
@@ -334,10 +343,13 @@ def _measure(
         "live_ratio_to_embedded": ratio(headline.get("mb_per_s"), embedded.get("mb_per_s")),
         "ratio_to_jetstream": ratio(cap, jet.get("mb_per_s")),
         "embedded_ratio_to_jetstream": ratio(cap_embedded, jet.get("mb_per_s")),
+        # the object store's own rate for the same blocks, nothing else running
+        "ratio_to_object_store": ratio(cap, store.get("mb_per_s")),
         "query_p99_ms": q_head.get("p99_ms"),
         "failover_s": failover["failover_s"],
         "configs": configs,
         "jetstream": jet,
+        "object_store": store,
         "queries": query_res,
         "failover": failover,
         "load": {
@@ -387,6 +399,14 @@ def _guarded_peer(work: Path, blocks: dict[str, list[bytes]], publishers: int) -
     print("JetStream peer …", file=sys.stderr, flush=True)
     try:
         return jetstream(work, list(blocks.values()) or [], publishers)
+    except Exception as exc:  # a benchmark reports what failed and goes on
+        return {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+
+
+def _guarded_store(work: Path, servers: Servers, blocks: dict[str, list[bytes]]) -> dict[str, Any]:
+    print("object store alone …", file=sys.stderr, flush=True)
+    try:
+        return object_store_rate(work / "object-store", servers.s3, list(blocks.values()))
     except Exception as exc:  # a benchmark reports what failed and goes on
         return {"error": f"{type(exc).__name__}: {exc}"[:2000]}
 
@@ -753,6 +773,45 @@ def jetstream(
         }
     )
     return res
+
+
+def object_store_rate(
+    work: Path, s3: Any, blocks: list[list[bytes]], batch: int = 64
+) -> dict[str, Any]:
+    """The object store's own rate for ``blocks`` (per scanner, in chain order): PUT
+    through the CIR's blob store (``central._blobs``, the same client and parallelism)
+    in batches of ``batch`` blocks taken from the scanners in turn, nothing else
+    running: the ceiling of what a national CIR on this server can commit.
+
+    Raises:
+        ConfigError: the object store cannot be opened.
+    """
+    from central._blobs import S3_PARALLEL, open_blob_store
+
+    work.mkdir(parents=True, exist_ok=True)
+    order = [b for group in itertools.zip_longest(*blocks) for b in group if b is not None]
+    store = open_blob_store(
+        f"s3://{s3.extra['bucket']}/ceiling",
+        work,
+        endpoint=s3.url,
+        credentials=Path(s3.extra["credentials"]),
+    )
+    try:
+        t0 = time.perf_counter()
+        for i in range(0, len(order), batch):
+            store.put([(hashlib.sha256(raw).digest(), raw) for raw in order[i : i + batch]])
+        seconds = time.perf_counter() - t0
+    finally:
+        store.close()
+    nbytes = sum(len(b) for b in order)
+    return {
+        "mb_per_s": round(nbytes / 1e6 / seconds, 2) if seconds > 0 else None,
+        "objects": len(order),
+        "bytes": nbytes,
+        "seconds": round(seconds, 3),
+        "parallel": S3_PARALLEL,
+        "batch": batch,
+    }
 
 
 async def _publish_all(url: str, blocks: list[list[bytes]], window: int) -> dict[str, Any]:
