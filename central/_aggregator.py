@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +100,10 @@ class Central:
         self._uptime_skip_logged: set[str] = set()
         self._bursts = BurstLimit(ALARM_BURST, ALARM_WINDOW_S)
         self._commit_task: asyncio.Task[None] | None = None
+        #: messages received while a commit was being written, for the next batch
+        self._held: deque[list[Any]] = deque()
+        #: heartbeats read while the commits are in trouble, answered with the next batch
+        self._late_beats: list[bytes] = []
         self._stopping = False
         self._pending_alarms: list[dict[str, Any]] = []
         self.ingest = Ingest(self.cir, self.opener.open, self._alarm, preview_hz=cfg.preview_hz)
@@ -325,9 +331,10 @@ class Central:
         router = self.router
         assert router is not None
         self._commit_task = None
+        held = self._held
         while True:
             commit_task: asyncio.Task[None] | None = self._commit_task
-            if not await router.poll(500):
+            if not held and not await router.poll(500):
                 if self._pending_alarms and commit_task is None:
                     self._commit_task = asyncio.create_task(self._commit(Work()))
                 elif commit_task is not None and commit_task.done():
@@ -338,13 +345,19 @@ class Central:
                         self._reset_state()
                     self._commit_task = None
                 continue
-            batch = [await router.recv_multipart(copy=False)]
-            size = sum(len(f) for f in batch[0])
+            limit = self.budget.limit()
+            batch: list[list[Any]] = []
+            size = 0
+            while held and len(batch) < MAX_BATCH_MSGS and size < limit:
+                batch.append(held.popleft())
+                size += sum(len(f) for f in batch[-1])
+            if not batch:
+                batch.append(await router.recv_multipart(copy=False))
+                size = sum(len(f) for f in batch[0])
             # what is queued already is taken without waiting: a non-blocking receive
             # skips the event registration of an awaited one (a fifth of the loop's time
             # when the edges resend a backlog)
-            limit = self.budget.limit()
-            while len(batch) < MAX_BATCH_MSGS and size < limit:
+            while not held and len(batch) < MAX_BATCH_MSGS and size < limit:
                 try:
                     frames = await router.recv_multipart(flags=zmq.NOBLOCK, copy=False)
                 except zmq.Again:
@@ -364,7 +377,9 @@ class Central:
                 self.pipeline.storage_trouble(self.cir.unreachable(exc))
                 self._reset_state()
                 continue
+            self._answer_early(work)
             if commit_task is not None:
+                await self._while_committing(commit_task, limit)
                 try:  # shielded: a stop lets the commit being written finish (see above)
                     await asyncio.shield(commit_task)
                 except Exception as exc:  # a failed commit: forget tentative state
@@ -373,12 +388,6 @@ class Central:
                     work = Work()
                 self._commit_task = None
             if work.needs_commit or self._pending_alarms or work.hellos:
-                # heartbeats are answered now, not after the commit: they say central is
-                # alive, and the uptime entries they acknowledge are stored already
-                # (``UptimeTracker.on_heartbeat``); a slow commit is then never taken
-                # for a dead aggregator by edges that could fail over
-                self._answer_heartbeats(work.heartbeats)
-                work.heartbeats = []
                 self._commit_task = asyncio.create_task(self._commit(work))
                 # let the next batch be received and verified while this one commits; the
                 # commit's first step (handing the batch to its thread) runs now: awaiting
@@ -387,6 +396,60 @@ class Central:
                 await asyncio.sleep(0)
             else:
                 self._reply(work)
+
+    async def _while_committing(self, commit_task: asyncio.Task[None], limit: int) -> None:
+        """Until ``commit_task`` is done, answer the heartbeats that come and hold every
+        other message, in order, for the next batch (at most about one batch's worth:
+        beyond that the edges wait in ZeroMQ's queues)."""
+        router = self.router
+        assert router is not None
+        held = self._held
+        held_bytes = sum(sum(len(f) for f in m) for m in held)
+        while not commit_task.done() and held_bytes < limit and len(held) < MAX_BATCH_MSGS:
+            readable = asyncio.ensure_future(router.poll(1000))
+            try:
+                await asyncio.wait({commit_task, readable}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not readable.done():
+                    readable.cancel()
+            if not readable.done() or readable.cancelled() or not readable.result():
+                continue
+            beats = []
+            while held_bytes < limit and len(held) < MAX_BATCH_MSGS:
+                try:
+                    frames = await router.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                if len(frames) > 1 and frames[1].bytes == Heartbeat.TYPE:
+                    beats.append(frames)
+                else:
+                    held.append(frames)
+                    held_bytes += sum(len(f) for f in frames)
+            if beats:
+                beat_work = self._stage(beats)  # heartbeats stage nothing to commit
+                self._answer_early(beat_work)
+                if beat_work.heartbeats:  # not now: with the next batch's answers
+                    self._late_beats.extend(beat_work.heartbeats)
+                self._reply(dataclasses.replace(beat_work, heartbeats=[]))
+
+    def _answer_early(self, work: Work) -> None:
+        """Answer ``work``'s heartbeats and HELLOs with a heartbeat now, before its commit,
+        while this aggregator commits as it should (decision 0025).
+
+        A heartbeat says that central is alive; the uptime entries it acknowledges are
+        stored already (``UptimeTracker.on_heartbeat``), and the WELCOME of a HELLO
+        still waits for the commit (it names the chain head).  So a slow commit is never
+        taken for a dead aggregator by edges that could fail over, while one that
+        cannot write (storage trouble, or a batch stuck for ``COMMIT_STUCK_S``) falls
+        silent: its edges then go to another aggregator.
+        """
+        if not self.pipeline.healthy():
+            work.heartbeats = self._late_beats + work.heartbeats
+            self._late_beats = []
+            return
+        late, self._late_beats = self._late_beats, []
+        self._answer_heartbeats([*late, *work.heartbeats, *(i for i, _ in work.hellos)])
+        work.heartbeats = []
 
     def _reset_state(self) -> None:
         self.ingest.reset()

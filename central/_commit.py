@@ -40,12 +40,14 @@ from core.seal import BlockKind
 
 log = logging.getLogger("nii.central")
 
-__all__ = ["STORAGE_ALARM_S", "STORAGE_RETRY_S", "CommitPipeline", "LeaseKeeper", "elsewhere"]
+__all__ = ["COMMIT_STUCK_S", "STORAGE_ALARM_S", "STORAGE_RETRY_S", "CommitPipeline", "LeaseKeeper", "elsewhere"]
 
 #: a commit that failed for want of space is tried again this often, seconds
 STORAGE_RETRY_S = 1.0
 #: one ``storage`` alarm per this many seconds while the CIR cannot write
 STORAGE_ALARM_S = 60.0
+#: a batch written for longer than this is stuck: heartbeats wait for it (s)
+COMMIT_STUCK_S = 5.0
 
 Alarm = Callable[..., None]  # alarm(scanner, edge, kind, message, **details)
 
@@ -90,6 +92,21 @@ class CommitPipeline:
         self._storage_alarm_at = -1e9
         # one batch's blobs are written while the one before commits (its blobs done)
         self._ahead = ThreadPoolExecutor(2, thread_name_prefix="nii-blobs")
+        #: when the batch being written began (monotonic s), None between batches
+        self.writing_since: float | None = None
+        #: whether the batch being written failed for want of storage and is retried
+        self.in_trouble = False
+
+    def healthy(self, now: float | None = None) -> bool:
+        """Whether this aggregator commits as it should: no batch retried for want of
+        storage, none written for longer than ``COMMIT_STUCK_S``.  Heartbeats are
+        answered ahead of the commits only then (decision 0025): a central that cannot
+        write falls silent, and its edges go to another aggregator."""
+        if self.in_trouble:
+            return False
+        since = self.writing_since
+        now = time.monotonic() if now is None else now
+        return since is None or now - since < COMMIT_STUCK_S
 
     def write_ahead(self, work: Work) -> None:
         """Start writing the blobs of ``work``'s staged blocks now, in a thread of their
@@ -115,6 +132,17 @@ class CommitPipeline:
             StorageError: only when stopping while the CIR cannot write.
         """
         t0 = time.perf_counter()
+        self.writing_since = time.monotonic()
+        try:
+            await self._write(work, leases=leases, atr=atr, on_lost=on_lost)
+        finally:
+            self.writing_since = None
+            self.in_trouble = False
+        self._count(work, time.perf_counter() - t0)
+
+    async def _write(
+        self, work: Work, *, leases: LeaseBook, atr: set[int], on_lost: Callable[[list[str]], None]
+    ) -> None:
         alarms = self.take_alarms()
         # copies: the event loop goes on staging the next batch on the live states while
         # this one is written in the worker thread
@@ -152,6 +180,7 @@ class CommitPipeline:
                 if self.stopping():
                     raise
                 failed = True
+                self.in_trouble = True
                 self.storage_trouble(exc)
                 alarms = alarms + self.take_alarms()
                 await asyncio.sleep(STORAGE_RETRY_S)
@@ -165,7 +194,6 @@ class CommitPipeline:
                 "storage_ok",
                 f"the CIR writes again; {len(work.staged)} waiting block(s) committed",
             )
-        self._count(work, time.perf_counter() - t0)
 
     def _count(self, work: Work, seconds: float) -> None:
         now_ns = time.time_ns()

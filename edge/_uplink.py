@@ -16,7 +16,9 @@ Rules, each unit-tested in ``tests/unit/edge/test_uplink.py``:
 * a NACK moves the cursor back to what central expects (never below ``acked``
   + 1), or, when central expects a block this edge never sealed, asks for a
   new HELLO;
-* a heartbeat from a central with another boot id asks for a new HELLO;
+* a heartbeat from a central with another boot id asks for a new HELLO (unless
+  one is pending: a central answers HELLOs with a heartbeat while their WELCOME
+  waits for its commit);
 * blocks in flight with no acknowledgement for ``ack_timeout_s`` ask for a new
   HELLO (a resync), and a HELLO not answered is repeated every ``hello_retry_s``,
   so the stream resumes as soon as the network is back.  ``ack_timeout_s`` is
@@ -195,8 +197,13 @@ class UplinkWindow:
         return False
 
     def on_heartbeat(self, boot: str) -> bool:
-        """A heartbeat from central with ``boot``. Returns whether it restarted (HELLO)."""
-        if self.central_boot and boot != self.central_boot:
+        """A heartbeat from central with ``boot``. Returns whether it restarted (HELLO).
+
+        Not welcomed, a HELLO is on its way already (repeated every ``HELLO_RETRY_S``):
+        a heartbeat then only says the aggregator is alive (it answers HELLOs so while
+        their WELCOME waits for a commit), and asks for nothing more.
+        """
+        if self.central_boot and boot != self.central_boot and self.welcomed:
             self.welcomed = False
             return True
         return False

@@ -73,3 +73,16 @@ def test_nonsense_observations_change_nothing() -> None:
     f.observe(-5, 1.0)
     f.observe(MB, float("nan"))
     assert f.fit() is None
+
+
+def test_heartbeats_go_ahead_of_commits_only_while_commits_work() -> None:
+    from central._commit import COMMIT_STUCK_S, CommitPipeline
+
+    p = CommitPipeline.__new__(CommitPipeline)  # only its health: no CIR needed
+    p.writing_since, p.in_trouble = None, False
+    assert p.healthy(now=100.0)
+    p.writing_since = 100.0
+    assert p.healthy(now=100.0 + COMMIT_STUCK_S - 0.1)
+    assert not p.healthy(now=100.0 + COMMIT_STUCK_S + 0.1)  # a stuck batch
+    p.writing_since, p.in_trouble = 100.0, True
+    assert not p.healthy(now=100.5)  # a batch retried for want of storage
