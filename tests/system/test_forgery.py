@@ -17,7 +17,7 @@ import zmq.asyncio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from core.keys import EdgeKey
-from core.messages import Ack, BlockMsg, Hello, Nack, Welcome, decode
+from core.messages import Ack, BlockMsg, Heartbeat, Hello, Nack, Welcome, decode
 from core.seal import HEADER, BlockKind, Sealer, genesis_hash
 from tests.system._cluster import Cluster, wait_until
 
@@ -69,11 +69,17 @@ class FakeEdge:
         )
 
     async def request(self, frames: list[Any], timeout: float = 5.0) -> Any:
+        """Send ``frames``; the first answer that is not a heartbeat (central answers
+        a HELLO with one at once, and with its WELCOME after its commit), or None."""
         await self.sock.send_multipart(frames)
-        if not await self.sock.poll(int(timeout * 1000)):
-            return None
-        msg, _ = decode(await self.sock.recv_multipart())
-        return msg
+        end = time.monotonic() + timeout
+        while (left := end - time.monotonic()) > 0:
+            if not await self.sock.poll(int(left * 1000) + 1):
+                return None
+            msg, _ = decode(await self.sock.recv_multipart())
+            if not isinstance(msg, Heartbeat):
+                return msg
+        return None
 
     async def send_block(self, seq: int, raw: bytes) -> Any:
         return await self.request(BlockMsg(scanner=SCANNER, seq=seq).frames(raw))
