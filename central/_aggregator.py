@@ -387,6 +387,9 @@ class Central:
                     self._reset_state()
                     work = Work()
                 self._commit_task = None
+                if self._late_beats and self.pipeline.healthy():  # writing again
+                    late, self._late_beats = self._late_beats, []
+                    self._answer_heartbeats(late)
             if work.needs_commit or self._pending_alarms or work.hellos:
                 self._commit_task = asyncio.create_task(self._commit(work))
                 # let the next batch be received and verified while this one commits; the
@@ -425,12 +428,19 @@ class Central:
                 else:
                     held.append(frames)
                     held_bytes += sum(len(f) for f in frames)
-            if beats:
+            if not beats:
+                continue
+            try:
                 beat_work = self._stage(beats)  # heartbeats stage nothing to commit
-                self._answer_early(beat_work)
-                if beat_work.heartbeats:  # not now: with the next batch's answers
-                    self._late_beats.extend(beat_work.heartbeats)
-                self._reply(dataclasses.replace(beat_work, heartbeats=[]))
+            except Exception as exc:
+                if not is_unreachable(exc):
+                    raise
+                self.pipeline.storage_trouble(self.cir.unreachable(exc))
+                continue  # unanswered: the edges send them again
+            self._answer_early(beat_work)
+            if beat_work.heartbeats:  # not now: with the next batch's answers, once each
+                self._late_beats = list(dict.fromkeys([*self._late_beats, *beat_work.heartbeats]))
+            self._reply(dataclasses.replace(beat_work, heartbeats=[]))
 
     def _answer_early(self, work: Work) -> None:
         """Answer ``work``'s heartbeats and HELLOs with a heartbeat now, before its commit,
@@ -444,11 +454,12 @@ class Central:
         silent: its edges then go to another aggregator.
         """
         if not self.pipeline.healthy():
-            work.heartbeats = self._late_beats + work.heartbeats
+            work.heartbeats = list(dict.fromkeys([*self._late_beats, *work.heartbeats]))
             self._late_beats = []
             return
         late, self._late_beats = self._late_beats, []
-        self._answer_heartbeats([*late, *work.heartbeats, *(i for i, _ in work.hellos)])
+        beats = [*late, *work.heartbeats, *(i for i, _ in work.hellos)]
+        self._answer_heartbeats(list(dict.fromkeys(beats)))
         work.heartbeats = []
 
     def _reset_state(self) -> None:

@@ -74,3 +74,43 @@ async def test_heartbeats_are_answered_while_a_commit_waits(cluster: Cluster) ->
     finally:
         lock.close()
         ctx.destroy(linger=0)
+
+
+async def test_a_central_whose_commit_is_stuck_falls_silent(cluster: Cluster) -> None:
+    # a commit held for longer than COMMIT_STUCK_S is a central that cannot write: it
+    # stops answering ahead, so edges with another aggregator go there
+    from central._commit import COMMIT_STUCK_S
+
+    ctx = zmq.asyncio.Context()
+    lock = sqlite3.connect(cluster.base / "cir" / "cir.sqlite", isolation_level=None)
+    try:
+        edge = FakeEdge(cluster, cluster.edge_key, ctx)
+        hello = Hello(edge=edge.key.id, scanner=SCANNER, head_seq=-1, head_hash="", boot="7e")
+        assert isinstance(await edge.request(hello.frames(), timeout=10), Welcome)
+        lock.execute("BEGIN IMMEDIATE")
+        raw, _ = edge.seal(0, genesis_hash(SCANNER))
+        await edge.sock.send_multipart(BlockMsg(scanner=SCANNER, seq=0).frames(raw))
+        held_at = time.monotonic()
+        hb = Heartbeat(sender=f"{edge.key.id}/{SCANNER}", boot="7e", state={}).frames()
+        answered: list[float] = []  # when each answer came, s after the lock
+        while time.monotonic() - held_at < COMMIT_STUCK_S + 3:
+            await edge.sock.send_multipart(hb)
+            end = time.monotonic() + 0.5
+            while (left := end - time.monotonic()) > 0:
+                if await edge.sock.poll(int(left * 1000) + 1):
+                    m = decode(await edge.sock.recv_multipart())[0]
+                    assert not isinstance(m, Ack)
+                    if isinstance(m, Heartbeat):
+                        answered.append(time.monotonic() - held_at)
+        assert answered and answered[0] < 1.5, answered  # busy: answered
+        assert not [t for t in answered if t > COMMIT_STUCK_S + 1], answered  # stuck: silent
+        lock.execute("ROLLBACK")
+        deadline = time.monotonic() + 15
+        kinds: set[type] = set()
+        while time.monotonic() < deadline and not {Ack, Heartbeat} <= kinds:
+            if await edge.sock.poll(200):
+                kinds.add(type(decode(await edge.sock.recv_multipart())[0]))
+        assert {Ack, Heartbeat} <= kinds  # written again: acknowledged, and answered
+    finally:
+        lock.close()
+        ctx.destroy(linger=0)
