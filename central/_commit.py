@@ -40,7 +40,14 @@ from core.seal import BlockKind
 
 log = logging.getLogger("nii.central")
 
-__all__ = ["COMMIT_STUCK_S", "STORAGE_ALARM_S", "STORAGE_RETRY_S", "CommitPipeline", "LeaseKeeper", "elsewhere"]
+__all__ = [
+    "COMMIT_STUCK_S",
+    "STORAGE_ALARM_S",
+    "STORAGE_RETRY_S",
+    "CommitPipeline",
+    "LeaseKeeper",
+    "elsewhere",
+]
 
 #: a commit that failed for want of space is tried again this often, seconds
 STORAGE_RETRY_S = 1.0

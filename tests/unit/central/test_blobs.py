@@ -112,9 +112,9 @@ def test_a_wrong_blob_store_setting_is_one_clear_error(s3_server: Any, tmp_path:
         )
     bad = tmp_path / "bad.ini"
     bad.write_text("[default]\naws_access_key_id = nobody\naws_secret_access_key = wrong\n")
-    with pytest.raises(ConfigError, match="cannot reach the blob bucket.*wrong credentials"):
+    with pytest.raises(ConfigError, match=r"cannot reach the blob bucket.*wrong credentials"):
         open_blob_store("s3://nii-cir", tmp_path, endpoint=s3_server.url, credentials=bad)
-    with pytest.raises(ConfigError, match="cannot reach the blob bucket.*no such bucket") as e:
+    with pytest.raises(ConfigError, match=r"cannot reach the blob bucket.*no such bucket") as e:
         open_blob_store(
             "s3://no-such-bucket", tmp_path, endpoint=s3_server.url,
             credentials=s3_server.extra["credentials"],
@@ -128,7 +128,7 @@ def test_a_wrong_blob_store_setting_is_one_clear_error(s3_server: Any, tmp_path:
                 "s3://nii-cir", tmp_path, endpoint=endpoint,
                 credentials=s3_server.extra["credentials"],
             )  # fmt: skip
-    with pytest.raises(ConfigError, match="cannot reach the blob bucket.*no answer"):
+    with pytest.raises(ConfigError, match=r"cannot reach the blob bucket.*no answer"):
         from core.net import free_port
 
         open_blob_store(
