@@ -35,19 +35,26 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     c.stop_all()
 
 
+async def _block_behind_a_lock(
+    cluster: Cluster, ctx: zmq.asyncio.Context, lock: sqlite3.Connection
+) -> tuple[FakeEdge, str]:
+    """A welcomed edge whose first block waits for a commit that another process's
+    write lock on the CIR holds up; the edge and central's boot id."""
+    edge = FakeEdge(cluster, cluster.edge_key, ctx)
+    hello = Hello(edge=edge.key.id, scanner=SCANNER, head_seq=-1, head_hash="", boot="7e")
+    w = await edge.request(hello.frames(), timeout=10)
+    assert isinstance(w, Welcome)
+    lock.execute("BEGIN IMMEDIATE")  # another writer holds the CIR
+    raw, _ = edge.seal(0, genesis_hash(SCANNER))
+    await edge.sock.send_multipart(BlockMsg(scanner=SCANNER, seq=0).frames(raw))
+    return edge, w.boot
+
+
 async def test_heartbeats_are_answered_while_a_commit_waits(cluster: Cluster) -> None:
     ctx = zmq.asyncio.Context()
     lock = sqlite3.connect(cluster.base / "cir" / "cir.sqlite", isolation_level=None)
     try:
-        edge = FakeEdge(cluster, cluster.edge_key, ctx)
-        hello = Hello(edge=edge.key.id, scanner=SCANNER, head_seq=-1, head_hash="", boot="7e")
-        w = await edge.request(hello.frames(), timeout=10)
-        assert isinstance(w, Welcome)
-        boot = w.boot
-
-        lock.execute("BEGIN IMMEDIATE")  # another writer holds the CIR
-        raw, _ = edge.seal(0, genesis_hash(SCANNER))
-        await edge.sock.send_multipart(BlockMsg(scanner=SCANNER, seq=0).frames(raw))
+        edge, boot = await _block_behind_a_lock(cluster, ctx, lock)
         sent = time.monotonic()
         hb = Heartbeat(sender=f"{edge.key.id}/{SCANNER}", boot="7e", state={})
         await edge.sock.send_multipart(hb.frames())
@@ -84,12 +91,7 @@ async def test_a_central_whose_commit_is_stuck_falls_silent(cluster: Cluster) ->
     ctx = zmq.asyncio.Context()
     lock = sqlite3.connect(cluster.base / "cir" / "cir.sqlite", isolation_level=None)
     try:
-        edge = FakeEdge(cluster, cluster.edge_key, ctx)
-        hello = Hello(edge=edge.key.id, scanner=SCANNER, head_seq=-1, head_hash="", boot="7e")
-        assert isinstance(await edge.request(hello.frames(), timeout=10), Welcome)
-        lock.execute("BEGIN IMMEDIATE")
-        raw, _ = edge.seal(0, genesis_hash(SCANNER))
-        await edge.sock.send_multipart(BlockMsg(scanner=SCANNER, seq=0).frames(raw))
+        edge, _ = await _block_behind_a_lock(cluster, ctx, lock)
         held_at = time.monotonic()
         hb = Heartbeat(sender=f"{edge.key.id}/{SCANNER}", boot="7e", state={}).frames()
         answered: list[float] = []  # when each answer came, s after the lock
