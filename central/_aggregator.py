@@ -291,6 +291,7 @@ class Central:
         while True:
             self._loop_beat = time.monotonic()
             self._bad_tail()
+            self.pipeline.check_stuck()
             if n % 4 == 0:  # every 2 s: the feed is alive, and what central has done
                 st = self.stats
                 self._publish(

@@ -242,8 +242,7 @@ class S3BlobStore:
         except Exception as exc:
             raise ConfigError(
                 f"cannot reach the blob bucket {self.location}: {_s3_reason(exc)}",
-                fix="check blobs, s3_endpoint and the credentials in [central]; the bucket "
-                "must exist",
+                fix=f"check {_SETTINGS}; the bucket must exist",
             ) from exc
 
     @property
@@ -308,6 +307,11 @@ class S3BlobStore:
         self._pool.shutdown(wait=True)
 
 
+#: where a user sets the blob store, for the fix lines
+_SETTINGS = (
+    "blobs, s3_endpoint and s3_credentials in [central] (or the --blobs, --s3-endpoint "
+    "and --s3-credentials of nii cir migrate)"
+)
 _STATUS = re.compile(r"status code: (\d{3}[^:<]*)")
 _CODE = re.compile(r"<Code>(\w+)</Code>")
 _HINTS = {
@@ -401,8 +405,9 @@ def open_blob_store(
             kw["access_key_id"] = sec["aws_access_key_id"]
             kw["secret_access_key"] = sec["aws_secret_access_key"]
         except (OSError, KeyError, configparser.Error) as exc:
+            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(
-                f"cannot read the object store's credentials from {credentials}: {exc}",
+                f"cannot read the object store's credentials from {credentials}: {why}",
                 fix="give an INI file with [default] aws_access_key_id and aws_secret_access_key",
             ) from exc
     try:
@@ -423,6 +428,6 @@ def open_blob_store(
     except Exception as exc:  # a bad endpoint or region
         raise ConfigError(
             f"cannot use the blob store {spec!r}: {_s3_reason(exc)}",
-            fix="check blobs, s3_endpoint and s3_region in [central]",
+            fix=f"check {_SETTINGS}",
         ) from exc
     return S3BlobStore(u.netloc, u.path, store)

@@ -103,6 +103,7 @@ class CommitPipeline:
         self.writing_since: float | None = None
         #: whether the batch being written failed for want of storage and is retried
         self.in_trouble = False
+        self._stuck_alarmed = False
 
     def healthy(self, now: float | None = None) -> bool:
         """Whether this aggregator commits as it should: no batch retried for want of
@@ -141,15 +142,50 @@ class CommitPipeline:
         t0 = time.perf_counter()
         self.writing_since = time.monotonic()
         try:
-            await self._write(work, leases=leases, atr=atr, on_lost=on_lost)
+            failed = await self._write(work, leases=leases, atr=atr, on_lost=on_lost)
         finally:
             self.writing_since = None
             self.in_trouble = False
+            stuck, self._stuck_alarmed = self._stuck_alarmed, False
+        if stuck and not failed:  # the control room saw "storage" go up: it sees it end
+            self._storage_alarm_at = -1e9
+            waited = time.perf_counter() - t0
+            log.warning("the CIR writes again after a commit waited %.0f s", waited)
+            self.alarm(
+                "",
+                "",
+                "storage_ok",
+                f"the CIR writes again; a commit waited {waited:.0f} s "
+                f"({len(work.staged)} block(s))",
+            )
         self._count(work, time.perf_counter() - t0)
+
+    def check_stuck(self, now: float | None = None) -> None:
+        """Alarm ``storage`` once when the batch being written has waited
+        ``COMMIT_STUCK_S``: an object store or database that hangs, rather than fails,
+        says nothing by itself (a PUT waits out its timeouts and retries)."""
+        since = self.writing_since
+        if since is None or self._stuck_alarmed:
+            return
+        now = time.monotonic() if now is None else now
+        if now - since < COMMIT_STUCK_S:
+            return
+        self._stuck_alarmed = True
+        where = f"blobs in {self.cir.blobs.location}, index in {self.cir.wsql.location}"
+        self.storage_trouble(
+            StorageError(
+                f"a commit has waited {now - since:.0f} s for the CIR's storage ({where})",
+                fix="check that the object store and the database answer; central commits "
+                "the waiting blocks by itself once they do",
+                path=self.cir.blobs.location,
+                free_bytes=-1,
+            )
+        )
 
     async def _write(
         self, work: Work, *, leases: LeaseBook, atr: set[int], on_lost: Callable[[list[str]], None]
-    ) -> None:
+    ) -> bool:
+        """:meth:`write` but the counting; whether a try failed for want of storage."""
         alarms = self.take_alarms()
         # copies: the event loop goes on staging the next batch on the live states while
         # this one is written in the worker thread
@@ -201,6 +237,7 @@ class CommitPipeline:
                 "storage_ok",
                 f"the CIR writes again; {len(work.staged)} waiting block(s) committed",
             )
+        return failed
 
     def _count(self, work: Work, seconds: float) -> None:
         now_ns = time.time_ns()
@@ -326,19 +363,26 @@ class LeaseKeeper:
             if not self._trouble(exc):
                 raise
             got = {}  # no answer: the edges say hello again
+        for scanner, token in got.items():
+            if token is None:
+                continue
+            kept = scanner in self.book.held  # held all along: no one else wrote since
+            if self.book.took(scanner, token) or not kept:
+                # Another aggregator may have committed to the stream until the moment
+                # the lease was taken: what this process knew of it, and the head its
+                # staging read for the WELCOME, may be behind the CIR (a WELCOME behind
+                # the edge's acknowledged blocks asks for them again, and again).
+                self.ingest.forget(scanner)
+                work.heads.pop(scanner, None)  # read again from the CIR for the WELCOME
         hellos = []
         for ident, scanner in work.hellos:
             if _probe(ident):
                 hellos.append((ident, scanner))
                 continue
-            token = got.get(scanner)
-            if token is None:
+            if got.get(scanner) is None:
                 if scanner in got:
                     work.nacks.append((ident, elsewhere(scanner, -1)))
                 continue
-            if self.book.took(scanner, token):
-                self.ingest.forget(scanner)  # another aggregator wrote it meanwhile
-                work.heads.pop(scanner, None)  # read again from the CIR for the WELCOME
             hellos.append((ident, scanner))
         work.hellos = hellos
 

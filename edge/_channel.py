@@ -825,7 +825,17 @@ class ScannerChannel:
                 self._failover(f"it answered: {n.reason}")
             return
         log.info("%s: central wants block %d (%s)", self.cfg.id, n.expected, n.reason)
+        acked = self.win.acked
         if self.win.on_nack(n.expected, self.spool.state.head_seq):
+            if n.expected <= acked:
+                self.alarm(
+                    "central_behind",
+                    f"central asks again for block {n.expected}, but the CIR acknowledged "
+                    f"blocks up to {acked}: its view of the stream is behind; saying hello "
+                    "again",
+                    expected=n.expected,
+                    acked=acked,
+                )
             self._send_hello()
             return
         self._wake.set()

@@ -41,13 +41,24 @@ import enum
 import time
 from collections.abc import Callable
 
-__all__ = ["HELLO_RETRY_S", "MAX_ACK_TIMEOUT_S", "WINDOW_BLOCKS", "Tick", "UplinkWindow"]
+__all__ = [
+    "BEHIND_NACKS",
+    "HELLO_RETRY_S",
+    "MAX_ACK_TIMEOUT_S",
+    "WINDOW_BLOCKS",
+    "Tick",
+    "UplinkWindow",
+]
 
 WINDOW_BLOCKS = 256
 """Blocks in flight past the last acknowledged one (ZeroMQ SNDHWM is 1000 messages)."""
 
 MAX_ACK_TIMEOUT_S = 30.0
 """The longest wait for an acknowledgement, however slow central was lately (s)."""
+
+BEHIND_NACKS = 3
+"""NACKs in a row for blocks central acknowledged already that ask for a new HELLO."""
+
 
 HELLO_RETRY_S = 0.25
 """How often an unanswered HELLO is repeated (s): after a partition heals, the
@@ -99,6 +110,8 @@ class UplinkWindow:
         self._sent_at: dict[int, float] = {}
         self._srtt: float | None = None
         self._rttvar = 0.0
+        #: NACKs in a row for blocks acknowledged already
+        self._behind = 0
 
     @property
     def ack_timeout_s(self) -> float:
@@ -152,6 +165,7 @@ class UplinkWindow:
         self.welcomed = True
         self._last_progress = self._clock()
         self._sent_at.clear()
+        self._behind = 0
 
     def refuse(self, reason: str) -> None:
         """Stop sending for good (a chain fork, a fatal NACK) until the next WELCOME."""
@@ -169,6 +183,7 @@ class UplinkWindow:
             del self._sent_at[s]
         self.acked = seq
         self._last_progress = now
+        self._behind = 0
         if self.cursor <= seq:
             self.cursor = seq + 1
         return True
@@ -186,7 +201,17 @@ class UplinkWindow:
 
         A NACK for a block beyond ``head`` (never sealed here) means central and
         this edge disagree on the chain: say hello again and let the WELCOME settle it.
+        So do ``BEHIND_NACKS`` in a row for blocks central acknowledged already (one
+        can be stale, overtaken by the ACK): its view of the stream is then behind the
+        CIR's, and sending from ``acked`` + 1 again would only be refused again, for
+        ever.
         """
+        if expected <= self.acked:
+            self._behind += 1
+            if self._behind >= BEHIND_NACKS:
+                self._behind = 0
+                self.welcomed = False
+                return True
         if expected > head + 1:
             self.welcomed = False
             return True

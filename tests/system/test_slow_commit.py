@@ -20,7 +20,7 @@ import zmq.asyncio
 
 from core.messages import Ack, BlockMsg, Heartbeat, Hello, Welcome, decode
 from core.seal import genesis_hash
-from tests.system._cluster import Cluster
+from tests.system._cluster import Cluster, wait_until
 from tests.system.test_forgery import SCANNER, FakeEdge
 
 pytestmark = pytest.mark.system
@@ -113,6 +113,12 @@ async def test_a_central_whose_commit_is_stuck_falls_silent(cluster: Cluster) ->
             if await edge.sock.poll(200):
                 kinds.add(type(decode(await edge.sock.recv_multipart())[0]))
         assert {Ack, Heartbeat} <= kinds  # written again: acknowledged, and answered
+        # and it said so: a storage alarm naming the wait, and its end
+        assert wait_until(
+            lambda: cluster.alarms("storage_ok"), timeout=15, what="the storage_ok alarm"
+        )
+        stuck = [m for _, _, m in cluster.alarms("storage") if "a commit has waited" in m]
+        assert stuck and "cir.sqlite" in stuck[0], cluster.alarms()
     finally:
         lock.close()
         ctx.destroy(linger=0)

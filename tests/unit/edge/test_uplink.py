@@ -211,3 +211,17 @@ def test_blocks_sent_again_after_a_nack_are_not_timed() -> None:
     c.t += 0.01
     assert w.on_ack(5)
     assert w.ack_timeout_s == 3.0
+
+
+def test_a_nack_for_a_block_central_acknowledged_asks_for_hello() -> None:
+    # a central whose view of the stream is behind the CIR asks, as a gap, for a block it
+    # acknowledged already: sending from acked + 1 again would be refused for ever
+    w, _ = window(size=10)
+    w.on_welcome(-1, "b")
+    drain(w, 8)
+    assert w.on_ack(5)
+    assert not w.on_nack(3, 8) and w.cursor == 6  # one can be stale: overtaken by the ACK
+    assert not w.on_nack(3, 8) and w.welcomed
+    assert w.on_nack(3, 8) and not w.welcomed  # BEHIND_NACKS in a row: say hello again
+    w.on_welcome(5, "b")
+    assert not w.on_nack(7, 8) and w.cursor == 7  # an ordinary gap: resend from it
