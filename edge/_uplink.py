@@ -24,10 +24,11 @@ Rules, each unit-tested in ``tests/unit/edge/test_uplink.py``:
   so the stream resumes as soon as the network is back.  ``ack_timeout_s`` is
   TCP's retransmission timeout (RFC 6298: the smoothed round trip from a
   block's send to its ACK plus four times its variation), never below
-  ``stall_s`` nor above ``MAX_ACK_TIMEOUT_S``: a central that works through a
-  deep backlog (an edge's spool after an outage, a slow object store) answers
-  each block late but steadily, and resending the whole window to it every
-  ``stall_s`` only buried it under duplicates;
+  ``stall_s`` nor above ``MAX_ACK_TIMEOUT_S``, while central is heard (its
+  heartbeats): one that works through a deep backlog (an edge's spool after an
+  outage, a slow object store) answers each block late but steadily, and
+  resending the whole window to it every ``stall_s`` only buried it under
+  duplicates. A central not heard for ``stall_s`` gets no more than that;
 * central is ``connected`` while it was heard within ``stall_s``;
 * failover (several aggregator endpoints): a central silent for ``stall_s`` since
   the last switch is left for the next endpoint (``failover_due``); a NACK saying
@@ -257,7 +258,11 @@ class UplinkWindow:
         now = self._clock()
         if now - self._last_heard > self.stall_s:
             self.connected = False
-        if self.welcomed and self.in_flight and now - self._last_progress > self.ack_timeout_s:
+        # a central heard lately is slow, not gone: it gets its round trip's time; a
+        # silent one (a partition, a crash) only stall_s, as before
+        silent = now - self._last_heard > self.stall_s
+        patience = self.stall_s if silent else self.ack_timeout_s
+        if self.welcomed and self.in_flight and now - self._last_progress > patience:
             self.welcomed = False
             self.resyncs += 1
         if not self.welcomed:

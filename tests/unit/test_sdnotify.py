@@ -186,9 +186,10 @@ async def test_watchdog_loop_pings_at_half_the_interval(
         await _cancel(task)
     gaps = [b - a for a, b in itertools.pairwise(notifier.sent[:4])]
     # Half of 0.4 s is 0.2 s: never early (a sleep does not end before its
-    # time, bar clock granularity), late only by scheduling noise.
+    # time, bar clock granularity), late only by scheduling noise: the median, as
+    # one gap can be stretched by a machine busy with the system tests (0.65 s seen)
     assert all(gap >= 0.19 for gap in gaps), gaps
-    assert sum(gaps) / len(gaps) < 0.35, gaps
+    assert sorted(gaps)[len(gaps) // 2] < 0.35, gaps
 
 
 async def test_watchdog_loop_withholds_pings_while_unhealthy(

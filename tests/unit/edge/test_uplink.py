@@ -179,9 +179,18 @@ def test_the_ack_timeout_follows_the_round_trip_of_a_slow_central() -> None:
     c.t += 5.0  # a pause of 5 s with blocks in flight: slow, not stuck
     w.heard()
     assert w.tick() is Tick.HEARTBEAT and w.welcomed and w.resyncs == 0
-    # but a stuck one is still found, within the bound
-    c.t += 30.0
+    # a silent one (a partition, a crash) gets stall_s, as before
+    c.t += 3.1
     assert w.tick() is Tick.HELLO and w.resyncs == 1
+    # and one that answers heartbeats but never acknowledges: within the bound
+    w.on_welcome(-1, "b")
+    drain(w, 1000)
+    for _ in range(int(MAX_ACK_TIMEOUT_S) + 1):
+        c.t += 1.0
+        w.heard()
+        if w.tick() is Tick.HELLO:
+            break
+    assert w.resyncs == 2
 
 
 def test_the_ack_timeout_never_goes_below_stall_nor_above_its_bound() -> None:
