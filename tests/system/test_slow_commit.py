@@ -35,6 +35,17 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     c.stop_all()
 
 
+@pytest.fixture
+def held(cluster: Cluster) -> Iterator[tuple[zmq.asyncio.Context, sqlite3.Connection]]:
+    """A ZeroMQ context for the test's edge, and a second connection to the CIR that
+    the test locks (closed after the test)."""
+    ctx = zmq.asyncio.Context()
+    lock = sqlite3.connect(cluster.base / "cir" / "cir.sqlite", isolation_level=None)
+    yield ctx, lock
+    lock.close()
+    ctx.destroy(linger=0)
+
+
 async def _block_behind_a_lock(
     cluster: Cluster, ctx: zmq.asyncio.Context, lock: sqlite3.Connection
 ) -> tuple[FakeEdge, str]:
@@ -50,75 +61,67 @@ async def _block_behind_a_lock(
     return edge, w.boot
 
 
-async def test_heartbeats_are_answered_while_a_commit_waits(cluster: Cluster) -> None:
-    ctx = zmq.asyncio.Context()
-    lock = sqlite3.connect(cluster.base / "cir" / "cir.sqlite", isolation_level=None)
-    try:
-        edge, boot = await _block_behind_a_lock(cluster, ctx, lock)
-        sent = time.monotonic()
-        hb = Heartbeat(sender=f"{edge.key.id}/{SCANNER}", boot="7e", state={})
-        await edge.sock.send_multipart(hb.frames())
-        got: list[object] = []
-        while time.monotonic() - sent < 1.5 and not any(isinstance(m, Heartbeat) for m in got):
-            if await edge.sock.poll(100):
-                got.append(decode(await edge.sock.recv_multipart())[0])
-        beats = [m for m in got if isinstance(m, Heartbeat)]
-        assert beats, f"no heartbeat answered within 1.5 s while the commit waits: {got!r}"
-        assert beats[0].boot == boot
-        assert not any(isinstance(m, Ack) for m in got), "a block acknowledged uncommitted"
-        assert cluster.sql("SELECT seq FROM blocks") == []
+async def test_heartbeats_are_answered_while_a_commit_waits(
+    cluster: Cluster, held: tuple[zmq.asyncio.Context, sqlite3.Connection]
+) -> None:
+    ctx, lock = held
+    edge, boot = await _block_behind_a_lock(cluster, ctx, lock)
+    sent = time.monotonic()
+    hb = Heartbeat(sender=f"{edge.key.id}/{SCANNER}", boot="7e", state={})
+    await edge.sock.send_multipart(hb.frames())
+    got: list[object] = []
+    while time.monotonic() - sent < 1.5 and not any(isinstance(m, Heartbeat) for m in got):
+        if await edge.sock.poll(100):
+            got.append(decode(await edge.sock.recv_multipart())[0])
+    beats = [m for m in got if isinstance(m, Heartbeat)]
+    assert beats, f"no heartbeat answered within 1.5 s while the commit waits: {got!r}"
+    assert beats[0].boot == boot
+    assert not any(isinstance(m, Ack) for m in got), "a block acknowledged uncommitted"
+    assert cluster.sql("SELECT seq FROM blocks") == []
 
-        lock.execute("ROLLBACK")  # the lock goes: the block is committed and acknowledged
-        deadline = time.monotonic() + 15
-        acks: list[Ack] = []
-        while time.monotonic() < deadline and not acks:
-            if await edge.sock.poll(200):
-                m = decode(await edge.sock.recv_multipart())[0]
-                if isinstance(m, Ack):
-                    acks.append(m)
-        assert acks and acks[0].seq == 0
-        assert cluster.sql("SELECT seq FROM blocks") == [(0,)]
-    finally:
-        lock.close()
-        ctx.destroy(linger=0)
+    lock.execute("ROLLBACK")  # the lock goes: the block is committed and acknowledged
+    deadline = time.monotonic() + 15
+    acks: list[Ack] = []
+    while time.monotonic() < deadline and not acks:
+        if await edge.sock.poll(200):
+            m = decode(await edge.sock.recv_multipart())[0]
+            if isinstance(m, Ack):
+                acks.append(m)
+    assert acks and acks[0].seq == 0
+    assert cluster.sql("SELECT seq FROM blocks") == [(0,)]
 
 
-async def test_a_central_whose_commit_is_stuck_falls_silent(cluster: Cluster) -> None:
+async def test_a_central_whose_commit_is_stuck_falls_silent(
+    cluster: Cluster, held: tuple[zmq.asyncio.Context, sqlite3.Connection]
+) -> None:
     # a commit held for longer than COMMIT_STUCK_S is a central that cannot write: it
     # stops answering ahead, so edges with another aggregator go there
     from central._commit import COMMIT_STUCK_S
 
-    ctx = zmq.asyncio.Context()
-    lock = sqlite3.connect(cluster.base / "cir" / "cir.sqlite", isolation_level=None)
-    try:
-        edge, _ = await _block_behind_a_lock(cluster, ctx, lock)
-        held_at = time.monotonic()
-        hb = Heartbeat(sender=f"{edge.key.id}/{SCANNER}", boot="7e", state={}).frames()
-        answered: list[float] = []  # when each answer came, s after the lock
-        while time.monotonic() - held_at < COMMIT_STUCK_S + 3:
-            await edge.sock.send_multipart(hb)
-            end = time.monotonic() + 0.5
-            while (left := end - time.monotonic()) > 0:
-                if await edge.sock.poll(int(left * 1000) + 1):
-                    m = decode(await edge.sock.recv_multipart())[0]
-                    assert not isinstance(m, Ack)
-                    if isinstance(m, Heartbeat):
-                        answered.append(time.monotonic() - held_at)
-        assert answered and answered[0] < 1.5, answered  # busy: answered
-        assert not [t for t in answered if t > COMMIT_STUCK_S + 1], answered  # stuck: silent
-        lock.execute("ROLLBACK")
-        deadline = time.monotonic() + 15
-        kinds: set[type] = set()
-        while time.monotonic() < deadline and not {Ack, Heartbeat} <= kinds:
-            if await edge.sock.poll(200):
-                kinds.add(type(decode(await edge.sock.recv_multipart())[0]))
-        assert {Ack, Heartbeat} <= kinds  # written again: acknowledged, and answered
-        # and it said so: a storage alarm naming the wait, and its end
-        assert wait_until(
-            lambda: cluster.alarms("storage_ok"), timeout=15, what="the storage_ok alarm"
-        )
-        stuck = [m for _, _, m in cluster.alarms("storage") if "a commit has waited" in m]
-        assert stuck and "cir.sqlite" in stuck[0], cluster.alarms()
-    finally:
-        lock.close()
-        ctx.destroy(linger=0)
+    ctx, lock = held
+    edge, _ = await _block_behind_a_lock(cluster, ctx, lock)
+    held_at = time.monotonic()
+    hb = Heartbeat(sender=f"{edge.key.id}/{SCANNER}", boot="7e", state={}).frames()
+    answered: list[float] = []  # when each answer came, s after the lock
+    while time.monotonic() - held_at < COMMIT_STUCK_S + 3:
+        await edge.sock.send_multipart(hb)
+        end = time.monotonic() + 0.5
+        while (left := end - time.monotonic()) > 0:
+            if await edge.sock.poll(int(left * 1000) + 1):
+                m = decode(await edge.sock.recv_multipart())[0]
+                assert not isinstance(m, Ack)
+                if isinstance(m, Heartbeat):
+                    answered.append(time.monotonic() - held_at)
+    assert answered and answered[0] < 1.5, answered  # busy: answered
+    assert not [t for t in answered if t > COMMIT_STUCK_S + 1], answered  # stuck: silent
+    lock.execute("ROLLBACK")
+    deadline = time.monotonic() + 15
+    kinds: set[type] = set()
+    while time.monotonic() < deadline and not {Ack, Heartbeat} <= kinds:
+        if await edge.sock.poll(200):
+            kinds.add(type(decode(await edge.sock.recv_multipart())[0]))
+    assert {Ack, Heartbeat} <= kinds  # written again: acknowledged, and answered
+    # and it said so: a storage alarm naming the wait, and its end
+    assert wait_until(lambda: cluster.alarms("storage_ok"), timeout=15, what="the storage_ok alarm")
+    stuck = [m for _, _, m in cluster.alarms("storage") if "a commit has waited" in m]
+    assert stuck and "cir.sqlite" in stuck[0], cluster.alarms()
