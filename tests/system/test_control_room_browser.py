@@ -363,8 +363,15 @@ def test_an_expired_session_goes_back_to_the_login(room: ControlRoom, browser: A
         con.execute("UPDATE sessions SET expires_ns = 1 WHERE name = 'olga'")
     con.close()
     assert page.evaluate("fetch('/api/queue').then(r => r.status)") == 401
-    page.goto(room.url + "/")
-    assert page.url.endswith("/login")
+    # the open page goes back on its own: the feed says the session ended, or the
+    # next poll is refused (a goto here would race that navigation and be aborted)
+    page.wait_for_url(room.url + "/login", timeout=30_000)
+    cookies = page.context.cookies()
+    assert cookies, "the expired session's cookie is gone: nothing left to refuse"
+    again = browser.new_page()  # the same cookie, opened afresh
+    again.context.add_cookies(cookies)
+    again.goto(room.url + "/")
+    assert again.url.endswith("/login")
 
 
 def test_the_scanner_board_and_the_statistics(
