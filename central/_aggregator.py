@@ -39,6 +39,7 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -102,8 +103,9 @@ class Central:
         self._commit_task: asyncio.Task[None] | None = None
         #: messages received while a commit was being written, for the next batch
         self._held: deque[list[Any]] = deque()
-        #: heartbeats read while the commits are in trouble, answered with the next batch
-        self._late_beats: list[bytes] = []
+        #: senders of heartbeats read while the commits are in trouble or running, to be
+        #: answered once each with the next batch (an ordered set)
+        self._late_beats: dict[bytes, None] = {}
         self._stopping = False
         self._pending_alarms: list[dict[str, Any]] = []
         self.ingest = Ingest(self.cir, self.opener.open, self._alarm, preview_hz=cfg.preview_hz)
@@ -389,8 +391,7 @@ class Central:
                     work = Work()
                 self._commit_task = None
                 if self._late_beats and self.pipeline.healthy():  # writing again
-                    late, self._late_beats = self._late_beats, []
-                    self._answer_heartbeats(late)
+                    self._answer_heartbeats(self._take_late())
             if work.needs_commit or self._pending_alarms or work.hellos:
                 self._commit_task = asyncio.create_task(self._commit(work))
                 # let the next batch be received and verified while this one commits; the
@@ -439,8 +440,8 @@ class Central:
                 self.pipeline.storage_trouble(self.cir.unreachable(exc))
                 continue  # unanswered: the edges send them again
             self._answer_early(beat_work)
-            if beat_work.heartbeats:  # not now: with the next batch's answers, once each
-                self._late_beats = list(dict.fromkeys([*self._late_beats, *beat_work.heartbeats]))
+            # not now: with the next batch's answers, once each
+            self._late_beats.update(dict.fromkeys(beat_work.heartbeats))
             self._reply(dataclasses.replace(beat_work, heartbeats=[]))
 
     def _answer_early(self, work: Work) -> None:
@@ -454,14 +455,20 @@ class Central:
         cannot write (storage trouble, or a batch stuck for ``COMMIT_STUCK_S``) falls
         silent: its edges then go to another aggregator.
         """
-        if not self.pipeline.healthy():
-            work.heartbeats = list(dict.fromkeys([*self._late_beats, *work.heartbeats]))
-            self._late_beats = []
+        if not self.pipeline.healthy():  # answered with the commit, if it is written
+            work.heartbeats = self._take_late(work.heartbeats)
             return
-        late, self._late_beats = self._late_beats, []
-        beats = [*late, *work.heartbeats, *(i for i, _ in work.hellos)]
-        self._answer_heartbeats(list(dict.fromkeys(beats)))
+        self._answer_heartbeats(self._take_late(work.heartbeats, (i for i, _ in work.hellos)))
         work.heartbeats = []
+
+    def _take_late(self, *more: Iterable[bytes]) -> list[bytes]:
+        """The late heartbeats' senders, then those of ``more``, each once; none is left
+        late."""
+        for idents in more:
+            self._late_beats.update(dict.fromkeys(idents))
+        late = list(self._late_beats)
+        self._late_beats.clear()
+        return late
 
     def _reset_state(self) -> None:
         self.ingest.reset()
