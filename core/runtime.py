@@ -46,25 +46,32 @@ async def cancel_and_wait(
     ``asyncio.wait_for`` can, on Python 3.11) must not keep a daemon from stopping:
     it is cancelled again, named in the log, and left behind.
     """
-    live = [t for t in tasks if t is not None and not t.done()]
-    for t in live:
-        t.cancel()
-    end = asyncio.get_running_loop().time() + timeout
-    pending = set(live)
-    while pending:
-        left = end - asyncio.get_running_loop().time()
-        if left <= 0:
-            break
-        _, pending = await asyncio.wait(pending, timeout=min(left, 0.5))
+    given = [t for t in tasks if t is not None]
+    live = [t for t in given if not t.done()]
+    try:
+        for t in live:
+            t.cancel()
+        end = asyncio.get_running_loop().time() + timeout
+        pending = set(live)
+        while pending:
+            left = end - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            _, pending = await asyncio.wait(pending, timeout=min(left, 0.5))
+            for t in pending:
+                t.cancel()  # again: a cancellation can be lost in a race with completion
         for t in pending:
-            t.cancel()  # again: a cancellation can be lost in a race with completion
-    for t in pending:
-        logging.getLogger("nii").warning(
-            "%s: task %s did not stop in %.0f s", what, t.get_name(), timeout
-        )
-    for t in live:
-        if t.done() and not t.cancelled():
-            t.exception()  # retrieved: it was logged where it happened
+            logging.getLogger("nii").warning(
+                "%s: task %s did not stop in %.0f s", what, t.get_name(), timeout
+            )
+    finally:
+        # retrieved, also when the caller is itself cancelled before it looks (a daemon
+        # stopping as its device goes away): asyncio would print the exception with a
+        # traceback at exit ("Task exception was never retrieved"); the caller re-raises
+        # or logs what it needs
+        for t in given:
+            if t.done() and not t.cancelled():
+                t.exception()
 
 
 class Backoff:

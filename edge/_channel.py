@@ -81,7 +81,7 @@ from edge._assembler import (
 from edge._linkhealth import LinkHealth
 from edge._scanner_rules import check_identity, should_rearm
 from edge._spool import Spool
-from edge._uplink import WINDOW_BLOCKS, Tick, UplinkWindow
+from edge._uplink import MAX_FAILOVER_WAIT_S, WINDOW_BLOCKS, Tick, UplinkWindow
 
 __all__ = ["ChannelStats", "ScannerChannel", "with_att_role"]
 
@@ -217,7 +217,10 @@ class ScannerChannel:
             )
         self.stats.asm = self.asm.stats
         self.win = UplinkWindow(
-            acked=self.spool.state.acked_seq, stall_s=3 * edge.heartbeat_s, window=WINDOW_BLOCKS
+            acked=self.spool.state.acked_seq,
+            stall_s=3 * edge.heartbeat_s,
+            window=WINDOW_BLOCKS,
+            endpoints=len(edge.centrals),
         )
         self.sealer = Sealer(key.sign_private, cir.x25519_public)
         self.sock = ctx.socket(zmq.DEALER)
@@ -843,21 +846,41 @@ class ScannerChannel:
     def _failover(self, why: str) -> None:
         """Leave the aggregator in use for the next endpoint; nothing is lost: the
         spool keeps every block the CIR has not acknowledged, and the next WELCOME
-        says where to resend from."""
+        says where to resend from.
+
+        One ``central_failover`` alarm per silent stretch (the first switch), and one
+        ``central_unreachable`` once every endpoint was silent in turn; the switches
+        between them, slower each round (``UplinkWindow.failover_wait_s``), are only
+        logged: an outage of the CIR the aggregators share is one event, not an
+        alarm every few seconds for each scanner.
+        """
         old = self._endpoints[self._ep]
         self._ep = (self._ep + 1) % len(self._endpoints)
         new = self._endpoints[self._ep]
         with contextlib.suppress(zmq.ZMQError):
             self.sock.disconnect(old)
         self.sock.connect(new)
+        was_all_silent = self.win.all_silent
         self.win.switched()
         self.stats.failovers += 1
-        log.warning("%s: leaving central %s (%s); trying %s", self.cfg.id, old, why, new)
-        self.alarm(
-            "central_failover",
-            f"edge left central {old} for {new}: {why}",
-            **{"from": old, "to": new},
+        first = self.win.silent_switches == 1
+        (log.warning if first else log.info)(
+            "%s: leaving central %s (%s); trying %s", self.cfg.id, old, why, new
         )
+        if first:
+            self.alarm(
+                "central_failover",
+                f"edge left central {old} for {new}: {why}",
+                **{"from": old, "to": new},
+            )
+        elif self.win.all_silent and not was_all_silent:
+            self.alarm(
+                "central_unreachable",
+                f"none of the {len(self._endpoints)} central endpoints answers; the spool "
+                f"keeps every block, and each endpoint is tried in turn, waiting up to "
+                f"{MAX_FAILOVER_WAIT_S:.0f} s at each",
+                endpoints=list(self._endpoints),
+            )
 
     def _send_hello(self) -> None:
         st = self.spool.state
@@ -877,7 +900,7 @@ class ScannerChannel:
                 self._last_release = time.monotonic()
                 self._release(self.win.acked)
             if len(self._endpoints) > 1 and self.win.failover_due():
-                self._failover(f"silent for {self.win.stall_s:.1f} s")
+                self._failover(f"silent for {self.win.failover_wait_s:.1f} s")
             was_welcomed = self.win.welcomed
             what = self.win.tick()
             if was_welcomed and not self.win.welcomed:
@@ -1150,6 +1173,8 @@ class ScannerChannel:
             "control_up": self.control_up,
             "link": self.link.stats.as_dict(),
             "link_fault": self.link_health.fault,
+            "central": self._endpoints[self._ep],  # the aggregator endpoint in use
+            "failovers": s.failovers,
         }
         if self.storage_error is not None:
             out["storage_error"] = self.storage_error.message

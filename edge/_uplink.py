@@ -33,7 +33,11 @@ Rules, each unit-tested in ``tests/unit/edge/test_uplink.py``:
 * failover (several aggregator endpoints): a central silent for ``stall_s`` since
   the last switch is left for the next endpoint (``failover_due``); a NACK saying
   the stream's lease is elsewhere asks for a new HELLO (``on_elsewhere``), and the
-  shell moves on when a HELLO is answered so.
+  shell moves on when a HELLO is answered so. Once every endpoint was tried in a
+  row without hearing any (``all_silent``: the CIR they share is out, or the
+  edge's own network), each further round waits twice as long at each endpoint,
+  up to ``MAX_FAILOVER_WAIT_S``: HELLOs still go out every ``hello_retry_s`` to
+  the endpoint in use, which is taken up again the moment it answers.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ __all__ = [
     "BEHIND_NACKS",
     "HELLO_RETRY_S",
     "MAX_ACK_TIMEOUT_S",
+    "MAX_FAILOVER_WAIT_S",
     "WINDOW_BLOCKS",
     "Tick",
     "UplinkWindow",
@@ -56,6 +61,9 @@ WINDOW_BLOCKS = 256
 
 MAX_ACK_TIMEOUT_S = 30.0
 """The longest wait for an acknowledgement, however slow central was lately (s)."""
+
+MAX_FAILOVER_WAIT_S = 10.0
+"""The longest wait at one endpoint once every aggregator was silent in turn (s)."""
 
 BEHIND_NACKS = 3
 """NACKs in a row for blocks central acknowledged already that ask for a new HELLO."""
@@ -81,6 +89,7 @@ class UplinkWindow:
         stall_s: seconds without an acknowledgement (with blocks in flight), or
             without hearing central, before a resync / ``connected`` goes False.
         window: blocks in flight at most.
+        endpoints: how many aggregator endpoints the edge tries in turn.
         clock: monotonic seconds.
     """
 
@@ -90,6 +99,7 @@ class UplinkWindow:
         acked: int,
         stall_s: float,
         window: int = WINDOW_BLOCKS,
+        endpoints: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.acked = acked
@@ -107,6 +117,9 @@ class UplinkWindow:
         self._last_progress = now
         self._last_hello = now - HELLO_RETRY_S - 1.0
         self._last_switch = now
+        self.endpoints = max(1, endpoints)
+        #: switches since central was last heard
+        self.silent_switches = 0
         #: when each block in flight was first sent since the last WELCOME
         self._sent_at: dict[int, float] = {}
         self._srtt: float | None = None
@@ -146,6 +159,7 @@ class UplinkWindow:
         """Any valid message from central arrived."""
         self._last_heard = self._clock()
         self.connected = True
+        self.silent_switches = 0
 
     def on_welcome(self, last_seq: int, boot: str) -> None:
         """Central holds blocks up to ``last_seq`` (its WELCOME, after our HELLO).
@@ -242,12 +256,27 @@ class UplinkWindow:
     # -- failover between aggregators ------------------------------------------------------
     def failover_due(self) -> bool:
         """Whether central (the endpoint in use) was silent for ``stall_s``, counting from
-        the last switch: time to try the next aggregator endpoint."""
-        return self._clock() - max(self._last_heard, self._last_switch) > self.stall_s
+        the last switch: time to try the next aggregator endpoint; twice as long per
+        round of endpoints all silent, up to ``MAX_FAILOVER_WAIT_S``."""
+        return self._clock() - max(self._last_heard, self._last_switch) > self.failover_wait_s
+
+    @property
+    def failover_wait_s(self) -> float:
+        """How long the endpoint in use may be silent before the next is tried (s)."""
+        rounds = self.silent_switches // self.endpoints
+        if rounds == 0:
+            return self.stall_s
+        return max(self.stall_s, min(MAX_FAILOVER_WAIT_S, self.stall_s * 2.0**rounds))
+
+    @property
+    def all_silent(self) -> bool:
+        """Every endpoint was tried in a row, and none was heard since."""
+        return self.silent_switches >= self.endpoints
 
     def switched(self) -> None:
         """The edge connected to another aggregator: nothing is sent before its WELCOME."""
         self._last_switch = self._clock()
+        self.silent_switches += 1
         self.welcomed = False
         self.connected = False
         self._last_hello = self._last_switch - HELLO_RETRY_S - 1.0

@@ -200,3 +200,49 @@ def test_a_paused_aggregator_finds_its_leases_taken_and_writes_nothing(
     assert_exactly_once(c)
     # the streams stay with the aggregator that took them over
     assert all(holders(c).get(s) == o_listen for s in on_p), holders(c)
+
+
+def test_with_no_aggregator_answering_an_edge_alarms_once_and_slows_its_rounds(
+    national: Cluster,
+) -> None:
+    """Every aggregator silent (the CIR they share is out, or the edge's own link): the
+    edge goes round its endpoints more slowly each round, raising one
+    ``central_failover`` and one ``central_unreachable`` per scanner, not one alarm per
+    switch; once an aggregator answers, the streams go on."""
+    c = national
+    scanners = ["scanner1", "scanner2"]
+    sims = c.start_sim(
+        "--scan-lines", "300", "--scans", "1", "--line-rate", "400", "--seed", "29",
+        scanners=len(scanners),
+    )  # fmt: skip
+    c.write_edge_config(sims)
+    c.start_edge()  # neither aggregator runs yet
+
+    def switches() -> dict[str, int]:
+        st = c.edge_status().get("scanners", {})
+        return {s: int(st.get(s, {}).get("failovers", 0)) for s in scanners}
+
+    # past the alarm gate's 10 s: at the first round's pace (1.5 s) that is 8 switches
+    # and a repeated central_failover; slowed (1.5, 1.5, 3, 3, 6 s …) it is 5
+    wait_until(lambda: min(switches().values()) >= 5, 60, "five switches of each scanner")
+    edge_log = (c.logs / "edge.log").read_text(errors="replace")
+    c.start_central("central")
+    c.start_central("central2")
+    for s in scanners:
+        wait_until(
+            lambda s=s: c.finished_scans(s) >= 1,  # type: ignore[misc]
+            60,
+            f"the scan of {s}",
+        )
+    wait_until(
+        lambda: len(c.alarms("central_unreachable")) >= len(scanners),
+        30,
+        "the edge's alarms, sent once an aggregator answers",
+    )
+    for kind in ("central_failover", "central_unreachable"):
+        by = sorted(a[1] for a in c.alarms(kind))
+        assert by == scanners, f"{kind}: {by}\n{edge_log[-3000:]}"
+    for s in scanners:
+        emitted = c.emitted(s)
+        committed = c.committed_keys(s)
+        assert committed == emitted and len(emitted) == 300 + CALIB, s

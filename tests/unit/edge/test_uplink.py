@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from edge._uplink import HELLO_RETRY_S, MAX_ACK_TIMEOUT_S, Tick, UplinkWindow
+from edge._uplink import (
+    HELLO_RETRY_S,
+    MAX_ACK_TIMEOUT_S,
+    MAX_FAILOVER_WAIT_S,
+    Tick,
+    UplinkWindow,
+)
 
 
 class Clock:
@@ -135,6 +141,31 @@ def test_failover_is_due_after_a_silence_counted_from_the_last_switch() -> None:
     c.t += 2.0
     assert not w.failover_due()  # heard 2 s ago
     c.t += 1.5
+    assert w.failover_due()
+
+
+def test_every_endpoint_silent_slows_the_rounds_until_one_is_heard() -> None:
+    c = Clock()
+    w = UplinkWindow(acked=-1, stall_s=1.5, endpoints=2, clock=c)
+
+    def silent_until_due() -> float:
+        waited = 0.0
+        while not w.failover_due():
+            c.t += 0.25
+            waited += 0.25
+            assert waited < 100, "never due"
+        w.switched()
+        return waited
+
+    first_round = [silent_until_due(), silent_until_due()]
+    assert all(1.5 <= x <= 1.75 for x in first_round), first_round  # a dead aggregator
+    assert w.all_silent  # both tried, neither heard: the shared CIR (or the link) is out
+    later = [silent_until_due() for _ in range(8)]
+    assert later[0] >= 3.0 and later[2] >= 6.0, later  # twice as long each round
+    assert max(later) <= MAX_FAILOVER_WAIT_S + 0.25 and later[-1] >= MAX_FAILOVER_WAIT_S
+    w.heard()  # the endpoint in use answers: back to a quick failover next time
+    assert not w.all_silent and w.failover_wait_s == 1.5
+    c.t += 1.6
     assert w.failover_due()
 
 
