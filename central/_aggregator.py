@@ -102,7 +102,9 @@ class Central:
         self._bursts = BurstLimit(ALARM_BURST, ALARM_WINDOW_S)
         self._commit_task: asyncio.Task[None] | None = None
         #: messages received while a commit was being written, for the next batch
-        self._held: deque[list[Any]] = deque()
+        #: with the monotonic time each arrived (a writer is alive as of then, not as of
+        #: when its message is staged)
+        self._held: deque[tuple[float, list[Any]]] = deque()
         #: senders of heartbeats read while the commits are in trouble or running, to be
         #: answered once each with the next batch (an ordered set)
         self._late_beats: dict[bytes, None] = {}
@@ -350,12 +352,16 @@ class Central:
                 continue
             limit = self.budget.limit()
             batch: list[list[Any]] = []
+            arrived: list[float] = []
             size = 0
             while held and len(batch) < MAX_BATCH_MSGS and size < limit:
-                batch.append(held.popleft())
-                size += sum(len(f) for f in batch[-1])
+                at, frames = held.popleft()
+                batch.append(frames)
+                arrived.append(at)
+                size += sum(len(f) for f in frames)
             if not batch:
                 batch.append(await router.recv_multipart(copy=False))
+                arrived.append(time.monotonic())
                 size = sum(len(f) for f in batch[0])
             # what is queued already is taken without waiting: a non-blocking receive
             # skips the event registration of an awaited one (a fifth of the loop's time
@@ -367,9 +373,10 @@ class Central:
                     break
                 batch.append(frames)
                 size += sum(len(f) for f in frames)
+            arrived += [time.monotonic()] * (len(batch) - len(arrived))
             t_stage = time.perf_counter()
             try:
-                work = self._stage(batch)
+                work = self._stage(batch, arrived)
                 self.budget.stage.observe(size, time.perf_counter() - t_stage)
                 self.pipeline.write_ahead(work)
             except Exception as exc:
@@ -409,7 +416,7 @@ class Central:
         router = self.router
         assert router is not None
         held = self._held
-        held_bytes = sum(sum(len(f) for f in m) for m in held)
+        held_bytes = sum(sum(len(f) for f in m) for _, m in held)
         while not commit_task.done() and held_bytes < limit and len(held) < MAX_BATCH_MSGS:
             readable = asyncio.ensure_future(router.poll(1000))
             try:
@@ -420,6 +427,7 @@ class Central:
             if not readable.done() or readable.cancelled() or not readable.result():
                 continue
             beats = []
+            now = time.monotonic()
             while held_bytes < limit and len(held) < MAX_BATCH_MSGS:
                 try:
                     frames = await router.recv_multipart(flags=zmq.NOBLOCK, copy=False)
@@ -428,7 +436,7 @@ class Central:
                 if len(frames) > 1 and frames[1].bytes == Heartbeat.TYPE:
                     beats.append(frames)
                 else:
-                    held.append(frames)
+                    held.append((now, frames))
                     held_bytes += sum(len(f) for f in frames)
             if not beats:
                 continue
@@ -588,44 +596,53 @@ class Central:
             edge,
         )
 
-    def _stage(self, batch: list[list[Any]]) -> Work:
-        """Decode, validate and stage one received batch; one bad message never stops it."""
+    def _stage(self, batch: list[list[Any]], arrived: list[float] | None = None) -> Work:
+        """Decode, validate and stage one received batch; one bad message never stops it.
+
+        ``arrived``: when each message was received (monotonic s; default now), so that
+        the messages of an edge process that has gone since (held while a commit ran)
+        do not make it look alive when a restarted process says HELLO.
+        """
         work = Work()
-        for frames in batch:
-            ident = bytes(frames[0])
-            sender, edge = self._sender(frames)
-            edge_id = edge.id if edge else ""
-            try:
-                msg, extra = decode(frames[1:])
-                if (
-                    isinstance(msg, BlockMsg)
-                    and edge is not None
-                    and not self.leases.holds(msg.scanner)
-                ):
-                    # not this aggregator's stream (now): the edge says hello again
-                    work.nacks.append((ident, elsewhere(msg.scanner, msg.seq)))
-                    continue
-                if isinstance(msg, BlockMsg):
-                    self.leases.touch(msg.scanner)
-                if isinstance(msg, Heartbeat):
-                    if edge is not None and not edge.revoked:
-                        if self.ingest.heartbeat(work, ident, edge, msg):
-                            self.uptime.on_heartbeat(ident, edge.id, msg.state)
-                        else:
-                            self._uptime_skipped(edge.id, msg.sender, msg.boot)
-                else:
-                    self.ingest.message(work, ident, edge, msg, extra)
-            except StorageError as exc:  # not the sender's fault
-                self.pipeline.storage_trouble(exc)
-            except NiiError as exc:
-                self._bad_message(ident, sender, edge_id, exc)
-            except Exception as exc:  # last resort: validation missed it, the loop goes on
-                if is_storage_error(exc):
-                    self.pipeline.storage_trouble(self.cir.storage_error(exc))
-                elif is_unreachable(exc):  # the database server went away: not the sender
-                    self.pipeline.storage_trouble(self.cir.unreachable(exc))
-                else:
+        try:
+            for i, frames in enumerate(batch):
+                self.ingest.received_at = arrived[i] if arrived is not None else None
+                ident = bytes(frames[0])
+                sender, edge = self._sender(frames)
+                edge_id = edge.id if edge else ""
+                try:
+                    msg, extra = decode(frames[1:])
+                    if (
+                        isinstance(msg, BlockMsg)
+                        and edge is not None
+                        and not self.leases.holds(msg.scanner)
+                    ):
+                        # not this aggregator's stream (now): the edge says hello again
+                        work.nacks.append((ident, elsewhere(msg.scanner, msg.seq)))
+                        continue
+                    if isinstance(msg, BlockMsg):
+                        self.leases.touch(msg.scanner)
+                    if isinstance(msg, Heartbeat):
+                        if edge is not None and not edge.revoked:
+                            if self.ingest.heartbeat(work, ident, edge, msg):
+                                self.uptime.on_heartbeat(ident, edge.id, msg.state)
+                            else:
+                                self._uptime_skipped(edge.id, msg.sender, msg.boot)
+                    else:
+                        self.ingest.message(work, ident, edge, msg, extra)
+                except StorageError as exc:  # not the sender's fault
+                    self.pipeline.storage_trouble(exc)
+                except NiiError as exc:
                     self._bad_message(ident, sender, edge_id, exc)
+                except Exception as exc:  # last resort: validation missed it, the loop goes on
+                    if is_storage_error(exc):
+                        self.pipeline.storage_trouble(self.cir.storage_error(exc))
+                    elif is_unreachable(exc):  # the database server went away: not the sender
+                        self.pipeline.storage_trouble(self.cir.unreachable(exc))
+                    else:
+                        self._bad_message(ident, sender, edge_id, exc)
+        finally:
+            self.ingest.received_at = None
         self.ingest.settle(work)
         self.stats.duplicates = self.ingest.duplicates
         self.stats.out_of_order = self.ingest.out_of_order

@@ -296,6 +296,9 @@ class Ingest:
         self._gaps_since_scan: dict[str, list[_PendingGap]] = {}
         self._fresh: set[str] = set()  # streams loaded from the CIR, no block since
         self._writers: dict[str, _Writer] = {}  # scanner -> the edge process streaming it
+        #: when the message being handled was received (monotonic s; None: now): its
+        #: sender was alive then, which may be a while before it is staged
+        self.received_at: float | None = None
         self._dup_alarmed: dict[tuple[str, str], float] = {}  # (scanner, boot) -> last alarm
         #: ALARMs dropped because their sender is not the live writer of their scanner
         self.alarms_dropped = 0
@@ -494,10 +497,15 @@ class Ingest:
         edge, _, scanner = sender.partition("/")
         w = self._writers.get(scanner)
         if edge == edge_id and w is not None and w.boot == boot:
-            now = self.clock()
+            now = self._heard_at()
             if w.hb_at is not None:
-                w.hb_gap = 0.5 * w.hb_gap + 0.5 * min(now - w.hb_at, WRITER_STALE_S)
-            w.hb_at = w.heard = now
+                w.hb_gap = 0.5 * w.hb_gap + 0.5 * min(max(0.0, now - w.hb_at), WRITER_STALE_S)
+            w.hb_at = now
+            w.heard = max(w.heard, now)
+
+    def _heard_at(self) -> float:
+        """When the sender of the message being handled was alive (monotonic s)."""
+        return self.clock() if self.received_at is None else self.received_at
 
     def _other_writer(self, scanner: str, boot: str | None) -> _Writer | None:
         """The live writer of ``scanner`` if it is another process than ``boot``."""
@@ -557,7 +565,7 @@ class Ingest:
             )
             return
         if not probe:
-            self._writers[msg.scanner] = _Writer(msg.boot, self.clock(), edge.id)
+            self._writers[msg.scanner] = _Writer(msg.boot, self._heard_at(), edge.id)
         work.hellos.append((ident, msg.scanner))
 
     def settle(self, work: Work) -> None:
@@ -614,7 +622,7 @@ class Ingest:
             return
         w = self._writers.get(msg.scanner)
         if w is not None and w.boot == boot:
-            w.heard = self.clock()
+            w.heard = max(w.heard, self._heard_at())
         try:
             raw = frame.buffer if hasattr(frame, "buffer") else frame
             if isinstance(raw, bytearray):

@@ -36,10 +36,14 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 
 class FakeEdge:
-    def __init__(self, c: Cluster, key: EdgeKey, ctx: zmq.asyncio.Context) -> None:
+    def __init__(
+        self, c: Cluster, key: EdgeKey, ctx: zmq.asyncio.Context, boot: str | None = None
+    ) -> None:
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.ROUTING_ID, f"{key.id}/{SCANNER}".encode())
+        # an edge process's routing id ends with its boot id (edge/scanner/boot)
+        rid = f"{key.id}/{SCANNER}" + (f"/{boot}" if boot else "")
+        self.sock.setsockopt(zmq.ROUTING_ID, rid.encode())
         self.sock.curve_secretkey = key.curve_secret
         self.sock.curve_publickey = key.curve_public
         self.sock.curve_serverkey = c.cir_key.curve_public

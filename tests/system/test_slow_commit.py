@@ -18,7 +18,7 @@ import pytest
 import zmq
 import zmq.asyncio
 
-from core.messages import Ack, BlockMsg, Heartbeat, Hello, Welcome, decode
+from core.messages import Ack, BlockMsg, Heartbeat, Hello, Nack, Welcome, decode
 from core.seal import genesis_hash
 from tests.system._cluster import Cluster, wait_until
 from tests.system.test_forgery import SCANNER, FakeEdge
@@ -125,3 +125,53 @@ async def test_a_central_whose_commit_is_stuck_falls_silent(
     assert wait_until(lambda: cluster.alarms("storage_ok"), timeout=15, what="the storage_ok alarm")
     stuck = [m for _, _, m in cluster.alarms("storage") if "a commit has waited" in m]
     assert stuck and "cir.sqlite" in stuck[0], cluster.alarms()
+
+
+async def test_an_edge_restarted_while_a_commit_is_stuck_is_welcomed(
+    cluster: Cluster, held: tuple[zmq.asyncio.Context, sqlite3.Connection]
+) -> None:
+    # the old process's last block waits in central while the commit before it is
+    # stuck; the process dies and a new one says HELLO. The held block shows the old
+    # process alive as of when it came, not as of when it is staged: the newcomer is
+    # welcomed, not refused as "another process of the edge"
+    ctx, lock = held
+    old = FakeEdge(cluster, cluster.edge_key, ctx, boot="7e")
+    hello = Hello(edge=old.key.id, scanner=SCANNER, head_seq=-1, head_hash="", boot="7e")
+    assert isinstance(await old.request(hello.frames(), timeout=10), Welcome)
+    lock.execute("BEGIN IMMEDIATE")
+    prev = genesis_hash(SCANNER)
+    for seq in (0, 1):  # the first in the stuck commit, the next staged for the one after
+        raw, prev = old.seal(seq, prev, line=seq)
+        await old.sock.send_multipart(BlockMsg(scanner=SCANNER, seq=seq).frames(raw))
+    # a heartbeat answered: central now waits on its commit, holding what comes
+    hb = Heartbeat(sender=f"{old.key.id}/{SCANNER}", boot="7e", state={})
+    await old.sock.send_multipart(hb.frames())
+    beat = None
+    end = time.monotonic() + 5
+    while beat is None and (left := end - time.monotonic()) > 0:
+        if await old.sock.poll(int(left * 1000) + 1):
+            m = decode(await old.sock.recv_multipart())[0]
+            beat = m if isinstance(m, Heartbeat) else None
+    assert beat is not None, "no heartbeat answered while the commit waits"
+    raw, h2 = old.seal(2, prev, line=2)
+    await old.sock.send_multipart(BlockMsg(scanner=SCANNER, seq=2).frames(raw))
+    old.sock.close()  # killed; the new process starts once the commit has been stuck
+    wait_until(
+        lambda: "a commit has waited" in (cluster.logs / "central.log").read_text(),
+        timeout=20,
+        what="central to say that its commit is stuck",
+    )
+    new = FakeEdge(cluster, cluster.edge_key, ctx, boot="8f")
+    again = Hello(edge=new.key.id, scanner=SCANNER, head_seq=2, head_hash=h2.hex(), boot="8f")
+    await new.sock.send_multipart(again.frames())
+    lock.execute("ROLLBACK")
+    deadline = time.monotonic() + 15
+    answer = None
+    while time.monotonic() < deadline and answer is None:
+        if await new.sock.poll(200):
+            m = decode(await new.sock.recv_multipart())[0]
+            if isinstance(m, Welcome | Nack):
+                answer = m
+    assert isinstance(answer, Welcome), getattr(answer, "reason", answer)
+    assert answer.last_seq == 2  # the old process's blocks are in, and it is told so
+    assert not cluster.alarms("duplicate_edge"), cluster.alarms()

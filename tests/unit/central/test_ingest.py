@@ -350,6 +350,35 @@ def test_one_writer_per_stream_a_second_process_of_the_edge_is_refused() -> None
     assert work.hellos
 
 
+def test_a_writer_is_alive_as_of_its_messages_arrival_not_their_staging() -> None:
+    """Messages held while a slow commit ran are staged seconds after they came: those
+    of an edge process that has gone since must not make it look alive when its
+    restarted successor says HELLO."""
+    r = Rig()
+    now = [100.0]
+    r.ingest.clock = lambda: now[0]
+    old = Hello(edge=EDGE, scanner=SCANNER, head_seq=-1, head_hash="", boot="aa")
+    r.ingest.message(Work(), IDENT, r.edge, old, [])
+    for _ in range(5):  # the old process heartbeats every second, then is killed
+        now[0] += 1.0
+        r.ingest.heard(EDGE, f"{EDGE}/{SCANNER}", "aa")
+    gone = now[0]
+    seq, raw = r.start(1)
+    now[0] += 8.0  # a commit stuck for 8 s; its last block and heartbeat were held
+    r.ingest.received_at = gone
+    work = Work()
+    r.ingest.message(work, IDENT, r.edge, BlockMsg(scanner=SCANNER, seq=seq), [raw])
+    r.ingest.heard(EDGE, f"{EDGE}/{SCANNER}", "aa")
+    assert work.staged
+    r.ingest.received_at = gone + 6.0  # the new process's HELLO came 6 s after
+    new = Hello(edge=EDGE, scanner=SCANNER, head_seq=-1, head_hash="", boot="bb")
+    work = Work()
+    r.ingest.message(work, SECOND, r.edge, new, [])
+    r.ingest.received_at = None
+    assert work.hellos and not work.nacks, work.nacks
+    assert "duplicate_edge" not in r.kinds()
+
+
 def test_a_writer_that_heartbeats_slowly_is_given_longer() -> None:
     r = Rig()
     now = [100.0]
