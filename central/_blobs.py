@@ -430,4 +430,15 @@ def open_blob_store(
             f"cannot use the blob store {spec!r}: {_s3_reason(exc)}",
             fix=f"check {_SETTINGS}",
         ) from exc
-    return S3BlobStore(u.netloc, u.path, store)
+    try:
+        return S3BlobStore(u.netloc, u.path, store)
+    except ConfigError as exc:
+        if credentials is not None or os.environ.get("AWS_ACCESS_KEY_ID"):
+            raise
+        # obstore then asks the cloud's instance metadata, whose refusal reads as a
+        # bare "403 Forbidden" from the object store
+        raise ConfigError(
+            f"{exc.message}; no credentials were given (s3_credentials is not set and "
+            "AWS_ACCESS_KEY_ID is not in the environment)",
+            fix=exc.fix,
+        ) from exc.__cause__

@@ -102,7 +102,9 @@ def test_an_object_store_that_is_down_is_a_storage_error(s3_server: Any) -> None
         server.stop()
 
 
-def test_a_wrong_blob_store_setting_is_one_clear_error(s3_server: Any, tmp_path: Path) -> None:
+def test_a_wrong_blob_store_setting_is_one_clear_error(
+    s3_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for spec in ("ftp://x/y", "s3://"):
         with pytest.raises(ConfigError, match="not a blob store"):
             open_blob_store(spec, tmp_path)
@@ -120,6 +122,10 @@ def test_a_wrong_blob_store_setting_is_one_clear_error(s3_server: Any, tmp_path:
             credentials=s3_server.extra["credentials"],
         )  # fmt: skip
     assert "\n" not in e.value.message and "<?xml" not in e.value.message  # one line
+    # no credentials anywhere: the server's bare 403 comes with the reason
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
+    with pytest.raises(ConfigError, match=r"403.*no credentials were given"):
+        open_blob_store("s3://nii-cir", tmp_path, endpoint=s3_server.url)
     # an endpoint that is not a URL is refused before the client sees it (obstore
     # panics on some), whoever calls: central's config checks it too
     for endpoint in ("notaurl", "http://", "http://host:99999", "http://a b:1"):
