@@ -31,16 +31,17 @@ demo: $(STAMP)
 # pytest-xdist workers) run beside them at the lowest CPU priority (nice 19): they take
 # only what the system tests leave. They run in a session of their own, so that Ctrl-C
 # can stop them; where the kernel groups sessions for scheduling (autogroup) that
-# group is set to nice 19 too, else it would get half the CPU whatever its nice. Their
+# group is set to nice 19 too, else it would get half the CPU whatever its nice. System
+# tests marked `beside` (no field timing to keep: the benchmark's) run there too. Their
 # report, kept in var/unit-tests.log, follows the system tests' (decision 0024).
 test: $(STAMP)
 	$(BIN)/lint-imports --no-cache
 	@mkdir -p var; \
 	  setsid -w sh -c '{ echo 19 >/proc/self/autogroup; } 2>/dev/null; exec nice -n 19 "$$@"' \
-	    - $(BIN)/python -m pytest -q -n 2 -p no:cacheprovider tests/unit \
-	    >var/unit-tests.log 2>&1 & upid=$$!; \
+	    - $(BIN)/python -m pytest -q -n 2 -p no:cacheprovider -m "not system or beside" \
+	    tests/unit tests/system >var/unit-tests.log 2>&1 & upid=$$!; \
 	  trap 'kill -TERM -$$upid 2>/dev/null; exit 130' INT TERM HUP; \
-	  $(BIN)/python -m pytest -q tests/system; system=$$?; \
+	  $(BIN)/python -m pytest -q -m "not beside" tests/system; system=$$?; \
 	  wait $$upid; unit=$$?; \
 	  echo "--- unit tests (run beside the system tests; var/unit-tests.log)"; \
 	  cat var/unit-tests.log; \

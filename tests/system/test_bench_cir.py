@@ -16,7 +16,9 @@ import pytest
 
 from tests.system._cluster import wait_until
 
-pytestmark = pytest.mark.system
+# no field timings to keep (decision 0024): it runs beside the unit tests, not with the
+# system tests one at a time
+pytestmark = [pytest.mark.system, pytest.mark.beside]
 
 KEYS = {
     "mb_per_s", "lines_per_s", "p99_ms", "ratio_to_embedded", "ratio_to_jetstream",
