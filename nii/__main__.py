@@ -144,7 +144,8 @@ def cmd_central(args: argparse.Namespace) -> int:
             )
         pub = EdgePublic.load(Path(args.target))
     create = args.action == "enroll" and bool(getattr(args, "create", False))
-    if not create and not (cfg.state_dir / "cir.sqlite").exists():
+    # a national CIR (cir = "postgresql://…") is its database: no file to look for
+    if not create and not cfg.cir and not (cfg.state_dir / "cir.sqlite").exists():
         raise ConfigError(
             f"there is no CIR in {cfg.state_dir} (state_dir of {cfg.path})",
             fix="check state_dir in the central configuration; on a new installation "

@@ -386,3 +386,29 @@ def test_without_blobs_the_blobs_stay_and_only_the_metadata_moves(
         assert verify_stream(cir, SCANNER).ok
     finally:
         cir.close()
+
+
+def test_edges_are_enrolled_listed_and_revoked_on_the_national_cir(
+    tmp_path: Path, pg_database: str, s3_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``nii central enroll|edges|revoke`` work on a national CIR as on the embedded
+    one: its database is the CIR, there is no cir.sqlite to look for (a stolen edge
+    box must be revocable)."""
+    from core.keys import EdgeKey
+    from nii.__main__ import main
+
+    embedded_cir(tmp_path)  # the key and central.toml the national one shares
+    _, national = _national(s3_server, tmp_path, pg_database)
+    cfg = ["--config", str(national)]
+    key = EdgeKey.generate("edge-stolen")
+    key.save(tmp_path / "keys")
+    pub = tmp_path / "keys" / "edge-stolen.pub"
+    assert pub.exists()
+    assert main(["central", "enroll", *cfg, str(pub)]) == 0
+    assert main(["central", "edges", *cfg]) == 0
+    out = capsys.readouterr().out
+    assert "edge-stolen" in out and "enrolled" in out, out
+    assert main(["central", "revoke", *cfg, "edge-stolen"]) == 0
+    assert main(["central", "edges", *cfg]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("edge-stolen")]
+    assert line and "revoked" in line[0], line
