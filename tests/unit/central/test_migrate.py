@@ -397,8 +397,9 @@ def test_edges_are_enrolled_listed_and_revoked_on_the_national_cir(
     from core.keys import EdgeKey
     from nii.__main__ import main
 
-    embedded_cir(tmp_path)  # the key and central.toml the national one shares
+    CirKey.generate().save(tmp_path / "keys")
     _, national = _national(s3_server, tmp_path, pg_database)
+    assert not (tmp_path / "cir" / "cir.sqlite").exists()  # nothing embedded here
     cfg = ["--config", str(national)]
     key = EdgeKey.generate("edge-stolen")
     key.save(tmp_path / "keys")
