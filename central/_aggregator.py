@@ -48,13 +48,14 @@ import zmq.asyncio
 
 from central._alarm_gate import AlarmWindow, BurstLimit
 from central._batching import BatchBudget
-from central._cir import is_storage_error, open_cir
+from central._cir import database_target, is_storage_error, open_cir
 from central._commit import CommitPipeline, LeaseKeeper, elsewhere
+from central._enrolled import EnrolledKeys
 from central._ingest import EnrolledEdge, Ingest, Work
 from central._leases import LeaseBook, holder_name
 from central._metrics import CentralMetrics, CentralView
 from central._sockets import CentralSockets
-from central._sql import is_unreachable
+from central._sql import Sql, is_unreachable
 from central._stats import CentralStats
 from central._uptime import Sla, UptimeTracker
 from core.config import CentralConfig
@@ -84,6 +85,8 @@ class Central:
         self.cfg = cfg
         self.key = CirKey.load(cfg.key)
         self.cir = open_cir(cfg)
+        target = database_target(self.cir.dir, self.cir.database)
+        self.enrolled = EnrolledKeys(lambda: Sql(target))
         self.opener = Opener(self.key.x25519_private)
         self.boot = os.urandom(8).hex()
         # stream leases: one writer per scanner among the aggregators sharing the CIR
@@ -94,8 +97,6 @@ class Central:
         # the CIR's writer connection serves one thread at a time: commits and leases
         self._wlock = asyncio.Lock()
         self.stats = CentralStats()
-        self._edges: dict[str, dict[str, Any] | None] = {}
-        self._edges_loaded = 0.0
         self._refusals_logged: dict[str, float] = {}
         self._bad = AlarmWindow(BAD_MESSAGE_ALARM_S)
         self._uptime_skip_logged: set[str] = set()
@@ -164,13 +165,9 @@ class Central:
 
     # -- enrollment lookups --------------------------------------------------------------
     def edge_row(self, curve_z85: str) -> dict[str, Any] | None:
-        now = time.monotonic()
-        if now - self._edges_loaded > 1.0:
-            self._edges.clear()
-            self._edges_loaded = now
-        if curve_z85 not in self._edges:
-            self._edges[curve_z85] = self.cir.edge_by_curve(curve_z85)
-        return self._edges[curve_z85]
+        """The edge enrolled with this CurveZMQ key (revoked or not), from memory: the
+        event loop never waits on the database for it (``central._enrolled``)."""
+        return self.enrolled.get(curve_z85)
 
     def refused(self, z85: str, why: str, edge_id: str) -> None:
         self.stats.refused_connections += 1
@@ -228,6 +225,7 @@ class Central:
         if self.atr is not None:
             self.atr.close()
         self.uptime.close()
+        self.enrolled.close()
         self.pipeline.close()
         self.keeper.release_all()
         self.cir.close()

@@ -220,11 +220,20 @@ class Sql:
         # One stopped in the middle of a pipeline (psycopg's executemany) is not idle to
         # the server, which waits for the rest of it: a lease taker ends that session
         # itself (central._cir.Cir.acquire_lease), found by its application_name.
+        # A server that drops off the network (its packets lost, not refused) ends the
+        # connection within about 30 s instead of TCP's 15 minutes: keepalive probes
+        # while waiting, and tcp_user_timeout for data sent and never acknowledged
+        # (libpq's connection parameters).
         return psycopg.connect(
             self.target,
             autocommit=True,
             row_factory=dict_row,
             connect_timeout=10,
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+            tcp_user_timeout=30_000,
             application_name=self.application_name,
             options=f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}",
         )
