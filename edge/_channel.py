@@ -238,6 +238,7 @@ class ScannerChannel:
         self._may_read = asyncio.Event()
         self._restart_reader = asyncio.Event()
         self._disarmed_for_spool = False
+        self._failover_alarmed = False  # central_failover raised since the last WELCOME
         self._disarm_at_scan_end = False
         self._last_release = 0.0
         self._release_failed = False
@@ -716,6 +717,7 @@ class ScannerChannel:
             if self.spool.fresh:
                 self.spool.mark_started()
         self.win.on_welcome(last, w.boot)
+        self._failover_alarmed = False  # a new failover after this is alarmed again
         self._may_read.set()
         self._wake.set()
         if (w.boot, last) != self._last_welcome:  # the HELLOs of an outage each get one
@@ -825,7 +827,7 @@ class ScannerChannel:
             # refused so (seq -1) means another aggregator holds it: go there
             self.win.on_elsewhere()
             if n.seq < 0 and len(self._endpoints) > 1:
-                self._failover(f"it answered: {n.reason}")
+                self._failover(f"it answered: {n.reason}", silent=False)
             return
         log.info("%s: central wants block %d (%s)", self.cfg.id, n.expected, n.reason)
         acked = self.win.acked
@@ -843,16 +845,17 @@ class ScannerChannel:
             return
         self._wake.set()
 
-    def _failover(self, why: str) -> None:
+    def _failover(self, why: str, *, silent: bool = True) -> None:
         """Leave the aggregator in use for the next endpoint; nothing is lost: the
         spool keeps every block the CIR has not acknowledged, and the next WELCOME
         says where to resend from.
 
-        One ``central_failover`` alarm per silent stretch (the first switch), and one
-        ``central_unreachable`` once every endpoint was silent in turn; the switches
-        between them, slower each round (``UplinkWindow.failover_wait_s``), are only
-        logged: an outage of the CIR the aggregators share is one event, not an
-        alarm every few seconds for each scanner.
+        One ``central_failover`` alarm until the next WELCOME (the first switch), and
+        one ``central_unreachable`` once every endpoint was silent in turn; the
+        switches between them, slower each round (``UplinkWindow.failover_wait_s``),
+        are only logged: an outage of the CIR the aggregators share is one event, not
+        an alarm every few seconds for each scanner. ``silent``: the endpoint left
+        was silent, not one that answered that another aggregator holds the stream.
         """
         old = self._endpoints[self._ep]
         self._ep = (self._ep + 1) % len(self._endpoints)
@@ -861,9 +864,10 @@ class ScannerChannel:
             self.sock.disconnect(old)
         self.sock.connect(new)
         was_all_silent = self.win.all_silent
-        self.win.switched()
+        self.win.switched(silent=silent)
         self.stats.failovers += 1
-        first = self.win.silent_switches == 1
+        first = not self._failover_alarmed
+        self._failover_alarmed = True
         (log.warning if first else log.info)(
             "%s: leaving central %s (%s); trying %s", self.cfg.id, old, why, new
         )

@@ -273,10 +273,12 @@ class UplinkWindow:
         """Every endpoint was tried in a row, and none was heard since."""
         return self.silent_switches >= self.endpoints
 
-    def switched(self) -> None:
-        """The edge connected to another aggregator: nothing is sent before its WELCOME."""
+    def switched(self, *, silent: bool = True) -> None:
+        """The edge connected to another aggregator: nothing is sent before its WELCOME.
+        ``silent``: it left one that was silent (not one that answered that another
+        aggregator holds the stream, which ends a round of silent endpoints)."""
         self._last_switch = self._clock()
-        self.silent_switches += 1
+        self.silent_switches = self.silent_switches + 1 if silent else 0
         self.welcomed = False
         self.connected = False
         self._last_hello = self._last_switch - HELLO_RETRY_S - 1.0

@@ -167,6 +167,13 @@ def test_every_endpoint_silent_slows_the_rounds_until_one_is_heard() -> None:
     assert not w.all_silent and w.failover_wait_s == 1.5
     c.t += 1.6
     assert w.failover_due()
+    # one aggregator dead, the other answering that the lease is still the dead one's:
+    # never a round of silent endpoints
+    for _ in range(6):
+        w.switched()  # left the dead one
+        w.heard()
+        w.switched(silent=False)  # the live one said "elsewhere"
+        assert not w.all_silent and w.failover_wait_s == 1.5
 
 
 def test_a_stream_held_elsewhere_asks_for_hello_before_any_block() -> None:
