@@ -485,6 +485,13 @@ class Ingest:
             raise ProtocolError(f"edge {edge.id} sent a heartbeat as {msg.sender!r}")
         self._check_bound(scanner, edge, "a heartbeat")
         work.heartbeats.append(ident)
+        if msg.state.get("stopping") is True:
+            # the writer stops cleanly (edge.ScannerChannel.close): its successor, a
+            # restart, may take the stream at once
+            w = self._writers.get(scanner)
+            if w is not None and w.boot == msg.boot:
+                del self._writers[scanner]
+            return True
         self.heard(edge.id, msg.sender, msg.boot)
         named = {scanner}
         up = msg.state.get("uptime")

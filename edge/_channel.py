@@ -85,6 +85,9 @@ from edge._uplink import MAX_FAILOVER_WAIT_S, WINDOW_BLOCKS, Tick, UplinkWindow
 
 __all__ = ["ChannelStats", "ScannerChannel", "with_att_role"]
 
+STOP_LINGER_MS = 300
+"""How long a stopping edge waits for its farewell heartbeat to leave (ms)."""
+
 log = logging.getLogger("nii.edge")
 
 RELEASE_S = 0.25
@@ -239,7 +242,8 @@ class ScannerChannel:
         self._restart_reader = asyncio.Event()
         self._disarmed_for_spool = False
         self._failover_alarmed = False  # central_failover raised since the last WELCOME
-        self._disarm_at_scan_end = False
+        #: why the scanner is to be disarmed when its running scan ends, if it is
+        self._disarm_at_scan_end: str | None = None
         self._last_release = 0.0
         self._release_failed = False
         self._pending_alarms: list[Alarm] = []
@@ -406,7 +410,17 @@ class ScannerChannel:
         if self.control is not None:
             with contextlib.suppress(Exception):
                 await self.control.close()
-        self.sock.close(linger=0)
+        linger = 0
+        if self.win.connected:
+            # a clean stop tells central that this process no longer streams the scanner,
+            # so the next one (a restart) is not refused as a second process of the edge
+            bye = Heartbeat(
+                sender=f"{self.edge.id}/{self.cfg.id}", boot=self.boot, state={"stopping": True}
+            )
+            with contextlib.suppress(zmq.ZMQError):
+                send_nowait(self.sock, bye.frames())
+                linger = STOP_LINGER_MS
+        self.sock.close(linger=linger)
         self.spool.close()
 
     def alarm(self, kind: str, message: str, **details: Any) -> None:
@@ -611,17 +625,18 @@ class ScannerChannel:
                 f"{self.spool.max_bytes / 1e6:.1f} MB: new scans are refused until it drains",
             )
             if self.control is not None and self.control_up:
-                self._spawn(self._refuse_new_scans(), "refuse new scans")
+                self._spawn(self._refuse_new_scans("spool above high water"), "refuse new scans")
 
-    async def _refuse_new_scans(self) -> None:
+    async def _refuse_new_scans(self, why: str) -> None:
         """Disarm now if idle; if a scan is running, let it finish and disarm at its end."""
         assert self.control is not None
         st = await self.control.status()
         if st.scanning:
-            self._disarm_at_scan_end = True
+            self._disarm_at_scan_end = why
             log.info("%s: the running scan may finish; disarming at its end", self.cfg.id)
         else:
             await self.control.disarm()
+            log.info("%s: disarmed: %s", self.cfg.id, why)
 
     # -- send and acknowledge ------------------------------------------------------------
     async def _sender(self) -> None:
@@ -787,7 +802,7 @@ class ScannerChannel:
             self._drained.set()
         if self._disarmed_for_spool and self.spool.bytes_used < self.spool.high_water_bytes // 2:
             self._disarmed_for_spool = False
-            self._disarm_at_scan_end = False
+            self._disarm_at_scan_end = None
             log.info("%s: spool drained; accepting scans again", self.cfg.id)
             if (
                 self.control is not None
@@ -820,7 +835,8 @@ class ScannerChannel:
             if first and self.control is not None and self.control_up:
                 # its scans would reach no CIR: let the running scan end, then disarm
                 log.warning("%s: central refuses this stream; disarming the scanner", self.cfg.id)
-                self._spawn(self._refuse_new_scans(), "disarm while refused")
+                refusing = self._refuse_new_scans("central refuses the stream")
+                self._spawn(refusing, "disarm while refused")
             return
         if n.elsewhere:
             # this aggregator does not hold the stream's lease: a HELLO settles it; one
@@ -1115,10 +1131,10 @@ class ScannerChannel:
                 await self._on_status(ctl, ev)
             elif ev.kind in ("SCAN_START", "SCAN_END"):
                 log.info("%s: %s %s", self.cfg.id, ev.kind, ",".join(ev.fields))
-                if ev.kind == "SCAN_END" and self._disarm_at_scan_end:
-                    self._disarm_at_scan_end = False
+                if ev.kind == "SCAN_END" and self._disarm_at_scan_end is not None:
+                    why, self._disarm_at_scan_end = self._disarm_at_scan_end, None
                     await ctl.disarm()
-                    log.info("%s: disarmed: spool above high water", self.cfg.id)
+                    log.info("%s: disarmed: %s", self.cfg.id, why)
 
     async def _on_status(self, ctl: ScannerControl, ev: ControlEvent) -> None:
         """The scanner's unsolicited STATUS: re-arm it if it was disarmed behind our back."""

@@ -379,6 +379,29 @@ def test_a_writer_is_alive_as_of_its_messages_arrival_not_their_staging() -> Non
     assert "duplicate_edge" not in r.kinds()
 
 
+def test_a_writer_that_stops_cleanly_gives_its_stream_to_its_restart_at_once() -> None:
+    r = Rig()
+    now = [100.0]
+    r.ingest.clock = lambda: now[0]
+    old = Hello(edge=EDGE, scanner=SCANNER, head_seq=-1, head_hash="", boot="aa")
+    r.ingest.message(Work(), IDENT, r.edge, old, [])
+    new = Hello(edge=EDGE, scanner=SCANNER, head_seq=-1, head_hash="", boot="bb")
+    # another process's farewell does not release the writer's stream
+    bye = Heartbeat(sender=f"{EDGE}/{SCANNER}", boot="bb", state={"stopping": True})
+    r.ingest.heartbeat(Work(), SECOND, r.edge, bye)
+    work = Work()
+    r.ingest.message(work, SECOND, r.edge, new, [])
+    assert not work.hellos and work.nacks[0][1].fatal
+    # the writer's own does: its restart (0.4 s later) is welcomed, not refused
+    now[0] += 0.2
+    bye = Heartbeat(sender=f"{EDGE}/{SCANNER}", boot="aa", state={"stopping": True})
+    r.ingest.heartbeat(Work(), IDENT, r.edge, bye)
+    now[0] += 0.2
+    work = Work()
+    r.ingest.message(work, SECOND, r.edge, new, [])
+    assert work.hellos and not work.nacks
+
+
 def test_a_writer_that_heartbeats_slowly_is_given_longer() -> None:
     r = Rig()
     now = [100.0]
