@@ -120,6 +120,7 @@ class Central:
             self.stats,
             alarm=self._alarm,
             take_alarms=self._take_alarms,
+            give_back_alarms=self._give_back_alarms,
             wlock=self._wlock,
             stopping=lambda: self._stopping,
             budget=self.budget,
@@ -162,6 +163,10 @@ class Central:
     def _take_alarms(self) -> list[dict[str, Any]]:
         alarms, self._pending_alarms = self._pending_alarms, []
         return alarms
+
+    def _give_back_alarms(self, rows: list[dict[str, Any]]) -> None:
+        """Alarm rows of a batch that was not written: first in the next one."""
+        self._pending_alarms = rows + self._pending_alarms
 
     # -- enrollment lookups --------------------------------------------------------------
     def edge_row(self, curve_z85: str) -> dict[str, Any] | None:

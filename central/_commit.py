@@ -55,6 +55,8 @@ STORAGE_RETRY_S = 1.0
 STORAGE_ALARM_S = 60.0
 #: a batch written for longer than this is stuck: heartbeats wait for it (s)
 COMMIT_STUCK_S = 5.0
+#: a gap this long between two stuck checks (made every 0.5 s) is the process paused
+PAUSED_S = 2.0
 
 Alarm = Callable[..., None]  # alarm(scanner, edge, kind, message, **details)
 
@@ -85,8 +87,11 @@ class CommitPipeline:
         wlock: asyncio.Lock,
         stopping: Callable[[], bool],
         budget: BatchBudget | None = None,
+        give_back_alarms: Callable[[list[dict[str, Any]]], None] | None = None,
     ) -> None:
         self.cir, self.ingest, self.stats = cir, ingest, stats
+        #: takes back the alarm rows of a batch that was not written (the next one has them)
+        self.give_back_alarms = give_back_alarms
         self.budget = budget
         self.alarm = alarm
         self.take_alarms = take_alarms
@@ -104,6 +109,7 @@ class CommitPipeline:
         #: whether the batch being written failed for want of storage and is retried
         self.in_trouble = False
         self._stuck_alarmed = False
+        self._last_check = time.monotonic()
 
     def healthy(self, now: float | None = None) -> bool:
         """Whether this aggregator commits as it should: no batch retried for want of
@@ -141,33 +147,51 @@ class CommitPipeline:
         """
         t0 = time.perf_counter()
         self.writing_since = time.monotonic()
+        failed = False
         try:
             failed = await self._write(work, leases=leases, atr=atr, on_lost=on_lost)
+        except LeaseLost:  # the storage answered (with the fence): stuck no longer
+            raise
+        except BaseException:  # still not written: no storage_ok
+            self._stuck_alarmed = False
+            raise
         finally:
             self.writing_since = None
             self.in_trouble = False
             stuck, self._stuck_alarmed = self._stuck_alarmed, False
-        if stuck and not failed:  # the control room saw "storage" go up: it sees it end
-            self._storage_alarm_at = -1e9
-            waited = time.perf_counter() - t0
-            log.warning("the CIR writes again after a commit waited %.0f s", waited)
-            self.alarm(
-                "",
-                "",
-                "storage_ok",
-                f"the CIR writes again; a commit waited {waited:.0f} s "
-                f"({len(work.staged)} block(s))",
-            )
+            if stuck and not failed:  # the control room saw "storage" go up: it sees it end
+                self._stuck_ended(work, t0)
         self._count(work, time.perf_counter() - t0)
+
+    def _stuck_ended(self, work: Work, t0: float) -> None:
+        """The batch that :meth:`check_stuck` alarmed about got an answer from the CIR
+        (written, or refused by a lease's fence): ``storage_ok``."""
+        self._storage_alarm_at = -1e9
+        waited = time.perf_counter() - t0
+        log.warning("the CIR answers again after a commit waited %.0f s", waited)
+        self.alarm(
+            "",
+            "",
+            "storage_ok",
+            f"the CIR answers again; a commit waited {waited:.0f} s ({len(work.staged)} block(s))",
+        )
 
     def check_stuck(self, now: float | None = None) -> None:
         """Alarm ``storage`` once when the batch being written has waited
         ``COMMIT_STUCK_S``: an object store or database that hangs, rather than fails,
-        says nothing by itself (a PUT waits out its timeouts and retries)."""
+        says nothing by itself (a PUT waits out its timeouts and retries).
+
+        Called every half second or so; a longer gap since the last call is this
+        process not running (paused, its machine suspended), not the storage: that
+        time does not count.
+        """
+        now = time.monotonic() if now is None else now
+        gap, self._last_check = now - self._last_check, now
         since = self.writing_since
         if since is None or self._stuck_alarmed:
             return
-        now = time.monotonic() if now is None else now
+        if gap > PAUSED_S:
+            since = self.writing_since = since + gap
         if now - since < COMMIT_STUCK_S:
             return
         self._stuck_alarmed = True
@@ -217,16 +241,21 @@ class CommitPipeline:
                 break
             except LeaseLost as exc:  # fenced off: nothing of the batch was written
                 on_lost(list(exc.scanners))
+                self._give_back(alarms)
                 raise
             except StorageError as exc:
                 ahead = None
                 if self.stopping():
+                    self._give_back(alarms)
                     raise
                 failed = True
                 self.in_trouble = True
                 self.storage_trouble(exc)
                 alarms = alarms + self.take_alarms()
                 await asyncio.sleep(STORAGE_RETRY_S)
+            except BaseException:  # a failed commit: the edges resend, the alarms wait
+                self._give_back(alarms)
+                raise
         if failed:
             self._storage_alarm_at = -1e9
             log.warning("the CIR writes again; %d block(s) committed", len(work.staged))
@@ -238,6 +267,10 @@ class CommitPipeline:
                 f"the CIR writes again; {len(work.staged)} waiting block(s) committed",
             )
         return failed
+
+    def _give_back(self, alarms: list[dict[str, Any]]) -> None:
+        if alarms and self.give_back_alarms is not None:
+            self.give_back_alarms(alarms)
 
     def _count(self, work: Work, seconds: float) -> None:
         now_ns = time.time_ns()

@@ -86,3 +86,30 @@ def test_heartbeats_go_ahead_of_commits_only_while_commits_work() -> None:
     assert not p.healthy(now=100.0 + COMMIT_STUCK_S + 0.1)  # a stuck batch
     p.writing_since, p.in_trouble = 100.0, True
     assert not p.healthy(now=100.5)  # a batch retried for want of storage
+
+
+def test_a_paused_process_is_not_taken_for_stuck_storage() -> None:
+    from types import SimpleNamespace
+
+    from central._commit import COMMIT_STUCK_S, CommitPipeline
+
+    p = CommitPipeline.__new__(CommitPipeline)  # only the stuck check: no CIR needed
+    raised: list[str] = []
+    p.storage_trouble = lambda exc: raised.append(exc.message)  # type: ignore[method-assign]
+    p.cir = SimpleNamespace(  # type: ignore[assignment]
+        blobs=SimpleNamespace(location="b"), wsql=SimpleNamespace(location="w")
+    )
+    p.writing_since, p._stuck_alarmed, p._last_check = 100.0, False, 100.0
+    # the process was stopped for 15 s (SIGSTOP, a suspended machine) mid-commit: the
+    # first check after it is late, and that time is not the storage's
+    p.check_stuck(now=115.0)
+    assert not raised
+    for t in (115.5, 116.0, 116.5):
+        p.check_stuck(now=t)
+    assert not raised
+    # checked every half second, the commit then waits on: that is the storage
+    t = 116.5
+    while t < 115.0 + COMMIT_STUCK_S + 1.0:
+        t += 0.5
+        p.check_stuck(now=t)
+    assert len(raised) == 1 and "a commit has waited" in raised[0], raised
