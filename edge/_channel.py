@@ -85,6 +85,9 @@ from edge._uplink import MAX_FAILOVER_WAIT_S, WINDOW_BLOCKS, Tick, UplinkWindow
 
 __all__ = ["ChannelStats", "ScannerChannel", "with_att_role"]
 
+LONE_SILENT_S = 10.0
+"""With one central endpoint, how long it may stay silent before ``central_unreachable`` (s)."""
+
 STOP_LINGER_MS = 300
 """How long a stopping edge waits for its farewell heartbeat to leave (ms)."""
 
@@ -242,6 +245,7 @@ class ScannerChannel:
         self._restart_reader = asyncio.Event()
         self._disarmed_for_spool = False
         self._failover_alarmed = False  # central_failover raised since the last WELCOME
+        self._unreachable_alarmed = False  # central_unreachable (one endpoint) raised
         #: why the scanner is to be disarmed when its running scan ends, if it is
         self._disarm_at_scan_end: str | None = None
         self._last_release = 0.0
@@ -902,6 +906,26 @@ class ScannerChannel:
                 endpoints=list(self._endpoints),
             )
 
+    def _lone_central_silent(self) -> None:
+        """With one central endpoint: ``central_unreachable`` once it has not answered for
+        ``LONE_SILENT_S`` (a wrong address, a central that is down), again only after
+        it was heard."""
+        silent = self.win.silent_s()
+        if silent < LONE_SILENT_S:
+            if self.win.connected:
+                self._unreachable_alarmed = False
+            return
+        if self._unreachable_alarmed:
+            return
+        self._unreachable_alarmed = True
+        ep = self._endpoints[0]
+        self.alarm(
+            "central_unreachable",
+            f"central {ep} has not answered for {silent:.0f} s (is it running, and is "
+            "that its listen address?); the spool keeps every block until it does",
+            endpoints=[ep],
+        )
+
     def _send_hello(self) -> None:
         st = self.spool.state
         msg = Hello(
@@ -921,6 +945,8 @@ class ScannerChannel:
                 self._release(self.win.acked)
             if len(self._endpoints) > 1 and self.win.failover_due():
                 self._failover(f"silent for {self.win.failover_wait_s:.1f} s")
+            elif len(self._endpoints) == 1:
+                self._lone_central_silent()
             was_welcomed = self.win.welcomed
             what = self.win.tick()
             if was_welcomed and not self.win.welcomed:

@@ -114,6 +114,7 @@ class UplinkWindow:
         self.resyncs = 0
         now = clock()
         self._last_heard = now - stall_s - 1.0
+        self._made = now
         self._last_progress = now
         self._last_hello = now - HELLO_RETRY_S - 1.0
         self._last_switch = now
@@ -267,6 +268,10 @@ class UplinkWindow:
         if rounds == 0:
             return self.stall_s
         return max(self.stall_s, min(MAX_FAILOVER_WAIT_S, self.stall_s * 2.0**rounds))
+
+    def silent_s(self) -> float:
+        """Seconds since central was last heard (since this window was made, if never)."""
+        return self._clock() - max(self._last_heard, self._made)
 
     @property
     def all_silent(self) -> bool:

@@ -176,6 +176,17 @@ def test_every_endpoint_silent_slows_the_rounds_until_one_is_heard() -> None:
         assert not w.all_silent and w.failover_wait_s == 1.5
 
 
+def test_silence_is_counted_from_the_start_until_central_is_heard() -> None:
+    w, c = window()
+    assert w.silent_s() == 0.0  # never heard, but only just started
+    c.t += 12.0
+    assert w.silent_s() == 12.0  # a wrong address: silent since the start
+    w.heard()
+    assert w.silent_s() == 0.0
+    c.t += 4.0
+    assert w.silent_s() == 4.0
+
+
 def test_a_stream_held_elsewhere_asks_for_hello_before_any_block() -> None:
     w, _ = window()
     w.on_welcome(-1, "a")
