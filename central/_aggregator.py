@@ -76,6 +76,10 @@ BAD_MESSAGE_ALARM_S = 10.0
 #: at most ALARM_BURST alarms of one kind naming one edge per ALARM_WINDOW_S seconds
 ALARM_BURST = 20
 ALARM_WINDOW_S = 10.0
+#: the longest a statement of the event loop may wait on PostgreSQL before it fails as
+#: unreachable, seconds: a server that stops answering must not stop central
+#: (``central._sql.Sql``'s deadline; the commits, in their thread, have COMMIT_STUCK_S)
+READ_DEADLINE_S = 5.0
 
 
 class Central:
@@ -84,7 +88,7 @@ class Central:
     def __init__(self, cfg: CentralConfig) -> None:
         self.cfg = cfg
         self.key = CirKey.load(cfg.key)
-        self.cir = open_cir(cfg)
+        self.cir = open_cir(cfg, read_deadline_s=READ_DEADLINE_S)
         target = database_target(self.cir.dir, self.cir.database)
         self.enrolled = EnrolledKeys(lambda: Sql(target))
         self.opener = Opener(self.key.x25519_private)
@@ -139,7 +143,11 @@ class Central:
         self.pub: zmq.asyncio.Socket | None = None
         # R3: scanner state logs replayed by the edges, SLA accounting (central._uptime)
         self.uptime = UptimeTracker(
-            cfg.state_dir, database=cfg.cir, alarm=self._alarm, sla=Sla.load(_sla_file(cfg))
+            cfg.state_dir,
+            database=cfg.cir,
+            alarm=self._alarm,
+            sla=Sla.load(_sla_file(cfg)),
+            deadline_s=READ_DEADLINE_S,
         )
         self.metrics: CentralMetrics | None = None
         from central.atr._live import LiveAtr  # here: numba loads only where central runs

@@ -108,6 +108,7 @@ class Cir:
         blobs: BlobStore | Callable[[], BlobStore] | None = None,
         database: str = "",
         read_only: bool = False,
+        read_deadline_s: float | None = None,
     ) -> None:
         """Open the CIR in ``state_dir``; with ``create=False`` it must exist already.
         ``read_only`` (with ``create=False``): nothing of it is changed, not even its
@@ -115,6 +116,8 @@ class Cir:
 
         ``database`` is a PostgreSQL URL for the metadata (default: SQLite in
         ``state_dir/cir.sqlite``); its schema is brought up to date (``central._sql``).
+        ``read_deadline_s``: the longest a statement on the readers' connection
+        (``sql``) may wait on PostgreSQL before it fails as unreachable.
         ``blobs`` is where the blocks are kept (``central._blobs.open_blob_store``), or
         what opens it once the CIR is found; default the files under ``state_dir/blobs``.
 
@@ -152,7 +155,9 @@ class Cir:
         # Two connections: readers on the event loop, the writer in the commit thread.
         # WAL (SQLite) and MVCC (PostgreSQL) let readers see only committed data while a
         # batch is being written.
-        self.sql = Sql(target)
+        # the readers' connection may run under a deadline (central's event loop reads
+        # on it: a database that stops answering must not hold the loop; central._sql)
+        self.sql = Sql(target, deadline_s=read_deadline_s)
         try:
             self.wsql = Sql(target)
         except BaseException:
@@ -818,14 +823,22 @@ def _lock_timeout(exc: BaseException) -> bool:
     return getattr(exc, "sqlstate", None) == "55P03"
 
 
-def open_cir(cfg: CentralConfig, *, create: bool = True, read_only: bool = False) -> Cir:
-    """The CIR of central's configuration: its ``state_dir`` and its blob store."""
+def open_cir(
+    cfg: CentralConfig,
+    *,
+    create: bool = True,
+    read_only: bool = False,
+    read_deadline_s: float | None = None,
+) -> Cir:
+    """The CIR of central's configuration: its ``state_dir`` and its blob store;
+    ``read_deadline_s``: see :class:`Cir`."""
     return Cir(
         cfg.state_dir,
         create=create and not read_only,
         blobs=lambda: central_blobs(cfg),
         database=cfg.cir,
         read_only=read_only,
+        read_deadline_s=read_deadline_s,
     )
 
 

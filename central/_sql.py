@@ -24,7 +24,9 @@ import contextlib
 import errno
 import os
 import re
+import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -148,19 +150,85 @@ def session_name(name: str) -> str:
 IDLE_IN_TRANSACTION_MS = 10_000
 
 
+RETRY_AFTER_DEADLINE_S = 2.0
+"""After a statement ran past its deadline, how long the connection is not tried
+again (s): each statement meanwhile fails at once as unreachable."""
+
+
+class _Deadlines:
+    """Ends the connection of a PostgreSQL statement that runs past its deadline.
+
+    A server that stops answering without closing its connections (paused, its disk
+    stalled, its machine frozen) is still acknowledged by its kernel: neither TCP's
+    timeouts nor a cancel request (which goes to the same stopped server) ends a
+    statement that waits on it. One thread shuts the waiting connection's socket
+    down instead, so the statement fails with psycopg's OperationalError (unreachable),
+    as if the server had gone: the caller's event loop goes on.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[int, tuple[Any, float]] = {}
+        self._thread: threading.Thread | None = None
+
+    def start(self, key: int, conn: Any, deadline_s: float) -> None:
+        with self._lock:
+            self._running[key] = (conn, time.monotonic() + deadline_s)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="nii-sql-deadline")
+                self._thread.daemon = True
+                self._thread.start()
+
+    def end(self, key: int) -> None:
+        with self._lock:
+            self._running.pop(key, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(0.25)
+            now = time.monotonic()
+            with self._lock:
+                late = [(k, c) for k, (c, at) in self._running.items() if now > at]
+                for k, _ in late:
+                    del self._running[k]
+            for _, conn in late:
+                # a duplicate of the descriptor: shutting it down ends the socket itself,
+                # and psycopg's own descriptor stays its to close
+                with (
+                    contextlib.suppress(Exception),
+                    socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock,
+                ):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+_DEADLINES = _Deadlines()
+
+
 class Sql:
     """One connection; not shared between threads (open one per thread)."""
 
     def __init__(
-        self, target: str | Path, *, timeout_s: float = 30.0, read_only: bool = False
+        self,
+        target: str | Path,
+        *,
+        timeout_s: float = 30.0,
+        read_only: bool = False,
+        deadline_s: float | None = None,
     ) -> None:
         """Connect to ``target``: a PostgreSQL URL, or the path of a SQLite file
         (made if missing, unless ``read_only``; WAL, ``synchronous=FULL``).
+
+        ``deadline_s`` (PostgreSQL): a statement, or a connection attempt, that takes
+        longer fails as unreachable (psycopg's OperationalError), and for
+        ``RETRY_AFTER_DEADLINE_S`` after that every statement does at once: for a
+        connection that an event loop reads on (``_Deadlines``).
 
         Raises:
             ConfigError: the database cannot be opened or reached.
         """
         self.target = str(target)
+        self.deadline_s = deadline_s
+        self._retry_at = 0.0
         #: this session's name to the server (PostgreSQL's application_name; see name())
         self.application_name = "nii"
         if is_postgres_url(target):
@@ -228,7 +296,8 @@ class Sql:
             self.target,
             autocommit=True,
             row_factory=dict_row,
-            connect_timeout=10,
+            # libpq counts whole seconds, at least 2
+            connect_timeout=10 if self.deadline_s is None else max(2, round(self.deadline_s)),
             keepalives=1,
             keepalives_idle=10,
             keepalives_interval=5,
@@ -242,9 +311,33 @@ class Sql:
         """Connect again after the server closed the connection (a restart, a fail-over):
         the statement that found it broken failed; the next one tries afresh."""
         if self.postgres and self._depth == 0 and (self.conn.closed or self.conn.broken):
+            import psycopg
+
+            if time.monotonic() < self._retry_at:
+                raise psycopg.OperationalError(
+                    f"the CIR's database {self.location} did not answer within "
+                    f"{self.deadline_s:g} s; trying again shortly"
+                )
             with contextlib.suppress(Exception):
                 self.conn.close()
             self.conn = self._pg_connect()
+
+    @contextlib.contextmanager
+    def _deadline(self) -> Iterator[None]:
+        """The statement inside runs under ``deadline_s`` (PostgreSQL), if one is set."""
+        if self.deadline_s is None or not self.postgres:
+            yield
+            return
+        key = id(self)
+        _DEADLINES.start(key, self.conn, self.deadline_s)
+        try:
+            yield
+        except Exception:
+            if self.conn.broken:  # ended by the watchdog (or the server went)
+                self._retry_at = time.monotonic() + RETRY_AFTER_DEADLINE_S
+            raise
+        finally:
+            _DEADLINES.end(key)
 
     def name(self, name: str) -> None:
         """Name this session to the server (PostgreSQL's ``application_name``, at most
@@ -273,7 +366,8 @@ class Sql:
         """
         self._ensure()
         try:
-            return self.conn.execute(self._sql(sql), tuple(params))
+            with self._deadline():
+                return self.conn.execute(self._sql(sql), tuple(params))
         except Exception as exc:
             if not (
                 self.postgres
@@ -283,7 +377,8 @@ class Sql:
             ):
                 raise
             self._ensure()
-            return self.conn.execute(self._sql(sql), tuple(params))
+            with self._deadline():
+                return self.conn.execute(self._sql(sql), tuple(params))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one statement for each parameter row."""

@@ -221,7 +221,12 @@ class UptimeStore:
     _WALK = 1000
 
     def __init__(
-        self, target: Path | str, *, create: bool = True, legacy: Path | None = None
+        self,
+        target: Path | str,
+        *,
+        create: bool = True,
+        legacy: Path | None = None,
+        deadline_s: float | None = None,
     ) -> None:
         """Open the uptime record in the CIR's database ``target``: the path of its SQLite
         file (made if missing, with ``create``) or a PostgreSQL URL; its schema is brought
@@ -246,7 +251,7 @@ class UptimeStore:
         try:
             if self.path is not None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = Sql(self.target)
+            self.db = Sql(self.target, deadline_s=deadline_s)
         except (OSError, ConfigError) as exc:
             raise _cannot_open(self.target, exc) from exc
         try:
@@ -918,6 +923,7 @@ class UptimeTracker:
         sla: Sla | None = None,
         clock: Callable[[], float] = time.time,
         owner: Callable[[str], str | None] | None = None,
+        deadline_s: float | None = None,
     ) -> None:
         """Central's uptime side, its store in the CIR's database (:class:`UptimeStore`).
 
@@ -932,12 +938,16 @@ class UptimeTracker:
             owner: the edge a scanner is bound to, or None if it is bound to none
                 yet; by default read from the CIR's streams. An edge's uptime entries
                 for a scanner bound to another edge are refused.
+            deadline_s: the longest a statement may wait on PostgreSQL (central's event
+                loop stores on this connection; ``central._sql.Sql``).
 
         Raises:
             ConfigError: the store cannot be opened (see :class:`UptimeStore`).
         """
         self.store = UptimeStore(
-            database_target(Path(state_dir), database), legacy=Path(state_dir) / "uptime.sqlite"
+            database_target(Path(state_dir), database),
+            legacy=Path(state_dir) / "uptime.sqlite",
+            deadline_s=deadline_s,
         )
         self.owner = owner or self.store.bound_edge
         self.alarm = alarm

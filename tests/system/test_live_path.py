@@ -7,6 +7,7 @@ the CIR and compares, line by line, in order.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from typing import Any
 
@@ -312,6 +313,66 @@ def test_the_national_cirs_database_restarting_mid_scan_loses_nothing(
         print(c.log_tail())
         raise
     finally:
+        c.stop_all()
+        pg.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_paused_database_does_not_stop_central_from_saying_so(
+    tmp_path_factory: pytest.TempPathFactory, s3_server: Any, request: pytest.FixtureRequest
+) -> None:
+    """PostgreSQL paused mid-scan (SIGSTOP: its connections stay open, nothing answers):
+    central's event loop must not wait on it. It says within seconds that the CIR's
+    storage does not answer, while the server is still paused, and once the server
+    goes on every line is in the CIR once."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from nii._local_servers import start_postgres
+
+    base = Path(tempfile.mkdtemp(prefix="nii-test-pg-paused-"))
+    pg = start_postgres(base)
+    c = Cluster(tmp_path_factory.mktemp("national-paused"), database=pg.url, s3=s3_server)
+    stopped: list[int] = []
+    try:
+        c.enroll()
+        sims = c.start_sim(
+            "--scan-lines", str(SCAN_LINES), "--scans", "2", "--interval", "0.3",
+            "--line-rate", "300", "--seed", "16",
+        )  # fmt: skip
+        c.start_central()
+        c.write_edge_config(sims)
+        c.start_edge()
+        wait_until(lambda: data_blocks(c, "scanner1") > 5, 30, "scanner1's first data blocks")
+        top = pg.procs[0].pid
+        kids = subprocess.run(["pgrep", "-P", str(top)], capture_output=True, text=True)
+        stopped = [top, *(int(x) for x in kids.stdout.split())]
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        log = c.logs / "central.log"
+        wait_until(
+            lambda: "a commit has waited" in log.read_text(errors="replace"),
+            20,
+            "central to say, with the database still paused, that its storage hangs",
+        )
+        assert c.procs["central"].poll() is None
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+        stopped = []
+        run_until_done(c, ["scanner1", "scanner2"], 2)
+        for s in ("scanner1", "scanner2"):
+            assert_all_lines_in_cir(c, s, 2)
+        assert wait_until(lambda: c.alarms("storage"), 20, "the storage alarm in the CIR")
+    except BaseException:
+        print(c.log_tail())
+        raise
+    finally:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
         c.stop_all()
         pg.stop()
         shutil.rmtree(base, ignore_errors=True)
