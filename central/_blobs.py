@@ -405,7 +405,16 @@ def open_blob_store(
             kw["access_key_id"] = sec["aws_access_key_id"]
             kw["secret_access_key"] = sec["aws_secret_access_key"]
         except (OSError, KeyError, configparser.Error) as exc:
-            why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if isinstance(exc, KeyError):
+                name = exc.args[0] if exc.args else ""
+                why = (
+                    "it has no [default] section"
+                    if name == "default"
+                    else f"its [default] section has no {name}"
+                )
+            else:
+                text = str(exc).strip()
+                why = text.splitlines()[0] if text else type(exc).__name__
             raise ConfigError(
                 f"cannot read the object store's credentials from {credentials}: {why}",
                 fix="give an INI file with [default] aws_access_key_id and aws_secret_access_key",

@@ -445,6 +445,9 @@ class ScannerChannel:
         log.warning("%s: ALARM %s: %s", self.cfg.id, kind, message)
         if self._on_alarm is not None:
             self._on_alarm(self.cfg.id, kind, message)
+        # when it was raised here: central stamps an alarm when it receives it, which
+        # after an outage is long after (the control room can order them by this)
+        details = {**details, "raised_ns": time.time_ns()}
         msg = Alarm(scanner=self.cfg.id, kind=kind, message=message, details=details)
         self._pending_alarms = [*self._pending_alarms[-(PENDING_ALARMS - 1) :], msg]
         self._flush_alarms()

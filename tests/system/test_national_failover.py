@@ -245,6 +245,11 @@ def test_with_no_aggregator_answering_an_edge_alarms_once_and_slows_its_rounds(
     for kind in ("central_failover", "central_unreachable"):
         by = sorted(a[1] for a in c.alarms(kind))
         assert by == scanners, f"{kind}: {by}\n{edge_log[-3000:]}"
+    # stored when an aggregator came, long after: each keeps when the edge raised it
+    for ts_ns, details in c.sql(
+        "SELECT ts_ns, details FROM alarms WHERE kind = ?", "central_unreachable"
+    ):
+        assert json.loads(details)["raised_ns"] < ts_ns - 5e9, (ts_ns, details)
     for s in scanners:
         emitted = c.emitted(s)
         committed = c.committed_keys(s)

@@ -112,6 +112,15 @@ def test_a_wrong_blob_store_setting_is_one_clear_error(
         open_blob_store(
             "s3://nii-cir", tmp_path, endpoint=s3_server.url, credentials=tmp_path / "none"
         )
+    for text, why in (
+        ("[other]\naws_access_key_id = a\n", "no \\[default\\] section"),
+        ("[default]\naws_access_key_id = a\n", "no aws_secret_access_key"),
+    ):
+        (tmp_path / "part.ini").write_text(text)
+        with pytest.raises(ConfigError, match=why):
+            open_blob_store(
+                "s3://nii-cir", tmp_path, endpoint=s3_server.url, credentials=tmp_path / "part.ini"
+            )
     bad = tmp_path / "bad.ini"
     bad.write_text("[default]\naws_access_key_id = nobody\naws_secret_access_key = wrong\n")
     with pytest.raises(ConfigError, match=r"cannot reach the blob bucket.*wrong credentials"):
