@@ -178,9 +178,16 @@ class Central:
 
     # -- enrollment lookups --------------------------------------------------------------
     def edge_row(self, curve_z85: str) -> dict[str, Any] | None:
-        """The edge enrolled with this CurveZMQ key (revoked or not), from memory: the
-        event loop never waits on the database for it (``central._enrolled``)."""
-        return self.enrolled.get(curve_z85)
+        """The edge enrolled with this CurveZMQ key (revoked or not), from memory
+        (``central._enrolled``). A key not known there (an edge enrolled a moment ago)
+        is looked up at once, on the readers' connection and its deadline: a database
+        that does not answer fails it within ``READ_DEADLINE_S`` (decision 0027)."""
+        row = self.enrolled.get(curve_z85)
+        if row is None:
+            row = self.cir.edge_by_curve(curve_z85)
+            if row is not None:
+                self.enrolled.remember(row)
+        return row
 
     def refused(self, z85: str, why: str, edge_id: str) -> None:
         self.stats.refused_connections += 1

@@ -6,9 +6,11 @@ event loop made the whole aggregator hang with its database: a PostgreSQL
 server that stops answering (paused, its disk stalled) kept the loop inside one
 query, so no heartbeat was answered and no ``storage`` alarm raised until the
 server came back. So a thread of its own, on a connection of its own, reads the
-``edges`` table every ``REFRESH_S`` and the event loop only looks up the last
-copy it read: an enrollment or a revocation takes effect within that time, and a
-database that hangs leaves the last copy in use.
+``edges`` table every ``REFRESH_S`` and the event loop looks up the last copy it
+read: a revocation takes effect within that time, and a database that hangs
+leaves the last copy in use. A key not in the copy (an edge enrolled a moment
+ago) is looked up by the caller itself (``Central.edge_row``, under its
+connection's deadline) and remembered.
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ class EnrolledKeys:
         if row is None:
             self._wake.set()
         return row
+
+    def remember(self, row: dict[str, Any]) -> None:
+        """An ``edges`` row read meanwhile (a key enrolled since the last read)."""
+        self._rows = {**self._rows, str(row["curve_public"]): row}
 
     def _run(self) -> None:
         db: Sql | None = None
