@@ -13,6 +13,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zmq
@@ -44,6 +45,18 @@ def held(cluster: Cluster) -> Iterator[tuple[zmq.asyncio.Context, sqlite3.Connec
     yield ctx, lock
     lock.close()
     ctx.destroy(linger=0)
+
+
+async def _first_of(sock: zmq.asyncio.Socket, kinds: Any, timeout: float) -> Any:
+    """The first message of ``kinds`` (a type or a union) that ``sock`` receives within
+    ``timeout`` s, skipping others; None if none came."""
+    end = time.monotonic() + timeout
+    while (left := end - time.monotonic()) > 0:
+        if await sock.poll(int(left * 1000) + 1):
+            m = decode(await sock.recv_multipart())[0]
+            if isinstance(m, kinds):
+                return m
+    return None
 
 
 async def _block_behind_a_lock(
@@ -80,14 +93,8 @@ async def test_heartbeats_are_answered_while_a_commit_waits(
     assert cluster.sql("SELECT seq FROM blocks") == []
 
     lock.execute("ROLLBACK")  # the lock goes: the block is committed and acknowledged
-    deadline = time.monotonic() + 15
-    acks: list[Ack] = []
-    while time.monotonic() < deadline and not acks:
-        if await edge.sock.poll(200):
-            m = decode(await edge.sock.recv_multipart())[0]
-            if isinstance(m, Ack):
-                acks.append(m)
-    assert acks and acks[0].seq == 0
+    ack = await _first_of(edge.sock, Ack, 15)
+    assert ack is not None and ack.seq == 0
     assert cluster.sql("SELECT seq FROM blocks") == [(0,)]
 
 
@@ -146,12 +153,7 @@ async def test_an_edge_restarted_while_a_commit_is_stuck_is_welcomed(
     # a heartbeat answered: central now waits on its commit, holding what comes
     hb = Heartbeat(sender=f"{old.key.id}/{SCANNER}", boot="7e", state={})
     await old.sock.send_multipart(hb.frames())
-    beat = None
-    end = time.monotonic() + 5
-    while beat is None and (left := end - time.monotonic()) > 0:
-        if await old.sock.poll(int(left * 1000) + 1):
-            m = decode(await old.sock.recv_multipart())[0]
-            beat = m if isinstance(m, Heartbeat) else None
+    beat = await _first_of(old.sock, Heartbeat, 5)
     assert beat is not None, "no heartbeat answered while the commit waits"
     raw, h2 = old.seal(2, prev, line=2)
     await old.sock.send_multipart(BlockMsg(scanner=SCANNER, seq=2).frames(raw))
@@ -165,13 +167,7 @@ async def test_an_edge_restarted_while_a_commit_is_stuck_is_welcomed(
     again = Hello(edge=new.key.id, scanner=SCANNER, head_seq=2, head_hash=h2.hex(), boot="8f")
     await new.sock.send_multipart(again.frames())
     lock.execute("ROLLBACK")
-    deadline = time.monotonic() + 15
-    answer = None
-    while time.monotonic() < deadline and answer is None:
-        if await new.sock.poll(200):
-            m = decode(await new.sock.recv_multipart())[0]
-            if isinstance(m, Welcome | Nack):
-                answer = m
+    answer = await _first_of(new.sock, Welcome | Nack, 15)
     assert isinstance(answer, Welcome), getattr(answer, "reason", answer)
     assert answer.last_seq == 2  # the old process's blocks are in, and it is told so
     assert not cluster.alarms("duplicate_edge"), cluster.alarms()
