@@ -349,6 +349,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         help="cross-scanner: about this many evaluation cases per model (100)",
     )
     p.add_argument(
+        "--keep-cases",
+        action="store_true",
+        help="cross-scanner: keep the exported images (about 20 MB a case) and analyse "
+        "them again on every run instead of reusing cached verdicts",
+    )
+    p.add_argument(
         "--write-thresholds",
         action="store_true",
         help="cross-scanner: raise central/atr/_profiles.py's red thresholds on every "

@@ -103,23 +103,33 @@ def _read(folder: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     return load_transmission(folder / "high.tiff"), load_transmission(folder / "low.tiff"), doc
 
 
-def run_case(args: tuple[str, dict[str, Any], int, str, str]) -> dict[str, Any]:
-    """Export, analyse and score one case; the result is cached beside its folder."""
-    model, case, seed, root_s, pair_model = args
+def run_case(args: tuple[str, dict[str, Any], int, str, str, bool]) -> dict[str, Any]:
+    """Export, analyse and score one case; the result is cached beside its folder.
+
+    With ``keep`` the exported images stay (``NNNN.case/``, about 20 MB a case) and the
+    result is not cached: a re-run analyses them again without simulating them again.
+    """
+    model, case, seed, root_s, pair_model, keep = args
     root = Path(root_s)
     work = root / f"seed{seed}" / model
     res_path = work / f"{case['id']:04d}.result.json"
-    if res_path.exists():
+    if res_path.exists() and not keep:
         return dict(json.loads(res_path.read_text()))
     kind = case["kind"]
     export_kind = "clean" if kind == "declared empty" else kind
-    tmp = work / f"{case['id']:04d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    folders = export_case(
-        model, seed, case["id"], tmp, export_kind, pair_model=pair_model,
-        att_tamper=case.get("tamper"), commodity=case.get("commodity"),
-        container=case.get("container"),
-    )  # fmt: skip
+    tmp = work / f"{case['id']:04d}.{'case' if keep else 'tmp'}"
+    done = tmp / "exported"
+    if keep and done.exists():
+        folders = [tmp / name for name in json.loads(done.read_text())]
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+        folders = export_case(
+            model, seed, case["id"], tmp, export_kind, pair_model=pair_model,
+            att_tamper=case.get("tamper"), commodity=case.get("commodity"),
+            container=case.get("container"),
+        )  # fmt: skip
+        if keep:
+            done.write_text(json.dumps([str(f.relative_to(tmp)) for f in folders]))
     cal = ScannerCalibration.load(calibrate(model, root))
     out: dict[str, Any] = {"model": model, "id": case["id"], "kind": kind}
     hi, lo, doc = _read(folders[0])
@@ -159,7 +169,8 @@ def run_case(args: tuple[str, dict[str, Any], int, str, str]) -> dict[str, Any]:
                 "mass_ratio": (v.get("gd_checks") or {}).get("mass_ratio"),
             }
         )
-    shutil.rmtree(tmp, ignore_errors=True)
+    if not keep:
+        shutil.rmtree(tmp, ignore_errors=True)
     res_path.write_text(json.dumps(out))
     return out
 
@@ -301,8 +312,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     jobs = []
     for i, m in enumerate(models):
         other = models[(i + 1) % len(models)]
-        jobs += [(m, c, EVAL_SEED, str(root), other) for c in eval_plan]
-        jobs += [(m, c, TUNE_SEED, str(root), other) for c in tune_plan]
+        keep = bool(getattr(args, "keep_cases", False))
+        jobs += [(m, c, EVAL_SEED, str(root), other, keep) for c in eval_plan]
+        jobs += [(m, c, TUNE_SEED, str(root), other, keep) for c in tune_plan]
     for m in models:  # before the workers, so they never race to write one
         calibrate(m, root)
     t0 = time.perf_counter()

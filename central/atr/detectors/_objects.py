@@ -85,6 +85,7 @@ def dense_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
                 f" +{mean_res:.1f} above the cargo around it"
             )
         out.append(sc.finding(cat, score, why, _outline(sc, lab, k, mean_res, (x, y, w, h))))
+    out = _with_uniform_cargo(sc, out, metal_cargo)
     guns = firearm_shapes(sc)
     # one object, one finding: a blob that a handgun outline explains is that handgun
     out = [
@@ -93,6 +94,177 @@ def dense_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
         if f.category != Category.DENSE_OBJECT or not any(same_object(f, g) for g in guns)
     ]
     return out + guns
+
+
+def _category(
+    sc: Scene, sel_box: tuple[int, int, int, int], sel: npt.NDArray[np.bool_], metal_cargo: bool
+) -> tuple[Category, float, float]:
+    """A blob's category by its material: high-Z object, organic in metal cargo or dense
+    object; with its median Z_eff and its impenetrable share."""
+    x, y, w, h = sel_box
+    z = sc.zeff[x : x + w, y : y + h][sel]
+    mat = sc.material[x : x + w, y : y + h][sel]
+    zmed = float(np.median(z[z > 0])) if np.any(z > 0) else 0.0
+    imp = float(np.mean(mat == int(MaterialClass.IMPENETRABLE))) if mat.size else 0.0
+    known = 1.0
+    if sc.opaque is not None:
+        opq = sc.opaque[x : x + w, y : y + h][sel]
+        known = float(np.sum(z > 0)) / max(1, int(np.sum(z > 0)) + int(np.sum(opq)))
+    if zmed >= 40.0 and known >= HIGH_Z_KNOWN_SHARE:
+        return Category.HIGH_Z_OBJECT, zmed, imp
+    if metal_cargo and mat.size and float(np.mean(mat == int(MaterialClass.ORGANIC))) > 0.4:
+        return Category.ORGANIC_IN_METAL, zmed, imp
+    return Category.DENSE_OBJECT, zmed, imp
+
+
+def uniform_cargo_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
+    """Compact objects that stand out of uniform cargo by many times its texture.
+
+    The absolute threshold of :func:`dense_objects` (+0.35, more over denser cargo)
+    is set by the most varied loads: a steel part of 20-40 mm, a handgun's or a
+    tool's thickness, adds +0.5 to +1.0 and is lost over a dense load.  Goods in
+    cartons, pallets of one commodity, are uniform to a few hundredths wherever the
+    scanner sees through them, so that such an object stands out of them by tens of
+    times their texture, on any scanner: the contrast is measured against the
+    spread of the cargo around it, not against a level fixed on one scanner.
+
+    A candidate is a blob at least :data:`UNIFORM_MIN_CONTRAST` over the cargo
+    around it (the scene's running medians), of an object's size
+    (:data:`UNIFORM_MAX_MM`), off the floor band and the container's ends, inside
+    cargo (its background at least :data:`UNIFORM_MIN_BACKGROUND`) that the scanner
+    sees through (no impenetrable or opaque pixels in it).  Its texture is the
+    robust spread (interquartile range / 1.349) of the residual over the cargo
+    pixels of a ring :data:`UNIFORM_RING_MM` wide round it, at least
+    :data:`UNIFORM_TEXTURE_FLOOR`, and needs :data:`UNIFORM_RING_SHARE` of the ring
+    to be such cargo.  Score: (median contrast / texture) / :data:`UNIFORM_Z_RED`.
+    """
+    bl, bc = sc.frame.px_mm
+    res = sc.residual
+    cand = _blobs(res > UNIFORM_MIN_CONTRAST)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(cand, connectivity=8)
+    gl, gc = max(2, round(UNIFORM_RING_MM / bl)), max(2, round(UNIFORM_RING_MM / bc))
+    floor = sc.row_above_floor(UNIFORM_FLOOR_MM)
+    bad = sc.material == int(MaterialClass.IMPENETRABLE)
+    if sc.opaque is not None:
+        bad = bad | sc.opaque
+    usable = sc.occupied & ~bad & (cand == 0)
+    lines = res.shape[0]
+    found: list[tuple[tuple[int, int, int, int], float, Category, str]] = []
+    for k in range(1, n):
+        cx, cy, cw, ch, area = (int(v) for v in stats[k])
+        x, y, w, h = cy, cx, ch, cw
+        if area * bl * bc < UNIFORM_MIN_MM2 or w * bl > UNIFORM_MAX_MM[0]:
+            continue
+        if h * bc > UNIFORM_MAX_MM[1] or y + h > floor or x <= 1 or x + w >= lines - 1:
+            continue
+        sel = lab[x : x + w, y : y + h] == k
+        if float(np.mean(bad[x : x + w, y : y + h][sel])) > UNIFORM_BAD_SHARE:
+            continue
+        if float(np.median(sc.background[x : x + w, y : y + h][sel])) < UNIFORM_MIN_BACKGROUND:
+            continue
+        l0, r0 = max(0, x - gl), max(0, y - gc)
+        l1, r1 = min(lines, x + w + gl), min(res.shape[1], y + h + gc)
+        ring = usable[l0:l1, r0:r1]
+        ring_px = ring.size - int(np.sum(lab[l0:l1, r0:r1] == k))
+        vals = res[l0:l1, r0:r1][ring]
+        if ring_px <= 0 or vals.size < UNIFORM_RING_SHARE * ring_px:
+            continue
+        q1, q3 = np.percentile(vals, [25.0, 75.0])
+        texture = max(UNIFORM_TEXTURE_FLOOR, float(q3 - q1) / 1.349)
+        contrast = float(np.median(res[x : x + w, y : y + h][sel]))
+        ratio = contrast / texture
+        cat, zmed, _ = _category(sc, (x, y, w, h), sel, metal_cargo)
+        what = {Category.HIGH_Z_OBJECT: f"Z_eff {zmed:.0f} object"}.get(cat, "dense object")
+        why = f"+{contrast:.1f} above uniform cargo ({ratio:.0f} times its texture)"
+        found.append((_outline(sc, lab, k, contrast, (x, y, w, h)), ratio, cat, f"{what}|{why}"))
+    out: list[Finding] = []
+    for box, ratio, cat, text in _join_across_gaps(found, round(UNIFORM_JOIN_MM / bl)):
+        what, why = text.split("|", 1)
+        size = f"{(box[2] - box[0]) * bl:.0f} x {(box[3] - box[1]) * bc:.0f} mm"
+        out.append(sc.finding(cat, ratio / UNIFORM_Z_RED, f"{what} {size}, {why}", box))
+    return out
+
+
+def _join_across_gaps(
+    found: list[tuple[tuple[int, int, int, int], float, Category, str]], gap: int
+) -> list[tuple[tuple[int, int, int, int], float, Category, str]]:
+    """Parts of one object cut by the air between two cartons or pallets, joined.
+
+    Two parts join when they face each other along travel at most ``gap`` lines apart
+    and share at least half the height of the lower one (a barrel across the gap
+    between two pallets); the joined part keeps the stronger one's score and words.
+    """
+    parts = sorted(found, key=lambda f: f[0][0])
+    joined = True
+    while joined:
+        joined = False
+        for i in range(len(parts)):
+            for j in range(i + 1, len(parts)):
+                a, b = parts[i][0], parts[j][0]
+                apart = max(a[0], b[0]) - min(a[2], b[2])
+                shared = min(a[3], b[3]) - max(a[1], b[1])
+                if apart > gap or shared < 0.5 * min(a[3] - a[1], b[3] - b[1]):
+                    continue
+                strong = parts[i] if parts[i][1] >= parts[j][1] else parts[j]
+                box = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                parts[i] = (box, strong[1], strong[2], strong[3])
+                del parts[j]
+                joined = True
+                break
+            if joined:
+                break
+    return parts
+
+
+def _with_uniform_cargo(sc: Scene, found: list[Finding], metal_cargo: bool) -> list[Finding]:
+    """``found`` and the objects standing out of uniform cargo: one finding per object, the
+    higher score of the two passes where both outline it."""
+    out = list(found)
+    for u in uniform_cargo_objects(sc, metal_cargo):
+        same = [f for f in out if same_object(f, u) or _inside_box(f, u)]
+        if not same:
+            out.append(u)
+        elif all(f.category == u.category and f.score < u.score for f in same):
+            # the parts the absolute threshold found of this object are this object
+            out = [f for f in out if not any(f is g for g in same)] + [u]
+    return out
+
+
+def _inside_box(f: Finding, g: Finding) -> bool:
+    """Whether either finding's pixel box lies wholly inside the other's."""
+    a, b = f.bbox_px, g.bbox_px
+
+    def within(p: list[int], q: list[int]) -> bool:
+        return p[0] >= q[0] and p[1] >= q[1] and p[2] <= q[2] and p[3] <= q[3]
+
+    return within(a, b) or within(b, a)
+
+
+#: Least contrast over the cargo around for the uniform-cargo pass: about 18 g/cm²
+#: (+0.5 / MU_RHO_HI), 22 mm of steel.
+UNIFORM_MIN_CONTRAST = 0.5
+#: Least blob area, mm² (as the dense-object pass), and the largest object, mm along
+#: travel and high: a long gun lying, a package of them; a pallet is no object.
+UNIFORM_MIN_MM2 = 4000.0
+UNIFORM_MAX_MM = (1000.0, 700.0)
+#: The floor band left out (floor, cross members, a chassis under it), mm.
+UNIFORM_FLOOR_MM = 200.0
+#: Least median cargo background under a blob: an object inside goods, not in air
+#: (which the dense-object pass measures against nothing).
+UNIFORM_MIN_BACKGROUND = 0.3
+#: Most share of a blob's pixels that are impenetrable or beyond the scanner's range.
+UNIFORM_BAD_SHARE = 0.2
+#: Ring round the blob its texture is measured on, mm, and the least share of it that
+#: must be cargo the scanner sees through (an object at a load's edge is not judged).
+UNIFORM_RING_MM = 300.0
+UNIFORM_RING_SHARE = 0.5
+#: Parts of an object at most this far apart along travel are one (the air between two
+#: cartons or pallets, 20-60 mm), mm.
+UNIFORM_JOIN_MM = 60.0
+#: Texture never taken as less than this (a scanner's noise after binning).
+UNIFORM_TEXTURE_FLOOR = 0.02
+#: Contrast / texture that scores 1.0 (red), before per-commodity scaling.
+UNIFORM_Z_RED = 25.0
 
 
 #: Least share of a blob's pixels whose Z_eff is known, among those it is known on or that
