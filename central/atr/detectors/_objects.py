@@ -42,13 +42,14 @@ def dense_objects(sc: Scene, metal_cargo: bool) -> list[Finding]:
     n, lab, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     out: list[Finding] = []
     min_area = 4000.0 / (bl * bc)
+    floor_band = sc.row_above_floor(FLOOR_BAND_MM)
     for k in range(1, n):
         # OpenCV's x runs along axis 1 (rows of the detector), y along axis 0 (lines)
         cx, cy, cw, ch, area = (int(v) for v in stats[k])
         x, y, w, h = cy, cx, ch, cw  # lines from x, w of them; rows from y, h of them
         if area < min_area:
             continue
-        if _end_corner(sc, (x, y, x + w, y + h)):
+        if _end_corner(sc, (x, y, x + w, y + h)) or y >= floor_band:
             continue
         sel = lab[x : x + w, y : y + h] == k
         res = sc.residual[x : x + w, y : y + h][sel]
@@ -265,6 +266,15 @@ UNIFORM_JOIN_MM = 60.0
 UNIFORM_TEXTURE_FLOOR = 0.02
 #: Contrast / texture that scores 1.0 (red), before per-commodity scaling.
 UNIFORM_Z_RED = 25.0
+
+
+#: A blob wholly in the lowest this many mm of the interior is the floor's business, not
+#: an object's: the plywood, the cross members under it and what carries the container
+#: (a chassis's gooseneck, its beams) show there through the fan's perspective by tens of
+#: mm, more on a scanner whose source stands lower, and a layer hidden in the floor is
+#: what the double-floor detectors look for.  An object standing on the floor reaches
+#: above it.
+FLOOR_BAND_MM = 100.0
 
 
 #: Least share of a blob's pixels whose Z_eff is known, among those it is known on or that

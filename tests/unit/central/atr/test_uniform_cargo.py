@@ -116,3 +116,15 @@ def test_a_weak_object_is_not_red_and_a_textured_ring_lowers_its_score() -> None
     s = uniform_cargo_objects(_scene(smooth), False)
     r = uniform_cargo_objects(_scene(rough), False)
     assert s and r and max(f.score for f in r) < max(f.score for f in s)
+
+
+def test_a_blob_wholly_in_the_floor_band_is_the_floors_an_object_on_the_floor_is_not() -> None:
+    # a chassis member or cross member seen through the floor: 240 x 60 mm, in the lowest
+    # 100 mm; the same steel 200 mm high stands on the floor and is an object
+    low = _cargo(texture=0.0)
+    low[300:320, ROWS - 6 : ROWS - 1] += 3.0
+    assert [f for f in dense_objects(_scene(low), False) if f.score >= 1.0] == []
+    tall = _cargo(texture=0.0)
+    tall[300:320, ROWS - 17 : ROWS - 1] += 3.0
+    found = [f for f in dense_objects(_scene(tall), False) if f.score >= 1.0]
+    assert len(found) == 1 and found[0].bbox_px[0] <= 300 and found[0].bbox_px[2] >= 319
