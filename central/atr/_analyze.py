@@ -21,7 +21,7 @@ from ._library import ImageLibrary, describe
 from ._model import AtrInputError, Category, Finding, Level, Verdict, level_of
 from ._physical import PhysicalImage, check_fit, to_physical
 from ._profiles import RED_AT
-from .detectors import DETECTORS, Context, Scene, same_object
+from .detectors import DETECTORS, UNIFORM_RED_AT, Context, Scene, one_per_object, same_object
 
 F32 = npt.NDArray[np.float32]
 
@@ -188,7 +188,7 @@ def analyze_binned(
         )
         if f.level != Level.GREEN
     ]
-    findings = _explain(findings)
+    findings = _explain(one_per_object(findings))
     container = {
         "model": model.code,
         "found": frame.found,
@@ -550,7 +550,7 @@ def _floor_layer(findings: list[Finding]) -> list[Finding]:
 
 def _rescale(f: Finding, gd: dict[str, Any]) -> Finding:
     """Divide a raw score by its red threshold (by category and declared commodity)."""
-    table = RED_AT.get(f.category)
+    table = UNIFORM_RED_AT if f.basis == "texture" else RED_AT.get(f.category)
     if not table:
         return f
     declared = str(gd.get("declared_commodity", "") or "")

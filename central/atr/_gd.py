@@ -18,7 +18,14 @@ import numpy as np
 
 from core.calibration import MaterialClass
 
-from ._commodity import LoadFeatures, check_commodity, check_weight
+from ._commodity import (
+    WEIGHT_RED_SIGMA,
+    WEIGHT_YELLOW_SIGMA,
+    LoadFeatures,
+    WeightCheck,
+    check_commodity,
+    check_weight,
+)
 from ._containers import ContainerModel
 from ._declaration import GoodsDeclaration, parse_gd, resolve
 from ._hs import HsExpectation
@@ -103,6 +110,17 @@ PROFILE_BY_HEADING: dict[str, str] = {
 }  # fmt: skip
 #: ... and by chapter where the whole chapter is that kind of goods.
 PROFILE_BY_CHAPTER: dict[str, str] = {"84": "machinery", "85": "electronics"}
+
+
+def finding_score(w: WeightCheck) -> float:
+    """The weight check's score on the findings' scale: 0.5 at its yellow (2 σ), 1.0 at
+    its red (3 σ), so that a finding's level says what its reason says ("consistent"
+    under 2 σ: a 1.7 σ difference was a yellow finding that called itself consistent).
+    """
+    z = w.score * WEIGHT_RED_SIGMA
+    if z < WEIGHT_YELLOW_SIGMA:
+        return 0.5 * z / WEIGHT_YELLOW_SIGMA
+    return 0.5 + 0.5 * (z - WEIGHT_YELLOW_SIGMA) / (WEIGHT_RED_SIGMA - WEIGHT_YELLOW_SIGMA)
 
 
 def tuned_profile(decl: GoodsDeclaration | None) -> str:
@@ -273,7 +291,7 @@ def gd_consistency(
             model_error=0.0,  # load_features' σ holds the measured model error
         )
         checks["weight"] = w.reason
-        score = w.score
+        score = finding_score(w)
         if w.image_gross_kg < decl.gross_weight_kg or not calibrated:
             # less than declared is no concealment; without the scanner's calibration the
             # mass is the reference scanner's reading: at most an assessment review

@@ -74,6 +74,10 @@ class Finding:
     material: str = ""
     zeff: float = 0.0
     tip: bool = False
+    #: what the score is measured against, when not the detector's fixed level:
+    #: "texture" (the cargo's spread round the object), whose per-commodity red
+    #: thresholds are their own; not part of the verdict's JSON
+    basis: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, floats rounded to what the image can tell."""
@@ -88,6 +92,7 @@ class Finding:
         d["zeff"] = round(self.zeff, 1)
         if not self.tip:
             d.pop("tip")
+        d.pop("basis")
         return d
 
 

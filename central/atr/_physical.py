@@ -218,9 +218,11 @@ def check_fit(b_hi: F32, b_lo: F32, scanner: ScannerCalibration, pixels: int = 1
         raise AtrInputError(
             f"{100 * share:.0f} % of the scan reads lighter than {scanner.curves[0].name} or"
             f" heavier than {scanner.curves[-1].name} on the calibration of scanner"
-            f" {scanner.scanner!r}: the scan was not taken by that scanner",
+            f" {scanner.scanner!r}: the scan was not taken by that scanner, or its high and"
+            " low images are not that scanner's two energies as it measured them",
             fix="give the calibration of the scanner that took this scan "
-            "('nii atr calibrate' on its own commissioning scan)",
+            "('nii atr calibrate' on its own commissioning scan), and its images as "
+            "exported, not edited or rescaled",
         )
 
 

@@ -27,7 +27,14 @@ double floors) and ``_vehicle``, all on the shared ``_scene``.
 
 from ._base import Context, Detector, SceneDetector
 from ._firearm import HANDGUN_OUTLINE_MM, firearm_shapes
-from ._objects import DENSE_OBJECTS, IMPENETRABLE_OBJECTS, dense_objects, impenetrable_objects
+from ._objects import (
+    DENSE_OBJECTS,
+    IMPENETRABLE_OBJECTS,
+    UNIFORM_RED_AT,
+    dense_objects,
+    impenetrable_objects,
+    one_per_object,
+)
 from ._organic import ORGANIC_IN_METAL, organic_in_metal
 from ._registry import DETECTORS
 from ._scene import MU_RHO_HI, Scene, same_object
@@ -51,6 +58,7 @@ __all__ = [
     "IMPENETRABLE_OBJECTS",
     "MU_RHO_HI",
     "ORGANIC_IN_METAL",
+    "UNIFORM_RED_AT",
     "VEHICLE",
     "Context",
     "Detector",
@@ -62,6 +70,7 @@ __all__ = [
     "false_wall",
     "firearm_shapes",
     "impenetrable_objects",
+    "one_per_object",
     "organic_in_metal",
     "same_object",
     "vehicle",

@@ -214,3 +214,16 @@ def test_label_names_the_goods() -> None:
     assert resolve(parse_gd({"hs_code": "6907"})).label == "6907 ceramic tiles"
     assert resolve(parse_gd({"commodity": "widgets"})).label == "widgets"
     assert isinstance(parse_gd({}), GoodsDeclaration)
+
+
+def test_a_weight_finding_is_yellow_only_where_its_reason_says_doubtful() -> None:
+    from central.atr._commodity import check_weight
+    from central.atr._gd import finding_score
+    from central.atr._model import level_of
+
+    # 2 t tare; the image 1.7, 2.5 and 3.5 sigma (of 1 t) under the declared 12 t gross
+    for z, word, level in ((1.7, "consistent", "green"), (2.5, "doubtful", "yellow"),
+                           (3.5, "inconsistent", "red")):  # fmt: skip
+        w = check_weight(12000.0, 2000.0, 10000.0 - 1000.0 * z, 1000.0, model_error=0.0)
+        assert word in w.reason
+        assert str(level_of(finding_score(w))) == level

@@ -10,9 +10,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from central.atr import Category
+from central.atr import Category, Finding, Level
 from central.atr._image import Frame
-from central.atr.detectors import Scene, _objects, dense_objects
+from central.atr.detectors import Scene, _objects, dense_objects, one_per_object
 from central.atr.detectors._objects import UNIFORM_FLOOR_MM, uniform_cargo_objects
 from core.calibration import MaterialClass
 
@@ -69,8 +69,8 @@ def test_a_steel_object_in_uniform_cartons_is_red_where_the_fixed_threshold_is_s
     assert l0 <= 250 and l1 >= 290 and r0 <= 100 and r1 >= 113
     assert "times its texture" in f.reason
     # the detector as the analysis runs it: one finding for the object, red
-    dense = [g for g in dense_objects(sc, metal_cargo=False) if g.score >= 1.0]
-    assert len(dense) == 1 and dense[0].bbox_px == f.bbox_px
+    dense = one_per_object(dense_objects(sc, metal_cargo=False))
+    assert len(dense) == 1 and dense[0].bbox_px == f.bbox_px and dense[0].score >= 1.0
     # where the fixed threshold alone (+0.35, +0.09 per unit of cargo) says nothing red
     monkeypatch.setattr(_objects, "_with_uniform_cargo", lambda sc, found, metal: found)
     assert _red(dense_objects(sc, metal_cargo=False)) == []
@@ -96,10 +96,9 @@ def test_an_object_across_the_air_between_two_pallets_is_one_finding() -> None:
     assert found[0].bbox_px[0] <= 250 and found[0].bbox_px[2] >= 290
 
 
-def test_objects_on_the_floor_band_or_in_what_the_scanner_cannot_see_through_are_left() -> None:
+def test_objects_on_the_floor_or_in_what_the_scanner_cannot_see_through_are_left() -> None:
     a = _cargo(texture=0.0)
-    floor_rows = round(UNIFORM_FLOOR_MM / PX)
-    a[250:270, ROWS - floor_rows : ROWS - 10] += 0.9  # a cross member's bracket
+    a[250:270, ROWS - 12 : ROWS] += 1.5  # a cross member's bracket, from the floor up
     assert uniform_cargo_objects(_scene(a), metal_cargo=False) == []
     b = _cargo(texture=0.0)
     _gun(b, 250, 100)
@@ -128,3 +127,39 @@ def test_a_blob_wholly_in_the_floor_band_is_the_floors_an_object_on_the_floor_is
     tall[300:320, ROWS - 17 : ROWS - 1] += 3.0
     found = [f for f in dense_objects(_scene(tall), False) if f.score >= 1.0]
     assert len(found) == 1 and found[0].bbox_px[0] <= 300 and found[0].bbox_px[2] >= 319
+
+
+def test_a_handgun_on_a_pallets_base_is_judged() -> None:
+    # the pallet's base (150 mm of wood, denser than the goods) and a steel L lying on it:
+    # its lowest edge 160 mm above the floor, out of the floor the pass leaves alone
+    a = _cargo(texture=0.0)
+    a[:, ROWS - 13 : ROWS - 1] += 0.3
+    bottom = ROWS - 1 - round(160 / PX)
+    _gun(a, 250, bottom - 15)
+    assert round(UNIFORM_FLOOR_MM / PX) < ROWS - 1 - bottom
+    found = _red(uniform_cargo_objects(_scene(a), metal_cargo=False))
+    assert len(found) == 1 and found[0].bbox_px[0] <= 250 and found[0].bbox_px[2] >= 290
+
+
+def _part(box: list[int], score: float, basis: str = "") -> Finding:
+    return Finding(
+        Category.DENSE_OBJECT, score, Level.RED if score >= 1 else Level.YELLOW, "dense object",
+        bbox_px=box, basis=basis,
+    )  # fmt: skip
+
+
+def test_one_finding_per_object_the_stronger_pass_on_scaled_scores() -> None:
+    whole = _part([100, 50, 150, 70], 1.4, "texture")
+    parts = [_part([100, 50, 120, 70], 0.6), _part([125, 50, 150, 62], 0.5)]
+    elsewhere = _part([400, 50, 420, 70], 0.8)
+    assert one_per_object([*parts, whole, elsewhere]) == [whole, elsewhere]
+    # scaled by a varied load's thresholds the fixed level can be the surer: it stays
+    strong = _part([100, 50, 120, 70], 2.0)
+    assert one_per_object([strong, whole]) == [strong]
+    # a handgun outline on it is the same object: the stronger stays
+    gun = Finding(Category.FIREARM, 0.9, Level.YELLOW, "handgun", bbox_px=[110, 52, 130, 68])
+    assert one_per_object([gun, whole]) == [whole]
+    # another category on the same place is another finding
+    z = Finding(Category.HIGH_Z_OBJECT, 1.2, Level.RED, "Z_eff 60", bbox_px=[100, 50, 150, 70])
+    assert one_per_object([z, whole]) == [z, whole]
+    assert "basis" not in whole.to_dict()
